@@ -1,0 +1,54 @@
+// The exception hierarchy. Every message starts with a stable id in brackets,
+// e.g. "[loom.definition.cycle] /steps/1/depends_on: ...", so hosts can match on
+// the id while people read the rest.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace loom {
+
+/// Base of every exception Loom throws on purpose.
+class Error : public std::runtime_error {
+public:
+    Error(std::string id, const std::string& message)
+        : std::runtime_error("[" + id + "] " + message), id_(std::move(id)) {}
+
+    /// The stable id, e.g. "loom.definition.cycle" (without brackets).
+    const std::string& id() const noexcept { return id_; }
+
+private:
+    std::string id_;
+};
+
+/// A workflow definition failed validation; the message names the JSON path.
+class DefinitionError : public Error {
+public:
+    using Error::Error;
+};
+
+/// A store could not read or write; whatever the call was meant to change is unchanged.
+class StoreError : public Error {
+public:
+    using Error::Error;
+};
+
+/// A named thing (workflow, run, handler) does not exist.
+class NotFound : public Error {
+public:
+    using Error::Error;
+};
+
+/// The call contradicts what is already recorded (e.g. same workflow version, other content).
+class Conflict : public Error {
+public:
+    using Error::Error;
+};
+
+/// A call's arguments are malformed (bad option values, bad JSON input to a run).
+class InvalidArgument : public Error {
+public:
+    using Error::Error;
+};
+
+}  // namespace loom

@@ -1,0 +1,109 @@
+// The executor runs workflows: it schedules ready steps on a thread pool, calls
+// handlers, and commits every transition to the Store before acting on it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <loom/handler.hpp>
+#include <loom/json.hpp>
+#include <loom/observer.hpp>
+#include <loom/run.hpp>
+#include <loom/store.hpp>
+#include <loom/workflow.hpp>
+
+namespace loom {
+
+struct ExecutorOptions {
+    /// Threads that run handlers (and commit, in turn). 0: one per core.
+    unsigned threads = 0;
+    /// Told of runs, steps and log lines; may be null. Must outlive the executor.
+    Observer* observer = nullptr;
+    /// Limits for definitions added or loaded from the store.
+    DefinitionLimits limits{};
+};
+
+/// Which definition start() uses and how.
+struct StartOptions {
+    /// A registered version; the highest registered one when empty.
+    std::optional<std::int64_t> version;
+};
+
+/// Runs workflows durably.
+///
+///     loom::SqliteStore store("runs.db");
+///     loom::Executor executor(store, handlers, {.threads = 4});
+///     executor.add_workflow(wf);
+///     loom::RunId id = executor.start("etl", {{"url", "https://example.org"}});
+///     loom::RunInfo run = executor.wait(id);
+///
+/// Durability: a step's result is committed before any step that depends on it
+/// starts, in the same transaction that makes its dependents ready. Transitions
+/// of many steps and runs share transactions (group commit). After a crash,
+/// recover() resumes every unfinished run; completed steps never run again.
+///
+/// Destruction stops dispatching new steps, lets in-flight handlers finish and
+/// commits their results; unfinished runs stay "running" in the store and a
+/// later recover() resumes them.
+///
+/// Thread safety: every member function may be called from any thread,
+/// concurrently. The store, handlers and observer must outlive the executor.
+class Executor {
+public:
+    /// Throws InvalidArgument for bad options.
+    Executor(Store& store, HandlerRegistry& handlers, ExecutorOptions options = {});
+    ~Executor();
+    Executor(const Executor&) = delete;
+    Executor& operator=(const Executor&) = delete;
+
+    /// Persists the definition (idempotent) and makes it startable by name.
+    /// Throws Conflict if (name, version) is stored with other content.
+    void add_workflow(const Workflow& workflow);
+
+    /// Starts a run and returns once it is durably recorded.
+    /// Throws NotFound "[loom.workflow.unknown]" for a name (or version) neither
+    /// added nor stored, NotFound "[loom.handler.unknown]" if a step's handler is
+    /// not registered; nothing is recorded then.
+    RunId start(const std::string& workflow_name, Json input = Json::object(),
+                const StartOptions& options = {});
+
+    /// Blocks until the run is final and returns it as stored.
+    /// Throws NotFound for an unknown run, Conflict "[loom.run.not_live]" for a
+    /// run that is unfinished but not being run by this executor (recover() it),
+    /// and StoreError if the store failed while running it.
+    RunInfo wait(const RunId& id);
+    /// As wait(), but gives up after timeout and returns nullopt.
+    std::optional<RunInfo> wait_for(const RunId& id, std::chrono::milliseconds timeout);
+
+    /// The run as stored now. Throws NotFound.
+    RunInfo get_run(const RunId& id);
+    /// Runs newest first, without per-step detail.
+    std::vector<RunInfo> list_runs(const RunFilter& filter = {});
+    /// The run's history in commit order. Throws NotFound.
+    std::vector<RunEvent> history(const RunId& id);
+
+    /// Asks the run to stop: nothing new starts, in-flight handlers see
+    /// ctx.cancelled(), and the run ends "cancelled" once they return. The
+    /// request is durable before cancel returns. Returns false if the run was
+    /// already final. Throws NotFound.
+    bool cancel(const RunId& id);
+
+    /// Resumes every unfinished run in the store that this executor is not
+    /// already running, and returns their ids. Steps that were in flight run
+    /// again; completed steps keep their outputs. Runs whose cancellation was
+    /// requested end cancelled. Throws NotFound "[loom.handler.unknown]" before
+    /// resuming anything if a run needs a handler that is not registered, and
+    /// Conflict "[loom.run.definition_changed]" if a run's stored definition no
+    /// longer matches the hash it started with.
+    std::vector<RunId> recover();
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace loom

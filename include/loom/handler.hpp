@@ -1,0 +1,91 @@
+// Step handlers: the host's code. A handler sees only its StepContext, returns the
+// step's output, and fails the attempt by throwing.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <map>
+
+#include <loom/json.hpp>
+#include <loom/observer.hpp>
+#include <loom/run.hpp>
+
+namespace loom {
+
+/// What one attempt of one step sees.
+///
+/// Thread safety: used by the one thread that runs the attempt; cancelled() may
+/// change at any time (it reads an atomic flag).
+class StepContext {
+public:
+    struct Params {
+        Json input;
+        int attempt = 1;
+        RunId run_id;
+        std::string step_id;
+        const std::atomic<bool>* cancel_flag = nullptr;   // null: never cancelled
+        std::function<void(const LogRecord&)> log_sink;   // null: logs are dropped
+    };
+    explicit StepContext(Params params);
+
+    /// The resolved input: references replaced by the values they name.
+    const Json& input() const noexcept { return params_.input; }
+    /// 1 for the first attempt.
+    int attempt() const noexcept { return params_.attempt; }
+    const RunId& run_id() const noexcept { return params_.run_id; }
+    const std::string& step_id() const noexcept { return params_.step_id; }
+    /// "<run id>/<step id>": the same for every attempt and every re-run after a
+    /// crash, so a handler can de-duplicate its side effects with it.
+    std::string idempotency_key() const;
+    /// True once the run is cancelled; a long handler should check and return.
+    bool cancelled() const noexcept;
+    /// Sends a line to the executor's observer, tagged with run, step and attempt.
+    void log(LogLevel level, std::string_view message) const;
+    void log(std::string_view message) const { log(LogLevel::info, message); }
+
+private:
+    Params params_;
+};
+
+/// A step type's code. Implement run(); throw to fail the attempt.
+///
+/// Thread safety: run() may be called from several threads at once (one call
+/// per attempt); an implementation with state synchronizes it.
+class StepHandler {
+public:
+    virtual ~StepHandler() = default;
+    virtual Json run(StepContext& ctx) = 0;
+};
+
+/// Maps handler names (the "handler" of a step) to handlers.
+///
+///     loom::HandlerRegistry handlers;
+///     handlers.add("double", [](loom::StepContext& ctx) -> loom::Json {
+///         return ctx.input()["value"].get<int>() * 2;
+///     });
+///
+/// Thread safety: safe; add and find may be called concurrently. Runs use the
+/// handlers found when they start (or are recovered).
+class HandlerRegistry {
+public:
+    using Function = std::function<Json(StepContext&)>;
+
+    /// Registers or replaces a handler. Throws InvalidArgument for an empty name
+    /// or a null handler.
+    void add(std::string name, std::shared_ptr<StepHandler> handler);
+    void add(std::string name, Function function);
+
+    /// The handler, or nullptr.
+    std::shared_ptr<StepHandler> find(std::string_view name) const;
+    bool contains(std::string_view name) const { return find(name) != nullptr; }
+
+private:
+    mutable std::shared_mutex mutex_;
+    std::map<std::string, std::shared_ptr<StepHandler>, std::less<>> handlers_;  // guarded by mutex_
+};
+
+}  // namespace loom

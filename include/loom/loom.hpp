@@ -1,0 +1,13 @@
+// Umbrella header: the whole public API of Loom.
+#pragma once
+
+#include <loom/error.hpp>
+#include <loom/executor.hpp>
+#include <loom/handler.hpp>
+#include <loom/json.hpp>
+#include <loom/memory_store.hpp>
+#include <loom/observer.hpp>
+#include <loom/run.hpp>
+#include <loom/sqlite_store.hpp>
+#include <loom/store.hpp>
+#include <loom/workflow.hpp>

@@ -1,0 +1,37 @@
+// MemoryStore: a Store that keeps everything in memory, for tests and hosts that
+// need no durability. It honours the same contract as every other store.
+#pragma once
+
+#include <memory>
+
+#include <loom/store.hpp>
+
+namespace loom {
+
+/// An in-memory Store; its contents die with it.
+///
+///     loom::MemoryStore store;
+///     loom::Executor executor(store, handlers);
+///
+/// Thread safety: every verb may be called concurrently (one internal mutex).
+class MemoryStore final : public Store {
+public:
+    MemoryStore();
+    ~MemoryStore() override;
+
+    bool save_workflow(const WorkflowRecord& workflow) override;
+    std::optional<WorkflowRecord> load_workflow(
+        std::string_view name, std::optional<std::int64_t> version = std::nullopt) override;
+    std::vector<WorkflowRecord> list_workflows() override;
+    void commit(const Batch& batch) override;
+    std::optional<RunInfo> load_run(const RunId& id) override;
+    std::vector<RunInfo> list_runs(const RunFilter& filter = {}) override;
+    std::vector<RunId> unfinished_runs() override;
+    std::vector<RunEvent> load_events(const RunId& id) override;
+
+private:
+    struct State;
+    std::unique_ptr<State> state_;
+};
+
+}  // namespace loom

@@ -1,0 +1,84 @@
+// What a run is, as the executor reports it and a store records it. Shared by
+// executor.hpp and store.hpp so that both speak of one RunInfo.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <loom/json.hpp>
+
+namespace loom {
+
+using RunId = std::string;
+/// Wall-clock instants, recorded to the millisecond.
+using TimePoint = std::chrono::system_clock::time_point;
+
+enum class RunStatus { running, completed, failed, cancelled };
+
+/// pending: waits for dependencies; ready: may start; running: an attempt is in
+/// flight; completed / failed: final for this run.
+enum class StepStatus { pending, ready, running, completed, failed };
+
+/// Lower-case names ("running", ...) used in JSON, stores and messages.
+std::string_view to_string(RunStatus status) noexcept;
+std::string_view to_string(StepStatus status) noexcept;
+/// Throws InvalidArgument for an unknown name.
+RunStatus parse_run_status(std::string_view name);
+StepStatus parse_step_status(std::string_view name);
+
+inline bool is_final(RunStatus s) noexcept { return s != RunStatus::running; }
+
+/// One step of one run.
+struct StepInfo {
+    std::string step_id;
+    StepStatus status = StepStatus::pending;
+    int attempts = 0;                       // attempts started so far
+    Json output;                            // set when completed
+    std::string error;                      // set when failed
+    std::optional<TimePoint> started_at;    // of the latest attempt
+    std::optional<TimePoint> finished_at;
+};
+
+/// One run of a workflow, pinned to the definition it started with.
+struct RunInfo {
+    RunId id;
+    std::string workflow_name;
+    std::int64_t workflow_version = 0;
+    std::string workflow_hash;
+    RunStatus status = RunStatus::running;
+    bool cancel_requested = false;
+    Json input;
+    Json output;          // completed: {sink step id: output} for steps nothing depends on
+    std::string error;    // failed: names the step and the exception text
+    TimePoint created_at{};
+    TimePoint updated_at{};
+    std::optional<TimePoint> finished_at;
+    std::vector<StepInfo> steps;   // definition order; empty in list results
+
+    /// The step with this id, or nullptr.
+    const StepInfo* step(std::string_view step_id) const;
+};
+
+/// One entry of a run's history, in commit order.
+struct RunEvent {
+    std::int64_t seq = 0;          // assigned by the store, increasing per store
+    RunId run_id;
+    std::string step_id;           // empty for run-level events
+    std::string kind;              // "run.started", "step.completed", ...
+    int attempt = 0;
+    std::string detail;            // e.g. the error text
+    TimePoint at{};
+};
+
+/// Which runs list_runs returns, newest first.
+struct RunFilter {
+    std::optional<std::string> workflow_name;
+    std::optional<RunStatus> status;
+    std::size_t limit = 100;
+};
+
+}  // namespace loom

@@ -1,0 +1,61 @@
+// SqliteStore: the default Store, one SQLite file in WAL mode. SQLiteCpp stays an
+// implementation detail (pimpl): hosts need only this header.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include <loom/store.hpp>
+
+namespace loom {
+
+struct SqliteOptions {
+    /// FULL (the default) fsyncs every commit, so an acknowledged step survives
+    /// power loss. NORMAL is faster and still safe against a process crash, but a
+    /// power loss may roll back the last commits.
+    enum class Synchronous { full, normal };
+    Synchronous synchronous = Synchronous::full;
+    /// How long a write waits for another process's lock before StoreError.
+    std::chrono::milliseconds busy_timeout{5000};
+};
+
+/// A Store on one SQLite database file, created if missing. Opening applies any
+/// pending schema migrations (recorded in schema_migrations) and refuses, with
+/// StoreError "[loom.store.schema_too_new]", a file written by a newer Loom.
+///
+///     loom::SqliteStore store("runs.db");
+///
+/// Writes use BEGIN IMMEDIATE; several processes may open one file, and a
+/// writer waits up to busy_timeout for another.
+///
+/// Thread safety: every verb may be called concurrently; writes share one
+/// connection (serialized), reads use a second one, so reads never wait on a
+/// commit's fsync.
+class SqliteStore final : public Store {
+public:
+    /// Throws StoreError if the file cannot be opened or migrated.
+    explicit SqliteStore(const std::string& path, SqliteOptions options = {});
+    ~SqliteStore() override;
+    SqliteStore(const SqliteStore&) = delete;
+    SqliteStore& operator=(const SqliteStore&) = delete;
+
+    bool save_workflow(const WorkflowRecord& workflow) override;
+    std::optional<WorkflowRecord> load_workflow(
+        std::string_view name, std::optional<std::int64_t> version = std::nullopt) override;
+    std::vector<WorkflowRecord> list_workflows() override;
+    void commit(const Batch& batch) override;
+    std::optional<RunInfo> load_run(const RunId& id) override;
+    std::vector<RunInfo> list_runs(const RunFilter& filter = {}) override;
+    std::vector<RunId> unfinished_runs() override;
+    std::vector<RunEvent> load_events(const RunId& id) override;
+
+    /// The schema version this library writes.
+    static int latest_schema_version() noexcept;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace loom

@@ -1,0 +1,103 @@
+// The persistence interface: a few coarse verbs that every backend implements and
+// one conformance suite (tests/test_store.cpp) checks. The store knows nothing of
+// handlers or scheduling; the executor decides, the store records.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <loom/json.hpp>
+#include <loom/run.hpp>
+
+namespace loom {
+
+/// A stored workflow definition, keyed by (name, version).
+struct WorkflowRecord {
+    std::string name;
+    std::int64_t version = 0;
+    std::string hash;        // Workflow::hash() of definition
+    Json definition;         // Workflow::to_json()
+    TimePoint created_at{};
+};
+
+/// The new state of one step row (every mutable column; last write wins).
+struct StepWrite {
+    RunId run_id;
+    std::string step_id;
+    StepStatus status = StepStatus::pending;
+    int attempts = 0;
+    Json output;
+    std::string error;
+    std::optional<TimePoint> started_at;
+    std::optional<TimePoint> finished_at;
+};
+
+/// The new state of one run row's mutable columns.
+struct RunWrite {
+    RunId run_id;
+    RunStatus status = RunStatus::running;
+    bool cancel_requested = false;
+    Json output;
+    std::string error;
+    TimePoint updated_at{};
+    std::optional<TimePoint> finished_at;
+};
+
+/// Everything one transaction changes. Applied in this order: new runs (with
+/// their steps), step writes, run writes, events (seq is assigned by the store).
+struct Batch {
+    std::vector<RunInfo> new_runs;
+    std::vector<StepWrite> steps;
+    std::vector<RunWrite> runs;
+    std::vector<RunEvent> events;
+
+    bool empty() const noexcept {
+        return new_runs.empty() && steps.empty() && runs.empty() && events.empty();
+    }
+};
+
+/// Where runs and definitions live. Implementations: MemoryStore, SqliteStore.
+///
+/// Contract for every verb: it either does all it says or throws and changes
+/// nothing. StoreError for I/O failures and writes to rows that do not exist,
+/// Conflict for writes that contradict what is stored.
+///
+/// Thread safety: every verb may be called from any thread, concurrently;
+/// implementations serialize writes themselves.
+class Store {
+public:
+    virtual ~Store() = default;
+
+    /// Records a definition. Returns true if it was new, false if the identical
+    /// definition (same hash) was already stored. Throws Conflict if (name,
+    /// version) is stored with another hash.
+    virtual bool save_workflow(const WorkflowRecord& workflow) = 0;
+
+    /// The definition (name, version); the highest version when version is empty.
+    virtual std::optional<WorkflowRecord> load_workflow(
+        std::string_view name, std::optional<std::int64_t> version = std::nullopt) = 0;
+
+    /// Every stored definition, ordered by name then version.
+    virtual std::vector<WorkflowRecord> list_workflows() = 0;
+
+    /// Applies the whole batch in one transaction. A new run whose id exists, or
+    /// whose workflow (name, version) is not stored, throws Conflict / StoreError.
+    virtual void commit(const Batch& batch) = 0;
+
+    /// The run with all its steps in definition order, or nullopt.
+    virtual std::optional<RunInfo> load_run(const RunId& id) = 0;
+
+    /// Runs matching the filter, newest first, without steps.
+    virtual std::vector<RunInfo> list_runs(const RunFilter& filter = {}) = 0;
+
+    /// Ids of runs whose status is running, oldest first.
+    virtual std::vector<RunId> unfinished_runs() = 0;
+
+    /// The run's events in commit order (empty for an unknown run).
+    virtual std::vector<RunEvent> load_events(const RunId& id) = 0;
+};
+
+}  // namespace loom

@@ -1,0 +1,112 @@
+// The model: a workflow is a validated DAG of steps. It knows nothing of execution.
+// A Workflow only exists validated: from_json and WorkflowBuilder::build are the
+// only ways to make one, and both throw DefinitionError on bad input.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <loom/json.hpp>
+
+namespace loom {
+
+namespace detail {
+struct Plan;
+}
+
+/// One node of the DAG: which handler runs it, with what input, after which steps.
+struct Step {
+    std::string id;
+    std::string handler;
+    /// Input template; may hold ${input...} and ${steps.ID.output...} references.
+    /// Absent: the step receives its direct dependencies' outputs keyed by step id.
+    std::optional<Json> input;
+    std::vector<std::string> depends_on;
+};
+
+/// Bounds on what a definition may be; checked before anything else is read.
+struct DefinitionLimits {
+    std::size_t max_steps = 10'000;
+    std::size_t max_depth = 64;          // JSON nesting depth of the whole definition
+    std::size_t max_bytes = 1 << 20;     // size of the definition's JSON text
+};
+
+/// A validated, immutable workflow definition, identified by (name, version).
+///
+///     auto wf = loom::Workflow::from_json(text);      // throws DefinitionError
+///     std::string text2 = wf.to_json().dump();
+///
+/// Thread safety: immutable after construction; any number of threads may read
+/// one Workflow at once. Copies are cheap (the compiled graph is shared).
+class Workflow {
+public:
+    /// Parses and validates a JSON definition.
+    /// Throws DefinitionError naming the JSON path and reason: invalid JSON, wrong
+    /// types, missing or unknown keys, empty workflow, duplicate or malformed ids,
+    /// unknown or self dependencies, cycles, bad references, limits exceeded.
+    static Workflow from_json(std::string_view text, const DefinitionLimits& limits = {});
+    static Workflow from_json(const Json& definition, const DefinitionLimits& limits = {});
+
+    /// The canonical JSON form; from_json(to_json()) yields an equal workflow.
+    Json to_json() const;
+
+    const std::string& name() const noexcept { return name_; }
+    std::int64_t version() const noexcept { return version_; }
+    const std::vector<Step>& steps() const noexcept { return steps_; }
+    /// The step with this id, or nullptr.
+    const Step* find_step(std::string_view id) const;
+    /// Hex digest of the canonical JSON: equal definitions have equal hashes.
+    const std::string& hash() const noexcept { return hash_; }
+
+    /// The compiled graph the executor runs (internal).
+    const detail::Plan& plan() const noexcept { return *plan_; }
+
+private:
+    Workflow() = default;
+
+    std::string name_;
+    std::int64_t version_ = 0;
+    std::vector<Step> steps_;
+    std::string hash_;
+    std::shared_ptr<const detail::Plan> plan_;
+
+    friend struct detail::Plan;
+};
+
+/// Builds a Workflow in C++; build() validates exactly as from_json does, and its
+/// error messages name the JSON path of the equivalent definition.
+///
+///     auto wf = loom::WorkflowBuilder("etl", 1)
+///         .step("extract", "http.get").input({{"url", "${input.url}"}})
+///         .step("load", "db.write").after("extract")
+///         .build();
+///
+/// Thread safety: none; use one builder from one thread.
+class WorkflowBuilder {
+public:
+    WorkflowBuilder(std::string name, std::int64_t version);
+
+    /// Starts a new step; the calls that follow configure it.
+    WorkflowBuilder& step(std::string id, std::string handler);
+    WorkflowBuilder& input(Json input);
+    WorkflowBuilder& after(std::string step_id);
+    WorkflowBuilder& after(std::initializer_list<std::string> step_ids);
+
+    /// Throws DefinitionError (as Workflow::from_json).
+    Workflow build(const DefinitionLimits& limits = {}) const;
+
+    /// The JSON definition built so far.
+    const Json& json() const noexcept { return definition_; }
+
+private:
+    Json& current();
+
+    Json definition_;
+};
+
+}  // namespace loom

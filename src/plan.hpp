@@ -1,0 +1,70 @@
+// The compiled form of a validated Workflow: indices instead of ids, parsed input
+// templates. Built once by validation; read by the executor. Internal.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <loom/json.hpp>
+#include <loom/workflow.hpp>
+
+namespace loom::detail {
+
+/// ${input.a.b} or ${steps.ID.output.k.0}; path segments index objects by key
+/// and arrays by number.
+struct Reference {
+    bool from_input = true;
+    std::uint32_t step = 0;          // index of the referenced step (from_input false)
+    std::vector<std::string> path;   // after "input" / after "steps.ID.output"
+    std::string text;                // the reference as written, e.g. "${input.url}"
+};
+
+/// A string value of an input template: literal text and references, in order.
+struct TemplatePart {
+    std::string literal;             // used when ref is empty
+    std::optional<Reference> ref;
+};
+
+/// One string in a step's input that holds references.
+struct Substitution {
+    Json::json_pointer where;        // location inside the step's input
+    std::vector<TemplatePart> parts; // exactly one ref part: the value replaces the string
+};
+
+struct StepPlan {
+    std::vector<std::uint32_t> deps;         // direct dependencies, definition order
+    std::vector<std::uint32_t> dependents;   // direct dependents, definition order
+    std::vector<Substitution> substitutions; // empty when the input has no references
+};
+
+struct Plan {
+    std::vector<StepPlan> steps;                          // same order as Workflow::steps()
+    std::vector<std::uint32_t> sinks;                     // steps nothing depends on
+    std::unordered_map<std::string, std::uint32_t> index; // step id -> position
+
+    /// Builds a workflow from already-validated parts (used by validation only).
+    static Workflow make_workflow(std::string name, std::int64_t version,
+                                  std::vector<Step> steps, std::string hash,
+                                  std::shared_ptr<const Plan> plan);
+};
+
+/// Returns output of step i (must be completed).
+using OutputOf = std::function<const Json&(std::uint32_t)>;
+
+/// The step's input with every reference replaced. A step without an input
+/// template receives {dependency id: output} for its direct dependencies.
+/// Throws InvalidArgument "[loom.input.missing]" when a referenced key or index
+/// does not exist in the run's input or the step's output.
+Json resolve_input(const Workflow& workflow, std::uint32_t step, const Json& run_input,
+                   const OutputOf& output_of);
+
+/// Parses every ${...} in one string. `where` is the JSON path used in errors.
+/// Throws DefinitionError "[loom.definition.bad_reference]".
+std::vector<TemplatePart> parse_template(const std::string& text, const std::string& where,
+                                         const std::unordered_map<std::string, std::uint32_t>& index);
+
+}  // namespace loom::detail
