@@ -1,1 +1,55 @@
-// placeholder: being written
+// StepContext accessors and the handler registry.
+#include <loom/error.hpp>
+#include <loom/handler.hpp>
+
+#include <mutex>
+
+namespace loom {
+namespace {
+
+class FunctionHandler final : public StepHandler {
+public:
+    explicit FunctionHandler(HandlerRegistry::Function f) : f_(std::move(f)) {}
+    Json run(StepContext& ctx) override { return f_(ctx); }
+
+private:
+    HandlerRegistry::Function f_;
+};
+
+}  // namespace
+
+StepContext::StepContext(Params params) : params_(std::move(params)) {}
+
+std::string StepContext::idempotency_key() const { return params_.run_id + "/" + params_.step_id; }
+
+bool StepContext::cancelled() const noexcept {
+    return params_.cancel_flag && params_.cancel_flag->load(std::memory_order_relaxed);
+}
+
+void StepContext::log(LogLevel level, std::string_view message) const {
+    if (!params_.log_sink) return;
+    params_.log_sink(LogRecord{level, params_.run_id, params_.step_id, params_.attempt,
+                               std::string(message)});
+}
+
+void HandlerRegistry::add(std::string name, std::shared_ptr<StepHandler> handler) {
+    if (name.empty()) throw InvalidArgument("loom.handler.bad_name", "handler name is empty");
+    if (!handler)
+        throw InvalidArgument("loom.handler.null", "handler \"" + name + "\" is null");
+    std::unique_lock lock(mutex_);
+    handlers_[std::move(name)] = std::move(handler);
+}
+
+void HandlerRegistry::add(std::string name, Function function) {
+    if (!function)
+        throw InvalidArgument("loom.handler.null", "handler \"" + name + "\" is null");
+    add(std::move(name), std::make_shared<FunctionHandler>(std::move(function)));
+}
+
+std::shared_ptr<StepHandler> HandlerRegistry::find(std::string_view name) const {
+    std::shared_lock lock(mutex_);
+    auto it = handlers_.find(name);
+    return it == handlers_.end() ? nullptr : it->second;
+}
+
+}  // namespace loom
