@@ -1,1 +1,374 @@
-// placeholder: being written
+// The Executor's public verbs: definitions, starting, waiting, reading,
+// cancelling and recovering runs. Running steps lives in scheduler.cpp.
+#include <loom/executor.hpp>
+
+#include <algorithm>
+#include <random>
+
+#include <fmt/format.h>
+
+#include <loom/error.hpp>
+
+#include "executor_impl.hpp"
+#include "plan.hpp"
+
+namespace loom {
+namespace {
+
+/// Time-ordered, random-tailed ids (UUIDv7 layout), so ids sort by start time
+/// and never collide across processes.
+RunId new_run_id() {
+    static std::mutex mutex;
+    static std::mt19937_64 rng{std::random_device{}()};
+    std::uint64_t a, b;
+    {
+        std::lock_guard lock(mutex);
+        a = rng();
+        b = rng();
+    }
+    const auto ms = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::system_clock::now().time_since_epoch()).count());
+    return fmt::format("{:08x}-{:04x}-7{:03x}-{:04x}-{:012x}", (ms >> 16) & 0xffffffffu,
+                       ms & 0xffffu, a & 0xfffu, ((a >> 12) & 0x3fffu) | 0x8000u,
+                       b & 0xffffffffffffu);
+}
+
+unsigned thread_count(unsigned requested) {
+    if (requested > 0) return requested;
+    return std::max(1u, std::thread::hardware_concurrency());
+}
+
+}  // namespace
+
+Executor::Impl::Impl(Store& store, HandlerRegistry& handlers, ExecutorOptions options)
+    : store_(store),
+      handlers_(handlers),
+      options_(options),
+      pool_(thread_count(options.threads), [this](Task& t) { run_task(t); }) {}
+
+Executor::Impl::~Impl() {
+    stopping_ = true;
+    pool_.stop();
+    // Commit what the last handlers left queued, so their results are kept.
+    bool must_lead = false;
+    {
+        std::lock_guard lock(commit_mutex_);
+        if (!pending_.empty() || !pending_effects_.empty()) {
+            ++urgent_;
+            must_lead = !leading_;
+            leading_ = true;
+        }
+    }
+    if (must_lead) {
+        Task held;   // dispatching is over: the stopped pool drops ready steps
+        lead(&held);
+    }
+    std::lock_guard lock(live_mutex_);
+    for (auto& [id, run] : live_) {
+        std::lock_guard run_lock(run->mutex);
+        if (run->done) continue;
+        run->done = true;
+        run->store_error = std::make_exception_ptr(Conflict(
+            "loom.executor.stopped",
+            "run " + id + " was left unfinished when its executor stopped; recover() resumes it"));
+        run->done_cv.notify_all();
+    }
+}
+
+std::shared_ptr<const Workflow> Executor::Impl::find_workflow(const std::string& name,
+                                                              std::optional<std::int64_t> version) {
+    {
+        std::lock_guard lock(workflows_mutex_);
+        if (version) {
+            auto it = workflows_.find({name, *version});
+            if (it != workflows_.end()) return it->second;
+        }
+    }
+    auto record = store_.load_workflow(name, version);
+    if (!record) {
+        throw NotFound("loom.workflow.unknown",
+                       version ? fmt::format("workflow \"{}\" version {} is not registered", name, *version)
+                               : fmt::format("workflow \"{}\" is not registered", name));
+    }
+    std::lock_guard lock(workflows_mutex_);
+    auto& cached = workflows_[{record->name, record->version}];
+    if (!cached || cached->hash() != record->hash)
+        cached = std::make_shared<const Workflow>(Workflow::from_json(record->definition, options_.limits));
+    return cached;
+}
+
+std::vector<std::shared_ptr<StepHandler>> Executor::Impl::resolve_handlers(const Workflow& wf,
+                                                                           const RunId& run) {
+    std::vector<std::shared_ptr<StepHandler>> found;
+    found.reserve(wf.steps().size());
+    for (const auto& step : wf.steps()) {
+        auto h = handlers_.find(step.handler);
+        if (!h) {
+            throw NotFound("loom.handler.unknown",
+                           fmt::format("{}workflow \"{}\" step \"{}\" uses handler \"{}\", which is not "
+                                       "registered",
+                                       run.empty() ? "" : "run " + run + ": ", wf.name(), step.id,
+                                       step.handler));
+        }
+        found.push_back(std::move(h));
+    }
+    return found;
+}
+
+std::shared_ptr<RunState> Executor::Impl::make_state(const RunInfo& info,
+                                                     std::shared_ptr<const Workflow> wf,
+                                                     std::vector<std::shared_ptr<StepHandler>> handlers,
+                                                     Change& change) {
+    auto run = std::make_shared<RunState>();
+    run->id = info.id;
+    run->workflow = std::move(wf);
+    run->handlers = std::move(handlers);
+    run->input = info.input;
+    run->created_at = info.created_at;
+    run->cancel_requested = info.cancel_requested;
+    run->cancel_flag = info.cancel_requested;
+    const auto& plan = run->workflow->plan();
+    const auto& stored = info.steps;
+    run->steps.resize(plan.steps.size());
+    std::lock_guard lock(run->mutex);   // record_step expects it held
+    for (std::size_t i = 0; i < stored.size(); ++i) {
+        auto& slot = run->steps[i];
+        const auto& s = stored[i];
+        slot.attempts = s.attempts;
+        slot.started_at = s.started_at;
+        slot.finished_at = s.finished_at;
+        if (s.status == StepStatus::completed) {
+            slot.status = StepStatus::completed;
+            slot.output = s.output;
+            ++run->completed;
+        } else if (s.status == StepStatus::failed) {
+            slot.status = StepStatus::failed;
+            slot.error = s.error;
+            if (!run->stopping) {
+                run->stopping = true;
+                run->outcome = RunStatus::failed;
+                run->error = info.error.empty()
+                                 ? fmt::format("step \"{}\" failed: {}", s.step_id, s.error)
+                                 : info.error;
+            }
+        }
+    }
+    if (run->cancel_requested) {
+        run->stopping = true;
+        run->outcome = RunStatus::cancelled;
+        run->error.clear();
+    }
+    change.effects.run = run;
+    for (std::uint32_t i = 0; i < plan.steps.size(); ++i) {
+        auto& slot = run->steps[i];
+        if (slot.status == StepStatus::completed || slot.status == StepStatus::failed) continue;
+        slot.waiting = 0;
+        for (auto d : plan.steps[i].deps)
+            if (run->steps[d].status != StepStatus::completed) ++slot.waiting;
+        // A step in flight at a crash runs again; its attempt count is kept.
+        const auto was = stored[i].status;
+        slot.status = StepStatus::pending;
+        if (slot.waiting == 0 && !run->stopping) {
+            slot.status = StepStatus::ready;
+            change.effects.ready.push_back(i);
+            ++run->active;
+        }
+        if (slot.status != was) record_step(*run, i, change.writes, nullptr);
+    }
+    finalize_if_done(*run, change);
+    return run;
+}
+
+std::shared_ptr<RunState> Executor::Impl::find_live(const RunId& id) {
+    std::lock_guard lock(live_mutex_);
+    auto it = live_.find(id);
+    return it == live_.end() ? nullptr : it->second;
+}
+
+void Executor::Impl::erase_live(const std::shared_ptr<RunState>& run) {
+    std::lock_guard lock(live_mutex_);
+    auto it = live_.find(run->id);
+    if (it != live_.end() && it->second == run) live_.erase(it);
+}
+
+// --- public verbs ---
+
+Executor::Executor(Store& store, HandlerRegistry& handlers, ExecutorOptions options)
+    : impl_(std::make_unique<Impl>(store, handlers, options)) {}
+
+Executor::~Executor() = default;
+
+void Executor::add_workflow(const Workflow& workflow) {
+    impl_->store_.save_workflow(
+        WorkflowRecord{workflow.name(), workflow.version(), workflow.hash(), workflow.to_json(),
+                       detail::now_ms()});
+    std::lock_guard lock(impl_->workflows_mutex_);
+    impl_->workflows_[{workflow.name(), workflow.version()}] = std::make_shared<const Workflow>(workflow);
+}
+
+RunId Executor::start(const std::string& workflow_name, Json input, const StartOptions& options) {
+    auto wf = impl_->find_workflow(workflow_name, options.version);
+    auto handlers = impl_->resolve_handlers(*wf, "");
+
+    RunInfo info;
+    info.id = new_run_id();
+    info.workflow_name = wf->name();
+    info.workflow_version = wf->version();
+    info.workflow_hash = wf->hash();
+    info.input = std::move(input);
+    info.created_at = info.updated_at = detail::now_ms();
+    info.steps.reserve(wf->steps().size());
+    for (const auto& step : wf->steps()) {
+        info.steps.emplace_back();
+        info.steps.back().step_id = step.id;
+    }
+
+    Change change;
+    auto run = impl_->make_state(info, wf, std::move(handlers), change);
+    // make_state wrote the roots' "ready"; the new run row carries it instead.
+    change.writes.steps.clear();
+    for (auto r : change.effects.ready) info.steps[r].status = StepStatus::ready;
+    change.writes.events.insert(change.writes.events.begin(),
+                                RunEvent{0, info.id, "", "run.started", 0, "", info.created_at});
+    change.writes.new_runs.push_back(std::move(info));
+    change.effects.run_started = true;
+
+    {
+        std::lock_guard lock(impl_->live_mutex_);
+        impl_->live_[run->id] = run;
+    }
+    CommitWaiter waiter;
+    change.effects.waiter = &waiter;
+    bool must_lead;
+    {
+        std::lock_guard lock(run->mutex);
+        must_lead = impl_->submit(std::move(change), true);
+    }
+    try {
+        impl_->await_commit(must_lead, waiter);
+    } catch (...) {
+        impl_->erase_live(run);
+        throw;
+    }
+    return run->id;
+}
+
+std::optional<RunInfo> Executor::wait_for(const RunId& id, std::chrono::milliseconds timeout) {
+    if (auto run = impl_->find_live(id)) {
+        std::unique_lock lock(run->mutex);
+        if (!run->done_cv.wait_for(lock, timeout, [&] { return run->done; })) return std::nullopt;
+        if (run->store_error) std::rethrow_exception(run->store_error);
+    }
+    RunInfo info = get_run(id);
+    if (!is_final(info.status) && !impl_->find_live(id)) {
+        throw Conflict("loom.run.not_live",
+                       "run " + id + " is unfinished but not running in this executor; call recover()");
+    }
+    return info;
+}
+
+RunInfo Executor::wait(const RunId& id) {
+    for (;;) {
+        if (auto info = wait_for(id, std::chrono::hours(24))) return *info;
+    }
+}
+
+RunInfo Executor::get_run(const RunId& id) {
+    auto info = impl_->store_.load_run(id);
+    if (!info) throw NotFound("loom.run.unknown", "run " + id + " does not exist");
+    return *info;
+}
+
+std::vector<RunInfo> Executor::list_runs(const RunFilter& filter) {
+    return impl_->store_.list_runs(filter);
+}
+
+std::vector<RunEvent> Executor::history(const RunId& id) {
+    (void)get_run(id);   // NotFound for an unknown run, not an empty history
+    return impl_->store_.load_events(id);
+}
+
+bool Executor::cancel(const RunId& id) {
+    CommitWaiter waiter;
+    Change change;
+    change.effects.waiter = &waiter;
+    const auto at = detail::now_ms();
+    bool must_lead;
+    if (auto run = impl_->find_live(id)) {
+        std::lock_guard lock(run->mutex);
+        if (run->final_submitted || run->cancel_requested) return !run->final_submitted;
+        run->cancel_requested = true;
+        run->cancel_flag = true;
+        if (!run->stopping) {
+            run->stopping = true;
+            run->outcome = RunStatus::cancelled;
+        }
+        change.effects.run = run;
+        change.writes.runs.push_back(RunWrite{id, RunStatus::running, true, {}, "", at, {}});
+        change.writes.events.push_back(RunEvent{0, id, "", "run.cancel_requested", 0, "", at});
+        impl_->finalize_if_done(*run, change);
+        must_lead = impl_->submit(std::move(change), true);
+    } else {
+        // Not running here: record the request; whoever resumes it ends it.
+        RunInfo info = get_run(id);
+        if (is_final(info.status)) return false;
+        if (info.cancel_requested) return true;
+        change.writes.runs.push_back(RunWrite{id, RunStatus::running, true, {}, "", at, {}});
+        change.writes.events.push_back(RunEvent{0, id, "", "run.cancel_requested", 0, "", at});
+        must_lead = impl_->submit(std::move(change), true);
+    }
+    impl_->await_commit(must_lead, waiter);
+    return true;
+}
+
+std::vector<RunId> Executor::recover() {
+    // Check every run first, so a missing handler resumes nothing.
+    struct Resumable {
+        RunInfo info;
+        std::shared_ptr<const Workflow> wf;
+        std::vector<std::shared_ptr<StepHandler>> handlers;
+    };
+    std::vector<Resumable> todo;
+    for (const auto& id : impl_->store_.unfinished_runs()) {
+        if (impl_->find_live(id)) continue;
+        auto info = impl_->store_.load_run(id);
+        if (!info || is_final(info->status)) continue;
+        auto wf = impl_->find_workflow(info->workflow_name, info->workflow_version);
+        if (wf->hash() != info->workflow_hash) {
+            throw Conflict("loom.run.definition_changed",
+                           fmt::format("run {} started with workflow \"{}\" version {} hash {}, but the "
+                                       "stored definition has hash {}",
+                                       id, info->workflow_name, info->workflow_version,
+                                       info->workflow_hash, wf->hash()));
+        }
+        auto handlers = impl_->resolve_handlers(*wf, id);
+        todo.push_back({std::move(*info), std::move(wf), std::move(handlers)});
+    }
+
+    std::vector<RunId> resumed;
+    std::vector<std::unique_ptr<CommitWaiter>> waiters;
+    for (auto& r : todo) {
+        Change change;
+        auto run = impl_->make_state(r.info, r.wf, std::move(r.handlers), change);
+        change.writes.events.push_back(
+            RunEvent{0, run->id, "", "run.recovered", 0, "", detail::now_ms()});
+        {
+            std::lock_guard lock(impl_->live_mutex_);
+            if (!impl_->live_.emplace(run->id, run).second) continue;   // resumed meanwhile
+        }
+        waiters.push_back(std::make_unique<CommitWaiter>());
+        change.effects.waiter = waiters.back().get();
+        bool must_lead;
+        {
+            std::lock_guard lock(run->mutex);
+            must_lead = impl_->submit(std::move(change), true);
+        }
+        if (must_lead) impl_->await_commit(true, *waiters.back());
+        resumed.push_back(run->id);
+    }
+    for (auto& w : waiters) w->wait();
+    return resumed;
+}
+
+}  // namespace loom

@@ -1,1 +1,75 @@
-// placeholder: being written
+#include "thread_pool.hpp"
+
+namespace loom::detail {
+namespace {
+thread_local bool tls_on_worker = false;
+}
+
+ThreadPool::ThreadPool(unsigned threads, Runner runner) : runner_(std::move(runner)) {
+    threads_.reserve(threads);
+    for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { loop(); });
+}
+
+ThreadPool::~ThreadPool() { stop(); }
+
+bool ThreadPool::on_worker() noexcept { return tls_on_worker; }
+
+void ThreadPool::push(Task task) {
+    bool wake = false;
+    {
+        std::lock_guard lock(mutex_);
+        if (stopping_) return;
+        queue_.push_back(std::move(task));
+        wake = idle_ > 0;
+    }
+    if (wake) wake_.notify_one();
+}
+
+void ThreadPool::push(std::vector<Task>& tasks) {
+    if (tasks.empty()) return;
+    unsigned wake = 0;
+    {
+        std::lock_guard lock(mutex_);
+        if (!stopping_)
+            for (auto& t : tasks) queue_.push_back(std::move(t));
+        wake = std::min<std::size_t>(idle_, tasks.size());
+    }
+    tasks.clear();
+    if (wake > 1) wake_.notify_all();
+    else if (wake == 1) wake_.notify_one();
+}
+
+void ThreadPool::stop() {
+    {
+        std::lock_guard lock(mutex_);
+        if (stopping_ && threads_.empty()) return;
+        stopping_ = true;
+        queue_.clear();
+    }
+    wake_.notify_all();
+    for (auto& t : threads_)
+        if (t.joinable()) t.join();
+    threads_.clear();
+}
+
+void ThreadPool::loop() {
+    tls_on_worker = true;
+    std::unique_lock lock(mutex_);
+    for (;;) {
+        if (queue_.empty()) {
+            if (stopping_) return;
+            ++idle_;
+            wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+            --idle_;
+            continue;
+        }
+        Task task = std::move(queue_.front());
+        queue_.pop_front();
+        lock.unlock();
+        runner_(task);
+        task.run.reset();   // release the run before sleeping
+        lock.lock();
+    }
+}
+
+}  // namespace loom::detail

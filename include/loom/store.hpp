@@ -100,4 +100,33 @@ public:
     virtual std::vector<RunEvent> load_events(const RunId& id) = 0;
 };
 
+/// Forwards every verb to another store; override one verb to add latency,
+/// count calls or inject faults (after LevelDB's EnvWrapper).
+///
+/// Thread safety: as the wrapped store, plus whatever the override adds.
+class StoreWrapper : public Store {
+public:
+    explicit StoreWrapper(Store& target) : target_(target) {}
+    Store& target() const noexcept { return target_; }
+
+    bool save_workflow(const WorkflowRecord& workflow) override {
+        return target_.save_workflow(workflow);
+    }
+    std::optional<WorkflowRecord> load_workflow(
+        std::string_view name, std::optional<std::int64_t> version = std::nullopt) override {
+        return target_.load_workflow(name, version);
+    }
+    std::vector<WorkflowRecord> list_workflows() override { return target_.list_workflows(); }
+    void commit(const Batch& batch) override { target_.commit(batch); }
+    std::optional<RunInfo> load_run(const RunId& id) override { return target_.load_run(id); }
+    std::vector<RunInfo> list_runs(const RunFilter& filter = {}) override {
+        return target_.list_runs(filter);
+    }
+    std::vector<RunId> unfinished_runs() override { return target_.unfinished_runs(); }
+    std::vector<RunEvent> load_events(const RunId& id) override { return target_.load_events(id); }
+
+private:
+    Store& target_;
+};
+
 }  // namespace loom

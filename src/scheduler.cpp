@@ -1,0 +1,330 @@
+// Running steps and committing their transitions.
+//
+// Group commit without a committer thread: whoever queues an urgent change
+// while no commit is in progress becomes the leader and commits everything
+// queued, round after round, until nothing urgent is left. Others queue and go
+// back to running handlers, so one transaction carries the transitions of many
+// steps and runs. Successors are dispatched only after the commit that made
+// them ready: that is the durability promise.
+#include <fmt/format.h>
+
+#include <loom/error.hpp>
+
+#include "executor_impl.hpp"
+#include "plan.hpp"
+
+namespace loom {
+namespace {
+
+template <typename T>
+void append(std::vector<T>& to, std::vector<T>& from) {
+    if (to.empty()) {
+        to.swap(from);
+        return;
+    }
+    to.insert(to.end(), std::make_move_iterator(from.begin()), std::make_move_iterator(from.end()));
+    from.clear();
+}
+
+}  // namespace
+
+namespace detail {
+
+TimePoint now_ms() {
+    return std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
+}
+
+void CommitWaiter::signal(std::exception_ptr e) {
+    {
+        std::lock_guard lock(mutex);
+        done = true;
+        error = std::move(e);
+    }
+    cv.notify_all();
+}
+
+void CommitWaiter::wait() {
+    std::unique_lock lock(mutex);
+    cv.wait(lock, [this] { return done; });
+    if (error) std::rethrow_exception(error);
+}
+
+}  // namespace detail
+
+void Executor::Impl::record_step(RunState& run, std::uint32_t step, Batch& writes,
+                                 const char* event, std::string detail) {
+    const auto& slot = run.steps[step];
+    const auto& id = run.workflow->steps()[step].id;
+    writes.steps.push_back(StepWrite{run.id, id, slot.status, slot.attempts, slot.output, slot.error,
+                                     slot.started_at, slot.finished_at});
+    if (event)
+        writes.events.push_back(
+            RunEvent{0, run.id, id, event, slot.attempts, std::move(detail), detail::now_ms()});
+}
+
+void Executor::Impl::finalize_if_done(RunState& run, Change& change) {
+    if (run.final_submitted) return;
+    const auto& plan = run.workflow->plan();
+    Json output;
+    if (run.completed == run.steps.size()) {
+        run.outcome = RunStatus::completed;
+        output = Json::object();
+        for (auto sink : plan.sinks) output[run.workflow->steps()[sink].id] = run.steps[sink].output;
+    } else if (!run.stopping || run.active > 0) {
+        return;
+    }
+    run.final_submitted = true;
+    const auto at = detail::now_ms();
+    change.writes.runs.push_back(RunWrite{run.id, run.outcome, run.cancel_requested, std::move(output),
+                                          run.error, at, at});
+    change.writes.events.push_back(
+        RunEvent{0, run.id, "", "run." + std::string(to_string(run.outcome)), 0, run.error, at});
+    change.effects.run_finished = true;
+}
+
+void Executor::Impl::run_task(Task& task) {
+    if (!task.run) {   // a host thread handed leadership on
+        Task held;
+        lead(&held);
+        task = std::move(held);
+    }
+    while (task.run) {
+        RunState& run = *task.run;
+        const std::uint32_t step = task.step;
+        Task next;
+
+        // Claim the attempt. Its start is queued without urgency: it rides with
+        // the next commit, usually the one that records the attempt's result.
+        int attempt = 0;
+        {
+            std::lock_guard lock(run.mutex);
+            auto& slot = run.steps[step];
+            if (run.stopping || stopping_) {
+                --run.active;
+                if (run.abandoned || stopping_) {
+                    if (run.abandoned && run.active == 0) erase_live(task.run);
+                    return;
+                }
+                Change change;
+                change.effects.run = task.run;
+                finalize_if_done(run, change);
+                if (submit(std::move(change), true)) lead(&next);
+                task = std::move(next);
+                continue;
+            }
+            slot.status = StepStatus::running;
+            attempt = ++slot.attempts;
+            slot.started_at = detail::now_ms();
+            slot.finished_at.reset();
+            Change change;
+            record_step(run, step, change.writes, "step.started");
+            submit(std::move(change), false);
+        }
+
+        // Run the handler; no exception leaves this block.
+        const auto& def = run.workflow->steps()[step];
+        Json output;
+        std::string error;
+        try {
+            Json input = detail::resolve_input(*run.workflow, step, run.input,
+                                               [&run](std::uint32_t i) -> const Json& {
+                                                   return run.steps[i].output;
+                                               });
+            StepContext ctx({std::move(input), attempt, run.id, def.id, &run.cancel_flag,
+                             options_.observer ? [this](const LogRecord& r) {
+                                 notify([&r](Observer& o) { o.on_log(r); });
+                             } : std::function<void(const LogRecord&)>{}});
+            output = run.handlers[step]->run(ctx);
+            (void)output.dump();   // fail here, not in the store, if it cannot be stored
+        } catch (const std::exception& e) {
+            error = e.what();
+            if (error.empty()) error = "exception without a message";
+        } catch (...) {
+            error = "unknown exception (not derived from std::exception)";
+        }
+
+        // Record the result; ready dependents in the same change.
+        {
+            std::lock_guard lock(run.mutex);
+            --run.active;
+            if (run.abandoned) {
+                if (run.active == 0) erase_live(task.run);
+                return;
+            }
+            auto& slot = run.steps[step];
+            slot.finished_at = detail::now_ms();
+            Change change;
+            change.effects.run = task.run;
+            change.effects.finished_step = step;
+            if (error.empty()) {
+                slot.status = StepStatus::completed;
+                slot.output = std::move(output);
+                ++run.completed;
+                record_step(run, step, change.writes, "step.completed");
+                for (auto d : run.workflow->plan().steps[step].dependents) {
+                    auto& dep = run.steps[d];
+                    if (--dep.waiting == 0 && !run.stopping) {
+                        dep.status = StepStatus::ready;
+                        ++run.active;
+                        change.effects.ready.push_back(d);
+                        record_step(run, d, change.writes, nullptr);
+                    }
+                }
+            } else {
+                slot.status = StepStatus::failed;
+                slot.error = error;
+                record_step(run, step, change.writes, "step.failed", error);
+                if (!run.stopping) {
+                    run.stopping = true;
+                    run.outcome = RunStatus::failed;
+                    run.error = fmt::format("step \"{}\" failed: {}", def.id, error);
+                }
+            }
+            finalize_if_done(run, change);
+            if (submit(std::move(change), true)) lead(&next);
+        }
+        task = std::move(next);
+    }
+}
+
+bool Executor::Impl::submit(Change&& change, bool urgent) {
+    std::lock_guard lock(commit_mutex_);
+    auto& w = change.writes;
+    append(pending_.new_runs, w.new_runs);
+    append(pending_.steps, w.steps);
+    append(pending_.runs, w.runs);
+    append(pending_.events, w.events);
+    if (change.effects.run || change.effects.waiter) pending_effects_.push_back(std::move(change.effects));
+    if (!urgent) return false;
+    ++urgent_;
+    if (leading_) return false;
+    leading_ = true;
+    return true;
+}
+
+void Executor::Impl::lead(Task* held) {
+    for (;;) {
+        Batch batch;
+        std::vector<Effects> effects;
+        {
+            std::lock_guard lock(commit_mutex_);
+            if (urgent_ == 0) {
+                leading_ = false;
+                return;
+            }
+            urgent_ = 0;
+            batch = std::move(pending_);
+            pending_ = Batch{};
+            effects.swap(pending_effects_);
+        }
+
+        std::exception_ptr failure;
+        try {
+            if (!batch.empty()) store_.commit(batch);
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        std::vector<Task> ready;
+        for (auto& e : effects) apply(e, failure, ready);
+        if (held && !held->run && !ready.empty()) {
+            *held = std::move(ready.back());
+            ready.pop_back();
+        }
+        pool_.push(ready);
+
+        if (!held) {   // a host thread: one round, then hand on to a worker
+            std::lock_guard lock(commit_mutex_);
+            if (urgent_ == 0) {
+                leading_ = false;
+                return;
+            }
+            pool_.push(Task{});
+            return;
+        }
+    }
+}
+
+void Executor::Impl::apply(Effects& e, const std::exception_ptr& failure, std::vector<Task>& ready) {
+    if (!e.run) {
+        if (e.waiter) e.waiter->signal(failure);
+        return;
+    }
+    RunState& run = *e.run;
+    if (failure) {
+        abandon(e, failure);
+    } else {
+        const auto& name = run.workflow->name();
+        if (e.run_started) notify([&](Observer& o) { o.on_run_started(run.id, name); });
+        if (e.finished_step) {
+            const auto& slot = run.steps[*e.finished_step];   // final: no lock needed
+            StepEvent ev{run.id, name, run.workflow->steps()[*e.finished_step].id, slot.status,
+                         slot.attempts, &slot.output, slot.error};
+            notify([&](Observer& o) { o.on_step_finished(ev); });
+        }
+        for (auto s : e.ready) ready.push_back(Task{e.run, s});
+        if (e.run_finished) {
+            {
+                std::lock_guard lock(run.mutex);
+                run.done = true;
+            }
+            run.done_cv.notify_all();
+            notify([&](Observer& o) { o.on_run_finished(run.id, run.outcome, run.error); });
+            erase_live(e.run);
+        }
+    }
+    if (e.waiter) e.waiter->signal(failure);
+}
+
+void Executor::Impl::abandon(Effects& e, const std::exception_ptr& failure) {
+    RunState& run = *e.run;
+    bool drained = false;
+    {
+        std::lock_guard lock(run.mutex);
+        run.active -= e.ready.size();   // made ready, never to be dispatched
+        if (!run.abandoned) {
+            run.abandoned = true;
+            run.stopping = true;
+            run.done = true;
+            run.store_error = failure;
+            run.cancel_flag = true;   // their results would be discarded anyway
+        }
+        drained = run.active == 0;
+    }
+    run.done_cv.notify_all();
+    if (drained) erase_live(e.run);
+    std::string what = "commit failed";
+    try {
+        std::rethrow_exception(failure);
+    } catch (const std::exception& ex) {
+        what = ex.what();
+    } catch (...) {
+    }
+    notify([&](Observer& o) {
+        o.on_log(LogRecord{LogLevel::error, run.id, "", 0,
+                           "run abandoned after a failed commit; recover() resumes it: " + what});
+    });
+}
+
+void Executor::Impl::await_commit(bool must_lead, CommitWaiter& waiter) {
+    if (must_lead) {
+        if (detail::ThreadPool::on_worker()) {
+            Task held;
+            lead(&held);
+            if (held.run) pool_.push(std::move(held));
+        } else {
+            lead(nullptr);
+        }
+    }
+    waiter.wait();
+}
+
+void Executor::Impl::notify(const std::function<void(Observer&)>& call) {
+    if (!options_.observer) return;
+    try {
+        call(*options_.observer);
+    } catch (...) {
+        // An observer never breaks a run; what it throws is dropped.
+    }
+}
+
+}  // namespace loom

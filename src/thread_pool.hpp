@@ -1,0 +1,55 @@
+// The executor's worker threads and their one FIFO queue of ready steps.
+// Internal. Workers sleep on a condition variable only when the queue is empty,
+// and a push wakes a sleeper only if there is one (no syscall on the hot path).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace loom::detail {
+
+struct RunState;
+
+/// One step of one run to execute; a task without a run asks a worker to
+/// commit what is pending (see Executor's group commit).
+struct Task {
+    std::shared_ptr<RunState> run;
+    std::uint32_t step = 0;
+};
+
+class ThreadPool {
+public:
+    using Runner = std::function<void(Task&)>;
+
+    ThreadPool(unsigned threads, Runner runner);
+    ~ThreadPool();
+    ThreadPool(const ThreadPool&) = delete;
+    ThreadPool& operator=(const ThreadPool&) = delete;
+
+    void push(Task task);
+    /// Moves every task out of `tasks`.
+    void push(std::vector<Task>& tasks);
+    /// Drops queued tasks, lets running ones finish, joins. Idempotent.
+    void stop();
+    /// True on one of any pool's worker threads.
+    static bool on_worker() noexcept;
+
+private:
+    void loop();
+
+    Runner runner_;
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::deque<Task> queue_;   // guarded by mutex_
+    unsigned idle_ = 0;        // guarded by mutex_
+    bool stopping_ = false;    // guarded by mutex_
+    std::vector<std::thread> threads_;
+};
+
+}  // namespace loom::detail
