@@ -262,6 +262,11 @@ std::optional<RunInfo> Executor::wait_for(const RunId& id, std::chrono::millisec
     }
     RunInfo info = get_run(id);
     if (!is_final(info.status) && !impl_->find_live(id)) {
+        {
+            std::lock_guard lock(impl_->live_mutex_);
+            auto it = impl_->abandoned_.find(id);
+            if (it != impl_->abandoned_.end()) std::rethrow_exception(it->second);
+        }
         throw Conflict("loom.run.not_live",
                        "run " + id + " is unfinished but not running in this executor; call recover()");
     }
@@ -356,6 +361,7 @@ std::vector<RunId> Executor::recover() {
         {
             std::lock_guard lock(impl_->live_mutex_);
             if (!impl_->live_.emplace(run->id, run).second) continue;   // resumed meanwhile
+            impl_->abandoned_.erase(run->id);
         }
         waiters.push_back(std::make_unique<CommitWaiter>());
         change.effects.waiter = waiters.back().get();

@@ -71,8 +71,19 @@ struct Executor::Impl {
     ~Impl();
 
     // --- scheduler.cpp ---
+    struct Result {
+        Json output;
+        std::string error;   // empty: the attempt succeeded
+    };
     /// Runs a task and the continuations it yields.
     void run_task(Task& task);
+    /// Marks the step running and returns its attempt number, or nullopt if the
+    /// run is stopping (then must_lead says whether this thread must commit).
+    std::optional<int> claim(const Task& task, bool& must_lead);
+    /// Calls the handler; no exception leaves it.
+    Result call_handler(RunState& run, std::uint32_t step, int attempt);
+    /// Records the attempt's result and readies dependents; true: must lead.
+    bool record_result(const Task& task, Result&& result);
     /// Queues a change for commit. Call with the run's mutex held (if any) so a
     /// run's changes queue in order. Returns true if the caller must lead.
     bool submit(Change&& change, bool urgent);
@@ -118,6 +129,9 @@ struct Executor::Impl {
 
     std::mutex live_mutex_;
     std::unordered_map<RunId, std::shared_ptr<RunState>> live_;   // guarded by live_mutex_
+    /// Why runs were abandoned (a commit failed), until recover() resumes them:
+    /// wait() reports it even when called after the fact.
+    std::unordered_map<RunId, std::exception_ptr> abandoned_;      // guarded by live_mutex_
 
     std::mutex commit_mutex_;
     Batch pending_;                        // guarded by commit_mutex_

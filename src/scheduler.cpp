@@ -89,102 +89,111 @@ void Executor::Impl::run_task(Task& task) {
         task = std::move(held);
     }
     while (task.run) {
-        RunState& run = *task.run;
-        const std::uint32_t step = task.step;
-        Task next;
-
-        // Claim the attempt. Its start is queued without urgency: it rides with
-        // the next commit, usually the one that records the attempt's result.
-        int attempt = 0;
-        {
-            std::lock_guard lock(run.mutex);
-            auto& slot = run.steps[step];
-            if (run.stopping || stopping_) {
-                --run.active;
-                if (run.abandoned || stopping_) {
-                    if (run.abandoned && run.active == 0) erase_live(task.run);
-                    return;
-                }
-                Change change;
-                change.effects.run = task.run;
-                finalize_if_done(run, change);
-                if (submit(std::move(change), true)) lead(&next);
-                task = std::move(next);
-                continue;
-            }
-            slot.status = StepStatus::running;
-            attempt = ++slot.attempts;
-            slot.started_at = detail::now_ms();
-            slot.finished_at.reset();
-            Change change;
-            record_step(run, step, change.writes, "step.started");
-            submit(std::move(change), false);
+        bool must_lead = false;
+        if (auto attempt = claim(task, must_lead)) {
+            auto result = call_handler(*task.run, task.step, *attempt);
+            must_lead = record_result(task, std::move(result));
         }
-
-        // Run the handler; no exception leaves this block.
-        const auto& def = run.workflow->steps()[step];
-        Json output;
-        std::string error;
-        try {
-            Json input = detail::resolve_input(*run.workflow, step, run.input,
-                                               [&run](std::uint32_t i) -> const Json& {
-                                                   return run.steps[i].output;
-                                               });
-            StepContext ctx({std::move(input), attempt, run.id, def.id, &run.cancel_flag,
-                             options_.observer ? [this](const LogRecord& r) {
-                                 notify([&r](Observer& o) { o.on_log(r); });
-                             } : std::function<void(const LogRecord&)>{}});
-            output = run.handlers[step]->run(ctx);
-            (void)output.dump();   // fail here, not in the store, if it cannot be stored
-        } catch (const std::exception& e) {
-            error = e.what();
-            if (error.empty()) error = "exception without a message";
-        } catch (...) {
-            error = "unknown exception (not derived from std::exception)";
-        }
-
-        // Record the result; ready dependents in the same change.
-        {
-            std::lock_guard lock(run.mutex);
-            --run.active;
-            if (run.abandoned) {
-                if (run.active == 0) erase_live(task.run);
-                return;
-            }
-            auto& slot = run.steps[step];
-            slot.finished_at = detail::now_ms();
-            Change change;
-            change.effects.run = task.run;
-            change.effects.finished_step = step;
-            if (error.empty()) {
-                slot.status = StepStatus::completed;
-                slot.output = std::move(output);
-                ++run.completed;
-                record_step(run, step, change.writes, "step.completed");
-                for (auto d : run.workflow->plan().steps[step].dependents) {
-                    auto& dep = run.steps[d];
-                    if (--dep.waiting == 0 && !run.stopping) {
-                        dep.status = StepStatus::ready;
-                        ++run.active;
-                        change.effects.ready.push_back(d);
-                        record_step(run, d, change.writes, nullptr);
-                    }
-                }
-            } else {
-                slot.status = StepStatus::failed;
-                slot.error = error;
-                record_step(run, step, change.writes, "step.failed", error);
-                if (!run.stopping) {
-                    run.stopping = true;
-                    run.outcome = RunStatus::failed;
-                    run.error = fmt::format("step \"{}\" failed: {}", def.id, error);
-                }
-            }
-            finalize_if_done(run, change);
-            if (submit(std::move(change), true)) lead(&next);
-        }
+        Task next;   // a step this thread made ready: run it without a queue hop
+        if (must_lead) lead(&next);
         task = std::move(next);
     }
+}
+
+std::optional<int> Executor::Impl::claim(const Task& task, bool& must_lead) {
+    RunState& run = *task.run;
+    std::lock_guard lock(run.mutex);
+    if (run.stopping || stopping_) {
+        --run.active;
+        if (run.abandoned || stopping_) {
+            if (run.abandoned && run.active == 0) erase_live(task.run);
+            return std::nullopt;
+        }
+        Change change;
+        change.effects.run = task.run;
+        finalize_if_done(run, change);
+        must_lead = submit(std::move(change), true);
+        return std::nullopt;
+    }
+    auto& slot = run.steps[task.step];
+    slot.status = StepStatus::running;
+    slot.started_at = detail::now_ms();
+    slot.finished_at.reset();
+    ++slot.attempts;
+    // The start is queued without urgency: it rides with the next commit,
+    // usually the one that records this attempt's result.
+    Change change;
+    record_step(run, task.step, change.writes, "step.started");
+    submit(std::move(change), false);
+    return slot.attempts;
+}
+
+Executor::Impl::Result Executor::Impl::call_handler(RunState& run, std::uint32_t step, int attempt) {
+    Result result;
+    try {
+        // Dependencies' outputs are immutable once completed: no lock needed.
+        Json input = detail::resolve_input(*run.workflow, step, run.input,
+                                           [&run](std::uint32_t i) -> const Json& {
+                                               return run.steps[i].output;
+                                           });
+        StepContext::Params params{std::move(input), attempt, run.id,
+                                   run.workflow->steps()[step].id, &run.cancel_flag, {}};
+        if (options_.observer)
+            params.log_sink = [this](const LogRecord& r) { notify([&r](Observer& o) { o.on_log(r); }); };
+        StepContext ctx(std::move(params));
+        result.output = run.handlers[step]->run(ctx);
+        (void)result.output.dump();   // fail here, not in the store, if it cannot be stored
+    } catch (const std::exception& e) {
+        result.error = e.what();
+        if (result.error.empty()) result.error = "exception without a message";
+    } catch (...) {
+        result.error = "unknown exception (not derived from std::exception)";
+    }
+    return result;
+}
+
+bool Executor::Impl::record_result(const Task& task, Result&& result) {
+    RunState& run = *task.run;
+    const std::uint32_t step = task.step;
+    std::lock_guard lock(run.mutex);
+    --run.active;
+    if (run.abandoned) {
+        if (run.active == 0) erase_live(task.run);
+        return false;
+    }
+    auto& slot = run.steps[step];
+    slot.finished_at = detail::now_ms();
+    Change change;
+    change.effects.run = task.run;
+    change.effects.finished_step = step;
+    if (result.error.empty()) {
+        slot.status = StepStatus::completed;
+        slot.output = std::move(result.output);
+        ++run.completed;
+        record_step(run, step, change.writes, "step.completed");
+        // Dependents become ready in the same transaction that completes this step.
+        for (auto d : run.workflow->plan().steps[step].dependents) {
+            auto& dep = run.steps[d];
+            if (--dep.waiting == 0 && !run.stopping) {
+                dep.status = StepStatus::ready;
+                ++run.active;
+                change.effects.ready.push_back(d);
+                record_step(run, d, change.writes, nullptr);
+            }
+        }
+    } else {
+        slot.status = StepStatus::failed;
+        slot.error = result.error;
+        record_step(run, step, change.writes, "step.failed", result.error);
+        if (!run.stopping) {
+            run.stopping = true;
+            run.outcome = RunStatus::failed;
+            run.error = fmt::format("step \"{}\" failed: {}", run.workflow->steps()[step].id,
+                                    result.error);
+        }
+    }
+    finalize_if_done(run, change);
+    return submit(std::move(change), true);
 }
 
 bool Executor::Impl::submit(Change&& change, bool urgent) {
@@ -263,13 +272,14 @@ void Executor::Impl::apply(Effects& e, const std::exception_ptr& failure, std::v
         }
         for (auto s : e.ready) ready.push_back(Task{e.run, s});
         if (e.run_finished) {
+            // Observers hear of it before waiters are released.
+            notify([&](Observer& o) { o.on_run_finished(run.id, run.outcome, run.error); });
             {
                 std::lock_guard lock(run.mutex);
+                erase_live(e.run);
                 run.done = true;
             }
             run.done_cv.notify_all();
-            notify([&](Observer& o) { o.on_run_finished(run.id, run.outcome, run.error); });
-            erase_live(e.run);
         }
     }
     if (e.waiter) e.waiter->signal(failure);
@@ -277,21 +287,25 @@ void Executor::Impl::apply(Effects& e, const std::exception_ptr& failure, std::v
 
 void Executor::Impl::abandon(Effects& e, const std::exception_ptr& failure) {
     RunState& run = *e.run;
-    bool drained = false;
     {
         std::lock_guard lock(run.mutex);
         run.active -= e.ready.size();   // made ready, never to be dispatched
         if (!run.abandoned) {
+            {
+                std::lock_guard live_lock(live_mutex_);
+                abandoned_[run.id] = failure;
+            }
             run.abandoned = true;
             run.stopping = true;
-            run.done = true;
             run.store_error = failure;
             run.cancel_flag = true;   // their results would be discarded anyway
         }
-        drained = run.active == 0;
+        // Not live any more before a waiter can see it done, so that a
+        // recover() right after wait() finds it.
+        if (run.active == 0) erase_live(e.run);
+        run.done = true;
     }
     run.done_cv.notify_all();
-    if (drained) erase_live(e.run);
     std::string what = "commit failed";
     try {
         std::rethrow_exception(failure);

@@ -1,0 +1,78 @@
+// The process test_crash kills. It runs (or recovers) one parallel workflow on
+// SQLite; every handler appends "step pid" to an fsynced ledger first, and the
+// process SIGKILLs itself after the N-th append when LOOM_CRASH_AFTER=N.
+//
+//   loom_crash_child run DB LEDGER       add the workflow, start one run, wait
+//   loom_crash_child recover DB LEDGER   recover() and wait for every run
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <random>
+#include <string>
+#include <thread>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <loom/loom.hpp>
+
+#include "crash_workflow.hpp"
+
+namespace {
+
+std::atomic<int> appends{0};
+int crash_after = -1;
+int ledger_fd = -1;
+
+void append_ledger(const std::string& step) {
+    std::string line = step + " " + std::to_string(::getpid()) + "\n";
+    if (::write(ledger_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size()) ||
+        ::fsync(ledger_fd) != 0) {
+        std::perror("ledger");
+        std::_Exit(3);
+    }
+    if (++appends == crash_after) ::raise(SIGKILL);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc != 4) {
+        std::cerr << "usage: loom_crash_child run|recover DB LEDGER\n";
+        return 2;
+    }
+    const std::string mode = argv[1];
+    if (const char* n = std::getenv("LOOM_CRASH_AFTER")) crash_after = std::atoi(n);
+    ledger_fd = ::open(argv[3], O_WRONLY | O_APPEND | O_CREAT, 0644);
+    if (ledger_fd < 0) {
+        std::perror("open ledger");
+        return 3;
+    }
+
+    loom::SqliteStore store(argv[2]);
+    loom::HandlerRegistry handlers;
+    handlers.add("work", [](loom::StepContext& ctx) -> loom::Json {
+        append_ledger(ctx.step_id());
+        // A little jitter widens the windows in which steps are in flight.
+        thread_local std::mt19937 rng{std::random_device{}()};
+        std::this_thread::sleep_for(std::chrono::microseconds(rng() % 2000));
+        return loom::test::crash_step_output(ctx.step_id(), ctx.input());
+    });
+    loom::Executor executor(store, handlers, {4});
+    try {
+        if (mode == "run") {
+            executor.add_workflow(loom::test::crash_workflow());
+            auto id = executor.start("crash", {{"seed", 7}});
+            auto run = executor.wait(id);
+            return run.status == loom::RunStatus::completed ? 0 : 1;
+        }
+        for (const auto& id : executor.recover())
+            if (executor.wait(id).status != loom::RunStatus::completed) return 1;
+        return 0;
+    } catch (const std::exception& e) {
+        std::cerr << "crash child: " << e.what() << "\n";
+        return 4;
+    }
+}

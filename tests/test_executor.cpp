@@ -1,0 +1,490 @@
+// Executor behaviour on MemoryStore (and SqliteStore where durability matters):
+// data passing, parallelism, failure, cancellation, recovery, group commit.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <loom/loom.hpp>
+
+#include "support/temp_dir.hpp"
+
+using namespace std::chrono_literals;
+using loom::Json;
+
+namespace {
+
+/// Counts how often each step ran, across executors.
+struct RunCounter {
+    std::mutex mutex;
+    std::map<std::string, int> counts;
+    void hit(const std::string& step) {
+        std::lock_guard lock(mutex);
+        ++counts[step];
+    }
+    int get(const std::string& step) {
+        std::lock_guard lock(mutex);
+        return counts[step];
+    }
+};
+
+/// A gate handlers block on until the test opens it.
+struct Gate {
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool open = false;
+    int waiting = 0;
+    void pass() {
+        std::unique_lock lock(mutex);
+        ++waiting;
+        cv.notify_all();
+        cv.wait(lock, [this] { return open; });
+    }
+    void wait_for_waiters(int n) {
+        std::unique_lock lock(mutex);
+        cv.wait(lock, [&] { return waiting >= n; });
+    }
+    void release() {
+        std::lock_guard lock(mutex);
+        open = true;
+        cv.notify_all();
+    }
+};
+
+/// Opens the gate once the caller is (very likely) inside ~Executor.
+void release_later(Gate& gate) {
+    std::thread([&gate] {
+        std::this_thread::sleep_for(100ms);
+        gate.release();
+    }).detach();
+}
+
+struct Recorder : loom::Observer {
+    std::mutex mutex;
+    std::vector<std::string> lines;
+    void on_step_finished(const loom::StepEvent& e) override {
+        std::lock_guard lock(mutex);
+        lines.push_back("step " + e.step_id + " " + std::string(loom::to_string(e.status)));
+    }
+    void on_run_finished(const loom::RunId&, loom::RunStatus s, const std::string&) override {
+        std::lock_guard lock(mutex);
+        lines.push_back("run " + std::string(loom::to_string(s)));
+    }
+    void on_log(const loom::LogRecord& r) override {
+        std::lock_guard lock(mutex);
+        lines.push_back("log " + r.step_id + " " + r.message);
+    }
+};
+
+loom::Workflow hello() {
+    return loom::WorkflowBuilder("hello", 1)
+        .step("a", "add").input({{"x", "${input.x}"}, {"y", 1}})
+        .step("b", "add").input({{"x", "${steps.a.output}"}, {"y", 10}}).after("a")
+        .step("c", "add").input({{"x", "${steps.b.output}"}, {"y", 100}}).after("b")
+        .build();
+}
+
+void add_math(loom::HandlerRegistry& h) {
+    h.add("add", [](loom::StepContext& ctx) -> Json {
+        return ctx.input()["x"].get<int>() + ctx.input()["y"].get<int>();
+    });
+}
+
+}  // namespace
+
+TEST_CASE("a chain passes outputs along and the run reports every step", "[executor]") {
+    loom::MemoryStore store;
+    loom::HandlerRegistry handlers;
+    add_math(handlers);
+    loom::Executor executor(store, handlers, {2});
+    executor.add_workflow(hello());
+
+    auto id = executor.start("hello", {{"x", 1}});
+    auto run = executor.wait(id);
+    CHECK(run.status == loom::RunStatus::completed);
+    CHECK(run.output == Json{{"c", 112}});
+    CHECK(run.input == Json{{"x", 1}});
+    CHECK(run.error.empty());
+    CHECK(run.finished_at.has_value());
+    REQUIRE(run.steps.size() == 3);
+    CHECK(run.steps[0].step_id == "a");
+    CHECK(run.steps[1].output == 12);
+    for (const auto& s : run.steps) {
+        CHECK(s.status == loom::StepStatus::completed);
+        CHECK(s.attempts == 1);
+        CHECK(s.started_at.has_value());
+        CHECK(s.finished_at >= s.started_at);
+    }
+    auto history = executor.history(id);
+    REQUIRE(history.size() >= 2);
+    CHECK(history.front().kind == "run.started");
+    CHECK(history.back().kind == "run.completed");
+}
+
+TEST_CASE("a step without input receives its dependencies' outputs by id", "[executor]") {
+    loom::MemoryStore store;
+    loom::HandlerRegistry handlers;
+    handlers.add("const", [](loom::StepContext& ctx) -> Json { return ctx.step_id() + "!"; });
+    handlers.add("echo", [](loom::StepContext& ctx) -> Json { return ctx.input(); });
+    loom::Executor executor(store, handlers, {2});
+    executor.add_workflow(loom::WorkflowBuilder("fan", 1)
+                              .step("l", "const")
+                              .step("r", "const")
+                              .step("join", "echo").after({"l", "r"})
+                              .build());
+    auto run = executor.wait(executor.start("fan"));
+    CHECK(run.output == Json{{"join", {{"l", "l!"}, {"r", "r!"}}}});
+}
+
+TEST_CASE("independent steps run in parallel", "[executor]") {
+    loom::MemoryStore store;
+    loom::HandlerRegistry handlers;
+    Gate gate;
+    std::atomic<int> inside{0}, max_inside{0};
+    handlers.add("wait", [&](loom::StepContext&) -> Json {
+        int now = ++inside;
+        int seen = max_inside.load();
+        while (now > seen && !max_inside.compare_exchange_weak(seen, now)) {}
+        gate.pass();
+        --inside;
+        return nullptr;
+    });
+    loom::Executor executor(store, handlers, {2});
+    executor.add_workflow(
+        loom::WorkflowBuilder("par", 1).step("a", "wait").step("b", "wait").build());
+    auto id = executor.start("par");
+    gate.wait_for_waiters(2);   // both handlers are inside at once
+    gate.release();
+    CHECK(executor.wait(id).status == loom::RunStatus::completed);
+    CHECK(max_inside == 2);
+}
+
+TEST_CASE("many concurrent runs each run every step exactly once", "[executor]") {
+    const unsigned threads = GENERATE(1u, 2u, 4u);
+    loom::MemoryStore store;
+    loom::HandlerRegistry handlers;
+    RunCounter counter;
+    handlers.add("count", [&](loom::StepContext& ctx) -> Json {
+        counter.hit(ctx.idempotency_key());
+        return ctx.step_id();
+    });
+    loom::Executor executor(store, handlers, {threads});
+    executor.add_workflow(loom::WorkflowBuilder("diamond", 1)
+                              .step("top", "count")
+                              .step("left", "count").after("top")
+                              .step("right", "count").after("top")
+                              .step("bottom", "count").after({"left", "right"})
+                              .build());
+    std::vector<loom::RunId> ids;
+    for (int i = 0; i < 50; ++i) ids.push_back(executor.start("diamond", {{"i", i}}));
+    for (const auto& id : ids) {
+        auto run = executor.wait(id);
+        REQUIRE(run.status == loom::RunStatus::completed);
+        CHECK(run.output == Json{{"bottom", "bottom"}});
+        for (const char* s : {"top", "left", "right", "bottom"})
+            CHECK(counter.get(id + "/" + s) == 1);
+    }
+    CHECK(store.unfinished_runs().empty());
+}
+
+TEST_CASE("a failing step fails the run and nothing downstream starts", "[executor]") {
+    loom::MemoryStore store;
+    loom::HandlerRegistry handlers;
+    RunCounter counter;
+    Gate gate;
+    handlers.add("boom", [&](loom::StepContext&) -> Json {
+        gate.wait_for_waiters(1);   // the sibling is in flight when this fails
+        throw std::runtime_error("disk on fire");
+    });
+    handlers.add("slow", [&](loom::StepContext& ctx) -> Json {
+        counter.hit(ctx.step_id());
+        gate.pass();
+        return 7;
+    });
+    handlers.add("after", [&](loom::StepContext& ctx) -> Json {
+        counter.hit(ctx.step_id());
+        return nullptr;
+    });
+    loom::Executor executor(store, handlers, {2});
+    executor.add_workflow(loom::WorkflowBuilder("failing", 1)
+                              .step("bad", "boom")
+                              .step("sibling", "slow")
+                              .step("next", "after").after("bad")
+                              .step("next2", "after").after("sibling")
+                              .build());
+    auto id = executor.start("failing");
+    std::thread opener([&] {
+        std::this_thread::sleep_for(50ms);
+        gate.release();
+    });
+    auto run = executor.wait(id);
+    opener.join();
+    CHECK(run.status == loom::RunStatus::failed);
+    CHECK(run.error == "step \"bad\" failed: disk on fire");
+    CHECK(run.step("bad")->status == loom::StepStatus::failed);
+    CHECK(run.step("bad")->error == "disk on fire");
+    // The in-flight sibling finished and its result was kept.
+    CHECK(run.step("sibling")->status == loom::StepStatus::completed);
+    CHECK(run.step("sibling")->output == 7);
+    CHECK(counter.get("next") == 0);
+    CHECK(counter.get("next2") == 0);
+    CHECK(run.step("next")->status == loom::StepStatus::pending);
+}
+
+TEST_CASE("an output that cannot be stored fails the step with a clear error", "[executor]") {
+    loom::MemoryStore store;
+    loom::HandlerRegistry handlers;
+    handlers.add("bad_utf8", [](loom::StepContext&) -> Json { return std::string("\xff\xfe"); });
+    loom::Executor executor(store, handlers, {1});
+    executor.add_workflow(loom::WorkflowBuilder("utf", 1).step("s", "bad_utf8").build());
+    auto run = executor.wait(executor.start("utf"));
+    CHECK(run.status == loom::RunStatus::failed);
+    CHECK_THAT(run.error, Catch::StartsWith("step \"s\" failed: [json.exception.type_error.316]"));
+}
+
+TEST_CASE("start refuses unknown workflows and handlers and records nothing", "[executor]") {
+    loom::MemoryStore store;
+    loom::HandlerRegistry handlers;
+    loom::Executor executor(store, handlers, {1});
+    REQUIRE_THROWS_WITH(executor.start("nope"),
+                        "[loom.workflow.unknown] workflow \"nope\" is not registered");
+    executor.add_workflow(hello());
+    REQUIRE_THROWS_WITH(executor.start("hello", Json::object(), {2}),
+                        "[loom.workflow.unknown] workflow \"hello\" version 2 is not registered");
+    REQUIRE_THROWS_AS(executor.start("hello"), loom::NotFound);
+    REQUIRE_THROWS_WITH(executor.start("hello"),
+                        "[loom.handler.unknown] workflow \"hello\" step \"a\" uses handler \"add\", "
+                        "which is not registered");
+    CHECK(store.list_runs().empty());
+    REQUIRE_THROWS_WITH(executor.get_run("missing"), "[loom.run.unknown] run missing does not exist");
+    REQUIRE_THROWS_AS(executor.wait("missing"), loom::NotFound);
+    REQUIRE_THROWS_AS(executor.cancel("missing"), loom::NotFound);
+}
+
+TEST_CASE("a version is registered once with one content", "[executor]") {
+    loom::MemoryStore store;
+    loom::HandlerRegistry handlers;
+    loom::Executor executor(store, handlers, {1});
+    executor.add_workflow(hello());
+    executor.add_workflow(hello());   // identical: fine
+    auto other = loom::WorkflowBuilder("hello", 1).step("only", "add").build();
+    REQUIRE_THROWS_AS(executor.add_workflow(other), loom::Conflict);
+    REQUIRE(store.list_workflows().size() == 1);
+    CHECK(store.list_workflows()[0].hash == hello().hash());
+}
+
+TEST_CASE("the highest version starts unless one is named", "[executor]") {
+    loom::MemoryStore store;
+    loom::HandlerRegistry handlers;
+    handlers.add("v", [](loom::StepContext& ctx) -> Json { return ctx.step_id(); });
+    loom::Executor executor(store, handlers, {1});
+    executor.add_workflow(loom::WorkflowBuilder("w", 1).step("one", "v").build());
+    executor.add_workflow(loom::WorkflowBuilder("w", 2).step("two", "v").build());
+    CHECK(executor.wait(executor.start("w")).output == Json{{"two", "two"}});
+    CHECK(executor.wait(executor.start("w", {}, {1})).output == Json{{"one", "one"}});
+}
+
+TEST_CASE("cancel stops new steps and tells running handlers", "[executor]") {
+    loom::MemoryStore store;
+    loom::HandlerRegistry handlers;
+    RunCounter counter;
+    std::atomic<bool> started{false};
+    handlers.add("spin", [&](loom::StepContext& ctx) -> Json {
+        started = true;
+        while (!ctx.cancelled()) std::this_thread::sleep_for(1ms);
+        return "saw cancel";
+    });
+    handlers.add("after", [&](loom::StepContext& ctx) -> Json {
+        counter.hit(ctx.step_id());
+        return nullptr;
+    });
+    loom::Executor executor(store, handlers, {2});
+    executor.add_workflow(
+        loom::WorkflowBuilder("c", 1).step("spin", "spin").step("next", "after").after("spin").build());
+    auto id = executor.start("c");
+    while (!started) std::this_thread::sleep_for(1ms);
+    CHECK(executor.cancel(id));
+    auto run = executor.wait(id);
+    CHECK(run.status == loom::RunStatus::cancelled);
+    CHECK(run.cancel_requested);
+    CHECK(counter.get("next") == 0);
+    CHECK_FALSE(executor.cancel(id));   // already final
+}
+
+TEST_CASE("observers see each committed step; what they throw is dropped", "[executor]") {
+    struct Throwing : Recorder {
+        void on_run_started(const loom::RunId&, const std::string&) override {
+            throw std::runtime_error("observer bug");
+        }
+    } observer;
+    loom::MemoryStore store;
+    loom::HandlerRegistry handlers;
+    add_math(handlers);
+    handlers.add("talk", [](loom::StepContext& ctx) -> Json {
+        ctx.log("hello from " + ctx.idempotency_key());
+        return nullptr;
+    });
+    loom::Executor executor(store, handlers, {1, &observer});
+    executor.add_workflow(hello());
+    executor.add_workflow(loom::WorkflowBuilder("talk", 1).step("t", "talk").build());
+    CHECK(executor.wait(executor.start("hello", {{"x", 0}})).status == loom::RunStatus::completed);
+    auto talk = executor.start("talk");
+    executor.wait(talk);
+    std::lock_guard lock(observer.mutex);
+    CHECK(observer.lines == std::vector<std::string>{
+                                "step a completed", "step b completed", "step c completed",
+                                "run completed", "log t hello from " + talk + "/t",
+                                "step t completed", "run completed"});
+}
+
+TEST_CASE("recover resumes from the stored state: completed steps never run again", "[executor]") {
+    loom::test::TempDir dir;
+    loom::SqliteStore store(dir.file("runs.db"));
+    loom::HandlerRegistry handlers;
+    RunCounter counter;
+    handlers.add("add", [&](loom::StepContext& ctx) -> Json {
+        counter.hit(ctx.step_id());
+        return ctx.input()["x"].get<int>() + ctx.input()["y"].get<int>();
+    });
+    auto wf = hello();
+    loom::RunId id;
+    {
+        // Simulate a crash after "a" committed while "b" was in flight.
+        loom::Executor executor(store, handlers, {1});
+        executor.add_workflow(wf);
+        loom::RunInfo info;
+        info.id = "crashed-run";
+        info.workflow_name = "hello";
+        info.workflow_version = 1;
+        info.workflow_hash = wf.hash();
+        info.input = {{"x", 5}};
+        info.created_at = info.updated_at = std::chrono::time_point_cast<std::chrono::milliseconds>(
+            std::chrono::system_clock::now());
+        for (const char* s : {"a", "b", "c"}) {
+            info.steps.emplace_back();
+            info.steps.back().step_id = s;
+        }
+        info.steps[0].status = loom::StepStatus::completed;
+        info.steps[0].attempts = 1;
+        info.steps[0].output = 6;
+        info.steps[1].status = loom::StepStatus::running;
+        info.steps[1].attempts = 1;
+        loom::Batch batch;
+        batch.new_runs.push_back(info);
+        store.commit(batch);
+        id = info.id;
+        REQUIRE_THROWS_WITH(executor.wait(id),
+                            "[loom.run.not_live] run crashed-run is unfinished but not running in "
+                            "this executor; call recover()");
+    }
+    loom::Executor executor(store, handlers, {2});
+    CHECK(executor.recover() == std::vector<loom::RunId>{id});
+    auto run = executor.wait(id);
+    CHECK(run.status == loom::RunStatus::completed);
+    CHECK(run.output == Json{{"c", 116}});
+    CHECK(counter.get("a") == 0);
+    CHECK(counter.get("b") == 1);
+    CHECK(run.step("b")->attempts == 2);   // the crashed attempt counts
+    CHECK(executor.recover().empty());
+}
+
+TEST_CASE("recover refuses before resuming anything when a handler is missing", "[executor]") {
+    loom::MemoryStore store;
+    loom::HandlerRegistry handlers;
+    Gate gate;
+    handlers.add("add", [&](loom::StepContext&) -> Json {
+        gate.pass();
+        return 1;
+    });
+    loom::RunId id;
+    {
+        loom::Executor executor(store, handlers, {1});
+        executor.add_workflow(hello());
+        id = executor.start("hello", {{"x", 1}});
+        gate.wait_for_waiters(1);
+        release_later(gate);
+    }   // the executor stops while "a" runs: "a" commits, nothing else starts
+    auto stored = store.load_run(id);
+    REQUIRE(stored->status == loom::RunStatus::running);
+    CHECK(stored->step("a")->status == loom::StepStatus::completed);
+    CHECK(stored->step("b")->status == loom::StepStatus::ready);
+
+    loom::HandlerRegistry empty;
+    loom::Executor other(store, empty, {1});
+    REQUIRE_THROWS_WITH(other.recover(),
+                        "[loom.handler.unknown] run " + id +
+                            ": workflow \"hello\" step \"a\" uses handler \"add\", which is not "
+                            "registered");
+    CHECK(store.load_run(id)->status == loom::RunStatus::running);
+}
+
+TEST_CASE("a cancel requested for a run nobody runs ends it on recovery", "[executor]") {
+    loom::MemoryStore store;
+    loom::HandlerRegistry handlers;
+    add_math(handlers);
+    Gate gate;
+    handlers.add("hold", [&](loom::StepContext&) -> Json {
+        gate.pass();
+        return 1;
+    });
+    loom::RunId id;
+    {
+        loom::Executor executor(store, handlers, {1});
+        executor.add_workflow(
+            loom::WorkflowBuilder("held", 1).step("h", "hold").step("n", "hold").after("h").build());
+        id = executor.start("held");
+        gate.wait_for_waiters(1);
+        release_later(gate);
+    }
+    loom::Executor other(store, handlers, {1});
+    CHECK(other.cancel(id));
+    CHECK(store.load_run(id)->cancel_requested);
+    CHECK(other.recover() == std::vector<loom::RunId>{id});
+    CHECK(other.wait(id).status == loom::RunStatus::cancelled);
+}
+
+namespace {
+/// Fails every commit while `failing` is set.
+struct FlakyStore : loom::StoreWrapper {
+    using StoreWrapper::StoreWrapper;
+    std::atomic<bool> failing{false};
+    void commit(const loom::Batch& b) override {
+        if (failing) throw loom::StoreError("loom.store.io", "injected fault");
+        StoreWrapper::commit(b);
+    }
+};
+}  // namespace
+
+TEST_CASE("a failed commit surfaces as StoreError and recover resumes the run", "[executor]") {
+    loom::MemoryStore memory;
+    FlakyStore store(memory);
+    loom::HandlerRegistry handlers;
+    RunCounter counter;
+    handlers.add("add", [&](loom::StepContext& ctx) -> Json {
+        counter.hit(ctx.step_id());
+        if (ctx.step_id() == "b" && counter.get("b") == 1) store.failing = true;
+        return ctx.input()["x"].get<int>() + ctx.input()["y"].get<int>();
+    });
+    loom::Executor executor(store, handlers, {2});
+    executor.add_workflow(hello());
+    auto id = executor.start("hello", {{"x", 1}});
+    REQUIRE_THROWS_WITH(executor.wait(id), "[loom.store.io] injected fault");
+    // Nothing after the failed commit is shown as done.
+    auto stored = memory.load_run(id);
+    CHECK(stored->status == loom::RunStatus::running);
+    CHECK(stored->step("a")->status == loom::StepStatus::completed);
+    CHECK(stored->step("b")->status != loom::StepStatus::completed);
+
+    store.failing = false;
+    CHECK(executor.recover() == std::vector<loom::RunId>{id});
+    auto run = executor.wait(id);
+    CHECK(run.status == loom::RunStatus::completed);
+    CHECK(run.output == Json{{"c", 112}});
+    CHECK(counter.get("a") == 1);
+    CHECK(counter.get("b") == 2);   // its first result was never committed
+    CHECK(counter.get("c") == 1);
+}
