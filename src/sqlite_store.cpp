@@ -1,1 +1,510 @@
-// placeholder: being written
+// SqliteStore: the Store contract on one SQLite file in WAL mode. One writer
+// connection (serialized by write_mutex, every write in BEGIN IMMEDIATE) and one
+// reader connection, so reads never wait on a commit's fsync. commit() is the hot
+// path: its statements are prepared once and reused, one transaction per batch.
+#include <loom/sqlite_store.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <mutex>
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <fmt/format.h>
+#include <sqlite3.h>
+
+#include "sqlite_schema.hpp"
+#include "sqlite_store_probe.hpp"
+#include "store_support.hpp"
+
+namespace loom {
+namespace {
+
+constexpr const char* kRunColumns =
+    "id, workflow_name, workflow_version, workflow_hash, status, cancel_requested, input, "
+    "output, error, created_at, updated_at, finished_at";
+
+// ---- binding and reading columns -------------------------------------------------
+
+// Invalid UTF-8 in a handler's output must not fail the commit that records it:
+// it is stored with U+FFFD in its place.
+std::string dump(const Json& value) {
+    return value.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+void bind_json(SQLite::Statement& s, int index, const Json& value) {
+    if (value.is_null()) s.bind(index);
+    else s.bind(index, dump(value));
+}
+
+void bind_text(SQLite::Statement& s, int index, const std::string& text) {
+    if (text.empty()) s.bind(index);
+    else s.bindNoCopy(index, text);
+}
+
+void bind_time(SQLite::Statement& s, int index, const std::optional<TimePoint>& at) {
+    if (at) s.bind(index, detail::to_millis(*at));
+    else s.bind(index);
+}
+
+void bind_status(SQLite::Statement& s, int index, std::string_view name) {
+    s.bind(index, std::string(name));
+}
+
+std::string text_column(const SQLite::Column& c) {
+    return c.isNull() ? std::string() : c.getString();
+}
+
+Json json_column(const SQLite::Column& c) { return c.isNull() ? Json() : Json::parse(c.getText()); }
+
+std::optional<TimePoint> time_column(const SQLite::Column& c) {
+    if (c.isNull()) return std::nullopt;
+    return detail::from_millis(c.getInt64());
+}
+
+// Reads the row of a statement that selects kRunColumns.
+RunInfo read_run(SQLite::Statement& s) {
+    RunInfo run;
+    run.id = s.getColumn(0).getString();
+    run.workflow_name = s.getColumn(1).getString();
+    run.workflow_version = s.getColumn(2).getInt64();
+    run.workflow_hash = s.getColumn(3).getString();
+    run.status = parse_run_status(s.getColumn(4).getText());
+    run.cancel_requested = s.getColumn(5).getInt() != 0;
+    run.input = json_column(s.getColumn(6));
+    run.output = json_column(s.getColumn(7));
+    run.error = text_column(s.getColumn(8));
+    run.created_at = detail::from_millis(s.getColumn(9).getInt64());
+    run.updated_at = detail::from_millis(s.getColumn(10).getInt64());
+    run.finished_at = time_column(s.getColumn(11));
+    return run;
+}
+
+WorkflowRecord read_workflow(SQLite::Statement& s) {
+    WorkflowRecord record;
+    record.name = s.getColumn(0).getString();
+    record.version = s.getColumn(1).getInt64();
+    record.hash = s.getColumn(2).getString();
+    record.definition = Json::parse(s.getColumn(3).getText());
+    record.created_at = detail::from_millis(s.getColumn(4).getInt64());
+    return record;
+}
+
+// Borrows a cached statement for one use and resets it afterwards, also after an
+// error: a half-read result would keep its read open, pin an old WAL snapshot and
+// stall checkpoints.
+class Use {
+public:
+    explicit Use(SQLite::Statement& statement) : statement_(statement) {}
+    ~Use() { statement_.tryReset(); }
+    Use(const Use&) = delete;
+    Use& operator=(const Use&) = delete;
+
+    SQLite::Statement& operator*() const { return statement_; }
+    SQLite::Statement* operator->() const { return &statement_; }
+
+private:
+    SQLite::Statement& statement_;
+};
+
+// Runs an INSERT. translate(extended code) throws the contract's error for the
+// constraint violations it names; any other failure stays a SQLite::Exception.
+template <class Translate>
+void exec_insert(SQLite::Statement& s, Translate&& translate) {
+    try {
+        s.exec();
+    } catch (const SQLite::Exception& e) {
+        translate(e.getExtendedErrorCode());
+        throw;
+    }
+}
+
+// Every SQLite failure leaves as the StoreError the Store contract promises; a
+// lock that outlived the busy timeout gets its own id, as hosts may retry it.
+StoreError store_error(const SQLite::Exception& e, const std::string& doing) {
+    const int primary = e.getErrorCode() & 0xff;
+    if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
+        return StoreError("loom.store.busy",
+                          fmt::format("{}: the database stayed locked by another connection "
+                                      "beyond the busy timeout: {}",
+                                      doing, e.what()));
+    }
+    return StoreError("loom.store.io", fmt::format("{}: {}", doing, e.what()));
+}
+
+SQLite::Database open_connection(const std::string& path, int flags, const SqliteOptions& options) {
+    SQLite::Database db(path, flags, static_cast<int>(options.busy_timeout.count()));
+    const bool full = options.synchronous == SqliteOptions::Synchronous::full;
+    db.exec(full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
+    db.exec("PRAGMA foreign_keys = ON");
+    return db;
+}
+
+// What a commit was doing when it failed, kept as pointers so that the hot path
+// formats nothing unless there is an error to report.
+struct Doing {
+    const char* action = "starting the transaction";
+    const std::string* run = nullptr;
+    const std::string* step = nullptr;
+    const std::string* workflow = nullptr;
+
+    std::string describe(const std::string& path) const {
+        std::string out = path + ": " + action;
+        if (step) out += " step " + *step + " of";
+        if (run) out += " run " + *run;
+        if (workflow) out += " workflow " + *workflow;
+        return out;
+    }
+};
+
+}  // namespace
+
+struct SqliteStore::Impl {
+    std::string path;
+
+    std::mutex write_mutex;
+    // The writer and its statements are guarded by write_mutex (statements are
+    // declared after the connection so that they are finalized before it closes).
+    SQLite::Database writer;
+    SQLite::Statement find_definition_hash;
+    SQLite::Statement insert_definition;
+    SQLite::Statement insert_run;
+    SQLite::Statement insert_step;
+    SQLite::Statement update_step;
+    SQLite::Statement update_run;
+    SQLite::Statement insert_event;
+
+    std::mutex read_mutex;
+    // The reader and its statements are guarded by read_mutex.
+    SQLite::Database reader;
+    SQLite::Statement select_latest_definition;
+    SQLite::Statement select_definition;
+    SQLite::Statement select_definitions;
+    SQLite::Statement select_run;
+    SQLite::Statement select_steps;
+    SQLite::Statement select_unfinished;
+    SQLite::Statement select_events;
+
+    Impl(const std::string& file, const SqliteOptions& options)
+        : path(file),
+          writer(prepare_file(file, options)),
+          find_definition_hash(writer,
+              "SELECT hash FROM workflow_definitions WHERE name = ? AND version = ?"),
+          insert_definition(writer,
+              "INSERT INTO workflow_definitions (name, version, hash, definition, created_at) "
+              "VALUES (?, ?, ?, ?, ?)"),
+          insert_run(writer,
+              "INSERT INTO workflow_runs (id, workflow_name, workflow_version, workflow_hash, "
+              "status, cancel_requested, input, output, error, created_at, updated_at, "
+              "finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+          insert_step(writer,
+              "INSERT INTO step_runs (run_id, step_id, position, status, attempts, output, "
+              "error, started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+          update_step(writer,
+              "UPDATE step_runs SET status = ?, attempts = ?, output = ?, error = ?, "
+              "started_at = ?, finished_at = ? WHERE run_id = ? AND step_id = ?"),
+          update_run(writer,
+              "UPDATE workflow_runs SET status = ?, cancel_requested = ?, output = ?, error = ?, "
+              "updated_at = ?, finished_at = ? WHERE id = ?"),
+          insert_event(writer,
+              "INSERT INTO run_events (run_id, step_id, kind, attempt, detail, at) "
+              "VALUES (?, ?, ?, ?, ?, ?)"),
+          reader(open_connection(file, SQLite::OPEN_READWRITE, options)),
+          select_latest_definition(reader,
+              "SELECT name, version, hash, definition, created_at FROM workflow_definitions "
+              "WHERE name = ? ORDER BY version DESC LIMIT 1"),
+          select_definition(reader,
+              "SELECT name, version, hash, definition, created_at FROM workflow_definitions "
+              "WHERE name = ? AND version = ?"),
+          select_definitions(reader,
+              "SELECT name, version, hash, definition, created_at FROM workflow_definitions "
+              "ORDER BY name, version"),
+          select_run(reader, fmt::format("SELECT {} FROM workflow_runs WHERE id = ?", kRunColumns)),
+          select_steps(reader,
+              "SELECT step_id, status, attempts, output, error, started_at, finished_at "
+              "FROM step_runs WHERE run_id = ? ORDER BY position"),
+          // rowid breaks ties between runs created in the same millisecond.
+          select_unfinished(reader,
+              "SELECT id FROM workflow_runs WHERE status = 'running' ORDER BY created_at, rowid"),
+          select_events(reader,
+              "SELECT seq, run_id, step_id, kind, attempt, detail, at FROM run_events "
+              "WHERE run_id = ? ORDER BY seq") {
+        reader.exec("PRAGMA query_only = ON");
+    }
+
+    // Opens the writer, refuses a newer schema before anything touches the file,
+    // then switches to WAL (persistent, so every later connection uses it) and migrates.
+    static SQLite::Database prepare_file(const std::string& file, const SqliteOptions& options) {
+        SQLite::Database db =
+            open_connection(file, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, options);
+        detail::check_schema_version(db, file);
+        db.exec("PRAGMA journal_mode = WAL");
+        detail::migrate(db, file);
+        return db;
+    }
+
+    // Runs one write transaction under write_mutex; f(doing) does the work and
+    // keeps `doing` current for the error message.
+    template <class F>
+    auto write(F&& f) {
+        std::lock_guard lock(write_mutex);
+        Doing doing;
+        try {
+            // A failed ROLLBACK may have left a transaction open; never build on it.
+            if (sqlite3_get_autocommit(writer.getHandle()) == 0) {
+                writer.exec("ROLLBACK");
+            }
+            SQLite::Transaction transaction(writer, SQLite::TransactionBehavior::IMMEDIATE);
+            auto result = f(doing);
+            doing = Doing{"committing the transaction"};
+            transaction.commit();
+            return result;
+        } catch (const SQLite::Exception& e) {
+            throw store_error(e, doing.describe(path));
+        }
+    }
+
+    // Runs f under read_mutex, in one read transaction so that what it reads
+    // comes from one snapshot.
+    template <class F>
+    auto read(const std::string& doing, F&& f) {
+        std::lock_guard lock(read_mutex);
+        try {
+            SQLite::Transaction transaction(reader);
+            auto result = f();
+            transaction.commit();
+            return result;
+        } catch (const SQLite::Exception& e) {
+            throw store_error(e, path + ": " + doing);
+        } catch (const Json::exception& e) {
+            throw StoreError("loom.store.corrupt",
+                             fmt::format("{}: {}: stored JSON is unreadable: {}", path, doing,
+                                         e.what()));
+        }
+    }
+
+    void add_run(const RunInfo& run, Doing& doing) {
+        doing = Doing{"inserting", &run.id};
+        Use s(insert_run);
+        s->bindNoCopy(1, run.id);
+        s->bindNoCopy(2, run.workflow_name);
+        s->bind(3, run.workflow_version);
+        s->bindNoCopy(4, run.workflow_hash);
+        bind_status(*s, 5, to_string(run.status));
+        s->bind(6, run.cancel_requested ? 1 : 0);
+        bind_json(*s, 7, run.input);
+        bind_json(*s, 8, run.output);
+        bind_text(*s, 9, run.error);
+        s->bind(10, detail::to_millis(run.created_at));
+        s->bind(11, detail::to_millis(run.updated_at));
+        bind_time(*s, 12, run.finished_at);
+        exec_insert(*s, [&](int code) {
+            if (code == SQLITE_CONSTRAINT_PRIMARYKEY) throw detail::duplicate_run(run.id);
+            if (code == SQLITE_CONSTRAINT_FOREIGNKEY) throw detail::unknown_workflow(run);
+        });
+        for (std::size_t i = 0; i < run.steps.size(); ++i) add_step(run.id, run.steps[i], i, doing);
+    }
+
+    void add_step(const RunId& run_id, const StepInfo& step, std::size_t position, Doing& doing) {
+        doing = Doing{"inserting", &run_id, &step.step_id};
+        Use s(insert_step);
+        s->bindNoCopy(1, run_id);
+        s->bindNoCopy(2, step.step_id);
+        s->bind(3, static_cast<std::int64_t>(position));
+        bind_status(*s, 4, to_string(step.status));
+        s->bind(5, step.attempts);
+        bind_json(*s, 6, step.output);
+        bind_text(*s, 7, step.error);
+        bind_time(*s, 8, step.started_at);
+        bind_time(*s, 9, step.finished_at);
+        exec_insert(*s, [&](int code) {
+            if (code == SQLITE_CONSTRAINT_PRIMARYKEY) {
+                throw detail::duplicate_step(run_id, step.step_id);
+            }
+        });
+    }
+
+    void write_step(const StepWrite& write, Doing& doing) {
+        doing = Doing{"updating", &write.run_id, &write.step_id};
+        Use s(update_step);
+        bind_status(*s, 1, to_string(write.status));
+        s->bind(2, write.attempts);
+        bind_json(*s, 3, write.output);
+        bind_text(*s, 4, write.error);
+        bind_time(*s, 5, write.started_at);
+        bind_time(*s, 6, write.finished_at);
+        s->bindNoCopy(7, write.run_id);
+        s->bindNoCopy(8, write.step_id);
+        if (s->exec() != 1) throw detail::missing_row(write.run_id, write.step_id);
+    }
+
+    void write_run(const RunWrite& write, Doing& doing) {
+        doing = Doing{"updating", &write.run_id};
+        Use s(update_run);
+        bind_status(*s, 1, to_string(write.status));
+        s->bind(2, write.cancel_requested ? 1 : 0);
+        bind_json(*s, 3, write.output);
+        bind_text(*s, 4, write.error);
+        s->bind(5, detail::to_millis(write.updated_at));
+        bind_time(*s, 6, write.finished_at);
+        s->bindNoCopy(7, write.run_id);
+        if (s->exec() != 1) throw detail::missing_row(write.run_id);
+    }
+
+    void add_event(const RunEvent& event, Doing& doing) {
+        doing = Doing{"recording an event of", &event.run_id};
+        Use s(insert_event);
+        s->bindNoCopy(1, event.run_id);
+        s->bindNoCopy(2, event.step_id);
+        s->bindNoCopy(3, event.kind);
+        s->bind(4, event.attempt);
+        s->bindNoCopy(5, event.detail);
+        s->bind(6, detail::to_millis(event.at));
+        exec_insert(*s, [&](int code) {
+            if (code == SQLITE_CONSTRAINT_FOREIGNKEY) throw detail::missing_row(event.run_id);
+        });
+    }
+};
+
+SqliteStore::SqliteStore(const std::string& path, SqliteOptions options) {
+    try {
+        impl_ = std::make_unique<Impl>(path, options);
+    } catch (const SQLite::Exception& e) {
+        throw store_error(e, path + ": opening the database");
+    }
+}
+
+SqliteStore::~SqliteStore() = default;
+
+int SqliteStore::latest_schema_version() noexcept { return detail::latest_schema_version(); }
+
+bool SqliteStore::save_workflow(const WorkflowRecord& workflow) {
+    return impl_->write([&](Doing& doing) {
+        doing = Doing{"saving the definition of", nullptr, nullptr, &workflow.name};
+        Use find(impl_->find_definition_hash);
+        find->bindNoCopy(1, workflow.name);
+        find->bind(2, workflow.version);
+        if (find->executeStep()) {
+            std::string stored = find->getColumn(0).getString();
+            if (stored != workflow.hash) {
+                throw detail::definition_conflict(workflow.name, workflow.version, stored,
+                                                  workflow.hash);
+            }
+            return false;
+        }
+        Use insert(impl_->insert_definition);
+        insert->bindNoCopy(1, workflow.name);
+        insert->bind(2, workflow.version);
+        insert->bindNoCopy(3, workflow.hash);
+        insert->bind(4, dump(workflow.definition));
+        insert->bind(5, detail::to_millis(workflow.created_at));
+        insert->exec();
+        return true;
+    });
+}
+
+std::optional<WorkflowRecord> SqliteStore::load_workflow(std::string_view name,
+                                                         std::optional<std::int64_t> version) {
+    const std::string key(name);
+    return impl_->read("loading workflow " + key, [&]() -> std::optional<WorkflowRecord> {
+        Use s(version ? impl_->select_definition : impl_->select_latest_definition);
+        s->bindNoCopy(1, key);
+        if (version) s->bind(2, *version);
+        if (!s->executeStep()) return std::nullopt;
+        return read_workflow(*s);
+    });
+}
+
+std::vector<WorkflowRecord> SqliteStore::list_workflows() {
+    return impl_->read("listing workflows", [&] {
+        std::vector<WorkflowRecord> out;
+        Use s(impl_->select_definitions);
+        while (s->executeStep()) out.push_back(read_workflow(*s));
+        return out;
+    });
+}
+
+void SqliteStore::commit(const Batch& batch) {
+    if (batch.empty()) return;
+    impl_->write([&](Doing& doing) {
+        for (const RunInfo& run : batch.new_runs) impl_->add_run(run, doing);
+        for (const StepWrite& write : batch.steps) impl_->write_step(write, doing);
+        for (const RunWrite& write : batch.runs) impl_->write_run(write, doing);
+        for (const RunEvent& event : batch.events) impl_->add_event(event, doing);
+        return true;
+    });
+}
+
+std::optional<RunInfo> SqliteStore::load_run(const RunId& id) {
+    return impl_->read("loading run " + id, [&]() -> std::optional<RunInfo> {
+        Use run_query(impl_->select_run);
+        run_query->bindNoCopy(1, id);
+        if (!run_query->executeStep()) return std::nullopt;
+        RunInfo run = read_run(*run_query);
+        Use s(impl_->select_steps);
+        s->bindNoCopy(1, id);
+        while (s->executeStep()) {
+            StepInfo& step = run.steps.emplace_back();
+            step.step_id = s->getColumn(0).getString();
+            step.status = parse_step_status(s->getColumn(1).getText());
+            step.attempts = s->getColumn(2).getInt();
+            step.output = json_column(s->getColumn(3));
+            step.error = text_column(s->getColumn(4));
+            step.started_at = time_column(s->getColumn(5));
+            step.finished_at = time_column(s->getColumn(6));
+        }
+        return run;
+    });
+}
+
+std::vector<RunInfo> SqliteStore::list_runs(const RunFilter& filter) {
+    return impl_->read("listing runs", [&] {
+        // Built per filter, not cached: each shape lets SQLite use its own index.
+        std::string sql = fmt::format("SELECT {} FROM workflow_runs", kRunColumns);
+        if (filter.workflow_name) sql += " WHERE workflow_name = :workflow";
+        if (filter.status) sql += filter.workflow_name ? " AND" : " WHERE";
+        if (filter.status) sql += " status = :status";
+        sql += " ORDER BY created_at DESC, rowid DESC LIMIT :limit";
+        SQLite::Statement s(impl_->reader, sql);
+        if (filter.workflow_name) s.bind(":workflow", *filter.workflow_name);
+        if (filter.status) s.bind(":status", std::string(to_string(*filter.status)));
+        s.bind(":limit", static_cast<std::int64_t>(std::min<std::size_t>(filter.limit, INT64_MAX)));
+        std::vector<RunInfo> out;
+        while (s.executeStep()) out.push_back(read_run(s));
+        return out;
+    });
+}
+
+std::vector<RunId> SqliteStore::unfinished_runs() {
+    return impl_->read("listing unfinished runs", [&] {
+        std::vector<RunId> out;
+        Use s(impl_->select_unfinished);
+        while (s->executeStep()) out.push_back(s->getColumn(0).getString());
+        return out;
+    });
+}
+
+std::vector<RunEvent> SqliteStore::load_events(const RunId& id) {
+    return impl_->read("loading the events of run " + id, [&] {
+        std::vector<RunEvent> out;
+        Use s(impl_->select_events);
+        s->bindNoCopy(1, id);
+        while (s->executeStep()) {
+            RunEvent& event = out.emplace_back();
+            event.seq = s->getColumn(0).getInt64();
+            event.run_id = s->getColumn(1).getString();
+            event.step_id = s->getColumn(2).getString();
+            event.kind = s->getColumn(3).getString();
+            event.attempt = s->getColumn(4).getInt();
+            event.detail = s->getColumn(5).getString();
+            event.at = detail::from_millis(s->getColumn(6).getInt64());
+        }
+        return out;
+    });
+}
+
+std::string detail::SqliteStoreProbe::writer_pragma(SqliteStore& store, const std::string& name) {
+    std::lock_guard lock(store.impl_->write_mutex);
+    return store.impl_->writer.execAndGet("PRAGMA " + name).getString();
+}
+
+}  // namespace loom

@@ -10,6 +10,10 @@
 
 namespace loom {
 
+namespace detail {
+struct SqliteStoreProbe;
+}
+
 struct SqliteOptions {
     /// FULL (the default) fsyncs every commit, so an acknowledged step survives
     /// power loss. NORMAL is faster and still safe against a process crash, but a
@@ -54,6 +58,7 @@ public:
     static int latest_schema_version() noexcept;
 
 private:
+    friend struct detail::SqliteStoreProbe;  // lets tests read the connections' settings
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

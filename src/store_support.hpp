@@ -1,0 +1,59 @@
+// What every Store backend shares: the millisecond time representation and the
+// errors of the Store contract, so that each id and message is written once and
+// MemoryStore and SqliteStore fail alike (the conformance suite checks that).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include <loom/error.hpp>
+#include <loom/run.hpp>
+
+namespace loom::detail {
+
+/// Stores record instants to the millisecond; floor so that a time before the
+/// epoch does not round towards it.
+inline std::int64_t to_millis(TimePoint at) noexcept {
+    return std::chrono::floor<std::chrono::milliseconds>(at).time_since_epoch().count();
+}
+
+inline TimePoint from_millis(std::int64_t ms) noexcept {
+    using std::chrono::duration_cast;
+    return TimePoint(duration_cast<TimePoint::duration>(std::chrono::milliseconds(ms)));
+}
+
+/// The instant as a store gives it back.
+inline TimePoint to_stored(TimePoint at) noexcept { return from_millis(to_millis(at)); }
+
+inline Conflict duplicate_run(const RunId& run_id) {
+    return Conflict("loom.store.duplicate_run", "run " + run_id + " already exists");
+}
+
+inline Conflict definition_conflict(const std::string& name, std::int64_t version,
+                                    const std::string& stored_hash, const std::string& new_hash) {
+    return Conflict("loom.store.definition_conflict",
+                    "workflow " + name + " version " + std::to_string(version) +
+                        " is stored with hash " + stored_hash + ", not " + new_hash +
+                        "; give changed content a new version");
+}
+
+inline StoreError unknown_workflow(const RunInfo& run) {
+    return StoreError("loom.store.unknown_workflow",
+                      "run " + run.id + ": workflow " + run.workflow_name + " version " +
+                          std::to_string(run.workflow_version) + " is not stored");
+}
+
+inline StoreError duplicate_step(const RunId& run_id, const std::string& step_id) {
+    return StoreError("loom.store.duplicate_step",
+                      "run " + run_id + " lists step " + step_id + " twice");
+}
+
+/// A write to a run (step_id empty) or a step that does not exist.
+inline StoreError missing_row(const RunId& run_id, const std::string& step_id = {}) {
+    const std::string row =
+        step_id.empty() ? "run " + run_id : "step " + step_id + " of run " + run_id;
+    return StoreError("loom.store.missing_row", row + " does not exist");
+}
+
+}  // namespace loom::detail

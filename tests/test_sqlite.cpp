@@ -1,0 +1,306 @@
+// What SqliteStore promises beyond the Store contract: durability across reopen,
+// its connection settings, schema migrations, and several writers on one file.
+#include <algorithm>
+#include <atomic>
+#include <functional>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <catch2/catch.hpp>
+
+#include <loom/error.hpp>
+#include <loom/sqlite_store.hpp>
+
+#include "sqlite_schema.hpp"
+#include "sqlite_store_probe.hpp"
+#include "support/temp_dir.hpp"
+
+namespace {
+
+using loom::detail::SqliteStoreProbe;
+
+loom::TimePoint at(std::int64_t ms) { return loom::TimePoint(std::chrono::milliseconds(ms)); }
+
+loom::WorkflowRecord workflow() {
+    loom::WorkflowRecord record;
+    record.name = "etl";
+    record.version = 1;
+    record.hash = "h1";
+    record.definition = {{"name", "etl"}, {"version", 1}, {"steps", {{{"id", "a"}}}}};
+    record.created_at = at(1'700'000'000'000);
+    return record;
+}
+
+loom::RunInfo new_run(const std::string& id) {
+    loom::RunInfo run;
+    run.id = id;
+    run.workflow_name = "etl";
+    run.workflow_version = 1;
+    run.workflow_hash = "h1";
+    run.input = {{"n", 1}};
+    run.created_at = at(1'700'000'000'000);
+    run.updated_at = run.created_at;
+    run.steps.resize(1);
+    run.steps[0].step_id = "a";
+    return run;
+}
+
+// One short write, as the executor makes them: a new run and an event.
+void write_run(loom::Store& store, const std::string& id) {
+    loom::Batch batch;
+    batch.new_runs.push_back(new_run(id));
+    loom::RunEvent event;
+    event.run_id = id;
+    event.kind = "run.started";
+    batch.events.push_back(event);
+    store.commit(batch);
+}
+
+std::string file_bytes(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+std::vector<int> applied_versions(const std::string& path) {
+    SQLite::Database db(path);
+    SQLite::Statement query(db, "SELECT version FROM schema_migrations ORDER BY version");
+    std::vector<int> versions;
+    while (query.executeStep()) versions.push_back(query.getColumn(0).getInt());
+    return versions;
+}
+
+std::vector<int> every_version() {
+    std::vector<int> versions;
+    for (int v = 1; v <= loom::SqliteStore::latest_schema_version(); ++v) versions.push_back(v);
+    return versions;
+}
+
+}  // namespace
+
+TEST_CASE("data survives closing and reopening the file", "[sqlite]") {
+    loom::test::TempDir dir;
+    const std::string path = dir.file("runs.db");
+    {
+        loom::SqliteStore store(path);
+        store.save_workflow(workflow());
+        write_run(store, "r1");
+        loom::Batch batch;
+        loom::StepWrite step;
+        step.run_id = "r1";
+        step.step_id = "a";
+        step.status = loom::StepStatus::completed;
+        step.attempts = 1;
+        step.output = {{"rows", 3}};
+        batch.steps.push_back(step);
+        store.commit(batch);
+    }
+    loom::SqliteStore store(path);
+    REQUIRE(store.list_workflows().size() == 1);
+    CHECK(store.load_workflow("etl")->definition == workflow().definition);
+    auto run = store.load_run("r1");
+    REQUIRE(run);
+    CHECK(run->input == new_run("r1").input);
+    CHECK(run->step("a")->status == loom::StepStatus::completed);
+    CHECK(run->step("a")->output == loom::Json{{"rows", 3}});
+    CHECK(store.load_events("r1").size() == 1);
+    CHECK(store.unfinished_runs() == std::vector<loom::RunId>{"r1"});
+}
+
+TEST_CASE("connections use WAL, the requested synchronous level and the busy timeout", "[sqlite]") {
+    loom::test::TempDir dir;
+    SECTION("defaults: FULL") {
+        loom::SqliteStore store(dir.file("runs.db"));
+        CHECK(SqliteStoreProbe::writer_pragma(store, "journal_mode") == "wal");
+        CHECK(SqliteStoreProbe::writer_pragma(store, "synchronous") == "2");
+        CHECK(SqliteStoreProbe::writer_pragma(store, "foreign_keys") == "1");
+        CHECK(SqliteStoreProbe::writer_pragma(store, "busy_timeout") == "5000");
+    }
+    SECTION("NORMAL when asked") {
+        loom::SqliteOptions options;
+        options.synchronous = loom::SqliteOptions::Synchronous::normal;
+        options.busy_timeout = std::chrono::milliseconds(1234);
+        loom::SqliteStore store(dir.file("runs.db"), options);
+        CHECK(SqliteStoreProbe::writer_pragma(store, "synchronous") == "1");
+        CHECK(SqliteStoreProbe::writer_pragma(store, "busy_timeout") == "1234");
+    }
+    // WAL is a property of the file: every later connection sees it.
+    SQLite::Database db(dir.file("runs.db"));
+    CHECK(db.execAndGet("PRAGMA journal_mode").getString() == "wal");
+}
+
+TEST_CASE("opening a new file applies every migration", "[sqlite]") {
+    loom::test::TempDir dir;
+    const std::string path = dir.file("runs.db");
+    { loom::SqliteStore store(path); }
+    CHECK(applied_versions(path) == every_version());
+    SQLite::Database db(path);
+    CHECK(db.execAndGet("SELECT count(*) FROM schema_migrations WHERE description = '' "
+                        "OR applied_at < 1600000000000").getInt() == 0);
+    for (const char* table : {"workflow_definitions", "workflow_runs", "step_runs", "run_events"}) {
+        CHECK(db.tableExists(table));
+    }
+    // Reopening applies nothing twice.
+    { loom::SqliteStore store(path); }
+    CHECK(applied_versions(path) == every_version());
+}
+
+TEST_CASE("opening a version 1 file upgrades it and keeps its data", "[sqlite]") {
+    loom::test::TempDir dir;
+    const std::string path = dir.file("v1.db");
+    {
+        // The file as Loom with schema version 1 left it.
+        SQLite::Database db(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+        loom::detail::migrate(db, path, 1);
+        db.exec("INSERT INTO workflow_definitions VALUES ('etl', 1, 'h1', '{}', 5)");
+        db.exec("INSERT INTO workflow_runs VALUES ('old', 'etl', 1, 'h1', 'running', 0, "
+                "'{\"n\":7}', NULL, NULL, 10, 11, NULL)");
+        db.exec("INSERT INTO step_runs VALUES ('old', 'a', 0, 'completed', 1, '42', NULL, 12, 13)");
+        db.exec("INSERT INTO run_events (run_id, kind, at) VALUES ('old', 'run.started', 10)");
+    }
+    REQUIRE(applied_versions(path) == std::vector<int>{1});
+
+    loom::SqliteStore store(path);
+    CHECK(applied_versions(path) == every_version());
+    auto run = store.load_run("old");
+    REQUIRE(run);
+    CHECK(run->input == loom::Json{{"n", 7}});
+    CHECK(run->created_at == at(10));
+    CHECK(run->step("a")->output == 42);
+    CHECK(run->step("a")->finished_at == at(13));
+    CHECK(store.load_events("old").size() == 1);
+    CHECK(store.load_workflow("etl")->created_at == at(5));
+    // The upgraded file takes new writes.
+    write_run(store, "new");
+    CHECK(store.list_runs().size() == 2);
+}
+
+TEST_CASE("a file with a newer schema is refused and left unchanged", "[sqlite]") {
+    loom::test::TempDir dir;
+    const std::string path = dir.file("future.db");
+    const int newer = loom::SqliteStore::latest_schema_version() + 1;
+    {
+        // Not in WAL mode: opening must not even switch the journal mode.
+        SQLite::Database db(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+        loom::detail::migrate(db, path);
+        db.exec("INSERT INTO schema_migrations VALUES (" + std::to_string(newer) +
+                ", 'from the future', 1)");
+    }
+    const std::string before = file_bytes(path);
+
+    auto open = [&] { loom::SqliteStore store(path); };
+    REQUIRE_THROWS_AS(open(), loom::StoreError);
+    REQUIRE_THROWS_WITH(open(), "[loom.store.schema_too_new] " + path + ": schema version " +
+                                    std::to_string(newer) +
+                                    " is newer than this library supports (" +
+                                    std::to_string(newer - 1) + ")");
+    CHECK(file_bytes(path) == before);
+}
+
+TEST_CASE("a file that is not a database is refused with StoreError", "[sqlite]") {
+    loom::test::TempDir dir;
+    const std::string path = dir.file("junk.db");
+    std::ofstream(path) << std::string(4096, 'x');
+    try {
+        loom::SqliteStore store(path);
+        FAIL("opened a file that is not a database");
+    } catch (const loom::StoreError& e) {
+        CHECK(e.id() == "loom.store.io");
+        CHECK_THAT(e.what(), Catch::Contains(path));
+    }
+}
+
+TEST_CASE("a write that outwaits the busy timeout is a StoreError", "[sqlite]") {
+    loom::test::TempDir dir;
+    const std::string path = dir.file("runs.db");
+    loom::SqliteOptions options;
+    options.busy_timeout = std::chrono::milliseconds(50);
+    loom::SqliteStore store(path, options);
+    store.save_workflow(workflow());
+
+    SQLite::Database other(path, SQLite::OPEN_READWRITE);
+    SQLite::Transaction lock(other, SQLite::TransactionBehavior::IMMEDIATE);
+    try {
+        write_run(store, "r1");
+        FAIL("the commit did not wait for the lock");
+    } catch (const loom::StoreError& e) {
+        CHECK(e.id() == "loom.store.busy");
+    }
+    lock.commit();
+    write_run(store, "r1");   // and works once the lock is gone
+    CHECK(store.load_run("r1"));
+}
+
+TEST_CASE("two stores on one file both write", "[sqlite]") {
+    loom::test::TempDir dir;
+    const std::string path = dir.file("runs.db");
+    // Two stores stand for two processes: separate connections, separate mutexes.
+    loom::SqliteOptions options;
+    options.synchronous = loom::SqliteOptions::Synchronous::normal;
+    loom::SqliteStore first(path, options);
+    loom::SqliteStore second(path, options);
+    first.save_workflow(workflow());
+    REQUIRE_FALSE(second.save_workflow(workflow()));
+
+    constexpr int kRuns = 200;
+    std::atomic<int> failures{0};
+    auto writer = [&](loom::SqliteStore& store, const std::string& prefix) {
+        for (int i = 0; i < kRuns; ++i) {
+            try {
+                write_run(store, prefix + std::to_string(i));
+            } catch (const std::exception&) {
+                ++failures;
+            }
+        }
+    };
+    std::thread a(writer, std::ref(first), "a");
+    std::thread b(writer, std::ref(second), "b");
+    a.join();
+    b.join();
+
+    CHECK(failures == 0);
+    loom::RunFilter all;
+    all.limit = 1000;
+    CHECK(first.list_runs(all).size() == 2 * kRuns);
+    CHECK(second.list_runs(all).size() == 2 * kRuns);
+}
+
+TEST_CASE("concurrent commits on one store all land", "[sqlite]") {
+    const int threads = GENERATE(1, 2, 4);
+    loom::test::TempDir dir;
+    loom::SqliteOptions options;
+    options.synchronous = loom::SqliteOptions::Synchronous::normal;
+    loom::SqliteStore store(dir.file("runs.db"), options);
+    store.save_workflow(workflow());
+
+    constexpr int kPerThread = 100;
+    std::atomic<int> failures{0};
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) {
+        pool.emplace_back([&, t] {
+            for (int i = 0; i < kPerThread; ++i) {
+                try {
+                    write_run(store, std::to_string(t) + "-" + std::to_string(i));
+                    store.load_run(std::to_string(t) + "-" + std::to_string(i / 2));
+                } catch (const std::exception&) {
+                    ++failures;
+                }
+            }
+        });
+    }
+    for (auto& thread : pool) thread.join();
+
+    CHECK(failures == 0);
+    loom::RunFilter all;
+    all.limit = 1000;
+    CHECK(store.list_runs(all).size() == static_cast<std::size_t>(threads * kPerThread));
+    std::vector<std::int64_t> seqs;
+    for (const auto& run : store.list_runs(all)) {
+        seqs.push_back(store.load_events(run.id).at(0).seq);
+    }
+    std::sort(seqs.begin(), seqs.end());
+    CHECK(std::adjacent_find(seqs.begin(), seqs.end()) == seqs.end());
+}

@@ -1,0 +1,498 @@
+// The Store conformance suite: one set of behaviours, run against every backend,
+// so that the executor may rely on the contract in store.hpp whatever it runs on.
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include <loom/error.hpp>
+#include <loom/memory_store.hpp>
+#include <loom/sqlite_store.hpp>
+
+#include "support/temp_dir.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using loom::RunStatus;
+using loom::StepStatus;
+
+struct MemoryFixture {
+    loom::MemoryStore store;
+};
+
+struct SqliteFixture {
+    loom::test::TempDir dir;
+    loom::SqliteStore store{dir.file("store.db")};
+};
+
+// An instant `ms` milliseconds after the epoch, plus `extra` below the millisecond
+// that a store drops.
+loom::TimePoint at(std::int64_t ms, std::chrono::microseconds extra = 0us) {
+    return loom::TimePoint(std::chrono::milliseconds(ms) + extra);
+}
+
+loom::WorkflowRecord workflow(const std::string& name, std::int64_t version,
+                              const std::string& hash = "h1") {
+    loom::WorkflowRecord record;
+    record.name = name;
+    record.version = version;
+    record.hash = hash;
+    record.definition = {{"name", name}, {"version", version}, {"steps", {{{"id", "a"}}}}};
+    record.created_at = at(1'700'000'000'000);
+    return record;
+}
+
+// A new run of etl v1 whose steps are deliberately not in alphabetical order.
+loom::RunInfo new_run(const std::string& id, std::int64_t created_ms = 1'700'000'000'000,
+                      const std::string& workflow_name = "etl") {
+    loom::RunInfo run;
+    run.id = id;
+    run.workflow_name = workflow_name;
+    run.workflow_version = 1;
+    run.workflow_hash = "h1";
+    run.input = {{"url", "https://example.org"}, {"n", 3}};
+    run.created_at = at(created_ms);
+    run.updated_at = at(created_ms);
+    for (const char* step_id : {"extract", "transform", "load"}) {
+        loom::StepInfo step;
+        step.step_id = step_id;
+        run.steps.push_back(step);
+    }
+    run.steps[0].status = StepStatus::ready;
+    return run;
+}
+
+loom::Batch creating(std::vector<loom::RunInfo> runs) {
+    loom::Batch batch;
+    batch.new_runs = std::move(runs);
+    return batch;
+}
+
+loom::StepWrite step_write(const std::string& run_id, const std::string& step_id,
+                           StepStatus status = StepStatus::running) {
+    loom::StepWrite write;
+    write.run_id = run_id;
+    write.step_id = step_id;
+    write.status = status;
+    write.attempts = 1;
+    write.started_at = at(1'700'000'001'000);
+    return write;
+}
+
+loom::RunEvent event(const std::string& run_id, const std::string& kind,
+                     const std::string& step_id = {}) {
+    loom::RunEvent e;
+    e.run_id = run_id;
+    e.step_id = step_id;
+    e.kind = kind;
+    e.attempt = step_id.empty() ? 0 : 1;
+    e.at = at(1'700'000'002'000);
+    return e;
+}
+
+// The exception f throws, which must be an E.
+template <class E, class F>
+E thrown(F&& f) {
+    try {
+        f();
+    } catch (const E& e) {
+        return e;
+    }
+    FAIL("no exception was thrown");
+    return E("", "");
+}
+
+void require_same_steps(const std::vector<loom::StepInfo>& a,
+                        const std::vector<loom::StepInfo>& b) {
+    REQUIRE(a.size() == b.size());
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        CHECK(a[i].step_id == b[i].step_id);
+        CHECK(a[i].status == b[i].status);
+        CHECK(a[i].attempts == b[i].attempts);
+        CHECK(a[i].output == b[i].output);
+        CHECK(a[i].error == b[i].error);
+        CHECK(a[i].started_at == b[i].started_at);
+        CHECK(a[i].finished_at == b[i].finished_at);
+    }
+}
+
+void require_same(const loom::RunInfo& a, const loom::RunInfo& b) {
+    CHECK(a.id == b.id);
+    CHECK(a.workflow_name == b.workflow_name);
+    CHECK(a.workflow_version == b.workflow_version);
+    CHECK(a.workflow_hash == b.workflow_hash);
+    CHECK(a.status == b.status);
+    CHECK(a.cancel_requested == b.cancel_requested);
+    CHECK(a.input == b.input);
+    CHECK(a.output == b.output);
+    CHECK(a.error == b.error);
+    CHECK(a.created_at == b.created_at);
+    CHECK(a.updated_at == b.updated_at);
+    CHECK(a.finished_at == b.finished_at);
+    require_same_steps(a.steps, b.steps);
+}
+
+std::vector<loom::RunId> ids(const std::vector<loom::RunInfo>& runs) {
+    std::vector<loom::RunId> out;
+    for (const auto& run : runs) out.push_back(run.id);
+    return out;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("save_workflow stores a definition once and refuses changed content", "[store]",
+                   MemoryFixture, SqliteFixture) {
+    TestType fixture;
+    loom::Store& store = fixture.store;
+
+    REQUIRE(store.save_workflow(workflow("etl", 1, "aaa")));
+    REQUIRE_FALSE(store.save_workflow(workflow("etl", 1, "aaa")));
+
+    auto conflict = thrown<loom::Conflict>([&] { store.save_workflow(workflow("etl", 1, "bbb")); });
+    CHECK(conflict.id() == "loom.store.definition_conflict");
+    for (const char* part : {"etl", "version 1", "aaa", "bbb"}) {
+        CHECK_THAT(conflict.what(), Catch::Contains(part));
+    }
+    REQUIRE(store.load_workflow("etl", 1)->hash == "aaa");
+    REQUIRE(store.list_workflows().size() == 1);
+}
+
+TEMPLATE_TEST_CASE("load_workflow finds the latest or a given version", "[store]", MemoryFixture,
+                   SqliteFixture) {
+    TestType fixture;
+    loom::Store& store = fixture.store;
+    store.save_workflow(workflow("etl", 1));
+    store.save_workflow(workflow("etl", 3));
+    loom::WorkflowRecord saved = workflow("etl", 2);
+    saved.created_at = at(1'700'000'000'123, 456us);   // stored to the millisecond
+    store.save_workflow(saved);
+    store.save_workflow(workflow("other", 7));
+
+    REQUIRE(store.load_workflow("etl")->version == 3);
+    auto two = store.load_workflow("etl", 2);
+    REQUIRE(two);
+    CHECK(two->name == "etl");
+    CHECK(two->hash == "h1");
+    CHECK(two->definition == workflow("etl", 2).definition);
+    CHECK(two->created_at == at(1'700'000'000'123));
+    CHECK_FALSE(store.load_workflow("etl", 4));
+    CHECK_FALSE(store.load_workflow("missing"));
+    CHECK_FALSE(store.load_workflow("missing", 1));
+}
+
+TEMPLATE_TEST_CASE("list_workflows orders by name then version", "[store]", MemoryFixture,
+                   SqliteFixture) {
+    TestType fixture;
+    loom::Store& store = fixture.store;
+    CHECK(store.list_workflows().empty());
+    store.save_workflow(workflow("b", 1));
+    store.save_workflow(workflow("a", 10));
+    store.save_workflow(workflow("a", 2));
+    store.save_workflow(workflow("a", 1));
+
+    std::vector<std::pair<std::string, std::int64_t>> listed;
+    for (const auto& record : store.list_workflows()) {
+        listed.emplace_back(record.name, record.version);
+    }
+    REQUIRE(listed == std::vector<std::pair<std::string, std::int64_t>>{
+                          {"a", 1}, {"a", 2}, {"a", 10}, {"b", 1}});
+}
+
+TEMPLATE_TEST_CASE("a new run comes back with every field and its steps in definition order",
+                   "[store]", MemoryFixture, SqliteFixture) {
+    TestType fixture;
+    loom::Store& store = fixture.store;
+    store.save_workflow(workflow("etl", 1));
+
+    loom::RunInfo run = new_run("r1");
+    run.created_at = at(1'700'000'000'123, 999us);   // stored to the millisecond
+    run.updated_at = at(1'700'000'000'124);
+    run.cancel_requested = true;
+    run.steps[1].status = StepStatus::failed;
+    run.steps[1].attempts = 3;
+    run.steps[1].error = "boom";
+    run.steps[1].output = {{"partial", {1, 2}}};
+    run.steps[1].started_at = at(1'700'000'000'200, 1us);
+    run.steps[1].finished_at = at(1'700'000'000'300);
+    store.commit(creating({run}));
+
+    auto loaded = store.load_run("r1");
+    REQUIRE(loaded);
+    loom::RunInfo expected = run;
+    expected.created_at = at(1'700'000'000'123);
+    expected.steps[1].started_at = at(1'700'000'000'200);
+    require_same(*loaded, expected);
+    CHECK(loaded->steps[0].step_id == "extract");
+    CHECK(loaded->steps[2].step_id == "load");
+    CHECK_FALSE(loaded->steps[0].started_at);
+    CHECK(loaded->step("transform")->error == "boom");
+    CHECK_FALSE(store.load_run("r2"));
+}
+
+TEMPLATE_TEST_CASE("step and run writes replace the mutable columns", "[store]", MemoryFixture,
+                   SqliteFixture) {
+    TestType fixture;
+    loom::Store& store = fixture.store;
+    store.save_workflow(workflow("etl", 1));
+    store.commit(creating({new_run("r1")}));
+
+    loom::Batch batch;
+    batch.steps.push_back(step_write("r1", "extract"));
+    loom::StepWrite done = step_write("r1", "extract", StepStatus::completed);
+    done.attempts = 2;
+    done.output = {{"rows", 42}, {"names", {"x", "y"}}};
+    done.finished_at = at(1'700'000'001'500, 700us);
+    batch.steps.push_back(done);   // last write in a batch wins
+    batch.steps.push_back(step_write("r1", "transform", StepStatus::ready));
+    loom::RunWrite run_write;
+    run_write.run_id = "r1";
+    run_write.status = RunStatus::failed;
+    run_write.cancel_requested = true;
+    run_write.output = {{"load", nullptr}};
+    run_write.error = "step load failed: disk full";
+    run_write.updated_at = at(1'700'000'003'000);
+    run_write.finished_at = at(1'700'000'003'001);
+    batch.runs.push_back(run_write);
+    store.commit(batch);
+
+    auto run = store.load_run("r1");
+    REQUIRE(run);
+    const loom::StepInfo& extract = *run->step("extract");
+    CHECK(extract.status == StepStatus::completed);
+    CHECK(extract.attempts == 2);
+    CHECK(extract.output == done.output);
+    CHECK(extract.started_at == at(1'700'000'001'000));
+    CHECK(extract.finished_at == at(1'700'000'001'500));
+    CHECK(run->step("transform")->status == StepStatus::ready);
+    CHECK(run->step("load")->status == StepStatus::pending);
+    CHECK(run->status == RunStatus::failed);
+    CHECK(run->cancel_requested);
+    CHECK(run->output == run_write.output);
+    CHECK(run->error == run_write.error);
+    CHECK(run->updated_at == at(1'700'000'003'000));
+    CHECK(run->finished_at == at(1'700'000'003'001));
+    CHECK(run->created_at == at(1'700'000'000'000));
+
+    // A later write clears what it leaves empty.
+    loom::Batch retry;
+    retry.steps.push_back(step_write("r1", "extract", StepStatus::pending));
+    store.commit(retry);
+    run = store.load_run("r1");
+    CHECK(run->step("extract")->output.is_null());
+    CHECK_FALSE(run->step("extract")->finished_at);
+}
+
+TEMPLATE_TEST_CASE("events keep commit order and get increasing seq", "[store]", MemoryFixture,
+                   SqliteFixture) {
+    TestType fixture;
+    loom::Store& store = fixture.store;
+    store.save_workflow(workflow("etl", 1));
+    loom::Batch first = creating({new_run("r1"), new_run("r2")});
+    first.events = {event("r1", "run.started"), event("r2", "run.started"),
+                    event("r1", "step.started", "extract")};
+    store.commit(first);
+    loom::Batch second;
+    loom::RunEvent failed = event("r1", "step.failed", "extract");
+    failed.detail = "timeout after 5s";
+    failed.at = at(1'700'000'002'500, 300us);
+    second.events = {failed, event("r1", "step.started", "extract")};
+    store.commit(second);
+
+    auto events = store.load_events("r1");
+    REQUIRE(events.size() == 4);
+    std::vector<std::string> kinds;
+    for (const auto& e : events) kinds.push_back(e.kind);
+    CHECK(kinds == std::vector<std::string>{"run.started", "step.started", "step.failed",
+                                            "step.started"});
+    for (std::size_t i = 1; i < events.size(); ++i) CHECK(events[i].seq > events[i - 1].seq);
+    CHECK(events[0].step_id.empty());
+    CHECK(events[0].attempt == 0);
+    CHECK(events[2].run_id == "r1");
+    CHECK(events[2].step_id == "extract");
+    CHECK(events[2].attempt == 1);
+    CHECK(events[2].detail == "timeout after 5s");
+    CHECK(events[2].at == at(1'700'000'002'500));
+
+    auto other = store.load_events("r2");
+    REQUIRE(other.size() == 1);
+    // seq is one counter for the whole store, so it orders events across runs too.
+    CHECK(other[0].seq > events[0].seq);
+    CHECK(other[0].seq < events[1].seq);
+    CHECK(store.load_events("unknown").empty());
+}
+
+TEMPLATE_TEST_CASE("writes may target runs created earlier in the same batch", "[store]",
+                   MemoryFixture, SqliteFixture) {
+    TestType fixture;
+    loom::Store& store = fixture.store;
+    store.save_workflow(workflow("etl", 1));
+    loom::Batch batch = creating({new_run("r1")});
+    batch.steps.push_back(step_write("r1", "extract"));
+    loom::RunWrite run_write;
+    run_write.run_id = "r1";
+    run_write.status = RunStatus::cancelled;
+    run_write.updated_at = at(1'700'000'000'500);
+    batch.runs.push_back(run_write);
+    batch.events.push_back(event("r1", "run.started"));
+    store.commit(batch);
+
+    auto run = store.load_run("r1");
+    REQUIRE(run);
+    CHECK(run->status == RunStatus::cancelled);
+    CHECK(run->step("extract")->status == StepStatus::running);
+    CHECK(store.load_events("r1").size() == 1);
+}
+
+TEMPLATE_TEST_CASE("a batch with one bad write changes nothing", "[store]", MemoryFixture,
+                   SqliteFixture) {
+    TestType fixture;
+    loom::Store& store = fixture.store;
+    store.save_workflow(workflow("etl", 1));
+    loom::Batch setup = creating({new_run("r1")});
+    setup.events.push_back(event("r1", "run.started"));
+    store.commit(setup);
+    const loom::RunInfo before = *store.load_run("r1");
+
+    // Every part of the batch is valid but one; the good parts come first.
+    loom::Batch batch = creating({new_run("r2", 1'700'000'000'001)});
+    batch.steps.push_back(step_write("r1", "extract", StepStatus::completed));
+    loom::RunWrite run_write;
+    run_write.run_id = "r1";
+    run_write.status = RunStatus::completed;
+    batch.runs.push_back(run_write);
+    batch.events.push_back(event("r1", "step.completed", "extract"));
+    batch.events.push_back(event("r2", "run.started"));
+
+    std::string expected_id = "loom.store.missing_row";
+    SECTION("a step that does not exist") {
+        batch.steps.push_back(step_write("r1", "nope"));
+    }
+    SECTION("a step of a run that does not exist") {
+        batch.steps.push_back(step_write("nope", "extract"));
+    }
+    SECTION("a run that does not exist") {
+        run_write.run_id = "nope";
+        batch.runs.push_back(run_write);
+    }
+    SECTION("an event of a run that does not exist") {
+        batch.events.push_back(event("nope", "run.started"));
+    }
+    SECTION("a new run of a workflow that is not stored") {
+        batch.new_runs.push_back(new_run("r3", 1'700'000'000'002, "unknown"));
+        expected_id = "loom.store.unknown_workflow";
+    }
+    SECTION("a new run that lists a step twice") {
+        loom::RunInfo twice = new_run("r3");
+        twice.steps.push_back(twice.steps[0]);
+        batch.new_runs.push_back(twice);
+        expected_id = "loom.store.duplicate_step";
+    }
+
+    auto error = thrown<loom::StoreError>([&] { store.commit(batch); });
+    CHECK(error.id() == expected_id);
+    if (expected_id == "loom.store.missing_row") CHECK_THAT(error.what(), Catch::Contains("nope"));
+
+    require_same(*store.load_run("r1"), before);
+    CHECK_FALSE(store.load_run("r2"));
+    CHECK_FALSE(store.load_run("r3"));
+    CHECK(store.load_events("r1").size() == 1);
+    CHECK(store.load_events("r2").empty());
+    CHECK(ids(store.list_runs()) == std::vector<loom::RunId>{"r1"});
+    CHECK(store.unfinished_runs() == std::vector<loom::RunId>{"r1"});
+
+    // The store is still usable, and the failed batch's new run id is still free.
+    store.commit(creating({new_run("r2", 1'700'000'000'001)}));
+    CHECK(store.load_run("r2"));
+}
+
+TEMPLATE_TEST_CASE("a run id is used once", "[store]", MemoryFixture, SqliteFixture) {
+    TestType fixture;
+    loom::Store& store = fixture.store;
+    store.save_workflow(workflow("etl", 1));
+    store.commit(creating({new_run("r1")}));
+
+    SECTION("against a stored run") {
+        loom::RunInfo again = new_run("r1", 1'700'000'009'000);
+        again.input = {{"other", true}};
+        auto error = thrown<loom::Conflict>([&] { store.commit(creating({again})); });
+        CHECK(error.id() == "loom.store.duplicate_run");
+        CHECK_THAT(error.what(), Catch::Contains("r1"));
+        CHECK(store.load_run("r1")->input == new_run("r1").input);
+    }
+    SECTION("twice in one batch") {
+        auto error = thrown<loom::Conflict>(
+            [&] { store.commit(creating({new_run("r2"), new_run("r2")})); });
+        CHECK(error.id() == "loom.store.duplicate_run");
+        CHECK_FALSE(store.load_run("r2"));
+    }
+    CHECK(store.list_runs().size() == 1);
+}
+
+TEMPLATE_TEST_CASE("list_runs filters and returns newest first without steps", "[store]",
+                   MemoryFixture, SqliteFixture) {
+    TestType fixture;
+    loom::Store& store = fixture.store;
+    store.save_workflow(workflow("etl", 1));
+    store.save_workflow(workflow("report", 1));
+    // Created out of order; "e3" and "e4" share a millisecond, so insertion decides.
+    store.commit(creating({new_run("e2", 2000), new_run("e1", 1000),
+                           new_run("r1", 1500, "report")}));
+    store.commit(creating({new_run("e3", 3000), new_run("e4", 3000)}));
+    loom::Batch finish;
+    for (const char* id : {"e1", "e4"}) {
+        loom::RunWrite write;
+        write.run_id = id;
+        write.status = RunStatus::completed;
+        write.updated_at = at(4000);
+        write.finished_at = at(4000);
+        finish.runs.push_back(write);
+    }
+    store.commit(finish);
+
+    auto all = store.list_runs();
+    CHECK(ids(all) == std::vector<loom::RunId>{"e4", "e3", "e2", "r1", "e1"});
+    for (const auto& run : all) CHECK(run.steps.empty());
+    CHECK(all[0].status == RunStatus::completed);
+    CHECK(all[0].input == new_run("e4").input);
+    CHECK(all[0].finished_at == at(4000));
+
+    loom::RunFilter etl;
+    etl.workflow_name = "etl";
+    CHECK(ids(store.list_runs(etl)) == std::vector<loom::RunId>{"e4", "e3", "e2", "e1"});
+
+    loom::RunFilter running;
+    running.status = RunStatus::running;
+    CHECK(ids(store.list_runs(running)) == std::vector<loom::RunId>{"e3", "e2", "r1"});
+
+    loom::RunFilter both = etl;
+    both.status = RunStatus::completed;
+    CHECK(ids(store.list_runs(both)) == std::vector<loom::RunId>{"e4", "e1"});
+
+    loom::RunFilter limited = etl;
+    limited.limit = 2;
+    CHECK(ids(store.list_runs(limited)) == std::vector<loom::RunId>{"e4", "e3"});
+
+    loom::RunFilter none;
+    none.workflow_name = "missing";
+    CHECK(store.list_runs(none).empty());
+}
+
+TEMPLATE_TEST_CASE("unfinished_runs lists running runs oldest first", "[store]", MemoryFixture,
+                   SqliteFixture) {
+    TestType fixture;
+    loom::Store& store = fixture.store;
+    store.save_workflow(workflow("etl", 1));
+    CHECK(store.unfinished_runs().empty());
+    store.commit(creating({new_run("c", 3000), new_run("a", 1000), new_run("b", 2000),
+                           new_run("b2", 2000)}));
+    loom::Batch finish;
+    loom::RunWrite write;
+    write.run_id = "a";
+    write.status = RunStatus::cancelled;
+    finish.runs.push_back(write);
+    store.commit(finish);
+
+    CHECK(store.unfinished_runs() == std::vector<loom::RunId>{"b", "b2", "c"});
+}
