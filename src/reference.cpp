@@ -1,1 +1,181 @@
-// placeholder: being written
+// Input templates: parse_template turns one string into literal text and references
+// once, at validation; resolve_input fills them in for each step of each run, so it
+// is on the hot path and never re-parses anything.
+//
+// Syntax: ${input}, ${input.a.b}, ${steps.ID.output}, ${steps.ID.output.k.0}; segments
+// are [A-Za-z0-9_-]+, a numeric segment indexes an array (and is a key on an object);
+// $${ is a literal ${.
+#include <loom/error.hpp>
+
+#include <charconv>
+
+#include <fmt/format.h>
+
+#include "model.hpp"
+#include "plan.hpp"
+
+namespace loom::detail {
+namespace {
+
+bool is_segment_char(unsigned char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '-';
+}
+
+/// One "${...}", braces included.
+Reference parse_reference(std::string text, const std::string& where,
+                          const std::unordered_map<std::string, std::uint32_t>& index) {
+    auto fail = [&](const std::string& why) {
+        fail_definition("bad_reference", where, fmt::format("reference {} {}", quote(text), why));
+    };
+    std::vector<std::string> segments;
+    std::string_view body(text);
+    body = body.substr(2, body.size() - 3);
+    for (std::size_t start = 0;;) {
+        std::size_t dot = body.find('.', start);
+        std::string_view segment = body.substr(start, dot == std::string_view::npos ? dot : dot - start);
+        if (segment.empty()) fail("has an empty segment");
+        for (unsigned char c : segment) {
+            if (!is_segment_char(c)) {
+                fail(fmt::format("has {} in segment {}; segments hold only letters, digits, '_' "
+                                 "and '-'",
+                                 describe_char(c), quote(segment)));
+            }
+        }
+        segments.emplace_back(segment);
+        if (dot == std::string_view::npos) break;
+        start = dot + 1;
+    }
+
+    Reference ref;
+    std::size_t path_start = 1;
+    if (segments[0] == "steps") {
+        if (segments.size() < 2) fail("must name a step: ${steps.ID.output}");
+        if (segments.size() < 3 || segments[2] != "output") {
+            fail("must continue with \".output\" after the step id: ${steps.ID.output}");
+        }
+        auto found = index.find(segments[1]);
+        if (found == index.end()) fail(fmt::format("names unknown step {}", quote(segments[1])));
+        ref.from_input = false;
+        ref.step = found->second;
+        path_start = 3;
+    } else if (segments[0] != "input") {
+        fail("must start with \"input\" or \"steps\"");
+    }
+    ref.path.assign(std::make_move_iterator(segments.begin() + static_cast<std::ptrdiff_t>(path_start)),
+                    std::make_move_iterator(segments.end()));
+    ref.text = std::move(text);
+    return ref;
+}
+
+[[noreturn]] void fail_missing(const Reference& ref, const std::string& step_id, std::size_t depth,
+                               const Json& at) {
+    // Where the lookup stood, written as the reference would be: input.a, steps.x.output.k
+    std::string location = ref.from_input ? "input" : "steps." + step_id + ".output";
+    for (std::size_t k = 0; k < depth; ++k) location += "." + ref.path[k];
+    const std::string& segment = ref.path[depth];
+    std::string why;
+    if (at.is_object()) {
+        why = fmt::format("no key {} in {}", quote(segment), location);
+    } else if (at.is_array() && segment.find_first_not_of("0123456789") == std::string::npos) {
+        why = fmt::format("no index {} in {}, an array of {}", segment, location, at.size());
+    } else {
+        const char* article = at.is_null() ? "" : at.is_array() ? "an " : "a ";
+        why = fmt::format("cannot look up {} in {}, which is {}{}", quote(segment), location,
+                          article, at.type_name());
+    }
+    throw InvalidArgument("loom.input.missing", fmt::format("{}: {}", ref.text, why));
+}
+
+const Json& lookup(const Workflow& workflow, const Reference& ref, const Json& run_input,
+                   const OutputOf& output_of) {
+    const Json* at = ref.from_input ? &run_input : &output_of(ref.step);
+    for (std::size_t k = 0; k < ref.path.size(); ++k) {
+        const std::string& segment = ref.path[k];
+        const Json* next = nullptr;
+        if (at->is_object()) {
+            auto found = at->find(segment);
+            if (found != at->end()) next = &*found;
+        } else if (at->is_array()) {
+            std::size_t i = 0;
+            const char* end = segment.data() + segment.size();
+            auto [ptr, ec] = std::from_chars(segment.data(), end, i);
+            if (ec == std::errc() && ptr == end && i < at->size()) next = &(*at)[i];
+        }
+        if (!next) fail_missing(ref, ref.from_input ? "" : workflow.steps()[ref.step].id, k, *at);
+        at = next;
+    }
+    return *at;
+}
+
+Json render(const Workflow& workflow, const std::vector<TemplatePart>& parts, const Json& run_input,
+            const OutputOf& output_of) {
+    // A string that is exactly one reference takes the referenced value, whatever its type.
+    if (parts.size() == 1 && parts[0].ref) return lookup(workflow, *parts[0].ref, run_input, output_of);
+    std::string text;
+    for (const TemplatePart& part : parts) {
+        if (!part.ref) {
+            text += part.literal;
+            continue;
+        }
+        const Json& value = lookup(workflow, *part.ref, run_input, output_of);
+        text += value.is_string() ? value.get_ref<const std::string&>() : value.dump();
+    }
+    return text;
+}
+
+}  // namespace
+
+std::vector<TemplatePart> parse_template(const std::string& text, const std::string& where,
+                                         const std::unordered_map<std::string, std::uint32_t>& index) {
+    std::vector<TemplatePart> parts;
+    std::string literal;
+    std::size_t i = 0;
+    while (i < text.size()) {
+        std::size_t dollar = text.find('$', i);
+        if (dollar == std::string::npos) {
+            literal.append(text, i, std::string::npos);
+            break;
+        }
+        literal.append(text, i, dollar - i);
+        if (text.compare(dollar, 3, "$${") == 0) {
+            literal += "${";
+            i = dollar + 3;
+        } else if (text.compare(dollar, 2, "${") == 0) {
+            std::size_t close = text.find('}', dollar + 2);
+            if (close == std::string::npos) {
+                fail_definition("bad_reference", where,
+                                fmt::format("reference {} is not terminated by '}}'",
+                                            quote(std::string_view(text).substr(dollar))));
+            }
+            Reference ref = parse_reference(text.substr(dollar, close + 1 - dollar), where, index);
+            if (!literal.empty()) parts.push_back({std::move(literal), std::nullopt});
+            literal.clear();
+            parts.push_back({{}, std::move(ref)});
+            i = close + 1;
+        } else {
+            literal += '$';
+            i = dollar + 1;
+        }
+    }
+    if (!literal.empty() || parts.empty()) parts.push_back({std::move(literal), std::nullopt});
+    return parts;
+}
+
+Json resolve_input(const Workflow& workflow, std::uint32_t step, const Json& run_input,
+                   const OutputOf& output_of) {
+    const Step& definition = workflow.steps()[step];
+    const StepPlan& plan = workflow.plan().steps[step];
+    if (!definition.input) {
+        Json outputs = Json::object();
+        for (std::uint32_t d : plan.deps) outputs[workflow.steps()[d].id] = output_of(d);
+        return outputs;
+    }
+    Json input = *definition.input;
+    for (const Substitution& sub : plan.substitutions) {
+        input[sub.where] = render(workflow, sub.parts, run_input, output_of);
+    }
+    return input;
+}
+
+}  // namespace loom::detail

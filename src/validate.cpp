@@ -1,1 +1,521 @@
-// placeholder: being written
+// Workflow::from_json: the one validation path for every definition, and the
+// compilation of a valid one into a detail::Plan. Cheap bounds come first (size,
+// then nesting depth by a scan that never recurses), then parsing, then structure.
+// Every error is a DefinitionError "[loom.definition.<reason>] <JSON path>: <text>";
+// the first one in document order is thrown, and nothing is changed.
+#include <loom/error.hpp>
+#include <loom/workflow.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "model.hpp"
+#include "plan.hpp"
+
+namespace loom {
+namespace detail {
+
+void fail_definition(std::string_view reason, std::string_view path, std::string_view text) {
+    throw DefinitionError(fmt::format("loom.definition.{}", reason),
+                          fmt::format("{}: {}", path.empty() ? "/" : path, text));
+}
+
+std::string quote(std::string_view s) {
+    return Json(std::string(s)).dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+std::string describe_char(unsigned char c) {
+    if (c >= 0x20 && c < 0x7f) return fmt::format("'{}'", static_cast<char>(c));
+    return fmt::format("byte 0x{:02X}", c);
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::fail_definition;
+using detail::describe_char;
+using detail::quote;
+
+// The keys each object of a definition may hold, in the order they are checked.
+// New definition keys are added here (and read in read_workflow / read_step).
+struct Key {
+    std::string_view name;
+    bool required;
+};
+constexpr Key kWorkflowKeys[] = {{"name", true}, {"version", true}, {"steps", true}};
+constexpr Key kStepKeys[] = {{"id", true}, {"handler", true}, {"input", false}, {"depends_on", false}};
+
+// The three identifier grammars, spelled out so an error can say which rule broke.
+struct IdRule {
+    const char* what;
+    bool (*first_ok)(unsigned char);
+    bool (*rest_ok)(unsigned char);
+    const char* first_allowed;
+    const char* rest_allowed;
+    const char* pattern;
+};
+constexpr std::size_t kMaxIdLength = 128;
+
+bool is_alpha(unsigned char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
+bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+bool is_word(unsigned char c) { return is_alpha(c) || is_digit(c) || c == '_'; }
+
+constexpr IdRule kStepId{
+    "step id", [](unsigned char c) { return is_alpha(c) || c == '_'; },
+    [](unsigned char c) { return is_word(c) || c == '-'; }, "a letter or '_'",
+    "letters, digits, '_' and '-'", "^[A-Za-z_][A-Za-z0-9_-]{0,127}$"};
+constexpr IdRule kWorkflowName{
+    "workflow name", is_word, [](unsigned char c) { return is_word(c) || c == '.' || c == '-'; },
+    "a letter, digit or '_'", "letters, digits, '_', '.' and '-'",
+    "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"};
+constexpr IdRule kHandlerName{
+    "handler name", is_word,
+    [](unsigned char c) {
+        return is_word(c) || c == '.' || c == ':' || c == '/' || c == '-';
+    },
+    "a letter, digit or '_'", "letters, digits, '_', '.', ':', '/' and '-'",
+    "^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,127}$"};
+
+// Paths are built only for an error (validation runs on every definition; errors are
+// rare), so checkers take either a path or a function that makes one.
+template <class Path>
+std::string path_text(const Path& path) {
+    if constexpr (std::is_invocable_v<const Path&>) {
+        return path();
+    } else {
+        return std::string(path);
+    }
+}
+
+template <class Path>
+void check_id(const std::string& id, const IdRule& rule, const Path& path_of) {
+    auto path = [&] { return path_text(path_of); };
+    if (id.empty()) fail_definition("bad_id", path(), fmt::format("{} must not be empty", rule.what));
+    if (id.size() > kMaxIdLength) {
+        fail_definition("bad_id", path(),
+                        fmt::format("{} is {} characters long; the limit is {} ({})", rule.what,
+                                    id.size(), kMaxIdLength, rule.pattern));
+    }
+    if (!rule.first_ok(static_cast<unsigned char>(id[0]))) {
+        fail_definition("bad_id", path(),
+                        fmt::format("{} {} must start with {} ({})", rule.what, quote(id),
+                                    rule.first_allowed, rule.pattern));
+    }
+    for (std::size_t i = 1; i < id.size(); ++i) {
+        auto c = static_cast<unsigned char>(id[i]);
+        if (!rule.rest_ok(c)) {
+            fail_definition("bad_id", path(),
+                            fmt::format("{} {} has {} at index {}; only {} may follow the first "
+                                        "character ({})",
+                                        rule.what, quote(id), describe_char(c), i,
+                                        rule.rest_allowed, rule.pattern));
+        }
+    }
+}
+
+std::string child(const std::string& path, std::string_view token) {
+    return path + (Json::json_pointer() / std::string(token)).to_string();
+}
+std::string child(const std::string& path, std::size_t index) {
+    return fmt::format("{}/{}", path, index);
+}
+
+template <class Path>
+void expect(const Json& value, bool ok, const char* expected, const Path& path) {
+    if (!ok) {
+        fail_definition("type", path_text(path),
+                        fmt::format("expected {}, got {}", expected, value.type_name()));
+    }
+}
+
+template <std::size_t N, class Path>
+void check_keys(const Json& object, const Key (&keys)[N], const Path& path) {
+    for (const auto& item : object.items()) {
+        bool known = std::any_of(std::begin(keys), std::end(keys),
+                                 [&](const Key& k) { return k.name == item.key(); });
+        if (!known) {
+            std::string allowed;
+            for (const Key& k : keys) allowed += (allowed.empty() ? "" : ", ") + std::string(k.name);
+            fail_definition("unknown_key", child(path_text(path), item.key()),
+                            fmt::format("unknown key {}; allowed keys are {}", quote(item.key()),
+                                        allowed));
+        }
+    }
+    for (const Key& k : keys) {
+        if (k.required && !object.contains(k.name)) {
+            fail_definition("missing_key", path_text(path),
+                            fmt::format("missing required key {}", quote(k.name)));
+        }
+    }
+}
+
+// Nesting depth from the text alone: linear, no recursion, no allocation, so a
+// hostile "[[[[..." is refused before a parser or a destructor ever sees it.
+void check_depth(std::string_view text, std::size_t max_depth) {
+    std::size_t depth = 0;
+    bool in_string = false;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        char c = text[i];
+        if (in_string) {
+            if (c == '\\') ++i;
+            else if (c == '"') in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > max_depth) {
+                fail_definition("too_deep", "",
+                                fmt::format("nesting depth exceeds the limit of {}", max_depth));
+            }
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            --depth;
+        }
+    }
+}
+
+// The same bound for an already-built Json, walked iteratively: dump() recurses,
+// so it must not see a value nested deeper than the limit.
+void check_depth(const Json& root, std::size_t max_depth) {
+    std::vector<std::pair<const Json*, std::size_t>> stack{{&root, 0}};
+    while (!stack.empty()) {
+        auto [value, depth] = stack.back();
+        stack.pop_back();
+        if (!value->is_structured()) continue;
+        if (depth + 1 > max_depth) {
+            fail_definition("too_deep", "",
+                            fmt::format("nesting depth exceeds the limit of {}", max_depth));
+        }
+        for (const Json& element : *value) stack.emplace_back(&element, depth + 1);
+    }
+}
+
+void check_size(std::size_t bytes, std::size_t max_bytes) {
+    if (bytes > max_bytes) {
+        fail_definition("too_large", "",
+                        fmt::format("definition is {} bytes; the limit is {}", bytes, max_bytes));
+    }
+}
+
+// nlohmann's what() without its own "[json.exception...] " id.
+std::string json_error_text(const Json::exception& e) {
+    std::string_view what = e.what();
+    auto end = what.find("] ");
+    return std::string(end == std::string_view::npos ? what : what.substr(end + 2));
+}
+
+// Everything a definition holds, read from JSON; the Plan is filled as we go.
+struct Reader {
+    const Json& doc;
+    const DefinitionLimits& limits;
+    std::string name;
+    std::int64_t version = 0;
+    std::vector<Step> steps;
+    detail::Plan plan;
+
+    void read_workflow();
+    void read_step(const Json& step, std::size_t i);
+    void link_dependencies();
+    std::vector<std::uint32_t> rank_steps() const;
+
+    // A ${steps.X.output} where X is not a direct dependency of the referring step.
+    struct Indirect {
+        std::uint32_t step;
+        std::uint32_t target;
+        std::string path;
+        std::string text;
+    };
+    std::vector<Indirect> compile_inputs();
+    void check_upstream(const std::vector<Indirect>& indirect,
+                        const std::vector<std::uint32_t>& rank) const;
+};
+
+void Reader::read_workflow() {
+    expect(doc, doc.is_object(), "an object", "");
+    // Limits before anything else is read.
+    auto steps_it = doc.find("steps");
+    if (steps_it != doc.end() && steps_it->is_array() && steps_it->size() > limits.max_steps) {
+        fail_definition("too_many_steps", "/steps",
+                        fmt::format("{} steps; the limit is {}", steps_it->size(), limits.max_steps));
+    }
+    check_keys(doc, kWorkflowKeys, "");
+
+    const Json& name_json = doc["name"];
+    expect(name_json, name_json.is_string(), "a string", "/name");
+    name = name_json.get<std::string>();
+    check_id(name, kWorkflowName, "/name");
+
+    const Json& v = doc["version"];
+    const std::string got = v.is_number() ? v.dump() : v.type_name();
+    bool positive = v.is_number_unsigned() ? v.get<std::uint64_t>() > 0
+                                           : v.is_number_integer() && v.get<std::int64_t>() > 0;
+    if (!positive) fail_definition("type", "/version", "expected a positive integer, got " + got);
+    constexpr auto kMaxVersion = std::numeric_limits<std::int64_t>::max();
+    if (v.is_number_unsigned() && v.get<std::uint64_t>() > std::uint64_t(kMaxVersion)) {
+        fail_definition("type", "/version",
+                        fmt::format("expected a positive integer of at most {}, got {}",
+                                    kMaxVersion, got));
+    }
+    version = v.get<std::int64_t>();
+
+    const Json& steps_json = doc["steps"];
+    expect(steps_json, steps_json.is_array(), "an array", "/steps");
+    if (steps_json.empty()) fail_definition("empty", "/steps", "a workflow needs at least one step");
+    steps.reserve(steps_json.size());
+    plan.steps.resize(steps_json.size());
+    plan.index.reserve(steps_json.size());
+    for (std::size_t i = 0; i < steps_json.size(); ++i) read_step(steps_json[i], i);
+}
+
+void Reader::read_step(const Json& s, std::size_t i) {
+    auto path = [i] { return child("/steps", i); };
+    auto field = [i](const char* key) {
+        return [i, key] { return fmt::format("/steps/{}/{}", i, key); };
+    };
+    expect(s, s.is_object(), "an object", path);
+    check_keys(s, kStepKeys, path);
+    Step step;
+
+    const Json& id = s["id"];
+    expect(id, id.is_string(), "a string", field("id"));
+    step.id = id.get<std::string>();
+    check_id(step.id, kStepId, field("id"));
+    auto [existing, inserted] = plan.index.emplace(step.id, static_cast<std::uint32_t>(i));
+    if (!inserted) {
+        fail_definition("duplicate_id", field("id")(),
+                        fmt::format("step id {} is already used by /steps/{}", quote(step.id),
+                                    existing->second));
+    }
+
+    const Json& handler = s["handler"];
+    expect(handler, handler.is_string(), "a string", field("handler"));
+    step.handler = handler.get<std::string>();
+    check_id(step.handler, kHandlerName, field("handler"));
+
+    if (auto deps = s.find("depends_on"); deps != s.end()) {
+        expect(*deps, deps->is_array(), "an array", field("depends_on"));
+        step.depends_on.reserve(deps->size());
+        for (std::size_t j = 0; j < deps->size(); ++j) {
+            const Json& dep = (*deps)[j];
+            expect(dep, dep.is_string(), "a string",
+                   [i, j] { return fmt::format("/steps/{}/depends_on/{}", i, j); });
+            step.depends_on.push_back(dep.get<std::string>());
+        }
+    }
+    if (auto input = s.find("input"); input != s.end()) step.input = *input;
+    steps.push_back(std::move(step));
+}
+
+// Needs every id, so it runs once all steps are read (dependencies may point forward).
+void Reader::link_dependencies() {
+    // first_at[d] is where step i first listed d, valid while listed_by[d] == i + 1;
+    // stamps keep the duplicate check linear however many dependencies a step has.
+    std::vector<std::size_t> listed_by(steps.size(), 0), first_at(steps.size(), 0);
+    for (std::uint32_t i = 0; i < steps.size(); ++i) {
+        auto path = [i](std::size_t j) { return fmt::format("/steps/{}/depends_on/{}", i, j); };
+        const auto& depends_on = steps[i].depends_on;
+        for (std::size_t j = 0; j < depends_on.size(); ++j) {
+            auto found = plan.index.find(depends_on[j]);
+            if (found == plan.index.end()) {
+                fail_definition("unknown_dependency", path(j),
+                                fmt::format("step {} depends on unknown step {}", quote(steps[i].id),
+                                            quote(depends_on[j])));
+            }
+            std::uint32_t d = found->second;
+            if (d == i) {
+                fail_definition("self_dependency", path(j),
+                                fmt::format("step {} depends on itself", quote(steps[i].id)));
+            }
+            if (listed_by[d] == i + 1) {
+                fail_definition("duplicate_dependency", path(j),
+                                fmt::format("step {} is listed twice (first at {})",
+                                            quote(depends_on[j]), path(first_at[d])));
+            }
+            listed_by[d] = i + 1;
+            first_at[d] = j;
+            plan.steps[i].deps.push_back(d);
+            plan.steps[d].dependents.push_back(i);
+        }
+    }
+    for (std::uint32_t i = 0; i < steps.size(); ++i) {
+        if (plan.steps[i].dependents.empty()) plan.sinks.push_back(i);
+    }
+}
+
+// Kahn's algorithm, returning each step's position in a topological order. If steps
+// remain, each has a remaining dependency, so following those from any remaining
+// step must close a loop: that loop is reported, from its earliest step in the document.
+std::vector<std::uint32_t> Reader::rank_steps() const {
+    const std::size_t n = steps.size();
+    std::vector<std::size_t> pending(n);
+    std::vector<std::uint32_t> done;
+    done.reserve(n);
+    for (std::uint32_t i = 0; i < n; ++i) {
+        pending[i] = plan.steps[i].deps.size();
+        if (pending[i] == 0) done.push_back(i);
+    }
+    for (std::size_t head = 0; head < done.size(); ++head) {
+        for (std::uint32_t d : plan.steps[done[head]].dependents) {
+            if (--pending[d] == 0) done.push_back(d);
+        }
+    }
+    if (done.size() == n) {
+        std::vector<std::uint32_t> rank(n);
+        for (std::uint32_t r = 0; r < n; ++r) rank[done[r]] = r;
+        return rank;
+    }
+
+    auto start = static_cast<std::uint32_t>(
+        std::find_if(pending.begin(), pending.end(), [](std::size_t p) { return p > 0; }) -
+        pending.begin());
+    constexpr std::size_t kUnvisited = std::numeric_limits<std::size_t>::max();
+    std::vector<std::size_t> walk_pos(n, kUnvisited);
+    std::vector<std::uint32_t> walk;
+    std::uint32_t at = start;
+    while (walk_pos[at] == kUnvisited) {
+        walk_pos[at] = walk.size();
+        walk.push_back(at);
+        const auto& deps = plan.steps[at].deps;
+        at = *std::find_if(deps.begin(), deps.end(), [&](std::uint32_t d) { return pending[d] > 0; });
+    }
+    std::vector<std::uint32_t> cycle(walk.begin() + static_cast<std::ptrdiff_t>(walk_pos[at]),
+                                     walk.end());
+    std::rotate(cycle.begin(), std::min_element(cycle.begin(), cycle.end()), cycle.end());
+    std::string names;
+    for (std::uint32_t s : cycle) names += steps[s].id + " -> ";
+    names += steps[cycle.front()].id;
+    fail_definition("cycle", child("/steps", cycle.front()) + "/depends_on",
+                    fmt::format("steps {} form a cycle (each step depends on the next)", names));
+}
+
+// Parses every templated string in each step's input once, in document order.
+// References to a direct dependency are fine at once; the others are returned for
+// check_upstream.
+std::vector<Reader::Indirect> Reader::compile_inputs() {
+    std::vector<Indirect> indirect;
+    for (std::uint32_t i = 0; i < steps.size(); ++i) {
+        if (!steps[i].input) continue;
+        const std::string input_path = child("/steps", i) + "/input";
+        const auto& deps = plan.steps[i].deps;
+        // Iterative, children pushed in reverse so strings are met in document order.
+        std::vector<std::pair<const Json*, Json::json_pointer>> stack;
+        stack.emplace_back(&*steps[i].input, Json::json_pointer());
+        while (!stack.empty()) {
+            auto [value, where] = std::move(stack.back());
+            stack.pop_back();
+            if (value->is_object()) {
+                for (auto it = value->rbegin(); it != value->rend(); ++it) {
+                    stack.emplace_back(&it.value(), where / it.key());
+                }
+            } else if (value->is_array()) {
+                for (std::size_t k = value->size(); k-- > 0;) {
+                    stack.emplace_back(&(*value)[k], where / k);
+                }
+            } else if (value->is_string()) {
+                const auto& text = value->get_ref<const std::string&>();
+                if (text.find("${") == std::string::npos) continue;
+                const std::string path = input_path + where.to_string();
+                auto parts = detail::parse_template(text, path, plan.index);
+                for (const detail::TemplatePart& part : parts) {
+                    if (!part.ref || part.ref->from_input) continue;
+                    std::uint32_t target = part.ref->step;
+                    if (std::find(deps.begin(), deps.end(), target) != deps.end()) continue;
+                    indirect.push_back({i, target, path, part.ref->text});
+                }
+                plan.steps[i].substitutions.push_back({std::move(where), std::move(parts)});
+            }
+        }
+    }
+    return indirect;
+}
+
+// Each referenced step must finish before the referring one starts: it must be
+// upstream. One forward walk per referenced step, over dependents, cut off at the
+// latest referrer's rank, keeps this linear for long chains whatever they reference.
+void Reader::check_upstream(const std::vector<Indirect>& indirect,
+                            const std::vector<std::uint32_t>& rank) const {
+    std::vector<std::size_t> order(indirect.size());
+    for (std::size_t k = 0; k < order.size(); ++k) order[k] = k;
+    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+        return std::tie(indirect[a].target, a) < std::tie(indirect[b].target, b);
+    });
+    std::vector<std::uint32_t> reached_from(steps.size(), 0);  // target + 1 once reached
+    std::vector<std::uint32_t> queue;
+    std::size_t first_bad = indirect.size();  // in document order
+    for (std::size_t group = 0; group < order.size();) {
+        const std::uint32_t target = indirect[order[group]].target;
+        std::size_t group_end = group;
+        std::uint32_t horizon = 0;
+        for (; group_end < order.size() && indirect[order[group_end]].target == target; ++group_end) {
+            horizon = std::max(horizon, rank[indirect[order[group_end]].step]);
+        }
+        queue.assign(1, target);
+        for (std::size_t head = 0; head < queue.size(); ++head) {
+            for (std::uint32_t u : plan.steps[queue[head]].dependents) {
+                if (reached_from[u] != target + 1 && rank[u] <= horizon) {
+                    reached_from[u] = target + 1;
+                    queue.push_back(u);
+                }
+            }
+        }
+        for (; group < group_end; ++group) {
+            if (reached_from[indirect[order[group]].step] != target + 1) {
+                first_bad = std::min(first_bad, order[group]);
+            }
+        }
+    }
+    if (first_bad == indirect.size()) return;
+    const Indirect& bad = indirect[first_bad];
+    fail_definition("bad_reference", bad.path,
+                    fmt::format("{} names step {}, which is not upstream of step {} (list it in "
+                                "depends_on, directly or through another step)",
+                                bad.text, quote(steps[bad.target].id), quote(steps[bad.step].id)));
+}
+
+Workflow validate(const Json& doc, const DefinitionLimits& limits) {
+    Reader reader{doc, limits, {}, 0, {}, {}};
+    reader.read_workflow();
+    reader.link_dependencies();
+    const std::vector<std::uint32_t> rank = reader.rank_steps();
+    reader.check_upstream(reader.compile_inputs(), rank);
+    std::string hash = detail::content_hash(
+        detail::canonical_json(reader.name, reader.version, reader.steps).dump());
+    return detail::Plan::make_workflow(std::move(reader.name), reader.version,
+                                       std::move(reader.steps), std::move(hash),
+                                       std::make_shared<const detail::Plan>(std::move(reader.plan)));
+}
+
+}  // namespace
+
+Workflow Workflow::from_json(std::string_view text, const DefinitionLimits& limits) {
+    check_size(text.size(), limits.max_bytes);
+    check_depth(text, limits.max_depth);
+    Json doc;
+    try {
+        doc = Json::parse(text.begin(), text.end());
+    } catch (const Json::parse_error& e) {
+        fail_definition("json", "", fmt::format("invalid JSON at byte {}: {}", e.byte, json_error_text(e)));
+    } catch (const Json::exception& e) {  // e.g. a number too large for a double
+        fail_definition("json", "", fmt::format("invalid JSON: {}", json_error_text(e)));
+    }
+    return validate(doc, limits);
+}
+
+Workflow Workflow::from_json(const Json& definition, const DefinitionLimits& limits) {
+    // Depth first here (unlike the text overload): measuring the size means dumping,
+    // and dump() recurses.
+    check_depth(definition, limits.max_depth);
+    try {
+        check_size(definition.dump().size(), limits.max_bytes);
+    } catch (const Json::exception& e) {  // strings that are not UTF-8 cannot be JSON text
+        fail_definition("json", "", fmt::format("not valid as JSON text: {}", json_error_text(e)));
+    }
+    return validate(definition, limits);
+}
+
+}  // namespace loom

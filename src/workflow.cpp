@@ -1,1 +1,96 @@
-// placeholder: being written
+// Workflow's canonical JSON and content hash, and WorkflowBuilder. Validation is in
+// validate.cpp: the builder only assembles a JSON definition and hands it to
+// Workflow::from_json, so C++ and JSON definitions pass the very same checks.
+#include <loom/error.hpp>
+#include <loom/workflow.hpp>
+
+#include <fmt/format.h>
+
+#include "model.hpp"
+#include "plan.hpp"
+
+namespace loom {
+namespace detail {
+
+Json canonical_json(const std::string& name, std::int64_t version, const std::vector<Step>& steps) {
+    Json out = Json::array();
+    for (const Step& step : steps) {
+        Json s = {{"id", step.id}, {"handler", step.handler}, {"depends_on", step.depends_on}};
+        if (step.input) s["input"] = *step.input;
+        out.push_back(std::move(s));
+    }
+    return {{"name", name}, {"version", version}, {"steps", std::move(out)}};
+}
+
+std::string content_hash(std::string_view text) {
+    // FNV-1a: tiny, dependency-free and stable across platforms and releases,
+    // which is all a "same definition?" check needs (it is not a security hash).
+    std::uint64_t hash = 14695981039346656037ull;
+    for (unsigned char c : text) {
+        hash ^= c;
+        hash *= 1099511628211ull;
+    }
+    return fmt::format("{:016x}", hash);
+}
+
+Workflow Plan::make_workflow(std::string name, std::int64_t version, std::vector<Step> steps,
+                             std::string hash, std::shared_ptr<const Plan> plan) {
+    Workflow workflow;
+    workflow.name_ = std::move(name);
+    workflow.version_ = version;
+    workflow.steps_ = std::move(steps);
+    workflow.hash_ = std::move(hash);
+    workflow.plan_ = std::move(plan);
+    return workflow;
+}
+
+}  // namespace detail
+
+Json Workflow::to_json() const { return detail::canonical_json(name_, version_, steps_); }
+
+const Step* Workflow::find_step(std::string_view id) const {
+    auto it = plan_->index.find(std::string(id));
+    return it == plan_->index.end() ? nullptr : &steps_[it->second];
+}
+
+WorkflowBuilder::WorkflowBuilder(std::string name, std::int64_t version)
+    : definition_(Json::object(
+          {{"name", std::move(name)}, {"version", version}, {"steps", Json::array()}})) {}
+
+WorkflowBuilder& WorkflowBuilder::step(std::string id, std::string handler) {
+    definition_["steps"].push_back(
+        Json::object({{"id", std::move(id)}, {"handler", std::move(handler)}}));
+    return *this;
+}
+
+WorkflowBuilder& WorkflowBuilder::input(Json input) {
+    current()["input"] = std::move(input);
+    return *this;
+}
+
+WorkflowBuilder& WorkflowBuilder::after(std::string step_id) {
+    current()["depends_on"].push_back(std::move(step_id));
+    return *this;
+}
+
+WorkflowBuilder& WorkflowBuilder::after(std::initializer_list<std::string> step_ids) {
+    Json& depends_on = current()["depends_on"];
+    if (depends_on.is_null()) depends_on = Json::array();
+    for (const std::string& id : step_ids) depends_on.push_back(id);
+    return *this;
+}
+
+Workflow WorkflowBuilder::build(const DefinitionLimits& limits) const {
+    return Workflow::from_json(definition_, limits);
+}
+
+Json& WorkflowBuilder::current() {
+    Json& steps = definition_["steps"];
+    if (steps.empty()) {
+        throw InvalidArgument("loom.builder.no_step",
+                              "input() and after() configure the latest step; call step() first");
+    }
+    return steps.back();
+}
+
+}  // namespace loom

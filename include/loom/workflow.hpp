@@ -51,6 +51,14 @@ public:
     /// unknown or self dependencies, cycles, bad references, limits exceeded.
     static Workflow from_json(std::string_view text, const DefinitionLimits& limits = {});
     static Workflow from_json(const Json& definition, const DefinitionLimits& limits = {});
+    // Without these, a std::string or a literal converts equally well to string_view
+    // and to Json, and the call is ambiguous.
+    static Workflow from_json(const std::string& text, const DefinitionLimits& limits = {}) {
+        return from_json(std::string_view(text), limits);
+    }
+    static Workflow from_json(const char* text, const DefinitionLimits& limits = {}) {
+        return from_json(std::string_view(text), limits);
+    }
 
     /// The canonical JSON form; from_json(to_json()) yields an equal workflow.
     Json to_json() const;

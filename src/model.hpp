@@ -1,0 +1,34 @@
+// Internals shared by the model's sources (workflow.cpp, validate.cpp, reference.cpp):
+// how a definition error is worded, and the canonical form that both
+// Workflow::to_json and the content hash are computed from.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <loom/json.hpp>
+#include <loom/workflow.hpp>
+
+namespace loom::detail {
+
+/// Throws DefinitionError "[loom.definition.<reason>] <path>: <text>"; an empty
+/// path (the whole document) is written "/".
+[[noreturn]] void fail_definition(std::string_view reason, std::string_view path,
+                                  std::string_view text);
+
+/// `s` as a JSON string literal, for quoting user text in messages; never throws
+/// on invalid UTF-8.
+std::string quote(std::string_view s);
+
+/// 'c' for printable ASCII, else "byte 0x0A": what an error shows of a bad character.
+std::string describe_char(unsigned char c);
+
+/// {"name", "version", "steps": [{"id", "handler", "depends_on", "input" if present}]}.
+Json canonical_json(const std::string& name, std::int64_t version, const std::vector<Step>& steps);
+
+/// 64-bit FNV-1a of `text` as 16 lowercase hex digits.
+std::string content_hash(std::string_view text);
+
+}  // namespace loom::detail

@@ -1,0 +1,425 @@
+// The model: JSON and C++ definitions, their validation (every error id with its
+// exact message), the canonical form and content hash, and the definition limits.
+#include <catch2/catch.hpp>
+
+#include <loom/error.hpp>
+#include <loom/workflow.hpp>
+
+#include <string>
+
+#include "model.hpp"
+#include "plan.hpp"
+
+using loom::DefinitionError;
+using loom::DefinitionLimits;
+using loom::Json;
+using loom::Workflow;
+using loom::WorkflowBuilder;
+
+namespace {
+
+// A definition around a steps array written as JSON text, for focused error cases.
+std::string with_steps(const std::string& steps) {
+    return R"({"name": "wf", "version": 1, "steps": )" + steps + "}";
+}
+
+const char* const kEtl = R"({
+  "version": 3,
+  "name": "etl",
+  "steps": [
+    {"id": "extract", "handler": "http.get", "input": {"url": "${input.url}"}},
+    {"handler": "double", "id": "transform", "depends_on": ["extract"]},
+    {"id": "audit", "handler": "log", "depends_on": ["extract"]},
+    {"id": "load", "handler": "db/write", "depends_on": ["transform", "audit"],
+     "input": {"rows": "${steps.transform.output}"}}
+  ]
+})";
+
+}  // namespace
+
+TEST_CASE("A JSON definition becomes a workflow with its compiled graph", "[model]") {
+    Workflow wf = Workflow::from_json(kEtl);
+    REQUIRE(wf.name() == "etl");
+    REQUIRE(wf.version() == 3);
+    REQUIRE(wf.steps().size() == 4);
+    REQUIRE(wf.steps()[1].id == "transform");
+    REQUIRE(wf.steps()[1].handler == "double");
+    REQUIRE_FALSE(wf.steps()[1].input.has_value());
+    REQUIRE(wf.steps()[3].depends_on == std::vector<std::string>{"transform", "audit"});
+    REQUIRE(wf.steps()[0].input == Json{{"url", "${input.url}"}});
+
+    REQUIRE(wf.find_step("audit") == &wf.steps()[2]);
+    REQUIRE(wf.find_step("nope") == nullptr);
+
+    const loom::detail::Plan& plan = wf.plan();
+    REQUIRE(plan.index.at("load") == 3);
+    REQUIRE(plan.steps[3].deps == std::vector<std::uint32_t>{1, 2});
+    REQUIRE(plan.steps[0].dependents == std::vector<std::uint32_t>{1, 2});
+    REQUIRE(plan.sinks == std::vector<std::uint32_t>{3});
+    REQUIRE(plan.steps[1].substitutions.empty());
+    REQUIRE(plan.steps[3].substitutions.size() == 1);
+    REQUIRE(plan.steps[3].substitutions[0].where.to_string() == "/rows");
+}
+
+TEST_CASE("to_json is canonical and round-trips with an equal hash", "[model]") {
+    Workflow wf = Workflow::from_json(kEtl);
+    // Keys sorted, depends_on always present, input only where given.
+    REQUIRE(wf.to_json().dump() ==
+            R"({"name":"etl","steps":[)"
+            R"({"depends_on":[],"handler":"http.get","id":"extract","input":{"url":"${input.url}"}},)"
+            R"({"depends_on":["extract"],"handler":"double","id":"transform"},)"
+            R"({"depends_on":["extract"],"handler":"log","id":"audit"},)"
+            R"({"depends_on":["transform","audit"],"handler":"db/write","id":"load",)"
+            R"("input":{"rows":"${steps.transform.output}"}}],"version":3})");
+
+    Workflow again = Workflow::from_json(wf.to_json());
+    Workflow from_text = Workflow::from_json(wf.to_json().dump());
+    REQUIRE(again.to_json().dump() == wf.to_json().dump());
+    REQUIRE(again.hash() == wf.hash());
+    REQUIRE(from_text.hash() == wf.hash());
+    REQUIRE(wf.hash().size() == 16);
+    REQUIRE(wf.hash().find_first_not_of("0123456789abcdef") == std::string::npos);
+
+    auto changed = [&](auto edit) {
+        Json json = wf.to_json();
+        edit(json);
+        return Workflow::from_json(json).hash();
+    };
+    REQUIRE(changed([](Json& j) { j["version"] = 4; }) != wf.hash());
+    REQUIRE(changed([](Json& j) { j["steps"][1]["handler"] = "triple"; }) != wf.hash());
+    REQUIRE(changed([](Json& j) { j["steps"][0]["input"]["url"] = "${input.uri}"; }) != wf.hash());
+    REQUIRE(changed([](Json& j) { j["steps"][3]["depends_on"] = {"audit", "transform"}; }) !=
+            wf.hash());
+}
+
+TEST_CASE("The content hash is 64-bit FNV-1a of the canonical JSON", "[model]") {
+    // Hashes are persisted with every run: the algorithm must never change.
+    REQUIRE(loom::detail::content_hash("") == "cbf29ce484222325");
+    REQUIRE(loom::detail::content_hash("a") == "af63dc4c8601ec8c");
+    Workflow wf = Workflow::from_json(kEtl);
+    REQUIRE(wf.hash() == loom::detail::content_hash(wf.to_json().dump()));
+}
+
+TEST_CASE("WorkflowBuilder builds what the equivalent JSON defines", "[model]") {
+    Workflow built = WorkflowBuilder("etl", 3)
+                         .step("extract", "http.get")
+                         .input({{"url", "${input.url}"}})
+                         .step("transform", "double")
+                         .after("extract")
+                         .step("audit", "log")
+                         .after({"extract"})
+                         .step("load", "db/write")
+                         .after({"transform", "audit"})
+                         .input({{"rows", "${steps.transform.output}"}})
+                         .build();
+    Workflow parsed = Workflow::from_json(kEtl);
+    REQUIRE(built.to_json().dump() == parsed.to_json().dump());
+    REQUIRE(built.hash() == parsed.hash());
+}
+
+TEST_CASE("WorkflowBuilder refuses to configure a step before step()", "[model]") {
+    WorkflowBuilder builder("wf", 1);
+    REQUIRE_THROWS_AS(builder.input({{"a", 1}}), loom::InvalidArgument);
+    REQUIRE_THROWS_WITH(builder.after("a"),
+                        "[loom.builder.no_step] input() and after() configure the latest step; "
+                        "call step() first");
+    REQUIRE_THROWS_WITH(builder.after({"a", "b"}),
+                        "[loom.builder.no_step] input() and after() configure the latest step; "
+                        "call step() first");
+    REQUIRE(builder.json() == Json{{"name", "wf"}, {"version", 1}, {"steps", Json::array()}});
+}
+
+TEST_CASE("WorkflowBuilder errors name the path of the equivalent JSON", "[model]") {
+    WorkflowBuilder builder("wf", 1);
+    builder.step("a", "h").step("b", "h").after("a").after("c");
+    REQUIRE_THROWS_WITH(builder.build(), "[loom.definition.unknown_dependency] /steps/1/depends_on/1: "
+                                         "step \"b\" depends on unknown step \"c\"");
+    REQUIRE_THROWS_WITH(WorkflowBuilder("wf", 0).step("a", "h").build(),
+                        "[loom.definition.type] /version: expected a positive integer, got 0");
+    REQUIRE_THROWS_WITH(WorkflowBuilder("wf", 1).build(),
+                        "[loom.definition.empty] /steps: a workflow needs at least one step");
+}
+
+TEST_CASE("Errors carry a stable id", "[model]") {
+    try {
+        Workflow::from_json(with_steps(R"([{"id": "a", "handler": "h", "depends_on": ["a"]}])"));
+        FAIL("no error");
+    } catch (const DefinitionError& e) {
+        REQUIRE(e.id() == "loom.definition.self_dependency");
+    }
+}
+
+TEST_CASE("Invalid JSON says where", "[model]") {
+    REQUIRE_THROWS_WITH(
+        Workflow::from_json("{\"name\": \"wf\",\n \"version\": x}"),
+        "[loom.definition.json] /: invalid JSON at byte 28: parse error at line 2, column 13: "
+        "syntax error while parsing value - invalid literal; last read: '\"version\": x'");
+    REQUIRE_THROWS_WITH(
+        Workflow::from_json("{\"name\": \"wf\", \"version\": 1e999, \"steps\": []}"),
+        "[loom.definition.json] /: invalid JSON: number overflow parsing '1e999'");
+    // A Json holding bytes that are not UTF-8 has no JSON text.
+    REQUIRE_THROWS_WITH(
+        Workflow::from_json(Json{{"name", "wf\xff"}, {"version", 1}, {"steps", Json::array()}}),
+        "[loom.definition.json] /: not valid as JSON text: invalid UTF-8 byte at index 2: 0xFF");
+}
+
+TEST_CASE("Wrong JSON types are named with their path", "[model]") {
+    REQUIRE_THROWS_WITH(Workflow::from_json("[]"),
+                        "[loom.definition.type] /: expected an object, got array");
+    REQUIRE_THROWS_WITH(Workflow::from_json(R"({"name": 7, "version": 1, "steps": []})"),
+                        "[loom.definition.type] /name: expected a string, got number");
+    REQUIRE_THROWS_WITH(Workflow::from_json(R"({"name": "wf", "version": "1", "steps": []})"),
+                        "[loom.definition.type] /version: expected a positive integer, got string");
+    REQUIRE_THROWS_WITH(Workflow::from_json(R"({"name": "wf", "version": -2, "steps": []})"),
+                        "[loom.definition.type] /version: expected a positive integer, got -2");
+    REQUIRE_THROWS_WITH(Workflow::from_json(R"({"name": "wf", "version": 1.5, "steps": []})"),
+                        "[loom.definition.type] /version: expected a positive integer, got 1.5");
+    REQUIRE_THROWS_WITH(
+        Workflow::from_json(R"({"name": "wf", "version": 9223372036854775808, "steps": []})"),
+        "[loom.definition.type] /version: expected a positive integer of at most "
+        "9223372036854775807, got 9223372036854775808");
+    REQUIRE_THROWS_WITH(Workflow::from_json(R"({"name": "wf", "version": 1, "steps": {}})"),
+                        "[loom.definition.type] /steps: expected an array, got object");
+    REQUIRE_THROWS_WITH(Workflow::from_json(with_steps(R"(["a"])")),
+                        "[loom.definition.type] /steps/0: expected an object, got string");
+    REQUIRE_THROWS_WITH(Workflow::from_json(with_steps(R"([{"id": 1, "handler": "h"}])")),
+                        "[loom.definition.type] /steps/0/id: expected a string, got number");
+    REQUIRE_THROWS_WITH(Workflow::from_json(with_steps(R"([{"id": "a", "handler": null}])")),
+                        "[loom.definition.type] /steps/0/handler: expected a string, got null");
+    REQUIRE_THROWS_WITH(
+        Workflow::from_json(with_steps(R"([{"id": "a", "handler": "h", "depends_on": "b"}])")),
+        "[loom.definition.type] /steps/0/depends_on: expected an array, got string");
+    REQUIRE_THROWS_WITH(Workflow::from_json(with_steps(R"([
+        {"id": "a", "handler": "h"}, {"id": "b", "handler": "h"},
+        {"id": "c", "handler": "h", "depends_on": [2]}])")),
+                        "[loom.definition.type] /steps/2/depends_on/0: expected a string, got number");
+}
+
+TEST_CASE("Missing and unknown keys", "[model]") {
+    REQUIRE_THROWS_WITH(Workflow::from_json(R"({"name": "wf", "version": 1})"),
+                        "[loom.definition.missing_key] /: missing required key \"steps\"");
+    REQUIRE_THROWS_WITH(Workflow::from_json(with_steps(R"([{"id": "a"}])")),
+                        "[loom.definition.missing_key] /steps/0: missing required key \"handler\"");
+    REQUIRE_THROWS_WITH(
+        Workflow::from_json(R"({"name": "wf", "version": 1, "steps": [], "descr/iption": ""})"),
+        "[loom.definition.unknown_key] /descr~1iption: unknown key \"descr/iption\"; allowed keys "
+        "are name, version, steps");
+    REQUIRE_THROWS_WITH(
+        Workflow::from_json(with_steps(R"([{"id": "a", "handler": "h", "retries": 3}])")),
+        "[loom.definition.unknown_key] /steps/0/retries: unknown key \"retries\"; allowed keys are "
+        "id, handler, input, depends_on");
+}
+
+TEST_CASE("A workflow needs a step", "[model]") {
+    REQUIRE_THROWS_WITH(Workflow::from_json(with_steps("[]")),
+                        "[loom.definition.empty] /steps: a workflow needs at least one step");
+}
+
+TEST_CASE("Malformed ids say which rule they break", "[model]") {
+    auto step_id = [](const std::string& id) {
+        return Workflow::from_json(Json{{"name", "wf"}, {"version", 1},
+                                        {"steps", {{{"id", id}, {"handler", "h"}}}}});
+    };
+    REQUIRE_NOTHROW(step_id("_a-B9"));
+    REQUIRE_NOTHROW(step_id(std::string(128, 'a')));
+    REQUIRE_THROWS_WITH(step_id(""), "[loom.definition.bad_id] /steps/0/id: step id must not be empty");
+    REQUIRE_THROWS_WITH(step_id(std::string(129, 'a')),
+                        "[loom.definition.bad_id] /steps/0/id: step id is 129 characters long; the "
+                        "limit is 128 (^[A-Za-z_][A-Za-z0-9_-]{0,127}$)");
+    REQUIRE_THROWS_WITH(step_id("9a"),
+                        "[loom.definition.bad_id] /steps/0/id: step id \"9a\" must start with a "
+                        "letter or '_' (^[A-Za-z_][A-Za-z0-9_-]{0,127}$)");
+    REQUIRE_THROWS_WITH(step_id("a.b"),
+                        "[loom.definition.bad_id] /steps/0/id: step id \"a.b\" has '.' at index 1; "
+                        "only letters, digits, '_' and '-' may follow the first character "
+                        "(^[A-Za-z_][A-Za-z0-9_-]{0,127}$)");
+    REQUIRE_THROWS_WITH(step_id("a\n"),
+                        "[loom.definition.bad_id] /steps/0/id: step id \"a\\n\" has byte 0x0A at "
+                        "index 1; only letters, digits, '_' and '-' may follow the first character "
+                        "(^[A-Za-z_][A-Za-z0-9_-]{0,127}$)");
+
+    REQUIRE_NOTHROW(Workflow::from_json(R"({"name": "9.a-b_", "version": 1,
+        "steps": [{"id": "a", "handler": "0_a.b:c/d-e"}]})"));
+    REQUIRE_THROWS_WITH(Workflow::from_json(R"({"name": ".wf", "version": 1, "steps": []})"),
+                        "[loom.definition.bad_id] /name: workflow name \".wf\" must start with a "
+                        "letter, digit or '_' (^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$)");
+    REQUIRE_THROWS_WITH(Workflow::from_json(R"({"name": "w f", "version": 1, "steps": []})"),
+                        "[loom.definition.bad_id] /name: workflow name \"w f\" has ' ' at index 1; "
+                        "only letters, digits, '_', '.' and '-' may follow the first character "
+                        "(^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$)");
+    REQUIRE_THROWS_WITH(Workflow::from_json(with_steps(R"([{"id": "a", "handler": ""}])")),
+                        "[loom.definition.bad_id] /steps/0/handler: handler name must not be empty");
+    REQUIRE_THROWS_WITH(Workflow::from_json(with_steps(R"([{"id": "a", "handler": "http get"}])")),
+                        "[loom.definition.bad_id] /steps/0/handler: handler name \"http get\" has "
+                        "' ' at index 4; only letters, digits, '_', '.', ':', '/' and '-' may follow "
+                        "the first character (^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,127}$)");
+}
+
+TEST_CASE("Duplicate ids name both positions", "[model]") {
+    REQUIRE_THROWS_WITH(Workflow::from_json(with_steps(R"([
+        {"id": "a", "handler": "h"}, {"id": "b", "handler": "h"}, {"id": "a", "handler": "h"}])")),
+                        "[loom.definition.duplicate_id] /steps/2/id: step id \"a\" is already used "
+                        "by /steps/0");
+}
+
+TEST_CASE("Dependencies must name other steps, once each", "[model]") {
+    REQUIRE_THROWS_WITH(Workflow::from_json(with_steps(R"([
+        {"id": "a", "handler": "h"}, {"id": "b", "handler": "h", "depends_on": ["a", "x"]}])")),
+                        "[loom.definition.unknown_dependency] /steps/1/depends_on/1: step \"b\" "
+                        "depends on unknown step \"x\"");
+    REQUIRE_THROWS_WITH(Workflow::from_json(with_steps(R"([
+        {"id": "a", "handler": "h"}, {"id": "b", "handler": "h", "depends_on": ["a", "b"]}])")),
+                        "[loom.definition.self_dependency] /steps/1/depends_on/1: step \"b\" "
+                        "depends on itself");
+    REQUIRE_THROWS_WITH(Workflow::from_json(with_steps(R"([
+        {"id": "a", "handler": "h"}, {"id": "c", "handler": "h"},
+        {"id": "b", "handler": "h", "depends_on": ["a", "c", "a"]}])")),
+                        "[loom.definition.duplicate_dependency] /steps/2/depends_on/2: step \"a\" "
+                        "is listed twice (first at /steps/2/depends_on/0)");
+    // Forward references are fine: order in the document is not execution order.
+    REQUIRE_NOTHROW(Workflow::from_json(with_steps(R"([
+        {"id": "b", "handler": "h", "depends_on": ["a"]}, {"id": "a", "handler": "h"}])")));
+}
+
+TEST_CASE("A cycle is named step by step", "[model]") {
+    REQUIRE_THROWS_WITH(Workflow::from_json(with_steps(R"([
+        {"id": "a", "handler": "h", "depends_on": ["b"]},
+        {"id": "b", "handler": "h", "depends_on": ["c"]},
+        {"id": "c", "handler": "h", "depends_on": ["a"]}])")),
+                        "[loom.definition.cycle] /steps/0/depends_on: steps a -> b -> c -> a form a "
+                        "cycle (each step depends on the next)");
+    // Only the loop is named, not the steps that merely depend on it, and it is
+    // written from its earliest step in the document.
+    REQUIRE_THROWS_WITH(Workflow::from_json(with_steps(R"([
+        {"id": "w", "handler": "h", "depends_on": ["z"]},
+        {"id": "root", "handler": "h"},
+        {"id": "x", "handler": "h", "depends_on": ["root", "z"]},
+        {"id": "y", "handler": "h", "depends_on": ["root", "x"]},
+        {"id": "z", "handler": "h", "depends_on": ["y"]}])")),
+                        "[loom.definition.cycle] /steps/2/depends_on: steps x -> z -> y -> x form a "
+                        "cycle (each step depends on the next)");
+}
+
+TEST_CASE("References must be well formed and name upstream steps", "[model]") {
+    REQUIRE_THROWS_WITH(Workflow::from_json(with_steps(R"([
+        {"id": "a", "handler": "h", "input": {"list": [1, {"url": "x${input.url"}]}}])")),
+                        "[loom.definition.bad_reference] /steps/0/input/list/1/url: reference "
+                        "\"${input.url\" is not terminated by '}'");
+    // b runs in parallel with a: its output may not exist yet.
+    REQUIRE_THROWS_WITH(Workflow::from_json(with_steps(R"([
+        {"id": "a", "handler": "h", "input": "${steps.b.output}"},
+        {"id": "b", "handler": "h"}])")),
+                        "[loom.definition.bad_reference] /steps/0/input: ${steps.b.output} names "
+                        "step \"b\", which is not upstream of step \"a\" (list it in depends_on, "
+                        "directly or through another step)");
+    REQUIRE_THROWS_WITH(Workflow::from_json(with_steps(R"([
+        {"id": "a", "handler": "h", "input": {"me": "${steps.a.output}"}}])")),
+                        "[loom.definition.bad_reference] /steps/0/input/me: ${steps.a.output} "
+                        "names step \"a\", which is not upstream of step \"a\" (list it in "
+                        "depends_on, directly or through another step)");
+    // Upstream through other steps is enough.
+    REQUIRE_NOTHROW(Workflow::from_json(with_steps(R"([
+        {"id": "c", "handler": "h", "depends_on": ["b"], "input": "${steps.a.output.x}"},
+        {"id": "b", "handler": "h", "depends_on": ["a"]},
+        {"id": "a", "handler": "h"}])")));
+}
+
+TEST_CASE("The first error in document order is reported", "[model]") {
+    REQUIRE_THROWS_WITH(Workflow::from_json(with_steps(R"([
+        {"id": "a", "handler": "h"},
+        {"id": "b", "handler": "h", "depends_on": ["nope"]},
+        {"id": "c", "handler": "h", "depends_on": ["gone"]}])")),
+                        "[loom.definition.unknown_dependency] /steps/1/depends_on/0: step \"b\" "
+                        "depends on unknown step \"nope\"");
+}
+
+TEST_CASE("Definition limits have safe defaults", "[model]") {
+    DefinitionLimits limits;
+    REQUIRE(limits.max_steps == 10'000);
+    REQUIRE(limits.max_depth == 64);
+    REQUIRE(limits.max_bytes == 1024 * 1024);
+}
+
+TEST_CASE("Definitions over the size limit are refused", "[model]") {
+    DefinitionLimits limits;
+    limits.max_bytes = 80;
+    const std::string small = with_steps(R"([{"id": "a", "handler": "h"}])");
+    REQUIRE(small.size() <= 80);
+    REQUIRE_NOTHROW(Workflow::from_json(small, limits));
+    const std::string big = with_steps(R"([{"id": "a", "handler": "h", "input": "0123456789"}])");
+    REQUIRE_THROWS_WITH(Workflow::from_json(big, limits),
+                        "[loom.definition.too_large] /: definition is " + std::to_string(big.size()) +
+                            " bytes; the limit is 80");
+    // The Json overload measures its compact text.
+    const Json json = Json::parse(big);
+    REQUIRE_THROWS_WITH(Workflow::from_json(json, limits),
+                        "[loom.definition.too_large] /: definition is " +
+                            std::to_string(json.dump().size()) + " bytes; the limit is 80");
+    REQUIRE_THROWS_WITH(Workflow::from_json(std::string(2 << 20, ' ')),
+                        "[loom.definition.too_large] /: definition is 2097152 bytes; the limit is "
+                        "1048576");
+}
+
+TEST_CASE("Definitions nested too deeply are refused before parsing", "[model]") {
+    // Depth 3 is taken by the document, the steps array and the step.
+    auto nested_input = [](std::size_t levels) {
+        return with_steps(R"([{"id": "a", "handler": "h", "input": )" + std::string(levels, '[') +
+                          std::string(levels, ']') + "}]");
+    };
+    REQUIRE_NOTHROW(Workflow::from_json(nested_input(61)));
+    REQUIRE_THROWS_WITH(Workflow::from_json(nested_input(62)),
+                        "[loom.definition.too_deep] /: nesting depth exceeds the limit of 64");
+    REQUIRE_THROWS_WITH(Workflow::from_json(Json::parse(nested_input(62))),
+                        "[loom.definition.too_deep] /: nesting depth exceeds the limit of 64");
+
+    // Brackets inside strings are text, not nesting (escaped quotes included).
+    REQUIRE_NOTHROW(Workflow::from_json(
+        with_steps(R"([{"id": "a", "handler": "h", "input": "\"[{)" + std::string(100, '[') + "\"}]")));
+
+    DefinitionLimits shallow;
+    shallow.max_depth = 3;
+    REQUIRE_NOTHROW(Workflow::from_json(with_steps(R"([{"id": "a", "handler": "h"}])"), shallow));
+    REQUIRE_THROWS_WITH(
+        Workflow::from_json(with_steps(R"([{"id": "a", "handler": "h", "input": {}}])"), shallow),
+        "[loom.definition.too_deep] /: nesting depth exceeds the limit of 3");
+}
+
+TEST_CASE("A million open brackets is an error, not a crash", "[model]") {
+    const std::string hostile(1'000'000, '[');
+    REQUIRE_THROWS_WITH(Workflow::from_json(hostile),
+                        "[loom.definition.too_deep] /: nesting depth exceeds the limit of 64");
+    // The same through the Json overload, whose dump() would otherwise recurse.
+    const Json deep = Json::parse(hostile + std::string(1'000'000, ']'));
+    REQUIRE_THROWS_WITH(Workflow::from_json(deep),
+                        "[loom.definition.too_deep] /: nesting depth exceeds the limit of 64");
+}
+
+TEST_CASE("Step counts over the limit are refused", "[model]") {
+    DefinitionLimits limits;
+    limits.max_steps = 2;
+    const std::string three = with_steps(R"([{"id": "a", "handler": "h"}, {"id": "b", "handler": "h"},
+                                             {"id": "c", "handler": "h"}])");
+    REQUIRE_NOTHROW(Workflow::from_json(three));
+    REQUIRE_THROWS_WITH(Workflow::from_json(three, limits),
+                        "[loom.definition.too_many_steps] /steps: 3 steps; the limit is 2");
+
+    Json steps = Json::array();
+    for (int i = 0; i <= 10'000; ++i) steps.push_back({{"id", "s" + std::to_string(i)}, {"handler", "h"}});
+    REQUIRE_THROWS_WITH(Workflow::from_json(Json{{"name", "wf"}, {"version", 1}, {"steps", steps}}),
+                        "[loom.definition.too_many_steps] /steps: 10001 steps; the limit is 10000");
+}
+
+TEST_CASE("A 10,000-step chain validates", "[model]") {
+    WorkflowBuilder builder("chain", 1);
+    builder.step("s0", "h");
+    for (int i = 1; i < 10'000; ++i) {
+        // Each step reads the first one: upstream only through the whole chain.
+        builder.step("s" + std::to_string(i), "h")
+            .after("s" + std::to_string(i - 1))
+            .input("${steps.s0.output}");
+    }
+    Workflow wf = builder.build();
+    REQUIRE(wf.steps().size() == 10'000);
+    REQUIRE(wf.plan().sinks == std::vector<std::uint32_t>{9'999});
+    REQUIRE(wf.plan().steps[9'999].substitutions.size() == 1);
+}
