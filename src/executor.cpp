@@ -3,6 +3,8 @@
 #include <loom/executor.hpp>
 
 #include <algorithm>
+#include <iterator>
+#include <limits>
 #include <random>
 
 #include <fmt/format.h>
@@ -83,6 +85,10 @@ std::shared_ptr<const Workflow> Executor::Impl::find_workflow(const std::string&
         if (version) {
             auto it = workflows_.find({name, *version});
             if (it != workflows_.end()) return it->second;
+        } else {
+            // The highest version added here; the store only if none was.
+            auto it = workflows_.lower_bound({name, std::numeric_limits<std::int64_t>::max()});
+            if (it != workflows_.begin() && std::prev(it)->first.first == name) return std::prev(it)->second;
         }
     }
     auto record = store_.load_workflow(name, version);
@@ -131,6 +137,8 @@ std::shared_ptr<RunState> Executor::Impl::make_state(const RunInfo& info,
     const auto& plan = run->workflow->plan();
     const auto& stored = info.steps;
     run->steps.resize(plan.steps.size());
+    run->start_written = std::vector<std::atomic<bool>>(plan.steps.size());
+    for (auto& w : run->start_written) w.store(true, std::memory_order_relaxed);
     std::lock_guard lock(run->mutex);   // record_step expects it held
     for (std::size_t i = 0; i < stored.size(); ++i) {
         auto& slot = run->steps[i];

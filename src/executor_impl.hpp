@@ -94,6 +94,8 @@ struct Executor::Impl {
     /// Queues the final run write if the run is finished; run mutex held.
     void finalize_if_done(RunState& run, Change& change);
     /// Writes of a step's current state and the event that explains it.
+    /// Adds start writes for attempts in `started` that are still running.
+    void record_starts(std::vector<Task>& started, Batch& batch);
     /// `event` may be null: the write alone, no history entry.
     void record_step(RunState& run, std::uint32_t step, Batch& writes, const char* event,
                      std::string detail = {});
@@ -136,6 +138,9 @@ struct Executor::Impl {
     std::mutex commit_mutex_;
     Batch pending_;                        // guarded by commit_mutex_
     std::vector<Effects> pending_effects_; // guarded by commit_mutex_
+    /// Attempts started but not yet written: the next commit records those
+    /// still running; a quick attempt is recorded with its result instead.
+    std::vector<Task> unrecorded_;         // guarded by commit_mutex_
     std::size_t urgent_ = 0;               // guarded by commit_mutex_
     bool leading_ = false;                 // guarded by commit_mutex_
 

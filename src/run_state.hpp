@@ -36,6 +36,9 @@ struct RunState {
     Json input;
     TimePoint created_at{};
     std::atomic<bool> cancel_flag{false};                 // read by StepContext
+    /// Per step: false while a started attempt is not yet in the store. Written
+    /// under mutex; read without it by the committer to skip most checks.
+    std::vector<std::atomic<bool>> start_written;
 
     std::mutex mutex;
     std::condition_variable done_cv;

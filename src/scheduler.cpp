@@ -120,11 +120,13 @@ std::optional<int> Executor::Impl::claim(const Task& task, bool& must_lead) {
     slot.started_at = detail::now_ms();
     slot.finished_at.reset();
     ++slot.attempts;
-    // The start is queued without urgency: it rides with the next commit,
-    // usually the one that records this attempt's result.
-    Change change;
-    record_step(run, task.step, change.writes, "step.started");
-    submit(std::move(change), false);
+    // Not written now: a quick attempt's start is recorded with its result, a
+    // slow one's by the next commit (record_starts). One write per attempt.
+    run.start_written[task.step].store(false, std::memory_order_relaxed);
+    {
+        std::lock_guard commit_lock(commit_mutex_);
+        unrecorded_.push_back(task);
+    }
     return slot.attempts;
 }
 
@@ -164,6 +166,11 @@ bool Executor::Impl::record_result(const Task& task, Result&& result) {
     auto& slot = run.steps[step];
     slot.finished_at = detail::now_ms();
     Change change;
+    if (!run.start_written[step].load(std::memory_order_relaxed)) {
+        run.start_written[step].store(true, std::memory_order_release);
+        change.writes.events.push_back(RunEvent{0, run.id, run.workflow->steps()[step].id,
+                                                "step.started", slot.attempts, "", *slot.started_at});
+    }
     change.effects.run = task.run;
     change.effects.finished_step = step;
     if (result.error.empty()) {
@@ -196,6 +203,18 @@ bool Executor::Impl::record_result(const Task& task, Result&& result) {
     return submit(std::move(change), true);
 }
 
+void Executor::Impl::record_starts(std::vector<Task>& started, Batch& batch) {
+    for (auto& t : started) {
+        auto& written = t.run->start_written[t.step];
+        if (written.load(std::memory_order_acquire)) continue;   // mostly: already finished
+        std::lock_guard lock(t.run->mutex);
+        if (written.load(std::memory_order_relaxed) || t.run->abandoned) continue;
+        written.store(true, std::memory_order_release);
+        record_step(*t.run, t.step, batch, "step.started");
+    }
+    started.clear();
+}
+
 bool Executor::Impl::submit(Change&& change, bool urgent) {
     std::lock_guard lock(commit_mutex_);
     auto& w = change.writes;
@@ -212,6 +231,7 @@ bool Executor::Impl::submit(Change&& change, bool urgent) {
 }
 
 void Executor::Impl::lead(Task* held) {
+    std::vector<Task> started;
     for (;;) {
         Batch batch;
         std::vector<Effects> effects;
@@ -225,7 +245,9 @@ void Executor::Impl::lead(Task* held) {
             batch = std::move(pending_);
             pending_ = Batch{};
             effects.swap(pending_effects_);
+            started.swap(unrecorded_);
         }
+        record_starts(started, batch);
 
         std::exception_ptr failure;
         try {

@@ -29,7 +29,8 @@ struct ExecutorOptions {
 
 /// Which definition start() uses and how.
 struct StartOptions {
-    /// A registered version; the highest registered one when empty.
+    /// The version to run. Empty: the highest version added to this executor,
+    /// or, if none was, the highest in the store.
     std::optional<std::int64_t> version;
 };
 

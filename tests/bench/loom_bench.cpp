@@ -1,0 +1,190 @@
+// Loom's benchmark: executor overhead per no-op step on MemoryStore, and
+// durable throughput on SqliteStore against the raw SQLite commit rate of the
+// same disk, measured in the same run. Prints figures and the targets.
+//
+//   loom_bench [--dir DIR] [--repeat N]
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include <loom/loom.hpp>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+
+double seconds_since(Clock::time_point t0) {
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+loom::DefinitionLimits big_limits() {
+    loom::DefinitionLimits l;
+    l.max_steps = 20'000;
+    l.max_bytes = 16 << 20;
+    return l;
+}
+
+loom::Workflow chain(const std::string& name, int n) {
+    loom::WorkflowBuilder b(name, 1);
+    for (int i = 0; i < n; ++i) {
+        b.step("s" + std::to_string(i), "noop");
+        if (i > 0) b.after("s" + std::to_string(i - 1));
+    }
+    return b.build(big_limits());
+}
+
+loom::Workflow fan(int n) {   // one source, n - 2 parallel steps, one sink
+    loom::WorkflowBuilder b("fan", 1);
+    b.step("src", "noop");
+    std::vector<std::string> mids;
+    for (int i = 0; i < n - 2; ++i) {
+        mids.push_back("m" + std::to_string(i));
+        b.step(mids.back(), "noop").after("src");
+    }
+    b.step("sink", "noop");
+    for (const auto& m : mids) b.after(m);
+    return b.build(big_limits());
+}
+
+loom::Workflow wavefront(int side) {   // cell (i, j) waits for (i-1, j) and (i, j-1)
+    loom::WorkflowBuilder b("wavefront", 1);
+    auto id = [](int i, int j) { return "c" + std::to_string(i) + "_" + std::to_string(j); };
+    for (int i = 0; i < side; ++i)
+        for (int j = 0; j < side; ++j) {
+            b.step(id(i, j), "noop");
+            if (i > 0) b.after(id(i - 1, j));
+            if (j > 0) b.after(id(i, j - 1));
+        }
+    return b.build(big_limits());
+}
+
+/// Best-of-N ns per step for one run of `wf` on a fresh MemoryStore.
+double ns_per_step(const loom::Workflow& wf, loom::HandlerRegistry& handlers, int repeat) {
+    double best = 1e300;
+    for (int r = 0; r < repeat; ++r) {
+        loom::MemoryStore store;
+        loom::ExecutorOptions options;
+        options.threads = 2;
+        options.limits = big_limits();
+        loom::Executor executor(store, handlers, options);
+        executor.add_workflow(wf);
+        auto t0 = Clock::now();
+        auto run = executor.wait(executor.start(wf.name()));
+        double s = seconds_since(t0);
+        if (run.status != loom::RunStatus::completed) {
+            std::fprintf(stderr, "run failed: %s\n", run.error.c_str());
+            std::exit(1);
+        }
+        best = std::min(best, s * 1e9 / static_cast<double>(wf.steps().size()));
+    }
+    return best;
+}
+
+/// Counts transactions and the step writes they carry.
+struct CountingStore : loom::StoreWrapper {
+    using StoreWrapper::StoreWrapper;
+    std::atomic<long> commits{0}, step_writes{0};
+    void commit(const loom::Batch& b) override {
+        StoreWrapper::commit(b);
+        ++commits;
+        step_writes += static_cast<long>(b.steps.size());
+    }
+};
+
+/// Single-row transactions per second with synchronous=FULL in WAL mode: the
+/// most a store that commits once per step could reach on this disk.
+double raw_commit_rate(const fs::path& dir, int commits) {
+    auto path = (dir / "raw.db").string();
+    fs::remove(path);
+    SQLite::Database db(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    db.exec("PRAGMA journal_mode=WAL");
+    db.exec("PRAGMA synchronous=FULL");
+    db.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+    SQLite::Statement insert(db, "INSERT INTO t(v) VALUES ('x')");
+    auto t0 = Clock::now();
+    for (int i = 0; i < commits; ++i) {
+        SQLite::Transaction tx(db, SQLite::TransactionBehavior::IMMEDIATE);
+        insert.exec();
+        insert.reset();
+        tx.commit();
+    }
+    return commits / seconds_since(t0);
+}
+
+/// Steps per second: `runs` concurrent runs of `wf` on a fresh SqliteStore.
+double durable_rate(const fs::path& dir, const loom::Workflow& wf, int runs,
+                    loom::HandlerRegistry& handlers) {
+    auto path = (dir / "durable.db").string();
+    for (const char* ext : {"", "-wal", "-shm"}) fs::remove(path + ext);
+    loom::SqliteStore sqlite(path);
+    CountingStore store(sqlite);
+    loom::ExecutorOptions options;
+    options.threads = 2;
+    loom::Executor executor(store, handlers, options);
+    executor.add_workflow(wf);
+    auto t0 = Clock::now();
+    std::vector<loom::RunId> ids;
+    for (int i = 0; i < runs; ++i) ids.push_back(executor.start(wf.name()));
+    for (const auto& id : ids)
+        if (executor.wait(id).status != loom::RunStatus::completed) std::exit(1);
+    const double s = seconds_since(t0);
+    std::printf("  (%s x %d: %ld transactions, %.1f step writes each)\n", wf.name().c_str(), runs,
+                store.commits.load(), double(store.step_writes) / double(store.commits));
+    return static_cast<double>(runs) * static_cast<double>(wf.steps().size()) / s;
+}
+
+const char* verdict(bool ok) { return ok ? "ok" : "MISSED"; }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    fs::path dir = fs::temp_directory_path() / "loom-bench";
+    int repeat = 5;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!std::strcmp(argv[i], "--dir")) dir = argv[i + 1];
+        else if (!std::strcmp(argv[i], "--repeat")) repeat = std::max(1, std::atoi(argv[i + 1]));
+    }
+    fs::create_directories(dir);
+
+    loom::HandlerRegistry handlers;
+    handlers.add("noop", [](loom::StepContext&) -> loom::Json { return nullptr; });
+
+    std::printf("Executor overhead, no-op steps, MemoryStore, 2 threads (best of %d)\n", repeat);
+    bool ok = true;
+    struct Shape {
+        const char* name;
+        loom::Workflow wf;
+    } shapes[] = {{"chain 10000", chain("chain", 10'000)},
+                  {"fan-out/fan-in 10000", fan(10'000)},
+                  {"wavefront 100x100", wavefront(100)}};
+    for (auto& s : shapes) {
+        double ns = ns_per_step(s.wf, handlers, repeat);
+        ok &= ns <= 2000;
+        std::printf("  %-22s %8.0f ns/step   target <= 2000   %s\n", s.name, ns, verdict(ns <= 2000));
+    }
+
+    std::printf("\nDurable throughput, SqliteStore (synchronous=FULL, WAL), 2 threads, dir %s\n",
+                dir.c_str());
+    const double raw_before = raw_commit_rate(dir, 300);
+    const double chain_rate = durable_rate(dir, chain("dchain", 2000), 1, handlers);
+    const double many_rate = durable_rate(dir, chain("d10", 10), 200, handlers);
+    const double raw_after = raw_commit_rate(dir, 300);
+    const double raw = (raw_before + raw_after) / 2;
+    std::printf("  raw SQLite single-row commits  %8.0f /s   (before %.0f, after %.0f)\n", raw,
+                raw_before, raw_after);
+    std::printf("  chain of 2000 steps            %8.0f steps/s   %.2fx raw   target >= 0.5x   %s\n",
+                chain_rate, chain_rate / raw, verdict(chain_rate / raw >= 0.5));
+    std::printf("  200 runs x 10 steps            %8.0f steps/s   %.2fx raw   target >= 3x     %s\n",
+                many_rate, many_rate / raw, verdict(many_rate / raw >= 3));
+    ok &= chain_rate / raw >= 0.5 && many_rate / raw >= 3;
+    fs::remove_all(dir);
+    return ok ? 0 : 1;
+}
