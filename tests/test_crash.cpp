@@ -167,7 +167,7 @@ TEST_CASE("SIGKILL at random moments never re-runs a committed step", "[crash][s
     const auto expected = reference_output();
     std::mt19937 rng(2026);
     int kills = 0;
-    for (int trial = 0; trial < 30; ++trial) {
+    for (int trial = 0; trial < 100; ++trial) {
         const auto delay = std::chrono::microseconds(rng() % 60'000);
         INFO("trial " << trial << ", first kill after " << delay.count() << " us");
         kills += run_trial({0, delay, rng()}, expected);
