@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <iterator>
 #include <limits>
+#include <atomic>
 #include <random>
 
 #include <fmt/format.h>
@@ -17,23 +18,22 @@
 namespace loom {
 namespace {
 
-/// Time-ordered, random-tailed ids (UUIDv7 layout), so ids sort by start time
-/// and never collide across processes.
+/// 15 characters of base62: 8 of milliseconds since the epoch, so ids sort by
+/// start time, then 7 from a per-process random offset plus a counter, so one
+/// process never repeats an id and two collide only by chance (~2^-41 per pair
+/// started in the same millisecond; the store refuses a duplicate). Short
+/// enough for the small-string buffer: copying an id allocates nothing.
 RunId new_run_id() {
-    static std::mutex mutex;
-    static std::mt19937_64 rng{std::random_device{}()};
-    std::uint64_t a, b;
-    {
-        std::lock_guard lock(mutex);
-        a = rng();
-        b = rng();
-    }
-    const auto ms = static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::milliseconds>(
-            std::chrono::system_clock::now().time_since_epoch()).count());
-    return fmt::format("{:08x}-{:04x}-7{:03x}-{:04x}-{:012x}", (ms >> 16) & 0xffffffffu,
-                       ms & 0xffffu, a & 0xfffu, ((a >> 12) & 0x3fffu) | 0x8000u,
-                       b & 0xffffffffffffu);
+    static const char digits[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    static std::atomic<std::uint64_t> counter{std::random_device{}() * 4294967296ull + std::random_device{}()};
+    auto ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                             std::chrono::system_clock::now().time_since_epoch())
+                                             .count());
+    std::uint64_t tail = counter.fetch_add(1, std::memory_order_relaxed);
+    RunId id(15, '0');
+    for (int i = 7; i >= 0; --i, ms /= 62) id[i] = digits[ms % 62];
+    for (int i = 14; i >= 8; --i, tail /= 62) id[i] = digits[tail % 62];
+    return id;
 }
 
 unsigned thread_count(unsigned requested) {

@@ -143,6 +143,14 @@ struct Executor::Impl {
     std::vector<Task> unrecorded_;         // guarded by commit_mutex_
     std::size_t urgent_ = 0;               // guarded by commit_mutex_
     bool leading_ = false;                 // guarded by commit_mutex_
+    /// The leader's buffers, kept between rounds and leaders so that their
+    /// capacity is reused. Only the thread that set leading_ touches them.
+    struct LeaderBuffers {
+        Batch batch;
+        std::vector<Effects> effects;
+        std::vector<Task> started;
+        std::vector<Task> ready;
+    } leader_;
 
     std::atomic<bool> stopping_{false};
     detail::ThreadPool pool_;   // last: its threads stop before the rest is destroyed

@@ -231,10 +231,12 @@ bool Executor::Impl::submit(Change&& change, bool urgent) {
 }
 
 void Executor::Impl::lead(Task* held) {
-    std::vector<Task> started;
+    auto& batch = leader_.batch;
+    auto& effects = leader_.effects;
+    auto& ready = leader_.ready;
     for (;;) {
-        Batch batch;
-        std::vector<Effects> effects;
+        batch.clear();
+        effects.clear();
         {
             std::lock_guard lock(commit_mutex_);
             if (urgent_ == 0) {
@@ -242,12 +244,12 @@ void Executor::Impl::lead(Task* held) {
                 return;
             }
             urgent_ = 0;
-            batch = std::move(pending_);
-            pending_ = Batch{};
+            // Swapping hands the emptied buffers back: their capacity is reused.
+            batch.swap(pending_);
             effects.swap(pending_effects_);
-            started.swap(unrecorded_);
+            leader_.started.swap(unrecorded_);
         }
-        record_starts(started, batch);
+        record_starts(leader_.started, batch);
 
         std::exception_ptr failure;
         try {
@@ -255,7 +257,6 @@ void Executor::Impl::lead(Task* held) {
         } catch (...) {
             failure = std::current_exception();
         }
-        std::vector<Task> ready;
         for (auto& e : effects) apply(e, failure, ready);
         if (held && !held->run && !ready.empty()) {
             *held = std::move(ready.back());

@@ -57,6 +57,19 @@ struct Batch {
     bool empty() const noexcept {
         return new_runs.empty() && steps.empty() && runs.empty() && events.empty();
     }
+    /// Empties the batch, keeping its capacity for reuse.
+    void clear() noexcept {
+        new_runs.clear();
+        steps.clear();
+        runs.clear();
+        events.clear();
+    }
+    void swap(Batch& other) noexcept {
+        new_runs.swap(other.new_runs);
+        steps.swap(other.steps);
+        runs.swap(other.runs);
+        events.swap(other.events);
+    }
 };
 
 /// Where runs and definitions live. Implementations: MemoryStore, SqliteStore.
