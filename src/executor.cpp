@@ -56,24 +56,25 @@ Executor::Impl::~Impl() {
     bool must_lead = false;
     {
         std::lock_guard lock(commit_mutex_);
-        if (!pending_.empty() || !pending_effects_.empty()) {
-            ++urgent_;
-            must_lead = !leading_;
-            leading_ = true;
-        }
+        must_lead = !pending_effects_.empty() && !leading_;
+        leading_ = leading_ || must_lead;
     }
     if (must_lead) {
         Task held;   // dispatching is over: the stopped pool drops ready steps
         lead(&held);
     }
-    std::lock_guard lock(live_mutex_);
-    for (auto& [id, run] : live_) {
+    std::vector<std::shared_ptr<RunState>> left;
+    {
+        std::lock_guard lock(live_mutex_);
+        for (auto& [id, run] : live_) left.push_back(run);
+    }
+    for (auto& run : left) {
         std::lock_guard run_lock(run->mutex);
         if (run->done) continue;
         run->done = true;
         run->store_error = std::make_exception_ptr(Conflict(
             "loom.executor.stopped",
-            "run " + id + " was left unfinished when its executor stopped; recover() resumes it"));
+            "run " + run->id + " was left unfinished when its executor stopped; recover() resumes it"));
         run->done_cv.notify_all();
     }
 }
@@ -124,8 +125,7 @@ std::vector<std::shared_ptr<StepHandler>> Executor::Impl::resolve_handlers(const
 
 std::shared_ptr<RunState> Executor::Impl::make_state(const RunInfo& info,
                                                      std::shared_ptr<const Workflow> wf,
-                                                     std::vector<std::shared_ptr<StepHandler>> handlers,
-                                                     Change& change) {
+                                                     std::vector<std::shared_ptr<StepHandler>> handlers) {
     auto run = std::make_shared<RunState>();
     run->id = info.id;
     run->workflow = std::move(wf);
@@ -135,14 +135,12 @@ std::shared_ptr<RunState> Executor::Impl::make_state(const RunInfo& info,
     run->cancel_requested = info.cancel_requested;
     run->cancel_flag = info.cancel_requested;
     const auto& plan = run->workflow->plan();
-    const auto& stored = info.steps;
     run->steps.resize(plan.steps.size());
     run->start_written = std::vector<std::atomic<bool>>(plan.steps.size());
     for (auto& w : run->start_written) w.store(true, std::memory_order_relaxed);
-    std::lock_guard lock(run->mutex);   // record_step expects it held
-    for (std::size_t i = 0; i < stored.size(); ++i) {
+    for (std::size_t i = 0; i < info.steps.size(); ++i) {
         auto& slot = run->steps[i];
-        const auto& s = stored[i];
+        const auto& s = info.steps[i];
         slot.attempts = s.attempts;
         slot.started_at = s.started_at;
         slot.finished_at = s.finished_at;
@@ -167,7 +165,6 @@ std::shared_ptr<RunState> Executor::Impl::make_state(const RunInfo& info,
         run->outcome = RunStatus::cancelled;
         run->error.clear();
     }
-    change.effects.run = run;
     for (std::uint32_t i = 0; i < plan.steps.size(); ++i) {
         auto& slot = run->steps[i];
         if (slot.status == StepStatus::completed || slot.status == StepStatus::failed) continue;
@@ -175,17 +172,48 @@ std::shared_ptr<RunState> Executor::Impl::make_state(const RunInfo& info,
         for (auto d : plan.steps[i].deps)
             if (run->steps[d].status != StepStatus::completed) ++slot.waiting;
         // A step in flight at a crash runs again; its attempt count is kept.
-        const auto was = stored[i].status;
-        slot.status = StepStatus::pending;
-        if (slot.waiting == 0 && !run->stopping) {
-            slot.status = StepStatus::ready;
-            change.effects.ready.push_back(i);
-            ++run->active;
-        }
-        if (slot.status != was) record_step(*run, i, change.writes, nullptr);
+        slot.status = slot.waiting == 0 && !run->stopping ? StepStatus::ready : StepStatus::pending;
+        if (slot.status == StepStatus::ready) ++run->active;
     }
-    finalize_if_done(*run, change);
     return run;
+}
+
+bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo& stored, bool fresh,
+                            const char* event) {
+    {
+        std::lock_guard lock(live_mutex_);
+        if (!live_.emplace(run->id, run).second) return false;   // another recover() has it
+        abandoned_.erase(run->id);
+    }
+    CommitWaiter waiter;
+    bool must_lead;
+    {
+        std::lock_guard lock(run->mutex);
+        Queue queue(*this, run, &waiter);
+        auto& writes = queue.writes();
+        const auto at = detail::now_ms();
+        if (fresh) {
+            writes.new_runs.push_back(stored);
+            auto& steps = writes.new_runs.back().steps;
+            for (std::uint32_t i = 0; i < steps.size(); ++i) steps[i].status = run->steps[i].status;
+            queue.effects().run_started = true;
+        }
+        writes.events.push_back(RunEvent{0, run->id, "", event, 0, "", at});
+        for (std::uint32_t i = 0; i < run->steps.size(); ++i) {
+            if (!fresh && run->steps[i].status != stored.steps[i].status)
+                record_step(*run, i, writes, nullptr);
+            if (run->steps[i].status == StepStatus::ready) queue.ready(i);
+        }
+        finalize_if_done(*run, queue);
+        must_lead = queue.release();
+    }
+    try {
+        await_commit(must_lead, waiter);
+    } catch (...) {
+        erase_live(run);
+        throw;
+    }
+    return true;
 }
 
 std::shared_ptr<RunState> Executor::Impl::find_live(const RunId& id) {
@@ -232,33 +260,8 @@ RunId Executor::start(const std::string& workflow_name, Json input, const StartO
         info.steps.back().step_id = step.id;
     }
 
-    Change change;
-    auto run = impl_->make_state(info, wf, std::move(handlers), change);
-    // make_state wrote the roots' "ready"; the new run row carries it instead.
-    change.writes.steps.clear();
-    for (auto r : change.effects.ready) info.steps[r].status = StepStatus::ready;
-    change.writes.events.insert(change.writes.events.begin(),
-                                RunEvent{0, info.id, "", "run.started", 0, "", info.created_at});
-    change.writes.new_runs.push_back(std::move(info));
-    change.effects.run_started = true;
-
-    {
-        std::lock_guard lock(impl_->live_mutex_);
-        impl_->live_[run->id] = run;
-    }
-    CommitWaiter waiter;
-    change.effects.waiter = &waiter;
-    bool must_lead;
-    {
-        std::lock_guard lock(run->mutex);
-        must_lead = impl_->submit(std::move(change), true);
-    }
-    try {
-        impl_->await_commit(must_lead, waiter);
-    } catch (...) {
-        impl_->erase_live(run);
-        throw;
-    }
+    auto run = impl_->make_state(info, wf, std::move(handlers));
+    impl_->launch(run, info, /*fresh=*/true, "run.started");
     return run->id;
 }
 
@@ -304,9 +307,11 @@ std::vector<RunEvent> Executor::history(const RunId& id) {
 
 bool Executor::cancel(const RunId& id) {
     CommitWaiter waiter;
-    Change change;
-    change.effects.waiter = &waiter;
     const auto at = detail::now_ms();
+    auto request = [&](Impl::Queue& queue) {
+        queue.writes().runs.push_back(RunWrite{id, RunStatus::running, true, {}, "", at, {}});
+        queue.writes().events.push_back(RunEvent{0, id, "", "run.cancel_requested", 0, "", at});
+    };
     bool must_lead;
     if (auto run = impl_->find_live(id)) {
         std::lock_guard lock(run->mutex);
@@ -317,19 +322,18 @@ bool Executor::cancel(const RunId& id) {
             run->stopping = true;
             run->outcome = RunStatus::cancelled;
         }
-        change.effects.run = run;
-        change.writes.runs.push_back(RunWrite{id, RunStatus::running, true, {}, "", at, {}});
-        change.writes.events.push_back(RunEvent{0, id, "", "run.cancel_requested", 0, "", at});
-        impl_->finalize_if_done(*run, change);
-        must_lead = impl_->submit(std::move(change), true);
+        Impl::Queue queue(*impl_, run, &waiter);
+        request(queue);
+        impl_->finalize_if_done(*run, queue);
+        must_lead = queue.release();
     } else {
         // Not running here: record the request; whoever resumes it ends it.
         RunInfo info = get_run(id);
         if (is_final(info.status)) return false;
         if (info.cancel_requested) return true;
-        change.writes.runs.push_back(RunWrite{id, RunStatus::running, true, {}, "", at, {}});
-        change.writes.events.push_back(RunEvent{0, id, "", "run.cancel_requested", 0, "", at});
-        must_lead = impl_->submit(std::move(change), true);
+        Impl::Queue queue(*impl_, nullptr, &waiter);
+        request(queue);
+        must_lead = queue.release();
     }
     impl_->await_commit(must_lead, waiter);
     return true;
@@ -360,28 +364,10 @@ std::vector<RunId> Executor::recover() {
     }
 
     std::vector<RunId> resumed;
-    std::vector<std::unique_ptr<CommitWaiter>> waiters;
     for (auto& r : todo) {
-        Change change;
-        auto run = impl_->make_state(r.info, r.wf, std::move(r.handlers), change);
-        change.writes.events.push_back(
-            RunEvent{0, run->id, "", "run.recovered", 0, "", detail::now_ms()});
-        {
-            std::lock_guard lock(impl_->live_mutex_);
-            if (!impl_->live_.emplace(run->id, run).second) continue;   // resumed meanwhile
-            impl_->abandoned_.erase(run->id);
-        }
-        waiters.push_back(std::make_unique<CommitWaiter>());
-        change.effects.waiter = waiters.back().get();
-        bool must_lead;
-        {
-            std::lock_guard lock(run->mutex);
-            must_lead = impl_->submit(std::move(change), true);
-        }
-        if (must_lead) impl_->await_commit(true, *waiters.back());
-        resumed.push_back(run->id);
+        auto run = impl_->make_state(r.info, r.wf, std::move(r.handlers));
+        if (impl_->launch(run, r.info, /*fresh=*/false, "run.recovered")) resumed.push_back(run->id);
     }
-    for (auto& w : waiters) w->wait();
     return resumed;
 }
 

@@ -37,21 +37,13 @@ struct CommitWaiter {
     void wait();
 };
 
-/// What to do once a batch holding a run's writes is durable.
+/// What to do about a run once a batch holding its writes is durable.
 struct Effects {
-    std::shared_ptr<RunState> run;
-    std::vector<std::uint32_t> ready;            // dispatch these steps
+    std::shared_ptr<RunState> run;               // null: only a waiter to wake
     std::optional<std::uint32_t> finished_step;  // tell observers
     bool run_started = false;
     bool run_finished = false;
     CommitWaiter* waiter = nullptr;
-};
-
-/// The transitions one run change produces: built under the run's mutex and
-/// queued for commit in one piece, so a run's writes commit in the order made.
-struct Change {
-    Batch writes;
-    Effects effects;
 };
 
 TimePoint now_ms();
@@ -60,7 +52,6 @@ TimePoint now_ms();
 
 namespace loom {
 
-using detail::Change;
 using detail::CommitWaiter;
 using detail::Effects;
 using detail::RunState;
@@ -75,6 +66,26 @@ struct Executor::Impl {
         Json output;
         std::string error;   // empty: the attempt succeeded
     };
+
+    /// The commit queue, held: writes, effects and ready steps go straight into
+    /// the pending batch. Take it with the run's mutex held (if there is a run)
+    /// so that a run's writes queue in the order they were made.
+    class Queue {
+    public:
+        Queue(Impl& impl, std::shared_ptr<RunState> run, CommitWaiter* waiter = nullptr);
+        Batch& writes() { return impl_.pending_; }
+        Effects& effects() { return impl_.pending_effects_.back(); }
+        /// Dispatch `step` once the batch is committed.
+        void ready(std::uint32_t step) { impl_.pending_ready_.push_back(Task{run_, step}); }
+        /// Releases the queue; true if the caller must now lead().
+        bool release();
+
+    private:
+        Impl& impl_;
+        std::shared_ptr<RunState> run_;
+        std::unique_lock<std::mutex> lock_;
+    };
+
     /// Runs a task and the continuations it yields.
     void run_task(Task& task);
     /// Marks the step running and returns its attempt number, or nullopt if the
@@ -84,42 +95,52 @@ struct Executor::Impl {
     Result call_handler(RunState& run, std::uint32_t step, int attempt);
     /// Records the attempt's result and readies dependents; true: must lead.
     bool record_result(const Task& task, Result&& result);
-    /// Queues a change for commit. Call with the run's mutex held (if any) so a
-    /// run's changes queue in order. Returns true if the caller must lead.
-    bool submit(Change&& change, bool urgent);
-    /// Commits pending changes until none is urgent. `held` (workers only)
+    /// Commits pending changes until none is left. `held` (workers only)
     /// receives one ready step to run next; host threads lead one round and
     /// hand on to a worker.
     void lead(Task* held);
     /// Queues the final run write if the run is finished; run mutex held.
-    void finalize_if_done(RunState& run, Change& change);
-    /// Writes of a step's current state and the event that explains it.
+    void finalize_if_done(RunState& run, Queue& queue);
+    /// Queues a step's current state, and an event at `at` if `event` is set.
+    void record_step(RunState& run, std::uint32_t step, Batch& writes, const char* event,
+                     TimePoint at = {}, std::string detail = {});
     /// Adds start writes for attempts in `started` that are still running.
     void record_starts(std::vector<Task>& started, Batch& batch);
-    /// `event` may be null: the write alone, no history entry.
-    void record_step(RunState& run, std::uint32_t step, Batch& writes, const char* event,
-                     std::string detail = {});
-    /// Applies a committed (or failed) change's effects; collects ready steps.
-    void apply(Effects& effects, const std::exception_ptr& failure, std::vector<Task>& ready);
-    /// Drops the live state of a run whose commit failed; the store is the truth.
-    void abandon(Effects& effects, const std::exception_ptr& failure);
-    /// For host threads, after submit() with a waiter and without the run
-    /// mutex: leads if submit() said so, then waits for the commit.
+    /// Applies a committed batch's effects.
+    void apply(Effects& effects);
+    /// Drops the live state of runs whose commit failed; the store is the truth.
+    void abandon(std::vector<Effects>& effects, std::vector<Task>& ready,
+                 const std::exception_ptr& failure);
+    /// For host threads, after Queue::release() without the run mutex: leads
+    /// if told to, then waits for the commit.
     void await_commit(bool must_lead, CommitWaiter& waiter);
+    template <typename Call>
+    void notify(Call&& call) {
+        if (!options_.observer) return;
+        try {
+            call(*options_.observer);
+        } catch (...) {
+            // An observer never breaks a run; what it throws is dropped.
+        }
+    }
 
     // --- executor.cpp ---
     std::shared_ptr<const Workflow> find_workflow(const std::string& name,
                                                   std::optional<std::int64_t> version);
     std::vector<std::shared_ptr<StepHandler>> resolve_handlers(const Workflow& wf,
                                                                const RunId& run);
-    /// Builds live state from a stored run (fresh or recovered) and the change
-    /// that makes its ready steps ready.
+    /// Builds live state from a stored run (fresh or recovered): statuses,
+    /// what each step waits for, which steps are ready, whether it is over.
     std::shared_ptr<RunState> make_state(const RunInfo& info, std::shared_ptr<const Workflow> wf,
-                                         std::vector<std::shared_ptr<StepHandler>> handlers,
-                                         Change& change);
+                                         std::vector<std::shared_ptr<StepHandler>> handlers);
+    /// Makes a run live and queues its first commit: the new run (`fresh`) or
+    /// the steps whose state differs from `stored`, its ready steps, `event`.
+    /// Returns once committed (false, doing nothing, if the run is already
+    /// live); throws what the commit threw.
+    bool launch(const std::shared_ptr<RunState>& run, const RunInfo& stored, bool fresh,
+                const char* event);
     std::shared_ptr<RunState> find_live(const RunId& id);
     void erase_live(const std::shared_ptr<RunState>& run);
-    void notify(const std::function<void(Observer&)>& call);
 
     Store& store_;
     HandlerRegistry& handlers_;
@@ -138,10 +159,10 @@ struct Executor::Impl {
     std::mutex commit_mutex_;
     Batch pending_;                        // guarded by commit_mutex_
     std::vector<Effects> pending_effects_; // guarded by commit_mutex_
+    std::vector<Task> pending_ready_;      // guarded by commit_mutex_
     /// Attempts started but not yet written: the next commit records those
     /// still running; a quick attempt is recorded with its result instead.
     std::vector<Task> unrecorded_;         // guarded by commit_mutex_
-    std::size_t urgent_ = 0;               // guarded by commit_mutex_
     bool leading_ = false;                 // guarded by commit_mutex_
     /// The leader's buffers, kept between rounds and leaders so that their
     /// capacity is reused. Only the thread that set leading_ touches them.

@@ -1,11 +1,11 @@
 // Running steps and committing their transitions.
 //
-// Group commit without a committer thread: whoever queues an urgent change
-// while no commit is in progress becomes the leader and commits everything
-// queued, round after round, until nothing urgent is left. Others queue and go
-// back to running handlers, so one transaction carries the transitions of many
-// steps and runs. Successors are dispatched only after the commit that made
-// them ready: that is the durability promise.
+// Group commit without a committer thread: whoever queues a change while no
+// commit is in progress becomes the leader and commits everything queued,
+// round after round, until nothing is left. Others queue and go back to
+// running handlers, so one transaction carries the transitions of many steps
+// and runs. Successors are dispatched only after the commit that made them
+// ready: that is the durability promise.
 #include <fmt/format.h>
 
 #include <loom/error.hpp>
@@ -14,20 +14,6 @@
 #include "plan.hpp"
 
 namespace loom {
-namespace {
-
-template <typename T>
-void append(std::vector<T>& to, std::vector<T>& from) {
-    if (to.empty()) {
-        to.swap(from);
-        return;
-    }
-    to.insert(to.end(), std::make_move_iterator(from.begin()), std::make_move_iterator(from.end()));
-    from.clear();
-}
-
-}  // namespace
-
 namespace detail {
 
 TimePoint now_ms() {
@@ -51,35 +37,49 @@ void CommitWaiter::wait() {
 
 }  // namespace detail
 
+Executor::Impl::Queue::Queue(Impl& impl, std::shared_ptr<RunState> run, CommitWaiter* waiter)
+    : impl_(impl), run_(std::move(run)), lock_(impl.commit_mutex_) {
+    auto& e = impl_.pending_effects_.emplace_back();
+    e.run = run_;
+    e.waiter = waiter;
+}
+
+bool Executor::Impl::Queue::release() {
+    const bool must_lead = !impl_.leading_;
+    impl_.leading_ = true;
+    lock_.unlock();
+    return must_lead;
+}
+
 void Executor::Impl::record_step(RunState& run, std::uint32_t step, Batch& writes,
-                                 const char* event, std::string detail) {
+                                 const char* event, TimePoint at, std::string detail) {
     const auto& slot = run.steps[step];
     const auto& id = run.workflow->steps()[step].id;
     writes.steps.push_back(StepWrite{run.id, id, slot.status, slot.attempts, slot.output, slot.error,
                                      slot.started_at, slot.finished_at});
     if (event)
-        writes.events.push_back(
-            RunEvent{0, run.id, id, event, slot.attempts, std::move(detail), detail::now_ms()});
+        writes.events.push_back(RunEvent{0, run.id, id, event, slot.attempts, std::move(detail), at});
 }
 
-void Executor::Impl::finalize_if_done(RunState& run, Change& change) {
+void Executor::Impl::finalize_if_done(RunState& run, Queue& queue) {
     if (run.final_submitted) return;
-    const auto& plan = run.workflow->plan();
     Json output;
     if (run.completed == run.steps.size()) {
         run.outcome = RunStatus::completed;
         output = Json::object();
-        for (auto sink : plan.sinks) output[run.workflow->steps()[sink].id] = run.steps[sink].output;
+        for (auto sink : run.workflow->plan().sinks)
+            output[run.workflow->steps()[sink].id] = run.steps[sink].output;
     } else if (!run.stopping || run.active > 0) {
         return;
     }
     run.final_submitted = true;
     const auto at = detail::now_ms();
-    change.writes.runs.push_back(RunWrite{run.id, run.outcome, run.cancel_requested, std::move(output),
-                                          run.error, at, at});
-    change.writes.events.push_back(
+    auto& writes = queue.writes();
+    writes.runs.push_back(
+        RunWrite{run.id, run.outcome, run.cancel_requested, std::move(output), run.error, at, at});
+    writes.events.push_back(
         RunEvent{0, run.id, "", "run." + std::string(to_string(run.outcome)), 0, run.error, at});
-    change.effects.run_finished = true;
+    queue.effects().run_finished = true;
 }
 
 void Executor::Impl::run_task(Task& task) {
@@ -109,10 +109,9 @@ std::optional<int> Executor::Impl::claim(const Task& task, bool& must_lead) {
             if (run.abandoned && run.active == 0) erase_live(task.run);
             return std::nullopt;
         }
-        Change change;
-        change.effects.run = task.run;
-        finalize_if_done(run, change);
-        must_lead = submit(std::move(change), true);
+        Queue queue(*this, task.run);
+        finalize_if_done(run, queue);
+        must_lead = queue.release();
         return std::nullopt;
     }
     auto& slot = run.steps[task.step];
@@ -144,7 +143,9 @@ Executor::Impl::Result Executor::Impl::call_handler(RunState& run, std::uint32_t
             params.log_sink = [this](const LogRecord& r) { notify([&r](Observer& o) { o.on_log(r); }); };
         StepContext ctx(std::move(params));
         result.output = run.handlers[step]->run(ctx);
-        (void)result.output.dump();   // fail here, not in the store, if it cannot be stored
+        // Fail here, not in the store, if it cannot be stored: only strings
+        // (invalid UTF-8) can make dump() throw, so scalars skip the check.
+        if (result.output.is_string() || result.output.is_structured()) (void)result.output.dump();
     } catch (const std::exception& e) {
         result.error = e.what();
         if (result.error.empty()) result.error = "exception without a message";
@@ -165,42 +166,42 @@ bool Executor::Impl::record_result(const Task& task, Result&& result) {
     }
     auto& slot = run.steps[step];
     slot.finished_at = detail::now_ms();
-    Change change;
+    Queue queue(*this, task.run);
+    auto& writes = queue.writes();
+    queue.effects().finished_step = step;
+    const auto& id = run.workflow->steps()[step].id;
     if (!run.start_written[step].load(std::memory_order_relaxed)) {
         run.start_written[step].store(true, std::memory_order_release);
-        change.writes.events.push_back(RunEvent{0, run.id, run.workflow->steps()[step].id,
-                                                "step.started", slot.attempts, "", *slot.started_at});
+        writes.events.push_back(
+            RunEvent{0, run.id, id, "step.started", slot.attempts, "", *slot.started_at});
     }
-    change.effects.run = task.run;
-    change.effects.finished_step = step;
     if (result.error.empty()) {
         slot.status = StepStatus::completed;
         slot.output = std::move(result.output);
         ++run.completed;
-        record_step(run, step, change.writes, "step.completed");
+        record_step(run, step, writes, "step.completed", *slot.finished_at);
         // Dependents become ready in the same transaction that completes this step.
         for (auto d : run.workflow->plan().steps[step].dependents) {
             auto& dep = run.steps[d];
             if (--dep.waiting == 0 && !run.stopping) {
                 dep.status = StepStatus::ready;
                 ++run.active;
-                change.effects.ready.push_back(d);
-                record_step(run, d, change.writes, nullptr);
+                queue.ready(d);
+                record_step(run, d, writes, nullptr);
             }
         }
     } else {
         slot.status = StepStatus::failed;
         slot.error = result.error;
-        record_step(run, step, change.writes, "step.failed", result.error);
+        record_step(run, step, writes, "step.failed", *slot.finished_at, result.error);
         if (!run.stopping) {
             run.stopping = true;
             run.outcome = RunStatus::failed;
-            run.error = fmt::format("step \"{}\" failed: {}", run.workflow->steps()[step].id,
-                                    result.error);
+            run.error = fmt::format("step \"{}\" failed: {}", id, result.error);
         }
     }
-    finalize_if_done(run, change);
-    return submit(std::move(change), true);
+    finalize_if_done(run, queue);
+    return queue.release();
 }
 
 void Executor::Impl::record_starts(std::vector<Task>& started, Batch& batch) {
@@ -210,46 +211,29 @@ void Executor::Impl::record_starts(std::vector<Task>& started, Batch& batch) {
         std::lock_guard lock(t.run->mutex);
         if (written.load(std::memory_order_relaxed) || t.run->abandoned) continue;
         written.store(true, std::memory_order_release);
-        record_step(*t.run, t.step, batch, "step.started");
+        record_step(*t.run, t.step, batch, "step.started", *t.run->steps[t.step].started_at);
     }
     started.clear();
 }
 
-bool Executor::Impl::submit(Change&& change, bool urgent) {
-    std::lock_guard lock(commit_mutex_);
-    auto& w = change.writes;
-    append(pending_.new_runs, w.new_runs);
-    append(pending_.steps, w.steps);
-    append(pending_.runs, w.runs);
-    append(pending_.events, w.events);
-    if (change.effects.run || change.effects.waiter) pending_effects_.push_back(std::move(change.effects));
-    if (!urgent) return false;
-    ++urgent_;
-    if (leading_) return false;
-    leading_ = true;
-    return true;
-}
-
 void Executor::Impl::lead(Task* held) {
-    auto& batch = leader_.batch;
-    auto& effects = leader_.effects;
-    auto& ready = leader_.ready;
+    auto& [batch, effects, started, ready] = leader_;
     for (;;) {
         batch.clear();
         effects.clear();
         {
             std::lock_guard lock(commit_mutex_);
-            if (urgent_ == 0) {
+            if (pending_effects_.empty()) {
                 leading_ = false;
                 return;
             }
-            urgent_ = 0;
             // Swapping hands the emptied buffers back: their capacity is reused.
             batch.swap(pending_);
             effects.swap(pending_effects_);
-            leader_.started.swap(unrecorded_);
+            ready.swap(pending_ready_);
+            started.swap(unrecorded_);
         }
-        record_starts(leader_.started, batch);
+        record_starts(started, batch);
 
         std::exception_ptr failure;
         try {
@@ -257,16 +241,20 @@ void Executor::Impl::lead(Task* held) {
         } catch (...) {
             failure = std::current_exception();
         }
-        for (auto& e : effects) apply(e, failure, ready);
-        if (held && !held->run && !ready.empty()) {
-            *held = std::move(ready.back());
-            ready.pop_back();
+        if (failure) {
+            abandon(effects, ready, failure);
+        } else {
+            for (auto& e : effects) apply(e);
+            if (held && !held->run && !ready.empty()) {
+                *held = std::move(ready.back());
+                ready.pop_back();
+            }
+            pool_.push(ready);
         }
-        pool_.push(ready);
 
         if (!held) {   // a host thread: one round, then hand on to a worker
             std::lock_guard lock(commit_mutex_);
-            if (urgent_ == 0) {
+            if (pending_effects_.empty()) {
                 leading_ = false;
                 return;
             }
@@ -276,24 +264,18 @@ void Executor::Impl::lead(Task* held) {
     }
 }
 
-void Executor::Impl::apply(Effects& e, const std::exception_ptr& failure, std::vector<Task>& ready) {
-    if (!e.run) {
-        if (e.waiter) e.waiter->signal(failure);
-        return;
-    }
-    RunState& run = *e.run;
-    if (failure) {
-        abandon(e, failure);
-    } else {
+void Executor::Impl::apply(Effects& e) {
+    if (e.run) {
+        RunState& run = *e.run;
         const auto& name = run.workflow->name();
         if (e.run_started) notify([&](Observer& o) { o.on_run_started(run.id, name); });
         if (e.finished_step) {
             const auto& slot = run.steps[*e.finished_step];   // final: no lock needed
-            StepEvent ev{run.id, name, run.workflow->steps()[*e.finished_step].id, slot.status,
-                         slot.attempts, &slot.output, slot.error};
-            notify([&](Observer& o) { o.on_step_finished(ev); });
+            notify([&](Observer& o) {
+                o.on_step_finished(StepEvent{run.id, name, run.workflow->steps()[*e.finished_step].id,
+                                             slot.status, slot.attempts, &slot.output, slot.error});
+            });
         }
-        for (auto s : e.ready) ready.push_back(Task{e.run, s});
         if (e.run_finished) {
             // Observers hear of it before waiters are released.
             notify([&](Observer& o) { o.on_run_finished(run.id, run.outcome, run.error); });
@@ -305,15 +287,30 @@ void Executor::Impl::apply(Effects& e, const std::exception_ptr& failure, std::v
             run.done_cv.notify_all();
         }
     }
-    if (e.waiter) e.waiter->signal(failure);
+    if (e.waiter) e.waiter->signal(nullptr);
 }
 
-void Executor::Impl::abandon(Effects& e, const std::exception_ptr& failure) {
-    RunState& run = *e.run;
-    {
-        std::lock_guard lock(run.mutex);
-        run.active -= e.ready.size();   // made ready, never to be dispatched
-        if (!run.abandoned) {
+void Executor::Impl::abandon(std::vector<Effects>& effects, std::vector<Task>& ready,
+                             const std::exception_ptr& failure) {
+    for (auto& t : ready) {   // made ready, never to be dispatched
+        std::lock_guard lock(t.run->mutex);
+        --t.run->active;
+    }
+    ready.clear();
+    std::string what = "commit failed";
+    try {
+        std::rethrow_exception(failure);
+    } catch (const std::exception& ex) {
+        what = ex.what();
+    } catch (...) {
+    }
+    for (auto& e : effects) {
+        if (e.waiter) e.waiter->signal(failure);
+        if (!e.run) continue;
+        RunState& run = *e.run;
+        {
+            std::lock_guard lock(run.mutex);
+            if (run.abandoned) continue;
             {
                 std::lock_guard live_lock(live_mutex_);
                 abandoned_[run.id] = failure;
@@ -322,24 +319,17 @@ void Executor::Impl::abandon(Effects& e, const std::exception_ptr& failure) {
             run.stopping = true;
             run.store_error = failure;
             run.cancel_flag = true;   // their results would be discarded anyway
+            // Not live any more before a waiter can see it done, so that a
+            // recover() right after wait() finds it.
+            if (run.active == 0) erase_live(e.run);
+            run.done = true;
         }
-        // Not live any more before a waiter can see it done, so that a
-        // recover() right after wait() finds it.
-        if (run.active == 0) erase_live(e.run);
-        run.done = true;
+        run.done_cv.notify_all();
+        notify([&](Observer& o) {
+            o.on_log(LogRecord{LogLevel::error, run.id, "", 0,
+                               "run abandoned after a failed commit; recover() resumes it: " + what});
+        });
     }
-    run.done_cv.notify_all();
-    std::string what = "commit failed";
-    try {
-        std::rethrow_exception(failure);
-    } catch (const std::exception& ex) {
-        what = ex.what();
-    } catch (...) {
-    }
-    notify([&](Observer& o) {
-        o.on_log(LogRecord{LogLevel::error, run.id, "", 0,
-                           "run abandoned after a failed commit; recover() resumes it: " + what});
-    });
 }
 
 void Executor::Impl::await_commit(bool must_lead, CommitWaiter& waiter) {
@@ -353,15 +343,6 @@ void Executor::Impl::await_commit(bool must_lead, CommitWaiter& waiter) {
         }
     }
     waiter.wait();
-}
-
-void Executor::Impl::notify(const std::function<void(Observer&)>& call) {
-    if (!options_.observer) return;
-    try {
-        call(*options_.observer);
-    } catch (...) {
-        // An observer never breaks a run; what it throws is dropped.
-    }
 }
 
 }  // namespace loom
