@@ -21,11 +21,11 @@ TimePoint now_ms() {
 }
 
 void CommitWaiter::signal(std::exception_ptr e) {
-    {
-        std::lock_guard lock(mutex);
-        done = true;
-        error = std::move(e);
-    }
+    // Notify under the lock: the waiter lives on its thread's stack and may be
+    // gone the moment it can see `done`.
+    std::lock_guard lock(mutex);
+    done = true;
+    error = std::move(e);
     cv.notify_all();
 }
 
