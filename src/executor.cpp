@@ -47,7 +47,8 @@ Executor::Impl::Impl(Store& store, HandlerRegistry& handlers, ExecutorOptions op
     : store_(store),
       handlers_(handlers),
       options_(options),
-      pool_(thread_count(options.threads), [this](Task& t) { run_task(t); }) {}
+      pool_(thread_count(options.threads), [this](Task& t) { run_task(t); },
+            [this] { return lead_if_idle(); }) {}
 
 Executor::Impl::~Impl() {
     stopping_ = true;
@@ -205,7 +206,7 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
             if (run->steps[i].status == StepStatus::ready) queue.ready(i);
         }
         finalize_if_done(*run, queue);
-        must_lead = queue.release();
+        must_lead = queue.release(true);
     }
     try {
         await_commit(must_lead, waiter);
@@ -325,7 +326,7 @@ bool Executor::cancel(const RunId& id) {
         Impl::Queue queue(*impl_, run, &waiter);
         request(queue);
         impl_->finalize_if_done(*run, queue);
-        must_lead = queue.release();
+        must_lead = queue.release(true);
     } else {
         // Not running here: record the request; whoever resumes it ends it.
         RunInfo info = get_run(id);
@@ -333,7 +334,7 @@ bool Executor::cancel(const RunId& id) {
         if (info.cancel_requested) return true;
         Impl::Queue queue(*impl_, nullptr, &waiter);
         request(queue);
-        must_lead = queue.release();
+        must_lead = queue.release(true);
     }
     impl_->await_commit(must_lead, waiter);
     return true;

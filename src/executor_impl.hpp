@@ -77,8 +77,9 @@ struct Executor::Impl {
         Effects& effects() { return impl_.pending_effects_.back(); }
         /// Dispatch `step` once the batch is committed.
         void ready(std::uint32_t step) { impl_.pending_ready_.push_back(Task{run_, step}); }
-        /// Releases the queue; true if the caller must now lead().
-        bool release();
+        /// Releases the queue. With `claim`, takes the leader's role if it is
+        /// free and returns true: the caller must then lead().
+        bool release(bool claim);
 
     private:
         Impl& impl_;
@@ -86,15 +87,25 @@ struct Executor::Impl {
         std::unique_lock<std::mutex> lock_;
     };
 
-    /// Runs a task and the continuations it yields.
+    /// Runs a task and the tasks that follow it on this thread.
     void run_task(Task& task);
+    /// What a worker runs next. It commits first unless there is more queued
+    /// work for it and the pending batch is still small and young: while steps
+    /// are waiting to run, running them first makes bigger transactions.
+    Task next_task();
+    /// For an idle worker: commits what is pending, if no one else is.
+    bool lead_if_idle();
+    /// Takes the leader's role if no one has it and something is pending.
+    bool claim_leadership();
+    /// True when the pending batch should be committed now.
+    bool commit_due() const;
     /// Marks the step running and returns its attempt number, or nullopt if the
-    /// run is stopping (then must_lead says whether this thread must commit).
-    std::optional<int> claim(const Task& task, bool& must_lead);
+    /// run is stopping.
+    std::optional<int> claim(const Task& task);
     /// Calls the handler; no exception leaves it.
     Result call_handler(RunState& run, std::uint32_t step, int attempt);
-    /// Records the attempt's result and readies dependents; true: must lead.
-    bool record_result(const Task& task, Result&& result);
+    /// Records the attempt's result and readies dependents.
+    void record_result(const Task& task, Result&& result);
     /// Commits pending changes until none is left. `held` (workers only)
     /// receives one ready step to run next; host threads lead one round and
     /// hand on to a worker.
@@ -160,6 +171,9 @@ struct Executor::Impl {
     Batch pending_;                        // guarded by commit_mutex_
     std::vector<Effects> pending_effects_; // guarded by commit_mutex_
     std::vector<Task> pending_ready_;      // guarded by commit_mutex_
+    /// Size and age of the pending batch, read without the mutex by commit_due().
+    std::atomic<std::size_t> pending_count_{0};
+    std::atomic<std::int64_t> pending_since_ns_{0};   // steady clock
     /// Attempts started but not yet written: the next commit records those
     /// still running; a quick attempt is recorded with its result instead.
     std::vector<Task> unrecorded_;         // guarded by commit_mutex_

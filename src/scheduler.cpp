@@ -37,16 +37,33 @@ void CommitWaiter::wait() {
 
 }  // namespace detail
 
+namespace {
+
+// A deferred commit waits at most this long, or for this many changes.
+constexpr auto kMaxCommitDelay = std::chrono::milliseconds(2);
+constexpr std::size_t kMaxDeferredChanges = 512;
+
+std::int64_t steady_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+}  // namespace
+
 Executor::Impl::Queue::Queue(Impl& impl, std::shared_ptr<RunState> run, CommitWaiter* waiter)
     : impl_(impl), run_(std::move(run)), lock_(impl.commit_mutex_) {
+    if (impl_.pending_effects_.empty())
+        impl_.pending_since_ns_.store(steady_ns(), std::memory_order_relaxed);
     auto& e = impl_.pending_effects_.emplace_back();
     e.run = run_;
     e.waiter = waiter;
+    impl_.pending_count_.store(impl_.pending_effects_.size(), std::memory_order_relaxed);
 }
 
-bool Executor::Impl::Queue::release() {
-    const bool must_lead = !impl_.leading_;
-    impl_.leading_ = true;
+bool Executor::Impl::Queue::release(bool claim) {
+    const bool must_lead = claim && !impl_.leading_;
+    if (must_lead) impl_.leading_ = true;
     lock_.unlock();
     return must_lead;
 }
@@ -83,24 +100,49 @@ void Executor::Impl::finalize_if_done(RunState& run, Queue& queue) {
 }
 
 void Executor::Impl::run_task(Task& task) {
-    if (!task.run) {   // a host thread handed leadership on
-        Task held;
-        lead(&held);
-        task = std::move(held);
-    }
+    if (!task.run) task = next_task();   // a wake-up: a host thread left work pending
     while (task.run) {
-        bool must_lead = false;
-        if (auto attempt = claim(task, must_lead)) {
-            auto result = call_handler(*task.run, task.step, *attempt);
-            must_lead = record_result(task, std::move(result));
-        }
-        Task next;   // a step this thread made ready: run it without a queue hop
-        if (must_lead) lead(&next);
-        task = std::move(next);
+        if (auto attempt = claim(task)) record_result(task, call_handler(*task.run, task.step, *attempt));
+        task = next_task();
     }
 }
 
-std::optional<int> Executor::Impl::claim(const Task& task, bool& must_lead) {
+Task Executor::Impl::next_task() {
+    Task next;
+    std::size_t left = 0;
+    const bool got = pool_.try_pop(next, left);
+    if (got && left > 0 && !commit_due()) return next;   // whoever empties the queue commits
+    if (claim_leadership()) {
+        Task held;   // a step the commit made ready: run it without a queue hop
+        lead(&held);
+        if (!got) return held;
+        if (held.run) pool_.push(std::move(held));
+    }
+    return next;
+}
+
+bool Executor::Impl::commit_due() const {
+    if (pending_count_.load(std::memory_order_relaxed) >= kMaxDeferredChanges) return true;
+    const auto age = steady_ns() - pending_since_ns_.load(std::memory_order_relaxed);
+    return age >= std::chrono::nanoseconds(kMaxCommitDelay).count();
+}
+
+bool Executor::Impl::claim_leadership() {
+    std::lock_guard lock(commit_mutex_);
+    if (leading_ || pending_effects_.empty()) return false;
+    leading_ = true;
+    return true;
+}
+
+bool Executor::Impl::lead_if_idle() {
+    if (!claim_leadership()) return false;
+    Task held;
+    lead(&held);
+    run_task(held);
+    return true;
+}
+
+std::optional<int> Executor::Impl::claim(const Task& task) {
     RunState& run = *task.run;
     std::lock_guard lock(run.mutex);
     if (run.stopping || stopping_) {
@@ -111,7 +153,7 @@ std::optional<int> Executor::Impl::claim(const Task& task, bool& must_lead) {
         }
         Queue queue(*this, task.run);
         finalize_if_done(run, queue);
-        must_lead = queue.release();
+        queue.release(false);
         return std::nullopt;
     }
     auto& slot = run.steps[task.step];
@@ -155,14 +197,14 @@ Executor::Impl::Result Executor::Impl::call_handler(RunState& run, std::uint32_t
     return result;
 }
 
-bool Executor::Impl::record_result(const Task& task, Result&& result) {
+void Executor::Impl::record_result(const Task& task, Result&& result) {
     RunState& run = *task.run;
     const std::uint32_t step = task.step;
     std::lock_guard lock(run.mutex);
     --run.active;
     if (run.abandoned) {
         if (run.active == 0) erase_live(task.run);
-        return false;
+        return;
     }
     auto& slot = run.steps[step];
     slot.finished_at = detail::now_ms();
@@ -201,7 +243,7 @@ bool Executor::Impl::record_result(const Task& task, Result&& result) {
         }
     }
     finalize_if_done(run, queue);
-    return queue.release();
+    queue.release(false);
 }
 
 void Executor::Impl::record_starts(std::vector<Task>& started, Batch& batch) {
@@ -230,6 +272,7 @@ void Executor::Impl::lead(Task* held) {
             // Swapping hands the emptied buffers back: their capacity is reused.
             batch.swap(pending_);
             effects.swap(pending_effects_);
+            pending_count_.store(0, std::memory_order_relaxed);
             ready.swap(pending_ready_);
             started.swap(unrecorded_);
         }
@@ -254,11 +297,8 @@ void Executor::Impl::lead(Task* held) {
 
         if (!held) {   // a host thread: one round, then hand on to a worker
             std::lock_guard lock(commit_mutex_);
-            if (pending_effects_.empty()) {
-                leading_ = false;
-                return;
-            }
-            pool_.push(Task{});
+            leading_ = false;
+            if (!pending_effects_.empty()) pool_.push(Task{});
             return;
         }
     }

@@ -5,7 +5,8 @@ namespace {
 thread_local bool tls_on_worker = false;
 }
 
-ThreadPool::ThreadPool(unsigned threads, Runner runner) : runner_(std::move(runner)) {
+ThreadPool::ThreadPool(unsigned threads, Runner runner, Idle idle)
+    : runner_(std::move(runner)), idle_hook_(std::move(idle)) {
     threads_.reserve(threads);
     for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { loop(); });
 }
@@ -39,6 +40,15 @@ void ThreadPool::push(std::vector<Task>& tasks) {
     else if (wake == 1) wake_.notify_one();
 }
 
+bool ThreadPool::try_pop(Task& task, std::size_t& left) {
+    std::lock_guard lock(mutex_);
+    if (queue_.empty()) return false;
+    task = std::move(queue_.front());
+    queue_.pop_front();
+    left = queue_.size();
+    return true;
+}
+
 void ThreadPool::stop() {
     {
         std::lock_guard lock(mutex_);
@@ -58,6 +68,11 @@ void ThreadPool::loop() {
     for (;;) {
         if (queue_.empty()) {
             if (stopping_) return;
+            lock.unlock();
+            const bool worked = idle_hook_();
+            lock.lock();
+            if (worked) continue;
+            if (!queue_.empty() || stopping_) continue;
             ++idle_;
             wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
             --idle_;

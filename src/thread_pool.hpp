@@ -26,8 +26,11 @@ struct Task {
 class ThreadPool {
 public:
     using Runner = std::function<void(Task&)>;
+    /// Called by a worker that found the queue empty, before it sleeps;
+    /// returns true if it did some work (the worker then looks again).
+    using Idle = std::function<bool()>;
 
-    ThreadPool(unsigned threads, Runner runner);
+    ThreadPool(unsigned threads, Runner runner, Idle idle);
     ~ThreadPool();
     ThreadPool(const ThreadPool&) = delete;
     ThreadPool& operator=(const ThreadPool&) = delete;
@@ -35,6 +38,8 @@ public:
     void push(Task task);
     /// Moves every task out of `tasks`.
     void push(std::vector<Task>& tasks);
+    /// Takes the oldest task if there is one; `left` is how many remain.
+    bool try_pop(Task& task, std::size_t& left);
     /// Drops queued tasks, lets running ones finish, joins. Idempotent.
     void stop();
     /// True on one of any pool's worker threads.
@@ -44,6 +49,7 @@ private:
     void loop();
 
     Runner runner_;
+    Idle idle_hook_;
     std::mutex mutex_;
     std::condition_variable wake_;
     std::deque<Task> queue_;   // guarded by mutex_

@@ -488,3 +488,77 @@ TEST_CASE("a failed commit surfaces as StoreError and recover resumes the run", 
     CHECK(counter.get("b") == 2);   // its first result was never committed
     CHECK(counter.get("c") == 1);
 }
+
+TEST_CASE("a long attempt's start is recorded by the next commit", "[executor]") {
+    loom::MemoryStore store;
+    loom::HandlerRegistry handlers;
+    Gate gate;
+    handlers.add("slow", [&](loom::StepContext&) -> Json {
+        gate.pass();
+        return "slow";
+    });
+    handlers.add("fast", [&](loom::StepContext&) -> Json {
+        gate.wait_for_waiters(1);   // "slow" is running before this commits
+        return "fast";
+    });
+    loom::Executor executor(store, handlers, {2});
+    executor.add_workflow(loom::WorkflowBuilder("mix", 1).step("slow", "slow").step("fast", "fast").build());
+    auto id = executor.start("mix");
+    // "fast" completing commits, and that commit records "slow" as running.
+    for (int i = 0; i < 5000; ++i) {
+        if (store.load_run(id)->step("fast")->status == loom::StepStatus::completed) break;
+        std::this_thread::sleep_for(1ms);
+    }
+    auto mid = store.load_run(id);
+    CHECK(mid->step("fast")->status == loom::StepStatus::completed);
+    CHECK(mid->step("slow")->status == loom::StepStatus::running);
+    CHECK(mid->step("slow")->attempts == 1);
+    CHECK(mid->step("slow")->started_at.has_value());
+    gate.release();
+    CHECK(executor.wait(id).status == loom::RunStatus::completed);
+
+    std::vector<std::string> slow_events;
+    for (const auto& e : executor.history(id))
+        if (e.step_id == "slow") slow_events.push_back(e.kind);
+    CHECK(slow_events == std::vector<std::string>{"step.started", "step.completed"});
+}
+
+namespace {
+/// Slows every commit down so that transitions pile up behind it.
+struct SlowStore : loom::StoreWrapper {
+    using StoreWrapper::StoreWrapper;
+    std::atomic<int> commits{0};
+    void commit(const loom::Batch& b) override {
+        std::this_thread::sleep_for(2ms);
+        StoreWrapper::commit(b);
+        ++commits;
+    }
+};
+}  // namespace
+
+TEST_CASE("transitions of many steps and runs share a commit", "[executor]") {
+    const unsigned threads = GENERATE(1u, 2u, 4u);
+    loom::MemoryStore memory;
+    SlowStore store(memory);
+    loom::HandlerRegistry handlers;
+    handlers.add("noop", [](loom::StepContext&) -> Json { return nullptr; });
+    loom::Executor executor(store, handlers, {threads});
+    loom::WorkflowBuilder b("five", 1);
+    for (int i = 0; i < 5; ++i) {
+        b.step("s" + std::to_string(i), "noop");
+        if (i > 0) b.after("s" + std::to_string(i - 1));
+    }
+    executor.add_workflow(b.build());
+    const int runs = 20;
+    std::vector<std::thread> clients;
+    std::atomic<int> completed{0};
+    for (int c = 0; c < runs; ++c) {
+        clients.emplace_back([&] {
+            if (executor.wait(executor.start("five")).status == loom::RunStatus::completed) ++completed;
+        });
+    }
+    for (auto& t : clients) t.join();
+    CHECK(completed == runs);
+    // 20 starts + 100 step completions, in far fewer transactions.
+    CHECK(store.commits < (runs + runs * 5) / 2);
+}
