@@ -36,8 +36,18 @@ RunId new_run_id() {
     return id;
 }
 
-unsigned thread_count(unsigned requested) {
-    if (requested > 0) return requested;
+/// Validates the options; returns how many worker threads to start.
+unsigned checked_thread_count(const ExecutorOptions& options) {
+    const auto& l = options.limits;
+    if (l.max_steps == 0 || l.max_depth == 0 || l.max_bytes == 0)
+        throw InvalidArgument("loom.options.limits",
+                              fmt::format("ExecutorOptions::limits must be positive (max_steps {}, "
+                                          "max_depth {}, max_bytes {})",
+                                          l.max_steps, l.max_depth, l.max_bytes));
+    if (options.threads > 1024)
+        throw InvalidArgument("loom.options.threads",
+                              fmt::format("ExecutorOptions::threads is {}; at most 1024", options.threads));
+    if (options.threads > 0) return options.threads;
     return std::max(1u, std::thread::hardware_concurrency());
 }
 
@@ -47,7 +57,7 @@ Executor::Impl::Impl(Store& store, HandlerRegistry& handlers, ExecutorOptions op
     : store_(store),
       handlers_(handlers),
       options_(options),
-      pool_(thread_count(options.threads), [this](Task& t) { run_task(t); },
+      pool_(checked_thread_count(options), [this](Task& t) { run_task(t); },
             [this] { return lead_if_idle(); }) {}
 
 Executor::Impl::~Impl() {

@@ -562,3 +562,17 @@ TEST_CASE("transitions of many steps and runs share a commit", "[executor]") {
     // 20 starts + 100 step completions, in far fewer transactions.
     CHECK(store.commits < (runs + runs * 5) / 2);
 }
+
+TEST_CASE("bad executor options are refused", "[executor]") {
+    loom::MemoryStore store;
+    loom::HandlerRegistry handlers;
+    loom::ExecutorOptions options;
+    options.threads = 5000;
+    REQUIRE_THROWS_WITH(loom::Executor(store, handlers, options),
+                        "[loom.options.threads] ExecutorOptions::threads is 5000; at most 1024");
+    options.threads = 1;
+    options.limits.max_steps = 0;
+    REQUIRE_THROWS_WITH(loom::Executor(store, handlers, options),
+                        "[loom.options.limits] ExecutorOptions::limits must be positive (max_steps 0, "
+                        "max_depth 64, max_bytes 1048576)");
+}
