@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Quick start for a fresh Debian 12 machine (the README's two lines):
+#   bash cmake/quickstart.sh demo   install what is missing, build, run the demo
+#   bash cmake/quickstart.sh test   install what is missing, build, run every test
+# Builds into build/ (Ninja, RelWithDebInfo), the same tree as the "default" preset.
+set -euo pipefail
+
+usage() { echo "usage: bash cmake/quickstart.sh demo|test" >&2; exit 2; }
+[[ $# -eq 1 ]] || usage
+mode=$1
+[[ $mode == demo || $mode == test ]] || usage
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=$root/build
+say() { echo "==> $*"; }
+
+packages=(build-essential cmake ninja-build pkg-config libsqlitecpp-dev libsqlite3-dev
+          nlohmann-json3-dev libfmt-dev catch2)
+
+# Ask dpkg, not apt: it is fast, needs no network, and "installed" excludes
+# packages that were removed but left their config files behind.
+missing=()
+for package in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null || true)
+  [[ $status == installed ]] || missing+=("$package")
+done
+
+if [[ ${#missing[@]} -gt 0 ]]; then
+  say "installing missing packages: ${missing[*]}"
+  sudo=()
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || { echo "need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+    sudo=(sudo)
+  fi
+  # One update, only when something is missing: a fresh image has no package lists.
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  say "all required Debian packages are installed"
+fi
+
+say "configuring $build (Ninja, RelWithDebInfo)"
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+say "building with $(nproc) jobs"
+cmake --build "$build" -j "$(nproc)"
+
+if [[ $mode == demo ]]; then
+  [[ -x $build/examples/demo ]] || { echo "build/examples/demo was not built" >&2; exit 1; }
+  # From build/, so the SQLite file the demo writes stays out of the source tree.
+  say "running build/examples/demo"
+  cd "$build"
+  ./examples/demo
+else
+  # -j2, not more: the reference machine has 2 cores, and oversubscribing it would
+  # make concurrency tests slow enough to time out.
+  say "running the tests"
+  ctest --test-dir "$build" --output-on-failure --no-tests=error -j2
+  say "all tests passed"
+fi
