@@ -20,6 +20,14 @@ private:
 
 StepContext::StepContext(Params params) : params_(std::move(params)) {}
 
+const Json& StepContext::input() const {
+    if (params_.resolve_input) {
+        params_.input = params_.resolve_input();   // a throw leaves it to throw again
+        params_.resolve_input = nullptr;
+    }
+    return params_.input;
+}
+
 std::string StepContext::idempotency_key() const { return params_.run_id + "/" + params_.step_id; }
 
 bool StepContext::cancelled() const noexcept {

@@ -174,13 +174,17 @@ std::optional<int> Executor::Impl::claim(const Task& task) {
 Executor::Impl::Result Executor::Impl::call_handler(RunState& run, std::uint32_t step, int attempt) {
     Result result;
     try {
-        // Dependencies' outputs are immutable once completed: no lock needed.
-        Json input = detail::resolve_input(*run.workflow, step, run.input,
-                                           [&run](std::uint32_t i) -> const Json& {
-                                               return run.steps[i].output;
-                                           });
-        StepContext::Params params{std::move(input), attempt, run.id,
-                                   run.workflow->steps()[step].id, &run.cancel_flag, {}};
+        StepContext::Params params{{}, {}, attempt, run.id, run.workflow->steps()[step].id,
+                                   &run.cancel_flag, {}};
+        // Resolved when the handler first asks. Dependencies' outputs are
+        // immutable once completed, so no lock is needed, and the value is the
+        // same as at the attempt's start.
+        params.resolve_input = [&run, step] {
+            return detail::resolve_input(*run.workflow, step, run.input,
+                                         [&run](std::uint32_t i) -> const Json& {
+                                             return run.steps[i].output;
+                                         });
+        };
         if (options_.observer)
             params.log_sink = [this](const LogRecord& r) { notify([&r](Observer& o) { o.on_log(r); }); };
         StepContext ctx(std::move(params));

@@ -170,7 +170,7 @@ TEST_CASE("SIGKILL at random moments never re-runs a committed step", "[crash][s
     for (int trial = 0; trial < 100; ++trial) {
         const auto delay = std::chrono::microseconds(rng() % 60'000);
         INFO("trial " << trial << ", first kill after " << delay.count() << " us");
-        kills += run_trial({0, delay, rng()}, expected);
+        kills += run_trial({0, delay, static_cast<unsigned>(rng())}, expected);
     }
     CHECK(kills > 0);
 }

@@ -576,3 +576,26 @@ TEST_CASE("bad executor options are refused", "[executor]") {
                         "[loom.options.limits] ExecutorOptions::limits must be positive (max_steps 0, "
                         "max_depth 64, max_bytes 1048576)");
 }
+
+TEST_CASE("a reference to a missing key fails the attempt that reads it", "[executor]") {
+    loom::MemoryStore store;
+    loom::HandlerRegistry handlers;
+    handlers.add("read", [](loom::StepContext& ctx) -> Json { return ctx.input(); });
+    handlers.add("ignore", [](loom::StepContext&) -> Json { return "fine"; });
+    loom::Executor executor(store, handlers, {1});
+    executor.add_workflow(loom::WorkflowBuilder("refs", 1)
+                              .step("reads", "read").input({{"u", "${input.user.name}"}})
+                              .build());
+    executor.add_workflow(loom::WorkflowBuilder("lazy", 1)
+                              .step("ignores", "ignore").input({{"u", "${input.user.name}"}})
+                              .build());
+    auto run = executor.wait(executor.start("refs", {{"user", {{"id", 1}}}}));
+    CHECK(run.status == loom::RunStatus::failed);
+    CHECK(run.error == "step \"reads\" failed: [loom.input.missing] ${input.user.name}: no key "
+                       "\"name\" in input.user");
+    CHECK(executor.wait(executor.start("refs", {{"user", {{"name", "ada"}}}})).output ==
+          Json{{"reads", {{"u", "ada"}}}});
+    // Input is resolved when a handler first reads it: one that never does is not failed.
+    CHECK(executor.wait(executor.start("lazy", {{"user", {{"id", 1}}}})).status ==
+          loom::RunStatus::completed);
+}

@@ -24,6 +24,9 @@ class StepContext {
 public:
     struct Params {
         Json input;
+        /// If set, computes the input the first time input() is called, instead
+        /// of `input`: a handler that never reads its input never pays for it.
+        std::function<Json()> resolve_input;
         int attempt = 1;
         RunId run_id;
         std::string step_id;
@@ -33,7 +36,9 @@ public:
     explicit StepContext(Params params);
 
     /// The resolved input: references replaced by the values they name.
-    const Json& input() const noexcept { return params_.input; }
+    /// Throws InvalidArgument "[loom.input.missing]" if a referenced key or
+    /// index does not exist; the attempt then fails with that message.
+    const Json& input() const;
     /// 1 for the first attempt.
     int attempt() const noexcept { return params_.attempt; }
     const RunId& run_id() const noexcept { return params_.run_id; }
@@ -48,7 +53,7 @@ public:
     void log(std::string_view message) const { log(LogLevel::info, message); }
 
 private:
-    Params params_;
+    mutable Params params_;   // input is resolved on first use
 };
 
 /// A step type's code. Implement run(); throw to fail the attempt.
