@@ -59,6 +59,7 @@ struct MemoryStore::State {
     std::vector<StepInfo*> step_targets;
     std::vector<RunRow*> run_targets;
     std::vector<RunRow*> event_targets;
+    RunRow* last_found = nullptr;   // the run find_run found last (rows never move)
 
     bool has_workflow(const std::string& name, std::int64_t version) const {
         auto versions = workflows.find(name);
@@ -95,12 +96,16 @@ struct MemoryStore::State {
     void erase_run(const RunId& id) {
         auto it = runs.find(id);
         by_created.erase(std::make_pair(it->second.info.created_at, it->second.order));
+        if (last_found == &it->second) last_found = nullptr;
         runs.erase(it);
     }
 
     RunRow& find_run(const RunId& id) {
+        // A batch's writes come in runs of the same run: skip the hash then.
+        if (last_found && last_found->info.id == id) return *last_found;
         auto it = runs.find(id);
         if (it == runs.end()) throw detail::missing_row(id);
+        last_found = &it->second;
         return it->second;
     }
 
