@@ -3,9 +3,9 @@
 #include <loom/executor.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <iterator>
 #include <limits>
-#include <atomic>
 #include <random>
 
 #include <fmt/format.h>
