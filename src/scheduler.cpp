@@ -11,6 +11,7 @@
 #include <loom/error.hpp>
 
 #include "executor_impl.hpp"
+#include "failpoint.hpp"
 #include "plan.hpp"
 
 namespace loom {
@@ -168,6 +169,7 @@ std::optional<int> Executor::Impl::claim(const Task& task) {
         std::lock_guard commit_lock(commit_mutex_);
         unrecorded_.push_back(task);
     }
+    detail::failpoint("step.claimed");
     return slot.attempts;
 }
 
@@ -202,6 +204,7 @@ Executor::Impl::Result Executor::Impl::call_handler(RunState& run, std::uint32_t
 }
 
 void Executor::Impl::record_result(const Task& task, Result&& result) {
+    detail::failpoint("step.finished");
     RunState& run = *task.run;
     const std::uint32_t step = task.step;
     std::lock_guard lock(run.mutex);
@@ -283,11 +286,13 @@ void Executor::Impl::lead(Task* held) {
         record_starts(started, batch);
 
         std::exception_ptr failure;
+        detail::failpoint("commit.before");
         try {
             if (!batch.empty()) store_.commit(batch);
         } catch (...) {
             failure = std::current_exception();
         }
+        detail::failpoint("commit.after");
         if (failure) {
             abandon(effects, ready, failure);
         } else {
