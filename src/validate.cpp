@@ -483,8 +483,17 @@ Workflow validate(const Json& doc, const DefinitionLimits& limits) {
     reader.link_dependencies();
     const std::vector<std::uint32_t> rank = reader.rank_steps();
     reader.check_upstream(reader.compile_inputs(), rank);
-    std::string hash = detail::content_hash(
-        detail::canonical_json(reader.name, reader.version, reader.steps).dump());
+    const std::string canonical =
+        detail::canonical_json(reader.name, reader.version, reader.steps).dump();
+    // Stores keep the canonical form and executors load it again under the same
+    // limits, so it must fit them too; it can be the longer text (every step
+    // gains "depends_on").
+    if (canonical.size() > limits.max_bytes) {
+        fail_definition("too_large", "",
+                        fmt::format("definition is {} bytes in canonical form; the limit is {}",
+                                    canonical.size(), limits.max_bytes));
+    }
+    std::string hash = detail::content_hash(canonical);
     return detail::Plan::make_workflow(std::move(reader.name), reader.version,
                                        std::move(reader.steps), std::move(hash),
                                        std::make_shared<const detail::Plan>(std::move(reader.plan)));
