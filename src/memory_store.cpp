@@ -3,6 +3,7 @@
 // id within its run) and nothing is copied beyond the written values.
 #include <loom/memory_store.hpp>
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -18,6 +19,8 @@ struct RunRow {
     RunInfo info;
     std::unordered_map<std::string, std::size_t> step_index;  // step id -> index in info.steps
     std::vector<RunEvent> events;
+    // step id -> attempts with a "step.started" event: an attempt starts once.
+    std::unordered_map<std::string, std::vector<int>> started;
     std::uint64_t order = 0;  // creation order, with created_at the key in by_created
 };
 
@@ -59,6 +62,7 @@ struct MemoryStore::State {
     std::vector<StepInfo*> step_targets;
     std::vector<RunRow*> run_targets;
     std::vector<RunRow*> event_targets;
+    std::vector<std::vector<int>*> started_added;   // by resolve(), undone by unresolve()
     RunRow* last_found = nullptr;   // the run find_run found last (rows never move)
 
     bool has_workflow(const std::string& name, std::int64_t version) const {
@@ -126,8 +130,27 @@ struct MemoryStore::State {
         }
         for (const RunWrite& write : batch.runs) run_targets.push_back(&find_run(write.run_id));
         for (const RunEvent& event : batch.events) {
-            event_targets.push_back(&find_run(event.run_id));
+            RunRow& run = find_run(event.run_id);
+            event_targets.push_back(&run);
+            if (event.kind == "step.started") claim_attempt(run, event);
         }
+    }
+
+    // Records the start of (run, step, attempt), which must not have started yet,
+    // in this batch or before (as SQLite's unique index run_events_step_started).
+    void claim_attempt(RunRow& run, const RunEvent& event) {
+        std::vector<int>& attempts = run.started[event.step_id];
+        if (std::find(attempts.begin(), attempts.end(), event.attempt) != attempts.end()) {
+            throw detail::duplicate_attempt(event.run_id, event.step_id, event.attempt);
+        }
+        attempts.push_back(event.attempt);
+        started_added.push_back(&attempts);
+    }
+
+    // Undoes what a failed resolve() claimed, newest first.
+    void unresolve() {
+        for (auto it = started_added.rbegin(); it != started_added.rend(); ++it) (*it)->pop_back();
+        started_added.clear();
     }
 
     void apply(const Batch& batch) {
@@ -203,6 +226,7 @@ void MemoryStore::commit(const Batch& batch) {
     // New runs go in first so that the batch's writes can find them; if any later
     // part of the batch is bad they come out again, and the store is unchanged.
     std::size_t inserted = 0;
+    state_->started_added.clear();
     try {
         for (const RunInfo& run : batch.new_runs) {
             state_->insert_run(run);
@@ -210,6 +234,7 @@ void MemoryStore::commit(const Batch& batch) {
         }
         state_->resolve(batch);
     } catch (...) {
+        state_->unresolve();
         for (std::size_t i = 0; i < inserted; ++i) state_->erase_run(batch.new_runs[i].id);
         throw;
     }

@@ -22,7 +22,7 @@ struct Migration {
     const char* sql;
 };
 
-constexpr std::array<Migration, 2> kMigrations{{
+constexpr std::array<Migration, 3> kMigrations{{
     {1, "tables for definitions, runs, steps and events", R"sql(
 CREATE TABLE schema_migrations (
     version     INTEGER PRIMARY KEY,
@@ -84,6 +84,18 @@ CREATE INDEX workflow_runs_by_created ON workflow_runs (created_at);
 CREATE INDEX workflow_runs_by_status ON workflow_runs (status, created_at);
 CREATE INDEX workflow_runs_by_workflow ON workflow_runs (workflow_name, created_at);
 CREATE INDEX run_events_by_run ON run_events (run_id, seq);
+)sql"},
+    // A step attempt starts once: the store, not only the executor, refuses a
+    // second claim of (run, step, attempt). A file from an older Loom that
+    // already holds such a duplicate keeps every row; the later ones are
+    // relabelled 'step.started.duplicate' so that the index can be built.
+    {3, "a step attempt starts once", R"sql(
+UPDATE run_events SET kind = 'step.started.duplicate'
+WHERE kind = 'step.started' AND seq NOT IN (
+    SELECT min(seq) FROM run_events WHERE kind = 'step.started'
+    GROUP BY run_id, step_id, attempt);
+CREATE UNIQUE INDEX run_events_step_started ON run_events (run_id, step_id, attempt)
+    WHERE kind = 'step.started';
 )sql"},
 }};
 

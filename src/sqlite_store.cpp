@@ -361,6 +361,9 @@ struct SqliteStore::Impl {
         s->bind(6, detail::to_millis(event.at));
         exec_insert(*s, [&](int code) {
             if (code == SQLITE_CONSTRAINT_FOREIGNKEY) throw detail::missing_row(event.run_id);
+            if (code == SQLITE_CONSTRAINT_UNIQUE) {   // run_events_step_started (schema 3)
+                throw detail::duplicate_attempt(event.run_id, event.step_id, event.attempt);
+            }
         });
     }
 };

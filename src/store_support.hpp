@@ -49,6 +49,13 @@ inline StoreError duplicate_step(const RunId& run_id, const std::string& step_id
                       "run " + run_id + " lists step " + step_id + " twice");
 }
 
+/// A second "step.started" event for one (run, step, attempt): a claim made twice.
+inline Conflict duplicate_attempt(const RunId& run_id, const std::string& step_id, int attempt) {
+    return Conflict("loom.store.duplicate_attempt",
+                    "attempt " + std::to_string(attempt) + " of step " + step_id + " of run " +
+                        run_id + " has already started");
+}
+
 /// A write to a run (step_id empty) or a step that does not exist.
 inline StoreError missing_row(const RunId& run_id, const std::string& step_id = {}) {
     const std::string row =

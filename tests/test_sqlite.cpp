@@ -178,6 +178,44 @@ TEST_CASE("opening a version 1 file upgrades it and keeps its data", "[sqlite]")
     CHECK(store.list_runs().size() == 2);
 }
 
+TEST_CASE("opening a version 2 file upgrades it; duplicate starts it holds are kept", "[sqlite]") {
+    loom::test::TempDir dir;
+    const std::string path = dir.file("v2.db");
+    {
+        // Schema 2 did not refuse a second start of one attempt.
+        SQLite::Database db(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+        loom::detail::migrate(db, path, 2);
+        db.exec("INSERT INTO workflow_definitions VALUES ('etl', 1, 'h1', '{}', 5)");
+        db.exec("INSERT INTO workflow_runs VALUES ('old', 'etl', 1, 'h1', 'running', 0, "
+                "'{}', NULL, NULL, 10, 11, NULL)");
+        db.exec("INSERT INTO step_runs VALUES ('old', 'a', 0, 'running', 1, NULL, NULL, 12, NULL)");
+        for (int i = 0; i < 3; ++i) {
+            db.exec("INSERT INTO run_events (run_id, step_id, kind, attempt, at) "
+                    "VALUES ('old', 'a', 'step.started', 1, 12)");
+        }
+    }
+    REQUIRE(applied_versions(path) == std::vector<int>{1, 2});
+
+    loom::SqliteStore store(path);
+    CHECK(applied_versions(path) == every_version());
+    std::vector<std::string> kinds;
+    for (const auto& event : store.load_events("old")) kinds.push_back(event.kind);
+    CHECK(kinds == std::vector<std::string>{"step.started", "step.started.duplicate",
+                                            "step.started.duplicate"});
+    // From now on the store refuses a second start of that attempt, and takes the next.
+    loom::RunEvent again;
+    again.run_id = "old";
+    again.step_id = "a";
+    again.kind = "step.started";
+    again.attempt = 1;
+    loom::Batch batch;
+    batch.events.push_back(again);
+    CHECK_THROWS_AS(store.commit(batch), loom::Conflict);
+    batch.events[0].attempt = 2;
+    store.commit(batch);
+    CHECK(store.load_events("old").size() == 4);
+}
+
 TEST_CASE("a file with a newer schema is refused and left unchanged", "[sqlite]") {
     loom::test::TempDir dir;
     const std::string path = dir.file("future.db");

@@ -297,7 +297,9 @@ TEMPLATE_TEST_CASE("events keep commit order and get increasing seq", "[store]",
     loom::RunEvent failed = event("r1", "step.failed", "extract");
     failed.detail = "timeout after 5s";
     failed.at = at(1'700'000'002'500, 300us);
-    second.events = {failed, event("r1", "step.started", "extract")};
+    loom::RunEvent retried = event("r1", "step.started", "extract");
+    retried.attempt = 2;
+    second.events = {failed, retried};
     store.commit(second);
 
     auto events = store.load_events("r1");
@@ -428,6 +430,51 @@ TEMPLATE_TEST_CASE("a run id is used once", "[store]", MemoryFixture, SqliteFixt
         CHECK_FALSE(store.load_run("r2"));
     }
     CHECK(store.list_runs().size() == 1);
+}
+
+// A claim made twice (two executors starting one attempt) is refused by the
+// store itself, whatever the executor does.
+TEMPLATE_TEST_CASE("a step attempt starts once", "[store][contention]", MemoryFixture,
+                   SqliteFixture) {
+    TestType fixture;
+    loom::Store& store = fixture.store;
+    store.save_workflow(workflow("etl", 1));
+    loom::Batch setup = creating({new_run("r1")});
+    setup.events = {event("r1", "run.started"), event("r1", "step.started", "extract")};
+    store.commit(setup);
+    const loom::RunInfo before = *store.load_run("r1");
+
+    // Otherwise valid writes come first, so that the refusal must undo them.
+    loom::Batch batch = creating({new_run("r2", 1'700'000'000'001)});
+    batch.steps.push_back(step_write("r1", "extract", StepStatus::completed));
+    batch.events = {event("r2", "step.started", "extract"), event("r1", "step.completed", "extract")};
+    SECTION("against a stored start") {
+        batch.events.push_back(event("r1", "step.started", "extract"));
+    }
+    SECTION("twice in one batch") {
+        loom::RunEvent second = event("r1", "step.started", "transform");
+        batch.events.push_back(second);
+        batch.events.push_back(second);
+    }
+    auto error = thrown<loom::Conflict>([&] { store.commit(batch); });
+    CHECK(error.id() == "loom.store.duplicate_attempt");
+    CHECK_THAT(error.what(), Catch::Contains("attempt 1 of step") && Catch::Contains("of run r1"));
+
+    require_same(*store.load_run("r1"), before);
+    CHECK_FALSE(store.load_run("r2"));
+    CHECK(store.load_events("r1").size() == 2);
+    CHECK(store.load_events("r2").empty());
+
+    // Nothing of the refused batch is held: the same starts, once each, and the
+    // next attempt of the stored one, are accepted.
+    loom::Batch good = creating({new_run("r2", 1'700'000'000'001)});
+    loom::RunEvent next = event("r1", "step.started", "extract");
+    next.attempt = 2;
+    good.events = {event("r2", "step.started", "extract"), event("r1", "step.started", "transform"),
+                   next};
+    store.commit(good);
+    CHECK(store.load_events("r1").size() == 4);
+    CHECK(store.load_events("r2").size() == 1);
 }
 
 TEMPLATE_TEST_CASE("list_runs filters and returns newest first without steps", "[store]",
