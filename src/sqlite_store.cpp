@@ -5,8 +5,10 @@
 #include <loom/sqlite_store.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <thread>
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <fmt/format.h>
@@ -139,6 +141,26 @@ SQLite::Database open_connection(const std::string& path, int flags, const Sqlit
     return db;
 }
 
+// Switching a new file to WAL takes the file's exclusive lock while holding a
+// read lock, and SQLite answers a competing opener (another process creating
+// the same file) with SQLITE_BUSY at once instead of calling the busy handler,
+// as waiting could deadlock. So retry, for as long as busy_timeout allows.
+void use_wal(SQLite::Database& db, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        try {
+            db.exec("PRAGMA journal_mode = WAL");
+            return;
+        } catch (const SQLite::Exception& e) {
+            if ((e.getErrorCode() & 0xff) != SQLITE_BUSY ||
+                std::chrono::steady_clock::now() >= deadline) {
+                throw;
+            }
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+}
+
 // What a commit was doing when it failed, kept as pointers so that the hot path
 // formats nothing unless there is an error to report.
 struct Doing {
@@ -237,7 +259,7 @@ struct SqliteStore::Impl {
         SQLite::Database db =
             open_connection(file, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, options);
         detail::check_schema_version(db, file);
-        db.exec("PRAGMA journal_mode = WAL");
+        use_wal(db, options.busy_timeout);
         detail::migrate(db, file);
         return db;
     }
