@@ -541,6 +541,9 @@ TEST_CASE("bad calls are refused with their exact error and change nothing", "[b
         {"an unknown run status name", "InvalidArgument",
          "[loom.status.unknown] unknown run status \"done\"",
          [](Fixture&) { loom::parse_run_status("done"); }},
+        {"an empty step status name", "InvalidArgument",
+         "[loom.status.unknown] unknown step status \"\"",
+         [](Fixture&) { loom::parse_step_status(""); }},
 
         // The store, called directly: a bad batch changes nothing.
         {"commit a run id that exists", "Conflict", "[loom.store.duplicate_run] run stuck-run already exists",
@@ -573,15 +576,6 @@ TEST_CASE("bad calls are refused with their exact error and change nothing", "[b
              batch.runs.push_back(loom::RunWrite{"nope", loom::RunStatus::failed, false, {}, "x",
                                                  now(), now()});
              f.store.commit(batch);
-         }},
-        {"open a file that is not a database", "StoreError",
-         "[loom.store.io] {dir}/junk.db: opening the database: file is not a database (SQLite "
-         "code 26)",
-         [](Fixture& f) { loom::SqliteStore(f.dir.file("junk.db")); },
-         [](Fixture& f) {
-             std::FILE* junk = std::fopen(f.dir.file("junk.db").c_str(), "wb");
-             std::fputs(std::string(4096, 'j').c_str(), junk);
-             std::fclose(junk);
          }},
     });
 }
