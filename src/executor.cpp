@@ -13,6 +13,7 @@
 #include <loom/error.hpp>
 
 #include "executor_impl.hpp"
+#include "payload.hpp"
 #include "plan.hpp"
 
 namespace loom {
@@ -44,6 +45,11 @@ unsigned checked_thread_count(const ExecutorOptions& options) {
                               fmt::format("ExecutorOptions::limits must be positive (max_steps {}, "
                                           "max_depth {}, max_bytes {})",
                                           l.max_steps, l.max_depth, l.max_bytes));
+    if (options.payload.max_bytes == 0 || options.payload.max_depth == 0)
+        throw InvalidArgument("loom.options.payload",
+                              fmt::format("ExecutorOptions::payload limits must be positive (max_bytes "
+                                          "{}, max_depth {})",
+                                          options.payload.max_bytes, options.payload.max_depth));
     if (options.threads > 1024)
         throw InvalidArgument("loom.options.threads",
                               fmt::format("ExecutorOptions::threads is {}; at most 1024", options.threads));
@@ -254,7 +260,8 @@ void Executor::add_workflow(const Workflow& workflow) {
     impl_->workflows_[{workflow.name(), workflow.version()}] = std::make_shared<const Workflow>(workflow);
 }
 
-RunId Executor::start(const std::string& workflow_name, Json input, const StartOptions& options) {
+RunId Executor::start(const std::string& workflow_name, const Json& input, const StartOptions& options) {
+    detail::check_payload(input, impl_->options_.payload, "the run's input");
     auto wf = impl_->find_workflow(workflow_name, options.version);
     auto handlers = impl_->resolve_handlers(*wf, "");
 
@@ -263,7 +270,7 @@ RunId Executor::start(const std::string& workflow_name, Json input, const StartO
     info.workflow_name = wf->name();
     info.workflow_version = wf->version();
     info.workflow_hash = wf->hash();
-    info.input = std::move(input);
+    info.input = input;
     info.created_at = info.updated_at = detail::now_ms();
     info.steps.reserve(wf->steps().size());
     for (const auto& step : wf->steps()) {

@@ -12,6 +12,7 @@
 
 #include "executor_impl.hpp"
 #include "failpoint.hpp"
+#include "payload.hpp"
 #include "plan.hpp"
 
 namespace loom {
@@ -191,9 +192,8 @@ Executor::Impl::Result Executor::Impl::call_handler(RunState& run, std::uint32_t
             params.log_sink = [this](const LogRecord& r) { notify([&r](Observer& o) { o.on_log(r); }); };
         StepContext ctx(std::move(params));
         result.output = run.handlers[step]->run(ctx);
-        // Fail here, not in the store, if it cannot be stored: only strings
-        // (invalid UTF-8) can make dump() throw, so scalars skip the check.
-        if (result.output.is_string() || result.output.is_structured()) (void)result.output.dump();
+        // Fail the attempt here, not the commit, if the output cannot be stored.
+        detail::check_payload(result.output, options_.payload, "the output");
     } catch (const std::exception& e) {
         result.error = e.what();
         if (result.error.empty()) result.error = "exception without a message";

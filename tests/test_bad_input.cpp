@@ -588,13 +588,24 @@ TEST_CASE("handler results that cannot be stored fail the run and name the step"
     };
     const std::vector<Bad> cases{
         {"a string that is not UTF-8", [](loom::StepContext&) -> Json { return std::string("\xff\xfe"); },
-         "[json.exception.type_error.316] invalid UTF-8 byte at index 0: 0xFF"},
+         "[loom.payload.not_utf8] the output cannot be stored: [json.exception.type_error.316] invalid UTF-8 byte at index 0: 0xFF"},
         {"an object key that is not UTF-8",
          [](loom::StepContext&) -> Json { return Json{{"ok", 1}, {"k\xc3", 2}}; },
-         "[json.exception.type_error.316] incomplete UTF-8 string; last byte: 0xC3"},
+         "[loom.payload.not_utf8] the output cannot be stored: [json.exception.type_error.316] incomplete UTF-8 string; last byte: 0xC3"},
         {"bad bytes deep inside an array",
          [](loom::StepContext&) -> Json { return Json::array({1, {{"a", {"fine", "x\x80y"}}}}); },
-         "[json.exception.type_error.316] invalid UTF-8 byte at index 1: 0x80"},
+         "[loom.payload.not_utf8] the output cannot be stored: [json.exception.type_error.316] invalid UTF-8 byte at index 1: 0x80"},
+        {"an output nested deeper than the limit",
+         [](loom::StepContext&) -> Json {
+             Json root = Json::array();
+             Json* cur = &root;
+             for (int i = 0; i < 100'000; ++i) cur = &cur->emplace_back(Json::array());
+             return root;
+         },
+         "[loom.payload.too_deep] the output is nested deeper than 256 levels"},
+        {"an output larger than the limit",
+         [](loom::StepContext&) -> Json { return std::string(17u << 20, 'x'); },
+         "[loom.payload.too_large] the output is 17825794 bytes as JSON; the limit is 16777216"},
         {"an exception that is not a std::exception", [](loom::StepContext&) -> Json { throw 42; },
          "unknown exception (not derived from std::exception)"},
         {"an exception without a message",

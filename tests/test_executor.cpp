@@ -243,7 +243,28 @@ TEST_CASE("an output that cannot be stored fails the step with a clear error", "
     executor.add_workflow(loom::WorkflowBuilder("utf", 1).step("s", "bad_utf8").build());
     auto run = executor.wait(executor.start("utf"));
     CHECK(run.status == loom::RunStatus::failed);
-    CHECK_THAT(run.error, Catch::StartsWith("step \"s\" failed: [json.exception.type_error.316]"));
+    CHECK(run.error == "step \"s\" failed: [loom.payload.not_utf8] the output cannot be stored: "
+                       "[json.exception.type_error.316] invalid UTF-8 byte at index 0: 0xFF");
+}
+
+TEST_CASE("start refuses a run input that is too deep, too large or not UTF-8", "[executor]") {
+    loom::MemoryStore store;
+    loom::HandlerRegistry handlers;
+    add_math(handlers);
+    loom::ExecutorOptions options;
+    options.threads = 1;
+    options.payload.max_bytes = 1000;
+    loom::Executor executor(store, handlers, options);
+    executor.add_workflow(hello());
+    Json deep = Json::array();
+    Json* cur = &deep;
+    for (int i = 0; i < 100'000; ++i) cur = &cur->emplace_back(Json::array());
+    REQUIRE_THROWS_WITH(executor.start("hello", deep),
+                        "[loom.payload.too_deep] the run's input is nested deeper than 256 levels");
+    REQUIRE_THROWS_WITH(executor.start("hello", {{"x", std::string(2000, 'a')}}),
+                        "[loom.payload.too_large] the run's input is 2008 bytes as JSON; the limit is 1000");
+    REQUIRE_THROWS_AS(executor.start("hello", {{"x", std::string("\xc3")}}), loom::InvalidArgument);
+    CHECK(store.list_runs().empty());
 }
 
 TEST_CASE("start refuses unknown workflows and handlers and records nothing", "[executor]") {

@@ -18,6 +18,13 @@
 
 namespace loom {
 
+/// Bounds on a run's input and on each step's output, checked before either is
+/// copied or stored.
+struct PayloadLimits {
+    std::size_t max_bytes = 16 << 20;   // as JSON text
+    std::size_t max_depth = 256;        // nesting of arrays and objects
+};
+
 struct ExecutorOptions {
     /// Threads that run handlers (and commit, in turn). 0: one per core.
     unsigned threads = 0;
@@ -25,6 +32,9 @@ struct ExecutorOptions {
     Observer* observer = nullptr;
     /// Limits for definitions added or loaded from the store.
     DefinitionLimits limits{};
+    /// Limits for run inputs (start() throws InvalidArgument) and step outputs
+    /// (the attempt fails).
+    PayloadLimits payload{};
 };
 
 /// Which definition start() uses and how.
@@ -68,8 +78,9 @@ public:
     /// Starts a run and returns once it is durably recorded.
     /// Throws NotFound "[loom.workflow.unknown]" for a name (or version) neither
     /// added nor stored, NotFound "[loom.handler.unknown]" if a step's handler is
-    /// not registered; nothing is recorded then.
-    RunId start(const std::string& workflow_name, Json input = Json::object(),
+    /// not registered, InvalidArgument "[loom.payload.*]" for an input that is
+    /// too deep, too large or not valid UTF-8; nothing is recorded then.
+    RunId start(const std::string& workflow_name, const Json& input = Json::object(),
                 const StartOptions& options = {});
 
     /// Blocks until the run is final and returns it as stored.
