@@ -14,6 +14,8 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=$root/build
 say() { echo "==> $*"; }
 
+# build-essential also brings gcc's sanitizer runtimes (libasan8, libubsan1, libtsan2,
+# through libgcc-12-dev) that the asan and tsan presets need.
 packages=(build-essential cmake ninja-build pkg-config libsqlitecpp-dev libsqlite3-dev
           nlohmann-json3-dev libfmt-dev catch2)
 
