@@ -130,11 +130,14 @@ StoreError store_error(const SQLite::Exception& e, const std::string& doing) {
                                       "beyond the busy timeout: {}",
                                       doing, e.what()));
     }
-    return StoreError("loom.store.io", fmt::format("{}: {}", doing, e.what()));
+    // The extended code tells a failed fsync (1034) from a failed write (778),
+    // which the text ("disk I/O error") does not.
+    return StoreError("loom.store.io", fmt::format("{}: {} (SQLite code {})", doing, e.what(),
+                                                   e.getExtendedErrorCode()));
 }
 
 SQLite::Database open_connection(const std::string& path, int flags, const SqliteOptions& options) {
-    SQLite::Database db(path, flags, static_cast<int>(options.busy_timeout.count()));
+    SQLite::Database db(path, flags, static_cast<int>(options.busy_timeout.count()), options.vfs);
     const bool full = options.synchronous == SqliteOptions::Synchronous::full;
     db.exec(full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
     db.exec("PRAGMA foreign_keys = ON");
@@ -161,19 +164,75 @@ void use_wal(SQLite::Database& db, std::chrono::milliseconds timeout) {
     }
 }
 
-// What a commit was doing when it failed, kept as pointers so that the hot path
-// formats nothing unless there is an error to report.
+// Names the runs and steps a batch writes, for the error of a transaction that
+// failed as a whole (BEGIN or COMMIT): "run X (steps a, b), run Y (new)".
+// Bounded, as a batch may carry hundreds of changes.
+std::string batch_contents(const Batch& batch) {
+    constexpr std::size_t kMaxRuns = 8, kMaxSteps = 8;
+    std::vector<std::pair<const std::string*, std::vector<const std::string*>>> runs;
+    std::size_t more_runs = 0;
+    auto entry = [&](const std::string& run) -> std::vector<const std::string*>* {
+        for (auto& r : runs)
+            if (*r.first == run) return &r.second;
+        if (runs.size() == kMaxRuns) {
+            ++more_runs;
+            return nullptr;
+        }
+        return &runs.emplace_back(&run, std::vector<const std::string*>{}).second;
+    };
+    auto add_step = [&](const std::string& run, const std::string& step) {
+        auto* steps = entry(run);
+        if (!steps || step.empty()) return;
+        for (auto* s : *steps)
+            if (*s == step) return;
+        steps->push_back(&step);
+    };
+    std::vector<const std::string*> fresh;
+    for (const auto& r : batch.new_runs) {
+        if (entry(r.id)) fresh.push_back(&r.id);
+    }
+    for (const auto& w : batch.steps) add_step(w.run_id, w.step_id);
+    for (const auto& w : batch.runs) entry(w.run_id);
+    for (const auto& e : batch.events) add_step(e.run_id, e.step_id);
+
+    std::string out;
+    for (const auto& [run, steps] : runs) {
+        out += out.empty() ? "run " : ", run ";
+        out += *run;
+        std::string inner;
+        if (std::find(fresh.begin(), fresh.end(), run) != fresh.end()) inner = "new";
+        for (std::size_t i = 0; i < steps.size() && i < kMaxSteps; ++i)
+            inner += (inner.empty() ? (steps.size() > 1 ? "steps " : "step ") : ", ") + *steps[i];
+        if (steps.size() > kMaxSteps) inner += fmt::format(" and {} more", steps.size() - kMaxSteps);
+        if (!inner.empty()) out += " (" + inner + ")";
+    }
+    if (more_runs > 0) out += fmt::format(" and {} more runs", more_runs);
+    return out;
+}
+
+// What a write was doing when it failed, kept as pointers so that the hot path
+// formats nothing unless there is an error to report. A statement names its
+// row, and a commit's batch is named too: all of it is rolled back.
 struct Doing {
-    const char* action = "starting the transaction";
+    const char* action = "starting the transaction for";
     const std::string* run = nullptr;
     const std::string* step = nullptr;
     const std::string* workflow = nullptr;
+    const Batch* batch = nullptr;
+
+    /// Now at a statement on one row, in the same transaction.
+    void at(const char* what, const std::string* run_id, const std::string* step_id = nullptr) {
+        action = what;
+        run = run_id;
+        step = step_id;
+    }
 
     std::string describe(const std::string& path) const {
         std::string out = path + ": " + action;
         if (step) out += " step " + *step + " of";
         if (run) out += " run " + *run;
         if (workflow) out += " workflow " + *workflow;
+        if (batch) out += (run ? ", in the transaction for " : " ") + batch_contents(*batch);
         return out;
     }
 };
@@ -265,11 +324,12 @@ struct SqliteStore::Impl {
     }
 
     // Runs one write transaction under write_mutex; f(doing) does the work and
-    // keeps `doing` current for the error message.
+    // keeps `doing` current for the error message. `context` is what BEGIN and
+    // COMMIT failures name.
     template <class F>
-    auto write(F&& f) {
+    auto write(const Doing& context, F&& f) {
         std::lock_guard lock(write_mutex);
-        Doing doing;
+        Doing doing = context;
         try {
             // A failed ROLLBACK may have left a transaction open; never build on it.
             if (sqlite3_get_autocommit(writer.getHandle()) == 0) {
@@ -277,7 +337,8 @@ struct SqliteStore::Impl {
             }
             SQLite::Transaction transaction(writer, SQLite::TransactionBehavior::IMMEDIATE);
             auto result = f(doing);
-            doing = Doing{"committing the transaction"};
+            doing = context;
+            doing.action = "committing the transaction for";
             transaction.commit();
             return result;
         } catch (const SQLite::Exception& e) {
@@ -305,7 +366,7 @@ struct SqliteStore::Impl {
     }
 
     void add_run(const RunInfo& run, Doing& doing) {
-        doing = Doing{"inserting", &run.id};
+        doing.at("inserting", &run.id);
         Use s(insert_run);
         s->bindNoCopy(1, run.id);
         s->bindNoCopy(2, run.workflow_name);
@@ -327,7 +388,7 @@ struct SqliteStore::Impl {
     }
 
     void add_step(const RunId& run_id, const StepInfo& step, std::size_t position, Doing& doing) {
-        doing = Doing{"inserting", &run_id, &step.step_id};
+        doing.at("inserting", &run_id, &step.step_id);
         Use s(insert_step);
         s->bindNoCopy(1, run_id);
         s->bindNoCopy(2, step.step_id);
@@ -346,7 +407,7 @@ struct SqliteStore::Impl {
     }
 
     void write_step(const StepWrite& write, Doing& doing) {
-        doing = Doing{"updating", &write.run_id, &write.step_id};
+        doing.at("updating", &write.run_id, &write.step_id);
         Use s(update_step);
         bind_status(*s, 1, to_string(write.status));
         s->bind(2, write.attempts);
@@ -360,7 +421,7 @@ struct SqliteStore::Impl {
     }
 
     void write_run(const RunWrite& write, Doing& doing) {
-        doing = Doing{"updating", &write.run_id};
+        doing.at("updating", &write.run_id);
         Use s(update_run);
         bind_status(*s, 1, to_string(write.status));
         s->bind(2, write.cancel_requested ? 1 : 0);
@@ -373,7 +434,8 @@ struct SqliteStore::Impl {
     }
 
     void add_event(const RunEvent& event, Doing& doing) {
-        doing = Doing{"recording an event of", &event.run_id};
+        doing.at("recording an event of", &event.run_id,
+                 event.step_id.empty() ? nullptr : &event.step_id);
         Use s(insert_event);
         s->bindNoCopy(1, event.run_id);
         s->bindNoCopy(2, event.step_id);
@@ -403,7 +465,9 @@ SqliteStore::~SqliteStore() = default;
 int SqliteStore::latest_schema_version() noexcept { return detail::latest_schema_version(); }
 
 bool SqliteStore::save_workflow(const WorkflowRecord& workflow) {
-    return impl_->write([&](Doing& doing) {
+    Doing context;
+    context.workflow = &workflow.name;
+    return impl_->write(context, [&](Doing& doing) {
         doing = Doing{"saving the definition of", nullptr, nullptr, &workflow.name};
         Use find(impl_->find_definition_hash);
         find->bindNoCopy(1, workflow.name);
@@ -450,7 +514,9 @@ std::vector<WorkflowRecord> SqliteStore::list_workflows() {
 
 void SqliteStore::commit(const Batch& batch) {
     if (batch.empty()) return;
-    impl_->write([&](Doing& doing) {
+    Doing context;
+    context.batch = &batch;
+    impl_->write(context, [&](Doing& doing) {
         for (const RunInfo& run : batch.new_runs) impl_->add_run(run, doing);
         for (const StepWrite& write : batch.steps) impl_->write_step(write, doing);
         for (const RunWrite& write : batch.runs) impl_->write_run(write, doing);

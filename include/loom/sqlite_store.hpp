@@ -22,6 +22,9 @@ struct SqliteOptions {
     Synchronous synchronous = Synchronous::full;
     /// How long a write waits for another process's lock before StoreError.
     std::chrono::milliseconds busy_timeout{5000};
+    /// The name of a registered SQLite VFS to open the file through, for tests
+    /// and special file systems; empty: SQLite's default.
+    std::string vfs;
 };
 
 /// A Store on one SQLite database file, created if missing. Opening applies any
