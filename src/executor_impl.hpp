@@ -44,6 +44,10 @@ struct Effects {
     bool run_started = false;
     bool run_finished = false;
     CommitWaiter* waiter = nullptr;
+    /// Where the writes queued with these effects start in the pending batch;
+    /// they end where the next Effects' start. Lets a failed commit drop what
+    /// its runs queued behind it.
+    std::size_t new_runs_from = 0, steps_from = 0, runs_from = 0, events_from = 0;
 };
 
 TimePoint now_ms();
@@ -122,6 +126,10 @@ struct Executor::Impl {
     /// Drops the live state of runs whose commit failed; the store is the truth.
     void abandon(std::vector<Effects>& effects, std::vector<Task>& ready,
                  const std::exception_ptr& failure);
+    /// Removes what `runs` (just abandoned) queued behind the failed batch:
+    /// their writes, effects and ready steps. Their waiters get `failure`.
+    void drop_pending(const std::vector<std::shared_ptr<RunState>>& runs,
+                      const std::exception_ptr& failure);
     /// For host threads, after Queue::release() without the run mutex: leads
     /// if told to, then waits for the commit.
     void await_commit(bool must_lead, CommitWaiter& waiter);

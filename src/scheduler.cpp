@@ -6,6 +6,9 @@
 // running handlers, so one transaction carries the transitions of many steps
 // and runs. Successors are dispatched only after the commit that made them
 // ready: that is the durability promise.
+#include <algorithm>
+#include <iterator>
+
 #include <fmt/format.h>
 
 #include <loom/error.hpp>
@@ -60,6 +63,11 @@ Executor::Impl::Queue::Queue(Impl& impl, std::shared_ptr<RunState> run, CommitWa
     auto& e = impl_.pending_effects_.emplace_back();
     e.run = run_;
     e.waiter = waiter;
+    const Batch& b = impl_.pending_;
+    e.new_runs_from = b.new_runs.size();
+    e.steps_from = b.steps.size();
+    e.runs_from = b.runs.size();
+    e.events_from = b.events.size();
     impl_.pending_count_.store(impl_.pending_effects_.size(), std::memory_order_relaxed);
 }
 
@@ -353,24 +361,35 @@ void Executor::Impl::abandon(std::vector<Effects>& effects, std::vector<Task>& r
         what = ex.what();
     } catch (...) {
     }
+    // First mark the runs: from then on nothing more is queued for them.
+    std::vector<std::shared_ptr<RunState>> dropped;
     for (auto& e : effects) {
         if (e.waiter) e.waiter->signal(failure);
         if (!e.run) continue;
         RunState& run = *e.run;
+        std::lock_guard lock(run.mutex);
+        if (run.abandoned) continue;
+        run.abandoned = true;
+        run.stopping = true;
+        run.store_error = failure;
+        run.cancel_flag = true;   // their results would be discarded anyway
+        dropped.push_back(e.run);
+    }
+    // What they queued before that sits behind the failed batch and was built
+    // on it: a final run write there holds outputs the store never got.
+    drop_pending(dropped, failure);
+    for (auto& r : dropped) {
+        RunState& run = *r;
         {
             std::lock_guard lock(run.mutex);
-            if (run.abandoned) continue;
-            {
-                std::lock_guard live_lock(live_mutex_);
-                abandoned_[run.id] = failure;
-            }
-            run.abandoned = true;
-            run.stopping = true;
-            run.store_error = failure;
-            run.cancel_flag = true;   // their results would be discarded anyway
             // Not live any more before a waiter can see it done, so that a
-            // recover() right after wait() finds it.
-            if (run.active == 0) erase_live(e.run);
+            // recover() right after wait() resumes it, even while handlers of
+            // this state still run: their results are dropped, and they see
+            // ctx.cancelled().
+            std::lock_guard live_lock(live_mutex_);
+            abandoned_[run.id] = failure;
+            auto it = live_.find(run.id);
+            if (it != live_.end() && it->second == r) live_.erase(it);
             run.done = true;
         }
         run.done_cv.notify_all();
@@ -378,6 +397,70 @@ void Executor::Impl::abandon(std::vector<Effects>& effects, std::vector<Task>& r
             o.on_log(LogRecord{LogLevel::error, run.id, "", 0,
                                "run abandoned after a failed commit; recover() resumes it: " + what});
         });
+    }
+}
+
+namespace {
+
+// Removes, in place, the ranges of `items` that belong to dropped effects and
+// rebases the kept effects' starts. Effects i owns [i.*from, (i+1).*from).
+template <class T>
+void drop_ranges(std::vector<T>& items, std::vector<Effects>& effects, std::size_t Effects::*from,
+                 const std::vector<bool>& drop) {
+    std::size_t out = 0;
+    for (std::size_t i = 0; i < effects.size(); ++i) {
+        const std::size_t begin = effects[i].*from;
+        const std::size_t end = i + 1 < effects.size() ? effects[i + 1].*from : items.size();
+        if (drop[i]) continue;
+        effects[i].*from = out;
+        for (std::size_t j = begin; j < end; ++j, ++out)
+            if (out != j) items[out] = std::move(items[j]);
+    }
+    items.erase(items.begin() + static_cast<std::ptrdiff_t>(out), items.end());
+}
+
+}  // namespace
+
+void Executor::Impl::drop_pending(const std::vector<std::shared_ptr<RunState>>& runs,
+                                  const std::exception_ptr& failure) {
+    if (runs.empty()) return;
+    auto is_dropped = [&](const std::shared_ptr<RunState>& run) {
+        return run && std::find(runs.begin(), runs.end(), run) != runs.end();
+    };
+    std::vector<CommitWaiter*> waiters;
+    std::vector<Task> stale;
+    {
+        std::lock_guard lock(commit_mutex_);
+        auto& effects = pending_effects_;
+        std::vector<bool> drop(effects.size());
+        bool any = false;
+        for (std::size_t i = 0; i < effects.size(); ++i) any |= drop[i] = is_dropped(effects[i].run);
+        if (any) {
+            drop_ranges(pending_.new_runs, effects, &Effects::new_runs_from, drop);
+            drop_ranges(pending_.steps, effects, &Effects::steps_from, drop);
+            drop_ranges(pending_.runs, effects, &Effects::runs_from, drop);
+            drop_ranges(pending_.events, effects, &Effects::events_from, drop);
+            std::size_t out = 0;
+            for (std::size_t i = 0; i < effects.size(); ++i) {
+                if (drop[i]) {
+                    if (effects[i].waiter) waiters.push_back(effects[i].waiter);
+                } else {
+                    if (out != i) effects[out] = std::move(effects[i]);
+                    ++out;
+                }
+            }
+            effects.resize(out);
+            pending_count_.store(effects.size(), std::memory_order_relaxed);
+        }
+        auto keep = std::stable_partition(pending_ready_.begin(), pending_ready_.end(),
+                                          [&](const Task& t) { return !is_dropped(t.run); });
+        stale.assign(std::make_move_iterator(keep), std::make_move_iterator(pending_ready_.end()));
+        pending_ready_.erase(keep, pending_ready_.end());
+    }
+    for (auto* w : waiters) w->signal(failure);
+    for (auto& t : stale) {
+        std::lock_guard lock(t.run->mutex);
+        --t.run->active;
     }
 }
 
