@@ -19,28 +19,8 @@ say() { echo "==> $*"; }
 packages=(build-essential cmake ninja-build pkg-config libsqlitecpp-dev libsqlite3-dev
           nlohmann-json3-dev libfmt-dev catch2)
 
-# Ask dpkg, not apt: it is fast, needs no network, and "installed" excludes
-# packages that were removed but left their config files behind.
-missing=()
-for package in "${packages[@]}"; do
-  status=$(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null || true)
-  [[ $status == installed ]] || missing+=("$package")
-done
-
-if [[ ${#missing[@]} -gt 0 ]]; then
-  say "installing missing packages: ${missing[*]}"
-  sudo=()
-  if [[ $(id -u) -ne 0 ]]; then
-    command -v sudo >/dev/null || { echo "need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
-    sudo=(sudo)
-  fi
-  # One update, only when something is missing: a fresh image has no package lists.
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -q --no-install-recommends "${missing[@]}"
-else
-  say "all required Debian packages are installed"
-fi
+source "$root/cmake/packages.sh"
+ensure_packages "${packages[@]}"
 
 say "configuring $build (Ninja, RelWithDebInfo)"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo

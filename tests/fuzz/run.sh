@@ -17,22 +17,8 @@ say() { echo "==> $*"; }
 # The library's own build needs are cmake/quickstart.sh's; these are the fuzzer's.
 packages=(clang-14 libclang-rt-14-dev cmake ninja-build libsqlitecpp-dev nlohmann-json3-dev
           libfmt-dev catch2)
-missing=()
-for package in "${packages[@]}"; do
-  status=$(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null || true)
-  [[ $status == installed ]] || missing+=("$package")
-done
-if [[ ${#missing[@]} -gt 0 ]]; then
-  say "installing missing packages: ${missing[*]}"
-  sudo=()
-  if [[ $(id -u) -ne 0 ]]; then
-    command -v sudo >/dev/null || { echo "need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
-    sudo=(sudo)
-  fi
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+source "$root/cmake/packages.sh"
+ensure_packages "${packages[@]}"
 
 say "configuring $build (clang++-14, libFuzzer + ASan + UBSan)"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
