@@ -148,7 +148,6 @@ std::shared_ptr<RunState> Executor::Impl::make_state(const RunInfo& info,
     run->workflow = std::move(wf);
     run->handlers = std::move(handlers);
     run->input = info.input;
-    run->created_at = info.created_at;
     run->cancel_requested = info.cancel_requested;
     run->cancel_flag = info.cancel_requested;
     const auto& plan = run->workflow->plan();

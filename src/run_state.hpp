@@ -34,7 +34,6 @@ struct RunState {
     std::shared_ptr<const Workflow> workflow;
     std::vector<std::shared_ptr<StepHandler>> handlers;   // per step, fixed at start
     Json input;
-    TimePoint created_at{};
     std::atomic<bool> cancel_flag{false};                 // read by StepContext
     /// Per step: false while a started attempt is not yet in the store. Written
     /// under mutex; read without it by the committer to skip most checks.
