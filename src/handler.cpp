@@ -31,7 +31,11 @@ const Json& StepContext::input() const {
 std::string StepContext::idempotency_key() const { return params_.run_id + "/" + params_.step_id; }
 
 bool StepContext::cancelled() const noexcept {
-    return params_.cancel_flag && params_.cancel_flag->load(std::memory_order_relaxed);
+    if (params_.cancel_flag && params_.cancel_flag->load(std::memory_order_relaxed)) return true;
+    if (params_.attempt_flag && params_.attempt_flag->load(std::memory_order_relaxed)) return true;
+    if (!params_.deadline) return false;
+    const Clock& clock = params_.clock ? *params_.clock : SystemClock::instance();
+    return clock.now() >= *params_.deadline;
 }
 
 void StepContext::log(LogLevel level, std::string_view message) const {

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -14,11 +15,16 @@
 
 namespace loom::detail {
 
+class Expression;
+
 /// ${input.a.b} or ${steps.ID.output.k.0}; path segments index objects by key
-/// and arrays by number.
+/// and arrays by number. In conditions also ${steps.ID.status} and
+/// ${steps.ID.error} (field), which have no path.
 struct Reference {
+    enum class Field { output, status, error };
     bool from_input = true;
     std::uint32_t step = 0;          // index of the referenced step (from_input false)
+    Field field = Field::output;     // which part of the step (from_input false)
     std::vector<std::string> path;   // after "input" / after "steps.ID.output"
     std::string text;                // the reference as written, e.g. "${input.url}"
 };
@@ -39,6 +45,7 @@ struct StepPlan {
     std::vector<std::uint32_t> deps;         // direct dependencies, definition order
     std::vector<std::uint32_t> dependents;   // direct dependents, definition order
     std::vector<Substitution> substitutions; // empty when the input has no references
+    std::shared_ptr<const Expression> when;  // null: always runs
 };
 
 struct Plan {
@@ -61,6 +68,15 @@ using OutputOf = std::function<const Json&(std::uint32_t)>;
 /// does not exist in the run's input or the step's output.
 Json resolve_input(const Workflow& workflow, std::uint32_t step, const Json& run_input,
                    const OutputOf& output_of);
+
+/// Parses one "${...}" (braces included). `fields`: whether .status and
+/// .error are allowed (conditions) or only .output (input templates).
+/// Throws DefinitionError "[loom.definition.bad_reference]".
+Reference parse_reference(std::string text, const std::string& where,
+                          const std::unordered_map<std::string, std::uint32_t>& index, bool fields);
+
+/// The value at `path` inside `root`, or nullptr if a key or index is missing.
+const Json* find_path(const Json& root, const std::vector<std::string>& path);
 
 /// Parses every ${...} in one string. `where` is the JSON path used in errors.
 /// Throws DefinitionError "[loom.definition.bad_reference]".

@@ -22,9 +22,62 @@ bool is_segment_char(unsigned char c) {
            c == '_' || c == '-';
 }
 
-/// One "${...}", braces included.
+[[noreturn]] void fail_missing(const Reference& ref, const std::string& step_id, std::size_t depth,
+                               const Json& at) {
+    // Where the lookup stood, written as the reference would be: input.a, steps.x.output.k
+    std::string location = ref.from_input ? "input" : "steps." + step_id + ".output";
+    for (std::size_t k = 0; k < depth; ++k) location += "." + ref.path[k];
+    const std::string& segment = ref.path[depth];
+    std::string why;
+    if (at.is_object()) {
+        why = fmt::format("no key {} in {}", quote(segment), location);
+    } else if (at.is_array() && segment.find_first_not_of("0123456789") == std::string::npos) {
+        why = fmt::format("no index {} in {}, an array of {}", segment, location, at.size());
+    } else {
+        const char* article = at.is_null() ? "" : at.is_array() ? "an " : "a ";
+        why = fmt::format("cannot look up {} in {}, which is {}{}", quote(segment), location,
+                          article, at.type_name());
+    }
+    throw InvalidArgument("loom.input.missing", fmt::format("{}: {}", ref.text, why));
+}
+
+const Json& lookup(const Workflow& workflow, const Reference& ref, const Json& run_input,
+                   const OutputOf& output_of) {
+    const Json& root = ref.from_input ? run_input : output_of(ref.step);
+    if (const Json* found = find_path(root, ref.path)) return *found;
+    // Walk again to say where it stopped: only on the error path.
+    const Json* at = &root;
+    std::size_t k = 0;
+    std::vector<std::string> prefix;
+    for (; k < ref.path.size(); ++k) {
+        prefix.push_back(ref.path[k]);
+        const Json* next = find_path(root, prefix);
+        if (!next) break;
+        at = next;
+    }
+    fail_missing(ref, ref.from_input ? "" : workflow.steps()[ref.step].id, k, *at);
+}
+
+Json render(const Workflow& workflow, const std::vector<TemplatePart>& parts, const Json& run_input,
+            const OutputOf& output_of) {
+    // A string that is exactly one reference takes the referenced value, whatever its type.
+    if (parts.size() == 1 && parts[0].ref) return lookup(workflow, *parts[0].ref, run_input, output_of);
+    std::string text;
+    for (const TemplatePart& part : parts) {
+        if (!part.ref) {
+            text += part.literal;
+            continue;
+        }
+        const Json& value = lookup(workflow, *part.ref, run_input, output_of);
+        text += value.is_string() ? value.get_ref<const std::string&>() : value.dump();
+    }
+    return text;
+}
+
+}  // namespace
+
 Reference parse_reference(std::string text, const std::string& where,
-                          const std::unordered_map<std::string, std::uint32_t>& index) {
+                          const std::unordered_map<std::string, std::uint32_t>& index, bool fields) {
     auto fail = [&](const std::string& why) {
         fail_definition("bad_reference", where, fmt::format("reference {} {}", quote(text), why));
     };
@@ -51,13 +104,19 @@ Reference parse_reference(std::string text, const std::string& where,
     std::size_t path_start = 1;
     if (segments[0] == "steps") {
         if (segments.size() < 2) fail("must name a step: ${steps.ID.output}");
-        if (segments.size() < 3 || segments[2] != "output") {
-            fail("must continue with \".output\" after the step id: ${steps.ID.output}");
+        const bool is_output = segments.size() >= 3 && segments[2] == "output";
+        const bool is_field = fields && segments.size() == 3 &&
+                              (segments[2] == "status" || segments[2] == "error");
+        if (!is_output && !is_field) {
+            fail(fields ? "must continue with \".output\", \".status\" or \".error\" after the step "
+                          "id: ${steps.ID.output}"
+                        : "must continue with \".output\" after the step id: ${steps.ID.output}");
         }
         auto found = index.find(segments[1]);
         if (found == index.end()) fail(fmt::format("names unknown step {}", quote(segments[1])));
         ref.from_input = false;
         ref.step = found->second;
+        if (!is_output) ref.field = segments[2] == "status" ? Reference::Field::status : Reference::Field::error;
         path_start = 3;
     } else if (segments[0] != "input") {
         fail("must start with \"input\" or \"steps\"");
@@ -68,30 +127,9 @@ Reference parse_reference(std::string text, const std::string& where,
     return ref;
 }
 
-[[noreturn]] void fail_missing(const Reference& ref, const std::string& step_id, std::size_t depth,
-                               const Json& at) {
-    // Where the lookup stood, written as the reference would be: input.a, steps.x.output.k
-    std::string location = ref.from_input ? "input" : "steps." + step_id + ".output";
-    for (std::size_t k = 0; k < depth; ++k) location += "." + ref.path[k];
-    const std::string& segment = ref.path[depth];
-    std::string why;
-    if (at.is_object()) {
-        why = fmt::format("no key {} in {}", quote(segment), location);
-    } else if (at.is_array() && segment.find_first_not_of("0123456789") == std::string::npos) {
-        why = fmt::format("no index {} in {}, an array of {}", segment, location, at.size());
-    } else {
-        const char* article = at.is_null() ? "" : at.is_array() ? "an " : "a ";
-        why = fmt::format("cannot look up {} in {}, which is {}{}", quote(segment), location,
-                          article, at.type_name());
-    }
-    throw InvalidArgument("loom.input.missing", fmt::format("{}: {}", ref.text, why));
-}
-
-const Json& lookup(const Workflow& workflow, const Reference& ref, const Json& run_input,
-                   const OutputOf& output_of) {
-    const Json* at = ref.from_input ? &run_input : &output_of(ref.step);
-    for (std::size_t k = 0; k < ref.path.size(); ++k) {
-        const std::string& segment = ref.path[k];
+const Json* find_path(const Json& root, const std::vector<std::string>& path) {
+    const Json* at = &root;
+    for (const std::string& segment : path) {
         const Json* next = nullptr;
         if (at->is_object()) {
             auto found = at->find(segment);
@@ -102,29 +140,11 @@ const Json& lookup(const Workflow& workflow, const Reference& ref, const Json& r
             auto [ptr, ec] = std::from_chars(segment.data(), end, i);
             if (ec == std::errc() && ptr == end && i < at->size()) next = &(*at)[i];
         }
-        if (!next) fail_missing(ref, ref.from_input ? "" : workflow.steps()[ref.step].id, k, *at);
+        if (!next) return nullptr;
         at = next;
     }
-    return *at;
+    return at;
 }
-
-Json render(const Workflow& workflow, const std::vector<TemplatePart>& parts, const Json& run_input,
-            const OutputOf& output_of) {
-    // A string that is exactly one reference takes the referenced value, whatever its type.
-    if (parts.size() == 1 && parts[0].ref) return lookup(workflow, *parts[0].ref, run_input, output_of);
-    std::string text;
-    for (const TemplatePart& part : parts) {
-        if (!part.ref) {
-            text += part.literal;
-            continue;
-        }
-        const Json& value = lookup(workflow, *part.ref, run_input, output_of);
-        text += value.is_string() ? value.get_ref<const std::string&>() : value.dump();
-    }
-    return text;
-}
-
-}  // namespace
 
 std::vector<TemplatePart> parse_template(const std::string& text, const std::string& where,
                                          const std::unordered_map<std::string, std::uint32_t>& index) {
@@ -148,7 +168,7 @@ std::vector<TemplatePart> parse_template(const std::string& text, const std::str
                                 fmt::format("reference {} is not terminated by '}}'",
                                             quote(std::string_view(text).substr(dollar))));
             }
-            Reference ref = parse_reference(text.substr(dollar, close + 1 - dollar), where, index);
+            Reference ref = parse_reference(text.substr(dollar, close + 1 - dollar), where, index, /*fields=*/false);
             if (!literal.empty()) parts.push_back({std::move(literal), std::nullopt});
             literal.clear();
             parts.push_back({{}, std::move(ref)});

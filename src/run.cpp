@@ -16,12 +16,14 @@ constexpr std::array<std::pair<RunStatus, std::string_view>, 4> kRunNames{{
     {RunStatus::cancelled, "cancelled"},
 }};
 
-constexpr std::array<std::pair<StepStatus, std::string_view>, 5> kStepNames{{
+constexpr std::array<std::pair<StepStatus, std::string_view>, 7> kStepNames{{
     {StepStatus::pending, "pending"},
     {StepStatus::ready, "ready"},
     {StepStatus::running, "running"},
+    {StepStatus::waiting, "waiting"},
     {StepStatus::completed, "completed"},
     {StepStatus::failed, "failed"},
+    {StepStatus::skipped, "skipped"},
 }};
 
 template <typename Table, typename Enum>

@@ -185,8 +185,11 @@ std::optional<int> Executor::Impl::claim(const Task& task) {
 Executor::Impl::Result Executor::Impl::call_handler(RunState& run, std::uint32_t step, int attempt) {
     Result result;
     try {
-        StepContext::Params params{{}, {}, attempt, run.id, run.workflow->steps()[step].id,
-                                   &run.cancel_flag, {}};
+        StepContext::Params params;
+        params.attempt = attempt;
+        params.run_id = run.id;
+        params.step_id = run.workflow->steps()[step].id;
+        params.cancel_flag = &run.cancel_flag;
         // Resolved when the handler first asks. Dependencies' outputs are
         // immutable once completed, so no lock is needed, and the value is the
         // same as at the attempt's start.

@@ -4,6 +4,8 @@
 #include <loom/error.hpp>
 #include <loom/workflow.hpp>
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "model.hpp"
@@ -45,6 +47,27 @@ Workflow Plan::make_workflow(std::string name, std::int64_t version, std::vector
 }
 
 }  // namespace detail
+
+std::chrono::milliseconds RetryPolicy::backoff(int attempt) const {
+    // In floating point, so a large attempt number saturates instead of overflowing.
+    double ms = static_cast<double>(initial_backoff.count());
+    for (int i = 1; i < attempt && ms < static_cast<double>(max_backoff.count()); ++i) ms *= multiplier;
+    ms = std::min(ms, static_cast<double>(max_backoff.count()));
+    return std::chrono::milliseconds(static_cast<std::int64_t>(ms));
+}
+
+RetryPolicy Workflow::retry_of(std::size_t i) const {
+    if (steps_[i].retry) return *steps_[i].retry;
+    return defaults_.retry.value_or(RetryPolicy{});
+}
+
+std::optional<std::chrono::milliseconds> Workflow::timeout_of(std::size_t i) const {
+    return steps_[i].timeout ? steps_[i].timeout : defaults_.timeout;
+}
+
+OnError Workflow::on_error_of(std::size_t i) const {
+    return steps_[i].on_error.value_or(defaults_.on_error.value_or(OnError::fail));
+}
 
 Json Workflow::to_json() const { return detail::canonical_json(name_, version_, steps_); }
 

@@ -51,4 +51,19 @@ public:
     using Error::Error;
 };
 
+/// Thrown by a handler: this attempt failed, and another may succeed. The step
+/// is retried if its retry policy allows (any exception not derived from
+/// FatalError is treated so).
+class RetryableError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+/// Thrown by a handler: the step has failed for good; no retry, whatever its
+/// retry policy says.
+class FatalError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
 }  // namespace loom

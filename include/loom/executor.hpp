@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include <loom/clock.hpp>
 #include <loom/handler.hpp>
 #include <loom/json.hpp>
 #include <loom/observer.hpp>
@@ -35,6 +36,9 @@ struct ExecutorOptions {
     /// Limits for run inputs (start() throws InvalidArgument) and step outputs
     /// (the attempt fails).
     PayloadLimits payload{};
+    /// Time for backoff, timeouts, deadlines and timers; null: SystemClock.
+    /// Must outlive the executor (testing::FakeClock skips time in tests).
+    const Clock* clock = nullptr;
 };
 
 /// Which definition start() uses and how.

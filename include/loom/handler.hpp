@@ -9,7 +9,9 @@
 #include <string>
 #include <string_view>
 #include <map>
+#include <optional>
 
+#include <loom/clock.hpp>
 #include <loom/json.hpp>
 #include <loom/observer.hpp>
 #include <loom/run.hpp>
@@ -30,7 +32,12 @@ public:
         int attempt = 1;
         RunId run_id;
         std::string step_id;
-        const std::atomic<bool>* cancel_flag = nullptr;   // null: never cancelled
+        const std::atomic<bool>* cancel_flag = nullptr;   // the run's; null: never cancelled
+        const std::atomic<bool>* attempt_flag = nullptr;  // this attempt's (timed out); may be null
+        /// When this attempt must be over: the earlier of its timeout and the
+        /// run's deadline; empty: no limit.
+        std::optional<TimePoint> deadline;
+        const Clock* clock = nullptr;                     // for the deadline; null: SystemClock
         std::function<void(const LogRecord&)> log_sink;   // null: logs are dropped
     };
     explicit StepContext(Params params);
@@ -46,8 +53,13 @@ public:
     /// "<run id>/<step id>": the same for every attempt and every re-run after a
     /// crash, so a handler can de-duplicate its side effects with it.
     std::string idempotency_key() const;
-    /// True once the run is cancelled; a long handler should check and return.
+    /// True once the run is cancelled, or this attempt is past its deadline; a
+    /// long handler should check and return (its result is discarded anyway).
     bool cancelled() const noexcept;
+    /// When this attempt must be over (its timeout or the run's deadline,
+    /// whichever is earlier); empty: no limit. Pass what remains on to slow
+    /// calls (HTTP, database) so they give up in time.
+    const std::optional<TimePoint>& deadline() const noexcept { return params_.deadline; }
     /// Sends a line to the executor's observer, tagged with run, step and attempt.
     void log(LogLevel level, std::string_view message) const;
     void log(std::string_view message) const { log(LogLevel::info, message); }

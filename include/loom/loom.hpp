@@ -1,6 +1,7 @@
 // Umbrella header: the whole public API of Loom.
 #pragma once
 
+#include <loom/clock.hpp>
 #include <loom/error.hpp>
 #include <loom/executor.hpp>
 #include <loom/handler.hpp>

@@ -20,8 +20,10 @@ using TimePoint = std::chrono::system_clock::time_point;
 enum class RunStatus { running, completed, failed, cancelled };
 
 /// pending: waits for dependencies; ready: may start; running: an attempt is in
-/// flight; completed / failed: final for this run.
-enum class StepStatus { pending, ready, running, completed, failed };
+/// flight; waiting: an attempt failed and the next is due at StepInfo::wake_at;
+/// completed / failed / skipped (its condition was false, or a dependency was
+/// skipped): final for this run.
+enum class StepStatus { pending, ready, running, waiting, completed, failed, skipped };
 
 /// Lower-case names ("running", ...) used in JSON, stores and messages.
 std::string_view to_string(RunStatus status) noexcept;
@@ -41,6 +43,7 @@ struct StepInfo {
     std::string error;                      // set when failed
     std::optional<TimePoint> started_at;    // of the latest attempt
     std::optional<TimePoint> finished_at;
+    std::optional<TimePoint> wake_at;       // waiting: when the next attempt is due
 };
 
 /// One run of a workflow, pinned to the definition it started with.

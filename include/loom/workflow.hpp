@@ -3,6 +3,7 @@
 // only ways to make one, and both throw DefinitionError on bad input.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -19,6 +20,35 @@ namespace detail {
 struct Plan;
 }
 
+/// How often a failing step is tried and how long to wait in between. JSON:
+/// {"max_attempts", "initial_backoff_ms", "multiplier", "max_backoff_ms", "jitter"}.
+struct RetryPolicy {
+    int max_attempts = 1;                               // 1: no retry
+    std::chrono::milliseconds initial_backoff{1000};    // wait after the first failure
+    double multiplier = 2.0;                            // each further wait is this much longer
+    std::chrono::milliseconds max_backoff{60'000};      // no wait is longer
+    /// 0..1: each wait is scaled by a random factor in [1 - jitter, 1 + jitter],
+    /// so that many runs failing together do not retry together.
+    double jitter = 0.0;
+
+    /// The wait after failed attempt `attempt` (1-based), before jitter:
+    /// min(initial_backoff * multiplier^(attempt - 1), max_backoff).
+    std::chrono::milliseconds backoff(int attempt) const;
+};
+
+/// What a step's failure (after its last attempt) does to the run.
+enum class OnError {
+    fail,         // "fail": the run fails; in-flight steps finish, nothing new starts
+    proceed,      // "continue": the run goes on; dependents see the step as failed
+    compensate,   // "compensate": the run fails, then completed steps' compensations run
+};
+
+/// The undo of a completed step, run when the run is compensated (saga).
+struct Compensation {
+    std::string handler;
+    std::optional<Json> input;   // template, as Step::input; absent: the step's output
+};
+
 /// One node of the DAG: which handler runs it, with what input, after which steps.
 struct Step {
     std::string id;
@@ -27,6 +57,25 @@ struct Step {
     /// Absent: the step receives its direct dependencies' outputs keyed by step id.
     std::optional<Json> input;
     std::vector<std::string> depends_on;
+    /// Absent: the workflow's default (WorkflowDefaults::retry), else one attempt.
+    std::optional<RetryPolicy> retry;
+    /// Longest one attempt may run. Absent: the workflow's default, else no limit.
+    std::optional<std::chrono::milliseconds> timeout;
+    /// Absent: the workflow's default, else OnError::fail.
+    std::optional<OnError> on_error;
+    std::optional<Compensation> compensate;
+    /// Condition (see the README's expression language); empty: always runs.
+    /// False: the step is skipped.
+    std::string when;
+    /// A step whose dependency was skipped is skipped too, unless this is set.
+    bool run_if_skipped = false;
+};
+
+/// Step settings that apply where a step does not set its own. JSON: "defaults".
+struct WorkflowDefaults {
+    std::optional<RetryPolicy> retry;
+    std::optional<std::chrono::milliseconds> timeout;
+    std::optional<OnError> on_error;
 };
 
 /// Bounds on what a definition may be; checked before anything else is read.
@@ -66,6 +115,15 @@ public:
     const std::string& name() const noexcept { return name_; }
     std::int64_t version() const noexcept { return version_; }
     const std::vector<Step>& steps() const noexcept { return steps_; }
+    const WorkflowDefaults& defaults() const noexcept { return defaults_; }
+    /// Longest a run may take from its start ("deadline_ms"); empty: no limit.
+    /// A run past it fails, as if cancelled, with error [loom.run.deadline].
+    std::optional<std::chrono::milliseconds> deadline() const noexcept { return deadline_; }
+
+    /// The settings in force for step `i`: its own, else the defaults.
+    RetryPolicy retry_of(std::size_t i) const;
+    std::optional<std::chrono::milliseconds> timeout_of(std::size_t i) const;
+    OnError on_error_of(std::size_t i) const;
     /// The step with this id, or nullptr.
     const Step* find_step(std::string_view id) const;
     /// Hex digest of the canonical JSON: equal definitions have equal hashes.
@@ -80,6 +138,8 @@ private:
     std::string name_;
     std::int64_t version_ = 0;
     std::vector<Step> steps_;
+    WorkflowDefaults defaults_;
+    std::optional<std::chrono::milliseconds> deadline_;
     std::string hash_;
     std::shared_ptr<const detail::Plan> plan_;
 
