@@ -12,6 +12,7 @@
 
 #include <loom/error.hpp>
 
+#include "builtins.hpp"
 #include "executor_impl.hpp"
 #include "payload.hpp"
 #include "plan.hpp"
@@ -63,11 +64,14 @@ Executor::Impl::Impl(Store& store, HandlerRegistry& handlers, ExecutorOptions op
     : store_(store),
       handlers_(handlers),
       options_(options),
+      clock_(options.clock ? *options.clock : SystemClock::instance()),
+      timers_(clock_),
       pool_(checked_thread_count(options), [this](Task& t) { run_task(t); },
             [this] { return lead_if_idle(); }) {}
 
 Executor::Impl::~Impl() {
     stopping_ = true;
+    timers_.stop();   // waits in progress stay in the store; recover() re-arms them
     pool_.stop();
     // Commit what the last handlers left queued, so their results are kept.
     bool must_lead = false;
@@ -127,7 +131,8 @@ std::vector<std::shared_ptr<StepHandler>> Executor::Impl::resolve_handlers(const
     std::vector<std::shared_ptr<StepHandler>> found;
     found.reserve(wf.steps().size());
     for (const auto& step : wf.steps()) {
-        auto h = handlers_.find(step.handler);
+        auto h = detail::builtin_handler(step.handler);
+        if (!h) h = handlers_.find(step.handler);
         if (!h) {
             throw NotFound("loom.handler.unknown",
                            fmt::format("{}workflow \"{}\" step \"{}\" uses handler \"{}\", which is not "
@@ -154,26 +159,43 @@ std::shared_ptr<RunState> Executor::Impl::make_state(const RunInfo& info,
     run->steps.resize(plan.steps.size());
     run->start_written = std::vector<std::atomic<bool>>(plan.steps.size());
     for (auto& w : run->start_written) w.store(true, std::memory_order_relaxed);
-    for (std::size_t i = 0; i < info.steps.size(); ++i) {
+    if (auto limit = run->workflow->deadline()) run->deadline_at = info.created_at + *limit;
+    for (std::uint32_t i = 0; i < info.steps.size(); ++i) {
         auto& slot = run->steps[i];
         const auto& s = info.steps[i];
         slot.attempts = s.attempts;
         slot.started_at = s.started_at;
         slot.finished_at = s.finished_at;
-        if (s.status == StepStatus::completed) {
-            slot.status = StepStatus::completed;
-            slot.output = s.output;
-            ++run->completed;
-        } else if (s.status == StepStatus::failed) {
-            slot.status = StepStatus::failed;
-            slot.error = s.error;
-            if (!run->stopping) {
-                run->stopping = true;
-                run->outcome = RunStatus::failed;
-                run->error = info.error.empty()
-                                 ? fmt::format("step \"{}\" failed: {}", s.step_id, s.error)
-                                 : info.error;
-            }
+        slot.error = s.error;
+        switch (s.status) {
+            case StepStatus::completed:
+                slot.output = s.output;
+                [[fallthrough]];
+            case StepStatus::skipped:
+                slot.status = s.status;
+                ++run->settled;
+                break;
+            case StepStatus::failed:
+                slot.status = s.status;
+                if (run->workflow->on_error_of(i) == OnError::proceed) {
+                    ++run->settled;
+                } else if (!run->stopping) {
+                    run->stopping = true;
+                    run->outcome = RunStatus::failed;
+                    run->error = info.error.empty()
+                                     ? fmt::format("step \"{}\" failed: {}", s.step_id, s.error)
+                                     : info.error;
+                }
+                break;
+            case StepStatus::waiting:
+                slot.status = s.status;
+                slot.wake_at = s.wake_at;
+                break;
+            default:
+                // In flight at a crash (running), or not reached: decided below.
+                // A step that was running runs again; its attempt count is kept.
+                slot.error.clear();
+                break;
         }
     }
     if (run->cancel_requested) {
@@ -183,13 +205,17 @@ std::shared_ptr<RunState> Executor::Impl::make_state(const RunInfo& info,
     }
     for (std::uint32_t i = 0; i < plan.steps.size(); ++i) {
         auto& slot = run->steps[i];
-        if (slot.status == StepStatus::completed || slot.status == StepStatus::failed) continue;
+        if (slot.status == StepStatus::waiting) {
+            if (!run->stopping) ++run->active;   // its timer is armed once the run is live
+            continue;
+        }
+        if (slot.status != StepStatus::pending) continue;   // settled, or failed for good
         slot.waiting = 0;
-        for (auto d : plan.steps[i].deps)
-            if (run->steps[d].status != StepStatus::completed) ++slot.waiting;
-        // A step in flight at a crash runs again; its attempt count is kept.
-        slot.status = slot.waiting == 0 && !run->stopping ? StepStatus::ready : StepStatus::pending;
-        if (slot.status == StepStatus::ready) ++run->active;
+        for (auto d : plan.steps[i].deps) {
+            const auto dep = run->steps[d].status;
+            if (dep != StepStatus::completed && dep != StepStatus::skipped && dep != StepStatus::failed)
+                ++slot.waiting;
+        }
     }
     return run;
 }
@@ -207,19 +233,27 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
         std::lock_guard lock(run->mutex);
         Queue queue(*this, run, &waiter);
         auto& writes = queue.writes();
-        const auto at = detail::now_ms();
+        const auto at = now();
         if (fresh) {
             writes.new_runs.push_back(stored);
-            auto& steps = writes.new_runs.back().steps;
-            for (std::uint32_t i = 0; i < steps.size(); ++i) steps[i].status = run->steps[i].status;
             queue.effects().run_started = true;
         }
         writes.events.push_back(RunEvent{0, run->id, "", event, 0, "", at});
+        // Steps waiting for nothing: ready, skipped, or (condition error) failed.
         for (std::uint32_t i = 0; i < run->steps.size(); ++i) {
-            if (!fresh && run->steps[i].status != stored.steps[i].status)
-                record_step(*run, i, writes, nullptr);
-            if (run->steps[i].status == StepStatus::ready) queue.ready(i);
+            const auto& slot = run->steps[i];
+            if (slot.status == StepStatus::pending && slot.waiting == 0 && !run->stopping &&
+                admit(*run, i, queue, /*write_ready=*/false))
+                release_dependents(*run, i, queue);
         }
+        if (fresh) {
+            auto& steps = writes.new_runs.back().steps;
+            for (std::uint32_t i = 0; i < steps.size(); ++i) steps[i].status = run->steps[i].status;
+        } else {
+            for (std::uint32_t i = 0; i < run->steps.size(); ++i)
+                if (run->steps[i].status != stored.steps[i].status) record_step(*run, i, writes, nullptr);
+        }
+        queue.effects().arm_timers = true;
         finalize_if_done(*run, queue);
         must_lead = queue.release(true);
     }
@@ -254,7 +288,7 @@ Executor::~Executor() = default;
 void Executor::add_workflow(const Workflow& workflow) {
     impl_->store_.save_workflow(
         WorkflowRecord{workflow.name(), workflow.version(), workflow.hash(), workflow.to_json(),
-                       detail::now_ms()});
+                       impl_->now()});
     std::lock_guard lock(impl_->workflows_mutex_);
     impl_->workflows_[{workflow.name(), workflow.version()}] = std::make_shared<const Workflow>(workflow);
 }
@@ -270,7 +304,7 @@ RunId Executor::start(const std::string& workflow_name, const Json& input, const
     info.workflow_version = wf->version();
     info.workflow_hash = wf->hash();
     info.input = input;
-    info.created_at = info.updated_at = detail::now_ms();
+    info.created_at = info.updated_at = impl_->now();
     info.steps.reserve(wf->steps().size());
     for (const auto& step : wf->steps()) {
         info.steps.emplace_back();
@@ -324,7 +358,7 @@ std::vector<RunEvent> Executor::history(const RunId& id) {
 
 bool Executor::cancel(const RunId& id) {
     CommitWaiter waiter;
-    const auto at = detail::now_ms();
+    const auto at = impl_->now();
     auto request = [&](Impl::Queue& queue) {
         queue.writes().runs.push_back(RunWrite{id, RunStatus::running, true, {}, "", at, {}});
         queue.writes().events.push_back(RunEvent{0, id, "", "run.cancel_requested", 0, "", at});
@@ -335,10 +369,7 @@ bool Executor::cancel(const RunId& id) {
         if (run->final_submitted || run->cancel_requested) return !run->final_submitted;
         run->cancel_requested = true;
         run->cancel_flag = true;
-        if (!run->stopping) {
-            run->stopping = true;
-            run->outcome = RunStatus::cancelled;
-        }
+        impl_->stop_run(*run, RunStatus::cancelled, "");
         Impl::Queue queue(*impl_, run, &waiter);
         request(queue);
         impl_->finalize_if_done(*run, queue);

@@ -23,8 +23,11 @@
 
 #include "run_state.hpp"
 #include "thread_pool.hpp"
+#include "timer_queue.hpp"
 
 namespace loom::detail {
+
+class Expression;
 
 /// A host thread blocked until its writes are committed (start, cancel, recover).
 struct CommitWaiter {
@@ -41,6 +44,7 @@ struct CommitWaiter {
 struct Effects {
     std::shared_ptr<RunState> run;               // null: only a waiter to wake
     std::optional<std::uint32_t> finished_step;  // tell observers
+    bool arm_timers = false;                     // arm the run's deadline and its waiting steps
     bool run_started = false;
     bool run_finished = false;
     CommitWaiter* waiter = nullptr;
@@ -49,8 +53,6 @@ struct Effects {
     /// its runs queued behind it.
     std::size_t new_runs_from = 0, steps_from = 0, runs_from = 0, events_from = 0;
 };
-
-TimePoint now_ms();
 
 }  // namespace loom::detail
 
@@ -69,6 +71,14 @@ struct Executor::Impl {
     struct Result {
         Json output;
         std::string error;   // empty: the attempt succeeded
+        bool fatal = false;  // never retried (FatalError, a missing input key)
+        bool ok() const noexcept { return error.empty(); }
+    };
+    /// One attempt of one step, as claim() started it.
+    struct Attempt {
+        int number = 1;
+        std::shared_ptr<std::atomic<bool>> flag;   // set when it times out
+        std::optional<TimePoint> deadline;         // its timeout or the run's deadline
     };
 
     /// The commit queue, held: writes, effects and ready steps go straight into
@@ -103,22 +113,53 @@ struct Executor::Impl {
     bool claim_leadership();
     /// True when the pending batch should be committed now.
     bool commit_due() const;
-    /// Marks the step running and returns its attempt number, or nullopt if the
-    /// run is stopping.
-    std::optional<int> claim(const Task& task);
-    /// Calls the handler; no exception leaves it.
-    Result call_handler(RunState& run, std::uint32_t step, int attempt);
-    /// Records the attempt's result and readies dependents.
-    void record_result(const Task& task, Result&& result);
     /// Commits pending changes until none is left. `held` (workers only)
     /// receives one ready step to run next; host threads lead one round and
     /// hand on to a worker.
     void lead(Task* held);
-    /// Queues the final run write if the run is finished; run mutex held.
+
+    // --- transitions.cpp (run mutex held unless said otherwise) ---
+    /// The clock's time, to the millisecond (what stores record).
+    TimePoint now() const;
+    /// Marks the step running and starts an attempt (arming its timeout), or
+    /// returns nullopt if the run is stopping. Takes the run mutex.
+    std::optional<Attempt> claim(const Task& task);
+    /// Calls the handler; no exception leaves it. No lock.
+    Result call_handler(RunState& run, std::uint32_t step, const Attempt& attempt);
+    /// Records attempt `number`'s result: complete and release dependents,
+    /// wait to retry, or fail. A result for an attempt already given up
+    /// (timed out, past the deadline) is discarded. Takes the run mutex.
+    void finish_attempt(const std::shared_ptr<RunState>& run, std::uint32_t step, int number,
+                        Result&& result);
+    /// The step's last attempt failed (slot.error set): marks it failed and
+    /// applies its on_error policy. Returns true if it settled (the run goes on).
+    bool fail_step(RunState& run, std::uint32_t step, Queue& queue);
+    /// A step whose dependencies all settled: skipped (a dependency skipped,
+    /// or its condition false), failed (its condition could not be evaluated)
+    /// or made ready. Returns true if it settled at once.
+    bool admit(RunState& run, std::uint32_t step, Queue& queue, bool write_ready);
+    bool condition_holds(const RunState& run, const detail::Expression& when) const;
+    /// `step` settled: admits the dependents it was the last to wait for, and
+    /// theirs in turn when they settle at once.
+    void release_dependents(RunState& run, std::uint32_t step, Queue& queue);
+    /// Nothing new starts; the first reason given is the run's outcome.
+    void stop_run(RunState& run, RunStatus outcome, std::string error);
+    /// Queues the final run write if the run is finished.
     void finalize_if_done(RunState& run, Queue& queue);
     /// Queues a step's current state, and an event at `at` if `event` is set.
     void record_step(RunState& run, std::uint32_t step, Batch& writes, const char* event,
                      TimePoint at = {}, std::string detail = {});
+    /// Queues the running attempt's start event unless it is written.
+    void record_start(RunState& run, std::uint32_t step, Batch& writes);
+    /// Arms the run's deadline and the timers of its waiting steps (a retry's
+    /// backoff, a sleep) not armed yet. Takes the run mutex.
+    void arm_timers(const std::shared_ptr<RunState>& run);
+    // Timer callbacks (timer thread, no lock held).
+    /// A waiting step's time came: it is made ready.
+    void on_wake(const std::weak_ptr<RunState>& run, std::uint32_t step, int number);
+    void on_timeout(const std::weak_ptr<RunState>& run, std::uint32_t step, int number,
+                    std::chrono::milliseconds timeout);
+    void on_deadline(const std::weak_ptr<RunState>& run);
     /// Adds start writes for attempts in `started` that are still running.
     void record_starts(std::vector<Task>& started, Batch& batch);
     /// Applies a committed batch's effects.
@@ -164,6 +205,7 @@ struct Executor::Impl {
     Store& store_;
     HandlerRegistry& handlers_;
     ExecutorOptions options_;
+    const Clock& clock_;
 
     std::mutex workflows_mutex_;
     std::map<std::pair<std::string, std::int64_t>, std::shared_ptr<const Workflow>>
@@ -196,6 +238,7 @@ struct Executor::Impl {
     } leader_;
 
     std::atomic<bool> stopping_{false};
+    detail::TimerQueue timers_;   // stopped first by ~Impl: its callbacks use the rest
     detail::ThreadPool pool_;   // last: its threads stop before the rest is destroyed
 };
 

@@ -4,6 +4,8 @@
 
 #include <mutex>
 
+#include "builtins.hpp"
+
 namespace loom {
 namespace {
 
@@ -46,6 +48,9 @@ void StepContext::log(LogLevel level, std::string_view message) const {
 
 void HandlerRegistry::add(std::string name, std::shared_ptr<StepHandler> handler) {
     if (name.empty()) throw InvalidArgument("loom.handler.bad_name", "handler name is empty");
+    if (detail::is_reserved_handler(name))
+        throw InvalidArgument("loom.handler.reserved",
+                              "handler name \"" + name + "\" is reserved for a built-in step type");
     if (!handler)
         throw InvalidArgument("loom.handler.null", "handler \"" + name + "\" is null");
     std::unique_lock lock(mutex_);
@@ -53,7 +58,7 @@ void HandlerRegistry::add(std::string name, std::shared_ptr<StepHandler> handler
 }
 
 void HandlerRegistry::add(std::string name, Function function) {
-    if (!function)
+    if (!function && !name.empty() && !detail::is_reserved_handler(name))
         throw InvalidArgument("loom.handler.null", "handler \"" + name + "\" is null");
     add(std::move(name), std::make_shared<FunctionHandler>(std::move(function)));
 }

@@ -17,16 +17,24 @@
 #include <loom/run.hpp>
 #include <loom/workflow.hpp>
 
+#include "timer_queue.hpp"
+
 namespace loom::detail {
 
 struct StepSlot {
     StepStatus status = StepStatus::pending;
     int attempts = 0;
-    std::uint32_t waiting = 0;   // dependencies not yet completed
+    std::uint32_t waiting = 0;   // dependencies not yet settled
     Json output;                 // immutable once status is completed
     std::string error;
     std::optional<TimePoint> started_at;
     std::optional<TimePoint> finished_at;
+    std::optional<TimePoint> wake_at;   // waiting: when the next attempt is due
+    bool armed = false;                 // waiting: a timer will wake it
+    /// The running attempt's own cancel flag (set when it times out); shared
+    /// with its StepContext, which may outlive the attempt's slot state.
+    std::shared_ptr<std::atomic<bool>> attempt_flag;
+    TimerQueue::Id timeout_timer = 0;   // 0: none
 };
 
 struct RunState {
@@ -34,6 +42,8 @@ struct RunState {
     std::shared_ptr<const Workflow> workflow;
     std::vector<std::shared_ptr<StepHandler>> handlers;   // per step, fixed at start
     Json input;
+    std::optional<TimePoint> deadline_at;                 // the run fails when it passes
+    TimerQueue::Id deadline_timer = 0;                    // guarded by mutex
     std::atomic<bool> cancel_flag{false};                 // read by StepContext
     /// Per step: false while a started attempt is not yet in the store. Written
     /// under mutex; read without it by the committer to skip most checks.
@@ -43,8 +53,11 @@ struct RunState {
     std::condition_variable done_cv;
     // All below guarded by mutex.
     std::vector<StepSlot> steps;
-    std::size_t completed = 0;       // steps completed
-    std::size_t active = 0;          // steps made ready and not yet finished
+    /// Steps that are over for this run and let dependents go on: completed,
+    /// skipped, or failed under OnError::proceed.
+    std::size_t settled = 0;
+    /// Steps ready, running or waiting to retry: the run is not over while any is.
+    std::size_t active = 0;
     bool stopping = false;           // failed or cancelled: start nothing new
     bool cancel_requested = false;
     RunStatus outcome = RunStatus::running;   // the final status once decided

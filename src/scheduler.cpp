@@ -21,10 +21,6 @@
 namespace loom {
 namespace detail {
 
-TimePoint now_ms() {
-    return std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
-}
-
 void CommitWaiter::signal(std::exception_ptr e) {
     // Notify under the lock: the waiter lives on its thread's stack and may be
     // gone the moment it can see `done`.
@@ -78,41 +74,11 @@ bool Executor::Impl::Queue::release(bool claim) {
     return must_lead;
 }
 
-void Executor::Impl::record_step(RunState& run, std::uint32_t step, Batch& writes,
-                                 const char* event, TimePoint at, std::string detail) {
-    const auto& slot = run.steps[step];
-    const auto& id = run.workflow->steps()[step].id;
-    writes.steps.push_back(StepWrite{run.id, id, slot.status, slot.attempts, slot.output, slot.error,
-                                     slot.started_at, slot.finished_at});
-    if (event)
-        writes.events.push_back(RunEvent{0, run.id, id, event, slot.attempts, std::move(detail), at});
-}
-
-void Executor::Impl::finalize_if_done(RunState& run, Queue& queue) {
-    if (run.final_submitted) return;
-    Json output;
-    if (run.completed == run.steps.size()) {
-        run.outcome = RunStatus::completed;
-        output = Json::object();
-        for (auto sink : run.workflow->plan().sinks)
-            output[run.workflow->steps()[sink].id] = run.steps[sink].output;
-    } else if (!run.stopping || run.active > 0) {
-        return;
-    }
-    run.final_submitted = true;
-    const auto at = detail::now_ms();
-    auto& writes = queue.writes();
-    writes.runs.push_back(
-        RunWrite{run.id, run.outcome, run.cancel_requested, std::move(output), run.error, at, at});
-    writes.events.push_back(
-        RunEvent{0, run.id, "", "run." + std::string(to_string(run.outcome)), 0, run.error, at});
-    queue.effects().run_finished = true;
-}
-
 void Executor::Impl::run_task(Task& task) {
     if (!task.run) task = next_task();   // a wake-up: a host thread left work pending
     while (task.run) {
-        if (auto attempt = claim(task)) record_result(task, call_handler(*task.run, task.step, *attempt));
+        if (auto attempt = claim(task))
+            finish_attempt(task.run, task.step, attempt->number, call_handler(*task.run, task.step, *attempt));
         task = next_task();
     }
 }
@@ -150,118 +116,6 @@ bool Executor::Impl::lead_if_idle() {
     lead(&held);
     run_task(held);
     return true;
-}
-
-std::optional<int> Executor::Impl::claim(const Task& task) {
-    RunState& run = *task.run;
-    std::lock_guard lock(run.mutex);
-    if (run.stopping || stopping_) {
-        --run.active;
-        if (run.abandoned || stopping_) {
-            if (run.abandoned && run.active == 0) erase_live(task.run);
-            return std::nullopt;
-        }
-        Queue queue(*this, task.run);
-        finalize_if_done(run, queue);
-        queue.release(false);
-        return std::nullopt;
-    }
-    auto& slot = run.steps[task.step];
-    slot.status = StepStatus::running;
-    slot.started_at = detail::now_ms();
-    slot.finished_at.reset();
-    ++slot.attempts;
-    // Not written now: a quick attempt's start is recorded with its result, a
-    // slow one's by the next commit (record_starts). One write per attempt.
-    run.start_written[task.step].store(false, std::memory_order_relaxed);
-    {
-        std::lock_guard commit_lock(commit_mutex_);
-        unrecorded_.push_back(task);
-    }
-    detail::failpoint("step.claimed");
-    return slot.attempts;
-}
-
-Executor::Impl::Result Executor::Impl::call_handler(RunState& run, std::uint32_t step, int attempt) {
-    Result result;
-    try {
-        StepContext::Params params;
-        params.attempt = attempt;
-        params.run_id = run.id;
-        params.step_id = run.workflow->steps()[step].id;
-        params.cancel_flag = &run.cancel_flag;
-        // Resolved when the handler first asks. Dependencies' outputs are
-        // immutable once completed, so no lock is needed, and the value is the
-        // same as at the attempt's start.
-        params.resolve_input = [&run, step] {
-            return detail::resolve_input(*run.workflow, step, run.input,
-                                         [&run](std::uint32_t i) -> const Json& {
-                                             return run.steps[i].output;
-                                         });
-        };
-        if (options_.observer)
-            params.log_sink = [this](const LogRecord& r) { notify([&r](Observer& o) { o.on_log(r); }); };
-        StepContext ctx(std::move(params));
-        result.output = run.handlers[step]->run(ctx);
-        // Fail the attempt here, not the commit, if the output cannot be stored.
-        detail::check_payload(result.output, options_.payload, "the output");
-    } catch (const std::exception& e) {
-        result.error = e.what();
-        if (result.error.empty()) result.error = "exception without a message";
-    } catch (...) {
-        result.error = "unknown exception (not derived from std::exception)";
-    }
-    return result;
-}
-
-void Executor::Impl::record_result(const Task& task, Result&& result) {
-    detail::failpoint("step.finished");
-    RunState& run = *task.run;
-    const std::uint32_t step = task.step;
-    std::lock_guard lock(run.mutex);
-    --run.active;
-    if (run.abandoned) {
-        if (run.active == 0) erase_live(task.run);
-        return;
-    }
-    auto& slot = run.steps[step];
-    slot.finished_at = detail::now_ms();
-    Queue queue(*this, task.run);
-    auto& writes = queue.writes();
-    queue.effects().finished_step = step;
-    const auto& id = run.workflow->steps()[step].id;
-    if (!run.start_written[step].load(std::memory_order_relaxed)) {
-        run.start_written[step].store(true, std::memory_order_release);
-        writes.events.push_back(
-            RunEvent{0, run.id, id, "step.started", slot.attempts, "", *slot.started_at});
-    }
-    if (result.error.empty()) {
-        slot.status = StepStatus::completed;
-        slot.output = std::move(result.output);
-        ++run.completed;
-        record_step(run, step, writes, "step.completed", *slot.finished_at);
-        // Dependents become ready in the same transaction that completes this step.
-        for (auto d : run.workflow->plan().steps[step].dependents) {
-            auto& dep = run.steps[d];
-            if (--dep.waiting == 0 && !run.stopping) {
-                dep.status = StepStatus::ready;
-                ++run.active;
-                queue.ready(d);
-                record_step(run, d, writes, nullptr);
-            }
-        }
-    } else {
-        slot.status = StepStatus::failed;
-        slot.error = result.error;
-        record_step(run, step, writes, "step.failed", *slot.finished_at, result.error);
-        if (!run.stopping) {
-            run.stopping = true;
-            run.outcome = RunStatus::failed;
-            run.error = fmt::format("step \"{}\" failed: {}", id, result.error);
-        }
-    }
-    finalize_if_done(run, queue);
-    queue.release(false);
 }
 
 void Executor::Impl::record_starts(std::vector<Task>& started, Batch& batch) {
@@ -329,6 +183,7 @@ void Executor::Impl::apply(Effects& e) {
         RunState& run = *e.run;
         const auto& name = run.workflow->name();
         if (e.run_started) notify([&](Observer& o) { o.on_run_started(run.id, name); });
+        if (e.arm_timers) arm_timers(e.run);
         if (e.finished_step) {
             const auto& slot = run.steps[*e.finished_step];   // final: no lock needed
             notify([&](Observer& o) {

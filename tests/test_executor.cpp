@@ -11,49 +11,15 @@
 
 #include <loom/loom.hpp>
 
+#include "support/sync.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace std::chrono_literals;
 using loom::Json;
+using loom::test::Gate;
+using loom::test::RunCounter;
 
 namespace {
-
-/// Counts how often each step ran, across executors.
-struct RunCounter {
-    std::mutex mutex;
-    std::map<std::string, int> counts;
-    void hit(const std::string& step) {
-        std::lock_guard lock(mutex);
-        ++counts[step];
-    }
-    int get(const std::string& step) {
-        std::lock_guard lock(mutex);
-        return counts[step];
-    }
-};
-
-/// A gate handlers block on until the test opens it.
-struct Gate {
-    std::mutex mutex;
-    std::condition_variable cv;
-    bool open = false;
-    int waiting = 0;
-    void pass() {
-        std::unique_lock lock(mutex);
-        ++waiting;
-        cv.notify_all();
-        cv.wait(lock, [this] { return open; });
-    }
-    void wait_for_waiters(int n) {
-        std::unique_lock lock(mutex);
-        cv.wait(lock, [&] { return waiting >= n; });
-    }
-    void release() {
-        std::lock_guard lock(mutex);
-        open = true;
-        cv.notify_all();
-    }
-};
 
 /// Opens the gate once the caller is (very likely) inside ~Executor.
 void release_later(Gate& gate) {
@@ -145,7 +111,7 @@ TEST_CASE("independent steps run in parallel", "[executor]") {
     loom::HandlerRegistry handlers;
     Gate gate;
     std::atomic<int> inside{0}, max_inside{0};
-    handlers.add("wait", [&](loom::StepContext&) -> Json {
+    handlers.add("hold", [&](loom::StepContext&) -> Json {
         int now = ++inside;
         int seen = max_inside.load();
         while (now > seen && !max_inside.compare_exchange_weak(seen, now)) {}
@@ -155,7 +121,7 @@ TEST_CASE("independent steps run in parallel", "[executor]") {
     });
     loom::Executor executor(store, handlers, {2});
     executor.add_workflow(
-        loom::WorkflowBuilder("par", 1).step("a", "wait").step("b", "wait").build());
+        loom::WorkflowBuilder("par", 1).step("a", "hold").step("b", "hold").build());
     auto id = executor.start("par");
     gate.wait_for_waiters(2);   // both handlers are inside at once
     gate.release();

@@ -33,6 +33,7 @@ struct StepWrite {
     std::string error;
     std::optional<TimePoint> started_at;
     std::optional<TimePoint> finished_at;
+    std::optional<TimePoint> wake_at;
 };
 
 /// The new state of one run row's mutable columns.

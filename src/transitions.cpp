@@ -1,0 +1,415 @@
+// Step and run transitions: claiming an attempt, calling its handler, and
+// deciding what the result means — complete, retry later, skip, settle a
+// failure, fail or stop the run. Every decision is made under the run's mutex
+// and queued with the writes that record it; nothing acts on it (dispatching
+// dependents, arming a retry) before the commit that makes it durable.
+#include <algorithm>
+#include <random>
+
+#include <fmt/format.h>
+
+#include <loom/error.hpp>
+
+#include "builtins.hpp"
+#include "executor_impl.hpp"
+#include "expression.hpp"
+#include "failpoint.hpp"
+#include "model.hpp"
+#include "payload.hpp"
+#include "plan.hpp"
+
+namespace loom {
+namespace {
+
+/// `delay` scaled by a random factor in [1 - jitter, 1 + jitter].
+std::chrono::milliseconds jittered(std::chrono::milliseconds delay, double jitter) {
+    if (jitter <= 0 || delay.count() == 0) return delay;
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    std::uniform_real_distribution<double> factor(1.0 - jitter, 1.0 + jitter);
+    return std::chrono::milliseconds(
+        static_cast<std::int64_t>(static_cast<double>(delay.count()) * factor(rng)));
+}
+
+/// An empty error would read as success.
+std::string error_text(const std::exception& e) {
+    std::string text = e.what();
+    return text.empty() ? "exception without a message" : text;
+}
+
+}  // namespace
+
+TimePoint Executor::Impl::now() const {
+    return std::chrono::time_point_cast<std::chrono::milliseconds>(clock_.now());
+}
+
+void Executor::Impl::record_step(RunState& run, std::uint32_t step, Batch& writes,
+                                 const char* event, TimePoint at, std::string detail) {
+    const auto& slot = run.steps[step];
+    const auto& id = run.workflow->steps()[step].id;
+    writes.steps.push_back(StepWrite{run.id, id, slot.status, slot.attempts, slot.output, slot.error,
+                                     slot.started_at, slot.finished_at, slot.wake_at});
+    if (event)
+        writes.events.push_back(RunEvent{0, run.id, id, event, slot.attempts, std::move(detail), at});
+}
+
+void Executor::Impl::record_start(RunState& run, std::uint32_t step, Batch& writes) {
+    if (run.start_written[step].load(std::memory_order_relaxed)) return;
+    run.start_written[step].store(true, std::memory_order_release);
+    const auto& slot = run.steps[step];
+    writes.events.push_back(RunEvent{0, run.id, run.workflow->steps()[step].id, "step.started",
+                                     slot.attempts, "", *slot.started_at});
+}
+
+void Executor::Impl::finalize_if_done(RunState& run, Queue& queue) {
+    if (run.final_submitted) return;
+    Json output;
+    if (run.settled == run.steps.size() && !run.stopping) {
+        run.outcome = RunStatus::completed;
+        output = Json::object();
+        // A sink that was skipped or failed (under "continue") contributes null.
+        for (auto sink : run.workflow->plan().sinks)
+            output[run.workflow->steps()[sink].id] = run.steps[sink].output;
+    } else if (!run.stopping || run.active > 0) {
+        return;
+    }
+    run.final_submitted = true;
+    if (run.deadline_timer) timers_.cancel(run.deadline_timer);
+    const auto at = now();
+    auto& writes = queue.writes();
+    writes.runs.push_back(
+        RunWrite{run.id, run.outcome, run.cancel_requested, std::move(output), run.error, at, at});
+    writes.events.push_back(
+        RunEvent{0, run.id, "", "run." + std::string(to_string(run.outcome)), 0, run.error, at});
+    queue.effects().run_finished = true;
+}
+
+void Executor::Impl::stop_run(RunState& run, RunStatus outcome, std::string error) {
+    if (run.stopping) return;   // the first reason stands
+    run.stopping = true;
+    run.outcome = outcome;
+    run.error = std::move(error);
+    // A step waiting to retry is not coming back: its timer finds the run stopping.
+    for (auto& slot : run.steps)
+        if (slot.status == StepStatus::waiting) --run.active;
+}
+
+bool Executor::Impl::fail_step(RunState& run, std::uint32_t step, Queue& queue) {
+    auto& slot = run.steps[step];
+    slot.status = StepStatus::failed;
+    slot.wake_at.reset();
+    record_step(run, step, queue.writes(), "step.failed", *slot.finished_at, slot.error);
+    if (run.workflow->on_error_of(step) == OnError::proceed && !run.stopping) {
+        ++run.settled;
+        return true;
+    }
+    stop_run(run, RunStatus::failed,
+             fmt::format("step \"{}\" failed: {}", run.workflow->steps()[step].id, slot.error));
+    return false;
+}
+
+bool Executor::Impl::admit(RunState& run, std::uint32_t step, Queue& queue, bool write_ready) {
+    const auto& def = run.workflow->steps()[step];
+    const auto& plan = run.workflow->plan().steps[step];
+    auto& slot = run.steps[step];
+    std::string skip_reason;
+    if (!def.run_if_skipped) {
+        for (auto d : plan.deps) {
+            if (run.steps[d].status == StepStatus::skipped) {
+                skip_reason = fmt::format("dependency \"{}\" was skipped", run.workflow->steps()[d].id);
+                break;
+            }
+        }
+    }
+    if (skip_reason.empty() && plan.when) {
+        try {
+            if (!condition_holds(run, *plan.when))
+                skip_reason = fmt::format("condition {} is false", detail::quote(def.when));
+        } catch (const std::exception& e) {
+            slot.error = e.what();
+            slot.finished_at = now();
+            return fail_step(run, step, queue);
+        }
+    }
+    if (!skip_reason.empty()) {
+        slot.status = StepStatus::skipped;
+        slot.finished_at = now();
+        ++run.settled;
+        record_step(run, step, queue.writes(), "step.skipped", *slot.finished_at, std::move(skip_reason));
+        return true;
+    }
+    ++run.active;
+    if (def.handler == "sleep" && slot.attempts == 0 && !slot.wake_at) {
+        // The wait comes first and holds no thread; its attempt only completes it.
+        try {
+            const Json input = detail::resolve_input(*run.workflow, step, run.input,
+                                                     [&run](std::uint32_t i) -> const Json& {
+                                                         return run.steps[i].output;
+                                                     });
+            slot.wake_at = detail::sleep_until(input, now());
+        } catch (const std::exception& e) {
+            --run.active;
+            slot.error = e.what();
+            slot.finished_at = now();
+            return fail_step(run, step, queue);
+        }
+        slot.status = StepStatus::waiting;
+        record_step(run, step, queue.writes(), "step.sleeping", now());
+        queue.effects().arm_timers = true;
+        return false;
+    }
+    slot.status = StepStatus::ready;
+    queue.ready(step);
+    if (write_ready) record_step(run, step, queue.writes(), nullptr);
+    return false;
+}
+
+bool Executor::Impl::condition_holds(const RunState& run, const detail::Expression& when) const {
+    const auto& refs = when.references();
+    std::vector<Json> fields(refs.size());   // status and error are made, not found
+    return when.evaluate([&](std::size_t i) -> const Json* {
+        const detail::Reference& ref = refs[i];
+        if (ref.from_input) return detail::find_path(run.input, ref.path);
+        const auto& slot = run.steps[ref.step];
+        switch (ref.field) {
+            case detail::Reference::Field::status:
+                return &(fields[i] = std::string(to_string(slot.status)));
+            case detail::Reference::Field::error:
+                return &(fields[i] = slot.error);
+            case detail::Reference::Field::output:
+                break;
+        }
+        return detail::find_path(slot.output, ref.path);
+    });
+}
+
+void Executor::Impl::release_dependents(RunState& run, std::uint32_t step, Queue& queue) {
+    // A skipped step settles at once and releases its own dependents: a
+    // worklist, not recursion, so a long chain of skips cannot overflow.
+    std::vector<std::uint32_t> settled{step};
+    while (!settled.empty()) {
+        const std::uint32_t s = settled.back();
+        settled.pop_back();
+        for (auto d : run.workflow->plan().steps[s].dependents) {
+            if (--run.steps[d].waiting == 0 && !run.stopping && admit(run, d, queue, true))
+                settled.push_back(d);
+        }
+    }
+}
+
+std::optional<Executor::Impl::Attempt> Executor::Impl::claim(const Task& task) {
+    RunState& run = *task.run;
+    std::lock_guard lock(run.mutex);
+    if (run.stopping || stopping_) {
+        --run.active;
+        if (run.abandoned || stopping_) {
+            if (run.abandoned && run.active == 0) erase_live(task.run);
+            return std::nullopt;
+        }
+        Queue queue(*this, task.run);
+        finalize_if_done(run, queue);
+        queue.release(false);
+        return std::nullopt;
+    }
+    auto& slot = run.steps[task.step];
+    slot.status = StepStatus::running;
+    slot.started_at = now();
+    slot.finished_at.reset();
+    slot.wake_at.reset();
+    ++slot.attempts;
+    Attempt attempt{slot.attempts, std::make_shared<std::atomic<bool>>(false), run.deadline_at};
+    slot.attempt_flag = attempt.flag;
+    if (auto timeout = run.workflow->timeout_of(task.step)) {
+        const TimePoint due = *slot.started_at + *timeout;
+        if (!attempt.deadline || due < *attempt.deadline) attempt.deadline = due;
+        slot.timeout_timer =
+            timers_.add(due, [this, weak = std::weak_ptr(task.run), step = task.step,
+                              number = attempt.number, timeout = *timeout] {
+                on_timeout(weak, step, number, timeout);
+            });
+    }
+    // Not written now: a quick attempt's start is recorded with its result, a
+    // slow one's by the next commit (record_starts). One write per attempt.
+    run.start_written[task.step].store(false, std::memory_order_relaxed);
+    {
+        std::lock_guard commit_lock(commit_mutex_);
+        unrecorded_.push_back(task);
+    }
+    detail::failpoint("step.claimed");
+    return attempt;
+}
+
+Executor::Impl::Result Executor::Impl::call_handler(RunState& run, std::uint32_t step,
+                                                    const Attempt& attempt) {
+    Result result;
+    try {
+        StepContext::Params params;
+        params.attempt = attempt.number;
+        params.run_id = run.id;
+        params.step_id = run.workflow->steps()[step].id;
+        params.cancel_flag = &run.cancel_flag;
+        params.attempt_flag = attempt.flag.get();
+        params.deadline = attempt.deadline;
+        params.clock = &clock_;
+        // Resolved when the handler first asks. Dependencies' outputs are
+        // immutable once settled, so no lock is needed, and the value is the
+        // same as at the attempt's start.
+        params.resolve_input = [&run, step] {
+            return detail::resolve_input(*run.workflow, step, run.input,
+                                         [&run](std::uint32_t i) -> const Json& {
+                                             return run.steps[i].output;
+                                         });
+        };
+        if (options_.observer)
+            params.log_sink = [this](const LogRecord& r) { notify([&r](Observer& o) { o.on_log(r); }); };
+        StepContext ctx(std::move(params));
+        result.output = run.handlers[step]->run(ctx);
+        // Fail the attempt here, not the commit, if the output cannot be stored.
+        detail::check_payload(result.output, options_.payload, "the output");
+    } catch (const FatalError& e) {
+        result.error = error_text(e);
+        result.fatal = true;
+    } catch (const InvalidArgument& e) {
+        result.error = error_text(e);
+        // A reference to a key the input lacks fails every attempt the same way.
+        result.fatal = e.id() == "loom.input.missing";
+    } catch (const std::exception& e) {
+        result.error = error_text(e);
+    } catch (...) {
+        result.error = "unknown exception (not derived from std::exception)";
+    }
+    return result;
+}
+
+void Executor::Impl::finish_attempt(const std::shared_ptr<RunState>& run_ptr, std::uint32_t step,
+                                    int number, Result&& result) {
+    detail::failpoint("step.finished");
+    RunState& run = *run_ptr;
+    std::lock_guard lock(run.mutex);
+    auto& slot = run.steps[step];
+    if (slot.status != StepStatus::running || slot.attempts != number) {
+        // Timed out, or abandoned at the run's deadline: that decision stands.
+        notify([&](Observer& o) {
+            o.on_log(LogRecord{LogLevel::warn, run.id, run.workflow->steps()[step].id, number,
+                               "the attempt returned after it was given up; its result is discarded"});
+        });
+        return;
+    }
+    --run.active;
+    if (slot.timeout_timer) timers_.cancel(std::exchange(slot.timeout_timer, 0));
+    slot.attempt_flag.reset();
+    if (run.abandoned) {
+        if (run.active == 0) erase_live(run_ptr);
+        return;
+    }
+    slot.finished_at = now();
+    Queue queue(*this, run_ptr);
+    auto& writes = queue.writes();
+    queue.effects().finished_step = step;
+    record_start(run, step, writes);
+    if (result.ok()) {
+        slot.status = StepStatus::completed;
+        slot.output = std::move(result.output);
+        ++run.settled;
+        record_step(run, step, writes, "step.completed", *slot.finished_at);
+        // Dependents become ready in the same transaction that completes this step.
+        release_dependents(run, step, queue);
+    } else {
+        slot.error = std::move(result.error);
+        const RetryPolicy retry = run.workflow->retry_of(step);
+        if (!result.fatal && slot.attempts < retry.max_attempts && !run.stopping) {
+            slot.status = StepStatus::waiting;
+            slot.wake_at = *slot.finished_at + jittered(retry.backoff(slot.attempts), retry.jitter);
+            ++run.active;   // still the run's business until it settles
+            record_step(run, step, writes, "step.retrying", *slot.finished_at, slot.error);
+            queue.effects().arm_timers = true;   // once the waiting state is durable
+        } else if (fail_step(run, step, queue)) {
+            release_dependents(run, step, queue);
+        }
+    }
+    finalize_if_done(run, queue);
+    queue.release(false);
+}
+
+void Executor::Impl::arm_timers(const std::shared_ptr<RunState>& run_ptr) {
+    RunState& run = *run_ptr;
+    std::lock_guard lock(run.mutex);
+    if (run.stopping || run.final_submitted) return;
+    const std::weak_ptr<RunState> weak = run_ptr;
+    if (run.deadline_at && !run.deadline_timer)
+        run.deadline_timer = timers_.add(*run.deadline_at, [this, weak] { on_deadline(weak); });
+    for (std::uint32_t i = 0; i < run.steps.size(); ++i) {
+        auto& slot = run.steps[i];
+        if (slot.status != StepStatus::waiting || !slot.wake_at || slot.armed) continue;
+        slot.armed = true;
+        timers_.add(*slot.wake_at, [this, weak, i, number = slot.attempts] { on_wake(weak, i, number); });
+    }
+}
+
+void Executor::Impl::on_wake(const std::weak_ptr<RunState>& weak, std::uint32_t step, int number) {
+    auto run = weak.lock();
+    if (!run) return;
+    {
+        std::lock_guard lock(run->mutex);
+        auto& slot = run->steps[step];
+        slot.armed = false;
+        if (run->abandoned || run->stopping || slot.status != StepStatus::waiting ||
+            slot.attempts != number)
+            return;
+        slot.status = StepStatus::ready;   // recorded with the attempt's start
+    }
+    pool_.push(Task{std::move(run), step});
+}
+
+void Executor::Impl::on_timeout(const std::weak_ptr<RunState>& weak, std::uint32_t step, int number,
+                                std::chrono::milliseconds timeout) {
+    auto run = weak.lock();
+    if (!run) return;
+    {
+        std::lock_guard lock(run->mutex);
+        auto& slot = run->steps[step];
+        if (slot.status != StepStatus::running || slot.attempts != number) return;
+        slot.timeout_timer = 0;   // firing now
+        slot.attempt_flag->store(true);   // the handler sees ctx.cancelled()
+    }
+    finish_attempt(run, step, number,
+                   Result{{}, fmt::format("timed out after {} ms", timeout.count()), false});
+    pool_.push(Task{});   // a worker commits it
+}
+
+void Executor::Impl::on_deadline(const std::weak_ptr<RunState>& weak) {
+    auto run_ptr = weak.lock();
+    if (!run_ptr) return;
+    RunState& run = *run_ptr;
+    {
+        std::lock_guard lock(run.mutex);
+        run.deadline_timer = 0;
+        if (run.final_submitted || run.abandoned) return;
+        const auto limit = run.workflow->deadline()->count();
+        run.cancel_flag = true;   // in-flight handlers see ctx.cancelled()
+        stop_run(run, RunStatus::failed,
+                 fmt::format("[loom.run.deadline] the run passed its deadline of {} ms", limit));
+        Queue queue(*this, run_ptr);
+        const auto at = now();
+        queue.writes().events.push_back(RunEvent{0, run.id, "", "run.deadline", 0, run.error, at});
+        // A deadline is a hard limit: attempts still running are given up, so
+        // the run ends now even if a handler ignores ctx.cancelled().
+        for (std::uint32_t i = 0; i < run.steps.size(); ++i) {
+            auto& slot = run.steps[i];
+            if (slot.status != StepStatus::running) continue;
+            if (slot.timeout_timer) timers_.cancel(std::exchange(slot.timeout_timer, 0));
+            if (slot.attempt_flag) slot.attempt_flag->store(true);
+            slot.attempt_flag.reset();
+            slot.status = StepStatus::failed;
+            slot.error = "given up: the run passed its deadline";
+            slot.finished_at = at;
+            record_start(run, i, queue.writes());
+            record_step(run, i, queue.writes(), "step.failed", at, slot.error);
+            --run.active;
+        }
+        finalize_if_done(run, queue);
+        queue.release(false);
+    }
+    pool_.push(Task{});   // a worker commits it
+}
+
+}  // namespace loom
