@@ -1,0 +1,189 @@
+// FakeClock and StepHarness: loom/testing.hpp.
+#include <loom/error.hpp>
+#include <loom/testing.hpp>
+
+#include <algorithm>
+#include <exception>
+#include <ostream>
+
+namespace loom::testing {
+
+TimePoint FakeClock::now() const {
+    std::lock_guard guard(mutex_);
+    return now_;
+}
+
+void FakeClock::wait_until(std::condition_variable& cv, std::unique_lock<std::mutex>& lock,
+                           TimePoint at) const {
+    {
+        std::lock_guard guard(mutex_);
+        if (now_ >= at) return;
+        waiting_.push_back(&cv);   // from here on, advance() notifies cv
+    }
+    for (;;) {
+        // Bounded: advance() notifies without the caller's mutex, so its notify
+        // can come between our check above and our going to sleep, and be lost.
+        const bool notified = cv.wait_for(lock, kMaxWakeDelay) == std::cv_status::no_timeout;
+        std::lock_guard guard(mutex_);
+        if (notified || now_ >= at) {
+            // The registration goes before we return: the caller may then
+            // destroy cv, and advance() must no longer touch it.
+            waiting_.erase(std::find(waiting_.begin(), waiting_.end(), &cv));
+            return;
+        }
+    }
+}
+
+void FakeClock::advance(TimePoint::duration by) {
+    if (by < TimePoint::duration::zero())
+        throw InvalidArgument("loom.testing.clock_backwards",
+                              "FakeClock::advance by a negative duration; time never goes back");
+    std::lock_guard guard(mutex_);
+    move_to(now_ + by);
+}
+
+void FakeClock::set(TimePoint to) {
+    std::lock_guard guard(mutex_);
+    if (to < now_)
+        throw InvalidArgument("loom.testing.clock_backwards",
+                              "FakeClock::set to an earlier time than now(); time never goes back");
+    move_to(to);
+}
+
+void FakeClock::move_to(TimePoint to) {
+    now_ = to;
+    // Under mutex_: a waiter unregisters under it before its cv may be destroyed.
+    for (auto* cv : waiting_) cv->notify_all();
+}
+
+std::size_t FakeClock::waiters() const {
+    std::lock_guard guard(mutex_);
+    return waiting_.size();
+}
+
+std::string_view to_string(ErrorKind kind) noexcept {
+    switch (kind) {
+    case ErrorKind::none: return "none";
+    case ErrorKind::retryable: return "retryable";
+    case ErrorKind::fatal: return "fatal";
+    case ErrorKind::other: return "other";
+    }
+    return "?";
+}
+
+std::ostream& operator<<(std::ostream& out, ErrorKind kind) { return out << to_string(kind); }
+
+namespace {
+
+std::shared_ptr<StepHandler> registered(const HandlerRegistry& registry, std::string_view name) {
+    auto handler = registry.find(name);
+    if (!handler)
+        throw NotFound("loom.handler.unknown",
+                       "handler \"" + std::string(name) + "\" is not registered");
+    return handler;
+}
+
+}  // namespace
+
+StepHarness::StepHarness(std::shared_ptr<StepHandler> handler) : handler_(std::move(handler)) {
+    if (!handler_) throw InvalidArgument("loom.handler.null", "StepHarness: the handler is null");
+}
+
+StepHarness::StepHarness(HandlerRegistry::Function function) {
+    if (!function) throw InvalidArgument("loom.handler.null", "StepHarness: the function is null");
+    // The registry is what wraps a function into a StepHandler.
+    HandlerRegistry registry;
+    registry.add("harness", std::move(function));
+    handler_ = registry.find("harness");
+}
+
+StepHarness::StepHarness(const HandlerRegistry& registry, std::string_view name)
+    : StepHarness(registered(registry, name)) {}
+
+StepHarness& StepHarness::input(Json value) {
+    input_ = std::move(value);
+    return *this;
+}
+
+StepHarness& StepHarness::attempt(int number) {
+    if (number < 1)
+        throw InvalidArgument("loom.testing.bad_attempt",
+                              "attempt " + std::to_string(number) + ": attempts count from 1");
+    attempt_ = number;
+    return *this;
+}
+
+StepHarness& StepHarness::run_id(RunId id) {
+    run_id_ = std::move(id);
+    return *this;
+}
+
+StepHarness& StepHarness::step_id(std::string id) {
+    step_id_ = std::move(id);
+    return *this;
+}
+
+StepHarness& StepHarness::deadline(TimePoint at) {
+    deadline_ = at;
+    return *this;
+}
+
+StepHarness& StepHarness::timeout(TimePoint::duration after) {
+    timeout_ = after;
+    return *this;
+}
+
+StepHarness& StepHarness::cancelled(bool value) {
+    cancel_flag_.store(value, std::memory_order_relaxed);
+    return *this;
+}
+
+StepHarness& StepHarness::clock(const Clock& clock) {
+    clock_ = &clock;
+    return *this;
+}
+
+StepResult StepHarness::run() const {
+    StepResult result;
+    std::mutex logs_mutex;   // a handler may log from threads of its own
+    const Clock& clock = clock_ ? *clock_ : SystemClock::instance();
+
+    StepContext::Params params;
+    params.input = input_;
+    params.attempt = attempt_;
+    params.run_id = run_id_;
+    params.step_id = step_id_;
+    params.cancel_flag = &cancel_flag_;
+    params.deadline = deadline_;
+    if (timeout_) {
+        const TimePoint by_timeout = clock.now() + *timeout_;
+        if (!params.deadline || by_timeout < *params.deadline) params.deadline = by_timeout;
+    }
+    params.clock = &clock;
+    params.log_sink = [&](const LogRecord& record) {
+        std::lock_guard guard(logs_mutex);
+        result.logs.push_back(record);
+    };
+    StepContext ctx(std::move(params));
+
+    // The same messages as the executor's for what carries none.
+    try {
+        result.output = handler_->run(ctx);
+    } catch (const FatalError& e) {
+        result.error_kind = ErrorKind::fatal;
+        result.error = e.what();
+    } catch (const RetryableError& e) {
+        result.error_kind = ErrorKind::retryable;
+        result.error = e.what();
+    } catch (const std::exception& e) {
+        result.error_kind = ErrorKind::other;
+        result.error = e.what();
+    } catch (...) {
+        result.error_kind = ErrorKind::other;
+        result.error = "unknown exception (not derived from std::exception)";
+    }
+    if (!result.ok() && result.error.empty()) result.error = "exception without a message";
+    return result;
+}
+
+}  // namespace loom::testing
