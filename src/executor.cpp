@@ -72,6 +72,13 @@ Executor::Impl::Impl(Store& store, HandlerRegistry& handlers, ExecutorOptions op
 Executor::Impl::~Impl() {
     stopping_ = true;
     timers_.stop();   // waits in progress stay in the store; recover() re-arms them
+    {
+        std::unique_lock lock(in_flight_mutex_);
+        if (!in_flight_cv_.wait_for(lock, options_.shutdown_grace, [this] { return in_flight_ == 0; })) {
+            lock.unlock();
+            cancel_attempts();
+        }
+    }
     pool_.stop();
     // Commit what the last handlers left queued, so their results are kept.
     bool must_lead = false;
@@ -97,6 +104,19 @@ Executor::Impl::~Impl() {
             "loom.executor.stopped",
             "run " + run->id + " was left unfinished when its executor stopped; recover() resumes it"));
         run->done_cv.notify_all();
+    }
+}
+
+void Executor::Impl::cancel_attempts() {
+    std::vector<std::shared_ptr<RunState>> runs;
+    {
+        std::lock_guard lock(live_mutex_);
+        for (auto& [id, run] : live_) runs.push_back(run);
+    }
+    for (auto& run : runs) {
+        std::lock_guard lock(run->mutex);
+        for (auto& slot : run->steps)
+            if (slot.attempt_flag) slot.attempt_flag->store(true);
     }
 }
 

@@ -200,6 +200,8 @@ struct Executor::Impl {
     bool launch(const std::shared_ptr<RunState>& run, const RunInfo& stored, bool fresh,
                 const char* event);
     std::shared_ptr<RunState> find_live(const RunId& id);
+    /// Sets ctx.cancelled() for every in-flight attempt (shutdown grace over).
+    void cancel_attempts();
     void erase_live(const std::shared_ptr<RunState>& run);
 
     Store& store_;
@@ -238,6 +240,10 @@ struct Executor::Impl {
     } leader_;
 
     std::atomic<bool> stopping_{false};
+    /// Attempts claimed and not yet finished; destruction waits for them.
+    std::atomic<std::size_t> in_flight_{0};
+    std::mutex in_flight_mutex_;
+    std::condition_variable in_flight_cv_;
     detail::TimerQueue timers_;   // stopped first by ~Impl: its callbacks use the rest
     detail::ThreadPool pool_;   // last: its threads stop before the rest is destroyed
 };

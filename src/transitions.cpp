@@ -211,6 +211,7 @@ std::optional<Executor::Impl::Attempt> Executor::Impl::claim(const Task& task) {
         return std::nullopt;
     }
     auto& slot = run.steps[task.step];
+    in_flight_.fetch_add(1);
     slot.status = StepStatus::running;
     slot.started_at = now();
     slot.finished_at.reset();

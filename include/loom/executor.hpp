@@ -39,6 +39,9 @@ struct ExecutorOptions {
     /// Time for backoff, timeouts, deadlines and timers; null: SystemClock.
     /// Must outlive the executor (testing::FakeClock skips time in tests).
     const Clock* clock = nullptr;
+    /// How long destruction lets in-flight handlers finish before it asks
+    /// them to stop (ctx.cancelled() turns true). Real time, not `clock`.
+    std::chrono::milliseconds shutdown_grace{10'000};
 };
 
 /// Which definition start() uses and how.
@@ -61,9 +64,12 @@ struct StartOptions {
 /// of many steps and runs share transactions (group commit). After a crash,
 /// recover() resumes every unfinished run; completed steps never run again.
 ///
-/// Destruction stops dispatching new steps, lets in-flight handlers finish and
-/// commits their results; unfinished runs stay "running" in the store and a
-/// later recover() resumes them.
+/// Destruction stops dispatching new steps and timers, lets in-flight
+/// handlers finish for up to ExecutorOptions::shutdown_grace, then sets their
+/// ctx.cancelled() and waits for them to return, and commits their results;
+/// unfinished runs stay "running" in the store and a later recover() resumes
+/// them. A handler that ignores ctx.cancelled() holds destruction until it
+/// returns: a thread cannot be stopped from outside.
 ///
 /// Thread safety: every member function may be called from any thread,
 /// concurrently. The store, handlers and observer must outlive the executor.
