@@ -82,8 +82,9 @@ void Executor::Impl::record_step(RunState& run, std::uint32_t step, Batch& write
                                  const char* event, TimePoint at, std::string detail) {
     const auto& slot = run.steps[step];
     const auto& id = run.workflow->steps()[step].id;
+    // wake_at stays empty until the executor schedules retries (StepSlot has none yet).
     writes.steps.push_back(StepWrite{run.id, id, slot.status, slot.attempts, slot.output, slot.error,
-                                     slot.started_at, slot.finished_at});
+                                     slot.started_at, slot.finished_at, std::nullopt});
     if (event)
         writes.events.push_back(RunEvent{0, run.id, id, event, slot.attempts, std::move(detail), at});
 }
