@@ -39,6 +39,7 @@ RunInfo without_steps(const RunInfo& run) {
     out.created_at = run.created_at;
     out.updated_at = run.updated_at;
     out.finished_at = run.finished_at;
+    out.idempotency_key = run.idempotency_key;
     return out;
 }
 
@@ -54,6 +55,7 @@ struct MemoryStore::State {
     // Everything below is guarded by mutex.
     std::map<std::string, std::map<std::int64_t, WorkflowRecord>, std::less<>> workflows;
     std::unordered_map<RunId, RunRow> runs;
+    std::unordered_map<std::string, RunId> by_key;   // idempotency key -> run id
     // Runs oldest first; the counter breaks ties between runs created in one millisecond.
     std::map<std::pair<TimePoint, std::uint64_t>, RunRow*> by_created;
     std::uint64_t next_order = 0;
@@ -76,6 +78,10 @@ struct MemoryStore::State {
         if (!has_workflow(run.workflow_name, run.workflow_version)) {
             throw detail::unknown_workflow(run);
         }
+        if (!run.idempotency_key.empty()) {
+            auto holder = by_key.find(run.idempotency_key);
+            if (holder != by_key.end()) throw detail::duplicate_key(run, holder->second);
+        }
         RunRow row;
         row.step_index.reserve(run.steps.size());
         for (std::size_t i = 0; i < run.steps.size(); ++i) {
@@ -90,16 +96,19 @@ struct MemoryStore::State {
         for (StepInfo& step : row.info.steps) {
             step.started_at = to_stored(step.started_at);
             step.finished_at = to_stored(step.finished_at);
+            step.wake_at = to_stored(step.wake_at);
         }
         row.order = next_order++;
         RunRow& stored = runs.emplace(run.id, std::move(row)).first->second;
         by_created.emplace(std::make_pair(stored.info.created_at, stored.order), &stored);
+        if (!run.idempotency_key.empty()) by_key.emplace(run.idempotency_key, run.id);
     }
 
     // Undoes insert_run for a batch that failed later on.
     void erase_run(const RunId& id) {
         auto it = runs.find(id);
         by_created.erase(std::make_pair(it->second.info.created_at, it->second.order));
+        if (!it->second.info.idempotency_key.empty()) by_key.erase(it->second.info.idempotency_key);
         if (last_found == &it->second) last_found = nullptr;
         runs.erase(it);
     }
@@ -163,6 +172,7 @@ struct MemoryStore::State {
             step.error = write.error;
             step.started_at = to_stored(write.started_at);
             step.finished_at = to_stored(write.finished_at);
+            step.wake_at = to_stored(write.wake_at);
         }
         for (std::size_t i = 0; i < batch.runs.size(); ++i) {
             const RunWrite& write = batch.runs[i];
@@ -246,6 +256,14 @@ std::optional<RunInfo> MemoryStore::load_run(const RunId& id) {
     auto it = state_->runs.find(id);
     if (it == state_->runs.end()) return std::nullopt;
     return it->second.info;
+}
+
+std::optional<RunId> MemoryStore::find_run_by_key(std::string_view idempotency_key) {
+    if (idempotency_key.empty()) return std::nullopt;
+    std::lock_guard lock(state_->mutex);
+    auto it = state_->by_key.find(std::string(idempotency_key));
+    if (it == state_->by_key.end()) return std::nullopt;
+    return it->second;
 }
 
 std::vector<RunInfo> MemoryStore::list_runs(const RunFilter& filter) {

@@ -5,6 +5,9 @@
 
 #include <array>
 #include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <fmt/format.h>
@@ -20,9 +23,14 @@ struct Migration {
     int version;
     const char* description;
     const char* sql;
+    // The table the sql rebuilds (create new, copy, drop, rename), or nullptr.
+    // migrate() then follows SQLite's procedure for such changes: foreign keys
+    // off around the transaction, the table's own indexes and triggers (a
+    // host's too) created again, foreign_key_check before the commit.
+    const char* rebuilds = nullptr;
 };
 
-constexpr std::array<Migration, 3> kMigrations{{
+constexpr std::array<Migration, 4> kMigrations{{
     {1, "tables for definitions, runs, steps and events", R"sql(
 CREATE TABLE schema_migrations (
     version     INTEGER PRIMARY KEY,
@@ -97,7 +105,89 @@ WHERE kind = 'step.started' AND seq NOT IN (
 CREATE UNIQUE INDEX run_events_step_started ON run_events (run_id, step_id, attempt)
     WHERE kind = 'step.started';
 )sql"},
+    // A failed attempt waits for its retry (wake_at); a step whose condition is
+    // false is skipped. SQLite cannot alter a CHECK, so step_runs is rebuilt
+    // with every row. A run may carry an idempotency key, unique when present.
+    {4, "waiting and skipped steps, wake_at, run idempotency keys", R"sql(
+CREATE TABLE step_runs_v4 (
+    run_id      TEXT NOT NULL REFERENCES workflow_runs (id),
+    step_id     TEXT NOT NULL,
+    position    INTEGER NOT NULL,
+    status      TEXT NOT NULL
+                CHECK (status IN ('pending', 'ready', 'running', 'waiting', 'completed',
+                                  'failed', 'skipped')),
+    attempts    INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    output      TEXT,
+    error       TEXT,
+    started_at  INTEGER,
+    finished_at INTEGER,
+    wake_at     INTEGER,
+    PRIMARY KEY (run_id, step_id)
+) WITHOUT ROWID;
+INSERT INTO step_runs_v4 (run_id, step_id, position, status, attempts, output, error,
+                          started_at, finished_at)
+    SELECT run_id, step_id, position, status, attempts, output, error, started_at, finished_at
+    FROM step_runs;
+DROP TABLE step_runs;
+ALTER TABLE step_runs_v4 RENAME TO step_runs;
+ALTER TABLE workflow_runs ADD COLUMN idempotency_key TEXT;
+CREATE UNIQUE INDEX workflow_runs_by_idempotency_key ON workflow_runs (idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+)sql",
+     "step_runs"},
 }};
+
+// PRAGMA foreign_keys is a no-op inside a transaction, so a rebuild turns the
+// enforcement off before BEGIN (dropping a table that others reference must
+// not cascade or fail) and this guard turns it back on, also after an error.
+class ForeignKeysOff {
+public:
+    explicit ForeignKeysOff(SQLite::Database& db)
+        : db_(db), was_on_(db.execAndGet("PRAGMA foreign_keys").getInt() != 0) {
+        if (was_on_) db_.exec("PRAGMA foreign_keys = OFF");
+    }
+    ~ForeignKeysOff() {
+        if (!was_on_) return;
+        try {
+            db_.exec("PRAGMA foreign_keys = ON");
+        } catch (const SQLite::Exception&) {
+            // Only fails on a connection with a transaction open, which the
+            // migration's Transaction has rolled back by now.
+        }
+    }
+    ForeignKeysOff(const ForeignKeysOff&) = delete;
+    ForeignKeysOff& operator=(const ForeignKeysOff&) = delete;
+
+private:
+    SQLite::Database& db_;
+    bool was_on_;
+};
+
+// The CREATE statements of the table's explicit indexes and its triggers,
+// which DROP TABLE removes with it (automatic indexes have no sql).
+std::vector<std::string> dependents(SQLite::Database& db, const char* table) {
+    SQLite::Statement query(db,
+        "SELECT sql FROM sqlite_master WHERE tbl_name = ? AND type IN ('index', 'trigger') "
+        "AND sql IS NOT NULL ORDER BY type, name");
+    query.bind(1, table);
+    std::vector<std::string> out;
+    while (query.executeStep()) out.push_back(query.getColumn(0).getString());
+    return out;
+}
+
+// Throws StoreError if a row's foreign key finds no parent after a rebuild, which
+// ran with enforcement off. Loom's connections always enforce foreign keys, so
+// such a row was written by another client; the schema is left as it was.
+void check_foreign_keys(SQLite::Database& db, const std::string& path,
+                        const Migration& migration) {
+    SQLite::Statement check(db, "PRAGMA foreign_key_check");
+    if (!check.executeStep()) return;
+    throw StoreError("loom.store.migration_failed",
+                     fmt::format("{}: schema migration {} ({}): table {} holds a row whose "
+                                 "parent in {} does not exist; the migration was rolled back",
+                                 path, migration.version, migration.description,
+                                 check.getColumn(0).getString(), check.getColumn(2).getString()));
+}
 
 }  // namespace
 
@@ -124,10 +214,16 @@ void migrate(SQLite::Database& db, const std::string& path, int target) {
     for (const Migration& migration : kMigrations) {
         if (migration.version <= current) continue;
         if (migration.version > target) break;
+        std::optional<ForeignKeysOff> foreign_keys_off;
+        if (migration.rebuilds) foreign_keys_off.emplace(db);
         SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
         // Read under the write lock: another process may have migrated meanwhile.
         if (schema_version(db) >= migration.version) continue;
+        std::vector<std::string> recreate;
+        if (migration.rebuilds) recreate = dependents(db, migration.rebuilds);
         db.exec(migration.sql);
+        for (const std::string& sql : recreate) db.exec(sql);
+        if (migration.rebuilds) check_foreign_keys(db, path, migration);
         SQLite::Statement record(db,
             "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)");
         record.bind(1, migration.version);

@@ -24,8 +24,11 @@ void check_schema_version(SQLite::Database& db, const std::string& path);
 
 /// Applies every migration above the current version up to `target` (the latest
 /// by default), each in a BEGIN IMMEDIATE transaction that re-reads the version,
-/// so processes opening one file together apply each migration once. Throws
-/// StoreError "[loom.store.schema_too_new]" and SQLite::Exception.
+/// so processes opening one file together apply each migration once. A migration
+/// that rebuilds a table runs with foreign keys off (restored afterwards) and
+/// keeps the table's indexes and triggers. Throws StoreError
+/// "[loom.store.schema_too_new]", StoreError "[loom.store.migration_failed]" (a
+/// rebuild found a row without its foreign key's parent) and SQLite::Exception.
 void migrate(SQLite::Database& db, const std::string& path, int target = latest_schema_version());
 
 }  // namespace loom::detail

@@ -23,7 +23,7 @@ namespace {
 
 constexpr const char* kRunColumns =
     "id, workflow_name, workflow_version, workflow_hash, status, cancel_requested, input, "
-    "output, error, created_at, updated_at, finished_at";
+    "output, error, created_at, updated_at, finished_at, idempotency_key";
 
 // ---- binding and reading columns -------------------------------------------------
 
@@ -78,6 +78,7 @@ RunInfo read_run(SQLite::Statement& s) {
     run.created_at = detail::from_millis(s.getColumn(9).getInt64());
     run.updated_at = detail::from_millis(s.getColumn(10).getInt64());
     run.finished_at = time_column(s.getColumn(11));
+    run.idempotency_key = text_column(s.getColumn(12));
     return run;
 }
 
@@ -249,6 +250,7 @@ struct SqliteStore::Impl {
     SQLite::Statement find_definition_hash;
     SQLite::Statement insert_definition;
     SQLite::Statement insert_run;
+    SQLite::Statement find_key_holder;
     SQLite::Statement insert_step;
     SQLite::Statement update_step;
     SQLite::Statement update_run;
@@ -261,6 +263,7 @@ struct SqliteStore::Impl {
     SQLite::Statement select_definition;
     SQLite::Statement select_definitions;
     SQLite::Statement select_run;
+    SQLite::Statement select_run_by_key;
     SQLite::Statement select_steps;
     SQLite::Statement select_unfinished;
     SQLite::Statement select_events;
@@ -276,13 +279,14 @@ struct SqliteStore::Impl {
           insert_run(writer,
               "INSERT INTO workflow_runs (id, workflow_name, workflow_version, workflow_hash, "
               "status, cancel_requested, input, output, error, created_at, updated_at, "
-              "finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+              "finished_at, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+          find_key_holder(writer, "SELECT id FROM workflow_runs WHERE idempotency_key = ?"),
           insert_step(writer,
               "INSERT INTO step_runs (run_id, step_id, position, status, attempts, output, "
-              "error, started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+              "error, started_at, finished_at, wake_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
           update_step(writer,
               "UPDATE step_runs SET status = ?, attempts = ?, output = ?, error = ?, "
-              "started_at = ?, finished_at = ? WHERE run_id = ? AND step_id = ?"),
+              "started_at = ?, finished_at = ?, wake_at = ? WHERE run_id = ? AND step_id = ?"),
           update_run(writer,
               "UPDATE workflow_runs SET status = ?, cancel_requested = ?, output = ?, error = ?, "
               "updated_at = ?, finished_at = ? WHERE id = ?"),
@@ -300,8 +304,10 @@ struct SqliteStore::Impl {
               "SELECT name, version, hash, definition, created_at FROM workflow_definitions "
               "ORDER BY name, version"),
           select_run(reader, fmt::format("SELECT {} FROM workflow_runs WHERE id = ?", kRunColumns)),
+          // Answered by the partial index workflow_runs_by_idempotency_key (schema 4).
+          select_run_by_key(reader, "SELECT id FROM workflow_runs WHERE idempotency_key = ?"),
           select_steps(reader,
-              "SELECT step_id, status, attempts, output, error, started_at, finished_at "
+              "SELECT step_id, status, attempts, output, error, started_at, finished_at, wake_at "
               "FROM step_runs WHERE run_id = ? ORDER BY position"),
           // rowid breaks ties between runs created in the same millisecond.
           select_unfinished(reader,
@@ -380,11 +386,23 @@ struct SqliteStore::Impl {
         s->bind(10, detail::to_millis(run.created_at));
         s->bind(11, detail::to_millis(run.updated_at));
         bind_time(*s, 12, run.finished_at);
+        bind_text(*s, 13, run.idempotency_key);
         exec_insert(*s, [&](int code) {
             if (code == SQLITE_CONSTRAINT_PRIMARYKEY) throw detail::duplicate_run(run.id);
             if (code == SQLITE_CONSTRAINT_FOREIGNKEY) throw detail::unknown_workflow(run);
+            if (code == SQLITE_CONSTRAINT_UNIQUE) {   // workflow_runs_by_idempotency_key
+                throw detail::duplicate_key(run, key_holder(run.idempotency_key));
+            }
         });
         for (std::size_t i = 0; i < run.steps.size(); ++i) add_step(run.id, run.steps[i], i, doing);
+    }
+
+    // The run holding a key, as this transaction sees it (a run inserted earlier
+    // in the same batch included).
+    RunId key_holder(const std::string& key) {
+        Use s(find_key_holder);
+        s->bindNoCopy(1, key);
+        return s->executeStep() ? s->getColumn(0).getString() : RunId();
     }
 
     void add_step(const RunId& run_id, const StepInfo& step, std::size_t position, Doing& doing) {
@@ -399,6 +417,7 @@ struct SqliteStore::Impl {
         bind_text(*s, 7, step.error);
         bind_time(*s, 8, step.started_at);
         bind_time(*s, 9, step.finished_at);
+        bind_time(*s, 10, step.wake_at);
         exec_insert(*s, [&](int code) {
             if (code == SQLITE_CONSTRAINT_PRIMARYKEY) {
                 throw detail::duplicate_step(run_id, step.step_id);
@@ -415,8 +434,9 @@ struct SqliteStore::Impl {
         bind_text(*s, 4, write.error);
         bind_time(*s, 5, write.started_at);
         bind_time(*s, 6, write.finished_at);
-        s->bindNoCopy(7, write.run_id);
-        s->bindNoCopy(8, write.step_id);
+        bind_time(*s, 7, write.wake_at);
+        s->bindNoCopy(8, write.run_id);
+        s->bindNoCopy(9, write.step_id);
         if (s->exec() != 1) throw detail::missing_row(write.run_id, write.step_id);
     }
 
@@ -542,9 +562,22 @@ std::optional<RunInfo> SqliteStore::load_run(const RunId& id) {
             step.error = text_column(s->getColumn(4));
             step.started_at = time_column(s->getColumn(5));
             step.finished_at = time_column(s->getColumn(6));
+            step.wake_at = time_column(s->getColumn(7));
         }
         return run;
     });
+}
+
+std::optional<RunId> SqliteStore::find_run_by_key(std::string_view idempotency_key) {
+    if (idempotency_key.empty()) return std::nullopt;
+    const std::string key(idempotency_key);
+    return impl_->read("finding the run of idempotency key " + key,
+                       [&]() -> std::optional<RunId> {
+                           Use s(impl_->select_run_by_key);
+                           s->bindNoCopy(1, key);
+                           if (!s->executeStep()) return std::nullopt;
+                           return s->getColumn(0).getString();
+                       });
 }
 
 std::vector<RunInfo> SqliteStore::list_runs(const RunFilter& filter) {

@@ -30,6 +30,13 @@ inline Conflict duplicate_run(const RunId& run_id) {
     return Conflict("loom.store.duplicate_run", "run " + run_id + " already exists");
 }
 
+/// A new run whose idempotency key already belongs to run `holder`.
+inline Conflict duplicate_key(const RunInfo& run, const RunId& holder) {
+    return Conflict("loom.run.duplicate_key", "run " + run.id + ": idempotency key '" +
+                                                  run.idempotency_key +
+                                                  "' already belongs to run " + holder);
+}
+
 inline Conflict definition_conflict(const std::string& name, std::int64_t version,
                                     const std::string& stored_hash, const std::string& new_hash) {
     return Conflict("loom.store.definition_conflict",

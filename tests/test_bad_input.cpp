@@ -565,7 +565,7 @@ TEST_CASE("bad calls are refused with their exact error and change nothing", "[b
              loom::Batch batch;
              batch.events.push_back(loom::RunEvent{0, "stuck-run", "a", "step.started", 1, "", now()});
              batch.steps.push_back(loom::StepWrite{"stuck-run", "zz", loom::StepStatus::completed, 1,
-                                                   1, "", now(), now(), {}});
+                                                   1, "", now(), now(), std::nullopt});
              f.store.commit(batch);
          },
          [](Fixture& f) { f.store_unfinished_run("stuck-run", f.hello.hash()); }},

@@ -60,6 +60,16 @@ void write_run(loom::Store& store, const std::string& id) {
     store.commit(batch);
 }
 
+loom::StepWrite step_write(const std::string& run_id, const std::string& step_id,
+                           loom::StepStatus status, int attempts) {
+    loom::StepWrite write;
+    write.run_id = run_id;
+    write.step_id = step_id;
+    write.status = status;
+    write.attempts = attempts;
+    return write;
+}
+
 std::string file_bytes(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
@@ -71,6 +81,21 @@ std::vector<int> applied_versions(const std::string& path) {
     std::vector<int> versions;
     while (query.executeStep()) versions.push_back(query.getColumn(0).getInt());
     return versions;
+}
+
+// Every row of a query, each as its columns' SQL literals ("'a'|12|NULL"), so
+// that a value, its type and NULL all show.
+std::vector<std::string> rows(SQLite::Database& db, const std::string& sql) {
+    SQLite::Statement query(db, sql);
+    std::vector<std::string> out;
+    while (query.executeStep()) {
+        std::string row;
+        for (int i = 0; i < query.getColumnCount(); ++i) {
+            row += (i > 0 ? "|" : "") + query.getColumn(i).getString();
+        }
+        out.push_back(row);
+    }
+    return out;
 }
 
 std::vector<int> every_version() {
@@ -89,11 +114,7 @@ TEST_CASE("data survives closing and reopening the file", "[sqlite]") {
         store.save_workflow(workflow());
         write_run(store, "r1");
         loom::Batch batch;
-        loom::StepWrite step;
-        step.run_id = "r1";
-        step.step_id = "a";
-        step.status = loom::StepStatus::completed;
-        step.attempts = 1;
+        loom::StepWrite step = step_write("r1", "a", loom::StepStatus::completed, 1);
         step.output = {{"rows", 3}};
         batch.steps.push_back(step);
         store.commit(batch);
@@ -136,6 +157,7 @@ TEST_CASE("opening a new file applies every migration", "[sqlite]") {
     loom::test::TempDir dir;
     const std::string path = dir.file("runs.db");
     { loom::SqliteStore store(path); }
+    CHECK(loom::SqliteStore::latest_schema_version() == 4);
     CHECK(applied_versions(path) == every_version());
     SQLite::Database db(path);
     CHECK(db.execAndGet("SELECT count(*) FROM schema_migrations WHERE description = '' "
@@ -214,6 +236,126 @@ TEST_CASE("opening a version 2 file upgrades it; duplicate starts it holds are k
     batch.events[0].attempt = 2;
     store.commit(batch);
     CHECK(store.load_events("old").size() == 4);
+}
+
+TEST_CASE("opening a version 3 file rebuilds step_runs with every row and value", "[sqlite]") {
+    loom::test::TempDir dir;
+    const std::string path = dir.file("v3.db");
+    // Literal columns, so that the comparison cannot miss a value the store skips.
+    const std::string steps_v3 =
+        "SELECT quote(run_id), quote(step_id), quote(position), quote(status), quote(attempts), "
+        "quote(output), quote(error), quote(started_at), quote(finished_at) FROM step_runs "
+        "ORDER BY run_id, step_id";
+    const std::string runs_v3 =
+        "SELECT rowid, quote(id), quote(workflow_name), quote(workflow_version), "
+        "quote(workflow_hash), quote(status), quote(cancel_requested), quote(input), "
+        "quote(output), quote(error), quote(created_at), quote(updated_at), quote(finished_at) "
+        "FROM workflow_runs ORDER BY rowid";
+    const std::string events = "SELECT quote(seq), quote(run_id), quote(step_id), quote(kind), "
+                               "quote(attempt), quote(detail), quote(at) FROM run_events ORDER BY seq";
+    std::vector<std::string> steps_before, runs_before, events_before;
+    {
+        // The file as Loom with schema version 3 left it, plus an index of the host's.
+        SQLite::Database db(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+        loom::detail::migrate(db, path, 3);
+        db.exec("INSERT INTO workflow_definitions VALUES ('etl', 1, 'h1', '{}', 5)");
+        db.exec("INSERT INTO workflow_runs VALUES ('old', 'etl', 1, 'h1', 'running', 1, "
+                "'{\"n\":7}', NULL, NULL, 10, 11, NULL)");
+        db.exec("INSERT INTO workflow_runs VALUES ('done', 'etl', 1, 'h1', 'failed', 0, "
+                "NULL, '{\"c\":null}', 'step a failed: boom', 20, 22, 23)");
+        // Inserted out of position order; load_run must still give c after b.
+        db.exec("INSERT INTO step_runs VALUES ('old', 'c', 2, 'pending', 0, NULL, NULL, NULL, NULL)");
+        db.exec("INSERT INTO step_runs VALUES ('old', 'a', 0, 'completed', 1, '42', NULL, 12, 13)");
+        db.exec("INSERT INTO step_runs VALUES ('old', 'b', 1, 'running', 2, NULL, 'first: e', 14, "
+                "NULL)");
+        db.exec("INSERT INTO step_runs VALUES ('done', 'a', 0, 'failed', 3, '[1,\"x\"]', 'boom', "
+                "20, 21)");
+        db.exec("INSERT INTO run_events (run_id, kind, at) VALUES ('old', 'run.started', 10)");
+        db.exec("INSERT INTO run_events (run_id, step_id, kind, attempt, detail, at) "
+                "VALUES ('done', 'a', 'step.failed', 3, 'boom', 21)");
+        db.exec("CREATE INDEX host_steps_by_status ON step_runs (status, run_id)");
+        steps_before = rows(db, steps_v3);
+        runs_before = rows(db, runs_v3);
+        events_before = rows(db, events);
+    }
+    REQUIRE(applied_versions(path) == std::vector<int>{1, 2, 3});
+    REQUIRE(steps_before.size() == 4);
+
+    loom::SqliteStore store(path);
+    CHECK(applied_versions(path) == every_version());
+    CHECK(SqliteStoreProbe::writer_pragma(store, "foreign_keys") == "1");   // on again
+    {
+        SQLite::Database db(path, SQLite::OPEN_READWRITE);
+        CHECK(rows(db, steps_v3) == steps_before);
+        CHECK(rows(db, runs_v3) == runs_before);
+        CHECK(rows(db, events) == events_before);
+        CHECK(rows(db, "SELECT count(*) FROM step_runs WHERE wake_at IS NOT NULL") ==
+              std::vector<std::string>{"0"});
+        CHECK(rows(db, "SELECT count(*) FROM workflow_runs WHERE idempotency_key IS NOT NULL") ==
+              std::vector<std::string>{"0"});
+        // Still WITHOUT ROWID, keyed by (run, step), checked, and indexed as before.
+        CHECK_THROWS_AS(db.exec("SELECT rowid FROM step_runs"), SQLite::Exception);
+        CHECK_THROWS_AS(db.exec("INSERT INTO step_runs (run_id, step_id, position, status) "
+                                "VALUES ('old', 'a', 9, 'pending')"),
+                        SQLite::Exception);
+        CHECK_THROWS_AS(db.exec("INSERT INTO step_runs (run_id, step_id, position, status) "
+                                "VALUES ('old', 'z', 9, 'bogus')"),
+                        SQLite::Exception);
+        CHECK(rows(db, "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+                       "ORDER BY name") ==
+              std::vector<std::string>{"host_steps_by_status", "run_events_by_run",
+                                       "run_events_step_started", "workflow_runs_by_created",
+                                       "workflow_runs_by_idempotency_key",
+                                       "workflow_runs_by_status", "workflow_runs_by_workflow"});
+        CHECK_FALSE(db.tableExists("step_runs_v4"));
+        CHECK(rows(db, "PRAGMA foreign_key_check").empty());
+    }
+
+    auto old = store.load_run("old");
+    REQUIRE(old);
+    REQUIRE(old->steps.size() == 3);
+    CHECK(old->steps[1].step_id == "b");
+    CHECK(old->step("b")->attempts == 2);
+    CHECK(old->step("b")->error == "first: e");
+    CHECK(old->step("b")->started_at == at(14));
+    CHECK_FALSE(old->step("b")->wake_at);
+    CHECK(old->idempotency_key.empty());
+    CHECK(store.load_run("done")->step("a")->output == loom::Json::parse("[1,\"x\"]"));
+
+    // The rebuilt table takes the new statuses and wake_at.
+    loom::Batch batch;
+    loom::StepWrite wait = step_write("old", "b", loom::StepStatus::waiting, 2);
+    wait.wake_at = at(99);
+    batch.steps = {wait, step_write("old", "c", loom::StepStatus::skipped, 0)};
+    store.commit(batch);
+    old = store.load_run("old");
+    CHECK(old->step("b")->status == loom::StepStatus::waiting);
+    CHECK(old->step("b")->wake_at == at(99));
+    CHECK(old->step("c")->status == loom::StepStatus::skipped);
+}
+
+TEST_CASE("a version 3 file with a step of no run is refused, not migrated", "[sqlite]") {
+    loom::test::TempDir dir;
+    const std::string path = dir.file("orphan.db");
+    {
+        // Only a client without foreign key enforcement (SQLite's default) writes this.
+        SQLite::Database db(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+        loom::detail::migrate(db, path, 3);
+        db.exec("INSERT INTO step_runs VALUES ('ghost', 'a', 0, 'pending', 0, NULL, NULL, NULL, "
+                "NULL)");
+    }
+    try {
+        loom::SqliteStore store(path);
+        FAIL("migrated a file whose step has no run");
+    } catch (const loom::StoreError& e) {
+        CHECK(e.id() == "loom.store.migration_failed");
+        CHECK_THAT(e.what(), Catch::Contains("migration 4") && Catch::Contains("step_runs") &&
+                                 Catch::Contains("workflow_runs"));
+    }
+    CHECK(applied_versions(path) == std::vector<int>{1, 2, 3});
+    SQLite::Database db(path);
+    CHECK(rows(db, "SELECT run_id, step_id FROM step_runs") == std::vector<std::string>{"ghost|a"});
+    CHECK_FALSE(db.tableExists("step_runs_v4"));
 }
 
 TEST_CASE("a file with a newer schema is refused and left unchanged", "[sqlite]") {

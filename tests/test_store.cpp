@@ -8,6 +8,7 @@
 
 #include <loom/error.hpp>
 #include <loom/memory_store.hpp>
+#include <loom/store.hpp>
 #include <loom/sqlite_store.hpp>
 
 #include "support/temp_dir.hpp"
@@ -115,6 +116,7 @@ void require_same_steps(const std::vector<loom::StepInfo>& a,
         CHECK(a[i].error == b[i].error);
         CHECK(a[i].started_at == b[i].started_at);
         CHECK(a[i].finished_at == b[i].finished_at);
+        CHECK(a[i].wake_at == b[i].wake_at);
     }
 }
 
@@ -131,6 +133,7 @@ void require_same(const loom::RunInfo& a, const loom::RunInfo& b) {
     CHECK(a.created_at == b.created_at);
     CHECK(a.updated_at == b.updated_at);
     CHECK(a.finished_at == b.finished_at);
+    CHECK(a.idempotency_key == b.idempotency_key);
     require_same_steps(a.steps, b.steps);
 }
 
@@ -282,6 +285,128 @@ TEMPLATE_TEST_CASE("step and run writes replace the mutable columns", "[store]",
     run = store.load_run("r1");
     CHECK(run->step("extract")->output.is_null());
     CHECK_FALSE(run->step("extract")->finished_at);
+}
+
+TEMPLATE_TEST_CASE("waiting and skipped steps keep their status and wake_at", "[store]",
+                   MemoryFixture, SqliteFixture) {
+    TestType fixture;
+    loom::Store& store = fixture.store;
+    store.save_workflow(workflow("etl", 1));
+
+    // As a new run's steps.
+    loom::RunInfo run = new_run("r1");
+    run.steps[0].status = StepStatus::waiting;
+    run.steps[0].attempts = 1;
+    run.steps[0].error = "timeout";
+    run.steps[0].wake_at = at(1'700'000'000'900, 999us);   // stored to the millisecond
+    run.steps[2].status = StepStatus::skipped;
+    store.commit(creating({run}));
+    auto loaded = store.load_run("r1");
+    REQUIRE(loaded);
+    CHECK(loaded->step("extract")->status == StepStatus::waiting);
+    CHECK(loaded->step("extract")->wake_at == at(1'700'000'000'900));
+    CHECK(loaded->step("load")->status == StepStatus::skipped);
+    CHECK_FALSE(loaded->step("load")->wake_at);
+
+    // As step writes: set, moved, then cleared by a write that leaves it empty.
+    loom::StepWrite wait = step_write("r1", "transform", StepStatus::waiting);
+    wait.wake_at = at(1'700'000'005'000, 10us);
+    loom::Batch batch;
+    batch.steps = {wait, step_write("r1", "load", StepStatus::skipped)};
+    store.commit(batch);
+    loaded = store.load_run("r1");
+    CHECK(loaded->step("transform")->status == StepStatus::waiting);
+    CHECK(loaded->step("transform")->wake_at == at(1'700'000'005'000));
+    CHECK(loaded->step("load")->status == StepStatus::skipped);
+
+    wait.attempts = 2;
+    wait.wake_at = at(1'700'000'009'000);
+    batch.steps = {wait, step_write("r1", "extract", StepStatus::running)};
+    store.commit(batch);
+    loaded = store.load_run("r1");
+    CHECK(loaded->step("transform")->wake_at == at(1'700'000'009'000));
+    CHECK(loaded->step("transform")->attempts == 2);
+    CHECK(loaded->step("extract")->status == StepStatus::running);
+    CHECK_FALSE(loaded->step("extract")->wake_at);
+}
+
+TEMPLATE_TEST_CASE("an idempotency key is stored with its run and finds it", "[store]",
+                   MemoryFixture, SqliteFixture) {
+    TestType fixture;
+    loom::Store& store = fixture.store;
+    store.save_workflow(workflow("etl", 1));
+    loom::RunInfo keyed = new_run("r1", 1000);
+    keyed.idempotency_key = "order-42";
+    store.commit(creating({keyed, new_run("r2", 2000)}));
+
+    auto loaded = store.load_run("r1");
+    REQUIRE(loaded);
+    require_same(*loaded, keyed);
+    CHECK(store.load_run("r2")->idempotency_key.empty());
+
+    auto listed = store.list_runs();
+    REQUIRE(ids(listed) == std::vector<loom::RunId>{"r2", "r1"});
+    CHECK(listed[0].idempotency_key.empty());
+    CHECK(listed[1].idempotency_key == "order-42");
+
+    CHECK(store.find_run_by_key("order-42") == loom::RunId("r1"));
+    CHECK_FALSE(store.find_run_by_key("order-43"));
+    CHECK_FALSE(store.find_run_by_key("ORDER-42"));
+    CHECK_FALSE(store.find_run_by_key(""));   // an empty key is none, not r2's
+    loom::StoreWrapper wrapper(store);
+    CHECK(wrapper.find_run_by_key("order-42") == loom::RunId("r1"));
+
+    // Runs without a key never conflict with one another.
+    store.commit(creating({new_run("r3", 3000), new_run("r4", 3000)}));
+    CHECK(store.list_runs().size() == 4);
+}
+
+TEMPLATE_TEST_CASE("an idempotency key is used once", "[store]", MemoryFixture, SqliteFixture) {
+    TestType fixture;
+    loom::Store& store = fixture.store;
+    store.save_workflow(workflow("etl", 1));
+    loom::RunInfo first = new_run("r1");
+    first.idempotency_key = "k";
+    loom::Batch setup = creating({first});
+    setup.events.push_back(event("r1", "run.started"));
+    store.commit(setup);
+    const loom::RunInfo before = *store.load_run("r1");
+
+    // Otherwise valid changes come first, so that the refusal must undo them.
+    loom::RunInfo again = new_run("r3", 1'700'000'000'003);
+    again.idempotency_key = "k";
+    loom::Batch batch = creating({new_run("r2", 1'700'000'000'002)});
+    std::string holder = "r1";
+    SECTION("against a stored run") {}
+    SECTION("twice in one batch") {
+        loom::RunInfo earlier = new_run("r4", 1'700'000'000'004);
+        earlier.idempotency_key = "k2";
+        batch.new_runs.push_back(earlier);
+        again.idempotency_key = "k2";
+        holder = "r4";
+    }
+    batch.new_runs.push_back(again);
+    batch.steps.push_back(step_write("r1", "extract", StepStatus::completed));
+    batch.events.push_back(event("r2", "run.started"));
+
+    auto error = thrown<loom::Conflict>([&] { store.commit(batch); });
+    CHECK(error.id() == "loom.run.duplicate_key");
+    CHECK(std::string(error.what()) == "[loom.run.duplicate_key] run r3: idempotency key '" +
+                                           again.idempotency_key + "' already belongs to run " +
+                                           holder);
+
+    require_same(*store.load_run("r1"), before);
+    for (const char* id : {"r2", "r3", "r4"}) CHECK_FALSE(store.load_run(id));
+    CHECK(ids(store.list_runs()) == std::vector<loom::RunId>{"r1"});
+    CHECK(store.load_events("r1").size() == 1);
+    CHECK(store.find_run_by_key("k") == loom::RunId("r1"));
+    CHECK_FALSE(store.find_run_by_key("k2"));
+
+    // Nothing of the refused batch is held: its other key is still free.
+    loom::RunInfo later = new_run("r5", 1'700'000'000'005);
+    later.idempotency_key = "k2";
+    store.commit(creating({later}));
+    CHECK(store.find_run_by_key("k2") == loom::RunId("r5"));
 }
 
 TEMPLATE_TEST_CASE("events keep commit order and get increasing seq", "[store]", MemoryFixture,

@@ -60,6 +60,7 @@ struct RunInfo {
     TimePoint created_at{};
     TimePoint updated_at{};
     std::optional<TimePoint> finished_at;
+    std::string idempotency_key;   // empty: none; unique among a store's runs
     std::vector<StepInfo> steps;   // definition order; empty in list results
 
     /// The step with this id, or nullptr.

@@ -53,6 +53,7 @@ public:
     std::vector<WorkflowRecord> list_workflows() override;
     void commit(const Batch& batch) override;
     std::optional<RunInfo> load_run(const RunId& id) override;
+    std::optional<RunId> find_run_by_key(std::string_view idempotency_key) override;
     std::vector<RunInfo> list_runs(const RunFilter& filter = {}) override;
     std::vector<RunId> unfinished_runs() override;
     std::vector<RunEvent> load_events(const RunId& id) override;

@@ -33,7 +33,7 @@ struct StepWrite {
     std::string error;
     std::optional<TimePoint> started_at;
     std::optional<TimePoint> finished_at;
-    std::optional<TimePoint> wake_at;
+    std::optional<TimePoint> wake_at;   // waiting: when the next attempt is due
 };
 
 /// The new state of one run row's mutable columns.
@@ -99,10 +99,16 @@ public:
 
     /// Applies the whole batch in one transaction. A new run whose id exists, or
     /// whose workflow (name, version) is not stored, throws Conflict / StoreError.
+    /// A new run whose non-empty idempotency key another run holds (stored, or
+    /// earlier in the batch) throws Conflict "[loom.run.duplicate_key]".
     virtual void commit(const Batch& batch) = 0;
 
     /// The run with all its steps in definition order, or nullopt.
     virtual std::optional<RunInfo> load_run(const RunId& id) = 0;
+
+    /// The id of the run started with this idempotency key, or nullopt (always
+    /// for an empty key, which means none). A key stays with its run for good.
+    virtual std::optional<RunId> find_run_by_key(std::string_view idempotency_key) = 0;
 
     /// Runs matching the filter, newest first, without steps.
     virtual std::vector<RunInfo> list_runs(const RunFilter& filter = {}) = 0;
@@ -133,6 +139,9 @@ public:
     std::vector<WorkflowRecord> list_workflows() override { return target_.list_workflows(); }
     void commit(const Batch& batch) override { target_.commit(batch); }
     std::optional<RunInfo> load_run(const RunId& id) override { return target_.load_run(id); }
+    std::optional<RunId> find_run_by_key(std::string_view idempotency_key) override {
+        return target_.find_run_by_key(idempotency_key);
+    }
     std::vector<RunInfo> list_runs(const RunFilter& filter = {}) override {
         return target_.list_runs(filter);
     }
