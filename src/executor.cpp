@@ -317,22 +317,64 @@ RunId Executor::start(const std::string& workflow_name, const Json& input, const
     detail::check_payload(input, impl_->options_.payload, "the run's input");
     auto wf = impl_->find_workflow(workflow_name, options.version);
     auto handlers = impl_->resolve_handlers(*wf, "");
+    const std::string& key = options.idempotency_key;
+    if (key.empty()) return impl_->start_run(std::move(wf), std::move(handlers), input, key);
 
+    // One start per key at a time in this process, so that two never race
+    // into one batch, where the store's refusal of the second would fail both.
+    std::unique_lock lock(impl_->keys_mutex_);
+    impl_->keys_cv_.wait(lock, [&] { return !impl_->starting_keys_.count(key); });
+    impl_->starting_keys_.insert(key);
+    lock.unlock();
+    struct Release {
+        Impl& impl;
+        const std::string& key;
+        ~Release() {
+            std::lock_guard lock(impl.keys_mutex_);
+            impl.starting_keys_.erase(key);
+            impl.keys_cv_.notify_all();
+        }
+    } release{*impl_, key};
+    for (int round = 0;; ++round) {
+        if (auto existing = impl_->store_.find_run_by_key(key)) {
+            RunInfo info = get_run(*existing);
+            if (info.workflow_name != wf->name() || info.input != input) {
+                throw Conflict("loom.run.key_reused",
+                               fmt::format("idempotency key \"{}\" started run {} of workflow \"{}\" "
+                                           "with input {}; this start asks for workflow \"{}\" with "
+                                           "input {}",
+                                           key, info.id, info.workflow_name, info.input.dump(),
+                                           wf->name(), input.dump()));
+            }
+            return info.id;
+        }
+        try {
+            return impl_->start_run(wf, handlers, input, key);
+        } catch (const Conflict& e) {
+            // Another process started it first: return that run (once).
+            if (e.id() != "loom.run.duplicate_key" || round > 0) throw;
+        }
+    }
+}
+
+RunId Executor::Impl::start_run(std::shared_ptr<const Workflow> wf,
+                                std::vector<std::shared_ptr<StepHandler>> handlers, const Json& input,
+                                const std::string& idempotency_key) {
     RunInfo info;
     info.id = new_run_id();
     info.workflow_name = wf->name();
     info.workflow_version = wf->version();
     info.workflow_hash = wf->hash();
+    info.idempotency_key = idempotency_key;
     info.input = input;
-    info.created_at = info.updated_at = impl_->now();
+    info.created_at = info.updated_at = now();
     info.steps.reserve(wf->steps().size());
     for (const auto& step : wf->steps()) {
         info.steps.emplace_back();
         info.steps.back().step_id = step.id;
     }
-
-    auto run = impl_->make_state(info, wf, std::move(handlers));
-    impl_->launch(run, info, /*fresh=*/true, "run.started");
+    auto run = make_state(info, std::move(wf), std::move(handlers));
+    launch(run, info, /*fresh=*/true, "run.started");
     return run->id;
 }
 

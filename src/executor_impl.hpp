@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -199,6 +200,9 @@ struct Executor::Impl {
     /// live); throws what the commit threw.
     bool launch(const std::shared_ptr<RunState>& run, const RunInfo& stored, bool fresh,
                 const char* event);
+    /// Creates, records and starts a run; returns once it is durable.
+    RunId start_run(std::shared_ptr<const Workflow> wf, std::vector<std::shared_ptr<StepHandler>> handlers,
+                    const Json& input, const std::string& idempotency_key);
     std::shared_ptr<RunState> find_live(const RunId& id);
     /// Sets ctx.cancelled() for every in-flight attempt (shutdown grace over).
     void cancel_attempts();
@@ -212,6 +216,10 @@ struct Executor::Impl {
     std::mutex workflows_mutex_;
     std::map<std::pair<std::string, std::int64_t>, std::shared_ptr<const Workflow>>
         workflows_;   // guarded by workflows_mutex_
+
+    std::mutex keys_mutex_;
+    std::condition_variable keys_cv_;
+    std::set<std::string> starting_keys_;   // idempotency keys being started; guarded by keys_mutex_
 
     std::mutex live_mutex_;
     std::unordered_map<RunId, std::shared_ptr<RunState>> live_;   // guarded by live_mutex_

@@ -49,6 +49,11 @@ struct StartOptions {
     /// The version to run. Empty: the highest version added to this executor,
     /// or, if none was, the highest in the store.
     std::optional<std::int64_t> version;
+    /// Non-empty: a second start() with the same key returns the run the first
+    /// one started (even from another process sharing the store), so a host can
+    /// retry a start it is unsure of without starting twice. Reusing a key with
+    /// another workflow or input throws Conflict "[loom.run.key_reused]".
+    std::string idempotency_key;
 };
 
 /// Runs workflows durably.
@@ -89,7 +94,8 @@ public:
     /// Throws NotFound "[loom.workflow.unknown]" for a name (or version) neither
     /// added nor stored, NotFound "[loom.handler.unknown]" if a step's handler is
     /// not registered, InvalidArgument "[loom.payload.*]" for an input that is
-    /// too deep, too large or not valid UTF-8; nothing is recorded then.
+    /// too deep, too large or not valid UTF-8, Conflict "[loom.run.key_reused]"
+    /// (see StartOptions::idempotency_key); nothing is recorded then.
     RunId start(const std::string& workflow_name, const Json& input = Json::object(),
                 const StartOptions& options = {});
 
