@@ -1,7 +1,7 @@
-// Replays, with the normal compiler, every input the definition fuzzer starts
-// from (tests/fuzz/corpus/definition/) and every crash it has found
-// (tests/fuzz/regressions/), through the fuzzer's own check; plus hostile inputs
-// too big to keep as files, generated here.
+// Replays, with the normal compiler, every input the fuzzers start from
+// (tests/fuzz/corpus/definition/ and expression/) and every crash they have found
+// (tests/fuzz/regressions/ and regressions/expression/), through each fuzzer's own
+// check; plus hostile inputs too big to keep as files, generated here.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "fuzz/definition_check.hpp"
+#include "fuzz/expression_check.hpp"
 
 namespace fs = std::filesystem;
 
@@ -31,28 +32,40 @@ std::string read_bytes(const fs::path& path) {
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-}  // namespace
-
-TEST_CASE("every seed and every saved fuzzer crash passes the definition check", "[fuzz]") {
+// Runs `check` on every seed in `corpus` and every file in `regressions` (both
+// under tests/fuzz/). Seeds are named for what they should do: valid_* pass, the
+// others are refused.
+template <class Check>
+void replay(const std::string& corpus, const std::string& regressions, const Check& check,
+            std::size_t min_seeds, std::size_t min_valid) {
     const fs::path root = LOOM_FUZZ_DIR;
     std::size_t seeds = 0, valid = 0;
-    for (const char* dir : {"corpus/definition", "regressions"}) {
+    for (const std::string& dir : {corpus, regressions}) {
         for (const fs::path& file : inputs_in(root / dir)) {
             INFO(file.string());
-            const auto result = loom::fuzz::check_definition(read_bytes(file));
+            const auto result = check(read_bytes(file));
             CAPTURE(result.problem);
             CHECK(result.problem.empty());
-            if (std::string(dir) == "corpus/definition") {
+            if (dir == corpus) {
                 ++seeds;
-                // The seeds are named for what they should do.
                 const bool loads = result.error_id.empty();
                 CHECK(loads == (file.filename().string().rfind("valid_", 0) == 0));
                 valid += loads;
             }
         }
     }
-    CHECK(seeds >= 12);
-    CHECK(valid >= 4);
+    CHECK(seeds >= min_seeds);
+    CHECK(valid >= min_valid);
+}
+
+}  // namespace
+
+TEST_CASE("every seed and every saved fuzzer crash passes the definition check", "[fuzz]") {
+    replay("corpus/definition", "regressions", loom::fuzz::check_definition, 12, 4);
+}
+
+TEST_CASE("every seed and every saved fuzzer crash passes the expression check", "[fuzz]") {
+    replay("corpus/expression", "regressions/expression", loom::fuzz::check_expression, 15, 8);
 }
 
 TEST_CASE("hostile nesting is refused with an error, not a crash", "[fuzz]") {
@@ -71,5 +84,25 @@ TEST_CASE("hostile nesting is refused with an error, not a crash", "[fuzz]") {
         const auto result = loom::fuzz::check_definition(input);
         CHECK(result.problem.empty());
         CHECK(result.error_id == "loom.definition.too_deep");
+    }
+}
+
+TEST_CASE("hostile expressions are refused with an error, not a crash", "[fuzz]") {
+    const std::size_t million = 1'000'000;
+    const std::vector<std::string> inputs{
+        std::string(million, '('),
+        std::string(million, '!'),
+        "${" + std::string(million, 'a'),
+        "'" + std::string(million, 'x'),
+        // Within the length limit: the depth counter refuses them.
+        std::string(4096, '('),
+        std::string(2048, '!') + std::string(2048, '('),
+        std::string(2000, '(') + "true" + std::string(2000, ')'),
+    };
+    for (const std::string& input : inputs) {
+        INFO(input.substr(0, 80));
+        const auto result = loom::fuzz::check_expression(input);
+        CHECK(result.problem.empty());
+        CHECK(result.error_id == "loom.definition.bad_expression");
     }
 }
