@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "builtins.hpp"
+#include "invoke.hpp"
 
 namespace loom {
 namespace {
@@ -45,6 +46,33 @@ void StepContext::log(LogLevel level, std::string_view message) const {
     params_.log_sink(LogRecord{level, params_.run_id, params_.step_id, params_.attempt,
                                std::string(message)});
 }
+
+namespace detail {
+
+Invocation invoke(StepHandler& handler, StepContext& ctx) {
+    Invocation result;
+    auto fail = [&result](Invocation::Kind kind, std::string text) {
+        result.kind = kind;
+        // An empty error would read as success downstream.
+        result.error = text.empty() ? "exception without a message" : std::move(text);
+    };
+    try {
+        result.output = handler.run(ctx);
+    } catch (const FatalError& e) {
+        fail(Invocation::Kind::fatal, e.what());
+    } catch (const RetryableError& e) {
+        fail(Invocation::Kind::retryable, e.what());
+    } catch (const InvalidArgument& e) {
+        fail(e.id() == "loom.input.missing" ? Invocation::Kind::fatal : Invocation::Kind::other, e.what());
+    } catch (const std::exception& e) {
+        fail(Invocation::Kind::other, e.what());
+    } catch (...) {
+        fail(Invocation::Kind::other, "unknown exception (not derived from std::exception)");
+    }
+    return result;
+}
+
+}  // namespace detail
 
 void HandlerRegistry::add(std::string name, std::shared_ptr<StepHandler> handler) {
     if (name.empty()) throw InvalidArgument("loom.handler.bad_name", "handler name is empty");

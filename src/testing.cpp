@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <exception>
 #include <ostream>
+#include "invoke.hpp"
 
 namespace loom::testing {
 
@@ -166,23 +167,16 @@ StepResult StepHarness::run() const {
     };
     StepContext ctx(std::move(params));
 
-    // The same messages as the executor's for what carries none.
-    try {
-        result.output = handler_->run(ctx);
-    } catch (const FatalError& e) {
-        result.error_kind = ErrorKind::fatal;
-        result.error = e.what();
-    } catch (const RetryableError& e) {
-        result.error_kind = ErrorKind::retryable;
-        result.error = e.what();
-    } catch (const std::exception& e) {
-        result.error_kind = ErrorKind::other;
-        result.error = e.what();
-    } catch (...) {
-        result.error_kind = ErrorKind::other;
-        result.error = "unknown exception (not derived from std::exception)";
+    // Classified exactly as the executor classifies an attempt's outcome.
+    auto outcome = detail::invoke(*handler_, ctx);
+    result.output = std::move(outcome.output);
+    result.error = std::move(outcome.error);
+    switch (outcome.kind) {
+        case detail::Invocation::Kind::ok: result.error_kind = ErrorKind::none; break;
+        case detail::Invocation::Kind::retryable: result.error_kind = ErrorKind::retryable; break;
+        case detail::Invocation::Kind::fatal: result.error_kind = ErrorKind::fatal; break;
+        case detail::Invocation::Kind::other: result.error_kind = ErrorKind::other; break;
     }
-    if (!result.ok() && result.error.empty()) result.error = "exception without a message";
     return result;
 }
 

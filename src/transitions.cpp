@@ -14,6 +14,7 @@
 #include "executor_impl.hpp"
 #include "expression.hpp"
 #include "failpoint.hpp"
+#include "invoke.hpp"
 #include "model.hpp"
 #include "payload.hpp"
 #include "plan.hpp"
@@ -28,12 +29,6 @@ std::chrono::milliseconds jittered(std::chrono::milliseconds delay, double jitte
     std::uniform_real_distribution<double> factor(1.0 - jitter, 1.0 + jitter);
     return std::chrono::milliseconds(
         static_cast<std::int64_t>(static_cast<double>(delay.count()) * factor(rng)));
-}
-
-/// An empty error would read as success.
-std::string error_text(const std::exception& e) {
-    std::string text = e.what();
-    return text.empty() ? "exception without a message" : text;
 }
 
 }  // namespace
@@ -263,20 +258,15 @@ Executor::Impl::Result Executor::Impl::call_handler(RunState& run, std::uint32_t
         if (options_.observer)
             params.log_sink = [this](const LogRecord& r) { notify([&r](Observer& o) { o.on_log(r); }); };
         StepContext ctx(std::move(params));
-        result.output = run.handlers[step]->run(ctx);
+        auto outcome = detail::invoke(*run.handlers[step], ctx);
+        result.error = std::move(outcome.error);
+        result.fatal = outcome.kind == detail::Invocation::Kind::fatal;
+        if (!result.ok()) return result;
         // Fail the attempt here, not the commit, if the output cannot be stored.
-        detail::check_payload(result.output, options_.payload, "the output");
-    } catch (const FatalError& e) {
-        result.error = error_text(e);
-        result.fatal = true;
-    } catch (const InvalidArgument& e) {
-        result.error = error_text(e);
-        // A reference to a key the input lacks fails every attempt the same way.
-        result.fatal = e.id() == "loom.input.missing";
-    } catch (const std::exception& e) {
-        result.error = error_text(e);
-    } catch (...) {
-        result.error = "unknown exception (not derived from std::exception)";
+        detail::check_payload(outcome.output, options_.payload, "the output");
+        result.output = std::move(outcome.output);
+    } catch (const std::exception& e) {   // building the context, or the payload check
+        result.error = e.what();
     }
     return result;
 }

@@ -469,10 +469,10 @@ TEST_CASE("bad calls are refused with their exact error and change nothing", "[b
          [](Fixture& f) { f.executor->start("nope"); }},
         {"start an unknown version", "NotFound",
          "[loom.workflow.unknown] workflow \"hello\" version 7 is not registered",
-         [](Fixture& f) { f.executor->start("hello", Json::object(), {7}); }},
+         [](Fixture& f) { f.executor->start("hello", Json::object(), {7, ""}); }},
         {"start version 0", "NotFound",
          "[loom.workflow.unknown] workflow \"hello\" version 0 is not registered",
-         [](Fixture& f) { f.executor->start("hello", Json::object(), {0}); }},
+         [](Fixture& f) { f.executor->start("hello", Json::object(), {0, ""}); }},
         {"start a workflow whose handler is not registered", "NotFound",
          "[loom.handler.unknown] workflow \"mail\" step \"send\" uses handler \"smtp\", which is not "
          "registered",

@@ -240,7 +240,7 @@ TEST_CASE("start refuses unknown workflows and handlers and records nothing", "[
     REQUIRE_THROWS_WITH(executor.start("nope"),
                         "[loom.workflow.unknown] workflow \"nope\" is not registered");
     executor.add_workflow(hello());
-    REQUIRE_THROWS_WITH(executor.start("hello", Json::object(), {2}),
+    REQUIRE_THROWS_WITH(executor.start("hello", Json::object(), {2, ""}),
                         "[loom.workflow.unknown] workflow \"hello\" version 2 is not registered");
     REQUIRE_THROWS_AS(executor.start("hello"), loom::NotFound);
     REQUIRE_THROWS_WITH(executor.start("hello"),
@@ -272,7 +272,7 @@ TEST_CASE("the highest version starts unless one is named", "[executor]") {
     executor.add_workflow(loom::WorkflowBuilder("w", 1).step("one", "v").build());
     executor.add_workflow(loom::WorkflowBuilder("w", 2).step("two", "v").build());
     CHECK(executor.wait(executor.start("w")).output == Json{{"two", "two"}});
-    CHECK(executor.wait(executor.start("w", {}, {1})).output == Json{{"one", "one"}});
+    CHECK(executor.wait(executor.start("w", {}, {1, ""})).output == Json{{"one", "one"}});
 }
 
 TEST_CASE("cancel stops new steps and tells running handlers", "[executor]") {

@@ -1,0 +1,26 @@
+// Calling a handler and classifying what it throws: one place, shared by the
+// executor and testing::StepHarness, so a unit test of a step sees exactly
+// what the executor would make of it. Internal.
+#pragma once
+
+#include <string>
+
+#include <loom/handler.hpp>
+#include <loom/json.hpp>
+
+namespace loom::detail {
+
+struct Invocation {
+    enum class Kind { ok, retryable, fatal, other };
+    Kind kind = Kind::ok;
+    Json output;          // ok: what the handler returned
+    std::string error;    // otherwise: never empty
+};
+
+/// Runs handler.run(ctx); no exception leaves. FatalError, and a reference to
+/// input that does not exist ([loom.input.missing], the same on every try),
+/// are fatal; RetryableError is retryable; anything else is other (retried
+/// too, if attempts remain).
+Invocation invoke(StepHandler& handler, StepContext& ctx);
+
+}  // namespace loom::detail
