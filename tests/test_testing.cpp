@@ -358,10 +358,11 @@ TEST_CASE("StepHarness classifies what the handler throws", "[testing]") {
         CHECK(r.error == "disk on fire");
         CHECK(r.retryable());
     }
-    SECTION("a loom::Error (e.g. a missing input key) is other") {
+    SECTION("a missing input key fails every attempt alike: fatal; another loom::Error: other") {
         auto r = throwing([] { throw loom::InvalidArgument("loom.input.missing", "no x"); });
-        CHECK(r.error_kind == ErrorKind::other);
+        CHECK(r.error_kind == ErrorKind::fatal);
         CHECK(r.error == "[loom.input.missing] no x");
+        CHECK(throwing([] { throw loom::NotFound("loom.x", "gone"); }).error_kind == ErrorKind::other);
     }
     SECTION("an exception not derived from std::exception: other") {
         auto r = throwing([] { throw 42; });
