@@ -5,6 +5,7 @@
 #include <loom/workflow.hpp>
 
 #include <algorithm>
+#include <cmath>
 
 #include <fmt/format.h>
 
@@ -49,10 +50,12 @@ Workflow Plan::make_workflow(std::string name, std::int64_t version, std::vector
 }  // namespace detail
 
 std::chrono::milliseconds RetryPolicy::backoff(int attempt) const {
-    // In floating point, so a large attempt number saturates instead of overflowing.
-    double ms = static_cast<double>(initial_backoff.count());
-    for (int i = 1; i < attempt && ms < static_cast<double>(max_backoff.count()); ++i) ms *= multiplier;
-    ms = std::min(ms, static_cast<double>(max_backoff.count()));
+    // In floating point and in one step, so that any attempt number costs the same
+    // and saturates instead of overflowing (pow gives infinity at worst; a zero
+    // first wait is returned before it could meet infinity and make NaN).
+    if (attempt <= 1 || initial_backoff.count() <= 0) return std::min(initial_backoff, max_backoff);
+    const double ms = static_cast<double>(initial_backoff.count()) * std::pow(multiplier, attempt - 1);
+    if (!(ms < static_cast<double>(max_backoff.count()))) return max_backoff;   // NaN included
     return std::chrono::milliseconds(static_cast<std::int64_t>(ms));
 }
 

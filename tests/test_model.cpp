@@ -5,6 +5,9 @@
 #include <loom/error.hpp>
 #include <loom/workflow.hpp>
 
+#include <chrono>
+#include <climits>
+#include <limits>
 #include <string>
 
 #include "model.hpp"
@@ -13,8 +16,10 @@
 using loom::DefinitionError;
 using loom::DefinitionLimits;
 using loom::Json;
+using loom::RetryPolicy;
 using loom::Workflow;
 using loom::WorkflowBuilder;
+using std::chrono::milliseconds;
 
 namespace {
 
@@ -98,6 +103,37 @@ TEST_CASE("The content hash is 64-bit FNV-1a of the canonical JSON", "[model]") 
     REQUIRE(loom::detail::content_hash("a") == "af63dc4c8601ec8c");
     Workflow wf = Workflow::from_json(kEtl);
     REQUIRE(wf.hash() == loom::detail::content_hash(wf.to_json().dump()));
+}
+
+TEST_CASE("Backoff grows by the multiplier and saturates at max_backoff", "[model]") {
+    RetryPolicy p;   // 1 s, doubling, at most 60 s
+    REQUIRE(p.backoff(1) == milliseconds(1'000));
+    REQUIRE(p.backoff(2) == milliseconds(2'000));
+    REQUIRE(p.backoff(3) == milliseconds(4'000));
+    REQUIRE(p.backoff(6) == milliseconds(32'000));
+    REQUIRE(p.backoff(7) == milliseconds(60'000));
+    REQUIRE(p.backoff(8) == milliseconds(60'000));
+    REQUIRE(p.backoff(INT_MAX) == milliseconds(60'000));
+
+    p = {10, milliseconds(200), 1.5, milliseconds(5'000), 0.25};
+    REQUIRE(p.backoff(2) == milliseconds(300));
+    REQUIRE(p.backoff(3) == milliseconds(450));
+    REQUIRE(p.backoff(4) == milliseconds(675));
+    REQUIRE(p.backoff(9) == milliseconds(5'000));   // 200 * 1.5^8 = 5125.8
+
+    // The largest values validation allows, and attempt numbers no run reaches:
+    // saturated, not overflowed, and as fast as attempt 2.
+    p = {1'000, milliseconds(86'400'000), 100, milliseconds(86'400'000), 1};
+    REQUIRE(p.backoff(1'000) == milliseconds(86'400'000));
+    REQUIRE(p.backoff(INT_MAX) == milliseconds(86'400'000));
+    p = {1'000, milliseconds(1), 1, milliseconds(86'400'000), 0};
+    REQUIRE(p.backoff(INT_MAX) == milliseconds(1));   // multiplier 1: always the first wait
+    p = {5, milliseconds(0), 100, milliseconds(1'000), 0};
+    REQUIRE(p.backoff(INT_MAX) == milliseconds(0));   // no wait stays no wait
+    p = {5, milliseconds(2'000), 2, milliseconds(1'000), 0};
+    REQUIRE(p.backoff(1) == milliseconds(1'000));   // a host's own policy: max_backoff still caps
+    p.multiplier = std::numeric_limits<double>::quiet_NaN();
+    REQUIRE(p.backoff(3) == milliseconds(1'000));
 }
 
 TEST_CASE("WorkflowBuilder builds what the equivalent JSON defines", "[model]") {
