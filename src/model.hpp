@@ -3,7 +3,9 @@
 // Workflow::to_json and the content hash are computed from.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,8 +27,21 @@ std::string quote(std::string_view s);
 /// 'c' for printable ASCII, else "byte 0x0A": what an error shows of a bad character.
 std::string describe_char(unsigned char c);
 
-/// {"name", "version", "steps": [{"id", "handler", "depends_on", "input" if present}]}.
-Json canonical_json(const std::string& name, std::int64_t version, const std::vector<Step>& steps);
+/// {"name", "version", "steps": [{"id", "handler", "depends_on", ...}], ...}: every
+/// optional key only where it is set (run_if_skipped only when true, when only when
+/// non-empty), so a definition that uses none of them keeps the text and hash it
+/// had before they existed. Retry policies are written with all five keys, so two
+/// spellings of one policy hash equally.
+Json canonical_json(const std::string& name, std::int64_t version, const std::vector<Step>& steps,
+                    const WorkflowDefaults& defaults,
+                    const std::optional<std::chrono::milliseconds>& deadline);
+
+/// A retry policy as its JSON object, all five keys; used by the canonical form
+/// and the builder.
+Json retry_json(const RetryPolicy& retry);
+
+/// The OnError of a JSON name ("fail", "continue", "compensate"), or none.
+std::optional<OnError> parse_on_error(std::string_view name) noexcept;
 
 /// 64-bit FNV-1a of `text` as 16 lowercase hex digits.
 std::string content_hash(std::string_view text);

@@ -2,6 +2,7 @@
 // templates. Built once by validation; read by the executor. Internal.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -45,6 +46,7 @@ struct StepPlan {
     std::vector<std::uint32_t> deps;         // direct dependencies, definition order
     std::vector<std::uint32_t> dependents;   // direct dependents, definition order
     std::vector<Substitution> substitutions; // empty when the input has no references
+    std::vector<Substitution> compensate_substitutions;  // the same for compensate's input
     std::shared_ptr<const Expression> when;  // null: always runs
 };
 
@@ -55,8 +57,9 @@ struct Plan {
 
     /// Builds a workflow from already-validated parts (used by validation only).
     static Workflow make_workflow(std::string name, std::int64_t version,
-                                  std::vector<Step> steps, std::string hash,
-                                  std::shared_ptr<const Plan> plan);
+                                  std::vector<Step> steps, WorkflowDefaults defaults,
+                                  std::optional<std::chrono::milliseconds> deadline,
+                                  std::string hash, std::shared_ptr<const Plan> plan);
 };
 
 /// Returns output of step i (must be completed).
@@ -68,6 +71,13 @@ using OutputOf = std::function<const Json&(std::uint32_t)>;
 /// does not exist in the run's input or the step's output.
 Json resolve_input(const Workflow& workflow, std::uint32_t step, const Json& run_input,
                    const OutputOf& output_of);
+
+/// The input of the step's compensation handler, its references replaced; a
+/// compensation without an input template receives the step's own output. The
+/// step must have a compensation. Throws InvalidArgument "[loom.input.missing]"
+/// as resolve_input does.
+Json resolve_compensation_input(const Workflow& workflow, std::uint32_t step, const Json& run_input,
+                                const OutputOf& output_of);
 
 /// Parses one "${...}" (braces included). `fields`: whether .status and
 /// .error are allowed (conditions) or only .output (input templates).

@@ -1,6 +1,6 @@
 // Input templates: parse_template turns one string into literal text and references
-// once, at validation; resolve_input fills them in for each step of each run, so it
-// is on the hot path and never re-parses anything.
+// once, at validation; resolve_input (and resolve_compensation_input) fill them in
+// for each step of each run, so they are on the hot path and never re-parse anything.
 //
 // Syntax: ${input}, ${input.a.b}, ${steps.ID.output}, ${steps.ID.output.k.0}; segments
 // are [A-Za-z0-9_-]+, a numeric segment indexes an array (and is a key on an object);
@@ -72,6 +72,17 @@ Json render(const Workflow& workflow, const std::vector<TemplatePart>& parts, co
         text += value.is_string() ? value.get_ref<const std::string&>() : value.dump();
     }
     return text;
+}
+
+// A copy of `tmpl` with each substitution's string replaced by its value.
+Json fill(const Workflow& workflow, const Json& tmpl,
+          const std::vector<Substitution>& substitutions, const Json& run_input,
+          const OutputOf& output_of) {
+    Json filled = tmpl;
+    for (const Substitution& sub : substitutions) {
+        filled[sub.where] = render(workflow, sub.parts, run_input, output_of);
+    }
+    return filled;
 }
 
 }  // namespace
@@ -191,11 +202,15 @@ Json resolve_input(const Workflow& workflow, std::uint32_t step, const Json& run
         for (std::uint32_t d : plan.deps) outputs[workflow.steps()[d].id] = output_of(d);
         return outputs;
     }
-    Json input = *definition.input;
-    for (const Substitution& sub : plan.substitutions) {
-        input[sub.where] = render(workflow, sub.parts, run_input, output_of);
-    }
-    return input;
+    return fill(workflow, *definition.input, plan.substitutions, run_input, output_of);
+}
+
+Json resolve_compensation_input(const Workflow& workflow, std::uint32_t step, const Json& run_input,
+                                const OutputOf& output_of) {
+    const std::optional<Json>& input = workflow.steps()[step].compensate->input;
+    if (!input) return output_of(step);
+    return fill(workflow, *input, workflow.plan().steps[step].compensate_substitutions, run_input,
+                output_of);
 }
 
 }  // namespace loom::detail

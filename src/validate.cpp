@@ -7,6 +7,8 @@
 #include <loom/workflow.hpp>
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <tuple>
@@ -44,13 +46,41 @@ using detail::describe_char;
 using detail::quote;
 
 // The keys each object of a definition may hold, in the order they are checked.
-// New definition keys are added here (and read in read_workflow / read_step).
+// New definition keys are added here (and read in read_workflow / read_step, or by
+// the read_* function of the object that holds them).
 struct Key {
     std::string_view name;
     bool required;
 };
-constexpr Key kWorkflowKeys[] = {{"name", true}, {"version", true}, {"steps", true}};
-constexpr Key kStepKeys[] = {{"id", true}, {"handler", true}, {"input", false}, {"depends_on", false}};
+constexpr Key kWorkflowKeys[] = {{"name", true}, {"version", true}, {"steps", true},
+                                 {"defaults", false}, {"deadline_ms", false}};
+constexpr Key kStepKeys[] = {{"id", true}, {"handler", true}, {"input", false},
+                             {"depends_on", false}, {"retry", false}, {"timeout_ms", false},
+                             {"on_error", false}, {"compensate", false}, {"when", false},
+                             {"run_if_skipped", false}};
+constexpr Key kDefaultsKeys[] = {{"retry", false}, {"timeout_ms", false}, {"on_error", false}};
+constexpr Key kRetryKeys[] = {{"max_attempts", false}, {"initial_backoff_ms", false},
+                              {"multiplier", false}, {"max_backoff_ms", false}, {"jitter", false}};
+constexpr Key kCompensateKeys[] = {{"handler", true}, {"input", false}};
+
+// The ranges of numeric settings; an error quotes them. Every minimum is >= 0.
+struct IntegerRange {
+    std::int64_t min;
+    std::int64_t max;
+    const char* max_in_words;   // nullptr: the number says it all
+};
+struct NumberRange {
+    double min;
+    double max;
+};
+constexpr std::int64_t kDayMs = 86'400'000;
+constexpr IntegerRange kMaxAttempts{1, 1'000, nullptr};
+constexpr IntegerRange kBackoffMs{0, kDayMs, "one day"};
+constexpr IntegerRange kTimeoutMs{1, 7 * kDayMs, "one week"};
+constexpr IntegerRange kDeadlineMs{1, 365 * kDayMs, "365 days"};
+constexpr NumberRange kMultiplier{1, 100};
+constexpr NumberRange kJitter{0, 1};
+constexpr const char* kOnErrorNames = R"("fail", "continue" or "compensate")";
 
 // The three identifier grammars, spelled out so an error can say which rule broke.
 struct IdRule {
@@ -156,6 +186,135 @@ void check_keys(const Json& object, const Key (&keys)[N], const Path& path) {
     }
 }
 
+// Calls read(value, path of value) if `object` has `key`.
+template <class Path, class Read>
+void if_present(const Json& object, const char* key, const Path& path, Read read) {
+    auto found = object.find(key);
+    if (found != object.end()) read(*found, [&path, key] { return child(path_text(path), key); });
+}
+
+// An integer within `range`. A value that is not a number is a "type" error, a
+// number that is not such an integer (a fraction, negative, too large) a `reason` one.
+template <class Path>
+std::int64_t read_integer(const Json& v, const IntegerRange& range, std::string_view reason,
+                          const Path& path) {
+    auto fail = [&](std::string_view id, const std::string& got) {
+        fail_definition(id, path_text(path),
+                        fmt::format("expected an integer from {} to {}{}, got {}", range.min,
+                                    range.max,
+                                    range.max_in_words ? fmt::format(" ({})", range.max_in_words) : "",
+                                    got));
+    };
+    if (!v.is_number()) fail("type", v.type_name());
+    const bool in_range =
+        v.is_number_unsigned()
+            ? v.get<std::uint64_t>() >= std::uint64_t(range.min) &&
+                  v.get<std::uint64_t>() <= std::uint64_t(range.max)
+            : v.is_number_integer() && v.get<std::int64_t>() >= range.min &&
+                  v.get<std::int64_t>() <= range.max;
+    if (!in_range) fail(reason, v.dump());
+    return v.get<std::int64_t>();
+}
+
+// A number within `range`, as read_integer.
+template <class Path>
+double read_number(const Json& v, const NumberRange& range, std::string_view reason,
+                   const Path& path) {
+    auto fail = [&](std::string_view id, const std::string& got) {
+        fail_definition(id, path_text(path),
+                        fmt::format("expected a number from {} to {}, got {}", range.min, range.max, got));
+    };
+    if (!v.is_number()) fail("type", v.type_name());
+    const double x = v.get<double>();
+    // Written so that NaN fails too; a Json (not text) may hold NaN or infinity.
+    if (!(x >= range.min && x <= range.max)) {
+        fail(reason, std::isfinite(x) ? v.dump() : fmt::format("{}", x));
+    }
+    return x;
+}
+
+template <class Path>
+RetryPolicy read_retry(const Json& v, const Path& path) {
+    expect(v, v.is_object(), "an object", path);
+    check_keys(v, kRetryKeys, path);
+    RetryPolicy retry;
+    using std::chrono::milliseconds;
+    if_present(v, "max_attempts", path, [&](const Json& x, const auto& at) {
+        retry.max_attempts = static_cast<int>(read_integer(x, kMaxAttempts, "bad_retry", at));
+    });
+    if_present(v, "initial_backoff_ms", path, [&](const Json& x, const auto& at) {
+        retry.initial_backoff = milliseconds(read_integer(x, kBackoffMs, "bad_retry", at));
+    });
+    if_present(v, "multiplier", path, [&](const Json& x, const auto& at) {
+        retry.multiplier = read_number(x, kMultiplier, "bad_retry", at);
+    });
+    if_present(v, "max_backoff_ms", path, [&](const Json& x, const auto& at) {
+        retry.max_backoff = milliseconds(read_integer(x, kBackoffMs, "bad_retry", at));
+    });
+    if_present(v, "jitter", path, [&](const Json& x, const auto& at) {
+        retry.jitter = read_number(x, kJitter, "bad_retry", at);
+    });
+    if (retry.max_backoff < retry.initial_backoff) {
+        const bool given = v.contains("max_backoff_ms");
+        fail_definition("bad_retry", given ? child(path_text(path), "max_backoff_ms") : path_text(path),
+                        fmt::format("max_backoff_ms ({}{}) must be at least initial_backoff_ms ({})",
+                                    retry.max_backoff.count(), given ? "" : ", the default",
+                                    retry.initial_backoff.count()));
+    }
+    return retry;
+}
+
+template <class Path>
+std::chrono::milliseconds read_timeout(const Json& v, const Path& path) {
+    return std::chrono::milliseconds(read_integer(v, kTimeoutMs, "bad_timeout", path));
+}
+
+template <class Path>
+OnError read_on_error(const Json& v, const Path& path) {
+    expect(v, v.is_string(), "a string", path);
+    const auto& name = v.get_ref<const std::string&>();
+    std::optional<OnError> on_error = detail::parse_on_error(name);
+    if (!on_error) {
+        fail_definition("bad_on_error", path_text(path),
+                        fmt::format("expected {}, got {}", kOnErrorNames, quote(name)));
+    }
+    return *on_error;
+}
+
+// The settings a step shares with the workflow's "defaults", read from either.
+template <class Path>
+void read_settings(const Json& object, const Path& path, std::optional<RetryPolicy>& retry,
+                   std::optional<std::chrono::milliseconds>& timeout,
+                   std::optional<OnError>& on_error) {
+    if_present(object, "retry", path, [&](const Json& v, const auto& at) { retry = read_retry(v, at); });
+    if_present(object, "timeout_ms", path,
+               [&](const Json& v, const auto& at) { timeout = read_timeout(v, at); });
+    if_present(object, "on_error", path,
+               [&](const Json& v, const auto& at) { on_error = read_on_error(v, at); });
+}
+
+// "handler" of a step or of its compensation (required: check_keys has run).
+template <class Path>
+std::string read_handler(const Json& object, const Path& path) {
+    std::string handler;
+    if_present(object, "handler", path, [&](const Json& v, const auto& at) {
+        expect(v, v.is_string(), "a string", at);
+        handler = v.get<std::string>();
+        check_id(handler, kHandlerName, at);
+    });
+    return handler;
+}
+
+template <class Path>
+Compensation read_compensation(const Json& v, const Path& path) {
+    expect(v, v.is_object(), "an object", path);
+    check_keys(v, kCompensateKeys, path);
+    Compensation compensation;
+    compensation.handler = read_handler(v, path);
+    if_present(v, "input", path, [&](const Json& input, const auto&) { compensation.input = input; });
+    return compensation;
+}
+
 // Nesting depth from the text alone: linear, no recursion, no allocation, so a
 // hostile "[[[[..." is refused before a parser or a destructor ever sees it.
 void check_depth(std::string_view text, std::size_t max_depth) {
@@ -216,6 +375,8 @@ struct Reader {
     std::string name;
     std::int64_t version = 0;
     std::vector<Step> steps;
+    WorkflowDefaults defaults;
+    std::optional<std::chrono::milliseconds> deadline;
     detail::Plan plan;
 
     void read_workflow();
@@ -231,6 +392,9 @@ struct Reader {
         std::string text;
     };
     std::vector<Indirect> compile_inputs();
+    void compile_template(const Json& tmpl, std::uint32_t i, const std::string& path, bool self_ok,
+                          std::vector<detail::Substitution>& substitutions,
+                          std::vector<Indirect>& indirect);
     void check_upstream(const std::vector<Indirect>& indirect,
                         const std::vector<std::uint32_t>& rank) const;
 };
@@ -263,6 +427,15 @@ void Reader::read_workflow() {
     }
     version = v.get<std::int64_t>();
 
+    if_present(doc, "defaults", "", [&](const Json& d, const auto& at) {
+        expect(d, d.is_object(), "an object", at);
+        check_keys(d, kDefaultsKeys, at);
+        read_settings(d, at, defaults.retry, defaults.timeout, defaults.on_error);
+    });
+    if_present(doc, "deadline_ms", "", [&](const Json& d, const auto& at) {
+        deadline = std::chrono::milliseconds(read_integer(d, kDeadlineMs, "bad_deadline", at));
+    });
+
     const Json& steps_json = doc["steps"];
     expect(steps_json, steps_json.is_array(), "an array", "/steps");
     if (steps_json.empty()) fail_definition("empty", "/steps", "a workflow needs at least one step");
@@ -292,10 +465,7 @@ void Reader::read_step(const Json& s, std::size_t i) {
                                     existing->second));
     }
 
-    const Json& handler = s["handler"];
-    expect(handler, handler.is_string(), "a string", field("handler"));
-    step.handler = handler.get<std::string>();
-    check_id(step.handler, kHandlerName, field("handler"));
+    step.handler = read_handler(s, path);
 
     if (auto deps = s.find("depends_on"); deps != s.end()) {
         expect(*deps, deps->is_array(), "an array", field("depends_on"));
@@ -308,6 +478,22 @@ void Reader::read_step(const Json& s, std::size_t i) {
         }
     }
     if (auto input = s.find("input"); input != s.end()) step.input = *input;
+    read_settings(s, path, step.retry, step.timeout, step.on_error);
+    if_present(s, "compensate", path,
+               [&](const Json& c, const auto& at) { step.compensate = read_compensation(c, at); });
+    if_present(s, "when", path, [&](const Json& w, const auto& at) {
+        expect(w, w.is_string(), "a string", at);
+        step.when = w.get<std::string>();
+        if (step.when.empty()) {
+            fail_definition("empty", at(),
+                            "a condition must not be empty; leave \"when\" out for a step that "
+                            "always runs");
+        }
+    });
+    if_present(s, "run_if_skipped", path, [&](const Json& r, const auto& at) {
+        expect(r, r.is_boolean(), "a boolean", at);
+        step.run_if_skipped = r.get<bool>();
+    });
     steps.push_back(std::move(step));
 }
 
@@ -393,45 +579,59 @@ std::vector<std::uint32_t> Reader::rank_steps() const {
                     fmt::format("steps {} form a cycle (each step depends on the next)", names));
 }
 
-// Parses every templated string in each step's input once, in document order.
-// References to a direct dependency are fine at once; the others are returned for
+// Parses every templated string in each step's input, then in its compensation's
+// input, once, in document order. References to a direct dependency (or, from a
+// compensation, to the step itself) are fine at once; the others are returned for
 // check_upstream.
 std::vector<Reader::Indirect> Reader::compile_inputs() {
     std::vector<Indirect> indirect;
     for (std::uint32_t i = 0; i < steps.size(); ++i) {
-        if (!steps[i].input) continue;
-        const std::string input_path = child("/steps", i) + "/input";
-        const auto& deps = plan.steps[i].deps;
-        // Iterative, children pushed in reverse so strings are met in document order.
-        std::vector<std::pair<const Json*, Json::json_pointer>> stack;
-        stack.emplace_back(&*steps[i].input, Json::json_pointer());
-        while (!stack.empty()) {
-            auto [value, where] = std::move(stack.back());
-            stack.pop_back();
-            if (value->is_object()) {
-                for (auto it = value->rbegin(); it != value->rend(); ++it) {
-                    stack.emplace_back(&it.value(), where / it.key());
-                }
-            } else if (value->is_array()) {
-                for (std::size_t k = value->size(); k-- > 0;) {
-                    stack.emplace_back(&(*value)[k], where / k);
-                }
-            } else if (value->is_string()) {
-                const auto& text = value->get_ref<const std::string&>();
-                if (text.find("${") == std::string::npos) continue;
-                const std::string path = input_path + where.to_string();
-                auto parts = detail::parse_template(text, path, plan.index);
-                for (const detail::TemplatePart& part : parts) {
-                    if (!part.ref || part.ref->from_input) continue;
-                    std::uint32_t target = part.ref->step;
-                    if (std::find(deps.begin(), deps.end(), target) != deps.end()) continue;
-                    indirect.push_back({i, target, path, part.ref->text});
-                }
-                plan.steps[i].substitutions.push_back({std::move(where), std::move(parts)});
-            }
+        if (steps[i].input) {
+            compile_template(*steps[i].input, i, child("/steps", i) + "/input", false,
+                             plan.steps[i].substitutions, indirect);
+        }
+        if (steps[i].compensate && steps[i].compensate->input) {
+            compile_template(*steps[i].compensate->input, i, child("/steps", i) + "/compensate/input",
+                             true, plan.steps[i].compensate_substitutions, indirect);
         }
     }
     return indirect;
+}
+
+// One template of step i at `path`; `self_ok`: it may reference step i itself.
+void Reader::compile_template(const Json& tmpl, std::uint32_t i, const std::string& path,
+                              bool self_ok, std::vector<detail::Substitution>& substitutions,
+                              std::vector<Indirect>& indirect) {
+    const auto& deps = plan.steps[i].deps;
+    // Iterative, children pushed in reverse so strings are met in document order.
+    std::vector<std::pair<const Json*, Json::json_pointer>> stack;
+    stack.emplace_back(&tmpl, Json::json_pointer());
+    while (!stack.empty()) {
+        auto [value, where] = std::move(stack.back());
+        stack.pop_back();
+        if (value->is_object()) {
+            for (auto it = value->rbegin(); it != value->rend(); ++it) {
+                stack.emplace_back(&it.value(), where / it.key());
+            }
+        } else if (value->is_array()) {
+            for (std::size_t k = value->size(); k-- > 0;) {
+                stack.emplace_back(&(*value)[k], where / k);
+            }
+        } else if (value->is_string()) {
+            const auto& text = value->get_ref<const std::string&>();
+            if (text.find("${") == std::string::npos) continue;
+            const std::string string_path = path + where.to_string();
+            auto parts = detail::parse_template(text, string_path, plan.index);
+            for (const detail::TemplatePart& part : parts) {
+                if (!part.ref || part.ref->from_input) continue;
+                std::uint32_t target = part.ref->step;
+                if (self_ok && target == i) continue;
+                if (std::find(deps.begin(), deps.end(), target) != deps.end()) continue;
+                indirect.push_back({i, target, string_path, part.ref->text});
+            }
+            substitutions.push_back({std::move(where), std::move(parts)});
+        }
+    }
 }
 
 // Each referenced step must finish before the referring one starts: it must be
@@ -478,16 +678,17 @@ void Reader::check_upstream(const std::vector<Indirect>& indirect,
 }
 
 Workflow validate(const Json& doc, const DefinitionLimits& limits) {
-    Reader reader{doc, limits, {}, 0, {}, {}};
+    Reader reader{doc, limits, {}, 0, {}, {}, {}, {}};
     reader.read_workflow();
     reader.link_dependencies();
     const std::vector<std::uint32_t> rank = reader.rank_steps();
     reader.check_upstream(reader.compile_inputs(), rank);
-    const std::string canonical =
-        detail::canonical_json(reader.name, reader.version, reader.steps).dump();
+    const std::string canonical = detail::canonical_json(reader.name, reader.version, reader.steps,
+                                                         reader.defaults, reader.deadline)
+                                      .dump();
     // Stores keep the canonical form and executors load it again under the same
     // limits, so it must fit them too; it can be the longer text (every step
-    // gains "depends_on").
+    // gains "depends_on", a retry policy all five keys).
     if (canonical.size() > limits.max_bytes) {
         fail_definition("too_large", "",
                         fmt::format("definition is {} bytes in canonical form; the limit is {}",
@@ -495,7 +696,8 @@ Workflow validate(const Json& doc, const DefinitionLimits& limits) {
     }
     std::string hash = detail::content_hash(canonical);
     return detail::Plan::make_workflow(std::move(reader.name), reader.version,
-                                       std::move(reader.steps), std::move(hash),
+                                       std::move(reader.steps), std::move(reader.defaults),
+                                       reader.deadline, std::move(hash),
                                        std::make_shared<const detail::Plan>(std::move(reader.plan)));
 }
 

@@ -4,7 +4,9 @@
 // lowered. One table per kind of input; each row runs on a fresh SqliteStore.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -167,6 +169,20 @@ std::function<void(Fixture&)> executor_with(void (*edit)(loom::ExecutorOptions&)
 std::string with_steps(const std::string& steps) {
     return R"({"name": "wf", "version": 1, "steps": )" + steps + "}";
 }
+/// One step "a" (handler h) with these further keys, as JSON text, e.g. `"when": ""`.
+std::string with_step(const std::string& keys) {
+    return with_steps(R"([{"id": "a", "handler": "h", )" + keys + "}]");
+}
+/// The same as a Json, for values JSON text cannot hold (NaN, infinity).
+Json with_step_json(std::pair<std::string, Json> key) {
+    Json step = {{"id", "a"}, {"handler", "h"}};
+    step[key.first] = std::move(key.second);
+    return {{"name", "wf"}, {"version", 1}, {"steps", {step}}};
+}
+/// A one-step workflow with this further top-level key, as JSON text.
+std::string with_workflow_key(const std::string& key) {
+    return R"({"name": "wf", "version": 1, "steps": [{"id": "a", "handler": "h"}], )" + key + "}";
+}
 /// One step "a" (handler h) with this input, as JSON text.
 std::string with_input(const std::string& input) {
     return with_steps(R"([{"id": "a", "handler": "h", "input": )" + input + "}]");
@@ -285,14 +301,209 @@ TEST_CASE("bad definitions are refused with their exact error and store nothing"
          add_text(with_steps(R"([{"handler": "h"}])"))},
         {"an unknown top-level key", "DefinitionError",
          "[loom.definition.unknown_key] /retries: unknown key \"retries\"; allowed keys are name, "
-         "version, steps",
+         "version, steps, defaults, deadline_ms",
          add_text(R"({"name": "wf", "version": 1, "steps": [], "retries": 3})")},
-        {"an unknown step key (no retry policy exists yet)", "DefinitionError",
-         "[loom.definition.unknown_key] /steps/0/retry: unknown key \"retry\"; allowed keys are id, "
-         "handler, input, depends_on",
-         add_text(with_steps(R"([{"id": "a", "handler": "h", "retry": {"max_attempts": -1}}])"))},
+        {"an unknown step key", "DefinitionError",
+         "[loom.definition.unknown_key] /steps/0/retries: unknown key \"retries\"; allowed keys are "
+         "id, handler, input, depends_on, retry, timeout_ms, on_error, compensate, when, "
+         "run_if_skipped",
+         add_text(with_steps(R"([{"id": "a", "handler": "h", "retries": 3}])"))},
         {"no steps", "DefinitionError", "[loom.definition.empty] /steps: a workflow needs at least one step",
          add_text(with_steps("[]"))},
+
+        // Step settings: retry.
+        {"a retry that is a number", "DefinitionError",
+         "[loom.definition.type] /steps/0/retry: expected an object, got number",
+         add_text(with_step(R"("retry": 3)"))},
+        {"an unknown retry key", "DefinitionError",
+         "[loom.definition.unknown_key] /steps/0/retry/attempts: unknown key \"attempts\"; allowed "
+         "keys are max_attempts, initial_backoff_ms, multiplier, max_backoff_ms, jitter",
+         add_text(with_step(R"("retry": {"attempts": 3})"))},
+        {"max_attempts 0", "DefinitionError",
+         "[loom.definition.bad_retry] /steps/0/retry/max_attempts: expected an integer from 1 to "
+         "1000, got 0",
+         add_text(with_step(R"("retry": {"max_attempts": 0})"))},
+        {"negative max_attempts", "DefinitionError",
+         "[loom.definition.bad_retry] /steps/0/retry/max_attempts: expected an integer from 1 to "
+         "1000, got -1",
+         add_text(with_step(R"("retry": {"max_attempts": -1})"))},
+        {"max_attempts over 1000", "DefinitionError",
+         "[loom.definition.bad_retry] /steps/0/retry/max_attempts: expected an integer from 1 to "
+         "1000, got 1001",
+         add_text(with_step(R"("retry": {"max_attempts": 1001})"))},
+        {"max_attempts beyond uint64", "DefinitionError",
+         "[loom.definition.bad_retry] /steps/0/retry/max_attempts: expected an integer from 1 to "
+         "1000, got 1e+20",
+         add_text(with_step(R"("retry": {"max_attempts": 100000000000000000000})"))},
+        {"fractional max_attempts", "DefinitionError",
+         "[loom.definition.bad_retry] /steps/0/retry/max_attempts: expected an integer from 1 to "
+         "1000, got 2.5",
+         add_text(with_step(R"("retry": {"max_attempts": 2.5})"))},
+        {"max_attempts written as a float", "DefinitionError",
+         "[loom.definition.bad_retry] /steps/0/retry/max_attempts: expected an integer from 1 to "
+         "1000, got 3.0",
+         add_text(with_step(R"("retry": {"max_attempts": 3.0})"))},
+        {"max_attempts that is a boolean", "DefinitionError",
+         "[loom.definition.type] /steps/0/retry/max_attempts: expected an integer from 1 to 1000, "
+         "got boolean",
+         add_text(with_step(R"("retry": {"max_attempts": true})"))},
+        {"a negative initial_backoff_ms", "DefinitionError",
+         "[loom.definition.bad_retry] /steps/0/retry/initial_backoff_ms: expected an integer from 0 "
+         "to 86400000 (one day), got -1",
+         add_text(with_step(R"("retry": {"initial_backoff_ms": -1})"))},
+        {"an initial_backoff_ms too large for a double", "DefinitionError",
+         "[loom.definition.json] /: invalid JSON: number overflow parsing '1e400'",
+         add_text(with_step(R"("retry": {"initial_backoff_ms": 1e400})"))},
+        {"an initial_backoff_ms in exponent notation", "DefinitionError",
+         "[loom.definition.bad_retry] /steps/0/retry/initial_backoff_ms: expected an integer from 0 "
+         "to 86400000 (one day), got 1000.0",
+         add_text(with_step(R"("retry": {"initial_backoff_ms": 1e3})"))},
+        {"an initial_backoff_ms that is a string", "DefinitionError",
+         "[loom.definition.type] /steps/0/retry/initial_backoff_ms: expected an integer from 0 to "
+         "86400000 (one day), got string",
+         add_text(with_step(R"("retry": {"initial_backoff_ms": "1000"})"))},
+        {"a max_backoff_ms over a day", "DefinitionError",
+         "[loom.definition.bad_retry] /steps/0/retry/max_backoff_ms: expected an integer from 0 to "
+         "86400000 (one day), got 86400001",
+         add_text(with_step(R"("retry": {"max_backoff_ms": 86400001})"))},
+        {"a max_backoff_ms below initial_backoff_ms", "DefinitionError",
+         "[loom.definition.bad_retry] /steps/0/retry/max_backoff_ms: max_backoff_ms (500) must be at "
+         "least initial_backoff_ms (2000)",
+         add_text(with_step(R"("retry": {"initial_backoff_ms": 2000, "max_backoff_ms": 500})"))},
+        {"an initial_backoff_ms above the default max_backoff_ms", "DefinitionError",
+         "[loom.definition.bad_retry] /steps/0/retry: max_backoff_ms (60000, the default) must be at "
+         "least initial_backoff_ms (120000)",
+         add_text(with_step(R"("retry": {"initial_backoff_ms": 120000})"))},
+        {"a multiplier below 1", "DefinitionError",
+         "[loom.definition.bad_retry] /steps/0/retry/multiplier: expected a number from 1 to 100, "
+         "got 0.5",
+         add_text(with_step(R"("retry": {"multiplier": 0.5})"))},
+        {"a multiplier over 100", "DefinitionError",
+         "[loom.definition.bad_retry] /steps/0/retry/multiplier: expected a number from 1 to 100, "
+         "got 1e+300",
+         add_text(with_step(R"("retry": {"multiplier": 1e300})"))},
+        {"an infinite multiplier in a Json", "DefinitionError",
+         "[loom.definition.bad_retry] /steps/0/retry/multiplier: expected a number from 1 to 100, "
+         "got inf",
+         add_json(with_step_json(
+             {"retry", {{"multiplier", std::numeric_limits<double>::infinity()}}}))},
+        {"a multiplier that is null", "DefinitionError",
+         "[loom.definition.type] /steps/0/retry/multiplier: expected a number from 1 to 100, got null",
+         add_text(with_step(R"("retry": {"multiplier": null})"))},
+        {"a negative jitter", "DefinitionError",
+         "[loom.definition.bad_retry] /steps/0/retry/jitter: expected a number from 0 to 1, got -0.1",
+         add_text(with_step(R"("retry": {"jitter": -0.1})"))},
+        {"a jitter over 1", "DefinitionError",
+         "[loom.definition.bad_retry] /steps/0/retry/jitter: expected a number from 0 to 1, got 2",
+         add_text(with_step(R"("retry": {"jitter": 2})"))},
+        {"a NaN jitter in a Json", "DefinitionError",
+         "[loom.definition.bad_retry] /steps/0/retry/jitter: expected a number from 0 to 1, got nan",
+         add_json(with_step_json({"retry", {{"jitter", std::nan("")}}}))},
+
+        // Step settings: timeout, on_error, compensate, when, run_if_skipped.
+        {"timeout_ms 0", "DefinitionError",
+         "[loom.definition.bad_timeout] /steps/0/timeout_ms: expected an integer from 1 to 604800000 "
+         "(one week), got 0",
+         add_text(with_step(R"("timeout_ms": 0)"))},
+        {"timeout_ms over a week", "DefinitionError",
+         "[loom.definition.bad_timeout] /steps/0/timeout_ms: expected an integer from 1 to 604800000 "
+         "(one week), got 604800001",
+         add_text(with_step(R"("timeout_ms": 604800001)"))},
+        {"a fractional timeout_ms", "DefinitionError",
+         "[loom.definition.bad_timeout] /steps/0/timeout_ms: expected an integer from 1 to 604800000 "
+         "(one week), got 0.5",
+         add_text(with_step(R"("timeout_ms": 0.5)"))},
+        {"a timeout_ms that is a string", "DefinitionError",
+         "[loom.definition.type] /steps/0/timeout_ms: expected an integer from 1 to 604800000 (one "
+         "week), got string",
+         add_text(with_step(R"("timeout_ms": "5s")"))},
+        {"an unknown on_error", "DefinitionError",
+         "[loom.definition.bad_on_error] /steps/0/on_error: expected \"fail\", \"continue\" or "
+         "\"compensate\", got \"retry\"",
+         add_text(with_step(R"("on_error": "retry")"))},
+        {"an on_error in capitals", "DefinitionError",
+         "[loom.definition.bad_on_error] /steps/0/on_error: expected \"fail\", \"continue\" or "
+         "\"compensate\", got \"Fail\"",
+         add_text(with_step(R"("on_error": "Fail")"))},
+        {"an on_error that is a number", "DefinitionError",
+         "[loom.definition.type] /steps/0/on_error: expected a string, got number",
+         add_text(with_step(R"("on_error": 1)"))},
+        {"a compensate that is a string", "DefinitionError",
+         "[loom.definition.type] /steps/0/compensate: expected an object, got string",
+         add_text(with_step(R"("compensate": "undo")"))},
+        {"a compensate without a handler", "DefinitionError",
+         "[loom.definition.missing_key] /steps/0/compensate: missing required key \"handler\"",
+         add_text(with_step(R"("compensate": {"input": {}})"))},
+        {"an unknown compensate key", "DefinitionError",
+         "[loom.definition.unknown_key] /steps/0/compensate/retry: unknown key \"retry\"; allowed "
+         "keys are handler, input",
+         add_text(with_step(R"("compensate": {"handler": "undo", "retry": {}})"))},
+        {"a compensate handler that is a number", "DefinitionError",
+         "[loom.definition.type] /steps/0/compensate/handler: expected a string, got number",
+         add_text(with_step(R"("compensate": {"handler": 5})"))},
+        {"a compensate handler name with a space", "DefinitionError",
+         "[loom.definition.bad_id] /steps/0/compensate/handler: handler name \"un do\" has ' ' at "
+         "index 2; only letters, digits, '_', '.', ':', '/' and '-' may follow the first character " +
+             kHandlerRule,
+         add_text(with_step(R"("compensate": {"handler": "un do"})"))},
+        {"a compensate input naming a step that is not upstream", "DefinitionError",
+         "[loom.definition.bad_reference] /steps/0/compensate/input/0: ${steps.b.output} names step "
+         "\"b\", which is not upstream of step \"a\" (list it in depends_on, directly or through "
+         "another step)",
+         add_text(with_steps(R"([{"id": "a", "handler": "h",
+                                  "compensate": {"handler": "u", "input": ["${steps.b.output}"]}},
+                                 {"id": "b", "handler": "h", "depends_on": ["a"]}])"))},
+        {"a compensate input with a malformed reference", "DefinitionError",
+         "[loom.definition.bad_reference] /steps/0/compensate/input/x: reference "
+         "\"${steps.a.status}\" must continue with \".output\" after the step id: ${steps.ID.output}",
+         add_text(with_step(R"("compensate": {"handler": "u", "input": {"x": "${steps.a.status}"}})"))},
+        {"an empty when", "DefinitionError",
+         "[loom.definition.empty] /steps/0/when: a condition must not be empty; leave \"when\" out "
+         "for a step that always runs",
+         add_text(with_step(R"("when": "")"))},
+        {"a when that is a boolean", "DefinitionError",
+         "[loom.definition.type] /steps/0/when: expected a string, got boolean",
+         add_text(with_step(R"("when": true)"))},
+        {"a run_if_skipped that is a string", "DefinitionError",
+         "[loom.definition.type] /steps/0/run_if_skipped: expected a boolean, got string",
+         add_text(with_step(R"("run_if_skipped": "yes")"))},
+
+        // Workflow settings: defaults and deadline_ms.
+        {"defaults that are an array", "DefinitionError",
+         "[loom.definition.type] /defaults: expected an object, got array",
+         add_text(with_workflow_key(R"("defaults": [])"))},
+        {"an unknown defaults key", "DefinitionError",
+         "[loom.definition.unknown_key] /defaults/when: unknown key \"when\"; allowed keys are retry, "
+         "timeout_ms, on_error",
+         add_text(with_workflow_key(R"("defaults": {"when": "true"})"))},
+        {"a default retry out of range", "DefinitionError",
+         "[loom.definition.bad_retry] /defaults/retry/max_attempts: expected an integer from 1 to "
+         "1000, got 0",
+         add_text(with_workflow_key(R"("defaults": {"retry": {"max_attempts": 0}})"))},
+        {"a default timeout out of range", "DefinitionError",
+         "[loom.definition.bad_timeout] /defaults/timeout_ms: expected an integer from 1 to 604800000 "
+         "(one week), got -5",
+         add_text(with_workflow_key(R"("defaults": {"timeout_ms": -5})"))},
+        {"an unknown default on_error", "DefinitionError",
+         "[loom.definition.bad_on_error] /defaults/on_error: expected \"fail\", \"continue\" or "
+         "\"compensate\", got \"ignore\"",
+         add_text(with_workflow_key(R"("defaults": {"on_error": "ignore"})"))},
+        {"deadline_ms 0", "DefinitionError",
+         "[loom.definition.bad_deadline] /deadline_ms: expected an integer from 1 to 31536000000 "
+         "(365 days), got 0",
+         add_text(with_workflow_key(R"("deadline_ms": 0)"))},
+        {"deadline_ms over a year", "DefinitionError",
+         "[loom.definition.bad_deadline] /deadline_ms: expected an integer from 1 to 31536000000 "
+         "(365 days), got 31536000001",
+         add_text(with_workflow_key(R"("deadline_ms": 31536000001)"))},
+        {"deadline_ms beyond int64", "DefinitionError",
+         "[loom.definition.bad_deadline] /deadline_ms: expected an integer from 1 to 31536000000 "
+         "(365 days), got 18446744073709551615",
+         add_text(with_workflow_key(R"("deadline_ms": 18446744073709551615)"))},
+        {"a deadline_ms that is a boolean", "DefinitionError",
+         "[loom.definition.type] /deadline_ms: expected an integer from 1 to 31536000000 (365 days), "
+         "got boolean",
+         add_text(with_workflow_key(R"("deadline_ms": false)"))},
 
         // Bad ids.
         {"an empty workflow name", "DefinitionError",
@@ -536,8 +747,11 @@ TEST_CASE("bad calls are refused with their exact error and change nothing", "[b
         {"an empty handler function", "InvalidArgument", "[loom.handler.null] handler \"h\" is null",
          registry_add(std::string("h"), loom::HandlerRegistry::Function())},
         {"builder input() before step()", "InvalidArgument",
-         "[loom.builder.no_step] input() and after() configure the latest step; call step() first",
+         "[loom.builder.no_step] input() configures the latest step; call step() first",
          [](Fixture&) { loom::WorkflowBuilder("wf", 1).input(Json::object()); }},
+        {"builder retry() before step()", "InvalidArgument",
+         "[loom.builder.no_step] retry() configures the latest step; call step() first",
+         [](Fixture&) { loom::WorkflowBuilder("wf", 1).default_retry({3}).retry({3}); }},
         {"an unknown run status name", "InvalidArgument",
          "[loom.status.unknown] unknown run status \"done\"",
          [](Fixture&) { loom::parse_run_status("done"); }},

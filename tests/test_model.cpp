@@ -5,6 +5,10 @@
 #include <loom/error.hpp>
 #include <loom/workflow.hpp>
 
+#include <chrono>
+#include <climits>
+#include <cmath>
+#include <limits>
 #include <string>
 
 #include "model.hpp"
@@ -13,8 +17,11 @@
 using loom::DefinitionError;
 using loom::DefinitionLimits;
 using loom::Json;
+using loom::OnError;
+using loom::RetryPolicy;
 using loom::Workflow;
 using loom::WorkflowBuilder;
+using std::chrono::milliseconds;
 
 namespace {
 
@@ -34,6 +41,62 @@ const char* const kEtl = R"({
      "input": {"rows": "${steps.transform.output}"}}
   ]
 })";
+
+// Every step setting and workflow default, spelled as briefly as JSON allows.
+const char* const kOrders = R"({
+  "name": "orders",
+  "version": 2,
+  "defaults": {"retry": {"max_attempts": 3}, "timeout_ms": 30000, "on_error": "compensate"},
+  "deadline_ms": 3600000,
+  "steps": [
+    {"id": "reserve", "handler": "stock.reserve", "input": "${input.items}",
+     "retry": {"max_attempts": 5, "initial_backoff_ms": 200, "multiplier": 1.5,
+               "max_backoff_ms": 5000, "jitter": 0.25},
+     "compensate": {"handler": "stock.release", "input": {"id": "${steps.reserve.output.id}"}}},
+    {"id": "charge", "handler": "card.charge", "depends_on": ["reserve"], "timeout_ms": 10000,
+     "compensate": {"handler": "card.refund"}},
+    {"id": "notify", "handler": "mail.send", "depends_on": ["charge"], "on_error": "continue",
+     "when": "${input.notify} == true", "run_if_skipped": true},
+    {"id": "audit", "handler": "log", "depends_on": ["notify"], "on_error": "fail",
+     "run_if_skipped": false}
+  ]
+})";
+
+Workflow orders_built() {
+    using namespace std::chrono_literals;
+    return WorkflowBuilder("orders", 2)
+        .default_retry({3})
+        .default_timeout(30s)
+        .default_on_error(OnError::compensate)
+        .deadline(1h)
+        .step("reserve", "stock.reserve")
+        .input("${input.items}")
+        .retry({5, 200ms, 1.5, 5000ms, 0.25})
+        .compensate("stock.release", Json{{"id", "${steps.reserve.output.id}"}})
+        .step("charge", "card.charge")
+        .after("reserve")
+        .timeout(10s)
+        .compensate("card.refund")
+        .step("notify", "mail.send")
+        .after("charge")
+        .on_error(OnError::proceed)
+        .when("${input.notify} == true")
+        .run_if_skipped()
+        .step("audit", "log")
+        .after("notify")
+        .on_error(OnError::fail)
+        .run_if_skipped(false)
+        .build();
+}
+
+void require_policy(const RetryPolicy& p, int attempts, std::int64_t initial, double multiplier,
+                    std::int64_t max, double jitter) {
+    REQUIRE(p.max_attempts == attempts);
+    REQUIRE(p.initial_backoff == milliseconds(initial));
+    REQUIRE(p.multiplier == multiplier);
+    REQUIRE(p.max_backoff == milliseconds(max));
+    REQUIRE(p.jitter == jitter);
+}
 
 }  // namespace
 
@@ -100,6 +163,209 @@ TEST_CASE("The content hash is 64-bit FNV-1a of the canonical JSON", "[model]") 
     REQUIRE(wf.hash() == loom::detail::content_hash(wf.to_json().dump()));
 }
 
+TEST_CASE("Definitions without step settings keep their canonical text and hash", "[model]") {
+    // Computed before retry, timeout_ms, on_error, compensate, when, run_if_skipped,
+    // defaults and deadline_ms existed: stored runs pin these hashes.
+    REQUIRE(Workflow::from_json(kEtl).hash() == "52756d519d6545d4");
+    const Workflow hello = WorkflowBuilder("hello", 1).step("a", "h").step("b", "h").after("a").build();
+    REQUIRE(hello.to_json().dump() ==
+            R"({"name":"hello","steps":[{"depends_on":[],"handler":"h","id":"a"},)"
+            R"({"depends_on":["a"],"handler":"h","id":"b"}],"version":1})");
+    REQUIRE(hello.hash() == "b4b89302ba997036");
+    // Settings given at their "unset" value add nothing either.
+    REQUIRE(Workflow::from_json(R"({"name": "hello", "version": 1, "defaults": {}, "steps": [
+        {"id": "a", "handler": "h", "run_if_skipped": false},
+        {"id": "b", "handler": "h", "depends_on": ["a"]}]})")
+                .hash() == "b4b89302ba997036");
+}
+
+TEST_CASE("Step settings and defaults are read, written canonically and round-trip", "[model]") {
+    const Workflow wf = Workflow::from_json(kOrders);
+    const auto& steps = wf.steps();
+    require_policy(*steps[0].retry, 5, 200, 1.5, 5000, 0.25);
+    REQUIRE(steps[0].compensate->handler == "stock.release");
+    REQUIRE(steps[0].compensate->input == Json{{"id", "${steps.reserve.output.id}"}});
+    REQUIRE_FALSE(steps[1].retry);
+    REQUIRE(steps[1].timeout == milliseconds(10'000));
+    REQUIRE(steps[1].compensate->handler == "card.refund");
+    REQUIRE_FALSE(steps[1].compensate->input);
+    REQUIRE(steps[2].on_error == OnError::proceed);
+    REQUIRE(steps[2].when == "${input.notify} == true");   // as written
+    REQUIRE(steps[2].run_if_skipped);
+    REQUIRE(steps[3].on_error == OnError::fail);
+    REQUIRE_FALSE(steps[3].run_if_skipped);
+    REQUIRE(steps[3].when.empty());
+    require_policy(*wf.defaults().retry, 3, 1000, 2.0, 60'000, 0.0);
+    REQUIRE(wf.defaults().timeout == milliseconds(30'000));
+    REQUIRE(wf.defaults().on_error == OnError::compensate);
+    REQUIRE(wf.deadline() == milliseconds(3'600'000));
+    REQUIRE(wf.plan().steps[0].compensate_substitutions.size() == 1);
+    REQUIRE(wf.plan().steps[0].compensate_substitutions[0].where.to_string() == "/id");
+    REQUIRE(wf.plan().steps[1].compensate_substitutions.empty());
+
+    // Retry policies in full, settings only where set, run_if_skipped only when true.
+    REQUIRE(wf.to_json().dump() ==
+            R"({"deadline_ms":3600000,"defaults":{"on_error":"compensate","retry":)"
+            R"({"initial_backoff_ms":1000,"jitter":0.0,"max_attempts":3,"max_backoff_ms":60000,)"
+            R"("multiplier":2.0},"timeout_ms":30000},"name":"orders","steps":[)"
+            R"({"compensate":{"handler":"stock.release","input":{"id":"${steps.reserve.output.id}"}},)"
+            R"("depends_on":[],"handler":"stock.reserve","id":"reserve","input":"${input.items}",)"
+            R"("retry":{"initial_backoff_ms":200,"jitter":0.25,"max_attempts":5,"max_backoff_ms":5000,)"
+            R"("multiplier":1.5}},)"
+            R"({"compensate":{"handler":"card.refund"},"depends_on":["reserve"],)"
+            R"("handler":"card.charge","id":"charge","timeout_ms":10000},)"
+            R"({"depends_on":["charge"],"handler":"mail.send","id":"notify","on_error":"continue",)"
+            R"("run_if_skipped":true,"when":"${input.notify} == true"},)"
+            R"({"depends_on":["notify"],"handler":"log","id":"audit","on_error":"fail"}],"version":2})");
+
+    const Workflow built = orders_built();
+    REQUIRE(built.to_json().dump() == wf.to_json().dump());
+    REQUIRE(built.hash() == wf.hash());
+    REQUIRE(Workflow::from_json(wf.to_json()).hash() == wf.hash());
+    REQUIRE(Workflow::from_json(wf.to_json().dump()).to_json() == wf.to_json());
+}
+
+TEST_CASE("Settings are part of the content hash", "[model]") {
+    const Workflow wf = Workflow::from_json(kOrders);
+    auto changed = [&](auto edit) {
+        Json json = wf.to_json();
+        edit(json);
+        return Workflow::from_json(json).hash();
+    };
+    REQUIRE(changed([](Json& j) { j["steps"][0]["retry"]["jitter"] = 0.5; }) != wf.hash());
+    REQUIRE(changed([](Json& j) { j["steps"][1].erase("timeout_ms"); }) != wf.hash());
+    REQUIRE(changed([](Json& j) { j["steps"][3].erase("on_error"); }) != wf.hash());
+    REQUIRE(changed([](Json& j) { j["steps"][1]["compensate"]["input"] = "${input}"; }) != wf.hash());
+    REQUIRE(changed([](Json& j) { j["steps"][2]["when"] = "${input.notify}"; }) != wf.hash());
+    REQUIRE(changed([](Json& j) { j["steps"][2].erase("run_if_skipped"); }) != wf.hash());
+    REQUIRE(changed([](Json& j) { j["defaults"]["on_error"] = "fail"; }) != wf.hash());
+    REQUIRE(changed([](Json& j) { j.erase("deadline_ms"); }) != wf.hash());
+}
+
+TEST_CASE("Two spellings of one retry policy hash equally", "[model]") {
+    auto hash_of = [](const Json& retry) {
+        return Workflow::from_json(
+                   Json{{"name", "wf"},
+                        {"version", 1},
+                        {"steps", {{{"id", "a"}, {"handler", "h"}, {"retry", retry}}}}})
+            .hash();
+    };
+    const std::string brief = hash_of({{"max_attempts", 4}});
+    REQUIRE(hash_of({{"max_attempts", 4},
+                     {"initial_backoff_ms", 1000},
+                     {"multiplier", 2},
+                     {"max_backoff_ms", 60'000},
+                     {"jitter", 0}}) == brief);
+    REQUIRE(hash_of({{"multiplier", 2.0}, {"max_attempts", 4}, {"jitter", 0.0}}) == brief);
+    REQUIRE(hash_of({{"max_attempts", 5}}) != brief);
+    // An empty policy is the default one, but set: it overrides the workflow's default.
+    const std::string none = Workflow::from_json(with_steps(R"([{"id": "a", "handler": "h"}])")).hash();
+    REQUIRE(hash_of(Json::object()) != none);
+}
+
+TEST_CASE("Each step's settings in force are its own, else the defaults, else none", "[model]") {
+    const Workflow wf = Workflow::from_json(kOrders);
+    require_policy(wf.retry_of(0), 5, 200, 1.5, 5000, 0.25);
+    require_policy(wf.retry_of(1), 3, 1000, 2.0, 60'000, 0.0);
+    REQUIRE(wf.timeout_of(0) == milliseconds(30'000));
+    REQUIRE(wf.timeout_of(1) == milliseconds(10'000));
+    REQUIRE(wf.on_error_of(0) == OnError::compensate);
+    REQUIRE(wf.on_error_of(2) == OnError::proceed);
+    REQUIRE(wf.on_error_of(3) == OnError::fail);
+
+    const Workflow plain = Workflow::from_json(kEtl);
+    require_policy(plain.retry_of(0), 1, 1000, 2.0, 60'000, 0.0);   // one attempt
+    REQUIRE_FALSE(plain.timeout_of(0));
+    REQUIRE(plain.on_error_of(0) == OnError::fail);
+    REQUIRE_FALSE(plain.deadline());
+    REQUIRE_FALSE(plain.defaults().retry);
+    REQUIRE_FALSE(plain.defaults().timeout);
+    REQUIRE_FALSE(plain.defaults().on_error);
+}
+
+TEST_CASE("OnError has the names JSON uses", "[model]") {
+    REQUIRE(loom::to_string(OnError::fail) == "fail");
+    REQUIRE(loom::to_string(OnError::proceed) == "continue");
+    REQUIRE(loom::to_string(OnError::compensate) == "compensate");
+    for (OnError e : {OnError::fail, OnError::proceed, OnError::compensate}) {
+        REQUIRE(loom::detail::parse_on_error(loom::to_string(e)) == e);
+    }
+    REQUIRE_FALSE(loom::detail::parse_on_error("proceed"));
+    REQUIRE_FALSE(loom::detail::parse_on_error("Fail"));
+}
+
+TEST_CASE("Backoff grows by the multiplier and saturates at max_backoff", "[model]") {
+    RetryPolicy p;   // 1 s, doubling, at most 60 s
+    REQUIRE(p.backoff(1) == milliseconds(1'000));
+    REQUIRE(p.backoff(2) == milliseconds(2'000));
+    REQUIRE(p.backoff(3) == milliseconds(4'000));
+    REQUIRE(p.backoff(6) == milliseconds(32'000));
+    REQUIRE(p.backoff(7) == milliseconds(60'000));
+    REQUIRE(p.backoff(8) == milliseconds(60'000));
+    REQUIRE(p.backoff(INT_MAX) == milliseconds(60'000));
+
+    p = {10, milliseconds(200), 1.5, milliseconds(5'000), 0.25};
+    REQUIRE(p.backoff(2) == milliseconds(300));
+    REQUIRE(p.backoff(3) == milliseconds(450));
+    REQUIRE(p.backoff(4) == milliseconds(675));
+    REQUIRE(p.backoff(9) == milliseconds(5'000));   // 200 * 1.5^8 = 5125.8
+
+    // The largest values validation allows, and attempt numbers no run reaches:
+    // saturated, not overflowed, and as fast as attempt 2.
+    p = {1'000, milliseconds(86'400'000), 100, milliseconds(86'400'000), 1};
+    REQUIRE(p.backoff(1'000) == milliseconds(86'400'000));
+    REQUIRE(p.backoff(INT_MAX) == milliseconds(86'400'000));
+    p = {1'000, milliseconds(1), 1, milliseconds(86'400'000), 0};
+    REQUIRE(p.backoff(INT_MAX) == milliseconds(1));   // multiplier 1: always the first wait
+    p = {5, milliseconds(0), 100, milliseconds(1'000), 0};
+    REQUIRE(p.backoff(INT_MAX) == milliseconds(0));   // no wait stays no wait
+    p = {5, milliseconds(2'000), 2, milliseconds(1'000), 0};
+    REQUIRE(p.backoff(1) == milliseconds(1'000));   // a host's own policy: max_backoff still caps
+    p.multiplier = std::numeric_limits<double>::quiet_NaN();
+    REQUIRE(p.backoff(3) == milliseconds(1'000));
+}
+
+TEST_CASE("The builder's settings fail validation with the JSON path", "[model]") {
+    REQUIRE_THROWS_WITH(WorkflowBuilder("wf", 1).step("a", "h").step("b", "h").retry({0}).build(),
+                        "[loom.definition.bad_retry] /steps/1/retry/max_attempts: expected an "
+                        "integer from 1 to 1000, got 0");
+    REQUIRE_THROWS_WITH(WorkflowBuilder("wf", 1).step("a", "h").timeout(milliseconds(0)).build(),
+                        "[loom.definition.bad_timeout] /steps/0/timeout_ms: expected an integer "
+                        "from 1 to 604800000 (one week), got 0");
+    REQUIRE_THROWS_WITH(WorkflowBuilder("wf", 1).step("a", "h").when("").build(),
+                        "[loom.definition.empty] /steps/0/when: a condition must not be empty; "
+                        "leave \"when\" out for a step that always runs");
+    REQUIRE_THROWS_WITH(WorkflowBuilder("wf", 1).step("a", "h").compensate("un do").build(),
+                        "[loom.definition.bad_id] /steps/0/compensate/handler: handler name \"un "
+                        "do\" has ' ' at index 2; only letters, digits, '_', '.', ':', '/' and '-' "
+                        "may follow the first character (^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,127}$)");
+    RetryPolicy nan_jitter;
+    nan_jitter.jitter = std::nan("");
+    REQUIRE_THROWS_WITH(WorkflowBuilder("wf", 1).default_retry(nan_jitter).step("a", "h").build(),
+                        "[loom.definition.bad_retry] /defaults/retry/jitter: expected a number from "
+                        "0 to 1, got nan");
+    const auto leap_year = std::chrono::hours(24 * 366);
+    REQUIRE_THROWS_WITH(WorkflowBuilder("wf", 1).deadline(leap_year).step("a", "h").build(),
+                        "[loom.definition.bad_deadline] /deadline_ms: expected an integer from 1 to "
+                        "31536000000 (365 days), got 31622400000");
+}
+
+TEST_CASE("A compensation's input may name its own step and any upstream one", "[model]") {
+    REQUIRE_NOTHROW(Workflow::from_json(with_steps(R"([
+        {"id": "a", "handler": "h"},
+        {"id": "b", "handler": "h", "depends_on": ["a"]},
+        {"id": "c", "handler": "h", "depends_on": ["b"],
+         "compensate": {"handler": "u", "input": ["${steps.c.output}", "${steps.a.output}",
+                                                  "${steps.b.output.x}", "${input.y}"]}}])")));
+    // The step's own input still may not name the step.
+    REQUIRE_THROWS_WITH(Workflow::from_json(with_steps(R"([
+        {"id": "a", "handler": "h", "input": "${steps.a.output}",
+         "compensate": {"handler": "u", "input": "${steps.a.output}"}}])")),
+                        "[loom.definition.bad_reference] /steps/0/input: ${steps.a.output} names "
+                        "step \"a\", which is not upstream of step \"a\" (list it in depends_on, "
+                        "directly or through another step)");
+}
+
 TEST_CASE("WorkflowBuilder builds what the equivalent JSON defines", "[model]") {
     Workflow built = WorkflowBuilder("etl", 3)
                          .step("extract", "http.get")
@@ -121,11 +387,24 @@ TEST_CASE("WorkflowBuilder refuses to configure a step before step()", "[model]"
     WorkflowBuilder builder("wf", 1);
     REQUIRE_THROWS_AS(builder.input({{"a", 1}}), loom::InvalidArgument);
     REQUIRE_THROWS_WITH(builder.after("a"),
-                        "[loom.builder.no_step] input() and after() configure the latest step; "
-                        "call step() first");
+                        "[loom.builder.no_step] after() configures the latest step; call step() first");
     REQUIRE_THROWS_WITH(builder.after({"a", "b"}),
-                        "[loom.builder.no_step] input() and after() configure the latest step; "
-                        "call step() first");
+                        "[loom.builder.no_step] after() configures the latest step; call step() first");
+    REQUIRE_THROWS_WITH(builder.retry({}),
+                        "[loom.builder.no_step] retry() configures the latest step; call step() first");
+    REQUIRE_THROWS_WITH(builder.timeout(std::chrono::seconds(1)),
+                        "[loom.builder.no_step] timeout() configures the latest step; call step() first");
+    REQUIRE_THROWS_WITH(builder.on_error(loom::OnError::proceed),
+                        "[loom.builder.no_step] on_error() configures the latest step; call step() "
+                        "first");
+    REQUIRE_THROWS_WITH(builder.compensate("undo"),
+                        "[loom.builder.no_step] compensate() configures the latest step; call step() "
+                        "first");
+    REQUIRE_THROWS_WITH(builder.when("true"),
+                        "[loom.builder.no_step] when() configures the latest step; call step() first");
+    REQUIRE_THROWS_WITH(builder.run_if_skipped(),
+                        "[loom.builder.no_step] run_if_skipped() configures the latest step; call "
+                        "step() first");
     REQUIRE(builder.json() == Json{{"name", "wf"}, {"version", 1}, {"steps", Json::array()}});
 }
 
@@ -203,11 +482,12 @@ TEST_CASE("Missing and unknown keys", "[model]") {
     REQUIRE_THROWS_WITH(
         Workflow::from_json(R"({"name": "wf", "version": 1, "steps": [], "descr/iption": ""})"),
         "[loom.definition.unknown_key] /descr~1iption: unknown key \"descr/iption\"; allowed keys "
-        "are name, version, steps");
+        "are name, version, steps, defaults, deadline_ms");
     REQUIRE_THROWS_WITH(
         Workflow::from_json(with_steps(R"([{"id": "a", "handler": "h", "retries": 3}])")),
         "[loom.definition.unknown_key] /steps/0/retries: unknown key \"retries\"; allowed keys are "
-        "id, handler, input, depends_on");
+        "id, handler, input, depends_on, retry, timeout_ms, on_error, compensate, when, "
+        "run_if_skipped");
 }
 
 TEST_CASE("A workflow needs a step", "[model]") {

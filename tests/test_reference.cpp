@@ -1,5 +1,6 @@
 // Input templates: how ${...} references are parsed at validation, and how a step's
-// input is resolved from the run's input and its upstream steps' outputs.
+// input (and its compensation's) is resolved from the run's input and its upstream
+// steps' outputs.
 #include <catch2/catch.hpp>
 
 #include <loom/error.hpp>
@@ -23,12 +24,15 @@ std::vector<TemplatePart> parse(const std::string& text) {
     return parse_template(text, "/steps/0/input/x", kIndex);
 }
 
-// Resolves `step` of `wf` with the given outputs of the steps (by index).
+using Resolver = Json (*)(const Workflow&, std::uint32_t, const Json&, const loom::detail::OutputOf&);
+
+// Resolves `step` of `wf` with the given outputs of the steps (by index): its
+// input, or with resolve_compensation_input its compensation's input.
 Json resolve(const Workflow& wf, const std::string& step, const Json& run_input,
-             const std::vector<Json>& outputs) {
+             const std::vector<Json>& outputs, Resolver resolver = loom::detail::resolve_input) {
     auto index = static_cast<std::uint32_t>(wf.find_step(step) - wf.steps().data());
-    return loom::detail::resolve_input(wf, index, run_input,
-                                       [&](std::uint32_t i) -> const Json& { return outputs.at(i); });
+    return resolver(wf, index, run_input,
+                    [&](std::uint32_t i) -> const Json& { return outputs.at(i); });
 }
 
 // A workflow whose step "b" reads `input` after step "a".
@@ -173,4 +177,32 @@ TEST_CASE("A missing key or index fails at resolve time, naming the reference", 
     REQUIRE_THROWS_WITH(resolve(reading("${steps.a.output.items.x}"), "b", {}, {a_output, {}}),
                         "[loom.input.missing] ${steps.a.output.items.x}: cannot look up \"x\" in "
                         "steps.a.output.items, which is an array");
+}
+
+TEST_CASE("A compensation receives its step's output, or its own template resolved", "[reference]") {
+    using loom::detail::resolve_compensation_input;
+    const Workflow wf = Workflow::from_json(R"({"name": "wf", "version": 1, "steps": [
+        {"id": "a", "handler": "h", "compensate": {"handler": "undo"}},
+        {"id": "b", "handler": "h", "depends_on": ["a"], "input": "${steps.a.output}",
+         "compensate": {"handler": "undo", "input": {
+             "mine": "${steps.b.output.id}", "upstream": "${steps.a.output}", "who": "${input.user}",
+             "text": "undo ${steps.b.output.id} for ${input.user}", "fixed": [1, "$${x}"]}}}]})");
+    REQUIRE(wf.plan().steps[1].substitutions.size() == 1);
+    REQUIRE(wf.plan().steps[1].compensate_substitutions.size() == 5);
+
+    const std::vector<Json> outputs = {{{"x", 1}}, {{"id", 7}}};
+    const Json run_input = {{"user", "ann"}};
+    REQUIRE(resolve(wf, "a", run_input, outputs, resolve_compensation_input) == Json{{"x", 1}});
+    REQUIRE(resolve(wf, "b", run_input, outputs, resolve_compensation_input) ==
+            Json{{"mine", 7},
+                 {"upstream", {{"x", 1}}},
+                 {"who", "ann"},
+                 {"text", "undo 7 for ann"},
+                 {"fixed", {1, "${x}"}}});
+    // The step's own input is untouched by its compensation's template.
+    REQUIRE(resolve(wf, "b", run_input, outputs) == Json{{"x", 1}});
+
+    REQUIRE_THROWS_WITH(resolve(wf, "b", run_input, {{{"x", 1}}, {{"ok", true}}},
+                                resolve_compensation_input),
+                        "[loom.input.missing] ${steps.b.output.id}: no key \"id\" in steps.b.output");
 }

@@ -43,6 +43,9 @@ enum class OnError {
     compensate,   // "compensate": the run fails, then completed steps' compensations run
 };
 
+/// The JSON name of an OnError: "fail", "continue" or "compensate".
+std::string_view to_string(OnError on_error) noexcept;
+
 /// The undo of a completed step, run when the run is compensated (saga).
 struct Compensation {
     std::string handler;
@@ -97,7 +100,8 @@ public:
     /// Parses and validates a JSON definition.
     /// Throws DefinitionError naming the JSON path and reason: invalid JSON, wrong
     /// types, missing or unknown keys, empty workflow, duplicate or malformed ids,
-    /// unknown or self dependencies, cycles, bad references, limits exceeded.
+    /// unknown or self dependencies, cycles, bad references, settings (retry,
+    /// timeout, on_error, deadline) out of range, limits exceeded.
     static Workflow from_json(std::string_view text, const DefinitionLimits& limits = {});
     static Workflow from_json(const Json& definition, const DefinitionLimits& limits = {});
     // Without these, a std::string or a literal converts equally well to string_view
@@ -152,6 +156,7 @@ private:
 ///     auto wf = loom::WorkflowBuilder("etl", 1)
 ///         .step("extract", "http.get").input({{"url", "${input.url}"}})
 ///         .step("load", "db.write").after("extract")
+///         .retry({/*max_attempts=*/5}).timeout(std::chrono::seconds(30))
 ///         .build();
 ///
 /// Thread safety: none; use one builder from one thread.
@@ -164,6 +169,27 @@ public:
     WorkflowBuilder& input(Json input);
     WorkflowBuilder& after(std::string step_id);
     WorkflowBuilder& after(std::initializer_list<std::string> step_ids);
+    /// "retry": how often the step is tried, and the waits in between.
+    WorkflowBuilder& retry(const RetryPolicy& policy);
+    /// "timeout_ms": the longest one attempt may run.
+    WorkflowBuilder& timeout(std::chrono::milliseconds timeout);
+    /// "on_error": what the step's failure does to the run.
+    WorkflowBuilder& on_error(OnError on_error);
+    /// "compensate": the handler that undoes the step; input absent: the step's output.
+    WorkflowBuilder& compensate(std::string handler, std::optional<Json> input = std::nullopt);
+    /// "when": the condition under which the step runs.
+    WorkflowBuilder& when(std::string expression);
+    /// "run_if_skipped": run even when a dependency was skipped.
+    WorkflowBuilder& run_if_skipped(bool run = true);
+
+    /// "defaults"/"retry": the retry policy of steps without their own.
+    WorkflowBuilder& default_retry(const RetryPolicy& policy);
+    /// "defaults"/"timeout_ms": the attempt timeout of steps without their own.
+    WorkflowBuilder& default_timeout(std::chrono::milliseconds timeout);
+    /// "defaults"/"on_error": the OnError of steps without their own.
+    WorkflowBuilder& default_on_error(OnError on_error);
+    /// "deadline_ms": the longest a run may take.
+    WorkflowBuilder& deadline(std::chrono::milliseconds deadline);
 
     /// Throws DefinitionError (as Workflow::from_json).
     Workflow build(const DefinitionLimits& limits = {}) const;
@@ -172,7 +198,8 @@ public:
     const Json& json() const noexcept { return definition_; }
 
 private:
-    Json& current();
+    /// The latest step; `method` names the caller in the error when there is none.
+    Json& current(const char* method);
 
     Json definition_;
 };
