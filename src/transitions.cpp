@@ -300,6 +300,7 @@ void Executor::Impl::finish_attempt(const std::shared_ptr<RunState>& run_ptr, st
     if (result.ok()) {
         slot.status = StepStatus::completed;
         slot.output = std::move(result.output);
+        slot.error.clear();   // an earlier attempt's
         ++run.settled;
         record_step(run, step, writes, "step.completed", *slot.finished_at);
         // Dependents become ready in the same transaction that completes this step.

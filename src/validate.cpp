@@ -17,6 +17,7 @@
 
 #include <fmt/format.h>
 
+#include "expression.hpp"
 #include "model.hpp"
 #include "plan.hpp"
 
@@ -392,6 +393,7 @@ struct Reader {
         std::string text;
     };
     std::vector<Indirect> compile_inputs();
+    void compile_condition(std::uint32_t i, std::vector<Indirect>& indirect);
     void compile_template(const Json& tmpl, std::uint32_t i, const std::string& path, bool self_ok,
                           std::vector<detail::Substitution>& substitutions,
                           std::vector<Indirect>& indirect);
@@ -590,12 +592,27 @@ std::vector<Reader::Indirect> Reader::compile_inputs() {
             compile_template(*steps[i].input, i, child("/steps", i) + "/input", false,
                              plan.steps[i].substitutions, indirect);
         }
+        if (!steps[i].when.empty()) compile_condition(i, indirect);
         if (steps[i].compensate && steps[i].compensate->input) {
             compile_template(*steps[i].compensate->input, i, child("/steps", i) + "/compensate/input",
                              true, plan.steps[i].compensate_substitutions, indirect);
         }
     }
     return indirect;
+}
+
+// Step i's "when": parsed once here, evaluated by the executor; what it reads
+// must be upstream, as for inputs.
+void Reader::compile_condition(std::uint32_t i, std::vector<Indirect>& indirect) {
+    const std::string path = child("/steps", i) + "/when";
+    auto when = std::make_shared<detail::Expression>(
+        detail::Expression::parse(steps[i].when, path, plan.index));
+    const auto& deps = plan.steps[i].deps;
+    for (const detail::Reference& ref : when->references()) {
+        if (ref.from_input || std::find(deps.begin(), deps.end(), ref.step) != deps.end()) continue;
+        indirect.push_back({i, ref.step, path, ref.text});
+    }
+    plan.steps[i].when = std::move(when);
 }
 
 // One template of step i at `path`; `self_ok`: it may reference step i itself.

@@ -119,13 +119,18 @@ TEST_CASE("the workflow's default retry applies where a step sets none", "[retry
     executor.add_workflow(loom::WorkflowBuilder("d", 1)
                               .default_retry(retry(2, 1ms))
                               .step("a", "flaky")
+                              .build());
+    executor.add_workflow(loom::WorkflowBuilder("own", 1)
+                              .default_retry(retry(2, 1ms))
                               .step("b", "flaky").retry(retry(1, 1ms))
                               .build());
     auto run = executor.wait(executor.start("d"));
-    CHECK(run.step("a")->status == loom::StepStatus::completed);
+    CHECK(run.status == loom::RunStatus::completed);
     CHECK(run.step("a")->attempts == 2);
-    CHECK(run.step("b")->status == loom::StepStatus::failed);   // its own policy: one attempt
-    CHECK(run.status == loom::RunStatus::failed);
+    auto own = executor.wait(executor.start("own"));
+    CHECK(own.step("b")->status == loom::StepStatus::failed);   // its own policy: one attempt
+    CHECK(own.step("b")->attempts == 1);
+    CHECK(own.status == loom::RunStatus::failed);
 }
 
 TEST_CASE("backoff grows by the multiplier, stops at the maximum and jitters within bounds", "[retry]") {
@@ -166,7 +171,7 @@ TEST_CASE("a step waiting to retry holds no thread", "[retry]") {
     handlers.add("flaky", flaky<std::runtime_error>(1));
     handlers.add("ok", [](loom::StepContext&) -> Json { return "done"; });
     loom::Executor executor(store, handlers, {1, nullptr, {}, {}, &clock});   // one thread
-    executor.add_workflow(loom::WorkflowBuilder("slow", 1).step("a", "flaky").retry(retry(2, 3600'000ms)).build());
+    executor.add_workflow(loom::WorkflowBuilder("slow", 1).step("a", "flaky").retry(retry(2, 3600'000ms, 2.0, 3600'000ms)).build());
     executor.add_workflow(loom::WorkflowBuilder("quick", 1).step("a", "ok").build());
     auto slow = executor.start("slow");
     REQUIRE(eventually([&] { return status_of(executor, slow, "a") == loom::StepStatus::waiting; }));
@@ -359,7 +364,7 @@ TEST_CASE("cancelling a run whose step waits to retry ends it at once", "[retry]
     loom::HandlerRegistry handlers;
     handlers.add("flaky", flaky<std::runtime_error>(10));
     loom::Executor executor(store, handlers, {2, nullptr, {}, {}, &clock});
-    executor.add_workflow(loom::WorkflowBuilder("c", 1).step("a", "flaky").retry(retry(10, 3600'000ms)).build());
+    executor.add_workflow(loom::WorkflowBuilder("c", 1).step("a", "flaky").retry(retry(10, 3600'000ms, 2.0, 3600'000ms)).build());
     auto id = executor.start("c");
     REQUIRE(eventually([&] { return status_of(executor, id, "a") == loom::StepStatus::waiting; }));
     CHECK(executor.cancel(id));
