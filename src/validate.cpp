@@ -187,6 +187,13 @@ void check_keys(const Json& object, const Key (&keys)[N], const Path& path) {
     }
 }
 
+// An object holding only `keys`, and all of those that are required.
+template <std::size_t N, class Path>
+void check_object(const Json& value, const Key (&keys)[N], const Path& path) {
+    expect(value, value.is_object(), "an object", path);
+    check_keys(value, keys, path);
+}
+
 // Calls read(value, path of value) if `object` has `key`.
 template <class Path, class Read>
 void if_present(const Json& object, const char* key, const Path& path, Read read) {
@@ -236,8 +243,7 @@ double read_number(const Json& v, const NumberRange& range, std::string_view rea
 
 template <class Path>
 RetryPolicy read_retry(const Json& v, const Path& path) {
-    expect(v, v.is_object(), "an object", path);
-    check_keys(v, kRetryKeys, path);
+    check_object(v, kRetryKeys, path);
     RetryPolicy retry;
     using std::chrono::milliseconds;
     if_present(v, "max_attempts", path, [&](const Json& x, const auto& at) {
@@ -308,8 +314,7 @@ std::string read_handler(const Json& object, const Path& path) {
 
 template <class Path>
 Compensation read_compensation(const Json& v, const Path& path) {
-    expect(v, v.is_object(), "an object", path);
-    check_keys(v, kCompensateKeys, path);
+    check_object(v, kCompensateKeys, path);
     Compensation compensation;
     compensation.handler = read_handler(v, path);
     if_present(v, "input", path, [&](const Json& input, const auto&) { compensation.input = input; });
@@ -430,8 +435,7 @@ void Reader::read_workflow() {
     version = v.get<std::int64_t>();
 
     if_present(doc, "defaults", "", [&](const Json& d, const auto& at) {
-        expect(d, d.is_object(), "an object", at);
-        check_keys(d, kDefaultsKeys, at);
+        check_object(d, kDefaultsKeys, at);
         read_settings(d, at, defaults.retry, defaults.timeout, defaults.on_error);
     });
     if_present(doc, "deadline_ms", "", [&](const Json& d, const auto& at) {
@@ -452,8 +456,7 @@ void Reader::read_step(const Json& s, std::size_t i) {
     auto field = [i](const char* key) {
         return [i, key] { return fmt::format("/steps/{}/{}", i, key); };
     };
-    expect(s, s.is_object(), "an object", path);
-    check_keys(s, kStepKeys, path);
+    check_object(s, kStepKeys, path);
     Step step;
 
     const Json& id = s["id"];
