@@ -146,28 +146,30 @@ std::shared_ptr<const Workflow> Executor::Impl::find_workflow(const std::string&
     return cached;
 }
 
-std::vector<std::shared_ptr<StepHandler>> Executor::Impl::resolve_handlers(const Workflow& wf,
-                                                                           const RunId& run) {
-    std::vector<std::shared_ptr<StepHandler>> found;
-    found.reserve(wf.steps().size());
-    for (const auto& step : wf.steps()) {
-        auto h = detail::builtin_handler(step.handler);
-        if (!h) h = handlers_.find(step.handler);
+StepHandlers Executor::Impl::resolve_handlers(const Workflow& wf, const RunId& run) {
+    auto find = [&](const std::string& step, const std::string& name, const char* role) {
+        auto h = detail::builtin_handler(name);
+        if (!h) h = handlers_.find(name);
         if (!h) {
             throw NotFound("loom.handler.unknown",
-                           fmt::format("{}workflow \"{}\" step \"{}\" uses handler \"{}\", which is not "
+                           fmt::format("{}workflow \"{}\" step \"{}\" uses {} \"{}\", which is not "
                                        "registered",
-                                       run.empty() ? "" : "run " + run + ": ", wf.name(), step.id,
-                                       step.handler));
+                                       run.empty() ? "" : "run " + run + ": ", wf.name(), step, role, name));
         }
-        found.push_back(std::move(h));
+        return h;
+    };
+    StepHandlers found;
+    for (const auto& step : wf.steps()) {
+        found.run.push_back(find(step.id, step.handler, "handler"));
+        found.compensate.push_back(
+            step.compensate ? find(step.id, step.compensate->handler, "compensation handler") : nullptr);
     }
     return found;
 }
 
 std::shared_ptr<RunState> Executor::Impl::make_state(const RunInfo& info,
                                                      std::shared_ptr<const Workflow> wf,
-                                                     std::vector<std::shared_ptr<StepHandler>> handlers) {
+                                                     StepHandlers handlers) {
     auto run = std::make_shared<RunState>();
     run->id = info.id;
     run->workflow = std::move(wf);
@@ -195,8 +197,15 @@ std::shared_ptr<RunState> Executor::Impl::make_state(const RunInfo& info,
                 slot.status = s.status;
                 ++run->settled;
                 break;
+            case StepStatus::compensating:
+            case StepStatus::compensated:
+                slot.output = s.output;
+                slot.status = s.status;
+                run->compensate = true;   // the run was being compensated
+                break;
             case StepStatus::failed:
                 slot.status = s.status;
+                if (run->workflow->on_error_of(i) == OnError::compensate) run->compensate = true;
                 if (run->workflow->on_error_of(i) == OnError::proceed) {
                     ++run->settled;
                 } else if (!run->stopping) {
@@ -358,7 +367,7 @@ RunId Executor::start(const std::string& workflow_name, const Json& input, const
 }
 
 RunId Executor::Impl::start_run(std::shared_ptr<const Workflow> wf,
-                                std::vector<std::shared_ptr<StepHandler>> handlers, const Json& input,
+                                StepHandlers handlers, const Json& input,
                                 const std::string& idempotency_key) {
     RunInfo info;
     info.id = new_run_id();
@@ -454,7 +463,7 @@ std::vector<RunId> Executor::recover() {
     struct Resumable {
         RunInfo info;
         std::shared_ptr<const Workflow> wf;
-        std::vector<std::shared_ptr<StepHandler>> handlers;
+        StepHandlers handlers;
     };
     std::vector<Resumable> todo;
     for (const auto& id : impl_->store_.unfinished_runs()) {

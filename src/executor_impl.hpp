@@ -62,6 +62,7 @@ namespace loom {
 using detail::CommitWaiter;
 using detail::Effects;
 using detail::RunState;
+using detail::StepHandlers;
 using detail::Task;
 
 struct Executor::Impl {
@@ -91,7 +92,9 @@ struct Executor::Impl {
         Batch& writes() { return impl_.pending_; }
         Effects& effects() { return impl_.pending_effects_.back(); }
         /// Dispatch `step` once the batch is committed.
-        void ready(std::uint32_t step) { impl_.pending_ready_.push_back(Task{run_, step}); }
+        void ready(std::uint32_t step, bool compensate = false) {
+            impl_.pending_ready_.push_back(Task{run_, step, compensate});
+        }
         /// Releases the queue. With `claim`, takes the leader's role if it is
         /// free and returns true: the caller must then lead().
         bool release(bool claim);
@@ -102,6 +105,8 @@ struct Executor::Impl {
         std::unique_lock<std::mutex> lock_;
     };
 
+    /// An attempt claimed (in_flight_ raised) is over.
+    void left_flight();
     /// Runs a task and the tasks that follow it on this thread.
     void run_task(Task& task);
     /// What a worker runs next. It commits first unless there is more queued
@@ -161,6 +166,16 @@ struct Executor::Impl {
     void on_timeout(const std::weak_ptr<RunState>& run, std::uint32_t step, int number,
                     std::chrono::milliseconds timeout);
     void on_deadline(const std::weak_ptr<RunState>& run);
+
+    // --- compensation.cpp (saga) ---
+    /// Starts undoing the run's completed steps, latest first; run mutex held.
+    void begin_compensation(RunState& run, Queue& queue);
+    /// Visits `work` (steps whose dependents are all undone or passed): a
+    /// completed step with a compensation is queued to be undone, any other
+    /// passes, releasing its own dependencies in turn. Run mutex held.
+    void walk_compensation(RunState& run, std::vector<std::uint32_t> work, Queue& queue);
+    /// Claims, calls and records one compensation attempt.
+    void run_compensation(const Task& task);
     /// Adds start writes for attempts in `started` that are still running.
     void record_starts(std::vector<Task>& started, Batch& batch);
     /// Applies a committed batch's effects.
@@ -188,12 +203,13 @@ struct Executor::Impl {
     // --- executor.cpp ---
     std::shared_ptr<const Workflow> find_workflow(const std::string& name,
                                                   std::optional<std::int64_t> version);
-    std::vector<std::shared_ptr<StepHandler>> resolve_handlers(const Workflow& wf,
-                                                               const RunId& run);
+    /// Throws NotFound "[loom.handler.unknown]" for a step's handler or
+    /// compensation handler that is not registered.
+    StepHandlers resolve_handlers(const Workflow& wf, const RunId& run);
     /// Builds live state from a stored run (fresh or recovered): statuses,
     /// what each step waits for, which steps are ready, whether it is over.
     std::shared_ptr<RunState> make_state(const RunInfo& info, std::shared_ptr<const Workflow> wf,
-                                         std::vector<std::shared_ptr<StepHandler>> handlers);
+                                         StepHandlers handlers);
     /// Makes a run live and queues its first commit: the new run (`fresh`) or
     /// the steps whose state differs from `stored`, its ready steps, `event`.
     /// Returns once committed (false, doing nothing, if the run is already
@@ -201,7 +217,7 @@ struct Executor::Impl {
     bool launch(const std::shared_ptr<RunState>& run, const RunInfo& stored, bool fresh,
                 const char* event);
     /// Creates, records and starts a run; returns once it is durable.
-    RunId start_run(std::shared_ptr<const Workflow> wf, std::vector<std::shared_ptr<StepHandler>> handlers,
+    RunId start_run(std::shared_ptr<const Workflow> wf, StepHandlers handlers,
                     const Json& input, const std::string& idempotency_key);
     std::shared_ptr<RunState> find_live(const RunId& id);
     /// Sets ctx.cancelled() for every in-flight attempt (shutdown grace over).

@@ -16,7 +16,7 @@ constexpr std::array<std::pair<RunStatus, std::string_view>, 4> kRunNames{{
     {RunStatus::cancelled, "cancelled"},
 }};
 
-constexpr std::array<std::pair<StepStatus, std::string_view>, 7> kStepNames{{
+constexpr std::array<std::pair<StepStatus, std::string_view>, 9> kStepNames{{
     {StepStatus::pending, "pending"},
     {StepStatus::ready, "ready"},
     {StepStatus::running, "running"},
@@ -24,6 +24,8 @@ constexpr std::array<std::pair<StepStatus, std::string_view>, 7> kStepNames{{
     {StepStatus::completed, "completed"},
     {StepStatus::failed, "failed"},
     {StepStatus::skipped, "skipped"},
+    {StepStatus::compensating, "compensating"},
+    {StepStatus::compensated, "compensated"},
 }};
 
 template <typename Table, typename Enum>

@@ -35,12 +35,21 @@ struct StepSlot {
     /// with its StepContext, which may outlive the attempt's slot state.
     std::shared_ptr<std::atomic<bool>> attempt_flag;
     TimerQueue::Id timeout_timer = 0;   // 0: none
+    // Compensation (saga), once the run compensates:
+    std::uint32_t downstream_left = 0;  // dependents not yet compensated or passed
+    int compensation_attempts = 0;      // this process's tries of the undo
+};
+
+/// The handlers a run uses, per step, fixed when it starts (or is recovered).
+struct StepHandlers {
+    std::vector<std::shared_ptr<StepHandler>> run;
+    std::vector<std::shared_ptr<StepHandler>> compensate;   // null: no compensation
 };
 
 struct RunState {
     RunId id;
     std::shared_ptr<const Workflow> workflow;
-    std::vector<std::shared_ptr<StepHandler>> handlers;   // per step, fixed at start
+    StepHandlers handlers;
     Json input;
     std::optional<TimePoint> deadline_at;                 // the run fails when it passes
     TimerQueue::Id deadline_timer = 0;                    // guarded by mutex
@@ -62,6 +71,12 @@ struct RunState {
     bool cancel_requested = false;
     RunStatus outcome = RunStatus::running;   // the final status once decided
     std::string error;
+    /// A step under OnError::compensate failed: once nothing runs any more,
+    /// completed steps are undone in reverse dependency order, then the run fails.
+    bool compensate = false;
+    bool compensation_begun = false;
+    std::size_t compensations = 0;   // undos due or in flight
+    std::vector<std::string> compensation_failures;   // ids of steps whose undo failed
     bool final_submitted = false;    // the final run write is queued for commit
     bool done = false;               // final write committed, or run abandoned
     bool abandoned = false;          // a commit failed; the store is the truth now

@@ -77,15 +77,21 @@ bool Executor::Impl::Queue::release(bool claim) {
 void Executor::Impl::run_task(Task& task) {
     if (!task.run) task = next_task();   // a wake-up: a host thread left work pending
     while (task.run) {
-        if (auto attempt = claim(task)) {
+        if (task.compensate) {
+            run_compensation(task);
+        } else if (auto attempt = claim(task)) {
             finish_attempt(task.run, task.step, attempt->number, call_handler(*task.run, task.step, *attempt));
-            // The last one out tells a destructor waiting for in-flight handlers.
-            if (in_flight_.fetch_sub(1) == 1 && stopping_) {
-                std::lock_guard lock(in_flight_mutex_);
-                in_flight_cv_.notify_all();
-            }
+            left_flight();
         }
         task = next_task();
+    }
+}
+
+void Executor::Impl::left_flight() {
+    // The last one out tells a destructor waiting for in-flight handlers.
+    if (in_flight_.fetch_sub(1) == 1 && stopping_) {
+        std::lock_guard lock(in_flight_mutex_);
+        in_flight_cv_.notify_all();
     }
 }
 

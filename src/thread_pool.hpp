@@ -21,6 +21,7 @@ struct RunState;
 struct Task {
     std::shared_ptr<RunState> run;
     std::uint32_t step = 0;
+    bool compensate = false;   // run the step's compensation, not the step
 };
 
 class ThreadPool {

@@ -7,6 +7,7 @@
 #include <random>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <loom/error.hpp>
 
@@ -66,6 +67,12 @@ void Executor::Impl::finalize_if_done(RunState& run, Queue& queue) {
             output[run.workflow->steps()[sink].id] = run.steps[sink].output;
     } else if (!run.stopping || run.active > 0) {
         return;
+    } else if (run.compensate) {
+        if (!run.compensation_begun) begin_compensation(run, queue);
+        if (run.compensations > 0) return;
+        if (!run.compensation_failures.empty())
+            run.error += fmt::format("; compensation failed for step(s) {}",
+                                     fmt::join(run.compensation_failures, ", "));
     }
     run.final_submitted = true;
     if (run.deadline_timer) timers_.cancel(run.deadline_timer);
@@ -93,10 +100,12 @@ bool Executor::Impl::fail_step(RunState& run, std::uint32_t step, Queue& queue) 
     slot.status = StepStatus::failed;
     slot.wake_at.reset();
     record_step(run, step, queue.writes(), "step.failed", *slot.finished_at, slot.error);
-    if (run.workflow->on_error_of(step) == OnError::proceed && !run.stopping) {
+    const OnError policy = run.workflow->on_error_of(step);
+    if (policy == OnError::proceed && !run.stopping) {
         ++run.settled;
         return true;
     }
+    if (policy == OnError::compensate) run.compensate = true;
     stop_run(run, RunStatus::failed,
              fmt::format("step \"{}\" failed: {}", run.workflow->steps()[step].id, slot.error));
     return false;
@@ -258,7 +267,7 @@ Executor::Impl::Result Executor::Impl::call_handler(RunState& run, std::uint32_t
         if (options_.observer)
             params.log_sink = [this](const LogRecord& r) { notify([&r](Observer& o) { o.on_log(r); }); };
         StepContext ctx(std::move(params));
-        auto outcome = detail::invoke(*run.handlers[step], ctx);
+        auto outcome = detail::invoke(*run.handlers.run[step], ctx);
         result.error = std::move(outcome.error);
         result.fatal = outcome.kind == detail::Invocation::Kind::fatal;
         if (!result.ok()) return result;

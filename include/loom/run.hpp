@@ -22,8 +22,12 @@ enum class RunStatus { running, completed, failed, cancelled };
 /// pending: waits for dependencies; ready: may start; running: an attempt is in
 /// flight; waiting: an attempt failed and the next is due at StepInfo::wake_at;
 /// completed / failed / skipped (its condition was false, or a dependency was
-/// skipped): final for this run.
-enum class StepStatus { pending, ready, running, waiting, completed, failed, skipped };
+/// skipped): final for this run, unless the run compensates: then a completed
+/// step with a compensation becomes compensating (its undo is due or in
+/// flight) and compensated (undone), or failed if its undo failed for good.
+enum class StepStatus {
+    pending, ready, running, waiting, completed, failed, skipped, compensating, compensated
+};
 
 /// Lower-case names ("running", ...) used in JSON, stores and messages.
 std::string_view to_string(RunStatus status) noexcept;

@@ -1,0 +1,125 @@
+// Compensation (saga): when a step whose policy is OnError::compensate fails,
+// the run stops, and once nothing runs any more the completed steps that have
+// a compensation are undone, latest first — a step's undo starts only after
+// the undos of everything downstream of it. Each undo is recorded like a step
+// (compensating, then compensated, or failed), so a crash mid-saga resumes it:
+// what was undone is not undone again, what was in flight is undone again.
+#include <fmt/format.h>
+
+#include "executor_impl.hpp"
+#include "failpoint.hpp"
+#include "invoke.hpp"
+#include "plan.hpp"
+
+namespace loom {
+
+void Executor::Impl::begin_compensation(RunState& run, Queue& queue) {
+    run.compensation_begun = true;
+    const auto& plan = run.workflow->plan();
+    std::vector<std::uint32_t> work;
+    for (std::uint32_t i = 0; i < run.steps.size(); ++i) {
+        run.steps[i].downstream_left = static_cast<std::uint32_t>(plan.steps[i].dependents.size());
+        if (run.steps[i].downstream_left == 0) work.push_back(i);
+    }
+    walk_compensation(run, std::move(work), queue);
+}
+
+void Executor::Impl::walk_compensation(RunState& run, std::vector<std::uint32_t> work, Queue& queue) {
+    const auto& plan = run.workflow->plan();
+    while (!work.empty()) {
+        const std::uint32_t s = work.back();
+        work.pop_back();
+        auto& slot = run.steps[s];
+        const bool undo = slot.status == StepStatus::compensating ||
+                          (slot.status == StepStatus::completed && run.handlers.compensate[s]);
+        if (undo) {
+            slot.status = StepStatus::compensating;
+            slot.compensation_attempts = 0;
+            record_step(run, s, queue.writes(), "step.compensating", now());
+            ++run.compensations;
+            queue.ready(s, /*compensate=*/true);
+            continue;   // its dependencies wait for the undo
+        }
+        for (auto d : plan.steps[s].deps)
+            if (--run.steps[d].downstream_left == 0) work.push_back(d);
+    }
+}
+
+void Executor::Impl::run_compensation(const Task& task) {
+    RunState& run = *task.run;
+    const std::uint32_t step = task.step;
+    int number = 0;
+    {
+        std::lock_guard lock(run.mutex);
+        if (run.abandoned || stopping_ || run.steps[step].status != StepStatus::compensating) return;
+        number = ++run.steps[step].compensation_attempts;
+        in_flight_.fetch_add(1);
+    }
+    detail::failpoint("step.claimed");
+    detail::Invocation outcome;
+    try {
+        StepContext::Params params;
+        params.attempt = number;
+        params.run_id = run.id;
+        params.step_id = run.workflow->steps()[step].id;
+        // Not the run's cancel flag: cancelling a failing run must not stop its undo.
+        params.clock = &clock_;
+        params.resolve_input = [&run, step] {
+            return detail::resolve_compensation_input(*run.workflow, step, run.input,
+                                                      [&run](std::uint32_t i) -> const Json& {
+                                                          return run.steps[i].output;
+                                                      });
+        };
+        if (options_.observer)
+            params.log_sink = [this](const LogRecord& r) { notify([&r](Observer& o) { o.on_log(r); }); };
+        StepContext ctx(std::move(params));
+        outcome = detail::invoke(*run.handlers.compensate[step], ctx);
+    } catch (const std::exception& e) {   // building the context
+        outcome.kind = detail::Invocation::Kind::other;
+        outcome.error = e.what();
+    }
+    detail::failpoint("step.finished");
+    {
+        std::lock_guard lock(run.mutex);
+        auto& slot = run.steps[step];
+        if (run.abandoned) {
+            left_flight();
+            return;
+        }
+        Queue queue(*this, task.run);
+        queue.effects().finished_step = step;
+        const auto at = now();
+        const RetryPolicy retry = run.workflow->retry_of(step);
+        if (outcome.kind == detail::Invocation::Kind::ok) {
+            slot.status = StepStatus::compensated;
+            record_step(run, step, queue.writes(), "step.compensated", at);
+        } else if (outcome.kind != detail::Invocation::Kind::fatal && number < retry.max_attempts) {
+            // Tried again after the step's backoff; a restart meanwhile
+            // starts the undo over (it is still "compensating").
+            queue.writes().events.push_back(RunEvent{0, run.id, run.workflow->steps()[step].id,
+                                                     "step.compensation_retrying", number,
+                                                     outcome.error, at});
+            timers_.add(at + retry.backoff(number), [this, weak = std::weak_ptr(task.run), step] {
+                if (auto r = weak.lock()) pool_.push(Task{std::move(r), step, true});
+            });
+            queue.release(false);
+            left_flight();
+            return;
+        } else {
+            slot.status = StepStatus::failed;
+            slot.error = "compensation failed: " + outcome.error;
+            record_step(run, step, queue.writes(), "step.compensation_failed", at, outcome.error);
+            run.compensation_failures.push_back(run.workflow->steps()[step].id);
+        }
+        --run.compensations;
+        std::vector<std::uint32_t> released;
+        for (auto d : run.workflow->plan().steps[step].deps)
+            if (--run.steps[d].downstream_left == 0) released.push_back(d);
+        walk_compensation(run, std::move(released), queue);
+        finalize_if_done(run, queue);
+        queue.release(false);
+    }
+    left_flight();
+}
+
+}  // namespace loom

@@ -1,0 +1,190 @@
+// Compensation (saga): when a step under on_error "compensate" fails, the
+// completed steps are undone, latest first, durably.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <mutex>
+#include <thread>
+
+#include <loom/loom.hpp>
+
+#include "support/sync.hpp"
+#include "support/temp_dir.hpp"
+
+using loom::Json;
+using loom::StepStatus;
+
+namespace {
+
+/// Records the order in which handlers ran.
+struct Journal {
+    std::mutex mutex;
+    std::vector<std::string> lines;
+    void add(std::string line) {
+        std::lock_guard lock(mutex);
+        lines.push_back(std::move(line));
+    }
+    std::vector<std::string> get() {
+        std::lock_guard lock(mutex);
+        return lines;
+    }
+};
+
+struct Trip {
+    loom::HandlerRegistry handlers;
+    Journal journal;
+    Trip() {
+        handlers.add("book", [this](loom::StepContext& ctx) -> Json {
+            journal.add("book " + ctx.step_id());
+            return {{"booking", ctx.step_id() + "-42"}};
+        });
+        handlers.add("cancel", [this](loom::StepContext& ctx) -> Json {
+            journal.add("cancel " + ctx.step_id() + " " + ctx.input().dump());
+            return nullptr;
+        });
+        handlers.add("charge", [this](loom::StepContext&) -> Json {
+            journal.add("charge");
+            throw loom::FatalError("card declined");
+        });
+    }
+    static loom::Workflow workflow() {
+        return loom::WorkflowBuilder("trip", 1)
+            .default_on_error(loom::OnError::compensate)
+            .step("flight", "book").compensate("cancel")
+            .step("hotel", "book").after("flight")
+                .compensate("cancel", Json{{"ref", "${steps.hotel.output.booking}"}, {"who", "${input.who}"}})
+            .step("car", "book").after("flight")
+            .step("charge", "charge").after({"hotel", "car"})
+            .build();
+    }
+};
+
+}  // namespace
+
+TEST_CASE("a failed step undoes the completed ones, latest first", "[saga]") {
+    Trip trip;
+    loom::MemoryStore store;
+    loom::Executor executor(store, trip.handlers, {2});
+    executor.add_workflow(Trip::workflow());
+    auto id = executor.start("trip", {{"who", "ada"}});
+    auto run = executor.wait(id);
+    CHECK(run.status == loom::RunStatus::failed);
+    CHECK(run.error == "step \"charge\" failed: card declined");
+    CHECK(run.step("flight")->status == StepStatus::compensated);
+    CHECK(run.step("hotel")->status == StepStatus::compensated);
+    CHECK(run.step("car")->status == StepStatus::completed);   // nothing to undo
+    CHECK(run.step("charge")->status == StepStatus::failed);
+    CHECK(run.step("flight")->output == Json{{"booking", "flight-42"}});   // kept
+    auto lines = trip.journal.get();
+    REQUIRE(lines.size() == 6);
+    // The hotel, downstream of the flight, is cancelled first; a compensation
+    // without input receives the step's output.
+    CHECK(lines[4] == "cancel hotel {\"ref\":\"hotel-42\",\"who\":\"ada\"}");
+    CHECK(lines[5] == "cancel flight {\"booking\":\"flight-42\"}");
+    std::vector<std::string> undo;
+    for (const auto& e : executor.history(id))
+        if (e.kind.rfind("step.compensat", 0) == 0) undo.push_back(e.kind + " " + e.step_id);
+    CHECK(undo == std::vector<std::string>{"step.compensating hotel", "step.compensated hotel",
+                                           "step.compensating flight", "step.compensated flight"});
+}
+
+TEST_CASE("only a step under on_error compensate triggers the undo", "[saga]") {
+    Trip trip;
+    loom::MemoryStore store;
+    loom::Executor executor(store, trip.handlers, {2});
+    executor.add_workflow(loom::WorkflowBuilder("plain", 1)
+                              .step("flight", "book").compensate("cancel")
+                              .step("charge", "charge").after("flight")
+                              .build());
+    auto run = executor.wait(executor.start("plain"));
+    CHECK(run.status == loom::RunStatus::failed);
+    CHECK(run.step("flight")->status == StepStatus::completed);
+    for (const auto& line : trip.journal.get()) CHECK(line.rfind("cancel", 0) != 0);
+}
+
+TEST_CASE("an undo that fails is retried, and one that fails for good is reported", "[saga]") {
+    Trip trip;
+    int tries = 0;
+    trip.handlers.add("cancel_flaky", [&](loom::StepContext&) -> Json {
+        if (++tries < 2) throw std::runtime_error("busy");
+        return nullptr;
+    });
+    trip.handlers.add("cancel_broken", [](loom::StepContext&) -> Json { throw loom::FatalError("gone"); });
+    loom::RetryPolicy twice;
+    twice.max_attempts = 2;
+    twice.initial_backoff = std::chrono::milliseconds(1);
+    loom::MemoryStore store;
+    loom::Executor executor(store, trip.handlers, {1});
+    executor.add_workflow(loom::WorkflowBuilder("w", 1)
+                              .step("a", "book").compensate("cancel_flaky").retry(twice)
+                              .step("b", "book").compensate("cancel_broken").after("a")
+                              .step("charge", "charge").after("b").on_error(loom::OnError::compensate)
+                              .build());
+    auto run = executor.wait(executor.start("w"));
+    CHECK(run.status == loom::RunStatus::failed);
+    CHECK(run.error == "step \"charge\" failed: card declined; compensation failed for step(s) b");
+    CHECK(run.step("b")->status == StepStatus::failed);
+    CHECK(run.step("b")->error == "compensation failed: gone");
+    CHECK(run.step("a")->status == StepStatus::compensated);   // the rest is still undone
+    CHECK(tries == 2);
+}
+
+TEST_CASE("a compensation handler that is not registered is refused at start", "[saga]") {
+    loom::HandlerRegistry handlers;
+    handlers.add("book", [](loom::StepContext&) -> Json { return 1; });
+    loom::MemoryStore store;
+    loom::Executor executor(store, handlers, {1});
+    executor.add_workflow(loom::WorkflowBuilder("w", 1).step("a", "book").compensate("unbook").build());
+    CHECK_THROWS_WITH(executor.start("w"),
+                      "[loom.handler.unknown] workflow \"w\" step \"a\" uses compensation handler "
+                      "\"unbook\", which is not registered");
+    CHECK(executor.list_runs().empty());
+}
+
+TEST_CASE("a saga interrupted by a restart finishes: no step is undone twice", "[saga][sqlite]") {
+    loom::test::TempDir dir;
+    Trip trip;
+    loom::test::Gate gate;
+    loom::test::RunCounter undone;
+    trip.handlers.add("cancel_slow", [&](loom::StepContext& ctx) -> Json {
+        undone.hit(ctx.step_id());
+        if (ctx.step_id() == "hotel") gate.pass();   // the restart comes here
+        return nullptr;
+    });
+    const auto wf = loom::WorkflowBuilder("trip", 1)
+                        .step("flight", "book").compensate("cancel_slow")
+                        .step("hotel", "book").compensate("cancel_slow").after("flight")
+                        .step("charge", "charge").after("hotel").on_error(loom::OnError::compensate)
+                        .build();
+    loom::RunId id;
+    {
+        loom::SqliteStore store(dir.file("runs.db"));
+        loom::ExecutorOptions options;
+        options.threads = 1;
+        options.shutdown_grace = std::chrono::milliseconds(0);
+        loom::Executor executor(store, trip.handlers, options);
+        executor.add_workflow(wf);
+        id = executor.start("trip");
+        gate.wait_for_waiters(1);
+        std::thread([&gate] {
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            gate.release();
+        }).detach();
+    }   // stops during the hotel's undo: it is recorded, the flight's is left due
+    loom::SqliteStore store(dir.file("runs.db"));
+    {
+        auto stored = *store.load_run(id);
+        CHECK(stored.status == loom::RunStatus::running);
+        CHECK(stored.step("hotel")->status == StepStatus::compensated);
+        CHECK(stored.step("flight")->status == StepStatus::compensating);
+        CHECK(undone.get("flight") == 0);
+    }
+    loom::Executor executor(store, trip.handlers, {2});
+    executor.recover();
+    auto run = executor.wait(id);
+    CHECK(run.status == loom::RunStatus::failed);
+    CHECK(run.step("flight")->status == StepStatus::compensated);
+    CHECK(run.step("hotel")->status == StepStatus::compensated);
+    CHECK(undone.get("hotel") == 1);
+    CHECK(undone.get("flight") == 1);
+}
