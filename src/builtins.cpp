@@ -17,6 +17,15 @@ public:
     Json run(StepContext&) override { return nullptr; }
 };
 
+/// The executor suspends a "wait" step when it is reached and completes it
+/// with a signal's payload; the step never has a handler call.
+class WaitHandler final : public StepHandler {
+public:
+    Json run(StepContext&) override {
+        throw FatalError("a wait step is completed by a signal, never run");
+    }
+};
+
 [[noreturn]] void bad_input(const std::string& why) {
     throw InvalidArgument("loom.sleep.input", "sleep step input " + why);
 }
@@ -59,7 +68,10 @@ bool is_reserved_handler(std::string_view name) noexcept {
 
 std::shared_ptr<StepHandler> builtin_handler(std::string_view name) {
     static const auto sleep = std::make_shared<SleepHandler>();
-    return name == "sleep" ? sleep : nullptr;
+    static const auto wait = std::make_shared<WaitHandler>();
+    if (name == "sleep") return sleep;
+    if (name == "wait") return wait;
+    return nullptr;
 }
 
 TimePoint sleep_until(const Json& input, TimePoint now) {

@@ -1,4 +1,5 @@
-// Step types the executor provides itself: "sleep" (a durable timer). Their
+// Step types the executor provides itself: "sleep" (a durable timer) and
+// "wait" (until a signal; see signals.cpp). Their
 // names are reserved: HandlerRegistry refuses them. Internal.
 #pragma once
 

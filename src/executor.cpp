@@ -217,6 +217,7 @@ std::shared_ptr<RunState> Executor::Impl::make_state(const RunInfo& info,
                 }
                 break;
             case StepStatus::waiting:
+            case StepStatus::suspended:
                 slot.status = s.status;
                 slot.wake_at = s.wake_at;
                 break;
@@ -234,7 +235,7 @@ std::shared_ptr<RunState> Executor::Impl::make_state(const RunInfo& info,
     }
     for (std::uint32_t i = 0; i < plan.steps.size(); ++i) {
         auto& slot = run->steps[i];
-        if (slot.status == StepStatus::waiting) {
+        if (slot.status == StepStatus::waiting || slot.status == StepStatus::suspended) {
             if (!run->stopping) ++run->active;   // its timer is armed once the run is live
             continue;
         }
@@ -282,6 +283,7 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
             for (std::uint32_t i = 0; i < run->steps.size(); ++i)
                 if (run->steps[i].status != stored.steps[i].status) record_step(*run, i, writes, nullptr);
         }
+        apply_deliveries(*run, queue);
         queue.effects().arm_timers = true;
         finalize_if_done(*run, queue);
         must_lead = queue.release(true);
@@ -485,6 +487,7 @@ std::vector<RunId> Executor::recover() {
     std::vector<RunId> resumed;
     for (auto& r : todo) {
         auto run = impl_->make_state(r.info, r.wf, std::move(r.handlers));
+        impl_->load_deliveries(*run);
         if (impl_->launch(run, r.info, /*fresh=*/false, "run.recovered")) resumed.push_back(run->id);
     }
     return resumed;

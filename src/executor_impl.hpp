@@ -74,6 +74,7 @@ struct Executor::Impl {
         Json output;
         std::string error;   // empty: the attempt succeeded
         bool fatal = false;  // never retried (FatalError, a missing input key)
+        bool suspend = false;  // ok, but the handler called ctx.suspend()
         bool ok() const noexcept { return error.empty(); }
     };
     /// One attempt of one step, as claim() started it.
@@ -137,6 +138,9 @@ struct Executor::Impl {
     /// (timed out, past the deadline) is discarded. Takes the run mutex.
     void finish_attempt(const std::shared_ptr<RunState>& run, std::uint32_t step, int number,
                         Result&& result);
+    /// What an attempt's result means: complete, suspend, wait to retry, or
+    /// fail. The attempt is no longer counted active; finished_at is set.
+    void settle_attempt(RunState& run, std::uint32_t step, Result&& result, Queue& queue);
     /// The step's last attempt failed (slot.error set): marks it failed and
     /// applies its on_error policy. Returns true if it settled (the run goes on).
     bool fail_step(RunState& run, std::uint32_t step, Queue& queue);
@@ -166,6 +170,33 @@ struct Executor::Impl {
     void on_timeout(const std::weak_ptr<RunState>& run, std::uint32_t step, int number,
                     std::chrono::milliseconds timeout);
     void on_deadline(const std::weak_ptr<RunState>& run);
+
+    // --- signals.cpp (suspended steps, signals, completion tokens) ---
+    /// A "wait" step reached: completed at once if its signal came already,
+    /// else suspended until it comes (or its timeout). Run mutex held.
+    bool admit_wait(RunState& run, std::uint32_t step, Queue& queue);
+    /// The signal name a "wait" step waits for (its resolved input's "signal").
+    /// Throws InvalidArgument "[loom.wait.input]".
+    std::string awaited_signal(const RunState& run, std::uint32_t step) const;
+    /// Finishes the suspended attempt of `step` with `result`, queued on
+    /// `queue` (made for this run); run mutex held.
+    void resume(RunState& run, std::uint32_t step, Result&& result, Queue& queue);
+    /// Reads the signals and completion requests in a recovered run's history
+    /// (only if it can have any). The run is not live yet: no lock.
+    void load_deliveries(RunState& run);
+    /// Completes suspended steps whose signal or completion is known (at
+    /// launch, for what came while the run was not live). Run mutex held.
+    void apply_deliveries(RunState& run, Queue& queue);
+    /// Records and applies a signal or a completion request, durably, from a
+    /// host thread. A live run: `check_live` may throw, then `apply` queues
+    /// the effect (both under the run mutex). Otherwise `check_stored` may
+    /// throw, and only the event is recorded. Returns false (recording
+    /// nothing) if the run is final.
+    bool deliver(const RunId& id, RunEvent event, const std::function<void(RunState&)>& check_live,
+                 const std::function<void(RunState&, Queue&)>& apply,
+                 const std::function<void(const RunInfo&)>& check_stored);
+    /// complete() and fail(): error empty for complete.
+    void finish_by_token(const std::string& token, Json output, std::string error);
 
     // --- compensation.cpp (saga) ---
     /// Starts undoing the run's completed steps, latest first; run mutex held.

@@ -33,6 +33,10 @@ const Json& StepContext::input() const {
 
 std::string StepContext::idempotency_key() const { return params_.run_id + "/" + params_.step_id; }
 
+std::string StepContext::completion_token() const {
+    return idempotency_key() + "/" + std::to_string(params_.attempt);
+}
+
 bool StepContext::cancelled() const noexcept {
     if (params_.cancel_flag && params_.cancel_flag->load(std::memory_order_relaxed)) return true;
     if (params_.attempt_flag && params_.attempt_flag->load(std::memory_order_relaxed)) return true;
@@ -58,6 +62,7 @@ Invocation invoke(StepHandler& handler, StepContext& ctx) {
     };
     try {
         result.output = handler.run(ctx);
+        result.suspended = ctx.suspended();
     } catch (const FatalError& e) {
         fail(Invocation::Kind::fatal, e.what());
     } catch (const RetryableError& e) {

@@ -15,6 +15,7 @@ struct Invocation {
     Kind kind = Kind::ok;
     Json output;          // ok: what the handler returned
     std::string error;    // otherwise: never empty
+    bool suspended = false;   // ok, and the handler called ctx.suspend()
 };
 
 /// Runs handler.run(ctx); no exception leaves. FatalError, and a reference to

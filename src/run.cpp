@@ -16,11 +16,12 @@ constexpr std::array<std::pair<RunStatus, std::string_view>, 4> kRunNames{{
     {RunStatus::cancelled, "cancelled"},
 }};
 
-constexpr std::array<std::pair<StepStatus, std::string_view>, 9> kStepNames{{
+constexpr std::array<std::pair<StepStatus, std::string_view>, 10> kStepNames{{
     {StepStatus::pending, "pending"},
     {StepStatus::ready, "ready"},
     {StepStatus::running, "running"},
     {StepStatus::waiting, "waiting"},
+    {StepStatus::suspended, "suspended"},
     {StepStatus::completed, "completed"},
     {StepStatus::failed, "failed"},
     {StepStatus::skipped, "skipped"},

@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -30,7 +31,8 @@ struct StepSlot {
     std::optional<TimePoint> started_at;
     std::optional<TimePoint> finished_at;
     std::optional<TimePoint> wake_at;   // waiting: when the next attempt is due
-    bool armed = false;                 // waiting: a timer will wake it
+    bool armed = false;                 // waiting or suspended: a timer will wake it
+    std::string awaiting;               // suspended "wait" step: the signal it waits for
     /// The running attempt's own cancel flag (set when it times out); shared
     /// with its StepContext, which may outlive the attempt's slot state.
     std::shared_ptr<std::atomic<bool>> attempt_flag;
@@ -71,6 +73,12 @@ struct RunState {
     bool cancel_requested = false;
     RunStatus outcome = RunStatus::running;   // the final status once decided
     std::string error;
+    /// Signals received, by name: the first of each name counts (the history
+    /// keeps every one). A "wait" step completes with its signal's payload.
+    std::map<std::string, Json> signals;
+    /// Completions requested by token while the run was not live, replayed at
+    /// recovery: (step, attempt) -> result.
+    std::map<std::pair<std::uint32_t, int>, std::pair<Json, std::string>> requested;
     /// A step under OnError::compensate failed: once nothing runs any more,
     /// completed steps are undone in reverse dependency order, then the run fails.
     bool compensate = false;

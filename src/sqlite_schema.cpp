@@ -108,14 +108,15 @@ CREATE UNIQUE INDEX run_events_step_started ON run_events (run_id, step_id, atte
     // A failed attempt waits for its retry (wake_at); a step whose condition is
     // false is skipped; a failed run's completed steps are compensated (saga). SQLite cannot alter a CHECK, so step_runs is rebuilt
     // with every row. A run may carry an idempotency key, unique when present.
-    {4, "waiting, skipped and compensation step states, wake_at, run idempotency keys", R"sql(
+    {4, "waiting, suspended, skipped and compensation step states, wake_at, run idempotency keys", R"sql(
 CREATE TABLE step_runs_v4 (
     run_id      TEXT NOT NULL REFERENCES workflow_runs (id),
     step_id     TEXT NOT NULL,
     position    INTEGER NOT NULL,
     status      TEXT NOT NULL
-                CHECK (status IN ('pending', 'ready', 'running', 'waiting', 'completed',
-                                  'failed', 'skipped', 'compensating', 'compensated')),
+                CHECK (status IN ('pending', 'ready', 'running', 'waiting', 'suspended',
+                                  'completed', 'failed', 'skipped', 'compensating',
+                                  'compensated')),
     attempts    INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
     output      TEXT,
     error       TEXT,

@@ -92,7 +92,7 @@ void Executor::Impl::stop_run(RunState& run, RunStatus outcome, std::string erro
     run.error = std::move(error);
     // A step waiting to retry is not coming back: its timer finds the run stopping.
     for (auto& slot : run.steps)
-        if (slot.status == StepStatus::waiting) --run.active;
+        if (slot.status == StepStatus::waiting || slot.status == StepStatus::suspended) --run.active;
 }
 
 bool Executor::Impl::fail_step(RunState& run, std::uint32_t step, Queue& queue) {
@@ -141,6 +141,7 @@ bool Executor::Impl::admit(RunState& run, std::uint32_t step, Queue& queue, bool
         record_step(run, step, queue.writes(), "step.skipped", *slot.finished_at, std::move(skip_reason));
         return true;
     }
+    if (def.handler == "wait") return admit_wait(run, step, queue);
     ++run.active;
     if (def.handler == "sleep" && slot.attempts == 0 && !slot.wake_at) {
         // The wait comes first and holds no thread; its attempt only completes it.
@@ -270,6 +271,7 @@ Executor::Impl::Result Executor::Impl::call_handler(RunState& run, std::uint32_t
         auto outcome = detail::invoke(*run.handlers.run[step], ctx);
         result.error = std::move(outcome.error);
         result.fatal = outcome.kind == detail::Invocation::Kind::fatal;
+        result.suspend = outcome.suspended;
         if (!result.ok()) return result;
         // Fail the attempt here, not the commit, if the output cannot be stored.
         detail::check_payload(outcome.output, options_.payload, "the output");
@@ -303,9 +305,26 @@ void Executor::Impl::finish_attempt(const std::shared_ptr<RunState>& run_ptr, st
     }
     slot.finished_at = now();
     Queue queue(*this, run_ptr);
-    auto& writes = queue.writes();
     queue.effects().finished_step = step;
-    record_start(run, step, writes);
+    record_start(run, step, queue.writes());
+    settle_attempt(run, step, std::move(result), queue);
+    finalize_if_done(run, queue);
+    queue.release(false);
+}
+
+void Executor::Impl::settle_attempt(RunState& run, std::uint32_t step, Result&& result, Queue& queue) {
+    auto& slot = run.steps[step];
+    auto& writes = queue.writes();
+    if (result.ok() && result.suspend) {
+        // Handed to an outside system: complete() or fail() with its token
+        // finishes the attempt; its timeout, if any, still counts.
+        slot.status = StepStatus::suspended;
+        if (auto timeout = run.workflow->timeout_of(step)) slot.wake_at = *slot.started_at + *timeout;
+        ++run.active;
+        record_step(run, step, writes, "step.suspended", *slot.finished_at);
+        queue.effects().arm_timers = true;
+        return;
+    }
     if (result.ok()) {
         slot.status = StepStatus::completed;
         slot.output = std::move(result.output);
@@ -327,8 +346,6 @@ void Executor::Impl::finish_attempt(const std::shared_ptr<RunState>& run_ptr, st
             release_dependents(run, step, queue);
         }
     }
-    finalize_if_done(run, queue);
-    queue.release(false);
 }
 
 void Executor::Impl::arm_timers(const std::shared_ptr<RunState>& run_ptr) {
@@ -340,7 +357,8 @@ void Executor::Impl::arm_timers(const std::shared_ptr<RunState>& run_ptr) {
         run.deadline_timer = timers_.add(*run.deadline_at, [this, weak] { on_deadline(weak); });
     for (std::uint32_t i = 0; i < run.steps.size(); ++i) {
         auto& slot = run.steps[i];
-        if (slot.status != StepStatus::waiting || !slot.wake_at || slot.armed) continue;
+        const bool timed = slot.status == StepStatus::waiting || slot.status == StepStatus::suspended;
+        if (!timed || !slot.wake_at || slot.armed) continue;
         slot.armed = true;
         timers_.add(*slot.wake_at, [this, weak, i, number = slot.attempts] { on_wake(weak, i, number); });
     }
@@ -353,9 +371,26 @@ void Executor::Impl::on_wake(const std::weak_ptr<RunState>& weak, std::uint32_t 
         std::lock_guard lock(run->mutex);
         auto& slot = run->steps[step];
         slot.armed = false;
-        if (run->abandoned || run->stopping || slot.status != StepStatus::waiting ||
-            slot.attempts != number)
+        if (run->abandoned || run->stopping || slot.attempts != number) return;
+        if (slot.status == StepStatus::suspended) {
+            // Nothing came in time.
+            const auto& def = run->workflow->steps()[step];
+            const auto waited = *slot.wake_at - *slot.started_at;
+            const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(waited).count();
+            Result timeout{{}, fmt::format("timed out after {} ms", ms), false, false};
+            if (def.handler == "wait") {
+                timeout.error = fmt::format("[loom.wait.timeout] no signal {} within {} ms",
+                                            detail::quote(slot.awaiting), ms);
+                timeout.fatal = true;
+            }
+            Queue queue(*this, run);
+            resume(*run, step, std::move(timeout), queue);
+            finalize_if_done(*run, queue);
+            queue.release(false);
+            pool_.push(Task{});   // a worker commits it
             return;
+        }
+        if (slot.status != StepStatus::waiting) return;
         slot.status = StepStatus::ready;   // recorded with the attempt's start
     }
     pool_.push(Task{std::move(run), step});

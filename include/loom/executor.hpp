@@ -120,6 +120,25 @@ public:
     /// already final. Throws NotFound.
     bool cancel(const RunId& id);
 
+    /// Sends signal `name` to the run: a "wait" step waiting for it completes
+    /// with `payload` as its output, and one not reached yet completes as soon
+    /// as it is (the first signal of a name counts; the history keeps all).
+    /// Durable before it returns, also for a run no process runs now (its
+    /// recovery applies it). Returns false if the run is already final.
+    /// Throws NotFound for an unknown run, InvalidArgument for an empty name
+    /// or a payload over the limits.
+    bool signal(const RunId& id, const std::string& name, const Json& payload = nullptr);
+
+    /// Finishes a suspended attempt (see StepContext::suspend()) with `output`,
+    /// as if its handler had returned it; fail() as if it had thrown `error`
+    /// (retried if the step's policy allows). `token` is the attempt's
+    /// StepContext::completion_token(). Durable before it returns, also for a
+    /// run no process runs now. Throws InvalidArgument "[loom.token.malformed]",
+    /// NotFound for an unknown run or step, Conflict "[loom.token.stale]" if
+    /// that attempt is not suspended (it finished, timed out, or the run ended).
+    void complete(const std::string& token, const Json& output);
+    void fail(const std::string& token, const std::string& error);
+
     /// Resumes every unfinished run in the store that this executor is not
     /// already running, and returns their ids. Steps that were in flight run
     /// again; completed steps keep their outputs. Runs whose cancellation was

@@ -60,12 +60,22 @@ public:
     /// whichever is earlier); empty: no limit. Pass what remains on to slow
     /// calls (HTTP, database) so they give up in time.
     const std::optional<TimePoint>& deadline() const noexcept { return params_.deadline; }
+    /// "<run id>/<step id>/<attempt>": names this attempt to an outside system
+    /// that will finish it later (see suspend()).
+    std::string completion_token() const;
+    /// Hands the step to an outside system: when the handler returns, the
+    /// step is suspended (its return value is ignored) until someone calls
+    /// Executor::complete(token, output) or fail(token, error) with
+    /// completion_token(); the step's timeout_ms, if set, still applies.
+    void suspend() noexcept { suspended_ = true; }
+    bool suspended() const noexcept { return suspended_; }
     /// Sends a line to the executor's observer, tagged with run, step and attempt.
     void log(LogLevel level, std::string_view message) const;
     void log(std::string_view message) const { log(LogLevel::info, message); }
 
 private:
     mutable Params params_;   // input is resolved on first use
+    bool suspended_ = false;
 };
 
 /// A step type's code. Implement run(); throw to fail the attempt.

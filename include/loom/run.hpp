@@ -20,13 +20,16 @@ using TimePoint = std::chrono::system_clock::time_point;
 enum class RunStatus { running, completed, failed, cancelled };
 
 /// pending: waits for dependencies; ready: may start; running: an attempt is in
-/// flight; waiting: an attempt failed and the next is due at StepInfo::wake_at;
+/// flight; waiting: an attempt failed and the next is due at StepInfo::wake_at
+/// (or a sleep step sleeps until then); suspended: waits for an outside event —
+/// a signal (the "wait" step) or Executor::complete() / fail() with the
+/// attempt's completion token — until wake_at if it has a timeout;
 /// completed / failed / skipped (its condition was false, or a dependency was
 /// skipped): final for this run, unless the run compensates: then a completed
 /// step with a compensation becomes compensating (its undo is due or in
 /// flight) and compensated (undone), or failed if its undo failed for good.
 enum class StepStatus {
-    pending, ready, running, waiting, completed, failed, skipped, compensating, compensated
+    pending, ready, running, waiting, suspended, completed, failed, skipped, compensating, compensated
 };
 
 /// Lower-case names ("running", ...) used in JSON, stores and messages.

@@ -1,0 +1,249 @@
+// Steps that wait for the outside world: the built-in "wait" step (completed
+// by Executor::signal) and handlers that call ctx.suspend() (completed by
+// Executor::complete / fail with the attempt's token). Each delivery is
+// recorded in the run's history before it acts, so one made while no process
+// runs the run — or just before a crash — is replayed by recover().
+#include <charconv>
+
+#include <fmt/format.h>
+
+#include <loom/error.hpp>
+
+#include "executor_impl.hpp"
+#include "model.hpp"
+#include "payload.hpp"
+#include "plan.hpp"
+
+namespace loom {
+namespace {
+
+constexpr const char* kSignal = "signal";
+constexpr const char* kCompleteRequested = "step.complete_requested";
+constexpr const char* kFailRequested = "step.fail_requested";
+
+}  // namespace
+
+std::string Executor::Impl::awaited_signal(const RunState& run, std::uint32_t step) const {
+    const Json input = detail::resolve_input(*run.workflow, step, run.input,
+                                             [&run](std::uint32_t i) -> const Json& {
+                                                 return run.steps[i].output;
+                                             });
+    auto name = input.is_object() ? input.find("signal") : input.end();
+    if (name == input.end() || !name->is_string() || name->get_ref<const std::string&>().empty())
+        throw InvalidArgument("loom.wait.input",
+                              "wait step input must be an object with a non-empty string \"signal\", not " +
+                                  input.dump());
+    if (auto t = input.find("timeout_ms"); t != input.end() && !(t->is_number_integer() && t->get<std::int64_t>() > 0))
+        throw InvalidArgument("loom.wait.input",
+                              "wait step input \"timeout_ms\" must be a positive integer, not " + t->dump());
+    return name->get<std::string>();
+}
+
+bool Executor::Impl::admit_wait(RunState& run, std::uint32_t step, Queue& queue) {
+    auto& slot = run.steps[step];
+    slot.attempts = 1;   // one attempt, which the signal ends
+    slot.started_at = now();
+    run.start_written[step].store(true, std::memory_order_relaxed);
+    try {
+        slot.awaiting = awaited_signal(run, step);
+    } catch (const std::exception& e) {
+        slot.error = e.what();
+        slot.finished_at = slot.started_at;
+        return fail_step(run, step, queue);
+    }
+    if (auto it = run.signals.find(slot.awaiting); it != run.signals.end()) {
+        slot.status = StepStatus::completed;   // it came before the step was reached
+        slot.output = it->second;
+        slot.finished_at = slot.started_at;
+        ++run.settled;
+        record_step(run, step, queue.writes(), "step.completed", *slot.finished_at, "signal " + slot.awaiting);
+        return true;
+    }
+    const Json input = detail::resolve_input(*run.workflow, step, run.input,
+                                             [&run](std::uint32_t i) -> const Json& {
+                                                 return run.steps[i].output;
+                                             });
+    if (auto t = input.find("timeout_ms"); t != input.end())
+        slot.wake_at = *slot.started_at + std::chrono::milliseconds(t->get<std::int64_t>());
+    slot.status = StepStatus::suspended;
+    ++run.active;
+    record_step(run, step, queue.writes(), "step.suspended", *slot.started_at, "signal " + slot.awaiting);
+    queue.effects().arm_timers = true;
+    return false;
+}
+
+void Executor::Impl::resume(RunState& run, std::uint32_t step, Result&& result, Queue& queue) {
+    auto& slot = run.steps[step];
+    --run.active;
+    slot.armed = false;   // a pending timeout timer finds the step no longer suspended
+    slot.wake_at.reset();
+    slot.finished_at = now();
+    queue.effects().finished_step = step;
+    settle_attempt(run, step, std::move(result), queue);
+}
+
+void Executor::Impl::load_deliveries(RunState& run) {
+    bool needed = false;
+    for (std::uint32_t i = 0; i < run.steps.size() && !needed; ++i)
+        needed = run.steps[i].status == StepStatus::suspended || run.workflow->steps()[i].handler == "wait";
+    if (!needed) return;
+    for (const auto& e : store_.load_events(run.id)) {
+        if (e.kind == kSignal) {
+            auto signal = Json::parse(e.detail, nullptr, /*allow_exceptions=*/false);
+            if (signal.is_object() && signal.contains("name"))
+                run.signals.emplace(signal["name"].get<std::string>(), signal["payload"]);
+        } else if (e.kind == kCompleteRequested || e.kind == kFailRequested) {
+            auto it = run.workflow->plan().index.find(e.step_id);
+            if (it == run.workflow->plan().index.end()) continue;
+            auto& r = run.requested[{it->second, e.attempt}];
+            if (!r.first.is_null() || !r.second.empty()) continue;   // the first request counts
+            if (e.kind == kCompleteRequested)
+                r.first = Json::parse(e.detail, nullptr, false);
+            else
+                r.second = e.detail.empty() ? "failed by its completion token" : e.detail;
+        }
+    }
+}
+
+void Executor::Impl::apply_deliveries(RunState& run, Queue& queue) {
+    if (run.stopping) return;
+    for (std::uint32_t i = 0; i < run.steps.size(); ++i) {
+        auto& slot = run.steps[i];
+        if (slot.status != StepStatus::suspended) continue;
+        if (run.workflow->steps()[i].handler == "wait") {
+            try {
+                slot.awaiting = awaited_signal(run, i);
+            } catch (const std::exception&) {
+                continue;   // reached with this input before, so it cannot fail now
+            }
+            if (auto it = run.signals.find(slot.awaiting); it != run.signals.end()) {
+                resume(run, i, Result{it->second, {}, false, false}, queue);
+            }
+        } else if (auto it = run.requested.find({i, slot.attempts}); it != run.requested.end()) {
+            auto [output, error] = it->second;
+            resume(run, i, Result{std::move(output), std::move(error), false, false}, queue);
+        }
+    }
+}
+
+bool Executor::Impl::deliver(const RunId& id, RunEvent event, const std::function<void(RunState&)>& check_live,
+                             const std::function<void(RunState&, Queue&)>& apply,
+                             const std::function<void(const RunInfo&)>& check_stored) {
+    CommitWaiter waiter;
+    event.run_id = id;
+    event.at = now();
+    bool must_lead;
+    if (auto run = find_live(id)) {
+        std::lock_guard lock(run->mutex);
+        if (run->final_submitted) return false;
+        check_live(*run);   // throws before anything is queued
+        Queue queue(*this, run, &waiter);
+        queue.writes().events.push_back(std::move(event));
+        apply(*run, queue);
+        finalize_if_done(*run, queue);
+        must_lead = queue.release(true);
+    } else {
+        // Not running here: recorded; whoever resumes the run applies it.
+        auto info = store_.load_run(id);
+        if (!info) throw NotFound("loom.run.unknown", "run " + id + " does not exist");
+        if (is_final(info->status)) return false;
+        check_stored(*info);
+        Queue queue(*this, nullptr, &waiter);
+        queue.writes().events.push_back(std::move(event));
+        must_lead = queue.release(true);
+    }
+    await_commit(must_lead, waiter);
+    return true;
+}
+
+// --- public verbs ---
+
+bool Executor::signal(const RunId& id, const std::string& name, const Json& payload) {
+    if (name.empty()) throw InvalidArgument("loom.signal.name", "signal name is empty");
+    detail::check_payload(payload, impl_->options_.payload, "the signal's payload");
+    RunEvent event{0, id, "", kSignal, 0, Json{{"name", name}, {"payload", payload}}.dump(), {}};
+    return impl_->deliver(
+        id, std::move(event), [](RunState&) {},
+        [&](RunState& run, Impl::Queue& queue) {
+            if (!run.signals.emplace(name, payload).second) return;   // the first counts
+            for (std::uint32_t i = 0; i < run.steps.size(); ++i) {
+                auto& slot = run.steps[i];
+                if (slot.status != StepStatus::suspended || slot.awaiting != name) continue;
+                impl_->resume(run, i, Impl::Result{payload, {}, false, false}, queue);
+            }
+        },
+        [](const RunInfo&) {});
+}
+
+namespace {
+
+struct Token {
+    RunId run;
+    std::string step;
+    int attempt = 0;
+};
+
+Token parse_token(const std::string& token) {
+    const auto a = token.find('/');
+    const auto b = token.rfind('/');
+    Token t;
+    bool ok = a != std::string::npos && b != a && a > 0 && b > a + 1;
+    if (ok) {
+        t.run = token.substr(0, a);
+        t.step = token.substr(a + 1, b - a - 1);
+        auto [ptr, ec] = std::from_chars(token.data() + b + 1, token.data() + token.size(), t.attempt);
+        ok = ec == std::errc() && ptr == token.data() + token.size() && t.attempt > 0;
+    }
+    if (!ok)
+        throw InvalidArgument("loom.token.malformed",
+                              "completion token " + detail::quote(token) + " is not \"<run>/<step>/<attempt>\"");
+    return t;
+}
+
+}  // namespace
+
+void Executor::Impl::finish_by_token(const std::string& token, Json output, std::string error) {
+    const Token t = parse_token(token);
+    const bool ok = error.empty();
+    auto stale = [&] {
+        return Conflict("loom.token.stale",
+                        fmt::format("completion token {}: step \"{}\" of run {} is not suspended in attempt {} "
+                                    "(it finished, timed out, or the run ended)",
+                                    detail::quote(token), t.step, t.run, t.attempt));
+    };
+    RunEvent event{0, t.run, t.step, ok ? kCompleteRequested : kFailRequested, t.attempt,
+                   ok ? output.dump() : error, {}};
+    std::uint32_t step = 0;
+    const bool delivered = deliver(
+        t.run, std::move(event),
+        [&](RunState& run) {
+            auto it = run.workflow->plan().index.find(t.step);
+            if (it == run.workflow->plan().index.end())
+                throw NotFound("loom.step.unknown", "run " + t.run + " has no step " + detail::quote(t.step));
+            step = it->second;
+            const auto& slot = run.steps[step];
+            if (slot.status != StepStatus::suspended || slot.attempts != t.attempt ||
+                run.workflow->steps()[step].handler == "wait")
+                throw stale();
+        },
+        [&](RunState& run, Queue& queue) {
+            resume(run, step, Result{std::move(output), std::move(error), false, false}, queue);
+        },
+        [&](const RunInfo& info) {
+            const StepInfo* step = info.step(t.step);
+            if (!step) throw NotFound("loom.step.unknown", "run " + t.run + " has no step " + detail::quote(t.step));
+            if (step->status != StepStatus::suspended || step->attempts != t.attempt) throw stale();
+        });
+    if (!delivered) throw stale();
+}
+
+void Executor::complete(const std::string& token, const Json& output) {
+    detail::check_payload(output, impl_->options_.payload, "the output");
+    impl_->finish_by_token(token, output, "");
+}
+
+void Executor::fail(const std::string& token, const std::string& error) {
+    impl_->finish_by_token(token, nullptr, error.empty() ? "failed by its completion token" : error);
+}
+
+}  // namespace loom

@@ -1,0 +1,202 @@
+// Steps that wait for the outside world: the "wait" step and signals, and
+// handlers that suspend until completed by token. Both survive restarts.
+#include <catch2/catch.hpp>
+
+#include <mutex>
+
+#include <loom/loom.hpp>
+#include <loom/testing.hpp>
+
+#include "support/sync.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace std::chrono_literals;
+using loom::Json;
+using loom::StepStatus;
+using loom::test::eventually;
+
+namespace {
+
+loom::Workflow approval(Json wait_input = {{"signal", "approval"}}) {
+    return loom::WorkflowBuilder("approval", 1)
+        .step("prepare", "echo")
+        .step("approve", "wait").input(std::move(wait_input)).after("prepare")
+        .step("ship", "echo").input({{"by", "${steps.approve.output.by}"}}).after("approve")
+        .build();
+}
+
+struct Fixture {
+    loom::HandlerRegistry handlers;
+    loom::test::Gate gate;
+    bool hold = false;
+    std::mutex mutex;
+    std::vector<std::string> tokens;
+    Fixture() {
+        handlers.add("echo", [this](loom::StepContext& ctx) -> Json {
+            if (hold && ctx.step_id() == "prepare") gate.pass();
+            return ctx.input();
+        });
+        handlers.add("outside", [this](loom::StepContext& ctx) -> Json {
+            std::lock_guard lock(mutex);
+            tokens.push_back(ctx.completion_token());
+            ctx.suspend();
+            return "ignored";
+        });
+    }
+    std::string token(std::size_t i) {
+        std::lock_guard lock(mutex);
+        return tokens.at(i);
+    }
+    std::size_t token_count() {
+        std::lock_guard lock(mutex);
+        return tokens.size();
+    }
+};
+
+StepStatus status_of(loom::Executor& ex, const loom::RunId& id, const char* step) {
+    return ex.get_run(id).step(step)->status;
+}
+
+}  // namespace
+
+TEST_CASE("a wait step completes with the signal's payload", "[signals]") {
+    Fixture f;
+    loom::MemoryStore store;
+    loom::Executor executor(store, f.handlers, {2});
+    executor.add_workflow(approval());
+    auto id = executor.start("approval");
+    REQUIRE(eventually([&] { return status_of(executor, id, "approve") == StepStatus::suspended; }));
+    CHECK(executor.signal(id, "unrelated", 1));   // kept, but nothing waits for it
+    CHECK(status_of(executor, id, "approve") == StepStatus::suspended);
+    CHECK(executor.signal(id, "approval", {{"by", "ann"}}));
+    auto run = executor.wait(id);
+    CHECK(run.status == loom::RunStatus::completed);
+    CHECK(run.step("approve")->output == Json{{"by", "ann"}});
+    CHECK(run.output == Json{{"ship", {{"by", "ann"}}}});
+    CHECK_FALSE(executor.signal(id, "approval", {{"by", "bob"}}));   // the run is over
+}
+
+TEST_CASE("a signal sent before the wait step is reached is kept", "[signals]") {
+    Fixture f;
+    f.hold = true;
+    loom::MemoryStore store;
+    loom::Executor executor(store, f.handlers, {2});
+    executor.add_workflow(approval());
+    auto id = executor.start("approval");
+    f.gate.wait_for_waiters(1);
+    CHECK(executor.signal(id, "approval", {{"by", "early"}}));
+    CHECK(executor.signal(id, "approval", {{"by", "late"}}));   // the first counts
+    f.gate.release();
+    auto run = executor.wait(id);
+    CHECK(run.step("approve")->output == Json{{"by", "early"}});
+}
+
+TEST_CASE("a wait step with a timeout fails when no signal comes", "[signals]") {
+    Fixture f;
+    loom::testing::FakeClock clock;
+    loom::MemoryStore store;
+    loom::Executor executor(store, f.handlers, {2, nullptr, {}, {}, &clock});
+    executor.add_workflow(approval({{"signal", "approval"}, {"timeout_ms", 60'000}}));
+    auto id = executor.start("approval");
+    REQUIRE(eventually([&] { return status_of(executor, id, "approve") == StepStatus::suspended; }));
+    CHECK(executor.get_run(id).step("approve")->wake_at == clock.now() + 60'000ms);
+    clock.advance(60'000ms);
+    auto run = executor.wait(id);
+    CHECK(run.status == loom::RunStatus::failed);
+    CHECK(run.step("approve")->error == "[loom.wait.timeout] no signal \"approval\" within 60000 ms");
+}
+
+TEST_CASE("bad signals and bad wait inputs are refused clearly", "[signals]") {
+    Fixture f;
+    loom::MemoryStore store;
+    loom::Executor executor(store, f.handlers, {2});
+    executor.add_workflow(approval({{"signal", 5}}));
+    CHECK_THROWS_WITH(executor.signal("nope", "x"), "[loom.run.unknown] run nope does not exist");
+    auto id = executor.start("approval");
+    CHECK_THROWS_WITH(executor.signal(id, ""), "[loom.signal.name] signal name is empty");
+    auto run = executor.wait(id);
+    CHECK(run.step("approve")->error ==
+          "[loom.wait.input] wait step input must be an object with a non-empty string \"signal\", not "
+          "{\"signal\":5}");
+}
+
+TEST_CASE("a suspended step is finished by its completion token", "[signals]") {
+    Fixture f;
+    loom::MemoryStore store;
+    loom::Executor executor(store, f.handlers, {2});
+    loom::RetryPolicy twice;
+    twice.max_attempts = 2;
+    twice.initial_backoff = 1ms;
+    executor.add_workflow(loom::WorkflowBuilder("ext", 1)
+                              .step("job", "outside").retry(twice)
+                              .step("after", "echo").input({{"got", "${steps.job.output}"}}).after("job")
+                              .build());
+    auto id = executor.start("ext");
+    REQUIRE(eventually([&] { return status_of(executor, id, "job") == StepStatus::suspended; }));
+    CHECK(f.token(0) == id + "/job/1");
+    executor.fail(f.token(0), "the printer is on fire");   // retried: attempt 2 suspends again
+    REQUIRE(eventually([&] { return f.token_count() == 2 && status_of(executor, id, "job") == StepStatus::suspended; }));
+    CHECK_THROWS_WITH(executor.complete(f.token(0), 1),
+                      "[loom.token.stale] completion token \"" + id +
+                          "/job/1\": step \"job\" of run " + id +
+                          " is not suspended in attempt 1 (it finished, timed out, or the run ended)");
+    executor.complete(f.token(1), {{"pages", 3}});
+    auto run = executor.wait(id);
+    CHECK(run.status == loom::RunStatus::completed);
+    CHECK(run.step("job")->attempts == 2);
+    CHECK(run.output == Json{{"after", {{"got", {{"pages", 3}}}}}});
+    CHECK_THROWS_AS(executor.complete(f.token(1), 1), loom::Conflict);
+    CHECK_THROWS_WITH(executor.complete("garbage", 1),
+                      "[loom.token.malformed] completion token \"garbage\" is not \"<run>/<step>/<attempt>\"");
+    CHECK_THROWS_AS(executor.complete(id + "/nope/1", 1), loom::Conflict);   // the run is over
+}
+
+TEST_CASE("a suspended step times out by its step timeout", "[signals]") {
+    Fixture f;
+    loom::testing::FakeClock clock;
+    loom::MemoryStore store;
+    loom::Executor executor(store, f.handlers, {2, nullptr, {}, {}, &clock});
+    executor.add_workflow(loom::WorkflowBuilder("ext", 1).step("job", "outside").timeout(5000ms).build());
+    auto id = executor.start("ext");
+    REQUIRE(eventually([&] { return status_of(executor, id, "job") == StepStatus::suspended; }));
+    clock.advance(5000ms);
+    auto run = executor.wait(id);
+    CHECK(run.status == loom::RunStatus::failed);
+    CHECK(run.step("job")->error == "timed out after 5000 ms");
+    CHECK_THROWS_AS(executor.complete(f.token(0), 1), loom::Conflict);
+}
+
+TEST_CASE("signals and completions sent while no process runs the run are applied on recovery",
+          "[signals][sqlite]") {
+    loom::test::TempDir dir;
+    Fixture f;
+    const auto wf = loom::WorkflowBuilder("both", 1)
+                        .step("approve", "wait").input({{"signal", "go"}})
+                        .step("job", "outside")
+                        .step("end", "echo").after({"approve", "job"})
+                        .build();
+    loom::RunId id;
+    {
+        loom::SqliteStore store(dir.file("runs.db"));
+        loom::Executor executor(store, f.handlers, {2});
+        executor.add_workflow(wf);
+        id = executor.start("both");
+        REQUIRE(eventually([&] {
+            auto run = executor.get_run(id);
+            return run.step("approve")->status == StepStatus::suspended &&
+                   run.step("job")->status == StepStatus::suspended;
+        }));
+    }
+    loom::SqliteStore store(dir.file("runs.db"));
+    loom::Executor executor(store, f.handlers, {2});
+    // Not live here yet: recorded in the run's history, applied by recover().
+    CHECK(executor.signal(id, "go", "yes"));
+    executor.complete(f.token(0), "done");
+    CHECK_THROWS_AS(executor.complete(id + "/job/7", 1), loom::Conflict);
+    CHECK(executor.get_run(id).step("approve")->status == StepStatus::suspended);
+    executor.recover();
+    auto run = executor.wait(id);
+    CHECK(run.status == loom::RunStatus::completed);
+    CHECK(run.output == Json{{"end", {{"approve", "yes"}, {"job", "done"}}}});
+    CHECK(f.token_count() == 1);   // the suspended handler did not run again
+}
