@@ -37,7 +37,7 @@ void Executor::Impl::walk_compensation(RunState& run, std::vector<std::uint32_t>
             slot.compensation_attempts = 0;
             record_step(run, s, queue.writes(), "step.compensating", now());
             ++run.compensations;
-            queue.ready(s, /*compensate=*/true);
+            queue.ready(s, Task::Kind::compensate);
             continue;   // its dependencies wait for the undo
         }
         for (auto d : plan.steps[s].deps)
@@ -100,7 +100,7 @@ void Executor::Impl::run_compensation(const Task& task) {
                                                      "step.compensation_retrying", number,
                                                      outcome.error, at});
             timers_.add(at + retry.backoff(number), [this, weak = std::weak_ptr(task.run), step] {
-                if (auto r = weak.lock()) pool_.push(Task{std::move(r), step, true});
+                if (auto r = weak.lock()) pool_.push(Task{std::move(r), step, Task::Kind::compensate});
             });
             queue.release(false);
             left_flight();

@@ -160,6 +160,17 @@ StepHandlers Executor::Impl::resolve_handlers(const Workflow& wf, const RunId& r
     };
     StepHandlers found;
     for (const auto& step : wf.steps()) {
+        if (is_child_step(step)) {
+            const std::string child = step.handler.substr(9);
+            try {
+                (void)find_workflow(child, std::nullopt);
+            } catch (const NotFound&) {
+                throw NotFound("loom.workflow.unknown",
+                               fmt::format("{}workflow \"{}\" step \"{}\" runs workflow \"{}\", which is not "
+                                           "registered",
+                                           run.empty() ? "" : "run " + run + ": ", wf.name(), step.id, child));
+            }
+        }
         found.run.push_back(find(step.id, step.handler, "handler"));
         found.compensate.push_back(
             step.compensate ? find(step.id, step.compensate->handler, "compensation handler") : nullptr);
@@ -370,9 +381,9 @@ RunId Executor::start(const std::string& workflow_name, const Json& input, const
 
 RunId Executor::Impl::start_run(std::shared_ptr<const Workflow> wf,
                                 StepHandlers handlers, const Json& input,
-                                const std::string& idempotency_key) {
+                                const std::string& idempotency_key, RunId id) {
     RunInfo info;
-    info.id = new_run_id();
+    info.id = id.empty() ? new_run_id() : std::move(id);
     info.workflow_name = wf->name();
     info.workflow_version = wf->version();
     info.workflow_hash = wf->hash();
@@ -437,9 +448,15 @@ bool Executor::cancel(const RunId& id) {
         queue.writes().events.push_back(RunEvent{0, id, "", "run.cancel_requested", 0, "", at});
     };
     bool must_lead;
+    std::vector<RunId> children;   // of sub-workflow steps in flight: cancelled too
+    auto child_of = [&](const Workflow& wf, std::size_t i, StepStatus status) {
+        if (status == StepStatus::suspended && is_child_step(wf.steps()[i]))
+            children.push_back(id + "." + wf.steps()[i].id);
+    };
     if (auto run = impl_->find_live(id)) {
         std::lock_guard lock(run->mutex);
         if (run->final_submitted || run->cancel_requested) return !run->final_submitted;
+        for (std::size_t i = 0; i < run->steps.size(); ++i) child_of(*run->workflow, i, run->steps[i].status);
         run->cancel_requested = true;
         run->cancel_flag = true;
         impl_->stop_run(*run, RunStatus::cancelled, "");
@@ -452,11 +469,20 @@ bool Executor::cancel(const RunId& id) {
         RunInfo info = get_run(id);
         if (is_final(info.status)) return false;
         if (info.cancel_requested) return true;
+        if (auto wf = impl_->find_workflow(info.workflow_name, info.workflow_version))
+            for (std::size_t i = 0; i < info.steps.size(); ++i) child_of(*wf, i, info.steps[i].status);
         Impl::Queue queue(*impl_, nullptr, &waiter);
         request(queue);
         must_lead = queue.release(true);
     }
     impl_->await_commit(must_lead, waiter);
+    for (const auto& child : children) {
+        try {
+            cancel(child);
+        } catch (const NotFound&) {
+            // Not started yet: the parent, stopping, will not start it.
+        }
+    }
     return true;
 }
 

@@ -26,6 +26,11 @@
 #include "thread_pool.hpp"
 #include "timer_queue.hpp"
 
+namespace loom {
+/// True for a step whose handler is "workflow:NAME" (children.cpp).
+bool is_child_step(const Step& step);
+}  // namespace loom
+
 namespace loom::detail {
 
 class Expression;
@@ -93,8 +98,8 @@ struct Executor::Impl {
         Batch& writes() { return impl_.pending_; }
         Effects& effects() { return impl_.pending_effects_.back(); }
         /// Dispatch `step` once the batch is committed.
-        void ready(std::uint32_t step, bool compensate = false) {
-            impl_.pending_ready_.push_back(Task{run_, step, compensate});
+        void ready(std::uint32_t step, Task::Kind kind = Task::Kind::step) {
+            impl_.pending_ready_.push_back(Task{run_, step, kind});
         }
         /// Releases the queue. With `claim`, takes the leader's role if it is
         /// free and returns true: the caller must then lead().
@@ -198,6 +203,16 @@ struct Executor::Impl {
     /// complete() and fail(): error empty for complete.
     void finish_by_token(const std::string& token, Json output, std::string error);
 
+    // --- children.cpp (sub-workflows) ---
+    /// A "workflow:NAME" step reached: suspended; its child run is started
+    /// once this is committed. Run mutex held.
+    bool admit_child(RunState& run, std::uint32_t step, Queue& queue);
+    /// Starts a child run (start_child) or finishes its parent's step from it
+    /// (child_done). Worker thread, no lock.
+    void run_child_task(const Task& task);
+    /// A run just became final: if it is a child, its parent's step is told.
+    void notify_parent(const RunState& child);
+
     // --- compensation.cpp (saga) ---
     /// Starts undoing the run's completed steps, latest first; run mutex held.
     void begin_compensation(RunState& run, Queue& queue);
@@ -249,7 +264,7 @@ struct Executor::Impl {
                 const char* event);
     /// Creates, records and starts a run; returns once it is durable.
     RunId start_run(std::shared_ptr<const Workflow> wf, StepHandlers handlers,
-                    const Json& input, const std::string& idempotency_key);
+                    const Json& input, const std::string& idempotency_key, RunId id = {});
     std::shared_ptr<RunState> find_live(const RunId& id);
     /// Sets ctx.cancelled() for every in-flight attempt (shutdown grace over).
     void cancel_attempts();

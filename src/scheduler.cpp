@@ -77,8 +77,10 @@ bool Executor::Impl::Queue::release(bool claim) {
 void Executor::Impl::run_task(Task& task) {
     if (!task.run) task = next_task();   // a wake-up: a host thread left work pending
     while (task.run) {
-        if (task.compensate) {
+        if (task.kind == Task::Kind::compensate) {
             run_compensation(task);
+        } else if (task.kind != Task::Kind::step) {
+            run_child_task(task);
         } else if (auto attempt = claim(task)) {
             finish_attempt(task.run, task.step, attempt->number, call_handler(*task.run, task.step, *attempt));
             left_flight();
@@ -206,6 +208,7 @@ void Executor::Impl::apply(Effects& e) {
         if (e.run_finished) {
             // Observers hear of it before waiters are released.
             notify([&](Observer& o) { o.on_run_finished(run.id, run.outcome, run.error); });
+            notify_parent(run);
             {
                 std::lock_guard lock(run.mutex);
                 erase_live(e.run);

@@ -110,7 +110,9 @@ void Executor::Impl::apply_deliveries(RunState& run, Queue& queue) {
     for (std::uint32_t i = 0; i < run.steps.size(); ++i) {
         auto& slot = run.steps[i];
         if (slot.status != StepStatus::suspended) continue;
-        if (run.workflow->steps()[i].handler == "wait") {
+        if (is_child_step(run.workflow->steps()[i])) {
+            queue.ready(i, Task::Kind::start_child);   // finds the child, or starts it
+        } else if (run.workflow->steps()[i].handler == "wait") {
             try {
                 slot.awaiting = awaited_signal(run, i);
             } catch (const std::exception&) {
@@ -166,6 +168,7 @@ bool Executor::signal(const RunId& id, const std::string& name, const Json& payl
         id, std::move(event), [](RunState&) {},
         [&](RunState& run, Impl::Queue& queue) {
             if (!run.signals.emplace(name, payload).second) return;   // the first counts
+            if (run.stopping) return;   // its suspended steps are released already
             for (std::uint32_t i = 0; i < run.steps.size(); ++i) {
                 auto& slot = run.steps[i];
                 if (slot.status != StepStatus::suspended || slot.awaiting != name) continue;
@@ -222,8 +225,9 @@ void Executor::Impl::finish_by_token(const std::string& token, Json output, std:
                 throw NotFound("loom.step.unknown", "run " + t.run + " has no step " + detail::quote(t.step));
             step = it->second;
             const auto& slot = run.steps[step];
-            if (slot.status != StepStatus::suspended || slot.attempts != t.attempt ||
-                run.workflow->steps()[step].handler == "wait")
+            const auto& def = run.workflow->steps()[step];
+            if (slot.status != StepStatus::suspended || slot.attempts != t.attempt || run.stopping ||
+                def.handler == "wait" || is_child_step(def))
                 throw stale();
         },
         [&](RunState& run, Queue& queue) {

@@ -19,9 +19,15 @@ struct RunState;
 /// One step of one run to execute; a task without a run asks a worker to
 /// commit what is pending (see Executor's group commit).
 struct Task {
+    enum class Kind : std::uint8_t {
+        step,          // run an attempt of the step
+        compensate,    // run the step's compensation
+        start_child,   // start the step's child run (a sub-workflow)
+        child_done,    // the step's child run is final: finish the step
+    };
     std::shared_ptr<RunState> run;
     std::uint32_t step = 0;
-    bool compensate = false;   // run the step's compensation, not the step
+    Kind kind = Kind::step;
 };
 
 class ThreadPool {

@@ -142,6 +142,7 @@ bool Executor::Impl::admit(RunState& run, std::uint32_t step, Queue& queue, bool
         return true;
     }
     if (def.handler == "wait") return admit_wait(run, step, queue);
+    if (is_child_step(def)) return admit_child(run, step, queue);
     ++run.active;
     if (def.handler == "sleep" && slot.attempts == 0 && !slot.wake_at) {
         // The wait comes first and holds no thread; its attempt only completes it.

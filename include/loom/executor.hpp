@@ -115,7 +115,8 @@ public:
     std::vector<RunEvent> history(const RunId& id);
 
     /// Asks the run to stop: nothing new starts, in-flight handlers see
-    /// ctx.cancelled(), and the run ends "cancelled" once they return. The
+    /// ctx.cancelled(), and the run ends "cancelled" once they return; its
+    /// child runs (sub-workflow steps in flight) are cancelled too. The
     /// request is durable before cancel returns. Returns false if the run was
     /// already final. Throws NotFound.
     bool cancel(const RunId& id);

@@ -1,0 +1,118 @@
+// Sub-workflows: a step whose handler is "workflow:NAME" starts a child run of
+// NAME and is suspended until the child is final; it then completes with the
+// child's output or fails with its error. The child's id is "<parent>.<step>"
+// (run ids hold no '.', step ids neither), which links the two durably without
+// a column and makes starting the child idempotent: after a crash the parent
+// finds its child by id instead of starting another.
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include <loom/error.hpp>
+
+#include "executor_impl.hpp"
+#include "model.hpp"
+#include "plan.hpp"
+
+namespace loom {
+namespace {
+
+constexpr std::string_view kPrefix = "workflow:";
+constexpr std::size_t kMaxNesting = 8;   // a workflow that runs itself stops here
+
+RunId child_id(const RunState& parent, std::uint32_t step) {
+    return parent.id + "." + parent.workflow->steps()[step].id;
+}
+
+}  // namespace
+
+bool is_child_step(const Step& step) { return step.handler.compare(0, kPrefix.size(), kPrefix) == 0; }
+
+bool Executor::Impl::admit_child(RunState& run, std::uint32_t step, Queue& queue) {
+    auto& slot = run.steps[step];
+    slot.attempts = 1;   // one child, whatever happens to it
+    slot.started_at = now();
+    run.start_written[step].store(true, std::memory_order_relaxed);
+    const auto depth = static_cast<std::size_t>(std::count(run.id.begin(), run.id.end(), '.'));
+    if (depth >= kMaxNesting) {
+        slot.error = fmt::format("[loom.workflow.depth] a child run would be nested {} deep; at most {}",
+                                 depth + 1, kMaxNesting);
+        slot.finished_at = slot.started_at;
+        return fail_step(run, step, queue);
+    }
+    slot.status = StepStatus::suspended;
+    ++run.active;
+    record_step(run, step, queue.writes(), "step.suspended", *slot.started_at,
+                "child run " + child_id(run, step));
+    queue.ready(step, Task::Kind::start_child);   // once this is durable
+    return false;
+}
+
+void Executor::Impl::run_child_task(const Task& task) {
+    RunState& parent = *task.run;
+    const std::uint32_t step = task.step;
+    const RunId child = child_id(parent, step);
+    auto finish = [&](Result&& result) {
+        std::lock_guard lock(parent.mutex);
+        auto& slot = parent.steps[step];
+        // A stopping parent released its suspended steps already.
+        if (parent.abandoned || parent.stopping || slot.status != StepStatus::suspended) return;
+        Queue queue(*this, task.run);
+        resume(parent, step, std::move(result), queue);
+        finalize_if_done(parent, queue);
+        queue.release(false);
+    };
+    auto finish_from = [&](const RunInfo& info) {
+        if (info.status == RunStatus::completed) {
+            finish(Result{info.output, {}, false, false});
+        } else {
+            const auto status = to_string(info.status);
+            finish(Result{{},
+                          info.error.empty() ? fmt::format("child run {} {}", child, status)
+                                             : fmt::format("child run {} {}: {}", child, status, info.error),
+                          true, false});
+        }
+    };
+    try {
+        // The child may exist: started before a crash, or by an earlier try.
+        if (auto info = store_.load_run(child)) {
+            // Unfinished, it is live here or recover() resumes it; either way
+            // it tells this step when it is final (notify_parent).
+            if (is_final(info->status)) finish_from(*info);
+            return;
+        }
+        if (task.kind == Task::Kind::child_done) return;   // it must exist by now
+        Json input;
+        {
+            std::lock_guard lock(parent.mutex);
+            if (parent.abandoned || parent.stopping || stopping_ ||
+                parent.steps[step].status != StepStatus::suspended)
+                return;
+            input = detail::resolve_input(*parent.workflow, step, parent.input,
+                                          [&parent](std::uint32_t i) -> const Json& {
+                                              return parent.steps[i].output;
+                                          });
+        }
+        const auto& handler = parent.workflow->steps()[step].handler;
+        auto wf = find_workflow(handler.substr(kPrefix.size()), std::nullopt);
+        auto handlers = resolve_handlers(*wf, child);
+        start_run(std::move(wf), std::move(handlers), input, "", child);
+    } catch (const Conflict& e) {
+        if (e.id() != "loom.store.duplicate_run") finish(Result{{}, e.what(), true, false});
+        // Otherwise another recover() started it at the same moment: it will tell us.
+    } catch (const std::exception& e) {
+        finish(Result{{}, e.what(), true, false});
+    }
+}
+
+void Executor::Impl::notify_parent(const RunState& child) {
+    const auto dot = child.id.rfind('.');
+    if (dot == RunId::npos) return;
+    auto parent = find_live(child.id.substr(0, dot));
+    if (!parent) return;   // its recovery finds the child final and finishes the step
+    auto it = parent->workflow->plan().index.find(child.id.substr(dot + 1));
+    if (it == parent->workflow->plan().index.end()) return;
+    pool_.push(Task{std::move(parent), it->second, Task::Kind::child_done});
+}
+
+}  // namespace loom

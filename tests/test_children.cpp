@@ -1,0 +1,153 @@
+// Sub-workflows: a "workflow:NAME" step runs a child run and finishes with it.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <thread>
+
+#include <loom/loom.hpp>
+
+#include "support/sync.hpp"
+#include "support/temp_dir.hpp"
+
+using loom::Json;
+using loom::StepStatus;
+
+namespace {
+
+struct Shop {
+    loom::HandlerRegistry handlers;
+    loom::test::RunCounter counter;
+    loom::test::Gate gate;
+    bool hold = false;
+    Shop() {
+        handlers.add("charge", [this](loom::StepContext& ctx) -> Json {
+            counter.hit(ctx.step_id());
+            if (ctx.input().value("amount", 0) < 0) throw loom::FatalError("negative amount");
+            return {{"charged", ctx.input()["amount"]}};
+        });
+        handlers.add("receipt", [this](loom::StepContext& ctx) -> Json {
+            counter.hit(ctx.step_id());
+            if (hold) gate.pass();
+            return {{"receipt", ctx.input()["charge"]["charged"]}};
+        });
+        handlers.add("mark", [this](loom::StepContext& ctx) -> Json {
+            counter.hit(ctx.step_id());
+            return ctx.input();
+        });
+    }
+    static loom::Workflow payment() {
+        return loom::WorkflowBuilder("payment", 1)
+            .step("charge", "charge").input({{"amount", "${input.amount}"}})
+            .step("receipt", "receipt").after("charge")
+            .build();
+    }
+    static loom::Workflow order() {
+        return loom::WorkflowBuilder("order", 1)
+            .step("reserve", "mark")
+            .step("pay", "workflow:payment").input({{"amount", "${input.amount}"}}).after("reserve")
+            .step("ship", "mark").input({{"paid", "${steps.pay.output.receipt}"}}).after("pay")
+            .build();
+    }
+};
+
+}  // namespace
+
+TEST_CASE("a sub-workflow step completes with its child run's output", "[children]") {
+    Shop shop;
+    loom::MemoryStore store;
+    loom::Executor executor(store, shop.handlers, {2});
+    executor.add_workflow(Shop::payment());
+    executor.add_workflow(Shop::order());
+    auto id = executor.start("order", {{"amount", 30}});
+    auto run = executor.wait(id);
+    CHECK(run.status == loom::RunStatus::completed);
+    CHECK(run.step("pay")->output == Json{{"receipt", {{"receipt", 30}}}});
+    CHECK(run.output == Json{{"ship", {{"paid", {{"receipt", 30}}}}}});
+    auto child = executor.get_run(id + ".pay");   // linked by id
+    CHECK(child.workflow_name == "payment");
+    CHECK(child.input == Json{{"amount", 30}});
+    CHECK(child.status == loom::RunStatus::completed);
+}
+
+TEST_CASE("a failed child run fails its step", "[children]") {
+    Shop shop;
+    loom::MemoryStore store;
+    loom::Executor executor(store, shop.handlers, {2});
+    executor.add_workflow(Shop::payment());
+    executor.add_workflow(Shop::order());
+    auto id = executor.start("order", {{"amount", -1}});
+    auto run = executor.wait(id);
+    CHECK(run.status == loom::RunStatus::failed);
+    CHECK(run.step("pay")->error ==
+          "child run " + id + ".pay failed: step \"charge\" failed: negative amount");
+    CHECK(run.step("ship")->status == StepStatus::pending);
+}
+
+TEST_CASE("cancelling the parent cancels the child", "[children]") {
+    Shop shop;
+    shop.hold = true;
+    loom::MemoryStore store;
+    loom::Executor executor(store, shop.handlers, {2});
+    executor.add_workflow(Shop::payment());
+    executor.add_workflow(Shop::order());
+    auto id = executor.start("order", {{"amount", 5}});
+    shop.gate.wait_for_waiters(1);   // the child's receipt step is in flight
+    CHECK(executor.cancel(id));
+    shop.gate.release();
+    CHECK(executor.wait(id).status == loom::RunStatus::cancelled);
+    auto child = executor.wait(id + ".pay");
+    CHECK(child.status == loom::RunStatus::cancelled);
+    CHECK(child.cancel_requested);
+}
+
+TEST_CASE("a sub-workflow of an unknown workflow is refused at start", "[children]") {
+    Shop shop;
+    loom::MemoryStore store;
+    loom::Executor executor(store, shop.handlers, {2});
+    executor.add_workflow(Shop::order());
+    CHECK_THROWS_WITH(executor.start("order", {{"amount", 1}}),
+                      "[loom.workflow.unknown] workflow \"order\" step \"pay\" runs workflow \"payment\", "
+                      "which is not registered");
+    CHECK(executor.list_runs().empty());
+}
+
+TEST_CASE("a workflow that runs itself stops at the nesting limit", "[children]") {
+    Shop shop;
+    loom::MemoryStore store;
+    loom::Executor executor(store, shop.handlers, {2});
+    executor.add_workflow(loom::WorkflowBuilder("again", 1).step("again", "workflow:again").build());
+    auto id = executor.start("again");
+    auto run = executor.wait(id);
+    CHECK(run.status == loom::RunStatus::failed);
+    std::string deepest = id;
+    for (int i = 0; i < 8; ++i) deepest += ".again";
+    CHECK(executor.get_run(deepest).step("again")->error ==
+          "[loom.workflow.depth] a child run would be nested 9 deep; at most 8");
+}
+
+TEST_CASE("parent and child both resume after a restart; nothing runs twice", "[children][sqlite]") {
+    loom::test::TempDir dir;
+    Shop shop;
+    shop.hold = true;
+    loom::RunId id;
+    {
+        loom::SqliteStore store(dir.file("runs.db"));
+        loom::Executor executor(store, shop.handlers, {2});
+        executor.add_workflow(Shop::payment());
+        executor.add_workflow(Shop::order());
+        id = executor.start("order", {{"amount", 7}});
+        shop.gate.wait_for_waiters(1);
+        std::thread([&shop] {
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            shop.gate.release();   // the child's last step returns during shutdown
+        }).detach();
+    }
+    loom::SqliteStore store(dir.file("runs.db"));
+    loom::Executor executor(store, shop.handlers, {2});
+    executor.recover();
+    auto run = executor.wait(id);
+    CHECK(run.status == loom::RunStatus::completed);
+    CHECK(run.output == Json{{"ship", {{"paid", {{"receipt", 7}}}}}});
+    CHECK(executor.get_run(id + ".pay").status == loom::RunStatus::completed);
+    for (const char* step : {"reserve", "charge", "receipt", "ship"}) CHECK(shop.counter.get(step) == 1);
+}
