@@ -262,7 +262,7 @@ std::shared_ptr<RunState> Executor::Impl::make_state(const RunInfo& info,
 }
 
 bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo& stored, bool fresh,
-                            const char* event) {
+                            const char* event, const RunWrite* reopen) {
     {
         std::lock_guard lock(live_mutex_);
         if (!live_.emplace(run->id, run).second) return false;   // another recover() has it
@@ -279,6 +279,7 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
             writes.new_runs.push_back(stored);
             queue.effects().run_started = true;
         }
+        if (reopen) writes.runs.push_back(*reopen);
         writes.events.push_back(RunEvent{0, run->id, "", event, 0, "", at});
         // Steps waiting for nothing: ready, skipped, or (condition error) failed.
         for (std::uint32_t i = 0; i < run->steps.size(); ++i) {

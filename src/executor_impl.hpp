@@ -261,7 +261,11 @@ struct Executor::Impl {
     /// Returns once committed (false, doing nothing, if the run is already
     /// live); throws what the commit threw.
     bool launch(const std::shared_ptr<RunState>& run, const RunInfo& stored, bool fresh,
-                const char* event);
+                const char* event, const RunWrite* reopen = nullptr);
+    /// retry() and rerun(): makes a final run running again with the steps
+    /// `reset` chooses put back to pending (outputs and errors cleared).
+    void reopen(const RunId& id, const char* event,
+                const std::function<std::vector<std::uint32_t>(const Workflow&, const RunInfo&)>& reset);
     /// Creates, records and starts a run; returns once it is durable.
     RunId start_run(std::shared_ptr<const Workflow> wf, StepHandlers handlers,
                     const Json& input, const std::string& idempotency_key, RunId id = {});

@@ -40,6 +40,9 @@ struct StepSlot {
     // Compensation (saga), once the run compensates:
     std::uint32_t downstream_left = 0;  // dependents not yet compensated or passed
     int compensation_attempts = 0;      // this process's tries of the undo
+    /// Attempts made before the run was retried or re-run: the retry policy
+    /// counts from here.
+    int attempt_base = 0;
 };
 
 /// The handlers a run uses, per step, fixed when it starts (or is recovered).

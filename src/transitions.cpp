@@ -304,6 +304,11 @@ void Executor::Impl::finish_attempt(const std::shared_ptr<RunState>& run_ptr, st
         if (run.active == 0) erase_live(run_ptr);
         return;
     }
+    if (stopping_ && !result.ok()) {
+        // Most likely the handler gave up because shutdown set ctx.cancelled():
+        // not the step's failure. Nothing is recorded; recover() runs it again.
+        return;
+    }
     slot.finished_at = now();
     Queue queue(*this, run_ptr);
     queue.effects().finished_step = step;
@@ -337,7 +342,7 @@ void Executor::Impl::settle_attempt(RunState& run, std::uint32_t step, Result&& 
     } else {
         slot.error = std::move(result.error);
         const RetryPolicy retry = run.workflow->retry_of(step);
-        if (!result.fatal && slot.attempts < retry.max_attempts && !run.stopping) {
+        if (!result.fatal && slot.attempts - slot.attempt_base < retry.max_attempts && !run.stopping) {
             slot.status = StepStatus::waiting;
             slot.wake_at = *slot.finished_at + jittered(retry.backoff(slot.attempts), retry.jitter);
             ++run.active;   // still the run's business until it settles

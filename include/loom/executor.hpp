@@ -140,6 +140,22 @@ public:
     void complete(const std::string& token, const Json& output);
     void fail(const std::string& token, const std::string& error);
 
+    /// Operator controls for a run that is over (completed, failed or
+    /// cancelled), not being compensated or run anywhere. Both make it
+    /// "running" again, durably, and return once that is recorded; completed
+    /// steps upstream keep their outputs and do not run again.
+    ///
+    /// retry(): the failed steps, and those never reached, run again (each
+    /// with its full retry policy).
+    /// rerun(): `step_id` and everything downstream of it run again, even if
+    /// completed.
+    ///
+    /// Throw NotFound for an unknown run or step, Conflict "[loom.run.not_final]"
+    /// for a run still running, "[loom.run.compensated]" for a run whose
+    /// steps were compensated, "[loom.run.definition_changed]" as recover().
+    void retry(const RunId& id);
+    void rerun(const RunId& id, const std::string& step_id);
+
     /// Resumes every unfinished run in the store that this executor is not
     /// already running, and returns their ids. Steps that were in flight run
     /// again; completed steps keep their outputs. Runs whose cancellation was

@@ -1,0 +1,92 @@
+// Operator controls: running a finished run again, from its failures (retry)
+// or from a chosen step (rerun). The run is reopened in one commit — its row
+// back to running, the chosen steps back to pending — so a crash leaves it
+// either as it was or reopened, and recover() resumes a reopened one.
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include <loom/error.hpp>
+
+#include "executor_impl.hpp"
+#include "model.hpp"
+#include "plan.hpp"
+
+namespace loom {
+
+void Executor::Impl::reopen(const RunId& id, const char* event,
+                            const std::function<std::vector<std::uint32_t>(const Workflow&, const RunInfo&)>& reset) {
+    auto stored = store_.load_run(id);
+    if (!stored) throw NotFound("loom.run.unknown", "run " + id + " does not exist");
+    if (!is_final(stored->status) || find_live(id))
+        throw Conflict("loom.run.not_final", "run " + id + " is still running; only a finished run can be run again");
+    for (const auto& s : stored->steps) {
+        if (s.status == StepStatus::compensated || s.status == StepStatus::compensating)
+            throw Conflict("loom.run.compensated",
+                           "run " + id + " was compensated (step \"" + s.step_id + "\"); it cannot be run again");
+    }
+    auto wf = find_workflow(stored->workflow_name, stored->workflow_version);
+    if (wf->hash() != stored->workflow_hash)
+        throw Conflict("loom.run.definition_changed",
+                       fmt::format("run {} started with workflow \"{}\" version {} hash {}, but the stored "
+                                   "definition has hash {}",
+                                   id, stored->workflow_name, stored->workflow_version, stored->workflow_hash,
+                                   wf->hash()));
+    auto handlers = resolve_handlers(*wf, id);
+    const std::vector<std::uint32_t> steps = reset(*wf, *stored);
+
+    RunInfo reopened = *stored;
+    reopened.status = RunStatus::running;
+    reopened.cancel_requested = false;
+    reopened.output = nullptr;
+    reopened.error.clear();
+    reopened.finished_at.reset();
+    for (auto i : steps) {
+        auto& s = reopened.steps[i];
+        s.status = StepStatus::pending;
+        s.output = nullptr;
+        s.error.clear();
+        s.finished_at.reset();
+        s.wake_at.reset();
+    }
+    auto run = make_state(reopened, std::move(wf), std::move(handlers));
+    for (auto i : steps) run->steps[i].attempt_base = run->steps[i].attempts;
+    const auto at = now();
+    const RunWrite row{id, RunStatus::running, false, nullptr, "", at, std::nullopt};
+    if (!launch(run, *stored, /*fresh=*/false, event, &row))
+        throw Conflict("loom.run.not_final", "run " + id + " is being run again already");
+}
+
+void Executor::retry(const RunId& id) {
+    impl_->reopen(id, "run.retried", [](const Workflow&, const RunInfo& info) {
+        std::vector<std::uint32_t> steps;
+        for (std::uint32_t i = 0; i < info.steps.size(); ++i) {
+            const auto s = info.steps[i].status;
+            if (s != StepStatus::completed && s != StepStatus::skipped) steps.push_back(i);
+        }
+        return steps;
+    });
+}
+
+void Executor::rerun(const RunId& id, const std::string& step_id) {
+    impl_->reopen(id, "run.rerun", [&](const Workflow& wf, const RunInfo&) {
+        auto it = wf.plan().index.find(step_id);
+        if (it == wf.plan().index.end())
+            throw NotFound("loom.step.unknown", "run " + id + " has no step " + detail::quote(step_id));
+        // The step and everything downstream of it, found by a walk over dependents.
+        std::vector<bool> seen(wf.steps().size());
+        std::vector<std::uint32_t> steps{it->second};
+        seen[it->second] = true;
+        for (std::size_t k = 0; k < steps.size(); ++k) {
+            for (auto d : wf.plan().steps[steps[k]].dependents) {
+                if (!seen[d]) {
+                    seen[d] = true;
+                    steps.push_back(d);
+                }
+            }
+        }
+        return steps;
+    });
+}
+
+}  // namespace loom
