@@ -1,0 +1,225 @@
+// Operator controls and shutdown: running a finished run again (retry, rerun),
+// and stopping an executor with handlers in flight.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include <loom/loom.hpp>
+
+#include "support/sync.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace std::chrono_literals;
+using loom::Json;
+using loom::StepStatus;
+
+namespace {
+
+struct Fixture {
+    loom::HandlerRegistry handlers;
+    loom::test::RunCounter counter;
+    std::atomic<bool> broken{true};
+    Fixture() {
+        handlers.add("ok", [this](loom::StepContext& ctx) -> Json {
+            counter.hit(ctx.step_id());
+            return ctx.step_id() + std::to_string(counter.get(ctx.step_id()));
+        });
+        handlers.add("flaky", [this](loom::StepContext& ctx) -> Json {
+            counter.hit(ctx.step_id());
+            if (broken) throw std::runtime_error("down");
+            return "up";
+        });
+    }
+    static loom::Workflow chain() {
+        loom::RetryPolicy twice;
+        twice.max_attempts = 2;
+        twice.initial_backoff = 1ms;
+        return loom::WorkflowBuilder("chain", 1)
+            .step("a", "ok")
+            .step("b", "flaky").after("a").retry(twice)
+            .step("c", "ok").after("b")
+            .build();
+    }
+};
+
+}  // namespace
+
+TEST_CASE("retry runs a failed run again from its failed steps", "[operator]") {
+    Fixture f;
+    loom::MemoryStore store;
+    loom::Executor executor(store, f.handlers, {2});
+    executor.add_workflow(Fixture::chain());
+    auto id = executor.start("chain");
+    auto failed = executor.wait(id);
+    REQUIRE(failed.status == loom::RunStatus::failed);
+    CHECK(failed.step("b")->attempts == 2);
+    f.broken = false;
+    executor.retry(id);
+    auto run = executor.wait(id);
+    CHECK(run.status == loom::RunStatus::completed);
+    CHECK(run.error.empty());
+    CHECK(run.output == Json{{"c", "c1"}});
+    CHECK(run.step("a")->output == "a1");   // kept, not run again
+    CHECK(f.counter.get("a") == 1);
+    CHECK(run.step("b")->attempts == 3);
+    std::vector<std::string> kinds;
+    for (const auto& e : executor.history(id))
+        if (e.step_id.empty()) kinds.push_back(e.kind);
+    CHECK(kinds == std::vector<std::string>{"run.started", "run.failed", "run.retried", "run.completed"});
+}
+
+TEST_CASE("a retried step gets its whole retry policy again", "[operator]") {
+    Fixture f;
+    loom::MemoryStore store;
+    loom::Executor executor(store, f.handlers, {2});
+    executor.add_workflow(Fixture::chain());
+    auto id = executor.start("chain");
+    executor.wait(id);
+    executor.retry(id);   // still broken: two more attempts
+    auto run = executor.wait(id);
+    CHECK(run.status == loom::RunStatus::failed);
+    CHECK(run.step("b")->attempts == 4);
+    CHECK(f.counter.get("b") == 4);
+}
+
+TEST_CASE("rerun runs a step and everything downstream again, keeping what is upstream", "[operator]") {
+    Fixture f;
+    f.broken = false;
+    loom::MemoryStore store;
+    loom::Executor executor(store, f.handlers, {2});
+    executor.add_workflow(Fixture::chain());
+    auto id = executor.start("chain");
+    CHECK(executor.wait(id).output == Json{{"c", "c1"}});
+    executor.rerun(id, "b");
+    auto run = executor.wait(id);
+    CHECK(run.status == loom::RunStatus::completed);
+    CHECK(run.output == Json{{"c", "c2"}});
+    CHECK(f.counter.get("a") == 1);
+    CHECK(f.counter.get("b") == 2);
+    CHECK(run.step("b")->attempts == 2);
+}
+
+TEST_CASE("runs that cannot be run again are refused and left as they are", "[operator]") {
+    Fixture f;
+    loom::MemoryStore store;
+    loom::Executor executor(store, f.handlers, {2});
+    executor.add_workflow(Fixture::chain());
+    CHECK_THROWS_WITH(executor.retry("nope"), "[loom.run.unknown] run nope does not exist");
+    auto id = executor.start("chain");
+    auto before = executor.wait(id);
+    CHECK_THROWS_WITH(executor.rerun(id, "zz"), "[loom.step.unknown] run " + id + " has no step \"zz\"");
+    auto after = executor.get_run(id);
+    CHECK(after.status == before.status);
+    CHECK(executor.history(id).size() == executor.history(id).size());
+
+    // A running run is refused.
+    loom::test::Gate gate;
+    f.handlers.add("hold", [&](loom::StepContext&) -> Json {
+        gate.pass();
+        return 1;
+    });
+    executor.add_workflow(loom::WorkflowBuilder("held", 1).step("h", "hold").build());
+    auto held = executor.start("held");
+    gate.wait_for_waiters(1);
+    CHECK_THROWS_WITH(executor.retry(held),
+                      "[loom.run.not_final] run " + held + " is still running; only a finished run can be run again");
+    gate.release();
+    executor.wait(held);
+
+    // A compensated run is refused.
+    f.handlers.add("undo", [](loom::StepContext&) -> Json { return nullptr; });
+    executor.add_workflow(loom::WorkflowBuilder("saga", 1)
+                              .step("a", "ok").compensate("undo")
+                              .step("b", "flaky").after("a").on_error(loom::OnError::compensate)
+                              .build());
+    auto saga = executor.start("saga");
+    REQUIRE(executor.wait(saga).step("a")->status == StepStatus::compensated);
+    CHECK_THROWS_WITH(executor.retry(saga),
+                      "[loom.run.compensated] run " + saga + " was compensated (step \"a\"); it cannot be run again");
+}
+
+TEST_CASE("a retried run interrupted by a restart is resumed by recover()", "[operator][sqlite]") {
+    loom::test::TempDir dir;
+    Fixture f;
+    loom::test::Gate gate;
+    std::atomic<bool> hold{false};
+    f.handlers.add("c_hold", [&](loom::StepContext& ctx) -> Json {
+        f.counter.hit(ctx.step_id());
+        if (hold) gate.pass();
+        return "c";
+    });
+    const auto wf = loom::WorkflowBuilder("w", 1)
+                        .step("a", "ok")
+                        .step("b", "flaky").after("a")
+                        .step("c", "c_hold").after("b")
+                        .step("d", "ok").after("c")
+                        .build();
+    loom::RunId id;
+    {
+        loom::SqliteStore store(dir.file("runs.db"));
+        loom::Executor executor(store, f.handlers, {2});
+        executor.add_workflow(wf);
+        id = executor.start("w");
+        REQUIRE(executor.wait(id).status == loom::RunStatus::failed);
+        f.broken = false;
+        hold = true;
+        executor.retry(id);
+        gate.wait_for_waiters(1);
+        std::thread([&gate] {
+            std::this_thread::sleep_for(100ms);
+            gate.release();
+        }).detach();
+    }   // stops with "d" not started
+    loom::SqliteStore store(dir.file("runs.db"));
+    CHECK(store.load_run(id)->status == loom::RunStatus::running);
+    loom::Executor executor(store, f.handlers, {2});
+    CHECK(executor.recover() == std::vector<loom::RunId>{id});
+    auto run = executor.wait(id);
+    CHECK(run.status == loom::RunStatus::completed);
+    CHECK(f.counter.get("a") == 1);
+    CHECK(f.counter.get("c") == 1);
+    CHECK(f.counter.get("d") == 1);
+}
+
+TEST_CASE("shutdown lets handlers finish, then cancels them after the grace period", "[operator][shutdown]") {
+    loom::test::TempDir dir;
+    loom::HandlerRegistry handlers;
+    std::atomic<int> calls{0};
+    std::atomic<bool> saw_cancel{false};
+    handlers.add("patient", [&](loom::StepContext& ctx) -> Json {
+        if (++calls == 1) {
+            while (!ctx.cancelled()) std::this_thread::sleep_for(1ms);
+            saw_cancel = true;
+            throw loom::RetryableError("interrupted by shutdown");   // not the step's failure
+        }
+        return "done";
+    });
+    const auto wf = loom::WorkflowBuilder("w", 1).step("a", "patient").build();
+    loom::RunId id;
+    std::chrono::steady_clock::duration took{};
+    {
+        loom::SqliteStore store(dir.file("runs.db"));
+        loom::ExecutorOptions options;
+        options.threads = 2;
+        options.shutdown_grace = 100ms;
+        auto executor = std::make_unique<loom::Executor>(store, handlers, options);
+        executor->add_workflow(wf);
+        id = executor->start("w");
+        REQUIRE(loom::test::eventually([&] { return calls == 1; }));
+        const auto t0 = std::chrono::steady_clock::now();
+        executor.reset();
+        took = std::chrono::steady_clock::now() - t0;
+    }
+    CHECK(saw_cancel);
+    CHECK(took >= 100ms);   // the grace period was given
+    CHECK(took < 5s);
+    loom::SqliteStore store(dir.file("runs.db"));
+    auto stored = *store.load_run(id);
+    CHECK(stored.status == loom::RunStatus::running);   // not failed: recover() finishes it
+    CHECK(stored.step("a")->status != StepStatus::failed);
+    loom::Executor executor(store, handlers, {2});
+    executor.recover();
+    CHECK(executor.wait(id).output == Json{{"a", "done"}});
+}
