@@ -96,7 +96,7 @@ void Executor::Impl::run_child_task(const Task& task) {
         const auto& handler = parent.workflow->steps()[step].handler;
         auto wf = find_workflow(handler.substr(kPrefix.size()), std::nullopt);
         auto handlers = resolve_handlers(*wf, child);
-        start_run(std::move(wf), std::move(handlers), input, "", child);
+        start_run(std::move(wf), std::move(handlers), input, "", child, parent.priority);
     } catch (const Conflict& e) {
         if (e.id() != "loom.store.duplicate_run") finish(Result{{}, e.what(), true, false});
         // Otherwise another recover() started it at the same moment: it will tell us.
@@ -112,7 +112,8 @@ void Executor::Impl::notify_parent(const RunState& child) {
     if (!parent) return;   // its recovery finds the child final and finishes the step
     auto it = parent->workflow->plan().index.find(child.id.substr(dot + 1));
     if (it == parent->workflow->plan().index.end()) return;
-    pool_.push(Task{std::move(parent), it->second, Task::Kind::child_done});
+    const int priority = parent->priority;
+    pool_.push(Task{std::move(parent), it->second, Task::Kind::child_done, priority});
 }
 
 }  // namespace loom

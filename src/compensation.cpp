@@ -100,7 +100,10 @@ void Executor::Impl::run_compensation(const Task& task) {
                                                      "step.compensation_retrying", number,
                                                      outcome.error, at});
             timers_.add(at + retry.backoff(number), [this, weak = std::weak_ptr(task.run), step] {
-                if (auto r = weak.lock()) pool_.push(Task{std::move(r), step, Task::Kind::compensate});
+                if (auto r = weak.lock()) {
+                    const int priority = r->priority;
+                    pool_.push(Task{std::move(r), step, Task::Kind::compensate, priority});
+                }
             });
             queue.release(false);
             left_flight();

@@ -51,6 +51,16 @@ unsigned checked_thread_count(const ExecutorOptions& options) {
                               fmt::format("ExecutorOptions::payload limits must be positive (max_bytes "
                                           "{}, max_depth {})",
                                           options.payload.max_bytes, options.payload.max_depth));
+    for (const auto* limits : {&options.max_running_per_handler, &options.max_running_per_workflow}) {
+        for (const auto& [name, limit] : *limits) {
+            if (limit == 0)
+                throw InvalidArgument("loom.options.max_running",
+                                      fmt::format("ExecutorOptions::max_running_per_{} for \"{}\" is 0; it must "
+                                                  "be at least 1",
+                                                  limits == &options.max_running_per_handler ? "handler" : "workflow",
+                                                  name));
+        }
+    }
     if (options.threads > 1024)
         throw InvalidArgument("loom.options.threads",
                               fmt::format("ExecutorOptions::threads is {}; at most 1024", options.threads));
@@ -187,6 +197,8 @@ std::shared_ptr<RunState> Executor::Impl::make_state(const RunInfo& info,
     run->handlers = std::move(handlers);
     run->input = info.input;
     run->cancel_requested = info.cancel_requested;
+    run->priority = info.priority;
+    run->paused = info.paused;
     run->cancel_flag = info.cancel_requested;
     const auto& plan = run->workflow->plan();
     run->steps.resize(plan.steps.size());
@@ -341,7 +353,7 @@ RunId Executor::start(const std::string& workflow_name, const Json& input, const
     auto wf = impl_->find_workflow(workflow_name, options.version);
     auto handlers = impl_->resolve_handlers(*wf, "");
     const std::string& key = options.idempotency_key;
-    if (key.empty()) return impl_->start_run(std::move(wf), std::move(handlers), input, key);
+    if (key.empty()) return impl_->start_run(std::move(wf), std::move(handlers), input, key, {}, options.priority);
 
     // One start per key at a time in this process, so that two never race
     // into one batch, where the store's refusal of the second would fail both.
@@ -372,7 +384,7 @@ RunId Executor::start(const std::string& workflow_name, const Json& input, const
             return info.id;
         }
         try {
-            return impl_->start_run(wf, handlers, input, key);
+            return impl_->start_run(wf, handlers, input, key, {}, options.priority);
         } catch (const Conflict& e) {
             // Another process started it first: return that run (once).
             if (e.id() != "loom.run.duplicate_key" || round > 0) throw;
@@ -382,13 +394,14 @@ RunId Executor::start(const std::string& workflow_name, const Json& input, const
 
 RunId Executor::Impl::start_run(std::shared_ptr<const Workflow> wf,
                                 StepHandlers handlers, const Json& input,
-                                const std::string& idempotency_key, RunId id) {
+                                const std::string& idempotency_key, RunId id, int priority) {
     RunInfo info;
     info.id = id.empty() ? new_run_id() : std::move(id);
     info.workflow_name = wf->name();
     info.workflow_version = wf->version();
     info.workflow_hash = wf->hash();
     info.idempotency_key = idempotency_key;
+    info.priority = priority;
     info.input = input;
     info.created_at = info.updated_at = now();
     info.steps.reserve(wf->steps().size());

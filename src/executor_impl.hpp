@@ -6,6 +6,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <deque>
 #include <cstdint>
 #include <atomic>
 #include <exception>
@@ -99,7 +100,7 @@ struct Executor::Impl {
         Effects& effects() { return impl_.pending_effects_.back(); }
         /// Dispatch `step` once the batch is committed.
         void ready(std::uint32_t step, Task::Kind kind = Task::Kind::step) {
-            impl_.pending_ready_.push_back(Task{run_, step, kind});
+            impl_.pending_ready_.push_back(Task{run_, step, kind, run_->priority});
         }
         /// Releases the queue. With `claim`, takes the leader's role if it is
         /// free and returns true: the caller must then lead().
@@ -113,6 +114,13 @@ struct Executor::Impl {
 
     /// An attempt claimed (in_flight_ raised) is over.
     void left_flight();
+    /// Concurrency limits (ExecutorOptions::max_running_per_*): takes a slot
+    /// for the task's handler and workflow, or parks the task until one frees
+    /// and returns false. Run mutex held.
+    bool take_slot(const Task& task);
+    /// The task's attempt is over: frees its slots and re-dispatches a task
+    /// parked on each.
+    void free_slot(const Task& task);
     /// Runs a task and the tasks that follow it on this thread.
     void run_task(Task& task);
     /// What a worker runs next. It commits first unless there is more queued
@@ -262,13 +270,16 @@ struct Executor::Impl {
     /// live); throws what the commit threw.
     bool launch(const std::shared_ptr<RunState>& run, const RunInfo& stored, bool fresh,
                 const char* event, const RunWrite* reopen = nullptr);
+    /// pause() and resume(): false if the run is final.
+    bool set_paused(const RunId& id, bool paused);
     /// retry() and rerun(): makes a final run running again with the steps
     /// `reset` chooses put back to pending (outputs and errors cleared).
     void reopen(const RunId& id, const char* event,
                 const std::function<std::vector<std::uint32_t>(const Workflow&, const RunInfo&)>& reset);
     /// Creates, records and starts a run; returns once it is durable.
     RunId start_run(std::shared_ptr<const Workflow> wf, StepHandlers handlers,
-                    const Json& input, const std::string& idempotency_key, RunId id = {});
+                    const Json& input, const std::string& idempotency_key, RunId id = {},
+                    int priority = 0);
     std::shared_ptr<RunState> find_live(const RunId& id);
     /// Sets ctx.cancelled() for every in-flight attempt (shutdown grace over).
     void cancel_attempts();
@@ -282,6 +293,10 @@ struct Executor::Impl {
     std::mutex workflows_mutex_;
     std::map<std::pair<std::string, std::int64_t>, std::shared_ptr<const Workflow>>
         workflows_;   // guarded by workflows_mutex_
+
+    std::mutex limits_mutex_;
+    std::map<std::string, unsigned> running_;              // by limit key; guarded by limits_mutex_
+    std::map<std::string, std::deque<Task>> slot_waiters_; // by limit key; guarded by limits_mutex_
 
     std::mutex keys_mutex_;
     std::condition_variable keys_cv_;

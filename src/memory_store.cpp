@@ -40,6 +40,8 @@ RunInfo without_steps(const RunInfo& run) {
     out.updated_at = run.updated_at;
     out.finished_at = run.finished_at;
     out.idempotency_key = run.idempotency_key;
+    out.priority = run.priority;
+    out.paused = run.paused;
     return out;
 }
 
@@ -179,6 +181,7 @@ struct MemoryStore::State {
             RunInfo& run = run_targets[i]->info;
             run.status = write.status;
             run.cancel_requested = write.cancel_requested;
+            run.paused = write.paused;
             run.output = write.output;
             run.error = write.error;
             run.updated_at = detail::to_stored(write.updated_at);

@@ -89,4 +89,98 @@ void Executor::rerun(const RunId& id, const std::string& step_id) {
     });
 }
 
+namespace {
+
+std::string handler_key(const RunState& run, std::uint32_t step) {
+    return "handler " + run.workflow->steps()[step].handler;
+}
+std::string workflow_key(const RunState& run) { return "workflow " + run.workflow->name(); }
+
+}  // namespace
+
+bool Executor::Impl::take_slot(const Task& task) {
+    const auto& by_handler = options_.max_running_per_handler;
+    const auto& by_workflow = options_.max_running_per_workflow;
+    if (by_handler.empty() && by_workflow.empty()) return true;
+    const RunState& run = *task.run;
+    auto h = by_handler.find(run.workflow->steps()[task.step].handler);
+    auto w = by_workflow.find(run.workflow->name());
+    if (h == by_handler.end() && w == by_workflow.end()) return true;
+    std::lock_guard lock(limits_mutex_);
+    const std::string hk = handler_key(run, task.step), wk = workflow_key(run);
+    if (h != by_handler.end() && running_[hk] >= h->second) {
+        slot_waiters_[hk].push_back(task);
+        return false;
+    }
+    if (w != by_workflow.end() && running_[wk] >= w->second) {
+        slot_waiters_[wk].push_back(task);
+        return false;
+    }
+    if (h != by_handler.end()) ++running_[hk];
+    if (w != by_workflow.end()) ++running_[wk];
+    return true;
+}
+
+void Executor::Impl::free_slot(const Task& task) {
+    const auto& by_handler = options_.max_running_per_handler;
+    const auto& by_workflow = options_.max_running_per_workflow;
+    if (by_handler.empty() && by_workflow.empty()) return;
+    const RunState& run = *task.run;
+    const bool h = by_handler.count(run.workflow->steps()[task.step].handler) > 0;
+    const bool w = by_workflow.count(run.workflow->name()) > 0;
+    if (!h && !w) return;
+    std::vector<Task> next;
+    {
+        std::lock_guard lock(limits_mutex_);
+        // One waiter per freed slot; if another limit still holds it, it parks there.
+        auto release = [&](const std::string& key) {
+            --running_[key];
+            auto& waiting = slot_waiters_[key];
+            if (waiting.empty()) return;
+            next.push_back(std::move(waiting.front()));
+            waiting.pop_front();
+        };
+        if (h) release(handler_key(run, task.step));
+        if (w) release(workflow_key(run));
+    }
+    pool_.push(next);
+}
+
+bool Executor::Impl::set_paused(const RunId& id, bool paused) {
+    CommitWaiter waiter;
+    const auto at = now();
+    const char* kind = paused ? "run.paused" : "run.resumed";
+    bool must_lead;
+    std::vector<Task> parked;
+    if (auto run = find_live(id)) {
+        std::lock_guard lock(run->mutex);
+        if (run->final_submitted) return false;
+        if (run->paused == paused) return true;
+        run->paused = paused;
+        if (!paused) parked.swap(run->parked);
+        Queue queue(*this, run, &waiter);
+        queue.writes().runs.push_back(
+            RunWrite{id, RunStatus::running, run->cancel_requested, nullptr, "", at, std::nullopt, paused});
+        queue.writes().events.push_back(RunEvent{0, id, "", kind, 0, "", at});
+        must_lead = queue.release(true);
+    } else {
+        // Not running here: recorded; whoever resumes the run honours it.
+        auto info = store_.load_run(id);
+        if (!info) throw NotFound("loom.run.unknown", "run " + id + " does not exist");
+        if (is_final(info->status)) return false;
+        if (info->paused == paused) return true;
+        Queue queue(*this, nullptr, &waiter);
+        queue.writes().runs.push_back(
+            RunWrite{id, RunStatus::running, info->cancel_requested, nullptr, "", at, std::nullopt, paused});
+        queue.writes().events.push_back(RunEvent{0, id, "", kind, 0, "", at});
+        must_lead = queue.release(true);
+    }
+    await_commit(must_lead, waiter);
+    pool_.push(parked);   // after the resume is durable
+    return true;
+}
+
+bool Executor::pause(const RunId& id) { return impl_->set_paused(id, true); }
+bool Executor::resume(const RunId& id) { return impl_->set_paused(id, false); }
+
 }  // namespace loom

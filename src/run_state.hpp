@@ -18,6 +18,7 @@
 #include <loom/run.hpp>
 #include <loom/workflow.hpp>
 
+#include "thread_pool.hpp"
 #include "timer_queue.hpp"
 
 namespace loom::detail {
@@ -56,6 +57,7 @@ struct RunState {
     std::shared_ptr<const Workflow> workflow;
     StepHandlers handlers;
     Json input;
+    int priority = 0;                                     // of its tasks; fixed at start
     std::optional<TimePoint> deadline_at;                 // the run fails when it passes
     TimerQueue::Id deadline_timer = 0;                    // guarded by mutex
     std::atomic<bool> cancel_flag{false};                 // read by StepContext
@@ -73,6 +75,8 @@ struct RunState {
     /// Steps ready, running or waiting to retry: the run is not over while any is.
     std::size_t active = 0;
     bool stopping = false;           // failed or cancelled: start nothing new
+    bool paused = false;             // Executor::pause(): ready steps wait in `parked`
+    std::vector<Task> parked;
     bool cancel_requested = false;
     RunStatus outcome = RunStatus::running;   // the final status once decided
     std::string error;

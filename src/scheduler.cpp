@@ -83,6 +83,7 @@ void Executor::Impl::run_task(Task& task) {
             run_child_task(task);
         } else if (auto attempt = claim(task)) {
             finish_attempt(task.run, task.step, attempt->number, call_handler(*task.run, task.step, *attempt));
+            free_slot(task);
             left_flight();
         }
         task = next_task();

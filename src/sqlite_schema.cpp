@@ -107,8 +107,9 @@ CREATE UNIQUE INDEX run_events_step_started ON run_events (run_id, step_id, atte
 )sql"},
     // A failed attempt waits for its retry (wake_at); a step whose condition is
     // false is skipped; a failed run's completed steps are compensated (saga). SQLite cannot alter a CHECK, so step_runs is rebuilt
-    // with every row. A run may carry an idempotency key, unique when present.
-    {4, "waiting, suspended, skipped and compensation step states, wake_at, run idempotency keys", R"sql(
+    // with every row. A run may carry an idempotency key, unique when present,
+    // a priority, and a paused flag.
+    {4, "waiting, suspended, skipped and compensation step states, wake_at; run idempotency keys, priority, paused", R"sql(
 CREATE TABLE step_runs_v4 (
     run_id      TEXT NOT NULL REFERENCES workflow_runs (id),
     step_id     TEXT NOT NULL,
@@ -132,6 +133,8 @@ INSERT INTO step_runs_v4 (run_id, step_id, position, status, attempts, output, e
 DROP TABLE step_runs;
 ALTER TABLE step_runs_v4 RENAME TO step_runs;
 ALTER TABLE workflow_runs ADD COLUMN idempotency_key TEXT;
+ALTER TABLE workflow_runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workflow_runs ADD COLUMN paused INTEGER NOT NULL DEFAULT 0 CHECK (paused IN (0, 1));
 CREATE UNIQUE INDEX workflow_runs_by_idempotency_key ON workflow_runs (idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 )sql",

@@ -23,7 +23,7 @@ namespace {
 
 constexpr const char* kRunColumns =
     "id, workflow_name, workflow_version, workflow_hash, status, cancel_requested, input, "
-    "output, error, created_at, updated_at, finished_at, idempotency_key";
+    "output, error, created_at, updated_at, finished_at, idempotency_key, priority, paused";
 
 // ---- binding and reading columns -------------------------------------------------
 
@@ -78,6 +78,8 @@ RunInfo read_run(SQLite::Statement& s) {
     run.created_at = detail::from_millis(s.getColumn(9).getInt64());
     run.updated_at = detail::from_millis(s.getColumn(10).getInt64());
     run.finished_at = time_column(s.getColumn(11));
+    run.priority = s.getColumn(13).getInt();
+    run.paused = s.getColumn(14).getInt() != 0;
     run.idempotency_key = text_column(s.getColumn(12));
     return run;
 }
@@ -279,7 +281,8 @@ struct SqliteStore::Impl {
           insert_run(writer,
               "INSERT INTO workflow_runs (id, workflow_name, workflow_version, workflow_hash, "
               "status, cancel_requested, input, output, error, created_at, updated_at, "
-              "finished_at, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+              "finished_at, idempotency_key, priority, paused) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
           find_key_holder(writer, "SELECT id FROM workflow_runs WHERE idempotency_key = ?"),
           insert_step(writer,
               "INSERT INTO step_runs (run_id, step_id, position, status, attempts, output, "
@@ -289,7 +292,7 @@ struct SqliteStore::Impl {
               "started_at = ?, finished_at = ?, wake_at = ? WHERE run_id = ? AND step_id = ?"),
           update_run(writer,
               "UPDATE workflow_runs SET status = ?, cancel_requested = ?, output = ?, error = ?, "
-              "updated_at = ?, finished_at = ? WHERE id = ?"),
+              "updated_at = ?, finished_at = ?, paused = ? WHERE id = ?"),
           insert_event(writer,
               "INSERT INTO run_events (run_id, step_id, kind, attempt, detail, at) "
               "VALUES (?, ?, ?, ?, ?, ?)"),
@@ -387,6 +390,8 @@ struct SqliteStore::Impl {
         s->bind(11, detail::to_millis(run.updated_at));
         bind_time(*s, 12, run.finished_at);
         bind_text(*s, 13, run.idempotency_key);
+        s->bind(14, run.priority);
+        s->bind(15, run.paused ? 1 : 0);
         exec_insert(*s, [&](int code) {
             if (code == SQLITE_CONSTRAINT_PRIMARYKEY) throw detail::duplicate_run(run.id);
             if (code == SQLITE_CONSTRAINT_FOREIGNKEY) throw detail::unknown_workflow(run);
@@ -449,7 +454,8 @@ struct SqliteStore::Impl {
         bind_text(*s, 4, write.error);
         s->bind(5, detail::to_millis(write.updated_at));
         bind_time(*s, 6, write.finished_at);
-        s->bindNoCopy(7, write.run_id);
+        s->bind(7, write.paused ? 1 : 0);
+        s->bindNoCopy(8, write.run_id);
         if (s->exec() != 1) throw detail::missing_row(write.run_id);
     }
 

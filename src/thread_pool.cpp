@@ -15,12 +15,36 @@ ThreadPool::~ThreadPool() { stop(); }
 
 bool ThreadPool::on_worker() noexcept { return tls_on_worker; }
 
+void TaskQueue::push(Task task) {
+    auto it = buckets_.begin();
+    while (it != buckets_.end() && it->first > task.priority) ++it;
+    if (it == buckets_.end() || it->first != task.priority) it = buckets_.insert(it, {task.priority, {}});
+    it->second.push_back(std::move(task));
+    ++size_;
+}
+
+Task TaskQueue::pop() {
+    for (auto& [priority, tasks] : buckets_) {
+        if (tasks.empty()) continue;
+        Task task = std::move(tasks.front());
+        tasks.pop_front();
+        --size_;
+        return task;
+    }
+    return {};   // not reached: callers check empty()
+}
+
+void TaskQueue::clear() {
+    buckets_.clear();
+    size_ = 0;
+}
+
 void ThreadPool::push(Task task) {
     bool wake = false;
     {
         std::lock_guard lock(mutex_);
         if (stopping_) return;
-        queue_.push_back(std::move(task));
+        queue_.push(std::move(task));
         wake = idle_ > 0;
     }
     if (wake) wake_.notify_one();
@@ -32,7 +56,7 @@ void ThreadPool::push(std::vector<Task>& tasks) {
     {
         std::lock_guard lock(mutex_);
         if (!stopping_)
-            for (auto& t : tasks) queue_.push_back(std::move(t));
+            for (auto& t : tasks) queue_.push(std::move(t));
         wake = std::min<std::size_t>(idle_, tasks.size());
     }
     tasks.clear();
@@ -43,8 +67,7 @@ void ThreadPool::push(std::vector<Task>& tasks) {
 bool ThreadPool::try_pop(Task& task, std::size_t& left) {
     std::lock_guard lock(mutex_);
     if (queue_.empty()) return false;
-    task = std::move(queue_.front());
-    queue_.pop_front();
+    task = queue_.pop();
     left = queue_.size();
     return true;
 }
@@ -78,8 +101,7 @@ void ThreadPool::loop() {
             --idle_;
             continue;
         }
-        Task task = std::move(queue_.front());
-        queue_.pop_front();
+        Task task = queue_.pop();
         lock.unlock();
         runner_(task);
         task.run.reset();   // release the run before sleeping

@@ -28,6 +28,23 @@ struct Task {
     std::shared_ptr<RunState> run;
     std::uint32_t step = 0;
     Kind kind = Kind::step;
+    int priority = 0;   // the run's: higher is taken first
+};
+
+/// Tasks by priority, highest first, FIFO within one: a few buckets (most
+/// hosts use one priority, so the common case is one deque).
+class TaskQueue {
+public:
+    void push(Task task);
+    /// The oldest task of the highest priority; the queue must not be empty.
+    Task pop();
+    std::size_t size() const noexcept { return size_; }
+    bool empty() const noexcept { return size_ == 0; }
+    void clear();
+
+private:
+    std::vector<std::pair<int, std::deque<Task>>> buckets_;   // by priority, descending
+    std::size_t size_ = 0;
 };
 
 class ThreadPool {
@@ -59,7 +76,7 @@ private:
     Idle idle_hook_;
     std::mutex mutex_;
     std::condition_variable wake_;
-    std::deque<Task> queue_;   // guarded by mutex_
+    TaskQueue queue_;          // guarded by mutex_
     unsigned idle_ = 0;        // guarded by mutex_
     bool stopping_ = false;    // guarded by mutex_
     std::vector<std::thread> threads_;

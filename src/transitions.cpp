@@ -93,6 +93,9 @@ void Executor::Impl::stop_run(RunState& run, RunStatus outcome, std::string erro
     // A step waiting to retry is not coming back: its timer finds the run stopping.
     for (auto& slot : run.steps)
         if (slot.status == StepStatus::waiting || slot.status == StepStatus::suspended) --run.active;
+    // Parked by pause(): dispatched, they find the run stopping and let it end.
+    for (auto& task : run.parked) pool_.push(std::move(task));
+    run.parked.clear();
 }
 
 bool Executor::Impl::fail_step(RunState& run, std::uint32_t step, Queue& queue) {
@@ -216,6 +219,11 @@ std::optional<Executor::Impl::Attempt> Executor::Impl::claim(const Task& task) {
         queue.release(false);
         return std::nullopt;
     }
+    if (run.paused) {
+        run.parked.push_back(task);   // resume() dispatches it again
+        return std::nullopt;
+    }
+    if (!take_slot(task)) return std::nullopt;   // dispatched again when a slot frees
     auto& slot = run.steps[task.step];
     in_flight_.fetch_add(1);
     slot.status = StepStatus::running;
@@ -399,7 +407,8 @@ void Executor::Impl::on_wake(const std::weak_ptr<RunState>& weak, std::uint32_t 
         if (slot.status != StepStatus::waiting) return;
         slot.status = StepStatus::ready;   // recorded with the attempt's start
     }
-    pool_.push(Task{std::move(run), step});
+    const int priority = run->priority;
+    pool_.push(Task{std::move(run), step, Task::Kind::step, priority});
 }
 
 void Executor::Impl::on_timeout(const std::weak_ptr<RunState>& weak, std::uint32_t step, int number,

@@ -134,6 +134,8 @@ void require_same(const loom::RunInfo& a, const loom::RunInfo& b) {
     CHECK(a.updated_at == b.updated_at);
     CHECK(a.finished_at == b.finished_at);
     CHECK(a.idempotency_key == b.idempotency_key);
+    CHECK(a.priority == b.priority);
+    CHECK(a.paused == b.paused);
     require_same_steps(a.steps, b.steps);
 }
 
@@ -213,6 +215,8 @@ TEMPLATE_TEST_CASE("a new run comes back with every field and its steps in defin
     run.created_at = at(1'700'000'000'123, 999us);   // stored to the millisecond
     run.updated_at = at(1'700'000'000'124);
     run.cancel_requested = true;
+    run.priority = -7;
+    run.paused = true;
     run.steps[1].status = StepStatus::failed;
     run.steps[1].attempts = 3;
     run.steps[1].error = "boom";
@@ -257,6 +261,7 @@ TEMPLATE_TEST_CASE("step and run writes replace the mutable columns", "[store]",
     run_write.error = "step load failed: disk full";
     run_write.updated_at = at(1'700'000'003'000);
     run_write.finished_at = at(1'700'000'003'001);
+    run_write.paused = true;
     batch.runs.push_back(run_write);
     store.commit(batch);
 
@@ -272,6 +277,7 @@ TEMPLATE_TEST_CASE("step and run writes replace the mutable columns", "[store]",
     CHECK(run->step("load")->status == StepStatus::pending);
     CHECK(run->status == RunStatus::failed);
     CHECK(run->cancel_requested);
+    CHECK(run->paused);
     CHECK(run->output == run_write.output);
     CHECK(run->error == run_write.error);
     CHECK(run->updated_at == at(1'700'000'003'000));

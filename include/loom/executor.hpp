@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -39,6 +40,11 @@ struct ExecutorOptions {
     /// Time for backoff, timeouts, deadlines and timers; null: SystemClock.
     /// Must outlive the executor (testing::FakeClock skips time in tests).
     const Clock* clock = nullptr;
+    /// At most this many attempts of a handler (by name) / of a workflow's
+    /// steps (by workflow name) run at once, within `threads`; steps over the
+    /// limit wait, holding no thread. Absent: no limit beyond `threads`.
+    std::map<std::string, unsigned> max_running_per_handler{};
+    std::map<std::string, unsigned> max_running_per_workflow{};
     /// How long destruction lets in-flight handlers finish before it asks
     /// them to stop (ctx.cancelled() turns true). Real time, not `clock`.
     std::chrono::milliseconds shutdown_grace{10'000};
@@ -54,6 +60,10 @@ struct StartOptions {
     /// retry a start it is unsure of without starting twice. Reusing a key with
     /// another workflow or input throws Conflict "[loom.run.key_reused]".
     std::string idempotency_key;
+    /// Steps of runs with a higher priority are taken first when steps wait
+    /// for a thread (steps of equal priority: first come, first served).
+    /// Kept with the run, also across recovery; a child run has its parent's.
+    int priority = 0;
 };
 
 /// Runs workflows durably.
@@ -139,6 +149,14 @@ public:
     /// that attempt is not suspended (it finished, timed out, or the run ended).
     void complete(const std::string& token, const Json& output);
     void fail(const std::string& token, const std::string& error);
+
+    /// pause(): no new step of the run starts (steps in flight finish; a
+    /// retry or sleep that comes due waits too) until resume(). Both are
+    /// durable before they return, also for a run no process runs now, and
+    /// return false if the run is already final. A paused run still fails at
+    /// its deadline and can be cancelled. Throw NotFound for an unknown run.
+    bool pause(const RunId& id);
+    bool resume(const RunId& id);
 
     /// Operator controls for a run that is over (completed, failed or
     /// cancelled), not being compensated or run anywhere. Both make it

@@ -68,6 +68,8 @@ struct RunInfo {
     TimePoint updated_at{};
     std::optional<TimePoint> finished_at;
     std::string idempotency_key;   // empty: none; unique among a store's runs
+    int priority = 0;              // higher runs first (StartOptions::priority)
+    bool paused = false;           // Executor::pause(): nothing new starts until resume()
     std::vector<StepInfo> steps;   // definition order; empty in list results
 
     /// The step with this id, or nullptr.

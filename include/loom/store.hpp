@@ -45,6 +45,7 @@ struct RunWrite {
     std::string error;
     TimePoint updated_at{};
     std::optional<TimePoint> finished_at;
+    bool paused = false;
 };
 
 /// Everything one transaction changes. Applied in this order: new runs (with

@@ -1,0 +1,190 @@
+// Controls over how runs use the executor: pause and resume, priority, and
+// concurrency limits per handler and per workflow.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+
+#include <loom/loom.hpp>
+
+#include "support/sync.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace std::chrono_literals;
+using loom::Json;
+using loom::StepStatus;
+
+namespace {
+
+struct Chain {
+    loom::HandlerRegistry handlers;
+    loom::test::RunCounter counter;
+    loom::test::Gate gate;
+    Chain() {
+        handlers.add("held", [this](loom::StepContext& ctx) -> Json {
+            counter.hit(ctx.step_id());
+            gate.pass();
+            return 1;
+        });
+        handlers.add("ok", [this](loom::StepContext& ctx) -> Json {
+            counter.hit(ctx.step_id());
+            return 2;
+        });
+    }
+    static loom::Workflow workflow() {
+        return loom::WorkflowBuilder("chain", 1)
+            .step("a", "held")
+            .step("b", "ok").after("a")
+            .step("c", "ok").after("b")
+            .build();
+    }
+};
+
+std::vector<std::string> run_events(loom::Executor& ex, const loom::RunId& id) {
+    std::vector<std::string> kinds;
+    for (const auto& e : ex.history(id))
+        if (e.step_id.empty()) kinds.push_back(e.kind);
+    return kinds;
+}
+
+}  // namespace
+
+TEST_CASE("a paused run starts nothing new until it is resumed", "[control]") {
+    Chain f;
+    loom::MemoryStore store;
+    loom::Executor executor(store, f.handlers, {2});
+    executor.add_workflow(Chain::workflow());
+    auto id = executor.start("chain");
+    f.gate.wait_for_waiters(1);
+    CHECK(executor.pause(id));
+    CHECK(executor.get_run(id).paused);
+    f.gate.release();   // "a" finishes; "b" must wait
+    REQUIRE(loom::test::eventually([&] { return executor.get_run(id).step("a")->status == StepStatus::completed; }));
+    CHECK_FALSE(executor.wait_for(id, 50ms));
+    CHECK(f.counter.get("b") == 0);
+    CHECK(executor.pause(id));   // already paused: no change
+    CHECK(executor.resume(id));
+    auto run = executor.wait(id);
+    CHECK(run.status == loom::RunStatus::completed);
+    CHECK_FALSE(run.paused);
+    CHECK(run_events(executor, id) ==
+          std::vector<std::string>{"run.started", "run.paused", "run.resumed", "run.completed"});
+    CHECK_FALSE(executor.pause(id));   // final
+    CHECK_THROWS_WITH(executor.pause("nope"), "[loom.run.unknown] run nope does not exist");
+}
+
+TEST_CASE("a paused run can still be cancelled", "[control]") {
+    Chain f;
+    loom::MemoryStore store;
+    loom::Executor executor(store, f.handlers, {2});
+    executor.add_workflow(Chain::workflow());
+    auto id = executor.start("chain");
+    f.gate.wait_for_waiters(1);
+    executor.pause(id);
+    f.gate.release();
+    REQUIRE(loom::test::eventually([&] { return executor.get_run(id).step("a")->status == StepStatus::completed; }));
+    CHECK(executor.cancel(id));
+    CHECK(executor.wait(id).status == loom::RunStatus::cancelled);
+    CHECK(f.counter.get("b") == 0);
+}
+
+TEST_CASE("a pause survives a restart and applies to a run no process runs", "[control][sqlite]") {
+    loom::test::TempDir dir;
+    Chain f;
+    loom::RunId id;
+    {
+        loom::SqliteStore store(dir.file("runs.db"));
+        loom::Executor executor(store, f.handlers, {2});
+        executor.add_workflow(Chain::workflow());
+        id = executor.start("chain");
+        f.gate.wait_for_waiters(1);
+        executor.pause(id);
+        f.gate.release();
+    }
+    loom::SqliteStore store(dir.file("runs.db"));
+    loom::Executor executor(store, f.handlers, {2});
+    CHECK(store.load_run(id)->paused);
+    CHECK(executor.resume(id));    // not live here: recorded
+    CHECK(executor.pause(id));     // and paused again, still not live
+    executor.recover();
+    CHECK_FALSE(executor.wait_for(id, 50ms));
+    CHECK(f.counter.get("b") == 0);
+    executor.resume(id);
+    CHECK(executor.wait(id).status == loom::RunStatus::completed);
+    CHECK(f.counter.get("a") == 1);
+}
+
+TEST_CASE("steps of higher-priority runs are taken first", "[control]") {
+    loom::HandlerRegistry handlers;
+    loom::test::Gate gate;
+    std::mutex mutex;
+    std::vector<std::string> order;
+    handlers.add("block", [&](loom::StepContext&) -> Json {
+        gate.pass();
+        return 0;
+    });
+    handlers.add("note", [&](loom::StepContext& ctx) -> Json {
+        std::lock_guard lock(mutex);
+        order.push_back(ctx.input()["name"].get<std::string>());
+        return 0;
+    });
+    loom::MemoryStore store;
+    loom::Executor executor(store, handlers, {1});   // one thread: a queue forms
+    executor.add_workflow(loom::WorkflowBuilder("block", 1).step("b", "block").build());
+    executor.add_workflow(loom::WorkflowBuilder("note", 1).step("n", "note").input({{"name", "${input.name}"}}).build());
+    auto blocker = executor.start("block");
+    gate.wait_for_waiters(1);
+    std::vector<loom::RunId> ids;
+    for (auto [name, priority] : {std::pair{"low", -1}, {"normal", 0}, {"high", 5}, {"normal2", 0}}) {
+        loom::StartOptions o;
+        o.priority = priority;
+        ids.push_back(executor.start("note", {{"name", name}}, o));
+    }
+    gate.release();
+    for (const auto& id : ids) executor.wait(id);
+    executor.wait(blocker);
+    CHECK(order == std::vector<std::string>{"high", "normal", "normal2", "low"});
+    CHECK(executor.get_run(ids[2]).priority == 5);
+}
+
+TEST_CASE("concurrency limits per handler and per workflow hold within the thread count", "[control]") {
+    const bool by_handler = GENERATE(true, false);
+    loom::HandlerRegistry handlers;
+    std::atomic<int> inside{0}, most{0};
+    handlers.add("slow", [&](loom::StepContext&) -> Json {
+        const int now = ++inside;
+        int seen = most.load();
+        while (now > seen && !most.compare_exchange_weak(seen, now)) {}
+        std::this_thread::sleep_for(5ms);
+        --inside;
+        return 0;
+    });
+    loom::ExecutorOptions options;
+    options.threads = 4;
+    if (by_handler)
+        options.max_running_per_handler = {{"slow", 1}};
+    else
+        options.max_running_per_workflow = {{"fan", 2}};
+    loom::MemoryStore store;
+    loom::Executor executor(store, handlers, options);
+    executor.add_workflow(loom::WorkflowBuilder("fan", 1)
+                              .step("a", "slow").step("b", "slow").step("c", "slow").step("d", "slow")
+                              .build());
+    std::vector<loom::RunId> ids;
+    for (int i = 0; i < 4; ++i) ids.push_back(executor.start("fan"));
+    for (const auto& id : ids) CHECK(executor.wait(id).status == loom::RunStatus::completed);
+    CHECK(most == (by_handler ? 1 : 2));
+}
+
+TEST_CASE("a concurrency limit of zero is refused", "[control]") {
+    loom::HandlerRegistry handlers;
+    loom::MemoryStore store;
+    loom::ExecutorOptions options;
+    options.max_running_per_handler = {{"x", 0}};
+    CHECK_THROWS_WITH(loom::Executor(store, handlers, options),
+                      "[loom.options.max_running] ExecutorOptions::max_running_per_handler for \"x\" is 0; "
+                      "it must be at least 1");
+}
