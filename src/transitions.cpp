@@ -349,6 +349,7 @@ void Executor::Impl::on_wake(const std::weak_ptr<RunState>& weak, std::uint32_t 
             return;
         slot.status = StepStatus::ready;   // recorded with the attempt's start
     }
+    detail::failpoint("step.woken");   // a retry or a sleep is due; the store still says waiting
     pool_.push(Task{std::move(run), step});
 }
 
