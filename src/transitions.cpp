@@ -407,6 +407,7 @@ void Executor::Impl::on_wake(const std::weak_ptr<RunState>& weak, std::uint32_t 
         if (slot.status != StepStatus::waiting) return;
         slot.status = StepStatus::ready;   // recorded with the attempt's start
     }
+    detail::failpoint("step.woken");   // a retry or a sleep is due; the store still says waiting
     const int priority = run->priority;
     pool_.push(Task{std::move(run), step, Task::Kind::step, priority});
 }

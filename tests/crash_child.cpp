@@ -1,5 +1,6 @@
 // The process test_crash kills. It runs (or recovers) one parallel workflow on
-// SQLite; every handler appends "step attempt pid" to an fsynced ledger first.
+// SQLite; every handler appends "step attempt pid" to an fsynced ledger first,
+// then fails or succeeds as crash_attempt() says.
 // It SIGKILLs itself after the N-th append when LOOM_CRASH_AFTER=N, or at the
 // N-th executor failpoint when LOOM_FAILPOINT=NAME:N ("*" counts them all).
 // On a clean exit it prints "failpoint hits N". LOOM_CRASH_THREADS sets the
@@ -67,6 +68,14 @@ int main(int argc, char** argv) {
         // A little jitter widens the windows in which steps are in flight.
         thread_local std::mt19937 rng{std::random_device{}()};
         std::this_thread::sleep_for(std::chrono::microseconds(rng() % 2000));
+        switch (loom::test::crash_attempt(ctx.step_id(), ctx.attempt())) {
+            case loom::test::CrashAttempt::fails_retryable:
+                throw loom::RetryableError("attempt " + std::to_string(ctx.attempt()) + " fails by design");
+            case loom::test::CrashAttempt::fails_fatal:
+                throw loom::FatalError("fails by design");
+            case loom::test::CrashAttempt::succeeds:
+                break;
+        }
         return loom::test::crash_step_output(ctx.step_id(), ctx.input());
     });
     try {
