@@ -125,6 +125,7 @@ void Executor::Impl::cancel_attempts() {
     }
     for (auto& run : runs) {
         std::lock_guard lock(run->mutex);
+        run->cancel_flag = true;   // attempts without a flag of their own read this one
         for (auto& slot : run->steps)
             if (slot.attempt_flag) slot.attempt_flag->store(true);
     }

@@ -193,15 +193,17 @@ bool Executor::Impl::condition_holds(const RunState& run, const detail::Expressi
 
 void Executor::Impl::release_dependents(RunState& run, std::uint32_t step, Queue& queue) {
     // A skipped step settles at once and releases its own dependents: a
-    // worklist, not recursion, so a long chain of skips cannot overflow.
-    std::vector<std::uint32_t> settled{step};
-    while (!settled.empty()) {
-        const std::uint32_t s = settled.back();
-        settled.pop_back();
+    // worklist, not recursion, so a long chain of skips cannot overflow. It
+    // stays empty (no allocation) in the common case of no skip.
+    std::vector<std::uint32_t> settled;
+    for (std::uint32_t s = step;;) {
         for (auto d : run.workflow->plan().steps[s].dependents) {
             if (--run.steps[d].waiting == 0 && !run.stopping && admit(run, d, queue, true))
                 settled.push_back(d);
         }
+        if (settled.empty()) break;
+        s = settled.back();
+        settled.pop_back();
     }
 }
 
@@ -231,9 +233,13 @@ std::optional<Executor::Impl::Attempt> Executor::Impl::claim(const Task& task) {
     slot.finished_at.reset();
     slot.wake_at.reset();
     ++slot.attempts;
-    Attempt attempt{slot.attempts, std::make_shared<std::atomic<bool>>(false), run.deadline_at};
+    const auto timeout = run.workflow->timeout_of(task.step);
+    // Only an attempt that can time out needs a flag of its own (and its
+    // allocation); shutdown reaches the others through the run's flag.
+    Attempt attempt{slot.attempts, nullptr, run.deadline_at};
+    if (timeout || run.deadline_at) attempt.flag = std::make_shared<std::atomic<bool>>(false);
     slot.attempt_flag = attempt.flag;
-    if (auto timeout = run.workflow->timeout_of(task.step)) {
+    if (timeout) {
         const TimePoint due = *slot.started_at + *timeout;
         if (!attempt.deadline || due < *attempt.deadline) attempt.deadline = due;
         slot.timeout_timer =
