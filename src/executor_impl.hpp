@@ -141,6 +141,8 @@ struct Executor::Impl {
     // --- transitions.cpp (run mutex held unless said otherwise) ---
     /// The clock's time, to the millisecond (what stores record).
     TimePoint now() const;
+    /// The failed result of an attempt that ran past its timeout.
+    static Result timed_out(std::chrono::milliseconds timeout);
     /// Marks the step running and starts an attempt (arming its timeout), or
     /// returns nullopt if the run is stopping. Takes the run mutex.
     std::optional<Attempt> claim(const Task& task);

@@ -34,6 +34,10 @@ std::chrono::milliseconds jittered(std::chrono::milliseconds delay, double jitte
 
 }  // namespace
 
+Executor::Impl::Result Executor::Impl::timed_out(std::chrono::milliseconds timeout) {
+    return Result{{}, fmt::format("timed out after {} ms", timeout.count()), false, false};
+}
+
 TimePoint Executor::Impl::now() const {
     return std::chrono::time_point_cast<std::chrono::milliseconds>(clock_.now());
 }
@@ -324,6 +328,10 @@ void Executor::Impl::finish_attempt(const std::shared_ptr<RunState>& run_ptr, st
         return;
     }
     slot.finished_at = now();
+    // Past its timeout, though the timer has not fired yet: the timeout holds,
+    // whichever thread gets here first.
+    if (auto timeout = run.workflow->timeout_of(step); timeout && *slot.finished_at - *slot.started_at > *timeout)
+        result = timed_out(*timeout);
     Queue queue(*this, run_ptr);
     queue.effects().finished_step = step;
     record_start(run, step, queue.writes());
@@ -396,11 +404,11 @@ void Executor::Impl::on_wake(const std::weak_ptr<RunState>& weak, std::uint32_t 
             // Nothing came in time.
             const auto& def = run->workflow->steps()[step];
             const auto waited = *slot.wake_at - *slot.started_at;
-            const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(waited).count();
-            Result timeout{{}, fmt::format("timed out after {} ms", ms), false, false};
+            const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(waited);
+            Result timeout = timed_out(ms);
             if (def.handler == "wait") {
                 timeout.error = fmt::format("[loom.wait.timeout] no signal {} within {} ms",
-                                            detail::quote(slot.awaiting), ms);
+                                            detail::quote(slot.awaiting), ms.count());
                 timeout.fatal = true;
             }
             Queue queue(*this, run);
@@ -429,8 +437,7 @@ void Executor::Impl::on_timeout(const std::weak_ptr<RunState>& weak, std::uint32
         slot.timeout_timer = 0;   // firing now
         slot.attempt_flag->store(true);   // the handler sees ctx.cancelled()
     }
-    finish_attempt(run, step, number,
-                   Result{{}, fmt::format("timed out after {} ms", timeout.count()), false});
+    finish_attempt(run, step, number, timed_out(timeout));
     pool_.push(Task{});   // a worker commits it
 }
 
