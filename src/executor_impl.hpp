@@ -185,6 +185,9 @@ struct Executor::Impl {
     void on_timeout(const std::weak_ptr<RunState>& run, std::uint32_t step, int number,
                     std::chrono::milliseconds timeout);
     void on_deadline(const std::weak_ptr<RunState>& run);
+    /// The run passed its deadline: it fails, attempts in flight are given up.
+    /// Run mutex held; no effect the second time.
+    void expire(const std::shared_ptr<RunState>& run);
 
     // --- signals.cpp (suspended steps, signals, completion tokens) ---
     /// A "wait" step reached: completed at once if its signal came already,

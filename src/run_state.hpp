@@ -76,6 +76,7 @@ struct RunState {
     std::size_t active = 0;
     bool stopping = false;           // failed or cancelled: start nothing new
     bool paused = false;             // Executor::pause(): ready steps wait in `parked`
+    bool expired = false;            // its deadline passed and was acted on
     std::vector<Task> parked;
     bool cancel_requested = false;
     RunStatus outcome = RunStatus::running;   // the final status once decided

@@ -229,6 +229,13 @@ std::optional<Executor::Impl::Attempt> Executor::Impl::claim(const Task& task) {
         run.parked.push_back(task);   // resume() dispatches it again
         return std::nullopt;
     }
+    if (run.deadline_at && now() >= *run.deadline_at) {
+        // Due before its deadline timer fired (e.g. a retry re-armed by
+        // recover()): nothing starts past the deadline.
+        --run.active;
+        expire(task.run);
+        return std::nullopt;
+    }
     if (!take_slot(task)) return std::nullopt;   // dispatched again when a slot frees
     auto& slot = run.steps[task.step];
     in_flight_.fetch_add(1);
@@ -330,7 +337,7 @@ void Executor::Impl::finish_attempt(const std::shared_ptr<RunState>& run_ptr, st
     slot.finished_at = now();
     // Past its timeout, though the timer has not fired yet: the timeout holds,
     // whichever thread gets here first.
-    if (auto timeout = run.workflow->timeout_of(step); timeout && *slot.finished_at - *slot.started_at > *timeout)
+    if (auto timeout = run.workflow->timeout_of(step); timeout && *slot.finished_at - *slot.started_at >= *timeout)
         result = timed_out(*timeout);
     Queue queue(*this, run_ptr);
     queue.effects().finished_step = step;
@@ -448,7 +455,16 @@ void Executor::Impl::on_deadline(const std::weak_ptr<RunState>& weak) {
     {
         std::lock_guard lock(run.mutex);
         run.deadline_timer = 0;
-        if (run.final_submitted || run.abandoned) return;
+        expire(run_ptr);
+    }
+    pool_.push(Task{});   // a worker commits it
+}
+
+void Executor::Impl::expire(const std::shared_ptr<RunState>& run_ptr) {
+    RunState& run = *run_ptr;
+    if (run.final_submitted || run.abandoned || run.expired) return;
+    run.expired = true;
+    {
         const auto limit = run.workflow->deadline()->count();
         run.cancel_flag = true;   // in-flight handlers see ctx.cancelled()
         stop_run(run, RunStatus::failed,
@@ -474,7 +490,6 @@ void Executor::Impl::on_deadline(const std::weak_ptr<RunState>& weak) {
         finalize_if_done(run, queue);
         queue.release(false);
     }
-    pool_.push(Task{});   // a worker commits it
 }
 
 }  // namespace loom

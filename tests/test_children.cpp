@@ -125,7 +125,7 @@ TEST_CASE("a workflow that runs itself stops at the nesting limit", "[children]"
           "[loom.workflow.depth] a child run would be nested 9 deep; at most 8");
 }
 
-TEST_CASE("parent and child both resume after a restart; nothing runs twice", "[children][sqlite]") {
+TEST_CASE("parent and child both resume after a restart, and nothing runs twice", "[children][sqlite]") {
     loom::test::TempDir dir;
     Shop shop;
     shop.hold = true;

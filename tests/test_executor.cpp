@@ -302,7 +302,7 @@ TEST_CASE("cancel stops new steps and tells running handlers", "[executor]") {
     CHECK_FALSE(executor.cancel(id));   // already final
 }
 
-TEST_CASE("observers see each committed step; what they throw is dropped", "[executor]") {
+TEST_CASE("observers see each committed step, and what they throw is dropped", "[executor]") {
     struct Throwing : Recorder {
         void on_run_started(const loom::RunId&, const std::string&) override {
             throw std::runtime_error("observer bug");

@@ -97,7 +97,7 @@ TEST_CASE("Strings: both quotes, two escapes, bytewise order", "[model]") {
     CHECK(eval("'10' < '9'"));
 }
 
-TEST_CASE("Precedence: comparison over &&, && over ||; '!' takes a whole comparison", "[model]") {
+TEST_CASE("Precedence: comparison over &&, && over ||, and '!' takes a whole comparison", "[model]") {
     CHECK(eval("true || false && false"));       // true || (false && false)
     CHECK_FALSE(eval("(true || false) && false"));
     CHECK(eval("false && false || true"));       // (false && false) || true

@@ -102,7 +102,7 @@ TEST_CASE("a condition that cannot be evaluated fails its step", "[flow]") {
     CHECK(f.counter.get("a") == 0);
 }
 
-TEST_CASE("on_error continue lets the run go on; dependents see the failure", "[flow]") {
+TEST_CASE("on_error continue lets the run go on, and dependents see the failure", "[flow]") {
     Fixture f;
     loom::Executor executor(f.store, f.handlers, {2});
     executor.add_workflow(loom::WorkflowBuilder("w", 1)

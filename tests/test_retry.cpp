@@ -90,7 +90,7 @@ TEST_CASE("a failing step is retried after its backoff and then completes", "[re
                                    "step.retrying 2", "step.started 3", "step.completed 3"});
 }
 
-TEST_CASE("FatalError is never retried; other exceptions are until attempts run out", "[retry]") {
+TEST_CASE("FatalError is never retried, other exceptions are until attempts run out", "[retry]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     handlers.add("fatal", flaky<loom::FatalError>(5));
@@ -246,7 +246,7 @@ TEST_CASE("a timed-out attempt fails, is retried, and its handler sees cancelled
     CHECK(retrying->detail == "timed out after 50 ms");
 }
 
-TEST_CASE("a handler that never returns is given up at its timeout; its late result is discarded", "[timeout]") {
+TEST_CASE("a handler that never returns is given up at its timeout, and its late result is discarded", "[timeout]") {
     struct Logs : loom::Observer {
         std::mutex mutex;
         std::vector<std::string> lines;

@@ -200,7 +200,7 @@ TEST_CASE("opening a version 1 file upgrades it and keeps its data", "[sqlite]")
     CHECK(store.list_runs().size() == 2);
 }
 
-TEST_CASE("opening a version 2 file upgrades it; duplicate starts it holds are kept", "[sqlite]") {
+TEST_CASE("opening a version 2 file upgrades it, and duplicate starts it holds are kept", "[sqlite]") {
     loom::test::TempDir dir;
     const std::string path = dir.file("v2.db");
     {
