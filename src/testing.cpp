@@ -21,18 +21,17 @@ void FakeClock::wait_until(std::condition_variable& cv, std::unique_lock<std::mu
         if (now_ >= at) return;
         waiting_.push_back(&cv);   // from here on, advance() notifies cv
     }
-    for (;;) {
-        // Bounded: advance() notifies without the caller's mutex, so its notify
-        // can come between our check above and our going to sleep, and be lost.
-        const bool notified = cv.wait_for(lock, kMaxWakeDelay) == std::cv_status::no_timeout;
-        std::lock_guard guard(mutex_);
-        if (notified || now_ >= at) {
-            // The registration goes before we return: the caller may then
-            // destroy cv, and advance() must no longer touch it.
-            waiting_.erase(std::find(waiting_.begin(), waiting_.end(), &cv));
-            return;
-        }
-    }
+    // One bounded round, then back to the caller, who re-checks its state (the
+    // Clock contract allows spurious wake-ups). Looping here instead would lose
+    // the caller's own notify when it lands as the round times out: wait_for
+    // then reports a timeout although it consumed the notify. And advance()
+    // notifies without the caller's mutex, so its notify can come between the
+    // check above and the sleep, and be lost: the bound caps what that costs.
+    cv.wait_for(lock, kMaxWakeDelay);
+    std::lock_guard guard(mutex_);
+    // Unregistered before returning: the caller may then destroy cv, and
+    // advance() must no longer touch it.
+    waiting_.erase(std::find(waiting_.begin(), waiting_.end(), &cv));
 }
 
 void FakeClock::advance(TimePoint::duration by) {

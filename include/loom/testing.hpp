@@ -33,8 +33,9 @@ namespace loom::testing {
 /// It can also be an executor's clock (ExecutorOptions::clock); it must then
 /// outlive the executor.
 ///
-/// wait_until() blocks until the fake time reaches `at`, a notify of the
-/// condition variable, or a spurious wake-up, as the Clock contract says.
+/// wait_until() blocks until a notify of the condition variable or at most
+/// kMaxWakeDelay of real time (a spurious wake-up, which the Clock contract
+/// allows), and returns at once if the fake time has reached `at`.
 /// advance() and set() notify every condition variable a thread is waiting on
 /// in wait_until(). They cannot hold the waiter's mutex, so such a notify may
 /// fall between the waiter's check of the time and its going to sleep and be
@@ -54,9 +55,10 @@ public:
     explicit FakeClock(TimePoint start = kDefaultStart) : now_(start) {}
 
     TimePoint now() const override;
-    /// Returns at once if `at` is reached; otherwise sleeps (never longer than
-    /// kMaxWakeDelay of real time per round) until the fake time reaches `at` or
-    /// `cv` is notified, by the caller's code or by advance()/set().
+    /// Returns at once if `at` is reached; otherwise sleeps until `cv` is
+    /// notified (by the caller's code or by advance()/set()) or kMaxWakeDelay
+    /// of real time passes, whichever is first. Callers loop until their
+    /// condition holds, as the Clock contract requires.
     void wait_until(std::condition_variable& cv, std::unique_lock<std::mutex>& lock,
                     TimePoint at) const override;
 
