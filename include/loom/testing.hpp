@@ -1,13 +1,16 @@
-// Tools for unit-testing step handlers: a clock that moves only when the test
-// says so, and a harness that runs one handler without store, executor or
-// threads. Not part of loom.hpp: include <loom/testing.hpp> in tests.
+// Tools for unit-testing step handlers and workflows: a clock that moves only
+// when the test says so, a harness that runs one handler without store,
+// executor or threads, and one that runs a whole workflow in-process with mocks
+// and simulated crashes. Not part of loom.hpp: include <loom/testing.hpp> in tests.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <functional>
 #include <iosfwd>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -17,10 +20,13 @@
 
 #include <loom/clock.hpp>
 #include <loom/error.hpp>
+#include <loom/executor.hpp>
 #include <loom/handler.hpp>
 #include <loom/json.hpp>
+#include <loom/memory_store.hpp>
 #include <loom/observer.hpp>
 #include <loom/run.hpp>
+#include <loom/workflow.hpp>
 
 namespace loom::testing {
 
@@ -174,6 +180,205 @@ private:
     std::optional<TimePoint::duration> timeout_;
     const Clock* clock_ = nullptr;   // null: SystemClock
     std::atomic<bool> cancel_flag_{false};
+};
+
+/// A run that cannot finish as WorkflowHarness drives it:
+/// "[loom.testing.stalled]" nothing is due however far the clock moves (a
+/// hang() without a timeout or deadline), "[loom.testing.time_limit]" the next
+/// wake-up lies beyond the limit given to settle(), "[loom.testing.busy]" a
+/// handler has run for HarnessOptions::busy_limit of real time with nothing
+/// committed (one that waits for ctx.cancelled() needs hang()).
+class Stalled : public Error {
+public:
+    using Error::Error;
+};
+
+struct HarnessOptions {
+    /// The executor's worker threads (ExecutorOptions::threads; 0: one per core).
+    unsigned threads = 2;
+    /// Told of runs, steps and log lines, as ExecutorOptions::observer; may be
+    /// null. Must outlive the harness.
+    Observer* observer = nullptr;
+    /// Where the FakeClock starts.
+    TimePoint start = FakeClock::kDefaultStart;
+    /// How long (real time) settle() and advance() wait for a busy run while
+    /// nothing is committed before they throw Stalled "[loom.testing.busy]".
+    std::chrono::milliseconds busy_limit{30'000};
+};
+
+/// One trial of WorkflowHarness::check_every_crash_point(): the run that died
+/// at commit `crash_at`, recovered and driven to its end.
+struct CrashTrial {
+    std::size_t crash_at = 0;    // the commit that failed, counted from the start (1: the start's)
+    bool crashed = false;        // false: the run ended in fewer commits, without a crash
+    RunInfo clean;               // the same input run without a crash
+    /// The run as the store held it when the process died: what recover()
+    /// found. nullopt when the start's own commit failed; the host, whose
+    /// start() threw, then started it again.
+    std::optional<RunInfo> at_crash;
+    RunInfo run;                 // after recovery, final
+    /// Handler calls per step id (every step, 0 if none) of this trial's run:
+    /// up to the crash, including attempts in flight at it (they finish before
+    /// the recovery starts), and after the recovery.
+    std::map<std::string, int, std::less<>> calls_before;
+    std::map<std::string, int, std::less<>> calls_after;
+};
+
+/// Runs a whole workflow in-process, on a MemoryStore with a FakeClock, with
+/// per-step mocks and simulated crashes, so that a test exercises the
+/// definition (dependencies, inputs, conditions, retries, timeouts, sleeps)
+/// and the real handlers together, in milliseconds of real time.
+///
+///     loom::testing::WorkflowHarness h(workflow, handlers);  // the real handlers
+///     h.mock("charge", {{"charge_id", "ch_1"}});              // canned output
+///     h.fail("ship", 2, "carrier down");                     // attempts 1, 2 throw
+///     loom::RunInfo run = h.run({{"order", 7}});              // retries fire at once
+///     CHECK(run.status == loom::RunStatus::completed);
+///     CHECK(h.calls("ship") == 3);
+///
+///     h.check_every_crash_point({{"order", 7}}, [](const loom::testing::CrashTrial& t) {
+///         CHECK(t.run.output == t.clean.output);
+///     });
+///
+/// Handlers. A step runs its mock if it has one, else the handler its
+/// "handler" names in the registry given at construction (looked up then;
+/// the registry need not outlive the harness). Mocks apply to one step id,
+/// even where other steps share its handler name, and may be set while runs
+/// go on (the next attempt sees them). For attempt number k of a step: k <=
+/// hang()'s count hangs until the attempt is given up; else k <= fail()'s
+/// count throws; else the mocked output or function, else the real handler.
+/// Steps of the built-in "sleep" type are run by the executor and cannot be
+/// mocked; their wait ends when the clock reaches it.
+///
+/// Time. Nothing moves the FakeClock but advance(), settle() (and run()) and
+/// clock(). settle() moves it, each time the runs are quiet, straight to the
+/// next instant something is due: a retry's backoff, a sleep, an attempt's
+/// timeout while hang() holds it, the run's deadline. A run is quiet when no
+/// step is ready or running other than one a hang() holds and no wake-up is
+/// already due. A real handler is never interrupted by time: fake time stands
+/// still while it runs, so its timeout can only fire if it blocks (hang()).
+///
+/// Crashes. crash_at(n) makes the n-th commit from then on fail with
+/// StoreError "[loom.testing.crash]", and every commit after it: the store
+/// keeps exactly what the commits before it wrote, which is what a process
+/// killed before that commit landed leaves behind (a commit is atomic, so the
+/// points between commits are all the crash points there are). The executor
+/// abandons its runs; recover() replaces it with a new one on the same store
+/// and resumes them, as a restarted process does. What this does not model: a
+/// handler in flight at the crash is not killed; it runs to its end (its
+/// result is dropped) and runs again after the recovery. That second run is
+/// Loom's at-least-once promise, the same as after a real crash, where the
+/// side effects of the first may or may not have happened:
+/// StepContext::idempotency_key() is for de-duplicating them. Sweeping n over
+/// every commit of a run, check_every_crash_point() proves a workflow correct
+/// under crashes: each recovered run ends as a clean run does, and no step
+/// whose completion was committed ever runs again.
+///
+/// Thread safety: mock(), fail(), hang(), calls(), commit_count() and
+/// crashed() may be called from any thread (a handler too) at any time. The
+/// others are for one test thread at a time; clock(), store() and the executor
+/// are themselves thread-safe.
+class WorkflowHarness {
+public:
+    /// The default limit of settle(): a year of fake time.
+    static constexpr TimePoint::duration kMaxAdvance = std::chrono::hours(24 * 366);
+
+    /// A harness whose steps all need mocks.
+    explicit WorkflowHarness(Workflow workflow, HarnessOptions options = {});
+    /// A harness whose steps run the handlers `handlers` holds (looked up now)
+    /// unless mocked.
+    WorkflowHarness(Workflow workflow, const HandlerRegistry& handlers, HarnessOptions options = {});
+    /// Stops the executor: in-flight handlers finish, a hang() returns.
+    ~WorkflowHarness();
+    WorkflowHarness(const WorkflowHarness&) = delete;
+    WorkflowHarness& operator=(const WorkflowHarness&) = delete;
+
+    /// The step returns `output` (after hang() and fail() attempts).
+    /// The mock functions throw InvalidArgument "[loom.testing.unknown_step]"
+    /// for a step the workflow lacks and "[loom.testing.not_mockable]" for a
+    /// step of a built-in or reserved type ("sleep", "wait", "workflow:...").
+    WorkflowHarness& mock(std::string_view step_id, Json output);
+    /// The step returns null (mock(id, nullptr) would be ambiguous otherwise).
+    WorkflowHarness& mock(std::string_view step_id, std::nullptr_t) {
+        return mock(step_id, Json(nullptr));
+    }
+    /// The step runs `function` instead of its handler. Throws also
+    /// InvalidArgument "[loom.handler.null]" for a null function.
+    WorkflowHarness& mock(std::string_view step_id, HandlerRegistry::Function function);
+    /// Attempts 1..first_n_attempts of the step throw `message`: FatalError if
+    /// `fatal` (never retried), else RetryableError; later attempts run the
+    /// mock or the real handler. 0 removes the failures. Throws also
+    /// InvalidArgument "[loom.testing.bad_count]" for a negative count.
+    WorkflowHarness& fail(std::string_view step_id, int first_n_attempts,
+                          std::string message = "injected failure", bool fatal = false);
+    /// Attempts 1..first_n_attempts of the step block until ctx.cancelled()
+    /// (the attempt's timeout, the run's deadline, a cancel, a crash) and then
+    /// throw RetryableError. settle() knows what they wait for and moves the
+    /// clock to it. 0 removes the hang. Throws as fail().
+    WorkflowHarness& hang(std::string_view step_id, int first_n_attempts = 1);
+
+    /// Starts a run of the workflow and returns once it is durable. Throws
+    /// NotFound "[loom.handler.unknown]" naming the first step with neither a
+    /// handler nor a mock, and what Executor::start throws (StoreError once
+    /// crashed).
+    RunId start(const Json& input = Json::object());
+    /// start(), then settle(): the run as it ended.
+    RunInfo run(const Json& input = Json::object());
+    /// Drives the run to its end: waits (real time) until the runs are quiet,
+    /// moves the clock to the next wake-up, and again, until the run is final.
+    /// Throws Stalled (see there), StoreError once crashed (recover() first),
+    /// and what Executor::wait throws.
+    RunInfo settle(const RunId& id, TimePoint::duration max_advance = kMaxAdvance);
+    /// Blocks until the run is final without moving the clock (a run that
+    /// needs time to pass never ends this way). Throws as Executor::wait.
+    RunInfo wait(const RunId& id);
+    /// Waits until the runs are quiet (as settle(); not after a crash), then
+    /// moves the clock forward by `by`. clock().advance(by) moves it at once.
+    /// Throws Stalled "[loom.testing.busy]", and InvalidArgument
+    /// "[loom.testing.clock_backwards]" for a negative `by`.
+    void advance(TimePoint::duration by);
+
+    /// The n-th commit from now fails, 1 the next, and every later one, until
+    /// recover(). Throws InvalidArgument "[loom.testing.bad_count]" for 0.
+    void crash_at(std::size_t n);
+    /// True once the commit crash_at() chose has failed, until recover().
+    bool crashed() const;
+    /// Commits the store has taken since the harness was made.
+    std::size_t commit_count() const;
+    /// Replaces the executor with a new one on the same store (after its
+    /// in-flight handlers finished), clears crash_at(), and resumes every
+    /// unfinished run: Executor::recover(), whose ids it returns and throws.
+    std::vector<RunId> recover();
+
+    /// Runs the workflow once, without a crash, and returns how many commits
+    /// that took: the crash points of a run of this input.
+    std::size_t commits_of_a_clean_run(const Json& input = Json::object());
+    /// Proves the workflow correct under crashes: runs it once cleanly, then,
+    /// for each n = 1, 2, ..., runs it with crash_at(n), recovers, drives it to
+    /// its end (starting it again if the start's own commit failed) and calls
+    /// `checker` with the trial; it stops after the clean run's number of
+    /// commits once a trial ends without a crash. Returns the number of
+    /// trials. Throws Conflict "[loom.testing.crashed]" if called while
+    /// crashed, what `checker` throws, and what run() throws.
+    std::size_t check_every_crash_point(const Json& input,
+                                        const std::function<void(const CrashTrial&)>& checker);
+
+    /// Calls of the step's handler or mock, in all runs of this harness
+    /// (built-in steps: 0). Throws InvalidArgument "[loom.testing.unknown_step]".
+    int calls(std::string_view step_id) const;
+    /// Calls of the step's handler or mock in run `id`.
+    int calls(const RunId& id, std::string_view step_id) const;
+
+    FakeClock& clock() noexcept;
+    /// The store runs are recorded in; unaffected by crash_at().
+    MemoryStore& store() noexcept;
+    /// The current executor; recover() replaces it.
+    Executor& executor() noexcept;
+    const Workflow& workflow() const noexcept;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace loom::testing

@@ -1,0 +1,580 @@
+// WorkflowHarness: loom/testing.hpp. A whole workflow on a MemoryStore and a
+// FakeClock, its handlers mocked per step through a private registry, its
+// commits failed on demand by a StoreWrapper, its clock moved by watching the
+// store for the next thing due.
+#include <loom/error.hpp>
+#include <loom/testing.hpp>
+
+#include <algorithm>
+#include <set>
+#include <thread>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "builtins.hpp"
+
+namespace loom::testing {
+namespace {
+
+using std::chrono::milliseconds;
+
+/// Fails commit number `countdown` from when it is armed, and every commit
+/// after it: a process that died at that commit commits nothing more.
+class CrashingStore final : public StoreWrapper {
+public:
+    using StoreWrapper::StoreWrapper;
+
+    void commit(const Batch& batch) override {
+        std::lock_guard guard(mutex_);
+        if (!dead_ && countdown_ > 0 && --countdown_ == 0) {
+            dead_ = true;
+            died_at_ = commits_ + 1;
+        }
+        if (dead_)
+            throw StoreError("loom.testing.crash",
+                             fmt::format("commit {} failed: WorkflowHarness simulates a crash before it "
+                                         "(crash_at); recover() resumes the runs",
+                                         died_at_));
+        target().commit(batch);
+        ++commits_;
+    }
+
+    void arm(std::size_t n) {
+        std::lock_guard guard(mutex_);
+        countdown_ = n;
+    }
+    /// Back to life, nothing armed.
+    void revive() {
+        std::lock_guard guard(mutex_);
+        dead_ = false;
+        countdown_ = 0;
+    }
+    bool dead() const {
+        std::lock_guard guard(mutex_);
+        return dead_;
+    }
+    std::size_t commits() const {
+        std::lock_guard guard(mutex_);
+        return commits_;
+    }
+
+private:
+    mutable std::mutex mutex_;
+    std::size_t commits_ = 0;     // guarded by mutex_; successful commits
+    std::size_t countdown_ = 0;   // guarded by mutex_; 0: nothing armed
+    bool dead_ = false;           // guarded by mutex_
+    std::size_t died_at_ = 0;     // guarded by mutex_; the commit that failed first
+};
+
+[[noreturn]] void throw_crashed() {
+    throw StoreError("loom.testing.crash",
+                     "the executor crashed at the commit crash_at() chose; recover() resumes its runs");
+}
+
+[[noreturn]] void bad_count(const char* what, long long n) {
+    throw InvalidArgument("loom.testing.bad_count",
+                          fmt::format("{}: {} is not a valid count", what, n));
+}
+
+}  // namespace
+
+struct WorkflowHarness::Impl {
+    /// What mock(), fail() and hang() set for a step.
+    struct Mock {
+        std::optional<Json> output;
+        HandlerRegistry::Function function;
+        int fail_first = 0;
+        std::string fail_message;
+        bool fail_fatal = false;
+        int hang_first = 0;
+    };
+    /// One step of the workflow: its real handler and its mock.
+    struct StepEntry {
+        const Step* step = nullptr;
+        std::shared_ptr<StepHandler> real;   // from the host's registry; null: none
+        bool builtin = false;                // run by the executor ("sleep")
+        Mock mock;                           // guarded by Impl::mutex_
+        int calls = 0;                       // guarded by Impl::mutex_
+    };
+    /// An attempt hang() holds: it waits for `deadline` (none: only a cancel).
+    struct Hang {
+        RunId run;
+        std::size_t step = 0;
+        int attempt = 0;
+        std::optional<TimePoint> deadline;
+    };
+    /// What the harness's runs are waiting for.
+    struct Outlook {
+        bool busy = false;                 // something happens without the clock moving
+        std::optional<TimePoint> next;     // the earliest wake-up still to come
+    };
+
+    Impl(Workflow wf, const HandlerRegistry* handlers, HarnessOptions opts);
+    ~Impl();
+
+    std::size_t index_of(std::string_view step_id) const;
+    /// index_of() for a step a mock may replace.
+    std::size_t mockable(std::string_view step_id) const;
+    Json dispatch(StepContext& ctx);
+    [[noreturn]] void hang(StepContext& ctx, std::size_t step);
+    /// True once the store shows the attempt ended (or the run over).
+    bool given_up(const StepContext& ctx);
+    void start_executor();
+    void stop_executor();
+    /// A restart: stops the executor (its in-flight handlers finish), calls
+    /// `stopped`, clears any crash, and resumes the store's unfinished runs
+    /// with a new executor.
+    std::vector<RunId> restart(const std::function<void()>& stopped);
+    Outlook look();
+    /// False (the run is busy) if something is due now; else notes what is to come.
+    bool look_at(const RunInfo& run, const std::vector<Hang>& hangs, TimePoint now, Outlook& out) const;
+    /// Waits until the runs are quiet, the executor has crashed, or the run
+    /// `settling` (may be null) is final; returns the last outlook.
+    Outlook wait_quiet(const RunId* settling);
+    std::map<std::string, int, std::less<>> calls_of(const RunId& id) const;
+
+    const Workflow workflow_;
+    const HarnessOptions options_;
+    std::map<std::string, std::size_t, std::less<>> index_;   // step id -> steps_ index
+
+    mutable std::mutex mutex_;
+    std::vector<StepEntry> steps_;                           // mocks and calls guarded by mutex_
+    std::map<std::pair<RunId, std::size_t>, int> run_calls_; // guarded by mutex_
+    std::vector<Hang> hangs_;                                // guarded by mutex_
+    std::atomic<bool> stopping_{false};   // the executor is being destroyed: hangs return
+
+    /// Runs the current executor has and that were not seen final. Test thread only.
+    std::set<RunId> live_;
+
+    FakeClock clock_;
+    MemoryStore store_;
+    CrashingStore crashing_{store_};
+    HandlerRegistry registry_;            // a dispatcher per handler name
+    std::unique_ptr<Executor> executor_;  // last: uses all of the above
+};
+
+WorkflowHarness::Impl::Impl(Workflow wf, const HandlerRegistry* handlers, HarnessOptions opts)
+    : workflow_(std::move(wf)), options_(opts), clock_(opts.start) {
+    const auto& steps = workflow_.steps();
+    steps_.resize(steps.size());
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+        auto& entry = steps_[i];
+        entry.step = &steps[i];
+        index_.emplace(steps[i].id, i);
+        const std::string& name = steps[i].handler;
+        entry.builtin = detail::builtin_handler(name) != nullptr;
+        if (detail::is_reserved_handler(name)) continue;   // the executor's, or no one's
+        if (handlers) entry.real = handlers->find(name);
+        // One dispatcher per name, shared by the steps using it: it picks the
+        // step's mock or real handler by ctx.step_id().
+        if (!registry_.contains(name))
+            registry_.add(name, [this](StepContext& ctx) { return dispatch(ctx); });
+    }
+    // Compensations are not mocked: they run the host's handlers as they are.
+    for (const auto& step : steps) {
+        if (!step.compensate || !handlers) continue;
+        const std::string& name = step.compensate->handler;
+        if (detail::is_reserved_handler(name) || registry_.contains(name)) continue;
+        if (auto real = handlers->find(name)) registry_.add(name, std::move(real));
+    }
+    start_executor();
+}
+
+WorkflowHarness::Impl::~Impl() { stop_executor(); }
+
+void WorkflowHarness::Impl::start_executor() {
+    ExecutorOptions options;
+    options.threads = options_.threads;
+    options.observer = options_.observer;
+    options.clock = &clock_;
+    executor_ = std::make_unique<Executor>(crashing_, registry_, options);
+    executor_->add_workflow(workflow_);
+}
+
+void WorkflowHarness::Impl::stop_executor() {
+    stopping_ = true;
+    executor_.reset();   // waits for in-flight handlers; hang() sees stopping_
+    stopping_ = false;
+    live_.clear();
+}
+
+std::vector<RunId> WorkflowHarness::Impl::restart(const std::function<void()>& stopped) {
+    stop_executor();
+    if (stopped) stopped();
+    crashing_.revive();
+    start_executor();
+    auto resumed = executor_->recover();
+    live_.insert(resumed.begin(), resumed.end());
+    return resumed;
+}
+
+std::size_t WorkflowHarness::Impl::index_of(std::string_view step_id) const {
+    auto it = index_.find(step_id);
+    if (it == index_.end())
+        throw InvalidArgument("loom.testing.unknown_step",
+                              fmt::format("workflow \"{}\" has no step \"{}\"", workflow_.name(), step_id));
+    return it->second;
+}
+
+std::size_t WorkflowHarness::Impl::mockable(std::string_view step_id) const {
+    const std::size_t i = index_of(step_id);
+    const std::string& name = steps_[i].step->handler;
+    if (detail::is_reserved_handler(name))
+        throw InvalidArgument("loom.testing.not_mockable",
+                              fmt::format("step \"{}\" is of the built-in type \"{}\", which cannot be "
+                                          "mocked{}",
+                                          step_id, name,
+                                          steps_[i].builtin ? "; move the clock to end its wait" : ""));
+    return i;
+}
+
+Json WorkflowHarness::Impl::dispatch(StepContext& ctx) {
+    auto it = index_.find(ctx.step_id());
+    if (it == index_.end())   // only this workflow runs here; kept for safety
+        throw FatalError("WorkflowHarness: no step \"" + ctx.step_id() + "\" in its workflow");
+    const std::size_t i = it->second;
+    Mock mock;   // a copy: a test may change the mock while this attempt runs
+    {
+        std::lock_guard guard(mutex_);
+        ++steps_[i].calls;
+        ++run_calls_[{ctx.run_id(), i}];
+        mock = steps_[i].mock;
+    }
+    const int attempt = ctx.attempt();
+    if (attempt <= mock.hang_first) hang(ctx, i);
+    if (attempt <= mock.fail_first) {
+        if (mock.fail_fatal) throw FatalError(mock.fail_message);
+        throw RetryableError(mock.fail_message);
+    }
+    if (mock.function) return mock.function(ctx);
+    if (mock.output) return *mock.output;
+    if (steps_[i].real) return steps_[i].real->run(ctx);
+    // start() refuses such a step; a run recovered from the store may still have one.
+    throw FatalError("WorkflowHarness: step \"" + ctx.step_id() + "\" has neither a handler nor a mock");
+}
+
+void WorkflowHarness::Impl::hang(StepContext& ctx, std::size_t step) {
+    {
+        std::lock_guard guard(mutex_);
+        hangs_.push_back(Hang{ctx.run_id(), step, ctx.attempt(), ctx.deadline()});
+    }
+    auto pause = [] { std::this_thread::sleep_for(milliseconds(1)); };
+    while (!ctx.cancelled() && !stopping_) pause();
+    // Past its deadline the attempt is given up by a timer of the executor
+    // (its timeout, the run's deadline); a stuck handler returns, if ever,
+    // after that, so that its result is discarded. Returning first would race
+    // the timer (see the [!mayfail] test of a late result in the tests).
+    if (ctx.deadline() && clock_.now() >= *ctx.deadline()) {
+        while (!stopping_ && !crashing_.dead() && !given_up(ctx)) pause();
+    }
+    {
+        std::lock_guard guard(mutex_);
+        auto it = std::find_if(hangs_.begin(), hangs_.end(), [&](const Hang& h) {
+            return h.run == ctx.run_id() && h.step == step && h.attempt == ctx.attempt();
+        });
+        if (it != hangs_.end()) hangs_.erase(it);
+    }
+    throw RetryableError("hung until cancelled (WorkflowHarness::hang)");
+}
+
+bool WorkflowHarness::Impl::given_up(const StepContext& ctx) {
+    const auto run = store_.load_run(ctx.run_id());
+    if (!run || is_final(run->status)) return true;
+    const StepInfo* step = run->step(ctx.step_id());
+    return !step || (step->attempts >= ctx.attempt() && step->status != StepStatus::ready &&
+                     step->status != StepStatus::running);
+}
+
+bool WorkflowHarness::Impl::look_at(const RunInfo& run, const std::vector<Hang>& hangs,
+                                    TimePoint now, Outlook& out) const {
+    // A wake-up still to come is noted; one already due means the executor
+    // has work to do (or is doing it) before the clock may move.
+    auto to_come = [&](TimePoint at) {
+        if (at <= now) return false;
+        if (!out.next || at < *out.next) out.next = at;
+        return true;
+    };
+    if (auto limit = workflow_.deadline())
+        if (!to_come(run.created_at + *limit)) return false;
+    for (std::size_t i = 0; i < run.steps.size(); ++i) {
+        const StepInfo& s = run.steps[i];
+        switch (s.status) {
+            case StepStatus::waiting:
+                if (s.wake_at && *s.wake_at > now) {
+                    to_come(*s.wake_at);
+                    break;
+                }
+                // Due: its next attempt may be running already; the store
+                // hears of an attempt's start only with a later commit.
+                [[fallthrough]];
+            case StepStatus::ready:
+            case StepStatus::running: {
+                // Quiet only while hang() holds the current attempt.
+                const int current = s.status == StepStatus::running ? s.attempts : s.attempts + 1;
+                auto held = std::find_if(hangs.begin(), hangs.end(), [&](const Hang& h) {
+                    return h.run == run.id && h.step == i && h.attempt >= current;
+                });
+                if (held == hangs.end()) return false;
+                if (held->deadline && !to_come(*held->deadline)) return false;
+                break;
+            }
+            default:
+                break;
+        }
+    }
+    return true;
+}
+
+WorkflowHarness::Impl::Outlook WorkflowHarness::Impl::look() {
+    Outlook out;
+    std::vector<Hang> hangs;
+    {
+        std::lock_guard guard(mutex_);
+        hangs = hangs_;
+    }
+    const TimePoint now = clock_.now();
+    for (auto it = live_.begin(); it != live_.end();) {
+        auto run = store_.load_run(*it);
+        if (!run || is_final(run->status)) {
+            it = live_.erase(it);
+            continue;
+        }
+        if (!look_at(*run, hangs, now, out)) {
+            out.busy = true;
+            return out;
+        }
+        ++it;
+    }
+    return out;
+}
+
+WorkflowHarness::Impl::Outlook WorkflowHarness::Impl::wait_quiet(const RunId* settling) {
+    // Busy for long with nothing committed: a handler that does not return.
+    std::size_t commits = crashing_.commits();
+    auto since = std::chrono::steady_clock::now();
+    for (;;) {
+        if (crashing_.dead()) return Outlook{};   // nothing more lands
+        Outlook out = look();
+        if (!out.busy) return out;
+        if (settling) {
+            if (auto run = store_.load_run(*settling); run && is_final(run->status)) return out;
+        }
+        const auto real_now = std::chrono::steady_clock::now();
+        if (crashing_.commits() != commits) {
+            commits = crashing_.commits();
+            since = real_now;
+        } else if (real_now - since > options_.busy_limit) {
+            throw Stalled("loom.testing.busy",
+                          fmt::format("a run of workflow \"{}\" has been busy for {} ms of real time "
+                                      "with nothing committed: a handler does not return (mock one "
+                                      "that waits for ctx.cancelled() with hang(), or move clock() "
+                                      "yourself)",
+                                      workflow_.name(), options_.busy_limit.count()));
+        }
+        std::this_thread::sleep_for(milliseconds(1));
+    }
+}
+
+std::map<std::string, int, std::less<>> WorkflowHarness::Impl::calls_of(const RunId& id) const {
+    std::map<std::string, int, std::less<>> calls;
+    std::lock_guard guard(mutex_);
+    for (std::size_t i = 0; i < steps_.size(); ++i) {
+        auto it = run_calls_.find({id, i});
+        calls[steps_[i].step->id] = it == run_calls_.end() ? 0 : it->second;
+    }
+    return calls;
+}
+
+// --- public ---
+
+WorkflowHarness::WorkflowHarness(Workflow workflow, HarnessOptions options)
+    : impl_(std::make_unique<Impl>(std::move(workflow), nullptr, options)) {}
+
+WorkflowHarness::WorkflowHarness(Workflow workflow, const HandlerRegistry& handlers,
+                                 HarnessOptions options)
+    : impl_(std::make_unique<Impl>(std::move(workflow), &handlers, options)) {}
+
+WorkflowHarness::~WorkflowHarness() = default;
+
+WorkflowHarness& WorkflowHarness::mock(std::string_view step_id, Json output) {
+    const std::size_t i = impl_->mockable(step_id);
+    std::lock_guard guard(impl_->mutex_);
+    impl_->steps_[i].mock.output = std::move(output);
+    impl_->steps_[i].mock.function = nullptr;
+    return *this;
+}
+
+WorkflowHarness& WorkflowHarness::mock(std::string_view step_id, HandlerRegistry::Function function) {
+    const std::size_t i = impl_->mockable(step_id);
+    if (!function)
+        throw InvalidArgument("loom.handler.null",
+                              fmt::format("WorkflowHarness::mock: the function for step \"{}\" is null", step_id));
+    std::lock_guard guard(impl_->mutex_);
+    impl_->steps_[i].mock.function = std::move(function);
+    impl_->steps_[i].mock.output.reset();
+    return *this;
+}
+
+WorkflowHarness& WorkflowHarness::fail(std::string_view step_id, int first_n_attempts,
+                                       std::string message, bool fatal) {
+    const std::size_t i = impl_->mockable(step_id);
+    if (first_n_attempts < 0) bad_count("WorkflowHarness::fail", first_n_attempts);
+    std::lock_guard guard(impl_->mutex_);
+    auto& mock = impl_->steps_[i].mock;
+    mock.fail_first = first_n_attempts;
+    mock.fail_message = std::move(message);
+    mock.fail_fatal = fatal;
+    return *this;
+}
+
+WorkflowHarness& WorkflowHarness::hang(std::string_view step_id, int first_n_attempts) {
+    const std::size_t i = impl_->mockable(step_id);
+    if (first_n_attempts < 0) bad_count("WorkflowHarness::hang", first_n_attempts);
+    std::lock_guard guard(impl_->mutex_);
+    impl_->steps_[i].mock.hang_first = first_n_attempts;
+    return *this;
+}
+
+RunId WorkflowHarness::start(const Json& input) {
+    {
+        std::lock_guard guard(impl_->mutex_);
+        for (const auto& entry : impl_->steps_) {
+            if (entry.builtin || entry.real || entry.mock.output || entry.mock.function) continue;
+            throw NotFound("loom.handler.unknown",
+                           fmt::format("workflow \"{}\" step \"{}\" uses handler \"{}\", which is "
+                                       "neither registered nor mocked",
+                                       impl_->workflow_.name(), entry.step->id, entry.step->handler));
+        }
+    }
+    RunId id = impl_->executor_->start(impl_->workflow_.name(), input);
+    impl_->live_.insert(id);
+    return id;
+}
+
+RunInfo WorkflowHarness::run(const Json& input) { return settle(start(input)); }
+
+RunInfo WorkflowHarness::settle(const RunId& id, TimePoint::duration max_advance) {
+    const TimePoint limit = impl_->clock_.now() + max_advance;
+    impl_->live_.insert(id);   // also a run started through executor()
+    for (;;) {
+        if (auto run = impl_->executor_->wait_for(id, milliseconds(0))) return *run;
+        if (impl_->crashing_.dead()) throw_crashed();
+        const Impl::Outlook out = impl_->wait_quiet(&id);
+        if (auto run = impl_->store_.load_run(id); run && is_final(run->status))
+            return impl_->executor_->wait(id);   // returns once the executor is done with it
+        if (impl_->crashing_.dead()) continue;   // reported above, or by wait_for as abandoned
+        if (!out.next) {
+            std::string unfinished;
+            const RunInfo run = impl_->executor_->get_run(id);
+            for (const auto& s : run.steps) {
+                if (s.status == StepStatus::completed || s.status == StepStatus::failed ||
+                    s.status == StepStatus::skipped)
+                    continue;
+                unfinished += fmt::format("{}\"{}\" {}", unfinished.empty() ? "" : ", ", s.step_id,
+                                          to_string(s.status));
+            }
+            throw Stalled("loom.testing.stalled",
+                          fmt::format("run {} cannot end however far the clock moves: nothing is due "
+                                      "(unfinished steps: {}); a hang() without a timeout or deadline "
+                                      "waits for ever",
+                                      id, unfinished));
+        }
+        if (*out.next > limit)
+            throw Stalled("loom.testing.time_limit",
+                          fmt::format("run {} is not over within {} ms of fake time: its next wake-up "
+                                      "is later",
+                                      id, std::chrono::duration_cast<milliseconds>(max_advance).count()));
+        if (*out.next > impl_->clock_.now()) impl_->clock_.set(*out.next);
+    }
+}
+
+RunInfo WorkflowHarness::wait(const RunId& id) {
+    impl_->live_.insert(id);
+    return impl_->executor_->wait(id);
+}
+
+void WorkflowHarness::advance(TimePoint::duration by) {
+    if (by < TimePoint::duration::zero()) impl_->clock_.advance(by);   // throws
+    impl_->wait_quiet(nullptr);
+    impl_->clock_.advance(by);
+}
+
+void WorkflowHarness::crash_at(std::size_t n) {
+    if (n == 0) bad_count("WorkflowHarness::crash_at", 0);
+    impl_->crashing_.arm(n);
+}
+
+bool WorkflowHarness::crashed() const { return impl_->crashing_.dead(); }
+
+std::size_t WorkflowHarness::commit_count() const { return impl_->crashing_.commits(); }
+
+std::vector<RunId> WorkflowHarness::recover() { return impl_->restart(nullptr); }
+
+std::size_t WorkflowHarness::commits_of_a_clean_run(const Json& input) {
+    const std::size_t before = commit_count();
+    run(input);
+    return commit_count() - before;
+}
+
+std::size_t WorkflowHarness::check_every_crash_point(
+    const Json& input, const std::function<void(const CrashTrial&)>& checker) {
+    if (crashed())
+        throw Conflict("loom.testing.crashed",
+                       "check_every_crash_point: the harness has crashed; recover() first");
+    std::size_t clean_commits = commit_count();
+    const RunInfo clean = run(input);
+    clean_commits = commit_count() - clean_commits;
+    for (std::size_t n = 1;; ++n) {
+        CrashTrial trial;
+        trial.crash_at = n;
+        trial.clean = clean;
+        crash_at(n);
+        RunId id;
+        try {
+            id = start(input);
+            trial.run = settle(id);
+        } catch (const StoreError&) {
+            if (!crashed()) throw;
+        }
+        trial.crashed = crashed();
+        if (trial.crashed) {
+            impl_->restart([&] {   // the dead executor's handlers are done; nothing runs
+                if (id.empty()) return;
+                trial.at_crash = impl_->store_.load_run(id);
+                trial.calls_before = impl_->calls_of(id);
+            });
+            if (id.empty()) id = start(input);   // the host's start() threw: it starts again
+            trial.run = settle(id);
+            trial.calls_after = impl_->calls_of(id);
+            for (auto& [step, count] : trial.calls_after) count -= trial.calls_before[step];
+        } else {
+            impl_->crashing_.revive();   // disarm: the run took fewer commits
+            trial.calls_before = impl_->calls_of(id);
+            trial.calls_after = trial.calls_before;
+            for (auto& [step, count] : trial.calls_after) count = 0;
+        }
+        checker(trial);
+        if (!trial.crashed && n >= clean_commits) return n;
+    }
+}
+
+int WorkflowHarness::calls(std::string_view step_id) const {
+    const std::size_t i = impl_->index_of(step_id);
+    std::lock_guard guard(impl_->mutex_);
+    return impl_->steps_[i].calls;
+}
+
+int WorkflowHarness::calls(const RunId& id, std::string_view step_id) const {
+    const std::size_t i = impl_->index_of(step_id);
+    std::lock_guard guard(impl_->mutex_);
+    auto it = impl_->run_calls_.find({id, i});
+    return it == impl_->run_calls_.end() ? 0 : it->second;
+}
+
+FakeClock& WorkflowHarness::clock() noexcept { return impl_->clock_; }
+MemoryStore& WorkflowHarness::store() noexcept { return impl_->store_; }
+Executor& WorkflowHarness::executor() noexcept { return *impl_->executor_; }
+const Workflow& WorkflowHarness::workflow() const noexcept { return impl_->workflow_; }
+
+}  // namespace loom::testing
