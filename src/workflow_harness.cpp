@@ -225,7 +225,9 @@ std::size_t WorkflowHarness::Impl::mockable(std::string_view step_id) const {
                               fmt::format("step \"{}\" is of the built-in type \"{}\", which cannot be "
                                           "mocked{}",
                                           step_id, name,
-                                          steps_[i].builtin ? "; move the clock to end its wait" : ""));
+                                          name == "sleep"  ? "; move the clock to end its wait"
+                                          : name == "wait" ? "; send its signal with executor().signal()"
+                                                           : ""));
     return i;
 }
 
@@ -297,6 +299,7 @@ bool WorkflowHarness::Impl::look_at(const RunInfo& run, const std::vector<Hang>&
     };
     if (auto limit = workflow_.deadline())
         if (!to_come(run.created_at + *limit)) return false;
+    if (run.paused) return true;   // nothing starts until resume()
     for (std::size_t i = 0; i < run.steps.size(); ++i) {
         const StepInfo& s = run.steps[i];
         switch (s.status) {

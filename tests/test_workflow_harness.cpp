@@ -519,7 +519,7 @@ TEST_CASE("a reserved handler name cannot be mocked, and a crashed harness must 
         R"({"name": "w", "version": 1, "steps": [{"id": "a", "handler": "x"}, {"id": "w", "handler": "wait"}]})"));
     CHECK(error_id([&] { h.mock("w", 1); }) ==
           "loom.testing.not_mockable [loom.testing.not_mockable] step \"w\" is of the built-in type "
-          "\"wait\", which cannot be mocked");
+          "\"wait\", which cannot be mocked; send its signal with executor().signal()");
     CHECK(error_id([&] { h.start(); }).rfind("loom.handler.unknown ", 0) == 0);
 
     WorkflowHarness ok(loom::WorkflowBuilder("w", 1).step("a", "x").build());
@@ -535,15 +535,11 @@ TEST_CASE("a reserved handler name cannot be mocked, and a crashed harness must 
 
 // ---------------------------------------------------------------- executor bugs found
 
-// An executor bug, left to the executor's owners (src/transitions.cpp,
-// finish_attempt): an attempt that returns after its timeout has passed by the
-// clock, but before the timeout's timer has fired, is accepted, and the step
-// completes with the late result. The timeout is "the longest one attempt may
-// run", and StepContext::cancelled() promises that such a result is discarded.
-// With a FakeClock the handler wins that race nearly every time; with the
-// system clock, a handler that returns around its timeout can win it too.
+// Found by this kit: an attempt that returned after its timeout had passed by
+// the clock, but before the timeout's timer fired, was accepted. With a
+// FakeClock the handler wins that race nearly every time.
 TEST_CASE("executor: a result returned past the attempt's timeout is discarded",
-          "[executor][timeout][!mayfail]") {
+          "[executor][timeout]") {
     loom::testing::FakeClock clock;
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
