@@ -58,20 +58,14 @@ void Executor::Impl::run_compensation(const Task& task) {
     detail::failpoint("step.claimed");
     detail::Invocation outcome;
     try {
-        StepContext::Params params;
-        params.attempt = number;
-        params.run_id = run.id;
-        params.step_id = run.workflow->steps()[step].id;
         // Not the run's cancel flag: cancelling a failing run must not stop its undo.
-        params.clock = &clock_;
+        StepContext::Params params = context_params(run, step, number);
         params.resolve_input = [&run, step] {
             return detail::resolve_compensation_input(*run.workflow, step, run.input,
                                                       [&run](std::uint32_t i) -> const Json& {
                                                           return run.steps[i].output;
                                                       });
         };
-        if (options_.observer)
-            params.log_sink = [this](const LogRecord& r) { notify([&r](Observer& o) { o.on_log(r); }); };
         StepContext ctx(std::move(params));
         outcome = detail::invoke(*run.handlers.compensate[step], ctx);
     } catch (const std::exception& e) {   // building the context

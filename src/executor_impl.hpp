@@ -146,6 +146,8 @@ struct Executor::Impl {
     /// Marks the step running and starts an attempt (arming its timeout), or
     /// returns nullopt if the run is stopping. Takes the run mutex.
     std::optional<Attempt> claim(const Task& task);
+    /// What every StepContext of this attempt carries: ids, clock, log sink.
+    StepContext::Params context_params(const RunState& run, std::uint32_t step, int attempt);
     /// Calls the handler; no exception leaves it. No lock.
     Result call_handler(RunState& run, std::uint32_t step, const Attempt& attempt);
     /// Records attempt `number`'s result: complete and release dependents,

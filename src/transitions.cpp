@@ -270,18 +270,26 @@ std::optional<Executor::Impl::Attempt> Executor::Impl::claim(const Task& task) {
     return attempt;
 }
 
+StepContext::Params Executor::Impl::context_params(const RunState& run, std::uint32_t step,
+                                                   int attempt) {
+    StepContext::Params params;
+    params.attempt = attempt;
+    params.run_id = run.id;
+    params.step_id = run.workflow->steps()[step].id;
+    params.clock = &clock_;
+    if (options_.observer)
+        params.log_sink = [this](const LogRecord& r) { notify([&r](Observer& o) { o.on_log(r); }); };
+    return params;
+}
+
 Executor::Impl::Result Executor::Impl::call_handler(RunState& run, std::uint32_t step,
                                                     const Attempt& attempt) {
     Result result;
     try {
-        StepContext::Params params;
-        params.attempt = attempt.number;
-        params.run_id = run.id;
-        params.step_id = run.workflow->steps()[step].id;
+        StepContext::Params params = context_params(run, step, attempt.number);
         params.cancel_flag = &run.cancel_flag;
         params.attempt_flag = attempt.flag.get();
         params.deadline = attempt.deadline;
-        params.clock = &clock_;
         // Resolved when the handler first asks. Dependencies' outputs are
         // immutable once settled, so no lock is needed, and the value is the
         // same as at the attempt's start.
@@ -291,8 +299,6 @@ Executor::Impl::Result Executor::Impl::call_handler(RunState& run, std::uint32_t
                                              return run.steps[i].output;
                                          });
         };
-        if (options_.observer)
-            params.log_sink = [this](const LogRecord& r) { notify([&r](Observer& o) { o.on_log(r); }); };
         StepContext ctx(std::move(params));
         auto outcome = detail::invoke(*run.handlers.run[step], ctx);
         result.error = std::move(outcome.error);

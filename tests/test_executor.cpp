@@ -18,16 +18,9 @@ using namespace std::chrono_literals;
 using loom::Json;
 using loom::test::Gate;
 using loom::test::RunCounter;
+using loom::test::release_later;
 
 namespace {
-
-/// Opens the gate once the caller is (very likely) inside ~Executor.
-void release_later(Gate& gate) {
-    std::thread([&gate] {
-        std::this_thread::sleep_for(100ms);
-        gate.release();
-    }).detach();
-}
 
 struct Recorder : loom::Observer {
     std::mutex mutex;

@@ -179,10 +179,7 @@ TEST_CASE("skips and tolerated failures are kept across a restart", "[flow][sqli
         executor.add_workflow(wf);
         id = executor.start("w");
         gate.wait_for_waiters(1);
-        std::thread([&gate] {
-            std::this_thread::sleep_for(std::chrono::milliseconds(100));
-            gate.release();   // "hold" returns while the executor shuts down
-        }).detach();
+        loom::test::release_later(gate);
     }
     loom::SqliteStore store(dir.file("runs.db"));
     loom::Executor executor(store, handlers, {2});

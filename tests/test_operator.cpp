@@ -167,10 +167,7 @@ TEST_CASE("a retried run interrupted by a restart is resumed by recover()", "[op
         hold = true;
         executor.retry(id);
         gate.wait_for_waiters(1);
-        std::thread([&gate] {
-            std::this_thread::sleep_for(100ms);
-            gate.release();
-        }).detach();
+        loom::test::release_later(gate);
     }   // stops with "d" not started
     loom::SqliteStore store(dir.file("runs.db"));
     CHECK(store.load_run(id)->status == loom::RunStatus::running);

@@ -166,10 +166,7 @@ TEST_CASE("a saga interrupted by a restart finishes: no step is undone twice", "
         executor.add_workflow(wf);
         id = executor.start("trip");
         gate.wait_for_waiters(1);
-        std::thread([&gate] {
-            std::this_thread::sleep_for(std::chrono::milliseconds(100));
-            gate.release();
-        }).detach();
+        loom::test::release_later(gate);
     }   // stops during the hotel's undo: it is recorded, the flight's is left due
     loom::SqliteStore store(dir.file("runs.db"));
     {

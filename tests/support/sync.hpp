@@ -47,6 +47,15 @@ struct Gate {
     }
 };
 
+/// Opens the gate `after` from now, from another thread: for a handler that
+/// must return while the test thread is inside ~Executor.
+inline void release_later(Gate& gate, std::chrono::milliseconds after = std::chrono::milliseconds(100)) {
+    std::thread([&gate, after] {
+        std::this_thread::sleep_for(after);
+        gate.release();
+    }).detach();
+}
+
 /// Polls `condition` until it holds (true) or `limit` passes (false): for
 /// states a test cannot be told about, e.g. a step waiting on a timer.
 template <class Condition>
