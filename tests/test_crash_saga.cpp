@@ -449,7 +449,7 @@ TEST_CASE("saga, sub-workflow, signal: SIGKILL at random moments never re-runs a
 // process as hung and go on; this case counts them and fails while it happens.
 TEST_CASE("saga, sub-workflow, signal: no process hangs", "[crash][sqlite][saga][children][signals][!mayfail]") {
     const int before = hangs;
-    for (int i = 0; i < 40; ++i) {
+    for (int i = 0; i < 20; ++i) {
         loom::test::TempDir dir;
         fresh_store(dir);
         const auto exit = run_child(dir, Kill{}, 2);
