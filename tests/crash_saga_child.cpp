@@ -9,6 +9,9 @@
 // loom_crash_child. On a clean exit it prints "failpoint hits N".
 //
 //   loom_crash_saga_child DB LEDGER
+//
+// With LOOM_CRASH_MODE=deadlock it instead reproduces a known executor hang
+// (see the [!mayfail] case of test_crash_saga): exit 0 if it does not happen.
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -49,12 +52,48 @@ void jitter() {
     std::this_thread::sleep_for(std::chrono::microseconds(rng() % 2000));
 }
 
+/// One pool thread; a handler calls Executor::signal on its own run while
+/// the host thread starts another run, so the host leads a commit round as
+/// the handler waits for its signal's commit. Hangs on the bug.
+int deadlock(const std::string& db) {
+    loom::SqliteStore store(db);
+    loom::HandlerRegistry handlers;
+    std::atomic<bool> go{false};
+    handlers.add("caller", [&](loom::StepContext& ctx) -> loom::Json {
+        while (!go.load()) std::this_thread::yield();
+        executor_ptr->signal(ctx.run_id(), "x", 1);
+        return 1;
+    });
+    handlers.add("noop", [](loom::StepContext&) -> loom::Json { return 1; });
+    loom::Executor executor(store, handlers, {1});
+    executor_ptr = &executor;
+    executor.add_workflow(
+        loom::WorkflowBuilder("a", 1).step("caller", "caller").step("w", "wait").input({{"signal", "x"}}).build());
+    executor.add_workflow(loom::WorkflowBuilder("b", 1).step("n", "noop").build());
+    const auto a = executor.start("a");
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));   // caller is in its handler
+    go = true;
+    const auto b = executor.start("b");
+    const bool ok = executor.wait(a).status == loom::RunStatus::completed &&
+                    executor.wait(b).status == loom::RunStatus::completed;
+    executor_ptr = nullptr;
+    return ok ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     if (argc != 3) {
         std::cerr << "usage: loom_crash_saga_child DB LEDGER\n";
         return 2;
+    }
+    if (const char* mode = std::getenv("LOOM_CRASH_MODE"); mode && std::string(mode) == "deadlock") {
+        try {
+            return deadlock(argv[1]);
+        } catch (const std::exception& e) {
+            std::cerr << "crash saga child: " << e.what() << "\n";
+            return 4;
+        }
     }
     if (const char* n = std::getenv("LOOM_CRASH_AFTER")) crash_after = std::atoi(n);
     if (const char* fp = std::getenv("LOOM_FAILPOINT")) {

@@ -70,10 +70,11 @@ void fresh_store(const loom::test::TempDir& dir) {
 constexpr auto kHang = std::chrono::seconds(3);
 int hangs = 0;   // processes that hung, in this test program
 
-Exit run_child(const loom::test::TempDir& dir, const Kill& kill, unsigned threads) {
+Exit run_child(const loom::test::TempDir& dir, const Kill& kill, unsigned threads, const char* mode = "") {
     const auto db = dir.file("runs.db"), ledger = dir.file("ledger"), out = dir.file("out");
     pid_t pid = ::fork();
     if (pid == 0) {
+        ::setenv("LOOM_CRASH_MODE", mode, 1);
         ::setenv("LOOM_CRASH_AFTER", std::to_string(kill.in_handler).c_str(), 1);
         ::setenv("LOOM_FAILPOINT", kill.failpoint.c_str(), 1);
         if (kill.failpoint.empty()) ::unsetenv("LOOM_FAILPOINT");
@@ -439,15 +440,25 @@ TEST_CASE("saga, sub-workflow, signal: SIGKILL at random moments never re-runs a
 }
 
 // Known executor bug: a process can hang for good. A pool thread that must wait
-// for a commit — starting a child run (run_child_task -> start_run -> launch ->
-// await_commit) or a handler calling Executor::signal (deliver -> await_commit)
-// — waits without leading when another thread leads; if that leader is a host
-// thread (start(), recover()) it commits one round and hands the rest to the
-// pool with a wake-up task, which no pool thread takes while all of them wait:
-// seen with 2 threads as one thread in the notify handler's signal() and the
-// other starting the child run, main in wait(). The trials above kill such a
-// process as hung and go on; this case counts them and fails while it happens.
+// for a commit — a handler calling Executor::signal (deliver -> await_commit),
+// or starting a child run (run_child_task -> start_run -> launch ->
+// await_commit) — waits without leading when another thread leads. If that
+// leader is a host thread (start(), recover(), a host's signal()), it commits
+// one round and hands what is left to the pool as a wake-up task, which no
+// pool thread takes while all of them wait: a deadlock. Seen in the trials
+// above with 2 threads — one in the notify handler's signal(), the other
+// starting the child run, main in wait() — where such a process is killed as
+// hung and the trial goes on. This case reproduces it directly (1 thread, a
+// handler signals its run while the host starts another: loom_crash_saga_child
+// with LOOM_CRASH_MODE=deadlock) and also runs clean processes of the scenario.
 TEST_CASE("saga, sub-workflow, signal: no process hangs", "[crash][sqlite][saga][children][signals][!mayfail]") {
+    {
+        loom::test::TempDir dir;
+        const auto exit = run_child(dir, Kill{}, 1, "deadlock");
+        INFO("a handler's signal() while the host leads a commit: " << (exit.hung ? "hung" : "finished"));
+        CHECK_FALSE(exit.hung);
+        if (!exit.killed) CHECK(exit.code == 0);
+    }
     const int before = hangs;
     for (int i = 0; i < 20; ++i) {
         loom::test::TempDir dir;
