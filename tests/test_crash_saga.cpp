@@ -1,0 +1,472 @@
+// Crash test, second scenario: what the first (test_crash) does not run. A
+// child process runs a saga (three compensable steps, then one that fails for
+// good under on_error "compensate"), a sub-workflow step whose child run has
+// two steps, and a "wait" step completed by a signal that a handler of the same
+// run sends — and is SIGKILLed at every executor failpoint in turn, inside
+// every handler call and at random moments, and again while it recovers. The
+// fsynced ledger of (step or "undo:step", attempt, process) the handlers and
+// compensation handlers write then proves: nothing committed ever ran again
+// (no completed step, no undo found `compensated`, no child step), every re-run
+// was of a call in flight at a kill, undos ran downstream-first, each
+// completed compensable step was undone, and the runs end as uncrashed ones:
+// the saga failed with every compensable step `compensated`, the flow completed
+// with its child's output and its wait step completed exactly once.
+//
+// LOOM_CRASH_TRIALS sets the number of random-moment trials (default 40).
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+#include <tuple>
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <SQLiteCpp/Database.h>
+
+#include <loom/loom.hpp>
+
+#include "crash_saga_workflow.hpp"
+#include "support/temp_dir.hpp"
+
+namespace {
+
+using loom::StepStatus;
+
+struct Kill {
+    int in_handler = 0;            // SIGKILL itself after the N-th ledger append
+    std::string failpoint;         // or at an executor failpoint, "NAME:N"
+    std::optional<std::chrono::microseconds> after;   // or be killed after this long
+};
+
+struct Exit {
+    bool killed = false;
+    bool hung = false;   // still running after kHang: killed by the test
+    int code = 0;
+    std::string out;
+};
+
+/// A store with its schema and nothing else, made once: each trial starts
+/// from a copy, so that its processes spend their time on the runs.
+void fresh_store(const loom::test::TempDir& dir) {
+    static const loom::test::TempDir templates;
+    static const std::string empty = [] {
+        const auto path = templates.file("empty.db");
+        loom::SqliteStore store(path);
+        return path;
+    }();
+    std::filesystem::copy_file(empty, dir.file("runs.db"));
+}
+
+constexpr auto kHang = std::chrono::seconds(3);
+int hangs = 0;   // processes that hung, in this test program
+
+Exit run_child(const loom::test::TempDir& dir, const Kill& kill, unsigned threads, const char* mode = "") {
+    const auto db = dir.file("runs.db"), ledger = dir.file("ledger"), out = dir.file("out");
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        ::setenv("LOOM_CRASH_MODE", mode, 1);
+        ::setenv("LOOM_CRASH_AFTER", std::to_string(kill.in_handler).c_str(), 1);
+        ::setenv("LOOM_FAILPOINT", kill.failpoint.c_str(), 1);
+        if (kill.failpoint.empty()) ::unsetenv("LOOM_FAILPOINT");
+        ::setenv("LOOM_CRASH_THREADS", std::to_string(threads).c_str(), 1);
+        int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        ::dup2(fd, 1);
+        ::execl(LOOM_CRASH_SAGA_CHILD, LOOM_CRASH_SAGA_CHILD, db.c_str(), ledger.c_str(),
+                static_cast<char*>(nullptr));
+        ::_exit(127);
+    }
+    REQUIRE(pid > 0);
+    if (kill.after) {
+        std::this_thread::sleep_for(*kill.after);
+        ::kill(pid, SIGKILL);
+    }
+    // A clean process takes ~0.1 s. One that hangs (see the [!mayfail] case
+    // below) is SIGKILLed, which is one more kill at a random moment: the
+    // trial goes on and every check still holds.
+    int status = 0;
+    bool hung = false;
+    for (auto start = std::chrono::steady_clock::now();;) {
+        const pid_t r = ::waitpid(pid, &status, WNOHANG);
+        REQUIRE(r >= 0);
+        if (r == pid) break;
+        if (!hung && std::chrono::steady_clock::now() - start > kHang) {
+            hung = true;
+            ++hangs;
+            ::kill(pid, SIGKILL);
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(300));
+    }
+    std::ifstream in(out);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (WIFSIGNALED(status)) return {true, hung, WTERMSIG(status), text};
+    return {false, false, WEXITSTATUS(status), text};
+}
+
+struct LedgerLine {
+    std::string step;   // a step id, or "undo:" and the id of the step undone
+    int attempt = 0;
+    std::string pid;
+};
+
+std::vector<LedgerLine> read_ledger(const loom::test::TempDir& dir) {
+    std::ifstream in(dir.file("ledger"));
+    std::vector<LedgerLine> lines;
+    LedgerLine l;
+    while (in >> l.step >> l.attempt >> l.pid) lines.push_back(l);
+    return lines;
+}
+
+bool is_undo(const std::string& key) { return key.rfind(loom::test::kSagaUndo, 0) == 0; }
+std::string undone(const std::string& key) { return key.substr(std::string(loom::test::kSagaUndo).size()); }
+
+/// The stored runs, by workflow name ("saga", "flow", "sub").
+std::map<std::string, loom::RunInfo> the_runs(const loom::test::TempDir& dir) {
+    loom::SqliteStore store(dir.file("runs.db"));
+    std::map<std::string, loom::RunInfo> runs;
+    for (const auto& r : store.list_runs()) {
+        auto info = store.load_run(r.id);
+        REQUIRE(info);
+        INFO("run " << r.id << " of " << r.workflow_name);
+        REQUIRE(runs.emplace(r.workflow_name, *info).second);   // never started twice
+    }
+    return runs;
+}
+
+std::set<std::string> keys_in(const std::vector<LedgerLine>& ledger) {
+    std::set<std::string> keys;
+    for (const auto& l : ledger) keys.insert(l.step);
+    return keys;
+}
+
+struct Reference {
+    std::map<std::string, loom::RunInfo> runs;
+    std::set<std::string> ran;
+    std::size_t calls = 0;
+    long failpoint_hits = 0;
+};
+
+const Reference& reference() {
+    static const Reference ref = [] {
+        loom::test::TempDir dir;
+        fresh_store(dir);
+        auto exit = run_child(dir, Kill{0, "*:0", std::nullopt}, 1);
+        REQUIRE_FALSE(exit.killed);
+        REQUIRE(exit.code == 0);
+        Reference r;
+        r.runs = the_runs(dir);
+        const auto ledger = read_ledger(dir);
+        r.ran = keys_in(ledger);
+        r.calls = ledger.size();
+        std::istringstream(exit.out.substr(exit.out.find("failpoint hits ") + 15)) >> r.failpoint_hits;
+        // The scenario exercises what it claims to.
+        REQUIRE(r.runs.size() == 3);
+        const auto& saga = r.runs.at("saga");
+        REQUIRE(saga.status == loom::RunStatus::failed);
+        for (const char* s : {"s1", "s2", "s3"}) REQUIRE(saga.step(s)->status == StepStatus::compensated);
+        REQUIRE(saga.step(loom::test::kSagaFails)->status == StepStatus::failed);
+        const auto& flow = r.runs.at("flow");
+        REQUIRE(flow.status == loom::RunStatus::completed);
+        REQUIRE(r.runs.at("sub").status == loom::RunStatus::completed);
+        REQUIRE(flow.step("pay")->output == r.runs.at("sub").output);
+        REQUIRE(flow.step("approve")->output == loom::test::saga_signal_payload({{"seed", 11}}));
+        REQUIRE(r.ran == std::set<std::string>{"s1", "s2", "s3", "boom", "undo:s1", "undo:s2", "undo:s3",
+                                               "notify", "c1", "c2", "ship"});
+        REQUIRE(r.calls == r.ran.size());   // each ran once
+        return r;
+    }();
+    return ref;
+}
+
+/// What one process had done when it was killed.
+struct Snapshot {
+    std::map<std::string, loom::StepInfo> steps;   // committed, of every run, by step id
+    std::size_t ledger_from = 0;   // its ledger lines: [ledger_from, ledger_to)
+    std::size_t ledger_to = 0;
+};
+
+/// Whether the store held the outcome of ledger call `key` at the kill.
+bool settled(const Snapshot& snap, const std::string& key) {
+    if (is_undo(key)) {
+        auto it = snap.steps.find(undone(key));
+        return it != snap.steps.end() && (it->second.status == StepStatus::compensated ||
+                                          it->second.status == StepStatus::failed);
+    }
+    auto it = snap.steps.find(key);
+    if (it == snap.steps.end()) return false;
+    switch (it->second.status) {
+        case StepStatus::completed:
+        case StepStatus::failed:
+        case StepStatus::skipped:
+        case StepStatus::compensating:
+        case StepStatus::compensated:
+            return true;
+        default:
+            return false;
+    }
+}
+
+/// Whether ledger line `i` was a call in flight at a kill that came before line `next`.
+bool in_flight_at_kill(const std::vector<LedgerLine>& ledger, std::size_t i, std::size_t next,
+                       const std::vector<Snapshot>& snapshots) {
+    for (const auto& snap : snapshots)
+        if (snap.ledger_from <= i && i < snap.ledger_to && snap.ledger_to <= next && !settled(snap, ledger[i].step))
+            return true;
+    return false;
+}
+
+void check_ledger(const std::vector<LedgerLine>& ledger, const std::vector<Snapshot>& snapshots) {
+    // What a kill found committed never runs again: no step that had completed
+    // or failed (nor one being or been undone), no child step, no undo found
+    // `compensated`; and a step's re-run counts a new attempt.
+    for (const auto& snap : snapshots) {
+        for (std::size_t i = snap.ledger_to; i < ledger.size(); ++i) {
+            const auto& l = ledger[i];
+            const bool undo = is_undo(l.step);
+            auto it = snap.steps.find(undo ? undone(l.step) : l.step);
+            if (it == snap.steps.end()) continue;
+            const auto& s = it->second;
+            INFO(l.step << " ran (attempt " << l.attempt << ", ledger line " << i + 1 << ") after a kill that found "
+                        << it->first << " " << loom::to_string(s.status) << " with " << s.attempts << " attempts");
+            if (undo) {
+                CHECK(s.status != StepStatus::compensated);
+            } else {
+                CHECK_FALSE(settled(snap, l.step));
+                CHECK(l.attempt > s.attempts);
+            }
+        }
+    }
+    // Nothing here is retried, so each call after the first of a step or undo
+    // is of one in flight at a kill, made by a later process.
+    std::map<std::string, std::size_t> previous;
+    for (std::size_t i = 0; i < ledger.size(); ++i) {
+        const auto& l = ledger[i];
+        auto it = previous.find(l.step);
+        if (it != previous.end()) {
+            const auto& p = ledger[it->second];
+            INFO(l.step << " ran (attempt " << l.attempt << ") in process " << l.pid << " (ledger line " << i + 1
+                        << ") after attempt " << p.attempt << " in process " << p.pid << " (line "
+                        << it->second + 1 << ")");
+            CHECK(in_flight_at_kill(ledger, it->second, i, snapshots));
+            CHECK(l.pid != p.pid);
+            if (!is_undo(l.step)) CHECK(l.attempt >= p.attempt);   // an undo counts afresh after a restart
+        }
+        previous[l.step] = i;
+    }
+    // Undos run downstream-first: when the undo of a step starts, those of the
+    // compensable steps downstream of it have started before and are done —
+    // none runs again — and the failure that triggered the saga came first.
+    std::size_t first_failure = ledger.size();
+    for (std::size_t i = 0; i < ledger.size(); ++i)
+        if (ledger[i].step == loom::test::kSagaFails) {
+            first_failure = i;
+            break;
+        }
+    for (std::size_t i = 0; i < ledger.size(); ++i) {
+        if (!is_undo(ledger[i].step)) continue;
+        INFO(ledger[i].step << " at ledger line " << i + 1);
+        CHECK(first_failure < i);
+        for (const auto& d : loom::test::saga_downstream().at(undone(ledger[i].step))) {
+            const std::string key = loom::test::kSagaUndo + d;
+            bool before = false, after = false;
+            for (std::size_t j = 0; j < ledger.size(); ++j)
+                if (ledger[j].step == key) (j < i ? before : after) = true;
+            INFO("downstream " << key);
+            CHECK(before);
+            CHECK_FALSE(after);
+        }
+    }
+    // Every handler and compensation of a clean run ran: each completed
+    // compensable step was undone.
+    CHECK(keys_in(ledger) == reference().ran);
+}
+
+struct Kills {
+    int total = 0;
+    int compensating = 0;   // the saga was being undone
+    int awaiting = 0;       // approve waited for its signal, or pay for its child
+    int child_live = 0;     // the child run existed, unfinished
+    int hung = 0;           // processes the test killed as hung
+
+    Kills& operator+=(const Kills& o) {
+        total += o.total;
+        compensating += o.compensating;
+        awaiting += o.awaiting;
+        child_live += o.child_live;
+        hung += o.hung;
+        return *this;
+    }
+};
+
+Kills run_trial(const Kill& first, unsigned seed, unsigned threads) {
+    loom::test::TempDir dir;
+    fresh_store(dir);
+    std::mt19937 rng(seed);
+    Kills kills;
+    std::vector<Snapshot> snapshots;
+
+    for (int process = 0;; ++process) {
+        REQUIRE(process < 30);   // recovery must make progress
+        Kill kill = first;
+        if (process > 0) {   // a crash during recovery, now and then
+            kill = Kill{};
+            if (kills.total < 5) {
+                switch (rng() % 4) {
+                    case 0: kill.in_handler = 1 + int(rng() % reference().calls); break;
+                    case 1: kill.failpoint = "*:" + std::to_string(1 + rng() % 40); break;
+                    default: break;
+                }
+            }
+        }
+        Snapshot snap;
+        snap.ledger_from = read_ledger(dir).size();
+        auto exit = run_child(dir, kill, threads);
+        if (!exit.killed) {
+            INFO("child exit code " << exit.code);
+            REQUIRE(exit.code == 0);
+            break;
+        }
+        ++kills.total;
+        kills.hung += exit.hung;
+        for (const auto& [name, run] : the_runs(dir)) {
+            for (const auto& s : run.steps) {
+                snap.steps[s.step_id] = s;
+                kills.compensating += s.status == StepStatus::compensating;
+                kills.awaiting += s.status == StepStatus::suspended;
+            }
+            kills.child_live += name == "sub" && !loom::is_final(run.status);
+        }
+        snap.ledger_to = read_ledger(dir).size();
+        snapshots.push_back(std::move(snap));
+    }
+
+    // The runs end as uncrashed ones: every step's status, output and error.
+    const auto runs = the_runs(dir);
+    const auto& ref = reference().runs;
+    REQUIRE(runs.size() == ref.size());
+    for (const auto& [name, r] : ref) {
+        INFO("run of " << name);
+        const auto& run = runs.at(name);
+        CHECK(run.status == r.status);
+        CHECK(run.output == r.output);
+        CHECK(run.error == r.error);
+        REQUIRE(run.steps.size() == r.steps.size());
+        for (std::size_t i = 0; i < r.steps.size(); ++i) {
+            INFO("step " << r.steps[i].step_id);
+            CHECK(run.steps[i].status == r.steps[i].status);
+            CHECK(run.steps[i].output == r.steps[i].output);
+            CHECK(run.steps[i].error == r.steps[i].error);
+        }
+    }
+    const auto& flow = runs.at("flow");
+    CHECK(flow.step("pay")->output == runs.at("sub").output);
+    CHECK(runs.at("sub").id == flow.id + ".pay");
+    // The wait step and the sub-workflow step completed exactly once.
+    loom::SqliteStore store(dir.file("runs.db"));
+    std::map<std::string, int> completions;
+    for (const auto& e : store.load_events(flow.id))
+        if (e.kind == "step.completed") ++completions[e.step_id];
+    CHECK(completions["approve"] == 1);
+    CHECK(completions["pay"] == 1);
+
+    check_ledger(read_ledger(dir), snapshots);
+    SQLite::Database check(dir.file("runs.db"));
+    CHECK(check.execAndGet("PRAGMA integrity_check").getString() == "ok");
+    CHECK(store.unfinished_runs().empty());
+    return kills;
+}
+
+int trials_from_env() {
+    const char* n = std::getenv("LOOM_CRASH_TRIALS");
+    return n ? std::max(1, std::atoi(n)) : 40;
+}
+
+}  // namespace
+
+TEST_CASE("saga, sub-workflow, signal: SIGKILL at every failpoint never re-runs a committed step",
+          "[crash][sqlite][saga][children][signals]") {
+    const long hits = reference().failpoint_hits;
+    REQUIRE(hits > long(reference().calls));
+    Kills kills;
+    for (long n = 1; n <= hits; ++n) {
+        INFO("first kill at failpoint hit " << n << " of " << hits);
+        kills += run_trial(Kill{0, "*:" + std::to_string(n), std::nullopt}, unsigned(n), 1);
+    }
+    CHECK(kills.total >= hits);
+    CHECK(kills.compensating > 0);
+    CHECK(kills.awaiting > 0);
+    CHECK(kills.child_live > 0);
+    WARN("saga failpoint trials: " << hits << ", kills: " << kills.total << " (" << kills.compensating
+                                   << " steps found compensating, " << kills.awaiting << " suspended, "
+                                   << kills.child_live << " with the child run live; " << kills.hung << " hung)");
+}
+
+TEST_CASE("saga, sub-workflow, signal: SIGKILL inside every handler never re-runs a committed step",
+          "[crash][sqlite][saga][children][signals]") {
+    const int calls = int(reference().calls);
+    Kills kills;
+    for (int n = 1; n <= calls; ++n) {
+        INFO("first kill in handler call " << n);
+        kills += run_trial(Kill{n, "", std::nullopt}, unsigned(1000 + n), 2);
+    }
+    CHECK(kills.total >= calls);
+    WARN("saga handler trials: " << calls << ", kills: " << kills.total << " (" << kills.hung << " hung)");
+}
+
+TEST_CASE("saga, sub-workflow, signal: SIGKILL at random moments never re-runs a committed step",
+          "[crash][sqlite][saga][children][signals]") {
+    std::mt19937 rng(2027);
+    const int trials = trials_from_env();
+    Kills kills;
+    for (int trial = 0; trial < trials; ++trial) {
+        const auto delay = std::chrono::microseconds(rng() % 40'000);
+        INFO("trial " << trial << ", first kill after " << delay.count() << " us");
+        kills += run_trial(Kill{0, "", delay}, static_cast<unsigned>(rng()), 2);
+    }
+    CHECK(kills.total > 0);
+    WARN("saga random-moment trials: " << trials << ", kills: " << kills.total << " (" << kills.compensating
+                                       << " steps found compensating, " << kills.awaiting << " suspended, "
+                                       << kills.child_live << " with the child run live; " << kills.hung
+                                       << " hung)");
+}
+
+// Known executor bug: a process can hang for good. A pool thread that must wait
+// for a commit — a handler calling Executor::signal (deliver -> await_commit),
+// or starting a child run (run_child_task -> start_run -> launch ->
+// await_commit) — waits without leading when another thread leads. If that
+// leader is a host thread (start(), recover(), a host's signal()), it commits
+// one round and hands what is left to the pool as a wake-up task, which no
+// pool thread takes while all of them wait: a deadlock. Seen in the trials
+// above with 2 threads — one in the notify handler's signal(), the other
+// starting the child run, main in wait() — where such a process is killed as
+// hung and the trial goes on. This case reproduces it directly (1 thread, a
+// handler signals its run while the host starts another: loom_crash_saga_child
+// with LOOM_CRASH_MODE=deadlock) and also runs clean processes of the scenario.
+TEST_CASE("saga, sub-workflow, signal: no process hangs", "[crash][sqlite][saga][children][signals][!mayfail]") {
+    {
+        loom::test::TempDir dir;
+        const auto exit = run_child(dir, Kill{}, 1, "deadlock");
+        INFO("a handler's signal() while the host leads a commit: " << (exit.hung ? "hung" : "finished"));
+        CHECK_FALSE(exit.hung);
+        if (!exit.killed) CHECK(exit.code == 0);
+    }
+    const int before = hangs;
+    for (int i = 0; i < 20; ++i) {
+        loom::test::TempDir dir;
+        fresh_store(dir);
+        const auto exit = run_child(dir, Kill{}, 2);
+        INFO("clean process " << i);
+        CHECK_FALSE(exit.hung);
+        if (!exit.killed) CHECK(exit.code == 0);
+    }
+    CHECK(hangs == before);
+}
