@@ -45,6 +45,8 @@ struct CommitWaiter {
     void signal(std::exception_ptr e);
     /// Rethrows the commit's error.
     void wait();
+    /// As wait(), but false if not committed within `timeout`.
+    bool wait_for(std::chrono::milliseconds timeout);
 };
 
 /// What to do about a run once a batch holding its writes is durable.

@@ -31,9 +31,14 @@ void CommitWaiter::signal(std::exception_ptr e) {
 }
 
 void CommitWaiter::wait() {
+    while (!wait_for(std::chrono::hours(24))) {}
+}
+
+bool CommitWaiter::wait_for(std::chrono::milliseconds timeout) {
     std::unique_lock lock(mutex);
-    cv.wait(lock, [this] { return done; });
+    if (!cv.wait_for(lock, timeout, [this] { return done; })) return false;
     if (error) std::rethrow_exception(error);
+    return true;
 }
 
 }  // namespace detail
@@ -339,16 +344,24 @@ void Executor::Impl::drop_pending(const std::vector<std::shared_ptr<RunState>>& 
 }
 
 void Executor::Impl::await_commit(bool must_lead, CommitWaiter& waiter) {
-    if (must_lead) {
-        if (detail::ThreadPool::on_worker()) {
+    if (!detail::ThreadPool::on_worker()) {
+        if (must_lead) lead(nullptr);
+        waiter.wait();
+        return;
+    }
+    // A worker (a handler calling signal() or start(), say) must not simply
+    // sleep: a host thread leads one round and then hands on to a worker, and
+    // with every worker waiting here nobody would commit. So it leads whenever
+    // the role is free, until its own writes are committed.
+    for (;;) {
+        if (must_lead || claim_leadership()) {
             Task held;
             lead(&held);
             if (held.run) pool_.push(std::move(held));
-        } else {
-            lead(nullptr);
+            must_lead = false;
         }
+        if (waiter.wait_for(std::chrono::milliseconds(1))) return;
     }
-    waiter.wait();
 }
 
 }  // namespace loom

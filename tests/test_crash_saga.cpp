@@ -90,7 +90,7 @@ Exit run_child(const loom::test::TempDir& dir, const Kill& kill, unsigned thread
         std::this_thread::sleep_for(*kill.after);
         ::kill(pid, SIGKILL);
     }
-    // A clean process takes ~0.1 s. One that hangs (see the [!mayfail] case
+    // A clean process takes ~0.1 s. One that hangs (see the "no process hangs" case
     // below) is SIGKILLed, which is one more kill at a random moment: the
     // trial goes on and every check still holds.
     int status = 0;
@@ -405,6 +405,7 @@ TEST_CASE("saga, sub-workflow, signal: SIGKILL at every failpoint never re-runs 
     CHECK(kills.compensating > 0);
     CHECK(kills.awaiting > 0);
     CHECK(kills.child_live > 0);
+    CHECK(kills.hung == 0);
     WARN("saga failpoint trials: " << hits << ", kills: " << kills.total << " (" << kills.compensating
                                    << " steps found compensating, " << kills.awaiting << " suspended, "
                                    << kills.child_live << " with the child run live; " << kills.hung << " hung)");
@@ -419,6 +420,7 @@ TEST_CASE("saga, sub-workflow, signal: SIGKILL inside every handler never re-run
         kills += run_trial(Kill{n, "", std::nullopt}, unsigned(1000 + n), 2);
     }
     CHECK(kills.total >= calls);
+    CHECK(kills.hung == 0);
     WARN("saga handler trials: " << calls << ", kills: " << kills.total << " (" << kills.hung << " hung)");
 }
 
@@ -433,25 +435,20 @@ TEST_CASE("saga, sub-workflow, signal: SIGKILL at random moments never re-runs a
         kills += run_trial(Kill{0, "", delay}, static_cast<unsigned>(rng()), 2);
     }
     CHECK(kills.total > 0);
+    CHECK(kills.hung == 0);
     WARN("saga random-moment trials: " << trials << ", kills: " << kills.total << " (" << kills.compensating
                                        << " steps found compensating, " << kills.awaiting << " suspended, "
                                        << kills.child_live << " with the child run live; " << kills.hung
                                        << " hung)");
 }
 
-// Known executor bug: a process can hang for good. A pool thread that must wait
-// for a commit — a handler calling Executor::signal (deliver -> await_commit),
-// or starting a child run (run_child_task -> start_run -> launch ->
-// await_commit) — waits without leading when another thread leads. If that
-// leader is a host thread (start(), recover(), a host's signal()), it commits
-// one round and hands what is left to the pool as a wake-up task, which no
-// pool thread takes while all of them wait: a deadlock. Seen in the trials
-// above with 2 threads — one in the notify handler's signal(), the other
-// starting the child run, main in wait() — where such a process is killed as
-// hung and the trial goes on. This case reproduces it directly (1 thread, a
-// handler signals its run while the host starts another: loom_crash_saga_child
-// with LOOM_CRASH_MODE=deadlock) and also runs clean processes of the scenario.
-TEST_CASE("saga, sub-workflow, signal: no process hangs", "[crash][sqlite][saga][children][signals][!mayfail]") {
+// A process must never hang. It did: a pool thread that waits for a commit —
+// a handler calling Executor::signal, or starting a child run — waited without
+// leading while a host thread led one round and handed the rest to the pool,
+// where every thread was waiting. This case reproduces that directly (1
+// thread, a handler signals its run while the host starts another:
+// LOOM_CRASH_MODE=deadlock) and runs clean processes of the scenario.
+TEST_CASE("saga, sub-workflow, signal: no process hangs", "[crash][sqlite][saga][children][signals]") {
     {
         loom::test::TempDir dir;
         const auto exit = run_child(dir, Kill{}, 1, "deadlock");
