@@ -12,7 +12,7 @@
 // the saga failed with every compensable step `compensated`, the flow completed
 // with its child's output and its wait step completed exactly once.
 //
-// LOOM_CRASH_TRIALS sets the number of random-moment trials (default 40).
+// LOOM_CRASH_TRIALS sets the number of random-moment trials (default 60).
 #include <catch2/catch.hpp>
 
 #include <chrono>
@@ -153,16 +153,19 @@ struct Reference {
     std::set<std::string> ran;
     std::size_t calls = 0;
     long failpoint_hits = 0;
+    std::chrono::microseconds duration{0};   // of the clean process, start to exit
 };
 
 const Reference& reference() {
     static const Reference ref = [] {
         loom::test::TempDir dir;
         fresh_store(dir);
+        const auto start = std::chrono::steady_clock::now();
         auto exit = run_child(dir, Kill{0, "*:0", std::nullopt}, 1);
         REQUIRE_FALSE(exit.killed);
         REQUIRE(exit.code == 0);
         Reference r;
+        r.duration = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
         r.runs = the_runs(dir);
         const auto ledger = read_ledger(dir);
         r.ran = keys_in(ledger);
@@ -387,7 +390,7 @@ Kills run_trial(const Kill& first, unsigned seed, unsigned threads) {
 
 int trials_from_env() {
     const char* n = std::getenv("LOOM_CRASH_TRIALS");
-    return n ? std::max(1, std::atoi(n)) : 40;
+    return n ? std::max(1, std::atoi(n)) : 60;
 }
 
 }  // namespace
@@ -428,15 +431,18 @@ TEST_CASE("saga, sub-workflow, signal: SIGKILL at random moments never re-runs a
           "[crash][sqlite][saga][children][signals]") {
     std::mt19937 rng(2027);
     const int trials = trials_from_env();
+    // Kills anywhere in a clean process's lifetime, however fast this machine.
+    const auto window = std::max<unsigned long>(2'000, reference().duration.count());
     Kills kills;
     for (int trial = 0; trial < trials; ++trial) {
-        const auto delay = std::chrono::microseconds(rng() % 40'000);
+        const auto delay = std::chrono::microseconds(rng() % window);
         INFO("trial " << trial << ", first kill after " << delay.count() << " us");
         kills += run_trial(Kill{0, "", delay}, static_cast<unsigned>(rng()), 2);
     }
     CHECK(kills.total > 0);
     CHECK(kills.hung == 0);
-    WARN("saga random-moment trials: " << trials << ", kills: " << kills.total << " (" << kills.compensating
+    WARN("saga random-moment trials: " << trials << " (kills within " << window << " us), kills: "
+                                       << kills.total << " (" << kills.compensating
                                        << " steps found compensating, " << kills.awaiting << " suspended, "
                                        << kills.child_live << " with the child run live; " << kills.hung
                                        << " hung)");
