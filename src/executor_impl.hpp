@@ -123,6 +123,8 @@ struct Executor::Impl {
     /// The task's attempt is over: frees its slots and re-dispatches a task
     /// parked on each.
     void free_slot(const Task& task);
+    /// A stopping run's tasks parked by a limit are dispatched (to end).
+    void unpark_limited(const RunState& run);
     /// Runs a task and the tasks that follow it on this thread.
     void run_task(Task& task);
     /// What a worker runs next. It commits first unless there is more queued

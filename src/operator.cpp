@@ -3,6 +3,7 @@
 // back to running, the chosen steps back to pending — so a crash leaves it
 // either as it was or reopened, and recover() resumes a reopened one.
 #include <algorithm>
+#include <iterator>
 
 #include <fmt/format.h>
 
@@ -144,6 +145,21 @@ void Executor::Impl::free_slot(const Task& task) {
         if (w) release(workflow_key(run));
     }
     pool_.push(next);
+}
+
+void Executor::Impl::unpark_limited(const RunState& run) {
+    if (options_.max_running_per_handler.empty() && options_.max_running_per_workflow.empty()) return;
+    std::vector<Task> mine;
+    {
+        std::lock_guard lock(limits_mutex_);
+        for (auto& [key, waiting] : slot_waiters_) {
+            auto keep = std::stable_partition(waiting.begin(), waiting.end(),
+                                              [&](const Task& t) { return t.run.get() != &run; });
+            std::move(keep, waiting.end(), std::back_inserter(mine));
+            waiting.erase(keep, waiting.end());
+        }
+    }
+    pool_.push(mine);
 }
 
 bool Executor::Impl::set_paused(const RunId& id, bool paused) {

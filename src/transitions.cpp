@@ -97,9 +97,11 @@ void Executor::Impl::stop_run(RunState& run, RunStatus outcome, std::string erro
     // A step waiting to retry is not coming back: its timer finds the run stopping.
     for (auto& slot : run.steps)
         if (slot.status == StepStatus::waiting || slot.status == StepStatus::suspended) --run.active;
-    // Parked by pause(): dispatched, they find the run stopping and let it end.
+    // Parked by pause() or by a concurrency limit: dispatched, they find the
+    // run stopping and let it end.
     for (auto& task : run.parked) pool_.push(std::move(task));
     run.parked.clear();
+    unpark_limited(run);
 }
 
 bool Executor::Impl::fail_step(RunState& run, std::uint32_t step, Queue& queue) {

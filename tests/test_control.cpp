@@ -188,3 +188,28 @@ TEST_CASE("a concurrency limit of zero is refused", "[control]") {
                       "[loom.options.max_running] ExecutorOptions::max_running_per_handler for \"x\" is 0; "
                       "it must be at least 1");
 }
+
+TEST_CASE("a run waiting for a concurrency slot can be cancelled at once", "[control]") {
+    loom::HandlerRegistry handlers;
+    loom::test::Gate gate;
+    handlers.add("slow", [&](loom::StepContext&) -> Json {
+        gate.pass();
+        return 0;
+    });
+    loom::ExecutorOptions options;
+    options.threads = 2;
+    options.max_running_per_handler = {{"slow", 1}};
+    loom::MemoryStore store;
+    loom::Executor executor(store, handlers, options);
+    executor.add_workflow(loom::WorkflowBuilder("w", 1).step("a", "slow").build());
+    auto holder = executor.start("w");
+    gate.wait_for_waiters(1);
+    auto waiting = executor.start("w");   // its step waits for the one slot
+    CHECK_FALSE(executor.wait_for(waiting, 30ms));
+    CHECK(executor.cancel(waiting));
+    auto run = executor.wait(waiting);   // without the slot ever freeing
+    CHECK(run.status == loom::RunStatus::cancelled);
+    CHECK(run.step("a")->attempts == 0);
+    gate.release();
+    CHECK(executor.wait(holder).status == loom::RunStatus::completed);
+}
