@@ -417,8 +417,9 @@ TEST_CASE("two processes running workflows on one SQLite file: every step comple
     CHECK(child_said.count("errors") == 1);
     CHECK(child_said["errors"] == 0);
 
-    // The two processes really ran at the same time: from the first run each
-    // started to the last one each finished, most of the shorter span overlaps.
+    // The two processes really ran at the same time: the spans from the first
+    // run each started to the last one each finished overlap, and in creation
+    // order their runs interleave.
     {
         loom::SqliteStore store(db);
         loom::RunFilter all;
@@ -436,13 +437,15 @@ TEST_CASE("two processes running workflows on one SQLite file: every step comple
         const auto& [p0, p1] = span["parent"];
         const auto& [c0, c1] = span["child"];
         const auto overlap = std::min(p1, c1) - std::max(p0, c0);
-        const auto shorter = std::min(p1 - p0, c1 - c0);
         int switches = 0;
         for (std::size_t i = 1; i < origins.size(); ++i) switches += origins[i] != origins[i - 1];
         std::cout << "contention: the two processes' runs overlap for "
                   << std::chrono::duration_cast<std::chrono::milliseconds>(overlap).count()
                   << " ms; in creation order their origins alternate " << switches << " times\n";
-        CHECK(overlap * 2 >= shorter);
+        // Not "most of the span": how much overlaps depends on how fast the child
+        // starts, and under ThreadSanitizer on a busy machine it lags by a second.
+        CHECK(overlap.count() > 0);
+        CHECK(switches >= 2);
     }
 
     auto lines = ledger.lines();
