@@ -7,6 +7,8 @@
 
 #include <loom/error.hpp>
 
+#include "plan.hpp"
+
 namespace loom::detail {
 namespace {
 
@@ -63,7 +65,7 @@ TimePoint parse_utc(const std::string& text) {
 }  // namespace
 
 bool is_reserved_handler(std::string_view name) noexcept {
-    return name == "sleep" || name == "wait" || name.substr(0, 9) == "workflow:";
+    return builtin_kind(name) != StepKind::handler;
 }
 
 std::shared_ptr<StepHandler> builtin_handler(std::string_view name) {

@@ -26,8 +26,6 @@ RunId child_id(const RunState& parent, std::uint32_t step) {
 
 }  // namespace
 
-bool is_child_step(const Step& step) { return step.handler.compare(0, kPrefix.size(), kPrefix) == 0; }
-
 bool Executor::Impl::admit_child(RunState& run, std::uint32_t step, Queue& queue) {
     auto& slot = run.steps[step];
     slot.attempts = 1;   // one child, whatever happens to it
@@ -48,10 +46,32 @@ bool Executor::Impl::admit_child(RunState& run, std::uint32_t step, Queue& queue
     return false;
 }
 
+void Executor::Impl::cancel_children(RunState& run) {
+    for (std::uint32_t i = 0; i < run.steps.size(); ++i) {
+        if (run.steps[i].status == StepStatus::suspended &&
+            detail::kind_of(*run.workflow, i) == detail::StepKind::child)
+            pool_.push(Task{run.shared_from_this(), i, Task::Kind::cancel_child, run.priority});
+    }
+}
+
 void Executor::Impl::run_child_task(const Task& task) {
     RunState& parent = *task.run;
     const std::uint32_t step = task.step;
     const RunId child = child_id(parent, step);
+    if (task.kind == Task::Kind::cancel_child) {
+        try {
+            cancel_run(child);
+        } catch (const NotFound&) {
+            // Not started yet: the stopping parent will not start it.
+        } catch (const std::exception& e) {
+            // The store failed: the child runs on, as after a crash.
+            notify([&](Observer& o) {
+                o.on_log(LogRecord{LogLevel::warn, child, "", 0,
+                                   std::string("cancelling the child of a stopped run: ") + e.what()});
+            });
+        }
+        return;
+    }
     auto finish = [&](Result&& result) {
         std::lock_guard lock(parent.mutex);
         auto& slot = parent.steps[step];
@@ -64,13 +84,13 @@ void Executor::Impl::run_child_task(const Task& task) {
     };
     auto finish_from = [&](const RunInfo& info) {
         if (info.status == RunStatus::completed) {
-            finish(Result{info.output, {}, false, false});
+            finish(Result::success(info.output));
         } else {
             const auto status = to_string(info.status);
-            finish(Result{{},
-                          info.error.empty() ? fmt::format("child run {} {}", child, status)
-                                             : fmt::format("child run {} {}: {}", child, status, info.error),
-                          true, false});
+            finish(Result::failure(info.error.empty()
+                                       ? fmt::format("child run {} {}", child, status)
+                                       : fmt::format("child run {} {}: {}", child, status, info.error),
+                                   /*fatal=*/true));
         }
     };
     try {
@@ -98,10 +118,10 @@ void Executor::Impl::run_child_task(const Task& task) {
         auto handlers = resolve_handlers(*wf, child);
         start_run(std::move(wf), std::move(handlers), input, "", child, parent.priority);
     } catch (const Conflict& e) {
-        if (e.id() != "loom.store.duplicate_run") finish(Result{{}, e.what(), true, false});
+        if (e.id() != "loom.store.duplicate_run") finish(Result::failure(e.what(), /*fatal=*/true));
         // Otherwise another recover() started it at the same moment: it will tell us.
     } catch (const std::exception& e) {
-        finish(Result{{}, e.what(), true, false});
+        finish(Result::failure(e.what(), /*fatal=*/true));
     }
 }
 

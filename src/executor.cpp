@@ -170,8 +170,9 @@ StepHandlers Executor::Impl::resolve_handlers(const Workflow& wf, const RunId& r
         return h;
     };
     StepHandlers found;
-    for (const auto& step : wf.steps()) {
-        if (is_child_step(step)) {
+    for (std::size_t i = 0; i < wf.steps().size(); ++i) {
+        const Step& step = wf.steps()[i];
+        if (detail::kind_of(wf, i) == detail::StepKind::child) {
             const std::string child = step.handler.substr(9);
             try {
                 (void)find_workflow(child, std::nullopt);
@@ -213,6 +214,7 @@ std::shared_ptr<RunState> Executor::Impl::make_state(const RunInfo& info,
         slot.started_at = s.started_at;
         slot.finished_at = s.finished_at;
         slot.error = s.error;
+        load_items(*run, i, s);
         switch (s.status) {
             case StepStatus::completed:
                 slot.output = s.output;
@@ -309,6 +311,7 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
                 if (run->steps[i].status != stored.steps[i].status) record_step(*run, i, writes, nullptr);
         }
         apply_deliveries(*run, queue);
+        if (run->stopping) cancel_children(*run);   // it stopped before a crash, its children may not have
         queue.effects().arm_timers = true;
         finalize_if_done(*run, queue);
         must_lead = queue.release(true);
@@ -455,51 +458,55 @@ std::vector<RunEvent> Executor::history(const RunId& id) {
     return impl_->store_.load_events(id);
 }
 
-bool Executor::cancel(const RunId& id) {
+bool Executor::Impl::cancel_run(const RunId& id) {
     CommitWaiter waiter;
-    const auto at = impl_->now();
-    auto request = [&](Impl::Queue& queue) {
+    const auto at = now();
+    auto request = [&](Queue& queue) {
         queue.writes().runs.push_back(RunWrite{id, RunStatus::running, true, {}, "", at, {}});
         queue.writes().events.push_back(RunEvent{0, id, "", "run.cancel_requested", 0, "", at});
     };
     bool must_lead;
     std::vector<RunId> children;   // of sub-workflow steps in flight: cancelled too
     auto child_of = [&](const Workflow& wf, std::size_t i, StepStatus status) {
-        if (status == StepStatus::suspended && is_child_step(wf.steps()[i]))
+        if (status == StepStatus::suspended && detail::kind_of(wf, i) == detail::StepKind::child)
             children.push_back(id + "." + wf.steps()[i].id);
     };
-    if (auto run = impl_->find_live(id)) {
+    if (auto run = find_live(id)) {
         std::lock_guard lock(run->mutex);
         if (run->final_submitted || run->cancel_requested) return !run->final_submitted;
         for (std::size_t i = 0; i < run->steps.size(); ++i) child_of(*run->workflow, i, run->steps[i].status);
         run->cancel_requested = true;
         run->cancel_flag = true;
-        impl_->stop_run(*run, RunStatus::cancelled, "");
-        Impl::Queue queue(*impl_, run, &waiter);
+        stop_run(*run, RunStatus::cancelled, "");
+        Queue queue(*this, run, &waiter);
         request(queue);
-        impl_->finalize_if_done(*run, queue);
+        finalize_if_done(*run, queue);
         must_lead = queue.release(true);
     } else {
         // Not running here: record the request; whoever resumes it ends it.
-        RunInfo info = get_run(id);
+        auto stored = store_.load_run(id);
+        if (!stored) throw NotFound("loom.run.unknown", "run " + id + " does not exist");
+        const RunInfo& info = *stored;
         if (is_final(info.status)) return false;
         if (info.cancel_requested) return true;
-        if (auto wf = impl_->find_workflow(info.workflow_name, info.workflow_version))
+        if (auto wf = find_workflow(info.workflow_name, info.workflow_version))
             for (std::size_t i = 0; i < info.steps.size(); ++i) child_of(*wf, i, info.steps[i].status);
-        Impl::Queue queue(*impl_, nullptr, &waiter);
+        Queue queue(*this, nullptr, &waiter);
         request(queue);
         must_lead = queue.release(true);
     }
-    impl_->await_commit(must_lead, waiter);
+    await_commit(must_lead, waiter);
     for (const auto& child : children) {
         try {
-            cancel(child);
+            cancel_run(child);
         } catch (const NotFound&) {
             // Not started yet: the parent, stopping, will not start it.
         }
     }
     return true;
 }
+
+bool Executor::cancel(const RunId& id) { return impl_->cancel_run(id); }
 
 std::vector<RunId> Executor::recover() {
     // Check every run first, so a missing handler resumes nothing.

@@ -27,11 +27,6 @@
 #include "thread_pool.hpp"
 #include "timer_queue.hpp"
 
-namespace loom {
-/// True for a step whose handler is "workflow:NAME" (children.cpp).
-bool is_child_step(const Step& step);
-}  // namespace loom
-
 namespace loom::detail {
 
 class Expression;
@@ -60,7 +55,7 @@ struct Effects {
     /// Where the writes queued with these effects start in the pending batch;
     /// they end where the next Effects' start. Lets a failed commit drop what
     /// its runs queued behind it.
-    std::size_t new_runs_from = 0, steps_from = 0, runs_from = 0, events_from = 0;
+    std::size_t new_runs_from = 0, steps_from = 0, items_from = 0, runs_from = 0, events_from = 0;
 };
 
 }  // namespace loom::detail
@@ -84,6 +79,16 @@ struct Executor::Impl {
         bool fatal = false;  // never retried (FatalError, a missing input key)
         bool suspend = false;  // ok, but the handler called ctx.suspend()
         bool ok() const noexcept { return error.empty(); }
+
+        static Result success(Json output) { return Result{std::move(output), {}, false, false}; }
+        /// `error` must not be empty.
+        static Result failure(std::string error, bool fatal = false) {
+            return Result{{}, std::move(error), fatal, false};
+        }
+        /// An outside completion: complete() (error empty) or fail().
+        static Result of(Json output, std::string error) {
+            return error.empty() ? success(std::move(output)) : failure(std::move(error));
+        }
     };
     /// One attempt of one step, as claim() started it.
     struct Attempt {
@@ -103,6 +108,10 @@ struct Executor::Impl {
         /// Dispatch `step` once the batch is committed.
         void ready(std::uint32_t step, Task::Kind kind = Task::Kind::step) {
             impl_.pending_ready_.push_back(Task{run_, step, kind, run_->priority});
+        }
+        /// Dispatch element `item` of for_each step `step` once committed.
+        void ready_item(std::uint32_t step, std::uint32_t item) {
+            impl_.pending_ready_.push_back(Task{run_, step, Task::Kind::item, run_->priority, item});
         }
         /// Releases the queue. With `claim`, takes the leader's role if it is
         /// free and returns true: the caller must then lead().
@@ -147,13 +156,25 @@ struct Executor::Impl {
     TimePoint now() const;
     /// The failed result of an attempt that ran past its timeout.
     static Result timed_out(std::chrono::milliseconds timeout);
+    /// When the retry after failed attempt `attempt` is due: its backoff, jittered.
+    static TimePoint retry_at(const RetryPolicy& retry, int attempt, TimePoint failed_at);
     /// Marks the step running and starts an attempt (arming its timeout), or
     /// returns nullopt if the run is stopping. Takes the run mutex.
     std::optional<Attempt> claim(const Task& task);
+    /// A task that could start waits: parked while its run is paused, or
+    /// until a concurrency limit frees a slot (take_slot). Run mutex held.
+    bool held_back(RunState& run, const Task& task);
+    /// Starts attempt slot.attempts + 1: marks `slot` (a StepSlot or an
+    /// ItemSlot) running, arms its timeout (if the step has one) and makes its
+    /// cancel flag. Run mutex held.
+    template <class Slot>
+    Attempt begin_attempt(const Task& task, Slot& slot);
     /// What every StepContext of this attempt carries: ids, clock, log sink.
     StepContext::Params context_params(const RunState& run, std::uint32_t step, int attempt);
-    /// Calls the handler; no exception leaves it. No lock.
-    Result call_handler(RunState& run, std::uint32_t step, const Attempt& attempt);
+    /// Calls the handler (for element `item` of a for_each); no exception
+    /// leaves it. No lock.
+    Result call_handler(RunState& run, std::uint32_t step, const Attempt& attempt,
+                        std::optional<std::uint32_t> item = std::nullopt);
     /// Records attempt `number`'s result: complete and release dependents,
     /// wait to retry, or fail. A result for an attempt already given up
     /// (timed out, past the deadline) is discarded. Takes the run mutex.
@@ -186,6 +207,8 @@ struct Executor::Impl {
     /// backoff, a sleep) not armed yet. Takes the run mutex.
     void arm_timers(const std::shared_ptr<RunState>& run);
     // Timer callbacks (timer thread, no lock held).
+    /// Commits what a timer callback queued, on the timer thread if no one leads.
+    void commit_from_timer();
     /// A waiting step's time came: it is made ready.
     void on_wake(const std::weak_ptr<RunState>& run, std::uint32_t step, int number);
     void on_timeout(const std::weak_ptr<RunState>& run, std::uint32_t step, int number,
@@ -231,6 +254,42 @@ struct Executor::Impl {
     void run_child_task(const Task& task);
     /// A run just became final: if it is a child, its parent's step is told.
     void notify_parent(const RunState& child);
+    /// The run stops: its child runs still going are cancelled (by workers;
+    /// their results can no longer be used). Run mutex held.
+    void cancel_children(RunState& run);
+
+    // --- fan_out.cpp (for_each steps; run mutex held unless said otherwise) ---
+    /// A recovered for_each step's stored elements; before the run is live.
+    void load_items(RunState& run, std::uint32_t step, const StepInfo& stored);
+    /// retry(): the step's elements that did not complete get their full retry policy again.
+    void fresh_item_budget(RunState& run, std::uint32_t step);
+    /// A for_each step reached: resolves its array and starts its elements
+    /// (those not completed before). Returns true if it settled at once.
+    bool admit_fan_out(RunState& run, std::uint32_t step, Queue& queue);
+    /// Starts elements while max_parallel allows; settles the step when
+    /// nothing of it is busy and it is done, failed or its run stops.
+    /// Returns true if it settled and its dependents may go on.
+    bool advance_fan_out(RunState& run, std::uint32_t step, Queue& queue);
+    /// A stopping run: elements waiting for a retry are dropped, and its
+    /// for_each steps with nothing running settle.
+    void wind_down_fans(RunState& run, Queue& queue);
+    /// Starts an attempt of one element, or returns nullopt. Takes the run mutex.
+    std::optional<Attempt> claim_item(const Task& task);
+    /// Records an element attempt's result. Takes the run mutex.
+    void finish_item(const Task& task, int number, Result&& result);
+    /// What an element attempt's result means: complete, wait to retry, or
+    /// fail the step. Returns true if the step settled and its dependents may go on.
+    bool settle_item(RunState& run, std::uint32_t step, std::uint32_t item, Result&& result, Queue& queue);
+    /// Nothing of the step is busy and nothing is recorded (the executor is
+    /// shutting down, or the run was abandoned): it stops counting as active.
+    void quiet_item_end(const std::shared_ptr<RunState>& run, std::uint32_t step);
+    void arm_item_timers(const std::shared_ptr<RunState>& run, std::uint32_t step);
+    // Timer callbacks (timer thread, no lock held).
+    void on_item_wake(const std::weak_ptr<RunState>& run, std::uint32_t step, std::uint32_t item, int number);
+    void on_item_timeout(const std::weak_ptr<RunState>& run, std::uint32_t step, std::uint32_t item,
+                         int number, std::chrono::milliseconds timeout);
+    /// The run passed its deadline: the step's running elements are given up.
+    void give_up_items(RunState& run, std::uint32_t step, Queue& queue, TimePoint at);
 
     // --- compensation.cpp (saga) ---
     /// Starts undoing the run's completed steps, latest first; run mutex held.
@@ -284,14 +343,17 @@ struct Executor::Impl {
     /// pause() and resume(): false if the run is final.
     bool set_paused(const RunId& id, bool paused);
     /// retry() and rerun(): makes a final run running again with the steps
-    /// `reset` chooses put back to pending (outputs and errors cleared).
-    void reopen(const RunId& id, const char* event,
+    /// `reset` chooses put back to pending (outputs and errors cleared);
+    /// their for_each elements are kept (`keep_items`) or deleted.
+    void reopen(const RunId& id, const char* event, bool keep_items,
                 const std::function<std::vector<std::uint32_t>(const Workflow&, const RunInfo&)>& reset);
     /// Creates, records and starts a run; returns once it is durable.
     RunId start_run(std::shared_ptr<const Workflow> wf, StepHandlers handlers,
                     const Json& input, const std::string& idempotency_key, RunId id = {},
                     int priority = 0);
     std::shared_ptr<RunState> find_live(const RunId& id);
+    /// Executor::cancel(): also cancels the run's child runs before it returns.
+    bool cancel_run(const RunId& id);
     /// Sets ctx.cancelled() for every in-flight attempt (shutdown grace over).
     void cancel_attempts();
     void erase_live(const std::shared_ptr<RunState>& run);

@@ -354,7 +354,7 @@ private:
         }
         token.text = text_.substr(pos_, close + 1 - pos_);
         token.kind = Token::Kind::reference;
-        token.reference = parse_reference(std::string(token.text), where_, index_, /*fields=*/true);
+        token.reference = parse_reference(std::string(token.text), where_, index_, RefContext::condition);
         pos_ = close + 1;
     }
 

@@ -31,7 +31,11 @@ const Json& StepContext::input() const {
     return params_.input;
 }
 
-std::string StepContext::idempotency_key() const { return params_.run_id + "/" + params_.step_id; }
+std::string StepContext::idempotency_key() const {
+    std::string key = params_.run_id + "/" + params_.step_id;
+    if (params_.item) key += "[" + std::to_string(*params_.item) + "]";
+    return key;
+}
 
 std::string StepContext::completion_token() const {
     return idempotency_key() + "/" + std::to_string(params_.attempt);
@@ -48,7 +52,7 @@ bool StepContext::cancelled() const noexcept {
 void StepContext::log(LogLevel level, std::string_view message) const {
     if (!params_.log_sink) return;
     params_.log_sink(LogRecord{level, params_.run_id, params_.step_id, params_.attempt,
-                               std::string(message)});
+                               std::string(message), params_.item});
 }
 
 namespace detail {

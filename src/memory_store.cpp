@@ -50,6 +50,13 @@ std::optional<TimePoint> to_stored(const std::optional<TimePoint>& at) {
     return detail::to_stored(*at);
 }
 
+ItemInfo stored(ItemInfo item) {
+    item.started_at = to_stored(item.started_at);
+    item.finished_at = to_stored(item.finished_at);
+    item.wake_at = to_stored(item.wake_at);
+    return item;
+}
+
 }  // namespace
 
 struct MemoryStore::State {
@@ -64,6 +71,7 @@ struct MemoryStore::State {
     std::int64_t next_seq = 1;
     // Resolved targets of the batch being committed; kept to reuse their capacity.
     std::vector<StepInfo*> step_targets;
+    std::vector<StepInfo*> item_targets;   // the step of each item write
     std::vector<RunRow*> run_targets;
     std::vector<RunRow*> event_targets;
     std::vector<std::vector<int>*> started_added;   // by resolve(), undone by unresolve()
@@ -99,6 +107,7 @@ struct MemoryStore::State {
             step.started_at = to_stored(step.started_at);
             step.finished_at = to_stored(step.finished_at);
             step.wake_at = to_stored(step.wake_at);
+            for (ItemInfo& item : step.items) item = stored(std::move(item));
         }
         row.order = next_order++;
         RunRow& stored = runs.emplace(run.id, std::move(row)).first->second;
@@ -134,10 +143,14 @@ struct MemoryStore::State {
     // Finds every row the batch writes; throws (changing nothing) if one is missing.
     void resolve(const Batch& batch) {
         step_targets.clear();
+        item_targets.clear();
         run_targets.clear();
         event_targets.clear();
         for (const StepWrite& write : batch.steps) {
             step_targets.push_back(&find_step(write.run_id, write.step_id));
+        }
+        for (const ItemWrite& write : batch.items) {
+            item_targets.push_back(&find_step(write.run_id, write.step_id));
         }
         for (const RunWrite& write : batch.runs) run_targets.push_back(&find_run(write.run_id));
         for (const RunEvent& event : batch.events) {
@@ -175,6 +188,18 @@ struct MemoryStore::State {
             step.started_at = to_stored(write.started_at);
             step.finished_at = to_stored(write.finished_at);
             step.wake_at = to_stored(write.wake_at);
+            if (write.reset_items) step.items.clear();
+        }
+        for (std::size_t i = 0; i < batch.items.size(); ++i) {
+            std::vector<ItemInfo>& items = item_targets[i]->items;
+            ItemInfo item = stored(batch.items[i].item);
+            auto at = std::lower_bound(items.begin(), items.end(), item.index,
+                                       [](const ItemInfo& a, std::uint32_t index) { return a.index < index; });
+            if (at != items.end() && at->index == item.index) {
+                *at = std::move(item);
+            } else {
+                items.insert(at, std::move(item));
+            }
         }
         for (std::size_t i = 0; i < batch.runs.size(); ++i) {
             const RunWrite& write = batch.runs[i];

@@ -15,7 +15,7 @@
 
 namespace loom {
 
-void Executor::Impl::reopen(const RunId& id, const char* event,
+void Executor::Impl::reopen(const RunId& id, const char* event, bool keep_items,
                             const std::function<std::vector<std::uint32_t>(const Workflow&, const RunInfo&)>& reset) {
     auto stored = store_.load_run(id);
     if (!stored) throw NotFound("loom.run.unknown", "run " + id + " does not exist");
@@ -50,8 +50,15 @@ void Executor::Impl::reopen(const RunId& id, const char* event,
         s.finished_at.reset();
         s.wake_at.reset();
     }
+    if (!keep_items)
+        for (auto i : steps) reopened.steps[i].items.clear();
     auto run = make_state(reopened, std::move(wf), std::move(handlers));
-    for (auto i : steps) run->steps[i].attempt_base = run->steps[i].attempts;
+    for (auto i : steps) {
+        auto& slot = run->steps[i];
+        slot.attempt_base = slot.attempts;
+        slot.reset_items = !keep_items && !stored->steps[i].items.empty();
+        fresh_item_budget(*run, i);
+    }
     const auto at = now();
     const RunWrite row{id, RunStatus::running, false, nullptr, "", at, std::nullopt};
     if (!launch(run, *stored, /*fresh=*/false, event, &row))
@@ -59,7 +66,8 @@ void Executor::Impl::reopen(const RunId& id, const char* event,
 }
 
 void Executor::retry(const RunId& id) {
-    impl_->reopen(id, "run.retried", [](const Workflow&, const RunInfo& info) {
+    // A for_each step keeps its completed elements: only the others run again.
+    impl_->reopen(id, "run.retried", /*keep_items=*/true, [](const Workflow&, const RunInfo& info) {
         std::vector<std::uint32_t> steps;
         for (std::uint32_t i = 0; i < info.steps.size(); ++i) {
             const auto s = info.steps[i].status;
@@ -70,7 +78,7 @@ void Executor::retry(const RunId& id) {
 }
 
 void Executor::rerun(const RunId& id, const std::string& step_id) {
-    impl_->reopen(id, "run.rerun", [&](const Workflow& wf, const RunInfo&) {
+    impl_->reopen(id, "run.rerun", /*keep_items=*/false, [&](const Workflow& wf, const RunInfo&) {
         auto it = wf.plan().index.find(step_id);
         if (it == wf.plan().index.end())
             throw NotFound("loom.step.unknown", "run " + id + " has no step " + detail::quote(step_id));

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -20,14 +21,42 @@ class Expression;
 
 /// ${input.a.b} or ${steps.ID.output.k.0}; path segments index objects by key
 /// and arrays by number. In conditions also ${steps.ID.status} and
-/// ${steps.ID.error} (field), which have no path.
+/// ${steps.ID.error} (field), which have no path. In a for_each step's input
+/// also ${item.a} (the element) and ${index} (its position, no path).
 struct Reference {
+    enum class Root { input, step, item, index };
     enum class Field { output, status, error };
-    bool from_input = true;
-    std::uint32_t step = 0;          // index of the referenced step (from_input false)
-    Field field = Field::output;     // which part of the step (from_input false)
-    std::vector<std::string> path;   // after "input" / after "steps.ID.output"
+    Root root = Root::input;
+    std::uint32_t step = 0;          // index of the referenced step (Root::step)
+    Field field = Field::output;     // which part of the step (Root::step)
+    std::vector<std::string> path;   // after "input" / "steps.ID.output" / "item"
     std::string text;                // the reference as written, e.g. "${input.url}"
+};
+
+/// Where a reference is written, which decides what it may name.
+enum class RefContext {
+    condition,   // "when": ${input...} and ${steps.ID.output...|status|error}
+    input,       // an input template: ${input...} and ${steps.ID.output...}
+    element,     // a for_each step's input: also ${item...} and ${index}
+};
+
+/// How the executor runs a step, decided once at validation from its handler.
+enum class StepKind : std::uint8_t {
+    handler,    // a registered handler
+    sleep,      // built-in "sleep": a durable timer
+    wait,       // built-in "wait": until a signal
+    child,      // "workflow:NAME": a child run
+    for_each,   // a registered handler, once per element of an array
+};
+
+/// The kind a handler name gives a step, for_each aside: "sleep", "wait" and
+/// "workflow:NAME" are the executor's own (hosts cannot register them).
+StepKind builtin_kind(std::string_view handler) noexcept;
+
+/// The element a for_each attempt works on: what ${item} and ${index} name.
+struct Element {
+    const Json& item;
+    Json index;
 };
 
 /// A string value of an input template: literal text and references, in order.
@@ -43,6 +72,8 @@ struct Substitution {
 };
 
 struct StepPlan {
+    StepKind kind = StepKind::handler;
+    std::optional<Reference> for_each;       // StepKind::for_each: the array
     std::vector<std::uint32_t> deps;         // direct dependencies, definition order
     std::vector<std::uint32_t> dependents;   // direct dependents, definition order
     std::vector<Substitution> substitutions; // empty when the input has no references
@@ -62,15 +93,24 @@ struct Plan {
                                   std::string hash, std::shared_ptr<const Plan> plan);
 };
 
+/// How the executor runs step i of `workflow`.
+inline StepKind kind_of(const Workflow& workflow, std::size_t i) { return workflow.plan().steps[i].kind; }
+
 /// Returns output of step i (must be completed).
 using OutputOf = std::function<const Json&(std::uint32_t)>;
 
 /// The step's input with every reference replaced. A step without an input
 /// template receives {dependency id: output} for its direct dependencies.
 /// Throws InvalidArgument "[loom.input.missing]" when a referenced key or index
-/// does not exist in the run's input or the step's output.
+/// does not exist in the run's input or the step's output. `element`: the
+/// element of a for_each step's attempt.
 Json resolve_input(const Workflow& workflow, std::uint32_t step, const Json& run_input,
-                   const OutputOf& output_of);
+                   const OutputOf& output_of, const Element* element = nullptr);
+
+/// The array a for_each step runs over. Throws InvalidArgument
+/// "[loom.input.missing]" as resolve_input does, or "[loom.for_each.not_array]".
+const Json& resolve_for_each(const Workflow& workflow, std::uint32_t step, const Json& run_input,
+                             const OutputOf& output_of);
 
 /// The input of the step's compensation handler, its references replaced; a
 /// compensation without an input template receives the step's own output. The
@@ -79,11 +119,11 @@ Json resolve_input(const Workflow& workflow, std::uint32_t step, const Json& run
 Json resolve_compensation_input(const Workflow& workflow, std::uint32_t step, const Json& run_input,
                                 const OutputOf& output_of);
 
-/// Parses one "${...}" (braces included). `fields`: whether .status and
-/// .error are allowed (conditions) or only .output (input templates).
+/// Parses one "${...}" (braces included), written in `context`.
 /// Throws DefinitionError "[loom.definition.bad_reference]".
 Reference parse_reference(std::string text, const std::string& where,
-                          const std::unordered_map<std::string, std::uint32_t>& index, bool fields);
+                          const std::unordered_map<std::string, std::uint32_t>& index,
+                          RefContext context);
 
 /// The value at `path` inside `root`, or nullptr if a key or index is missing.
 const Json* find_path(const Json& root, const std::vector<std::string>& path);
@@ -91,6 +131,7 @@ const Json* find_path(const Json& root, const std::vector<std::string>& path);
 /// Parses every ${...} in one string. `where` is the JSON path used in errors.
 /// Throws DefinitionError "[loom.definition.bad_reference]".
 std::vector<TemplatePart> parse_template(const std::string& text, const std::string& where,
-                                         const std::unordered_map<std::string, std::uint32_t>& index);
+                                         const std::unordered_map<std::string, std::uint32_t>& index,
+                                         RefContext context);
 
 }  // namespace loom::detail

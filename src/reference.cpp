@@ -2,9 +2,9 @@
 // once, at validation; resolve_input (and resolve_compensation_input) fill them in
 // for each step of each run, so they are on the hot path and never re-parse anything.
 //
-// Syntax: ${input}, ${input.a.b}, ${steps.ID.output}, ${steps.ID.output.k.0}; segments
-// are [A-Za-z0-9_-]+, a numeric segment indexes an array (and is a key on an object);
-// $${ is a literal ${.
+// Syntax: ${input}, ${input.a.b}, ${steps.ID.output}, ${steps.ID.output.k.0}, and in
+// a for_each step's input ${item}, ${item.a.b}, ${index}; segments are [A-Za-z0-9_-]+,
+// a numeric segment indexes an array (and is a key on an object); $${ is a literal ${.
 #include <loom/error.hpp>
 
 #include <charconv>
@@ -25,7 +25,9 @@ bool is_segment_char(unsigned char c) {
 [[noreturn]] void fail_missing(const Reference& ref, const std::string& step_id, std::size_t depth,
                                const Json& at) {
     // Where the lookup stood, written as the reference would be: input.a, steps.x.output.k
-    std::string location = ref.from_input ? "input" : "steps." + step_id + ".output";
+    std::string location = ref.root == Reference::Root::input  ? "input"
+                           : ref.root == Reference::Root::item ? "item"
+                                                               : "steps." + step_id + ".output";
     for (std::size_t k = 0; k < depth; ++k) location += "." + ref.path[k];
     const std::string& segment = ref.path[depth];
     std::string why;
@@ -41,9 +43,18 @@ bool is_segment_char(unsigned char c) {
     throw InvalidArgument("loom.input.missing", fmt::format("{}: {}", ref.text, why));
 }
 
-const Json& lookup(const Workflow& workflow, const Reference& ref, const Json& run_input,
-                   const OutputOf& output_of) {
-    const Json& root = ref.from_input ? run_input : output_of(ref.step);
+// What a template is filled from.
+struct Sources {
+    const Json& run_input;
+    const OutputOf& output_of;
+    const Element* element;   // a for_each attempt's, or null
+};
+
+const Json& lookup(const Workflow& workflow, const Reference& ref, const Sources& from) {
+    if (ref.root == Reference::Root::index) return from.element->index;
+    const Json& root = ref.root == Reference::Root::input  ? from.run_input
+                       : ref.root == Reference::Root::item ? from.element->item
+                                                           : from.output_of(ref.step);
     if (const Json* found = find_path(root, ref.path)) return *found;
     // Walk again to say where it stopped: only on the error path.
     const Json* at = &root;
@@ -55,20 +66,19 @@ const Json& lookup(const Workflow& workflow, const Reference& ref, const Json& r
         if (!next) break;
         at = next;
     }
-    fail_missing(ref, ref.from_input ? "" : workflow.steps()[ref.step].id, k, *at);
+    fail_missing(ref, ref.root == Reference::Root::step ? workflow.steps()[ref.step].id : "", k, *at);
 }
 
-Json render(const Workflow& workflow, const std::vector<TemplatePart>& parts, const Json& run_input,
-            const OutputOf& output_of) {
+Json render(const Workflow& workflow, const std::vector<TemplatePart>& parts, const Sources& from) {
     // A string that is exactly one reference takes the referenced value, whatever its type.
-    if (parts.size() == 1 && parts[0].ref) return lookup(workflow, *parts[0].ref, run_input, output_of);
+    if (parts.size() == 1 && parts[0].ref) return lookup(workflow, *parts[0].ref, from);
     std::string text;
     for (const TemplatePart& part : parts) {
         if (!part.ref) {
             text += part.literal;
             continue;
         }
-        const Json& value = lookup(workflow, *part.ref, run_input, output_of);
+        const Json& value = lookup(workflow, *part.ref, from);
         text += value.is_string() ? value.get_ref<const std::string&>() : value.dump();
     }
     return text;
@@ -76,19 +86,18 @@ Json render(const Workflow& workflow, const std::vector<TemplatePart>& parts, co
 
 // A copy of `tmpl` with each substitution's string replaced by its value.
 Json fill(const Workflow& workflow, const Json& tmpl,
-          const std::vector<Substitution>& substitutions, const Json& run_input,
-          const OutputOf& output_of) {
+          const std::vector<Substitution>& substitutions, const Sources& from) {
     Json filled = tmpl;
-    for (const Substitution& sub : substitutions) {
-        filled[sub.where] = render(workflow, sub.parts, run_input, output_of);
-    }
+    for (const Substitution& sub : substitutions) filled[sub.where] = render(workflow, sub.parts, from);
     return filled;
 }
 
 }  // namespace
 
 Reference parse_reference(std::string text, const std::string& where,
-                          const std::unordered_map<std::string, std::uint32_t>& index, bool fields) {
+                          const std::unordered_map<std::string, std::uint32_t>& index,
+                          RefContext context) {
+    const bool fields = context == RefContext::condition;
     auto fail = [&](const std::string& why) {
         fail_definition("bad_reference", where, fmt::format("reference {} {}", quote(text), why));
     };
@@ -125,12 +134,23 @@ Reference parse_reference(std::string text, const std::string& where,
         }
         auto found = index.find(segments[1]);
         if (found == index.end()) fail(fmt::format("names unknown step {}", quote(segments[1])));
-        ref.from_input = false;
+        ref.root = Reference::Root::step;
         ref.step = found->second;
         if (!is_output) ref.field = segments[2] == "status" ? Reference::Field::status : Reference::Field::error;
         path_start = 3;
+    } else if (segments[0] == "item" || segments[0] == "index") {
+        if (context != RefContext::element) {
+            fail(context == RefContext::condition
+                     ? "names the element of a for_each, which a condition cannot see"
+                     : "names the element of a for_each: only the input of a step with "
+                       "\"for_each\" may use it");
+        }
+        if (segments[0] == "index" && segments.size() > 1) fail("has a path; ${index} is a number");
+        ref.root = segments[0] == "item" ? Reference::Root::item : Reference::Root::index;
     } else if (segments[0] != "input") {
-        fail("must start with \"input\" or \"steps\"");
+        fail(context == RefContext::element
+                 ? "must start with \"input\", \"steps\", \"item\" or \"index\""
+                 : "must start with \"input\" or \"steps\"");
     }
     ref.path.assign(std::make_move_iterator(segments.begin() + static_cast<std::ptrdiff_t>(path_start)),
                     std::make_move_iterator(segments.end()));
@@ -158,7 +178,8 @@ const Json* find_path(const Json& root, const std::vector<std::string>& path) {
 }
 
 std::vector<TemplatePart> parse_template(const std::string& text, const std::string& where,
-                                         const std::unordered_map<std::string, std::uint32_t>& index) {
+                                         const std::unordered_map<std::string, std::uint32_t>& index,
+                                         RefContext context) {
     std::vector<TemplatePart> parts;
     std::string literal;
     std::size_t i = 0;
@@ -179,7 +200,7 @@ std::vector<TemplatePart> parse_template(const std::string& text, const std::str
                                 fmt::format("reference {} is not terminated by '}}'",
                                             quote(std::string_view(text).substr(dollar))));
             }
-            Reference ref = parse_reference(text.substr(dollar, close + 1 - dollar), where, index, /*fields=*/false);
+            Reference ref = parse_reference(text.substr(dollar, close + 1 - dollar), where, index, context);
             if (!literal.empty()) parts.push_back({std::move(literal), std::nullopt});
             literal.clear();
             parts.push_back({{}, std::move(ref)});
@@ -194,7 +215,7 @@ std::vector<TemplatePart> parse_template(const std::string& text, const std::str
 }
 
 Json resolve_input(const Workflow& workflow, std::uint32_t step, const Json& run_input,
-                   const OutputOf& output_of) {
+                   const OutputOf& output_of, const Element* element) {
     const Step& definition = workflow.steps()[step];
     const StepPlan& plan = workflow.plan().steps[step];
     if (!definition.input) {
@@ -202,15 +223,29 @@ Json resolve_input(const Workflow& workflow, std::uint32_t step, const Json& run
         for (std::uint32_t d : plan.deps) outputs[workflow.steps()[d].id] = output_of(d);
         return outputs;
     }
-    return fill(workflow, *definition.input, plan.substitutions, run_input, output_of);
+    return fill(workflow, *definition.input, plan.substitutions, {run_input, output_of, element});
+}
+
+const Json& resolve_for_each(const Workflow& workflow, std::uint32_t step, const Json& run_input,
+                             const OutputOf& output_of) {
+    const Reference& ref = *workflow.plan().steps[step].for_each;
+    const Json& array = lookup(workflow, ref, {run_input, output_of, nullptr});
+    if (!array.is_array()) {
+        throw InvalidArgument("loom.for_each.not_array",
+                              fmt::format("step {}: for_each {} is {}{}, not an array",
+                                          quote(workflow.steps()[step].id), ref.text,
+                                          array.is_null() ? "" : array.is_object() ? "an " : "a ",
+                                          array.type_name()));
+    }
+    return array;
 }
 
 Json resolve_compensation_input(const Workflow& workflow, std::uint32_t step, const Json& run_input,
                                 const OutputOf& output_of) {
     const std::optional<Json>& input = workflow.steps()[step].compensate->input;
     if (!input) return output_of(step);
-    return fill(workflow, *input, workflow.plan().steps[step].compensate_substitutions, run_input,
-                output_of);
+    return fill(workflow, *input, workflow.plan().steps[step].compensate_substitutions,
+                {run_input, output_of, nullptr});
 }
 
 }  // namespace loom::detail

@@ -23,6 +23,34 @@
 
 namespace loom::detail {
 
+/// One element of a for_each step, as StepSlot is one step.
+struct ItemSlot {
+    StepStatus status = StepStatus::pending;   // pending, ready, running, waiting, completed, failed
+    int attempts = 0;
+    int attempt_base = 0;               // as StepSlot::attempt_base
+    Json output;
+    std::string error;
+    std::optional<TimePoint> started_at;
+    std::optional<TimePoint> finished_at;
+    std::optional<TimePoint> wake_at;   // waiting: when its next attempt is due
+    bool armed = false;                 // waiting: a timer will wake it
+    std::shared_ptr<std::atomic<bool>> attempt_flag;   // as StepSlot::attempt_flag
+    TimerQueue::Id timeout_timer = 0;
+};
+
+/// A for_each step's elements while it runs. The step counts once in
+/// RunState::active from the moment it begins until it settles; its elements
+/// count in `busy`, and it cannot settle while any is busy.
+struct FanOut {
+    Json elements;                 // the array, resolved when the step began
+    std::vector<ItemSlot> items;   // by index; filled from the store on recovery
+    bool begun = false;
+    std::size_t next = 0;          // elements before it were dispatched or done
+    std::size_t busy = 0;          // ready, running or waiting to retry
+    std::size_t completed = 0;
+    bool failed = false;           // an element failed for good: nothing new starts
+};
+
 struct StepSlot {
     StepStatus status = StepStatus::pending;
     int attempts = 0;
@@ -44,6 +72,9 @@ struct StepSlot {
     /// Attempts made before the run was retried or re-run: the retry policy
     /// counts from here.
     int attempt_base = 0;
+    std::unique_ptr<FanOut> fan;   // a for_each step's elements; null for others
+    /// The next write of this step deletes its stored elements first (rerun).
+    bool reset_items = false;
 };
 
 /// The handlers a run uses, per step, fixed when it starts (or is recovered).
@@ -52,7 +83,7 @@ struct StepHandlers {
     std::vector<std::shared_ptr<StepHandler>> compensate;   // null: no compensation
 };
 
-struct RunState {
+struct RunState : std::enable_shared_from_this<RunState> {
     RunId id;
     std::shared_ptr<const Workflow> workflow;
     StepHandlers handlers;
@@ -74,6 +105,7 @@ struct RunState {
     std::size_t settled = 0;
     /// Steps ready, running or waiting to retry: the run is not over while any is.
     std::size_t active = 0;
+    std::size_t fans_open = 0;       // for_each steps begun and not settled
     bool stopping = false;           // failed or cancelled: start nothing new
     bool paused = false;             // Executor::pause(): ready steps wait in `parked`
     bool expired = false;            // its deadline passed and was acted on

@@ -67,6 +67,7 @@ Executor::Impl::Queue::Queue(Impl& impl, std::shared_ptr<RunState> run, CommitWa
     const Batch& b = impl_.pending_;
     e.new_runs_from = b.new_runs.size();
     e.steps_from = b.steps.size();
+    e.items_from = b.items.size();
     e.runs_from = b.runs.size();
     e.events_from = b.events.size();
     impl_.pending_count_.store(impl_.pending_effects_.size(), std::memory_order_relaxed);
@@ -84,6 +85,12 @@ void Executor::Impl::run_task(Task& task) {
     while (task.run) {
         if (task.kind == Task::Kind::compensate) {
             run_compensation(task);
+        } else if (task.kind == Task::Kind::item) {
+            if (auto attempt = claim_item(task)) {
+                finish_item(task, attempt->number, call_handler(*task.run, task.step, *attempt, task.item));
+                free_slot(task);
+                left_flight();
+            }
         } else if (task.kind != Task::Kind::step) {
             run_child_task(task);
         } else if (auto attempt = claim(task)) {
@@ -317,6 +324,7 @@ void Executor::Impl::drop_pending(const std::vector<std::shared_ptr<RunState>>& 
         if (any) {
             drop_ranges(pending_.new_runs, effects, &Effects::new_runs_from, drop);
             drop_ranges(pending_.steps, effects, &Effects::steps_from, drop);
+            drop_ranges(pending_.items, effects, &Effects::items_from, drop);
             drop_ranges(pending_.runs, effects, &Effects::runs_from, drop);
             drop_ranges(pending_.events, effects, &Effects::events_from, drop);
             std::size_t out = 0;

@@ -85,7 +85,8 @@ void Executor::Impl::resume(RunState& run, std::uint32_t step, Result&& result, 
 void Executor::Impl::load_deliveries(RunState& run) {
     bool needed = false;
     for (std::uint32_t i = 0; i < run.steps.size() && !needed; ++i)
-        needed = run.steps[i].status == StepStatus::suspended || run.workflow->steps()[i].handler == "wait";
+        needed = run.steps[i].status == StepStatus::suspended ||
+                 detail::kind_of(*run.workflow, i) == detail::StepKind::wait;
     if (!needed) return;
     for (const auto& e : store_.load_events(run.id)) {
         if (e.kind == kSignal) {
@@ -110,20 +111,21 @@ void Executor::Impl::apply_deliveries(RunState& run, Queue& queue) {
     for (std::uint32_t i = 0; i < run.steps.size(); ++i) {
         auto& slot = run.steps[i];
         if (slot.status != StepStatus::suspended) continue;
-        if (is_child_step(run.workflow->steps()[i])) {
+        const auto kind = detail::kind_of(*run.workflow, i);
+        if (kind == detail::StepKind::child) {
             queue.ready(i, Task::Kind::start_child);   // finds the child, or starts it
-        } else if (run.workflow->steps()[i].handler == "wait") {
+        } else if (kind == detail::StepKind::wait) {
             try {
                 slot.awaiting = awaited_signal(run, i);
             } catch (const std::exception&) {
                 continue;   // reached with this input before, so it cannot fail now
             }
             if (auto it = run.signals.find(slot.awaiting); it != run.signals.end()) {
-                resume(run, i, Result{it->second, {}, false, false}, queue);
+                resume(run, i, Result::success(it->second), queue);
             }
         } else if (auto it = run.requested.find({i, slot.attempts}); it != run.requested.end()) {
             auto [output, error] = it->second;
-            resume(run, i, Result{std::move(output), std::move(error), false, false}, queue);
+            resume(run, i, Result::of(std::move(output), std::move(error)), queue);
         }
     }
 }
@@ -172,7 +174,7 @@ bool Executor::signal(const RunId& id, const std::string& name, const Json& payl
             for (std::uint32_t i = 0; i < run.steps.size(); ++i) {
                 auto& slot = run.steps[i];
                 if (slot.status != StepStatus::suspended || slot.awaiting != name) continue;
-                impl_->resume(run, i, Impl::Result{payload, {}, false, false}, queue);
+                impl_->resume(run, i, Impl::Result::success(payload), queue);
             }
         },
         [](const RunInfo&) {});
@@ -225,13 +227,13 @@ void Executor::Impl::finish_by_token(const std::string& token, Json output, std:
                 throw NotFound("loom.step.unknown", "run " + t.run + " has no step " + detail::quote(t.step));
             step = it->second;
             const auto& slot = run.steps[step];
-            const auto& def = run.workflow->steps()[step];
+            const auto kind = detail::kind_of(*run.workflow, step);
             if (slot.status != StepStatus::suspended || slot.attempts != t.attempt || run.stopping ||
-                def.handler == "wait" || is_child_step(def))
+                kind == detail::StepKind::wait || kind == detail::StepKind::child)
                 throw stale();
         },
         [&](RunState& run, Queue& queue) {
-            resume(run, step, Result{std::move(output), std::move(error), false, false}, queue);
+            resume(run, step, Result::of(std::move(output), std::move(error)), queue);
         },
         [&](const RunInfo& info) {
             const StepInfo* step = info.step(t.step);

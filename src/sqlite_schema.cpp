@@ -30,7 +30,7 @@ struct Migration {
     const char* rebuilds = nullptr;
 };
 
-constexpr std::array<Migration, 4> kMigrations{{
+constexpr std::array<Migration, 5> kMigrations{{
     {1, "tables for definitions, runs, steps and events", R"sql(
 CREATE TABLE schema_migrations (
     version     INTEGER PRIMARY KEY,
@@ -139,6 +139,25 @@ CREATE UNIQUE INDEX workflow_runs_by_idempotency_key ON workflow_runs (idempoten
     WHERE idempotency_key IS NOT NULL;
 )sql",
      "step_runs"},
+    // A for_each step checkpoints each element by its index: one row per
+    // element that completed, failed or waits for a retry.
+    {5, "for_each elements", R"sql(
+CREATE TABLE step_items (
+    run_id      TEXT NOT NULL,
+    step_id     TEXT NOT NULL,
+    idx         INTEGER NOT NULL CHECK (idx >= 0),
+    status      TEXT NOT NULL
+                CHECK (status IN ('pending', 'ready', 'running', 'waiting', 'completed', 'failed')),
+    attempts    INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    output      TEXT,
+    error       TEXT,
+    started_at  INTEGER,
+    finished_at INTEGER,
+    wake_at     INTEGER,
+    PRIMARY KEY (run_id, step_id, idx),
+    FOREIGN KEY (run_id, step_id) REFERENCES step_runs (run_id, step_id)
+) WITHOUT ROWID;
+)sql"},
 }};
 
 // PRAGMA foreign_keys is a no-op inside a transaction, so a rebuild turns the

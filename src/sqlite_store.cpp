@@ -64,6 +64,31 @@ std::optional<TimePoint> time_column(const SQLite::Column& c) {
 }
 
 // Reads the row of a statement that selects kRunColumns.
+// The columns a step and a for_each element share, in this order from
+// `first`: status, attempts, output, error, started_at, finished_at, wake_at.
+template <class Progress>
+void bind_progress(SQLite::Statement& s, int first, const Progress& p) {
+    bind_status(s, first, to_string(p.status));
+    s.bind(first + 1, p.attempts);
+    bind_json(s, first + 2, p.output);
+    bind_text(s, first + 3, p.error);
+    bind_time(s, first + 4, p.started_at);
+    bind_time(s, first + 5, p.finished_at);
+    bind_time(s, first + 6, p.wake_at);
+}
+
+// bind_progress's columns, read back.
+template <class Progress>
+void read_progress(SQLite::Statement& s, int first, Progress& p) {
+    p.status = parse_step_status(s.getColumn(first).getText());
+    p.attempts = s.getColumn(first + 1).getInt();
+    p.output = json_column(s.getColumn(first + 2));
+    p.error = text_column(s.getColumn(first + 3));
+    p.started_at = time_column(s.getColumn(first + 4));
+    p.finished_at = time_column(s.getColumn(first + 5));
+    p.wake_at = time_column(s.getColumn(first + 6));
+}
+
 RunInfo read_run(SQLite::Statement& s) {
     RunInfo run;
     run.id = s.getColumn(0).getString();
@@ -257,6 +282,8 @@ struct SqliteStore::Impl {
     SQLite::Statement update_step;
     SQLite::Statement update_run;
     SQLite::Statement insert_event;
+    SQLite::Statement upsert_item;
+    SQLite::Statement delete_items;
 
     std::mutex read_mutex;
     // The reader and its statements are guarded by read_mutex.
@@ -267,6 +294,7 @@ struct SqliteStore::Impl {
     SQLite::Statement select_run;
     SQLite::Statement select_run_by_key;
     SQLite::Statement select_steps;
+    SQLite::Statement select_items;
     SQLite::Statement select_unfinished;
     SQLite::Statement select_events;
 
@@ -296,6 +324,14 @@ struct SqliteStore::Impl {
           insert_event(writer,
               "INSERT INTO run_events (run_id, step_id, kind, attempt, detail, at) "
               "VALUES (?, ?, ?, ?, ?, ?)"),
+          upsert_item(writer,
+              "INSERT INTO step_items (run_id, step_id, idx, status, attempts, output, error, "
+              "started_at, finished_at, wake_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+              "ON CONFLICT (run_id, step_id, idx) DO UPDATE SET status = excluded.status, "
+              "attempts = excluded.attempts, output = excluded.output, error = excluded.error, "
+              "started_at = excluded.started_at, finished_at = excluded.finished_at, "
+              "wake_at = excluded.wake_at"),
+          delete_items(writer, "DELETE FROM step_items WHERE run_id = ? AND step_id = ?"),
           reader(open_connection(file, SQLite::OPEN_READWRITE, options)),
           select_latest_definition(reader,
               "SELECT name, version, hash, definition, created_at FROM workflow_definitions "
@@ -312,6 +348,9 @@ struct SqliteStore::Impl {
           select_steps(reader,
               "SELECT step_id, status, attempts, output, error, started_at, finished_at, wake_at "
               "FROM step_runs WHERE run_id = ? ORDER BY position"),
+          select_items(reader,
+              "SELECT step_id, idx, status, attempts, output, error, started_at, finished_at, "
+              "wake_at FROM step_items WHERE run_id = ? ORDER BY step_id, idx"),
           // rowid breaks ties between runs created in the same millisecond.
           select_unfinished(reader,
               "SELECT id FROM workflow_runs WHERE status = 'running' ORDER BY created_at, rowid"),
@@ -400,6 +439,8 @@ struct SqliteStore::Impl {
             }
         });
         for (std::size_t i = 0; i < run.steps.size(); ++i) add_step(run.id, run.steps[i], i, doing);
+        for (const StepInfo& step : run.steps)
+            for (const ItemInfo& item : step.items) write_item(ItemWrite{run.id, step.step_id, item}, doing);
     }
 
     // The run holding a key, as this transaction sees it (a run inserted earlier
@@ -416,13 +457,7 @@ struct SqliteStore::Impl {
         s->bindNoCopy(1, run_id);
         s->bindNoCopy(2, step.step_id);
         s->bind(3, static_cast<std::int64_t>(position));
-        bind_status(*s, 4, to_string(step.status));
-        s->bind(5, step.attempts);
-        bind_json(*s, 6, step.output);
-        bind_text(*s, 7, step.error);
-        bind_time(*s, 8, step.started_at);
-        bind_time(*s, 9, step.finished_at);
-        bind_time(*s, 10, step.wake_at);
+        bind_progress(*s, 4, step);
         exec_insert(*s, [&](int code) {
             if (code == SQLITE_CONSTRAINT_PRIMARYKEY) {
                 throw detail::duplicate_step(run_id, step.step_id);
@@ -433,16 +468,29 @@ struct SqliteStore::Impl {
     void write_step(const StepWrite& write, Doing& doing) {
         doing.at("updating", &write.run_id, &write.step_id);
         Use s(update_step);
-        bind_status(*s, 1, to_string(write.status));
-        s->bind(2, write.attempts);
-        bind_json(*s, 3, write.output);
-        bind_text(*s, 4, write.error);
-        bind_time(*s, 5, write.started_at);
-        bind_time(*s, 6, write.finished_at);
-        bind_time(*s, 7, write.wake_at);
+        bind_progress(*s, 1, write);
         s->bindNoCopy(8, write.run_id);
         s->bindNoCopy(9, write.step_id);
         if (s->exec() != 1) throw detail::missing_row(write.run_id, write.step_id);
+        if (write.reset_items) {
+            Use d(delete_items);
+            d->bindNoCopy(1, write.run_id);
+            d->bindNoCopy(2, write.step_id);
+            d->exec();
+        }
+    }
+
+    void write_item(const ItemWrite& write, Doing& doing) {
+        doing.at("updating an element of", &write.run_id, &write.step_id);
+        const ItemInfo& item = write.item;
+        Use s(upsert_item);
+        s->bindNoCopy(1, write.run_id);
+        s->bindNoCopy(2, write.step_id);
+        s->bind(3, static_cast<std::int64_t>(item.index));
+        bind_progress(*s, 4, item);
+        exec_insert(*s, [&](int code) {
+            if (code == SQLITE_CONSTRAINT_FOREIGNKEY) throw detail::missing_row(write.run_id, write.step_id);
+        });
     }
 
     void write_run(const RunWrite& write, Doing& doing) {
@@ -545,6 +593,7 @@ void SqliteStore::commit(const Batch& batch) {
     impl_->write(context, [&](Doing& doing) {
         for (const RunInfo& run : batch.new_runs) impl_->add_run(run, doing);
         for (const StepWrite& write : batch.steps) impl_->write_step(write, doing);
+        for (const ItemWrite& write : batch.items) impl_->write_item(write, doing);
         for (const RunWrite& write : batch.runs) impl_->write_run(write, doing);
         for (const RunEvent& event : batch.events) impl_->add_event(event, doing);
         return true;
@@ -562,13 +611,21 @@ std::optional<RunInfo> SqliteStore::load_run(const RunId& id) {
         while (s->executeStep()) {
             StepInfo& step = run.steps.emplace_back();
             step.step_id = s->getColumn(0).getString();
-            step.status = parse_step_status(s->getColumn(1).getText());
-            step.attempts = s->getColumn(2).getInt();
-            step.output = json_column(s->getColumn(3));
-            step.error = text_column(s->getColumn(4));
-            step.started_at = time_column(s->getColumn(5));
-            step.finished_at = time_column(s->getColumn(6));
-            step.wake_at = time_column(s->getColumn(7));
+            read_progress(*s, 1, step);
+        }
+        Use items(impl_->select_items);
+        items->bindNoCopy(1, id);
+        StepInfo* step = nullptr;
+        while (items->executeStep()) {
+            const std::string step_id = items->getColumn(0).getString();
+            if (!step || step->step_id != step_id) {
+                auto it = std::find_if(run.steps.begin(), run.steps.end(),
+                                       [&](const StepInfo& s) { return s.step_id == step_id; });
+                step = &*it;   // the foreign key guarantees the step
+            }
+            ItemInfo& item = step->items.emplace_back();
+            item.index = static_cast<std::uint32_t>(items->getColumn(1).getInt64());
+            read_progress(*items, 2, item);
         }
         return run;
     });

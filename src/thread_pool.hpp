@@ -24,11 +24,14 @@ struct Task {
         compensate,    // run the step's compensation
         start_child,   // start the step's child run (a sub-workflow)
         child_done,    // the step's child run is final: finish the step
+        item,          // run an attempt of one element of a for_each step
+        cancel_child,  // the run stopped: cancel the step's child run
     };
     std::shared_ptr<RunState> run;
     std::uint32_t step = 0;
     Kind kind = Kind::step;
-    int priority = 0;   // the run's: higher is taken first
+    int priority = 0;         // the run's: higher is taken first
+    std::uint32_t item = 0;   // Kind::item: the element's index
 };
 
 /// Tasks by priority, highest first, FIFO within one: a few buckets (most

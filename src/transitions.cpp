@@ -35,7 +35,11 @@ std::chrono::milliseconds jittered(std::chrono::milliseconds delay, double jitte
 }  // namespace
 
 Executor::Impl::Result Executor::Impl::timed_out(std::chrono::milliseconds timeout) {
-    return Result{{}, fmt::format("timed out after {} ms", timeout.count()), false, false};
+    return Result::failure(fmt::format("timed out after {} ms", timeout.count()));
+}
+
+TimePoint Executor::Impl::retry_at(const RetryPolicy& retry, int attempt, TimePoint failed_at) {
+    return failed_at + jittered(retry.backoff(attempt), retry.jitter);
 }
 
 TimePoint Executor::Impl::now() const {
@@ -44,10 +48,11 @@ TimePoint Executor::Impl::now() const {
 
 void Executor::Impl::record_step(RunState& run, std::uint32_t step, Batch& writes,
                                  const char* event, TimePoint at, std::string detail) {
-    const auto& slot = run.steps[step];
+    auto& slot = run.steps[step];
     const auto& id = run.workflow->steps()[step].id;
     writes.steps.push_back(StepWrite{run.id, id, slot.status, slot.attempts, slot.output, slot.error,
-                                     slot.started_at, slot.finished_at, slot.wake_at});
+                                     slot.started_at, slot.finished_at, slot.wake_at,
+                                     std::exchange(slot.reset_items, false)});
     if (event)
         writes.events.push_back(RunEvent{0, run.id, id, event, slot.attempts, std::move(detail), at});
 }
@@ -62,6 +67,7 @@ void Executor::Impl::record_start(RunState& run, std::uint32_t step, Batch& writ
 
 void Executor::Impl::finalize_if_done(RunState& run, Queue& queue) {
     if (run.final_submitted) return;
+    if (run.stopping && run.fans_open > 0) wind_down_fans(run, queue);
     Json output;
     if (run.settled == run.steps.size() && !run.stopping) {
         run.outcome = RunStatus::completed;
@@ -91,12 +97,23 @@ void Executor::Impl::finalize_if_done(RunState& run, Queue& queue) {
 
 void Executor::Impl::stop_run(RunState& run, RunStatus outcome, std::string error) {
     if (run.stopping) return;   // the first reason stands
+    // cancel() cancels the children itself, before it returns.
+    if (outcome != RunStatus::cancelled) cancel_children(run);
     run.stopping = true;
     run.outcome = outcome;
     run.error = std::move(error);
-    // A step waiting to retry is not coming back: its timer finds the run stopping.
-    for (auto& slot : run.steps)
-        if (slot.status == StepStatus::waiting || slot.status == StepStatus::suspended) --run.active;
+    // A step waiting to retry is not coming back: its timer finds the run
+    // stopping. A ready one is released now, so that the run can end before
+    // a worker reaches its task (which then finds it pending): all workers
+    // may be held by handlers that ignore ctx.cancelled().
+    for (auto& slot : run.steps) {
+        if (slot.status == StepStatus::waiting || slot.status == StepStatus::suspended) {
+            --run.active;
+        } else if (slot.status == StepStatus::ready) {
+            slot.status = StepStatus::pending;
+            --run.active;
+        }
+    }
     // Parked by pause() or by a concurrency limit: dispatched, they find the
     // run stopping and let it end.
     for (auto& task : run.parked) pool_.push(std::move(task));
@@ -150,10 +167,15 @@ bool Executor::Impl::admit(RunState& run, std::uint32_t step, Queue& queue, bool
         record_step(run, step, queue.writes(), "step.skipped", *slot.finished_at, std::move(skip_reason));
         return true;
     }
-    if (def.handler == "wait") return admit_wait(run, step, queue);
-    if (is_child_step(def)) return admit_child(run, step, queue);
+    switch (plan.kind) {
+        case detail::StepKind::wait: return admit_wait(run, step, queue);
+        case detail::StepKind::child: return admit_child(run, step, queue);
+        case detail::StepKind::for_each: return admit_fan_out(run, step, queue);
+        case detail::StepKind::handler:
+        case detail::StepKind::sleep: break;
+    }
     ++run.active;
-    if (def.handler == "sleep" && slot.attempts == 0 && !slot.wake_at) {
+    if (plan.kind == detail::StepKind::sleep && slot.attempts == 0 && !slot.wake_at) {
         // The wait comes first and holds no thread; its attempt only completes it.
         try {
             const Json input = detail::resolve_input(*run.workflow, step, run.input,
@@ -183,7 +205,7 @@ bool Executor::Impl::condition_holds(const RunState& run, const detail::Expressi
     std::vector<Json> fields(refs.size());   // status and error are made, not found
     return when.evaluate([&](std::size_t i) -> const Json* {
         const detail::Reference& ref = refs[i];
-        if (ref.from_input) return detail::find_path(run.input, ref.path);
+        if (ref.root == detail::Reference::Root::input) return detail::find_path(run.input, ref.path);
         const auto& slot = run.steps[ref.step];
         switch (ref.field) {
             case detail::Reference::Field::status:
@@ -217,6 +239,7 @@ std::optional<Executor::Impl::Attempt> Executor::Impl::claim(const Task& task) {
     RunState& run = *task.run;
     std::lock_guard lock(run.mutex);
     if (run.stopping || stopping_) {
+        if (run.steps[task.step].status != StepStatus::ready) return std::nullopt;   // released by stop_run
         --run.active;
         if (run.abandoned || stopping_) {
             if (run.abandoned && run.active == 0) erase_live(task.run);
@@ -227,10 +250,6 @@ std::optional<Executor::Impl::Attempt> Executor::Impl::claim(const Task& task) {
         queue.release(false);
         return std::nullopt;
     }
-    if (run.paused) {
-        run.parked.push_back(task);   // resume() dispatches it again
-        return std::nullopt;
-    }
     if (run.deadline_at && now() >= *run.deadline_at) {
         // Due before its deadline timer fired (e.g. a retry re-armed by
         // recover()): nothing starts past the deadline.
@@ -238,8 +257,30 @@ std::optional<Executor::Impl::Attempt> Executor::Impl::claim(const Task& task) {
         expire(task.run);
         return std::nullopt;
     }
-    if (!take_slot(task)) return std::nullopt;   // dispatched again when a slot frees
-    auto& slot = run.steps[task.step];
+    if (held_back(run, task)) return std::nullopt;
+    Attempt attempt = begin_attempt(task, run.steps[task.step]);
+    // Not written now: a quick attempt's start is recorded with its result, a
+    // slow one's by the next commit (record_starts). One write per attempt.
+    run.start_written[task.step].store(false, std::memory_order_relaxed);
+    {
+        std::lock_guard commit_lock(commit_mutex_);
+        unrecorded_.push_back(task);
+    }
+    detail::failpoint("step.claimed");
+    return attempt;
+}
+
+bool Executor::Impl::held_back(RunState& run, const Task& task) {
+    if (run.paused) {
+        run.parked.push_back(task);   // resume() dispatches it again
+        return true;
+    }
+    return !take_slot(task);   // dispatched again when a slot frees
+}
+
+template <class Slot>
+Executor::Impl::Attempt Executor::Impl::begin_attempt(const Task& task, Slot& slot) {
+    const RunState& run = *task.run;
     in_flight_.fetch_add(1);
     slot.status = StepStatus::running;
     slot.started_at = now();
@@ -255,22 +296,18 @@ std::optional<Executor::Impl::Attempt> Executor::Impl::claim(const Task& task) {
     if (timeout) {
         const TimePoint due = *slot.started_at + *timeout;
         if (!attempt.deadline || due < *attempt.deadline) attempt.deadline = due;
-        slot.timeout_timer =
-            timers_.add(due, [this, weak = std::weak_ptr(task.run), step = task.step,
-                              number = attempt.number, timeout = *timeout] {
+        slot.timeout_timer = timers_.add(due, [this, weak = std::weak_ptr(task.run), task_kind = task.kind,
+                                               step = task.step, item = task.item,
+                                               number = attempt.number, timeout = *timeout] {
+            if (task_kind == Task::Kind::item)
+                on_item_timeout(weak, step, item, number, timeout);
+            else
                 on_timeout(weak, step, number, timeout);
-            });
+        });
     }
-    // Not written now: a quick attempt's start is recorded with its result, a
-    // slow one's by the next commit (record_starts). One write per attempt.
-    run.start_written[task.step].store(false, std::memory_order_relaxed);
-    {
-        std::lock_guard commit_lock(commit_mutex_);
-        unrecorded_.push_back(task);
-    }
-    detail::failpoint("step.claimed");
     return attempt;
 }
+template Executor::Impl::Attempt Executor::Impl::begin_attempt(const Task&, detail::ItemSlot&);
 
 StepContext::Params Executor::Impl::context_params(const RunState& run, std::uint32_t step,
                                                    int attempt) {
@@ -285,21 +322,23 @@ StepContext::Params Executor::Impl::context_params(const RunState& run, std::uin
 }
 
 Executor::Impl::Result Executor::Impl::call_handler(RunState& run, std::uint32_t step,
-                                                    const Attempt& attempt) {
+                                                    const Attempt& attempt,
+                                                    std::optional<std::uint32_t> item) {
     Result result;
     try {
         StepContext::Params params = context_params(run, step, attempt.number);
         params.cancel_flag = &run.cancel_flag;
         params.attempt_flag = attempt.flag.get();
         params.deadline = attempt.deadline;
+        params.item = item;
         // Resolved when the handler first asks. Dependencies' outputs are
-        // immutable once settled, so no lock is needed, and the value is the
-        // same as at the attempt's start.
-        params.resolve_input = [&run, step] {
-            return detail::resolve_input(*run.workflow, step, run.input,
-                                         [&run](std::uint32_t i) -> const Json& {
-                                             return run.steps[i].output;
-                                         });
+        // immutable once settled, and so is a for_each's array once it began,
+        // so no lock is needed, and the value is the same as at the attempt's start.
+        params.resolve_input = [&run, step, item] {
+            auto output_of = [&run](std::uint32_t i) -> const Json& { return run.steps[i].output; };
+            if (!item) return detail::resolve_input(*run.workflow, step, run.input, output_of);
+            const detail::Element element{run.steps[step].fan->elements[*item], Json(*item)};
+            return detail::resolve_input(*run.workflow, step, run.input, output_of, &element);
         };
         StepContext ctx(std::move(params));
         auto outcome = detail::invoke(*run.handlers.run[step], ctx);
@@ -381,7 +420,7 @@ void Executor::Impl::settle_attempt(RunState& run, std::uint32_t step, Result&& 
         const RetryPolicy retry = run.workflow->retry_of(step);
         if (!result.fatal && slot.attempts - slot.attempt_base < retry.max_attempts && !run.stopping) {
             slot.status = StepStatus::waiting;
-            slot.wake_at = *slot.finished_at + jittered(retry.backoff(slot.attempts), retry.jitter);
+            slot.wake_at = retry_at(retry, slot.attempts, *slot.finished_at);
             ++run.active;   // still the run's business until it settles
             record_step(run, step, writes, "step.retrying", *slot.finished_at, slot.error);
             queue.effects().arm_timers = true;   // once the waiting state is durable
@@ -400,6 +439,7 @@ void Executor::Impl::arm_timers(const std::shared_ptr<RunState>& run_ptr) {
         run.deadline_timer = timers_.add(*run.deadline_at, [this, weak] { on_deadline(weak); });
     for (std::uint32_t i = 0; i < run.steps.size(); ++i) {
         auto& slot = run.steps[i];
+        if (slot.fan) arm_item_timers(run_ptr, i);
         const bool timed = slot.status == StepStatus::waiting || slot.status == StepStatus::suspended;
         if (!timed || !slot.wake_at || slot.armed) continue;
         slot.armed = true;
@@ -407,9 +447,16 @@ void Executor::Impl::arm_timers(const std::shared_ptr<RunState>& run_ptr) {
     }
 }
 
+void Executor::Impl::commit_from_timer() {
+    // Every worker may be held by a handler that ignores ctx.cancelled() (the
+    // reason timeouts and deadlines exist): the timer thread commits itself.
+    if (claim_leadership()) lead(nullptr);
+}
+
 void Executor::Impl::on_wake(const std::weak_ptr<RunState>& weak, std::uint32_t step, int number) {
     auto run = weak.lock();
     if (!run) return;
+    bool timed_out_now = false;
     {
         std::lock_guard lock(run->mutex);
         auto& slot = run->steps[step];
@@ -417,24 +464,27 @@ void Executor::Impl::on_wake(const std::weak_ptr<RunState>& weak, std::uint32_t 
         if (run->abandoned || run->stopping || slot.attempts != number) return;
         if (slot.status == StepStatus::suspended) {
             // Nothing came in time.
-            const auto& def = run->workflow->steps()[step];
             const auto waited = *slot.wake_at - *slot.started_at;
             const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(waited);
-            Result timeout = timed_out(ms);
-            if (def.handler == "wait") {
-                timeout.error = fmt::format("[loom.wait.timeout] no signal {} within {} ms",
-                                            detail::quote(slot.awaiting), ms.count());
-                timeout.fatal = true;
-            }
+            Result timeout = detail::kind_of(*run->workflow, step) == detail::StepKind::wait
+                                 ? Result::failure(fmt::format("[loom.wait.timeout] no signal {} within {} ms",
+                                                               detail::quote(slot.awaiting), ms.count()),
+                                                   /*fatal=*/true)
+                                 : timed_out(ms);
             Queue queue(*this, run);
             resume(*run, step, std::move(timeout), queue);
             finalize_if_done(*run, queue);
             queue.release(false);
-            pool_.push(Task{});   // a worker commits it
+            timed_out_now = true;
+        } else if (slot.status == StepStatus::waiting) {
+            slot.status = StepStatus::ready;   // recorded with the attempt's start
+        } else {
             return;
         }
-        if (slot.status != StepStatus::waiting) return;
-        slot.status = StepStatus::ready;   // recorded with the attempt's start
+    }
+    if (timed_out_now) {
+        commit_from_timer();   // without the run's mutex: committing takes it
+        return;
     }
     detail::failpoint("step.woken");   // a retry or a sleep is due; the store still says waiting
     const int priority = run->priority;
@@ -453,7 +503,7 @@ void Executor::Impl::on_timeout(const std::weak_ptr<RunState>& weak, std::uint32
         slot.attempt_flag->store(true);   // the handler sees ctx.cancelled()
     }
     finish_attempt(run, step, number, timed_out(timeout));
-    pool_.push(Task{});   // a worker commits it
+    commit_from_timer();
 }
 
 void Executor::Impl::on_deadline(const std::weak_ptr<RunState>& weak) {
@@ -465,7 +515,7 @@ void Executor::Impl::on_deadline(const std::weak_ptr<RunState>& weak) {
         run.deadline_timer = 0;
         expire(run_ptr);
     }
-    pool_.push(Task{});   // a worker commits it
+    commit_from_timer();
 }
 
 void Executor::Impl::expire(const std::shared_ptr<RunState>& run_ptr) {
@@ -485,6 +535,10 @@ void Executor::Impl::expire(const std::shared_ptr<RunState>& run_ptr) {
         for (std::uint32_t i = 0; i < run.steps.size(); ++i) {
             auto& slot = run.steps[i];
             if (slot.status != StepStatus::running) continue;
+            if (slot.fan) {
+                give_up_items(run, i, queue, at);
+                continue;   // settles once nothing of it is busy (wind_down_fans)
+            }
             if (slot.timeout_timer) timers_.cancel(std::exchange(slot.timeout_timer, 0));
             if (slot.attempt_flag) slot.attempt_flag->store(true);
             slot.attempt_flag.reset();

@@ -33,6 +33,13 @@ std::string quote(std::string_view s) {
     return Json(std::string(s)).dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
+StepKind builtin_kind(std::string_view handler) noexcept {
+    if (handler == "sleep") return StepKind::sleep;
+    if (handler == "wait") return StepKind::wait;
+    if (handler.substr(0, 9) == "workflow:") return StepKind::child;
+    return StepKind::handler;
+}
+
 std::string describe_char(unsigned char c) {
     if (c >= 0x20 && c < 0x7f) return fmt::format("'{}'", static_cast<char>(c));
     return fmt::format("byte 0x{:02X}", c);
@@ -58,7 +65,7 @@ constexpr Key kWorkflowKeys[] = {{"name", true}, {"version", true}, {"steps", tr
 constexpr Key kStepKeys[] = {{"id", true}, {"handler", true}, {"input", false},
                              {"depends_on", false}, {"retry", false}, {"timeout_ms", false},
                              {"on_error", false}, {"compensate", false}, {"when", false},
-                             {"run_if_skipped", false}};
+                             {"run_if_skipped", false}, {"for_each", false}, {"max_parallel", false}};
 constexpr Key kDefaultsKeys[] = {{"retry", false}, {"timeout_ms", false}, {"on_error", false}};
 constexpr Key kRetryKeys[] = {{"max_attempts", false}, {"initial_backoff_ms", false},
                               {"multiplier", false}, {"max_backoff_ms", false}, {"jitter", false}};
@@ -79,6 +86,7 @@ constexpr IntegerRange kMaxAttempts{1, 1'000, nullptr};
 constexpr IntegerRange kBackoffMs{0, kDayMs, "one day"};
 constexpr IntegerRange kTimeoutMs{1, 7 * kDayMs, "one week"};
 constexpr IntegerRange kDeadlineMs{1, 365 * kDayMs, "365 days"};
+constexpr IntegerRange kMaxParallel{1, 1'000'000, nullptr};
 constexpr NumberRange kMultiplier{1, 100};
 constexpr NumberRange kJitter{0, 1};
 constexpr const char* kOnErrorNames = R"("fail", "continue" or "compensate")";
@@ -387,6 +395,7 @@ struct Reader {
 
     void read_workflow();
     void read_step(const Json& step, std::size_t i);
+    void read_fan_out(const Json& s, std::size_t i, Step& step);
     void link_dependencies();
     std::vector<std::uint32_t> rank_steps() const;
 
@@ -399,9 +408,14 @@ struct Reader {
     };
     std::vector<Indirect> compile_inputs();
     void compile_condition(std::uint32_t i, std::vector<Indirect>& indirect);
+    void compile_for_each(std::uint32_t i, std::vector<Indirect>& indirect);
     void compile_template(const Json& tmpl, std::uint32_t i, const std::string& path, bool self_ok,
-                          std::vector<detail::Substitution>& substitutions,
+                          detail::RefContext context, std::vector<detail::Substitution>& substitutions,
                           std::vector<Indirect>& indirect);
+    /// `ref` in step i at `path` is fine if it names the input, the element,
+    /// or a direct dependency; else it must be checked to be upstream.
+    void note_indirect(const detail::Reference& ref, std::uint32_t i, const std::string& path,
+                       std::vector<Indirect>& indirect) const;
     void check_upstream(const std::vector<Indirect>& indirect,
                         const std::vector<std::uint32_t>& rank) const;
 };
@@ -499,7 +513,35 @@ void Reader::read_step(const Json& s, std::size_t i) {
         expect(r, r.is_boolean(), "a boolean", at);
         step.run_if_skipped = r.get<bool>();
     });
+    plan.steps[i].kind = detail::builtin_kind(step.handler);
+    read_fan_out(s, i, step);
     steps.push_back(std::move(step));
+}
+
+// "for_each" and "max_parallel" of step i: the array reference is compiled with
+// the inputs (compile_for_each), once every step id is known.
+void Reader::read_fan_out(const Json& s, std::size_t i, Step& step) {
+    auto path = [i] { return child("/steps", i); };
+    if_present(s, "for_each", path, [&](const Json& f, const auto& at) {
+        expect(f, f.is_string(), "a string", at);
+        step.for_each = f.get<std::string>();
+        if (plan.steps[i].kind != detail::StepKind::handler) {
+            fail_definition("bad_for_each", at(),
+                            fmt::format("handler {} is built in; for_each runs a registered handler "
+                                        "once per element",
+                                        quote(step.handler)));
+        }
+        plan.steps[i].kind = detail::StepKind::for_each;
+    });
+    if_present(s, "max_parallel", path, [&](const Json& m, const auto& at) {
+        const auto limit = read_integer(m, kMaxParallel, "bad_for_each", at);
+        if (step.for_each.empty()) {
+            fail_definition("bad_for_each", at(),
+                            "max_parallel limits the elements of a for_each; this step has no "
+                            "\"for_each\"");
+        }
+        step.max_parallel = static_cast<std::uint32_t>(limit);
+    });
 }
 
 // Needs every id, so it runs once all steps are read (dependencies may point forward).
@@ -592,14 +634,18 @@ std::vector<Reader::Indirect> Reader::compile_inputs() {
     std::vector<Indirect> indirect;
     for (std::uint32_t i = 0; i < steps.size(); ++i) {
         if (steps[i].input) {
-            compile_template(*steps[i].input, i, child("/steps", i) + "/input", false,
+            const auto context = steps[i].for_each.empty() ? detail::RefContext::input
+                                                           : detail::RefContext::element;
+            compile_template(*steps[i].input, i, child("/steps", i) + "/input", false, context,
                              plan.steps[i].substitutions, indirect);
         }
         if (!steps[i].when.empty()) compile_condition(i, indirect);
         if (steps[i].compensate && steps[i].compensate->input) {
             compile_template(*steps[i].compensate->input, i, child("/steps", i) + "/compensate/input",
-                             true, plan.steps[i].compensate_substitutions, indirect);
+                             true, detail::RefContext::input, plan.steps[i].compensate_substitutions,
+                             indirect);
         }
+        if (!steps[i].for_each.empty()) compile_for_each(i, indirect);
     }
     return indirect;
 }
@@ -610,19 +656,38 @@ void Reader::compile_condition(std::uint32_t i, std::vector<Indirect>& indirect)
     const std::string path = child("/steps", i) + "/when";
     auto when = std::make_shared<detail::Expression>(
         detail::Expression::parse(steps[i].when, path, plan.index));
-    const auto& deps = plan.steps[i].deps;
-    for (const detail::Reference& ref : when->references()) {
-        if (ref.from_input || std::find(deps.begin(), deps.end(), ref.step) != deps.end()) continue;
-        indirect.push_back({i, ref.step, path, ref.text});
-    }
+    for (const detail::Reference& ref : when->references()) note_indirect(ref, i, path, indirect);
     plan.steps[i].when = std::move(when);
+}
+
+// Step i's "for_each": exactly one reference to the input or an upstream output.
+void Reader::compile_for_each(std::uint32_t i, std::vector<Indirect>& indirect) {
+    const std::string path = child("/steps", i) + "/for_each";
+    const std::string& text = steps[i].for_each;
+    auto parts = detail::parse_template(text, path, plan.index, detail::RefContext::input);
+    if (parts.size() != 1 || !parts[0].ref) {
+        fail_definition("bad_for_each", path,
+                        fmt::format("{} must be one reference to an array, such as "
+                                    "\"${{input.items}}\" or \"${{steps.ID.output.items}}\"",
+                                    quote(text)));
+    }
+    note_indirect(*parts[0].ref, i, path, indirect);
+    plan.steps[i].for_each = std::move(parts[0].ref);
+}
+
+void Reader::note_indirect(const detail::Reference& ref, std::uint32_t i, const std::string& path,
+                           std::vector<Indirect>& indirect) const {
+    if (ref.root != detail::Reference::Root::step) return;
+    const auto& deps = plan.steps[i].deps;
+    if (std::find(deps.begin(), deps.end(), ref.step) != deps.end()) return;
+    indirect.push_back({i, ref.step, path, ref.text});
 }
 
 // One template of step i at `path`; `self_ok`: it may reference step i itself.
 void Reader::compile_template(const Json& tmpl, std::uint32_t i, const std::string& path,
-                              bool self_ok, std::vector<detail::Substitution>& substitutions,
+                              bool self_ok, detail::RefContext context,
+                              std::vector<detail::Substitution>& substitutions,
                               std::vector<Indirect>& indirect) {
-    const auto& deps = plan.steps[i].deps;
     // Iterative, children pushed in reverse so strings are met in document order.
     std::vector<std::pair<const Json*, Json::json_pointer>> stack;
     stack.emplace_back(&tmpl, Json::json_pointer());
@@ -641,13 +706,11 @@ void Reader::compile_template(const Json& tmpl, std::uint32_t i, const std::stri
             const auto& text = value->get_ref<const std::string&>();
             if (text.find("${") == std::string::npos) continue;
             const std::string string_path = path + where.to_string();
-            auto parts = detail::parse_template(text, string_path, plan.index);
+            auto parts = detail::parse_template(text, string_path, plan.index, context);
             for (const detail::TemplatePart& part : parts) {
-                if (!part.ref || part.ref->from_input) continue;
-                std::uint32_t target = part.ref->step;
-                if (self_ok && target == i) continue;
-                if (std::find(deps.begin(), deps.end(), target) != deps.end()) continue;
-                indirect.push_back({i, target, string_path, part.ref->text});
+                if (!part.ref) continue;
+                if (self_ok && part.ref->root == detail::Reference::Root::step && part.ref->step == i) continue;
+                note_indirect(*part.ref, i, string_path, indirect);
             }
             substitutions.push_back({std::move(where), std::move(parts)});
         }

@@ -63,6 +63,8 @@ Json canonical_json(const std::string& name, std::int64_t version, const std::ve
         }
         if (!step.when.empty()) s["when"] = step.when;
         if (step.run_if_skipped) s["run_if_skipped"] = true;
+        if (!step.for_each.empty()) s["for_each"] = step.for_each;
+        if (step.max_parallel) s["max_parallel"] = *step.max_parallel;
         out.push_back(std::move(s));
     }
     Json workflow = {{"name", name}, {"version", version}, {"steps", std::move(out)}};
@@ -194,6 +196,16 @@ WorkflowBuilder& WorkflowBuilder::when(std::string expression) {
 
 WorkflowBuilder& WorkflowBuilder::run_if_skipped(bool run) {
     current("run_if_skipped()")["run_if_skipped"] = run;
+    return *this;
+}
+
+WorkflowBuilder& WorkflowBuilder::for_each(std::string array_reference) {
+    current("for_each()")["for_each"] = std::move(array_reference);
+    return *this;
+}
+
+WorkflowBuilder& WorkflowBuilder::max_parallel(std::uint32_t limit) {
+    current("max_parallel()")["max_parallel"] = limit;
     return *this;
 }
 

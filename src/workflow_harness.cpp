@@ -6,6 +6,7 @@
 #include <loom/testing.hpp>
 
 #include <algorithm>
+#include <functional>
 #include <set>
 #include <thread>
 #include <utility>
@@ -13,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "builtins.hpp"
+#include "plan.hpp"
 
 namespace loom::testing {
 namespace {
@@ -103,6 +105,15 @@ struct WorkflowHarness::Impl {
         std::size_t step = 0;
         int attempt = 0;
         std::optional<TimePoint> deadline;
+        std::optional<std::uint32_t> item;   // an element of a for_each
+        bool is(const StepContext& ctx, std::size_t s) const {
+            return run == ctx.run_id() && step == s && attempt == ctx.attempt() && item == ctx.item_index();
+        }
+    };
+    /// What handlers are doing, as look() sees it.
+    struct Activity {
+        std::vector<Hang> hangs;
+        std::map<std::pair<RunId, std::size_t>, int> in_flight;   // calls running, by (run, step)
     };
     /// What the harness's runs are waiting for.
     struct Outlook {
@@ -128,7 +139,11 @@ struct WorkflowHarness::Impl {
     std::vector<RunId> restart(const std::function<void()>& stopped);
     Outlook look();
     /// False (the run is busy) if something is due now; else notes what is to come.
-    bool look_at(const RunInfo& run, const std::vector<Hang>& hangs, TimePoint now, Outlook& out) const;
+    bool look_at(const RunInfo& run, const Activity& activity, TimePoint now, Outlook& out) const;
+    /// look_at() for a for_each step that runs: its elements are in the store
+    /// once they wait, complete or fail; the others are pending or running.
+    bool fan_out_quiet(const RunInfo& run, std::size_t step, const Activity& activity,
+                       const std::function<bool(TimePoint)>& to_come) const;
     /// Waits until the runs are quiet, the executor has crashed, or the run
     /// `settling` (may be null) is final; returns the last outlook.
     Outlook wait_quiet(const RunId* settling);
@@ -142,6 +157,7 @@ struct WorkflowHarness::Impl {
     std::vector<StepEntry> steps_;                           // mocks and calls guarded by mutex_
     std::map<std::pair<RunId, std::size_t>, int> run_calls_; // guarded by mutex_
     std::vector<Hang> hangs_;                                // guarded by mutex_
+    std::map<std::pair<RunId, std::size_t>, int> in_flight_; // calls running; guarded by mutex_
     std::atomic<bool> stopping_{false};   // the executor is being destroyed: hangs return
 
     /// Runs the current executor has and that were not seen final. Test thread only.
@@ -237,12 +253,22 @@ Json WorkflowHarness::Impl::dispatch(StepContext& ctx) {
         throw FatalError("WorkflowHarness: no step \"" + ctx.step_id() + "\" in its workflow");
     const std::size_t i = it->second;
     Mock mock;   // a copy: a test may change the mock while this attempt runs
+    const std::pair<RunId, std::size_t> key{ctx.run_id(), i};
     {
         std::lock_guard guard(mutex_);
         ++steps_[i].calls;
-        ++run_calls_[{ctx.run_id(), i}];
+        ++run_calls_[key];
+        ++in_flight_[key];
         mock = steps_[i].mock;
     }
+    struct Leave {
+        Impl& impl;
+        const std::pair<RunId, std::size_t>& key;
+        ~Leave() {
+            std::lock_guard guard(impl.mutex_);
+            if (--impl.in_flight_[key] == 0) impl.in_flight_.erase(key);
+        }
+    } leave{*this, key};
     const int attempt = ctx.attempt();
     if (attempt <= mock.hang_first) hang(ctx, i);
     if (attempt <= mock.fail_first) {
@@ -259,7 +285,7 @@ Json WorkflowHarness::Impl::dispatch(StepContext& ctx) {
 void WorkflowHarness::Impl::hang(StepContext& ctx, std::size_t step) {
     {
         std::lock_guard guard(mutex_);
-        hangs_.push_back(Hang{ctx.run_id(), step, ctx.attempt(), ctx.deadline()});
+        hangs_.push_back(Hang{ctx.run_id(), step, ctx.attempt(), ctx.deadline(), ctx.item_index()});
     }
     auto pause = [] { std::this_thread::sleep_for(milliseconds(1)); };
     while (!ctx.cancelled() && !stopping_) pause();
@@ -272,9 +298,7 @@ void WorkflowHarness::Impl::hang(StepContext& ctx, std::size_t step) {
     }
     {
         std::lock_guard guard(mutex_);
-        auto it = std::find_if(hangs_.begin(), hangs_.end(), [&](const Hang& h) {
-            return h.run == ctx.run_id() && h.step == step && h.attempt == ctx.attempt();
-        });
+        auto it = std::find_if(hangs_.begin(), hangs_.end(), [&](const Hang& h) { return h.is(ctx, step); });
         if (it != hangs_.end()) hangs_.erase(it);
     }
     throw RetryableError("hung until cancelled (WorkflowHarness::hang)");
@@ -284,12 +308,19 @@ bool WorkflowHarness::Impl::given_up(const StepContext& ctx) {
     const auto run = store_.load_run(ctx.run_id());
     if (!run || is_final(run->status)) return true;
     const StepInfo* step = run->step(ctx.step_id());
+    if (step && ctx.item_index() && step->status == StepStatus::running) {
+        // An element: given up once the store has its attempt's end.
+        for (const ItemInfo& item : step->items)
+            if (item.index == *ctx.item_index()) return item.attempts >= ctx.attempt();
+        return false;
+    }
     return !step || (step->attempts >= ctx.attempt() && step->status != StepStatus::ready &&
                      step->status != StepStatus::running);
 }
 
-bool WorkflowHarness::Impl::look_at(const RunInfo& run, const std::vector<Hang>& hangs,
+bool WorkflowHarness::Impl::look_at(const RunInfo& run, const Activity& activity,
                                     TimePoint now, Outlook& out) const {
+    const auto& hangs = activity.hangs;
     // A wake-up still to come is noted; one already due means the executor
     // has work to do (or is doing it) before the clock may move.
     auto to_come = [&](TimePoint at) {
@@ -313,6 +344,10 @@ bool WorkflowHarness::Impl::look_at(const RunInfo& run, const std::vector<Hang>&
                 [[fallthrough]];
             case StepStatus::ready:
             case StepStatus::running: {
+                if (detail::kind_of(workflow_, i) == detail::StepKind::for_each && s.status == StepStatus::running) {
+                    if (!fan_out_quiet(run, i, activity, to_come)) return false;
+                    break;
+                }
                 // Quiet only while hang() holds the current attempt.
                 const int current = s.status == StepStatus::running ? s.attempts : s.attempts + 1;
                 auto held = std::find_if(hangs.begin(), hangs.end(), [&](const Hang& h) {
@@ -329,12 +364,52 @@ bool WorkflowHarness::Impl::look_at(const RunInfo& run, const std::vector<Hang>&
     return true;
 }
 
+bool WorkflowHarness::Impl::fan_out_quiet(const RunInfo& run, std::size_t step, const Activity& activity,
+                                          const std::function<bool(TimePoint)>& to_come) const {
+    std::set<std::uint32_t> held;   // elements whose running attempt a hang() holds
+    for (const Hang& h : activity.hangs) {
+        if (h.run != run.id || h.step != step || !h.item) continue;
+        if (h.deadline && !to_come(*h.deadline)) return false;
+        held.insert(*h.item);
+    }
+    auto calls = activity.in_flight.find({run.id, step});
+    if (calls != activity.in_flight.end() && static_cast<std::size_t>(calls->second) > held.size())
+        return false;   // a call that returns by itself
+    std::size_t done = 0, waiting = 0;
+    bool failed = false;
+    for (const ItemInfo& item : run.steps[step].items) {
+        if (held.count(item.index)) continue;
+        if (item.status == StepStatus::completed || item.status == StepStatus::failed) {
+            ++done;
+            failed |= item.status == StepStatus::failed;
+        } else if (item.status == StepStatus::waiting) {
+            if (!item.wake_at || !to_come(*item.wake_at)) return false;   // due: about to run
+            ++waiting;
+        }
+    }
+    if (failed) return true;   // nothing new starts; the step fails once the rest is over
+    std::size_t n = 0;
+    try {
+        n = detail::resolve_for_each(workflow_, static_cast<std::uint32_t>(step), run.input,
+                                     [&run](std::uint32_t d) -> const Json& { return run.steps[d].output; })
+                .size();
+    } catch (const std::exception&) {
+        return false;   // the step fails as soon as it is recorded
+    }
+    // The rest are pending or ready: they start unless max_parallel is taken
+    // by elements that wait for a retry or hang.
+    if (n <= done + waiting + held.size()) return true;
+    const auto limit = workflow_.steps()[step].max_parallel;
+    return limit && waiting + held.size() >= *limit;
+}
+
 WorkflowHarness::Impl::Outlook WorkflowHarness::Impl::look() {
     Outlook out;
-    std::vector<Hang> hangs;
+    Activity activity;
     {
         std::lock_guard guard(mutex_);
-        hangs = hangs_;
+        activity.hangs = hangs_;
+        activity.in_flight = in_flight_;
     }
     const TimePoint now = clock_.now();
     for (auto it = live_.begin(); it != live_.end();) {
@@ -343,7 +418,7 @@ WorkflowHarness::Impl::Outlook WorkflowHarness::Impl::look() {
             it = live_.erase(it);
             continue;
         }
-        if (!look_at(*run, hangs, now, out)) {
+        if (!look_at(*run, activity, now, out)) {
             out.busy = true;
             return out;
         }

@@ -306,7 +306,7 @@ TEST_CASE("bad definitions are refused with their exact error and store nothing"
         {"an unknown step key", "DefinitionError",
          "[loom.definition.unknown_key] /steps/0/retries: unknown key \"retries\"; allowed keys are "
          "id, handler, input, depends_on, retry, timeout_ms, on_error, compensate, when, "
-         "run_if_skipped",
+         "run_if_skipped, for_each, max_parallel",
          add_text(with_steps(R"([{"id": "a", "handler": "h", "retries": 3}])"))},
         {"no steps", "DefinitionError", "[loom.definition.empty] /steps: a workflow needs at least one step",
          add_text(with_steps("[]"))},
@@ -467,6 +467,44 @@ TEST_CASE("bad definitions are refused with their exact error and store nothing"
         {"a run_if_skipped that is a string", "DefinitionError",
          "[loom.definition.type] /steps/0/run_if_skipped: expected a boolean, got string",
          add_text(with_step(R"("run_if_skipped": "yes")"))},
+
+        // for_each and max_parallel.
+        {"a for_each that is an array", "DefinitionError",
+         "[loom.definition.type] /steps/0/for_each: expected a string, got array",
+         add_text(with_step(R"("for_each": [1, 2])"))},
+        {"a for_each with text around its reference", "DefinitionError",
+         "[loom.definition.bad_for_each] /steps/0/for_each: \"all ${input.xs}\" must be one reference "
+         "to an array, such as \"${input.items}\" or \"${steps.ID.output.items}\"",
+         add_text(with_step(R"("for_each": "all ${input.xs}")"))},
+        {"a for_each naming a step that is not upstream", "DefinitionError",
+         "[loom.definition.bad_reference] /steps/0/for_each: ${steps.b.output.xs} names step \"b\", "
+         "which is not upstream of step \"a\" (list it in depends_on, directly or through another step)",
+         add_text(with_steps(R"([{"id": "a", "handler": "h", "for_each": "${steps.b.output.xs}"},
+                                 {"id": "b", "handler": "h", "depends_on": ["a"]}])"))},
+        {"a for_each over a built-in step", "DefinitionError",
+         "[loom.definition.bad_for_each] /steps/0/for_each: handler \"sleep\" is built in; for_each "
+         "runs a registered handler once per element",
+         add_text(with_steps(R"([{"id": "a", "handler": "sleep", "for_each": "${input.xs}"}])"))},
+        {"a max_parallel without for_each", "DefinitionError",
+         "[loom.definition.bad_for_each] /steps/0/max_parallel: max_parallel limits the elements of a "
+         "for_each; this step has no \"for_each\"",
+         add_text(with_step(R"("max_parallel": 2)"))},
+        {"a max_parallel of zero", "DefinitionError",
+         "[loom.definition.bad_for_each] /steps/0/max_parallel: expected an integer from 1 to 1000000, "
+         "got 0",
+         add_text(with_step(R"("for_each": "${input.xs}", "max_parallel": 0)"))},
+        {"an ${item} outside a for_each step", "DefinitionError",
+         "[loom.definition.bad_reference] /steps/0/input/x: reference \"${item.id}\" names the element "
+         "of a for_each: only the input of a step with \"for_each\" may use it",
+         add_text(with_step(R"("input": {"x": "${item.id}"})"))},
+        {"an ${item} in a condition", "DefinitionError",
+         "[loom.definition.bad_reference] /steps/0/when: reference \"${item}\" names the element of a "
+         "for_each, which a condition cannot see",
+         add_text(with_step(R"("for_each": "${input.xs}", "when": "${item} == 1")"))},
+        {"an ${index} with a path", "DefinitionError",
+         "[loom.definition.bad_reference] /steps/0/input/x: reference \"${index.a}\" has a path; "
+         "${index} is a number",
+         add_text(with_step(R"("for_each": "${input.xs}", "input": {"x": "${index.a}"})"))},
 
         // Workflow settings: defaults and deadline_ms.
         {"defaults that are an array", "DefinitionError",

@@ -212,22 +212,22 @@ TEST_CASE("References are listed in text order with their step and field", "[mod
     const std::vector<Reference>& refs = e.references();
     REQUIRE(refs.size() == 5);
 
-    CHECK_FALSE(refs[0].from_input);
+    CHECK(refs[0].root == Reference::Root::step);
     CHECK(refs[0].step == 1);
     CHECK(refs[0].field == Reference::Field::status);
     CHECK(refs[0].path.empty());
     CHECK(refs[0].text == "${steps.b-2.status}");
 
-    CHECK_FALSE(refs[1].from_input);
+    CHECK(refs[1].root == Reference::Root::step);
     CHECK(refs[1].step == 0);
     CHECK(refs[1].field == Reference::Field::error);
     CHECK(refs[1].path.empty());
 
-    CHECK(refs[2].from_input);
+    CHECK(refs[2].root == Reference::Root::input);
     CHECK(refs[2].path == std::vector<std::string>{"user", "name"});
     CHECK(refs[2].text == "${input.user.name}");
 
-    CHECK_FALSE(refs[3].from_input);
+    CHECK(refs[3].root == Reference::Root::step);
     CHECK(refs[3].step == 0);
     CHECK(refs[3].field == Reference::Field::output);
     CHECK(refs[3].path == std::vector<std::string>{"items", "0"});

@@ -487,7 +487,7 @@ TEST_CASE("Missing and unknown keys", "[model]") {
         Workflow::from_json(with_steps(R"([{"id": "a", "handler": "h", "retries": 3}])")),
         "[loom.definition.unknown_key] /steps/0/retries: unknown key \"retries\"; allowed keys are "
         "id, handler, input, depends_on, retry, timeout_ms, on_error, compensate, when, "
-        "run_if_skipped");
+        "run_if_skipped, for_each, max_parallel");
 }
 
 TEST_CASE("A workflow needs a step", "[model]") {

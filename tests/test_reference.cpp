@@ -21,7 +21,7 @@ namespace {
 const std::unordered_map<std::string, std::uint32_t> kIndex{{"a", 0}, {"b-2", 1}};
 
 std::vector<TemplatePart> parse(const std::string& text) {
-    return parse_template(text, "/steps/0/input/x", kIndex);
+    return parse_template(text, "/steps/0/input/x", kIndex, loom::detail::RefContext::input);
 }
 
 using Resolver = Json (*)(const Workflow&, std::uint32_t, const Json&, const loom::detail::OutputOf&);
@@ -29,10 +29,11 @@ using Resolver = Json (*)(const Workflow&, std::uint32_t, const Json&, const loo
 // Resolves `step` of `wf` with the given outputs of the steps (by index): its
 // input, or with resolve_compensation_input its compensation's input.
 Json resolve(const Workflow& wf, const std::string& step, const Json& run_input,
-             const std::vector<Json>& outputs, Resolver resolver = loom::detail::resolve_input) {
+             const std::vector<Json>& outputs, Resolver resolver = nullptr) {
     auto index = static_cast<std::uint32_t>(wf.find_step(step) - wf.steps().data());
-    return resolver(wf, index, run_input,
-                    [&](std::uint32_t i) -> const Json& { return outputs.at(i); });
+    auto output_of = [&](std::uint32_t i) -> const Json& { return outputs.at(i); };
+    if (!resolver) return loom::detail::resolve_input(wf, index, run_input, output_of);
+    return resolver(wf, index, run_input, output_of);
 }
 
 // A workflow whose step "b" reads `input` after step "a".
@@ -51,11 +52,11 @@ TEST_CASE("Templates split into literal text and references", "[reference]") {
     REQUIRE(parts.size() == 5);
     REQUIRE(parts[0].literal == "Hi ");
     REQUIRE_FALSE(parts[0].ref);
-    REQUIRE(parts[1].ref->from_input);
+    REQUIRE(parts[1].ref->root == loom::detail::Reference::Root::input);
     REQUIRE(parts[1].ref->path == std::vector<std::string>{"name"});
     REQUIRE(parts[1].ref->text == "${input.name}");
     REQUIRE(parts[2].literal == ", ");
-    REQUIRE_FALSE(parts[3].ref->from_input);
+    REQUIRE(parts[3].ref->root == loom::detail::Reference::Root::step);
     REQUIRE(parts[3].ref->step == 1);
     REQUIRE(parts[3].ref->path == std::vector<std::string>{"tags", "0"});
     REQUIRE(parts[3].ref->text == "${steps.b-2.output.tags.0}");
@@ -63,7 +64,7 @@ TEST_CASE("Templates split into literal text and references", "[reference]") {
 
     auto whole = parse("${input}");
     REQUIRE(whole.size() == 1);
-    REQUIRE(whole[0].ref->from_input);
+    REQUIRE(whole[0].ref->root == loom::detail::Reference::Root::input);
     REQUIRE(whole[0].ref->path.empty());
 
     auto output = parse("${steps.a.output}");

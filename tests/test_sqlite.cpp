@@ -157,12 +157,12 @@ TEST_CASE("opening a new file applies every migration", "[sqlite]") {
     loom::test::TempDir dir;
     const std::string path = dir.file("runs.db");
     { loom::SqliteStore store(path); }
-    CHECK(loom::SqliteStore::latest_schema_version() == 4);
+    CHECK(loom::SqliteStore::latest_schema_version() == 5);
     CHECK(applied_versions(path) == every_version());
     SQLite::Database db(path);
     CHECK(db.execAndGet("SELECT count(*) FROM schema_migrations WHERE description = '' "
                         "OR applied_at < 1600000000000").getInt() == 0);
-    for (const char* table : {"workflow_definitions", "workflow_runs", "step_runs", "run_events"}) {
+    for (const char* table : {"workflow_definitions", "workflow_runs", "step_runs", "run_events", "step_items"}) {
         CHECK(db.tableExists(table));
     }
     // Reopening applies nothing twice.

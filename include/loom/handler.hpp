@@ -32,6 +32,7 @@ public:
         int attempt = 1;
         RunId run_id;
         std::string step_id;
+        std::optional<std::uint32_t> item;   // a for_each step's element index
         const std::atomic<bool>* cancel_flag = nullptr;   // the run's; null: never cancelled
         const std::atomic<bool>* attempt_flag = nullptr;  // this attempt's (timed out); may be null
         /// When this attempt must be over: the earlier of its timeout and the
@@ -50,8 +51,11 @@ public:
     int attempt() const noexcept { return params_.attempt; }
     const RunId& run_id() const noexcept { return params_.run_id; }
     const std::string& step_id() const noexcept { return params_.step_id; }
-    /// "<run id>/<step id>": the same for every attempt and every re-run after a
-    /// crash, so a handler can de-duplicate its side effects with it.
+    /// In a for_each step: the index of the element this attempt works on.
+    const std::optional<std::uint32_t>& item_index() const noexcept { return params_.item; }
+    /// "<run id>/<step id>", or "<run id>/<step id>[<index>]" for an element of
+    /// a for_each: the same for every attempt and every re-run after a crash,
+    /// so a handler can de-duplicate its side effects with it.
     std::string idempotency_key() const;
     /// True once the run is cancelled, or this attempt is past its deadline; a
     /// long handler should check and return (its result is discarded anyway).

@@ -22,6 +22,7 @@ struct LogRecord {
     std::string step_id;
     int attempt = 0;
     std::string message;
+    std::optional<std::uint32_t> item;   // the element of a for_each step that logged
 };
 
 /// A step attempt that ended, as committed.

@@ -41,6 +41,19 @@ StepStatus parse_step_status(std::string_view name);
 
 inline bool is_final(RunStatus s) noexcept { return s != RunStatus::running; }
 
+/// One element of a for_each step: its own attempts and result, checkpointed
+/// by index so that an element that completed never runs again.
+struct ItemInfo {
+    std::uint32_t index = 0;                // position in the for_each array
+    StepStatus status = StepStatus::pending;   // waiting, completed or failed (as stored)
+    int attempts = 0;
+    Json output;                            // set when completed
+    std::string error;                      // of its latest failed attempt
+    std::optional<TimePoint> started_at;    // of the latest attempt
+    std::optional<TimePoint> finished_at;
+    std::optional<TimePoint> wake_at;       // waiting: when its next attempt is due
+};
+
 /// One step of one run.
 struct StepInfo {
     std::string step_id;
@@ -51,6 +64,9 @@ struct StepInfo {
     std::optional<TimePoint> started_at;    // of the latest attempt
     std::optional<TimePoint> finished_at;
     std::optional<TimePoint> wake_at;       // waiting: when the next attempt is due
+    /// A for_each step's elements that reached the store (a retry is due, or
+    /// they completed or failed), by index; empty for other steps.
+    std::vector<ItemInfo> items;
 };
 
 /// One run of a workflow, pinned to the definition it started with.

@@ -34,6 +34,15 @@ struct StepWrite {
     std::optional<TimePoint> started_at;
     std::optional<TimePoint> finished_at;
     std::optional<TimePoint> wake_at;   // waiting: when the next attempt is due
+    /// The step's for_each elements are deleted first (a re-run starts it afresh).
+    bool reset_items = false;
+};
+
+/// The new state of one for_each element (every column; last write wins).
+struct ItemWrite {
+    RunId run_id;
+    std::string step_id;
+    ItemInfo item;
 };
 
 /// The new state of one run row's mutable columns.
@@ -49,26 +58,30 @@ struct RunWrite {
 };
 
 /// Everything one transaction changes. Applied in this order: new runs (with
-/// their steps), step writes, run writes, events (seq is assigned by the store).
+/// their steps), step writes, item writes, run writes, events (seq is
+/// assigned by the store).
 struct Batch {
     std::vector<RunInfo> new_runs;
     std::vector<StepWrite> steps;
+    std::vector<ItemWrite> items;
     std::vector<RunWrite> runs;
     std::vector<RunEvent> events;
 
     bool empty() const noexcept {
-        return new_runs.empty() && steps.empty() && runs.empty() && events.empty();
+        return new_runs.empty() && steps.empty() && items.empty() && runs.empty() && events.empty();
     }
     /// Empties the batch, keeping its capacity for reuse.
     void clear() noexcept {
         new_runs.clear();
         steps.clear();
+        items.clear();
         runs.clear();
         events.clear();
     }
     void swap(Batch& other) noexcept {
         new_runs.swap(other.new_runs);
         steps.swap(other.steps);
+        items.swap(other.items);
         runs.swap(other.runs);
         events.swap(other.events);
     }
@@ -104,7 +117,8 @@ public:
     /// earlier in the batch) throws Conflict "[loom.run.duplicate_key]".
     virtual void commit(const Batch& batch) = 0;
 
-    /// The run with all its steps in definition order, or nullopt.
+    /// The run with all its steps in definition order (a for_each step with
+    /// its stored elements, by index), or nullopt.
     virtual std::optional<RunInfo> load_run(const RunId& id) = 0;
 
     /// The id of the run started with this idempotency key, or nullopt (always

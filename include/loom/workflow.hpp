@@ -72,6 +72,14 @@ struct Step {
     std::string when;
     /// A step whose dependency was skipped is skipped too, unless this is set.
     bool run_if_skipped = false;
+    /// Fan-out: one reference ("${input.xs}" or "${steps.ID.output.xs}") to an
+    /// array; the handler runs once per element, whose input may then use
+    /// ${item...} and ${index}. The step's output is the array of the
+    /// elements' outputs, in input order. Empty: the step runs once.
+    std::string for_each;
+    /// With for_each: at most this many elements run at once; absent: no limit
+    /// beyond the executor's threads.
+    std::optional<std::uint32_t> max_parallel;
 };
 
 /// Step settings that apply where a step does not set its own. JSON: "defaults".
@@ -181,6 +189,10 @@ public:
     WorkflowBuilder& when(std::string expression);
     /// "run_if_skipped": run even when a dependency was skipped.
     WorkflowBuilder& run_if_skipped(bool run = true);
+    /// "for_each": run the step once per element of the referenced array.
+    WorkflowBuilder& for_each(std::string array_reference);
+    /// "max_parallel": at most this many elements of a for_each run at once.
+    WorkflowBuilder& max_parallel(std::uint32_t limit);
 
     /// "defaults"/"retry": the retry policy of steps without their own.
     WorkflowBuilder& default_retry(const RetryPolicy& policy);

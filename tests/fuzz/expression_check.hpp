@@ -141,7 +141,7 @@ inline bool same_references(const Expression& a, const Expression& b) {
     for (std::size_t i = 0; i < a.references().size(); ++i) {
         const auto& x = a.references()[i];
         const auto& y = b.references()[i];
-        if (x.text != y.text || x.from_input != y.from_input || x.step != y.step ||
+        if (x.text != y.text || x.root != y.root || x.step != y.step ||
             x.field != y.field || x.path != y.path)
             return false;
     }

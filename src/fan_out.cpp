@@ -1,0 +1,337 @@
+// for_each steps: the handler runs once per element of an array, at most
+// max_parallel at a time, and the step's output is the array of the elements'
+// outputs in input order. Each element has its own attempts (the step's retry
+// policy and timeout apply to each) and is checkpointed by its index: an
+// element whose completion is committed never runs again, also after a crash,
+// and retry() of a failed run keeps completed elements.
+//
+// The step counts once in RunState::active from the moment it begins until it
+// settles; its elements count in FanOut::busy. A failed element stops new ones
+// from starting; the step fails once the running ones have returned.
+#include <limits>
+
+#include <fmt/format.h>
+
+#include <loom/error.hpp>
+
+#include "executor_impl.hpp"
+#include "failpoint.hpp"
+#include "model.hpp"
+#include "plan.hpp"
+
+namespace loom {
+
+using detail::FanOut;
+using detail::ItemSlot;
+
+namespace {
+
+void record_item(const RunState& run, std::uint32_t step, std::uint32_t index, Batch& writes) {
+    const ItemSlot& item = run.steps[step].fan->items[index];
+    writes.items.push_back(ItemWrite{run.id, run.workflow->steps()[step].id,
+                                     ItemInfo{index, item.status, item.attempts, item.output, item.error,
+                                              item.started_at, item.finished_at, item.wake_at}});
+}
+
+}  // namespace
+
+void Executor::Impl::load_items(RunState& run, std::uint32_t step, const StepInfo& stored) {
+    if (stored.items.empty() || detail::kind_of(*run.workflow, step) != detail::StepKind::for_each) return;
+    auto& fan = run.steps[step].fan;
+    fan = std::make_unique<FanOut>();
+    fan->items.resize(stored.items.back().index + 1);
+    for (const ItemInfo& s : stored.items) {
+        ItemSlot& item = fan->items[s.index];
+        item.status = s.status;
+        item.attempts = s.attempts;
+        item.output = s.output;
+        item.error = s.error;
+        item.started_at = s.started_at;
+        item.finished_at = s.finished_at;
+        item.wake_at = s.wake_at;
+    }
+}
+
+void Executor::Impl::fresh_item_budget(RunState& run, std::uint32_t step) {
+    if (!run.steps[step].fan) return;
+    for (ItemSlot& item : run.steps[step].fan->items) item.attempt_base = item.attempts;
+}
+
+bool Executor::Impl::admit_fan_out(RunState& run, std::uint32_t step, Queue& queue) {
+    auto& slot = run.steps[step];
+    if (!slot.fan) slot.fan = std::make_unique<FanOut>();
+    FanOut& fan = *slot.fan;
+    slot.started_at = now();
+    slot.finished_at.reset();
+    ++run.active;
+    ++run.fans_open;
+    try {
+        fan.elements = detail::resolve_for_each(*run.workflow, step, run.input,
+                                                [&run](std::uint32_t i) -> const Json& {
+                                                    return run.steps[i].output;
+                                                });
+    } catch (const std::exception& e) {
+        --run.active;
+        --run.fans_open;
+        slot.error = e.what();
+        slot.finished_at = now();
+        return fail_step(run, step, queue);
+    }
+    const std::size_t n = fan.elements.size();
+    // What the store kept: completed elements stay done; one that failed for
+    // good (its attempts spent) fails the step again unless retry() gave a
+    // fresh budget; one waiting for a retry keeps its time.
+    fan.items.resize(n);
+    const RetryPolicy retry = run.workflow->retry_of(step);
+    for (std::uint32_t i = 0; i < n; ++i) {
+        ItemSlot& item = fan.items[i];
+        if (item.status == StepStatus::completed) {
+            ++fan.completed;
+        } else if (item.status == StepStatus::failed && item.attempts - item.attempt_base >= retry.max_attempts) {
+            if (!fan.failed) slot.error = fmt::format("element {} failed: {}", i, item.error);
+            fan.failed = true;
+        } else if (item.status != StepStatus::waiting) {
+            item.status = StepStatus::pending;
+        }
+    }
+    fan.begun = true;
+    slot.status = StepStatus::running;
+    run.start_written[step].store(true, std::memory_order_relaxed);
+    record_step(run, step, queue.writes(), "step.fanned_out", *slot.started_at,
+                fmt::format("for_each over {} elements, {} done", n, fan.completed));
+    return advance_fan_out(run, step, queue);
+}
+
+bool Executor::Impl::advance_fan_out(RunState& run, std::uint32_t step, Queue& queue) {
+    auto& slot = run.steps[step];
+    FanOut& fan = *slot.fan;
+    const std::size_t n = fan.items.size();
+    const std::size_t limit =
+        run.workflow->steps()[step].max_parallel.value_or(std::numeric_limits<std::uint32_t>::max());
+    while (!run.stopping && !fan.failed && fan.next < n && fan.busy < limit) {
+        const auto i = static_cast<std::uint32_t>(fan.next++);
+        ItemSlot& item = fan.items[i];
+        if (item.status == StepStatus::completed) continue;
+        ++fan.busy;
+        if (item.status == StepStatus::waiting) {
+            queue.effects().arm_timers = true;   // a retry due since before a restart
+            continue;
+        }
+        item.status = StepStatus::ready;
+        queue.ready_item(step, i);
+    }
+    if (fan.busy > 0 || (fan.completed < n && !fan.failed && !run.stopping)) return false;
+
+    --run.active;
+    --run.fans_open;
+    slot.finished_at = now();
+    if (fan.completed == n) {
+        Json output = Json::array();
+        for (ItemSlot& item : fan.items) output.push_back(std::move(item.output));
+        slot.status = StepStatus::completed;
+        slot.output = std::move(output);
+        slot.error.clear();
+        ++run.settled;
+        record_step(run, step, queue.writes(), "step.completed", *slot.finished_at);
+        return true;
+    }
+    if (!fan.failed) {
+        slot.error = fmt::format("[loom.for_each.stopped] the run stopped with {} of {} elements done",
+                                 fan.completed, n);
+    }
+    return fail_step(run, step, queue);
+}
+
+void Executor::Impl::wind_down_fans(RunState& run, Queue& queue) {
+    for (std::uint32_t step = 0; step < run.steps.size(); ++step) {
+        auto& slot = run.steps[step];
+        if (!slot.fan || !slot.fan->begun || slot.status != StepStatus::running) continue;
+        FanOut& fan = *slot.fan;
+        // A retry that is not coming back (the store keeps it waiting, and
+        // retry() of the run gives it a fresh budget), and elements queued
+        // but not started: released, as stop_run does with ready steps.
+        for (std::size_t i = 0; i < fan.next; ++i) {
+            auto& status = fan.items[i].status;
+            if (status != StepStatus::waiting && status != StepStatus::ready) continue;
+            status = StepStatus::pending;
+            --fan.busy;
+        }
+        if (fan.busy == 0) advance_fan_out(run, step, queue);
+    }
+}
+
+std::optional<Executor::Impl::Attempt> Executor::Impl::claim_item(const Task& task) {
+    RunState& run = *task.run;
+    std::lock_guard lock(run.mutex);
+    auto& slot = run.steps[task.step];
+    FanOut& fan = *slot.fan;
+    ItemSlot& item = fan.items[task.item];
+    const bool past_deadline = run.deadline_at && now() >= *run.deadline_at;
+    if (run.stopping || stopping_ || run.abandoned || fan.failed || past_deadline) {
+        if (item.status != StepStatus::ready) return std::nullopt;   // released by wind_down_fans
+        item.status = StepStatus::pending;
+        --fan.busy;
+        if (run.abandoned || stopping_) {
+            quiet_item_end(task.run, task.step);
+            return std::nullopt;
+        }
+        if (past_deadline) {
+            expire(task.run);   // nothing starts past the deadline
+            return std::nullopt;
+        }
+        Queue queue(*this, task.run);
+        if (advance_fan_out(run, task.step, queue)) release_dependents(run, task.step, queue);
+        finalize_if_done(run, queue);
+        queue.release(false);
+        return std::nullopt;
+    }
+    if (held_back(run, task)) return std::nullopt;
+    ++slot.attempts;   // the step's attempts: all its elements' together
+    auto attempt = begin_attempt(task, item);
+    detail::failpoint("item.claimed");
+    return attempt;
+}
+
+void Executor::Impl::quiet_item_end(const std::shared_ptr<RunState>& run_ptr, std::uint32_t step) {
+    RunState& run = *run_ptr;
+    if (run.steps[step].fan->busy > 0) return;
+    --run.active;
+    --run.fans_open;
+    if (run.abandoned && run.active == 0) erase_live(run_ptr);
+}
+
+void Executor::Impl::finish_item(const Task& task, int number, Result&& result) {
+    detail::failpoint("item.finished");
+    RunState& run = *task.run;
+    std::lock_guard lock(run.mutex);
+    FanOut& fan = *run.steps[task.step].fan;
+    ItemSlot& item = fan.items[task.item];
+    if (item.status != StepStatus::running || item.attempts != number) {
+        notify([&](Observer& o) {
+            o.on_log(LogRecord{LogLevel::warn, run.id, run.workflow->steps()[task.step].id, number,
+                               "the attempt returned after it was given up; its result is discarded",
+                               task.item});
+        });
+        return;
+    }
+    if (item.timeout_timer) timers_.cancel(std::exchange(item.timeout_timer, 0));
+    item.attempt_flag.reset();
+    if (run.abandoned || (stopping_ && !result.ok())) {
+        // As finish_attempt: nothing is recorded; recover() runs it again.
+        item.status = StepStatus::pending;
+        --fan.busy;
+        quiet_item_end(task.run, task.step);
+        return;
+    }
+    item.finished_at = now();
+    if (auto timeout = run.workflow->timeout_of(task.step);
+        timeout && *item.finished_at - *item.started_at >= *timeout)
+        result = timed_out(*timeout);
+    Queue queue(*this, task.run);
+    if (settle_item(run, task.step, task.item, std::move(result), queue))
+        release_dependents(run, task.step, queue);
+    finalize_if_done(run, queue);
+    queue.release(false);
+}
+
+bool Executor::Impl::settle_item(RunState& run, std::uint32_t step, std::uint32_t index, Result&& result,
+                                 Queue& queue) {
+    auto& slot = run.steps[step];
+    FanOut& fan = *slot.fan;
+    ItemSlot& item = fan.items[index];
+    if (result.ok() && result.suspend) {
+        result = Result::failure("[loom.for_each.suspend] an element of a for_each cannot suspend; "
+                                 "give the outside work its own step",
+                                 /*fatal=*/true);
+    }
+    if (result.ok()) {
+        item.status = StepStatus::completed;
+        item.output = std::move(result.output);
+        item.error.clear();
+        ++fan.completed;
+        --fan.busy;
+        record_item(run, step, index, queue.writes());
+        return advance_fan_out(run, step, queue);
+    }
+    item.error = std::move(result.error);
+    const RetryPolicy retry = run.workflow->retry_of(step);
+    if (!result.fatal && item.attempts - item.attempt_base < retry.max_attempts && !run.stopping &&
+        !fan.failed) {
+        item.status = StepStatus::waiting;
+        item.wake_at = retry_at(retry, item.attempts, *item.finished_at);
+        record_item(run, step, index, queue.writes());
+        queue.effects().arm_timers = true;   // once the waiting state is durable
+        return false;
+    }
+    item.status = StepStatus::failed;
+    --fan.busy;
+    record_item(run, step, index, queue.writes());
+    if (!fan.failed) slot.error = fmt::format("element {} failed: {}", index, item.error);
+    fan.failed = true;
+    return advance_fan_out(run, step, queue);
+}
+
+void Executor::Impl::arm_item_timers(const std::shared_ptr<RunState>& run_ptr, std::uint32_t step) {
+    FanOut& fan = *run_ptr->steps[step].fan;
+    const std::weak_ptr<RunState> weak = run_ptr;
+    for (std::uint32_t i = 0; i < fan.next; ++i) {
+        ItemSlot& item = fan.items[i];
+        if (item.status != StepStatus::waiting || !item.wake_at || item.armed) continue;
+        item.armed = true;
+        timers_.add(*item.wake_at,
+                    [this, weak, step, i, number = item.attempts] { on_item_wake(weak, step, i, number); });
+    }
+}
+
+void Executor::Impl::on_item_wake(const std::weak_ptr<RunState>& weak, std::uint32_t step,
+                                  std::uint32_t index, int number) {
+    auto run = weak.lock();
+    if (!run) return;
+    {
+        std::lock_guard lock(run->mutex);
+        ItemSlot& item = run->steps[step].fan->items[index];
+        item.armed = false;
+        if (run->abandoned || run->stopping || item.attempts != number || item.status != StepStatus::waiting)
+            return;
+        item.status = StepStatus::ready;
+    }
+    detail::failpoint("step.woken");
+    const int priority = run->priority;
+    pool_.push(Task{std::move(run), step, Task::Kind::item, priority, index});
+}
+
+void Executor::Impl::on_item_timeout(const std::weak_ptr<RunState>& weak, std::uint32_t step,
+                                     std::uint32_t index, int number, std::chrono::milliseconds timeout) {
+    auto run = weak.lock();
+    if (!run) return;
+    {
+        std::lock_guard lock(run->mutex);
+        ItemSlot& item = run->steps[step].fan->items[index];
+        if (item.status != StepStatus::running || item.attempts != number) return;
+        item.timeout_timer = 0;   // firing now
+        item.attempt_flag->store(true);   // the handler sees ctx.cancelled()
+    }
+    finish_item(Task{run, step, Task::Kind::item, run->priority, index}, number, timed_out(timeout));
+    commit_from_timer();
+}
+
+void Executor::Impl::give_up_items(RunState& run, std::uint32_t step, Queue& queue, TimePoint at) {
+    auto& slot = run.steps[step];
+    FanOut& fan = *slot.fan;
+    for (std::uint32_t i = 0; i < fan.items.size(); ++i) {
+        ItemSlot& item = fan.items[i];
+        if (item.status != StepStatus::running) continue;
+        if (item.timeout_timer) timers_.cancel(std::exchange(item.timeout_timer, 0));
+        if (item.attempt_flag) item.attempt_flag->store(true);
+        item.attempt_flag.reset();
+        item.status = StepStatus::failed;
+        item.error = "given up: the run passed its deadline";
+        item.finished_at = at;
+        --fan.busy;
+        record_item(run, step, i, queue.writes());
+        if (!fan.failed) slot.error = fmt::format("element {} failed: {}", i, item.error);
+        fan.failed = true;
+    }
+}
+
+}  // namespace loom

@@ -1,0 +1,493 @@
+// for_each: a step that runs its handler once per element of an array, at
+// most max_parallel at once, each element with its own attempts, checkpointed
+// by index so that an element that completed never runs again.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include <loom/loom.hpp>
+#include <loom/testing.hpp>
+
+#include "support/sync.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace std::chrono_literals;
+using loom::Json;
+using loom::test::eventually;
+using loom::test::Gate;
+
+namespace {
+
+/// Counts calls per element index, and the most that ran at once.
+struct ElementLog {
+    std::mutex mutex;
+    std::map<std::uint32_t, int> calls;
+    int running = 0;
+    int most = 0;
+    void enter(std::uint32_t index) {
+        std::lock_guard lock(mutex);
+        ++calls[index];
+        most = std::max(most, ++running);
+    }
+    void leave() {
+        std::lock_guard lock(mutex);
+        --running;
+    }
+    int of(std::uint32_t index) {
+        std::lock_guard lock(mutex);
+        return calls[index];
+    }
+};
+
+/// "list" -> "each" (for_each over list's output) -> "sum".
+loom::Workflow fan_workflow(std::optional<std::uint32_t> max_parallel = std::nullopt,
+                            loom::OnError on_error = loom::OnError::fail, int attempts = 1) {
+    loom::WorkflowBuilder b("fan", 1);
+    b.step("list", "list").input({{"n", "${input.n}"}});
+    b.step("each", "square").after("list").for_each("${steps.list.output}")
+        .input({{"x", "${item.x}"}, {"at", "${index}"}, {"tag", "${input.tag}"}})
+        .on_error(on_error);
+    loom::RetryPolicy retry;
+    retry.max_attempts = attempts;
+    retry.initial_backoff = 1000ms;
+    b.retry(retry);
+    if (max_parallel) b.max_parallel(*max_parallel);
+    b.step("sum", "sum").after("each").run_if_skipped();
+    return b.build();
+}
+
+/// list: [{x: 0}, {x: 1}, ...]; square: {x*x, at, tag}; sum: total of squares
+/// (a failed "each" counts as -1).
+void add_handlers(loom::HandlerRegistry& handlers, ElementLog& log,
+                  std::function<void(loom::StepContext&)> before = nullptr) {
+    handlers.add("list", [](loom::StepContext& ctx) {
+        Json out = Json::array();
+        for (int i = 0; i < ctx.input()["n"].get<int>(); ++i) out.push_back({{"x", i}});
+        return out;
+    });
+    handlers.add("square", [&log, before](loom::StepContext& ctx) -> Json {
+        const auto index = *ctx.item_index();
+        log.enter(index);
+        struct Leave {
+            ElementLog& log;
+            ~Leave() { log.leave(); }
+        } leave{log};
+        if (before) before(ctx);
+        const int x = ctx.input()["x"].get<int>();
+        return {{"sq", x * x}, {"at", ctx.input()["at"]}, {"tag", ctx.input()["tag"]}};
+    });
+    handlers.add("sum", [](loom::StepContext& ctx) -> Json {
+        const Json& each = ctx.input()["each"];
+        if (!each.is_array()) return -1;
+        int total = 0;
+        for (const Json& e : each) total += e["sq"].get<int>();
+        return total;
+    });
+}
+
+Json expected_each(int n, const std::string& tag) {
+    Json out = Json::array();
+    for (int i = 0; i < n; ++i) out.push_back({{"sq", i * i}, {"at", i}, {"tag", tag}});
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("for_each runs each element and collects the outputs in input order", "[for_each]") {
+    ElementLog log;
+    loom::HandlerRegistry handlers;
+    // Later elements finish first: order in the output must not depend on it.
+    add_handlers(handlers, log, [](loom::StepContext& ctx) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5 * (7 - *ctx.item_index())));
+    });
+    loom::MemoryStore store;
+    loom::Executor executor(store, handlers, {4});
+    executor.add_workflow(fan_workflow());
+    auto run = executor.wait(executor.start("fan", {{"n", 8}, {"tag", "t"}}));
+    REQUIRE(run.status == loom::RunStatus::completed);
+    CHECK(run.step("each")->output == expected_each(8, "t"));
+    CHECK(run.step("each")->attempts == 8);   // one per element
+    CHECK(run.output["sum"] == 140);
+    for (std::uint32_t i = 0; i < 8; ++i) CHECK(log.of(i) == 1);
+    // Each element is in the store, for monitoring.
+    REQUIRE(run.step("each")->items.size() == 8);
+    for (std::uint32_t i = 0; i < 8; ++i) {
+        CHECK(run.step("each")->items[i].index == i);
+        CHECK(run.step("each")->items[i].status == loom::StepStatus::completed);
+        CHECK(run.step("each")->items[i].attempts == 1);
+    }
+}
+
+TEST_CASE("max_parallel bounds how many elements run at once", "[for_each]") {
+    for (std::uint32_t limit : {1u, 3u}) {
+        ElementLog log;
+        loom::HandlerRegistry handlers;
+        add_handlers(handlers, log, [](loom::StepContext&) { std::this_thread::sleep_for(5ms); });
+        loom::MemoryStore store;
+        loom::Executor executor(store, handlers, {8});
+        executor.add_workflow(fan_workflow(limit));
+        auto run = executor.wait(executor.start("fan", {{"n", 12}, {"tag", ""}}));
+        REQUIRE(run.status == loom::RunStatus::completed);
+        CHECK(log.most <= static_cast<int>(limit));
+        CHECK(log.most == static_cast<int>(limit));   // 8 threads: the limit is what holds
+    }
+}
+
+TEST_CASE("an empty array completes the step with an empty array", "[for_each]") {
+    ElementLog log;
+    loom::HandlerRegistry handlers;
+    add_handlers(handlers, log);
+    loom::MemoryStore store;
+    loom::Executor executor(store, handlers, {2});
+    executor.add_workflow(fan_workflow());
+    auto run = executor.wait(executor.start("fan", {{"n", 0}, {"tag", ""}}));
+    REQUIRE(run.status == loom::RunStatus::completed);
+    CHECK(run.step("each")->output == Json::array());
+    CHECK(run.output["sum"] == 0);
+}
+
+TEST_CASE("a for_each over something that is not an array fails the step and says what it got",
+          "[for_each]") {
+    loom::HandlerRegistry handlers;
+    handlers.add("h", [](loom::StepContext&) -> Json { return 1; });
+    loom::MemoryStore store;
+    loom::Executor executor(store, handlers, {2});
+    executor.add_workflow(loom::WorkflowBuilder("bad", 1).step("each", "h").for_each("${input.xs}").build());
+    auto run = executor.wait(executor.start("bad", {{"xs", {{"a", 1}}}}));
+    REQUIRE(run.status == loom::RunStatus::failed);
+    CHECK(run.step("each")->error ==
+          "[loom.for_each.not_array] step \"each\": for_each ${input.xs} is an object, not an array");
+    auto missing = executor.wait(executor.start("bad", Json::object()));
+    CHECK(missing.step("each")->error.rfind("[loom.input.missing] ${input.xs}: no key \"xs\"", 0) == 0);
+}
+
+TEST_CASE("each element is retried on its own", "[for_each]") {
+    loom::testing::FakeClock clock;
+    ElementLog log;
+    loom::HandlerRegistry handlers;
+    add_handlers(handlers, log, [](loom::StepContext& ctx) {
+        if (*ctx.item_index() == 2 && ctx.attempt() < 3) throw loom::RetryableError("not yet");
+    });
+    loom::MemoryStore store;
+    loom::Executor executor(store, handlers, {2, nullptr, {}, {}, &clock});
+    executor.add_workflow(fan_workflow(std::nullopt, loom::OnError::fail, 3));
+    auto id = executor.start("fan", {{"n", 4}, {"tag", ""}});
+    // Element 2 waits for its retry in the store, holding no thread.
+    REQUIRE(eventually([&] {
+        auto items = executor.get_run(id).step("each")->items;
+        return std::any_of(items.begin(), items.end(), [](const loom::ItemInfo& i) {
+            return i.index == 2 && i.status == loom::StepStatus::waiting;
+        });
+    }));
+    clock.advance(1000ms);
+    REQUIRE(eventually([&] { return log.of(2) == 2; }));
+    clock.advance(2000ms);
+    auto run = executor.wait(id);
+    REQUIRE(run.status == loom::RunStatus::completed);
+    CHECK(run.step("each")->output == expected_each(4, ""));
+    CHECK(log.of(0) == 1);
+    CHECK(log.of(2) == 3);
+    CHECK(run.step("each")->items[2].attempts == 3);
+    CHECK(run.step("each")->attempts == 6);
+}
+
+TEST_CASE("a failed element stops new ones and fails the step, or lets the run go on under continue",
+          "[for_each]") {
+    ElementLog log;
+    loom::HandlerRegistry handlers;
+    add_handlers(handlers, log, [](loom::StepContext& ctx) {
+        if (*ctx.item_index() == 1) throw loom::FatalError("bad element");
+    });
+    loom::MemoryStore store;
+    loom::Executor executor(store, handlers, {2});
+    executor.add_workflow(fan_workflow(1));
+    SECTION("fail") {
+        auto run = executor.wait(executor.start("fan", {{"n", 5}, {"tag", ""}}));
+        REQUIRE(run.status == loom::RunStatus::failed);
+        CHECK(run.step("each")->status == loom::StepStatus::failed);
+        CHECK(run.step("each")->error == "element 1 failed: bad element");
+        CHECK(run.error == "step \"each\" failed: element 1 failed: bad element");
+        // One at a time: nothing after the failed element started.
+        CHECK(log.of(0) == 1);
+        CHECK(log.of(2) == 0);
+        CHECK(run.step("sum")->status == loom::StepStatus::pending);
+    }
+    SECTION("continue") {
+        executor.add_workflow(loom::WorkflowBuilder("fan", 2)
+                                  .step("list", "list").input({{"n", "${input.n}"}})
+                                  .step("each", "square").after("list").for_each("${steps.list.output}")
+                                  .input({{"x", "${item.x}"}, {"at", "${index}"}, {"tag", ""}})
+                                  .on_error(loom::OnError::proceed).max_parallel(1)
+                                  .step("sum", "sum").after("each")
+                                  .build());
+        auto run = executor.wait(executor.start("fan", {{"n", 5}}));
+        REQUIRE(run.status == loom::RunStatus::completed);
+        CHECK(run.step("each")->status == loom::StepStatus::failed);
+        CHECK(run.output["sum"] == -1);
+    }
+}
+
+TEST_CASE("ctx names the element: item_index, an idempotency key per element, log records",
+          "[for_each]") {
+    std::mutex mutex;
+    std::set<std::string> keys;
+    loom::HandlerRegistry handlers;
+    handlers.add("h", [&](loom::StepContext& ctx) -> Json {
+        ctx.log("working");
+        std::lock_guard lock(mutex);
+        keys.insert(ctx.idempotency_key());
+        return *ctx.item_index();
+    });
+    struct Logs : loom::Observer {
+        std::mutex mutex;
+        std::set<std::uint32_t> items;
+        void on_log(const loom::LogRecord& r) override {
+            std::lock_guard lock(mutex);
+            if (r.item) items.insert(*r.item);
+        }
+    } logs;
+    loom::MemoryStore store;
+    loom::Executor executor(store, handlers, {2, &logs});
+    executor.add_workflow(loom::WorkflowBuilder("w", 1).step("each", "h").for_each("${input}").build());
+    auto id = executor.start("w", Json{"a", "b", "c"});
+    auto run = executor.wait(id);
+    CHECK(run.step("each")->output == Json{0, 1, 2});
+    CHECK(keys == std::set<std::string>{id + "/each[0]", id + "/each[1]", id + "/each[2]"});
+    CHECK(logs.items == std::set<std::uint32_t>{0, 1, 2});
+}
+
+TEST_CASE("an element that completed before a restart does not run again", "[for_each][restart]") {
+    loom::test::TempDir dir;
+    const std::string path = dir.file("runs.db");
+    ElementLog log;
+    Gate gate;
+    std::atomic<bool> first_process{true};
+    loom::HandlerRegistry handlers;
+    add_handlers(handlers, log, [&](loom::StepContext& ctx) {
+        if (*ctx.item_index() != 3 || !first_process) return;
+        // Holds the fan-out half way, until the shutdown cancels it: as a
+        // crash, it ends without a result.
+        gate.pass();
+        while (!ctx.cancelled()) std::this_thread::sleep_for(1ms);
+        throw loom::RetryableError("cancelled");
+    });
+    loom::RunId id;
+    {
+        loom::SqliteStore store(path);
+        loom::ExecutorOptions options{1};
+        options.shutdown_grace = 0ms;
+        loom::Executor executor(store, handlers, options);
+        executor.add_workflow(fan_workflow(1));
+        id = executor.start("fan", {{"n", 6}, {"tag", "r"}});
+        gate.wait_for_waiters(1);
+        // Elements 0..2 are committed before element 3 started (max_parallel 1).
+        REQUIRE(eventually([&] { return store.load_run(id)->step("each")->items.size() == 3; }));
+        gate.release();
+    }   // destroyed with element 3 in flight: its failure in shutdown is not recorded
+    CHECK(log.of(3) == 1);
+    first_process = false;
+    loom::SqliteStore store(path);
+    auto stored = *store.load_run(id);
+    CHECK(stored.step("each")->status == loom::StepStatus::running);
+    loom::Executor executor(store, handlers, {2});
+    executor.add_workflow(fan_workflow(1));
+    executor.recover();
+    auto run = executor.wait(id);
+    REQUIRE(run.status == loom::RunStatus::completed);
+    CHECK(run.step("each")->output == expected_each(6, "r"));
+    for (std::uint32_t i : {0u, 1u, 2u, 4u, 5u}) CHECK(log.of(i) == 1);
+    CHECK(log.of(3) == 2);   // in flight at the restart: at least once
+}
+
+TEST_CASE("a retry wait of an element survives a restart and fires at its time", "[for_each][restart]") {
+    loom::test::TempDir dir;
+    const std::string path = dir.file("runs.db");
+    loom::testing::FakeClock clock;
+    ElementLog log;
+    loom::HandlerRegistry handlers;
+    add_handlers(handlers, log, [](loom::StepContext& ctx) {
+        if (*ctx.item_index() == 1 && ctx.attempt() == 1) throw loom::RetryableError("later");
+    });
+    loom::RunId id;
+    loom::TimePoint due;
+    {
+        loom::SqliteStore store(path);
+        loom::Executor executor(store, handlers, {2, nullptr, {}, {}, &clock});
+        executor.add_workflow(fan_workflow(std::nullopt, loom::OnError::fail, 2));
+        id = executor.start("fan", {{"n", 3}, {"tag", ""}});
+        REQUIRE(eventually([&] {
+            auto items = store.load_run(id)->step("each")->items;
+            return items.size() == 3 && items[1].status == loom::StepStatus::waiting;
+        }));
+        due = *store.load_run(id)->step("each")->items[1].wake_at;
+    }
+    loom::SqliteStore store(path);
+    loom::Executor executor(store, handlers, {2, nullptr, {}, {}, &clock});
+    executor.add_workflow(fan_workflow(std::nullopt, loom::OnError::fail, 2));
+    executor.recover();
+    CHECK_FALSE(executor.wait_for(id, 50ms));   // not due yet
+    CHECK(log.of(1) == 1);
+    clock.advance(due - clock.now());
+    auto run = executor.wait(id);
+    REQUIRE(run.status == loom::RunStatus::completed);
+    CHECK(log.of(0) == 1);
+    CHECK(log.of(1) == 2);
+    CHECK(log.of(2) == 1);
+}
+
+TEST_CASE("retry() of a failed run keeps completed elements; rerun() runs them all again",
+          "[for_each][operator]") {
+    ElementLog log;
+    std::atomic<bool> broken{true};
+    loom::HandlerRegistry handlers;
+    add_handlers(handlers, log, [&](loom::StepContext& ctx) {
+        if (*ctx.item_index() == 2 && broken) throw loom::FatalError("broken");
+    });
+    loom::MemoryStore store;
+    loom::Executor executor(store, handlers, {2});
+    executor.add_workflow(fan_workflow(1));
+    auto id = executor.start("fan", {{"n", 4}, {"tag", ""}});
+    REQUIRE(executor.wait(id).status == loom::RunStatus::failed);
+    CHECK(log.of(3) == 0);
+    broken = false;
+    executor.retry(id);
+    auto run = executor.wait(id);
+    REQUIRE(run.status == loom::RunStatus::completed);
+    CHECK(run.step("each")->output == expected_each(4, ""));
+    CHECK(log.of(0) == 1);
+    CHECK(log.of(1) == 1);
+    CHECK(log.of(2) == 2);
+    CHECK(log.of(3) == 1);
+
+    executor.rerun(id, "each");
+    run = executor.wait(id);
+    REQUIRE(run.status == loom::RunStatus::completed);
+    for (std::uint32_t i = 0; i < 4; ++i) CHECK(log.of(i) == (i == 2 ? 3 : 2));
+    CHECK(run.step("each")->items.size() == 4);
+}
+
+TEST_CASE("cancel stops a fan-out at once, also while an element waits for a long retry",
+          "[for_each][cancel]") {
+    ElementLog log;
+    Gate gate;
+    loom::HandlerRegistry handlers;
+    add_handlers(handlers, log, [&](loom::StepContext& ctx) {
+        if (*ctx.item_index() == 0) throw loom::RetryableError("wait an hour");
+        if (*ctx.item_index() == 1) gate.pass();
+    });
+    loom::MemoryStore store;
+    loom::Executor executor(store, handlers, {4});
+    loom::RetryPolicy hour;
+    hour.max_attempts = 5;
+    hour.initial_backoff = 3'600'000ms;
+    hour.max_backoff = 3'600'000ms;
+    executor.add_workflow(loom::WorkflowBuilder("fan", 1)
+                              .step("each", "square").for_each("${input}").input({{"x", "${item}"}})
+                              .retry(hour).max_parallel(2)
+                              .build());
+    auto id = executor.start("fan", Json{0, 1, 2, 3});
+    gate.wait_for_waiters(1);
+    REQUIRE(eventually([&] {
+        auto items = executor.get_run(id).step("each")->items;
+        return !items.empty() && items[0].status == loom::StepStatus::waiting;
+    }));
+    executor.cancel(id);
+    gate.release();
+    auto run = executor.wait(id);   // the hour-long wait does not hold it
+    CHECK(run.status == loom::RunStatus::cancelled);
+    CHECK(run.step("each")->status == loom::StepStatus::failed);
+    CHECK(run.step("each")->error == "[loom.for_each.stopped] the run stopped with 1 of 4 elements done");
+    CHECK(log.of(2) == 0);
+}
+
+TEST_CASE("an element attempt that runs past timeout_ms fails and is retried", "[for_each][timeout]") {
+    std::atomic<int> slow_calls{0};
+    loom::HandlerRegistry handlers;
+    handlers.add("h", [&](loom::StepContext& ctx) -> Json {
+        if (*ctx.item_index() == 1 && ctx.attempt() == 1) {
+            ++slow_calls;
+            while (!ctx.cancelled()) std::this_thread::sleep_for(1ms);
+            return "late";
+        }
+        return ctx.attempt();
+    });
+    loom::MemoryStore store;
+    loom::Executor executor(store, handlers, {2});
+    loom::RetryPolicy twice;
+    twice.max_attempts = 2;
+    twice.initial_backoff = 0ms;
+    executor.add_workflow(loom::WorkflowBuilder("t", 1)
+                              .step("each", "h").for_each("${input}").timeout(50ms).retry(twice)
+                              .build());
+    auto run = executor.wait(executor.start("t", Json{0, 1, 2}));
+    REQUIRE(run.status == loom::RunStatus::completed);
+    CHECK(run.step("each")->output == Json{1, 2, 1});
+    CHECK(slow_calls == 1);
+}
+
+TEST_CASE("a run deadline gives up a fan-out's running elements", "[for_each][deadline]") {
+    Gate gate;
+    loom::HandlerRegistry handlers;
+    handlers.add("h", [&](loom::StepContext&) -> Json {
+        gate.pass();
+        return 1;
+    });
+    loom::MemoryStore store;
+    loom::Executor executor(store, handlers, {2});
+    executor.add_workflow(loom::WorkflowBuilder("d", 1)
+                              .step("each", "h").for_each("${input}").deadline(100ms)
+                              .build());
+    auto id = executor.start("d", Json{0, 1, 2});
+    auto run = executor.wait(id);   // ends at its deadline with the handlers still blocked
+    gate.release();
+    CHECK(run.status == loom::RunStatus::failed);
+    CHECK(run.error == "[loom.run.deadline] the run passed its deadline of 100 ms");
+    CHECK(run.step("each")->status == loom::StepStatus::failed);
+    CHECK(run.step("each")->error.find("given up: the run passed its deadline") != std::string::npos);
+}
+
+TEST_CASE("pause holds a fan-out's next elements until resume", "[for_each][operator]") {
+    ElementLog log;
+    Gate gate;
+    loom::HandlerRegistry handlers;
+    add_handlers(handlers, log, [&](loom::StepContext& ctx) {
+        if (*ctx.item_index() == 0) gate.pass();
+    });
+    loom::MemoryStore store;
+    loom::Executor executor(store, handlers, {2});
+    executor.add_workflow(fan_workflow(1));
+    auto id = executor.start("fan", {{"n", 3}, {"tag", ""}});
+    gate.wait_for_waiters(1);
+    executor.pause(id);
+    gate.release();
+    REQUIRE(eventually([&] { return executor.get_run(id).step("each")->items.size() == 1; }));
+    CHECK_FALSE(executor.wait_for(id, 100ms));
+    CHECK(log.of(1) == 0);
+    executor.resume(id);
+    CHECK(executor.wait(id).status == loom::RunStatus::completed);
+    CHECK(log.of(1) == 1);
+}
+
+TEST_CASE("WorkflowHarness drives a fan-out with failing elements and crashes at every commit",
+          "[for_each][testing]") {
+    loom::HandlerRegistry handlers;
+    ElementLog log;
+    add_handlers(handlers, log);
+    loom::testing::WorkflowHarness h(fan_workflow(2, loom::OnError::fail, 3), handlers);
+    h.fail("each", 2, "flaky");   // every element: attempts 1 and 2 fail, after 1 s and 2 s
+    auto run = h.run({{"n", 4}, {"tag", "h"}});
+    REQUIRE(run.status == loom::RunStatus::completed);
+    CHECK(run.step("each")->output == expected_each(4, "h"));
+    CHECK(h.calls("each") == 12);
+
+    const auto trials = h.check_every_crash_point({{"n", 4}, {"tag", "h"}}, [](const loom::testing::CrashTrial& t) {
+        CHECK(t.run.status == loom::RunStatus::completed);
+        CHECK(t.run.output == t.clean.output);
+    });
+    CHECK(trials > 10);
+}
