@@ -6,19 +6,17 @@
 
 #include <loom/loom.hpp>
 
+#include "support/fixture.hpp"
 #include "support/sync.hpp"
-#include "support/temp_dir.hpp"
 
 using loom::Json;
 using loom::StepStatus;
+using loom::test::Fixture;
 
 namespace {
 
-struct Shop {
-    loom::HandlerRegistry handlers;
-    loom::test::RunCounter counter;
-    loom::test::Gate gate;
-    bool hold = false;
+struct Shop : loom::test::Steps {
+    bool hold = false;   // the receipt step waits at the gate
     Shop() {
         handlers.add("charge", [this](loom::StepContext& ctx) -> Json {
             counter.hit(ctx.step_id());
@@ -53,11 +51,8 @@ struct Shop {
 }  // namespace
 
 TEST_CASE("a sub-workflow step completes with its child run's output", "[children]") {
-    Shop shop;
-    loom::MemoryStore store;
-    loom::Executor executor(store, shop.handlers, {2});
-    executor.add_workflow(Shop::payment());
-    executor.add_workflow(Shop::order());
+    Fixture<Shop> shop;
+    auto& executor = shop.open({Shop::payment(), Shop::order()});
     auto id = executor.start("order", {{"amount", 30}});
     auto run = executor.wait(id);
     CHECK(run.status == loom::RunStatus::completed);
@@ -70,11 +65,8 @@ TEST_CASE("a sub-workflow step completes with its child run's output", "[childre
 }
 
 TEST_CASE("a failed child run fails its step", "[children]") {
-    Shop shop;
-    loom::MemoryStore store;
-    loom::Executor executor(store, shop.handlers, {2});
-    executor.add_workflow(Shop::payment());
-    executor.add_workflow(Shop::order());
+    Fixture<Shop> shop;
+    auto& executor = shop.open({Shop::payment(), Shop::order()});
     auto id = executor.start("order", {{"amount", -1}});
     auto run = executor.wait(id);
     CHECK(run.status == loom::RunStatus::failed);
@@ -84,12 +76,9 @@ TEST_CASE("a failed child run fails its step", "[children]") {
 }
 
 TEST_CASE("cancelling the parent cancels the child", "[children]") {
-    Shop shop;
+    Fixture<Shop> shop;
     shop.hold = true;
-    loom::MemoryStore store;
-    loom::Executor executor(store, shop.handlers, {2});
-    executor.add_workflow(Shop::payment());
-    executor.add_workflow(Shop::order());
+    auto& executor = shop.open({Shop::payment(), Shop::order()});
     auto id = executor.start("order", {{"amount", 5}});
     shop.gate.wait_for_waiters(1);   // the child's receipt step is in flight
     CHECK(executor.cancel(id));
@@ -101,10 +90,8 @@ TEST_CASE("cancelling the parent cancels the child", "[children]") {
 }
 
 TEST_CASE("a sub-workflow of an unknown workflow is refused at start", "[children]") {
-    Shop shop;
-    loom::MemoryStore store;
-    loom::Executor executor(store, shop.handlers, {2});
-    executor.add_workflow(Shop::order());
+    Fixture<Shop> shop;
+    auto& executor = shop.open({Shop::order()});
     CHECK_THROWS_WITH(executor.start("order", {{"amount", 1}}),
                       "[loom.workflow.unknown] workflow \"order\" step \"pay\" runs workflow \"payment\", "
                       "which is not registered");
@@ -112,10 +99,8 @@ TEST_CASE("a sub-workflow of an unknown workflow is refused at start", "[childre
 }
 
 TEST_CASE("a workflow that runs itself stops at the nesting limit", "[children]") {
-    Shop shop;
-    loom::MemoryStore store;
-    loom::Executor executor(store, shop.handlers, {2});
-    executor.add_workflow(loom::WorkflowBuilder("again", 1).step("again", "workflow:again").build());
+    Fixture<Shop> shop;
+    auto& executor = shop.open({loom::WorkflowBuilder("again", 1).step("again", "workflow:again").build()});
     auto id = executor.start("again");
     auto run = executor.wait(id);
     CHECK(run.status == loom::RunStatus::failed);
@@ -126,21 +111,12 @@ TEST_CASE("a workflow that runs itself stops at the nesting limit", "[children]"
 }
 
 TEST_CASE("parent and child both resume after a restart, and nothing runs twice", "[children][sqlite]") {
-    loom::test::TempDir dir;
-    Shop shop;
+    Fixture<Shop> shop(loom::test::Storage::sqlite);
     shop.hold = true;
-    loom::RunId id;
-    {
-        loom::SqliteStore store(dir.file("runs.db"));
-        loom::Executor executor(store, shop.handlers, {2});
-        executor.add_workflow(Shop::payment());
-        executor.add_workflow(Shop::order());
-        id = executor.start("order", {{"amount", 7}});
-        shop.gate.wait_for_waiters(1);
-        loom::test::release_later(shop.gate);
-    }
-    loom::SqliteStore store(dir.file("runs.db"));
-    loom::Executor executor(store, shop.handlers, {2});
+    const auto id = shop.open({Shop::payment(), Shop::order()}).start("order", {{"amount", 7}});
+    shop.gate.wait_for_waiters(1);
+    loom::test::release_later(shop.gate);
+    auto& executor = shop.reopen();
     executor.recover();
     auto run = executor.wait(id);
     CHECK(run.status == loom::RunStatus::completed);
