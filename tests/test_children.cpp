@@ -124,3 +124,17 @@ TEST_CASE("parent and child both resume after a restart, and nothing runs twice"
     CHECK(executor.get_run(id + ".pay").status == loom::RunStatus::completed);
     for (const char* step : {"reserve", "charge", "receipt", "ship"}) CHECK(shop.counter.get(step) == 1);
 }
+
+TEST_CASE("a child run has its parent's priority", "[children][control]") {
+    const int priority = GENERATE(-3, 7);
+    Fixture<Shop> shop;
+    auto& executor = shop.open({Shop::payment(), Shop::order()});
+    loom::StartOptions options;
+    options.priority = priority;
+    auto id = executor.start("order", {{"amount", 4}}, options);
+    REQUIRE(executor.wait(id).status == loom::RunStatus::completed);
+    CHECK(executor.get_run(id).priority == priority);
+    auto child = executor.get_run(id + ".pay");
+    CHECK(child.workflow_name == "payment");
+    CHECK(child.priority == priority);
+}

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include <loom/loom.hpp>
+#include <loom/testing.hpp>
 
 #include "support/fixture.hpp"
 #include "support/sync.hpp"
@@ -70,6 +71,52 @@ TEST_CASE("a paused run starts nothing new until it is resumed", "[control]") {
           std::vector<std::string>{"run.started", "run.paused", "run.resumed", "run.completed"});
     CHECK_FALSE(executor.pause(id));   // final
     CHECK_THROWS_WITH(executor.pause("nope"), "[loom.run.unknown] run nope does not exist");
+}
+
+// pause() holds a step whose timer comes due while the run is paused: a
+// retry's backoff, or a sleep step. Time is a FakeClock, so the timer is due
+// exactly when the test advances it.
+TEST_CASE("a retry or a sleep that comes due while the run is paused waits for resume",
+          "[control][retry][sleep]") {
+    const bool sleep = GENERATE(false, true);
+    INFO((sleep ? "a sleep step" : "a retry backoff"));
+    loom::testing::FakeClock clock;
+    Fixture<> f;
+    f.handlers.add("flaky", [&](loom::StepContext& ctx) -> Json {
+        f.counter.hit(ctx.step_id());
+        if (ctx.attempt() == 1) throw loom::RetryableError("not yet");
+        return ctx.attempt();
+    });
+    f.handlers.add("ok", [&](loom::StepContext& ctx) -> Json {
+        f.counter.hit(ctx.step_id());
+        return 0;
+    });
+    loom::RetryPolicy retry;
+    retry.max_attempts = 2;
+    retry.initial_backoff = 1000ms;
+    loom::WorkflowBuilder b("timer", 1);
+    if (sleep)
+        b.step("a", "sleep").input({{"ms", 1000}});
+    else
+        b.step("a", "flaky").retry(retry);
+    b.step("b", "ok").after("a");
+    auto& executor = f.open({b.build()}, {2, nullptr, {}, {}, &clock});
+    auto id = executor.start("timer");
+    REQUIRE(loom::test::eventually([&] { return executor.get_run(id).step("a")->status == StepStatus::waiting; }));
+    const int calls = f.counter.get("a");   // 1 for the retry's failed attempt, 0 for the sleep
+    CHECK(executor.pause(id));
+    clock.advance(1000ms);   // due now, and held
+    CHECK_FALSE(executor.wait_for(id, 100ms));
+    CHECK(f.counter.get("a") == calls);
+    CHECK(executor.get_run(id).step("a")->status != StepStatus::completed);
+    CHECK(f.counter.get("b") == 0);
+    CHECK(executor.resume(id));
+    auto run = executor.wait(id);   // the clock does not move again: the timer is due already
+    CHECK(run.status == loom::RunStatus::completed);
+    CHECK(run.step("a")->status == StepStatus::completed);
+    CHECK(run.step("a")->attempts == (sleep ? 1 : 2));
+    CHECK(f.counter.get("a") == calls + (sleep ? 0 : 1));
+    CHECK(f.counter.get("b") == 1);
 }
 
 TEST_CASE("a paused run can still be cancelled", "[control]") {
