@@ -1,6 +1,7 @@
 // Sub-workflows: a "workflow:NAME" step runs a child run and finishes with it.
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <thread>
 
@@ -137,4 +138,39 @@ TEST_CASE("a child run has its parent's priority", "[children][control]") {
     auto child = executor.get_run(id + ".pay");
     CHECK(child.workflow_name == "payment");
     CHECK(child.priority == priority);
+}
+
+// A parent that fails (not by cancel()) while its child run is still running
+// cancels the child, as cancel() does: nothing is left running for a run that
+// is over. The child's step returns once it sees ctx.cancelled(), or after 2 s.
+TEST_CASE("a parent that fails cancels its running child", "[children]") {
+    std::atomic<bool> awaiting{false}, saw_cancel{false};
+    Fixture<Shop> shop;
+    shop.handlers.add("await", [&](loom::StepContext& ctx) -> Json {
+        awaiting = true;
+        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+        while (!ctx.cancelled() && std::chrono::steady_clock::now() < until)
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        saw_cancel = ctx.cancelled();
+        return "paid";
+    });
+    shop.handlers.add("boom", [&](loom::StepContext&) -> Json {
+        (void)loom::test::eventually([&] { return awaiting.load(); });   // the child's step is in flight
+        throw loom::FatalError("out of stock");
+    });
+    auto& executor = shop.open({loom::WorkflowBuilder("slow_payment", 1).step("await", "await").build(),
+                                loom::WorkflowBuilder("order", 1)
+                                    .step("pay", "workflow:slow_payment")
+                                    .step("stock", "boom")   // beside pay, under on_error "fail"
+                                    .build()},
+                               {3});
+    const auto id = executor.start("order");
+    const auto parent = executor.wait(id);
+    CHECK(parent.status == loom::RunStatus::failed);
+    CHECK_THAT(parent.error, Catch::Contains("out of stock"));
+    const auto child = executor.wait(id + ".pay");
+    INFO("the child run ended " << loom::to_string(child.status));
+    CHECK(saw_cancel);
+    CHECK(child.cancel_requested);
+    CHECK(child.status == loom::RunStatus::cancelled);
 }
