@@ -13,44 +13,21 @@
 // With LOOM_CRASH_MODE=deadlock it instead reproduces a known executor hang
 // (see the [!mayfail] case of test_crash_saga): exit 0 if it does not happen.
 #include <atomic>
-#include <csignal>
-#include <cstdio>
-#include <cstdlib>
+#include <chrono>
 #include <iostream>
-#include <random>
 #include <string>
 #include <thread>
-
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <loom/loom.hpp>
 
 #include "crash_saga_workflow.hpp"
-#include "failpoint.hpp"
+#include "support/crash_child.hpp"
+
+namespace crash = loom::test::crash;
 
 namespace {
 
-std::atomic<int> appends{0};
-int crash_after = -1;
-int ledger_fd = -1;
 loom::Executor* executor_ptr = nullptr;   // for the notify handler
-
-void append_ledger(const std::string& step, int attempt) {
-    std::string line = step + " " + std::to_string(attempt) + " " + std::to_string(::getpid()) + "\n";
-    if (::write(ledger_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size()) ||
-        ::fsync(ledger_fd) != 0) {
-        std::perror("ledger");
-        std::_Exit(3);
-    }
-    if (++appends == crash_after) ::raise(SIGKILL);
-}
-
-void jitter() {
-    // Widens the windows in which steps and undos are in flight.
-    thread_local std::mt19937 rng{std::random_device{}()};
-    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 2000));
-}
 
 /// One pool thread; a handler calls Executor::signal on its own run while
 /// the host thread starts another run, so the host leads a commit round as
@@ -95,42 +72,31 @@ int main(int argc, char** argv) {
             return 4;
         }
     }
-    if (const char* n = std::getenv("LOOM_CRASH_AFTER")) crash_after = std::atoi(n);
-    if (const char* fp = std::getenv("LOOM_FAILPOINT")) {
-        std::string spec = fp;
-        auto colon = spec.rfind(':');
-        loom::detail::arm_failpoint(spec.substr(0, colon), std::atol(spec.c_str() + colon + 1));
-    }
-    ledger_fd = ::open(argv[2], O_WRONLY | O_APPEND | O_CREAT, 0644);
-    if (ledger_fd < 0) {
-        std::perror("open ledger");
-        return 3;
-    }
+    if (!crash::start_child(argv[2])) return 3;
 
     loom::SqliteStore store(argv[1]);
     loom::HandlerRegistry handlers;
     handlers.add("work", [](loom::StepContext& ctx) -> loom::Json {
-        append_ledger(ctx.step_id(), ctx.attempt());
-        jitter();
+        crash::append_ledger(ctx.step_id(), ctx.attempt());
+        crash::jitter();
         if (ctx.step_id() == loom::test::kSagaFails) throw loom::FatalError("fails by design");
         return loom::test::saga_step_output(ctx.step_id(), ctx.input());
     });
     handlers.add("undo", [](loom::StepContext& ctx) -> loom::Json {
-        append_ledger(loom::test::kSagaUndo + ctx.step_id(), ctx.attempt());
-        jitter();
+        crash::append_ledger(loom::test::kSagaUndo + ctx.step_id(), ctx.attempt());
+        crash::jitter();
         return nullptr;
     });
     handlers.add("notify", [](loom::StepContext& ctx) -> loom::Json {
-        append_ledger(ctx.step_id(), ctx.attempt());
-        jitter();
+        crash::append_ledger(ctx.step_id(), ctx.attempt());
+        crash::jitter();
         executor_ptr->signal(ctx.run_id(), loom::test::kSagaSignal, loom::test::saga_signal_payload(ctx.input()));
         return loom::test::saga_step_output(ctx.step_id(), ctx.input());
     });
     try {
         int code = 0;
         {
-            const char* threads = std::getenv("LOOM_CRASH_THREADS");
-            loom::Executor executor(store, handlers, {threads ? unsigned(std::atoi(threads)) : 2u});
+            loom::Executor executor(store, handlers, {crash::child_threads(2)});
             executor_ptr = &executor;
             for (const auto& wf : loom::test::saga_workflows()) executor.add_workflow(wf);
             auto ids = executor.recover();
@@ -144,7 +110,7 @@ int main(int argc, char** argv) {
             if (executor.wait(flow_id).status != loom::RunStatus::completed) code = 1;
             executor_ptr = nullptr;
         }
-        std::cout << "failpoint hits " << loom::detail::failpoint_hits() << std::endl;
+        crash::print_failpoint_hits();
         return code;
     } catch (const std::exception& e) {
         std::cerr << "crash saga child: " << e.what() << "\n";

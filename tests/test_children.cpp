@@ -1,24 +1,23 @@
 // Sub-workflows: a "workflow:NAME" step runs a child run and finishes with it.
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <thread>
 
 #include <loom/loom.hpp>
 
+#include "support/fixture.hpp"
 #include "support/sync.hpp"
-#include "support/temp_dir.hpp"
 
 using loom::Json;
 using loom::StepStatus;
+using loom::test::Fixture;
 
 namespace {
 
-struct Shop {
-    loom::HandlerRegistry handlers;
-    loom::test::RunCounter counter;
-    loom::test::Gate gate;
-    bool hold = false;
+struct Shop : loom::test::Steps {
+    bool hold = false;   // the receipt step waits at the gate
     Shop() {
         handlers.add("charge", [this](loom::StepContext& ctx) -> Json {
             counter.hit(ctx.step_id());
@@ -53,11 +52,8 @@ struct Shop {
 }  // namespace
 
 TEST_CASE("a sub-workflow step completes with its child run's output", "[children]") {
-    Shop shop;
-    loom::MemoryStore store;
-    loom::Executor executor(store, shop.handlers, {2});
-    executor.add_workflow(Shop::payment());
-    executor.add_workflow(Shop::order());
+    Fixture<Shop> shop;
+    auto& executor = shop.open({Shop::payment(), Shop::order()});
     auto id = executor.start("order", {{"amount", 30}});
     auto run = executor.wait(id);
     CHECK(run.status == loom::RunStatus::completed);
@@ -70,11 +66,8 @@ TEST_CASE("a sub-workflow step completes with its child run's output", "[childre
 }
 
 TEST_CASE("a failed child run fails its step", "[children]") {
-    Shop shop;
-    loom::MemoryStore store;
-    loom::Executor executor(store, shop.handlers, {2});
-    executor.add_workflow(Shop::payment());
-    executor.add_workflow(Shop::order());
+    Fixture<Shop> shop;
+    auto& executor = shop.open({Shop::payment(), Shop::order()});
     auto id = executor.start("order", {{"amount", -1}});
     auto run = executor.wait(id);
     CHECK(run.status == loom::RunStatus::failed);
@@ -84,12 +77,9 @@ TEST_CASE("a failed child run fails its step", "[children]") {
 }
 
 TEST_CASE("cancelling the parent cancels the child", "[children]") {
-    Shop shop;
+    Fixture<Shop> shop;
     shop.hold = true;
-    loom::MemoryStore store;
-    loom::Executor executor(store, shop.handlers, {2});
-    executor.add_workflow(Shop::payment());
-    executor.add_workflow(Shop::order());
+    auto& executor = shop.open({Shop::payment(), Shop::order()});
     auto id = executor.start("order", {{"amount", 5}});
     shop.gate.wait_for_waiters(1);   // the child's receipt step is in flight
     CHECK(executor.cancel(id));
@@ -101,10 +91,8 @@ TEST_CASE("cancelling the parent cancels the child", "[children]") {
 }
 
 TEST_CASE("a sub-workflow of an unknown workflow is refused at start", "[children]") {
-    Shop shop;
-    loom::MemoryStore store;
-    loom::Executor executor(store, shop.handlers, {2});
-    executor.add_workflow(Shop::order());
+    Fixture<Shop> shop;
+    auto& executor = shop.open({Shop::order()});
     CHECK_THROWS_WITH(executor.start("order", {{"amount", 1}}),
                       "[loom.workflow.unknown] workflow \"order\" step \"pay\" runs workflow \"payment\", "
                       "which is not registered");
@@ -112,10 +100,8 @@ TEST_CASE("a sub-workflow of an unknown workflow is refused at start", "[childre
 }
 
 TEST_CASE("a workflow that runs itself stops at the nesting limit", "[children]") {
-    Shop shop;
-    loom::MemoryStore store;
-    loom::Executor executor(store, shop.handlers, {2});
-    executor.add_workflow(loom::WorkflowBuilder("again", 1).step("again", "workflow:again").build());
+    Fixture<Shop> shop;
+    auto& executor = shop.open({loom::WorkflowBuilder("again", 1).step("again", "workflow:again").build()});
     auto id = executor.start("again");
     auto run = executor.wait(id);
     CHECK(run.status == loom::RunStatus::failed);
@@ -126,25 +112,65 @@ TEST_CASE("a workflow that runs itself stops at the nesting limit", "[children]"
 }
 
 TEST_CASE("parent and child both resume after a restart, and nothing runs twice", "[children][sqlite]") {
-    loom::test::TempDir dir;
-    Shop shop;
+    Fixture<Shop> shop(loom::test::Storage::sqlite);
     shop.hold = true;
-    loom::RunId id;
-    {
-        loom::SqliteStore store(dir.file("runs.db"));
-        loom::Executor executor(store, shop.handlers, {2});
-        executor.add_workflow(Shop::payment());
-        executor.add_workflow(Shop::order());
-        id = executor.start("order", {{"amount", 7}});
-        shop.gate.wait_for_waiters(1);
-        loom::test::release_later(shop.gate);
-    }
-    loom::SqliteStore store(dir.file("runs.db"));
-    loom::Executor executor(store, shop.handlers, {2});
+    const auto id = shop.open({Shop::payment(), Shop::order()}).start("order", {{"amount", 7}});
+    shop.gate.wait_for_waiters(1);
+    loom::test::release_later(shop.gate);
+    auto& executor = shop.reopen();
     executor.recover();
     auto run = executor.wait(id);
     CHECK(run.status == loom::RunStatus::completed);
     CHECK(run.output == Json{{"ship", {{"paid", {{"receipt", 7}}}}}});
     CHECK(executor.get_run(id + ".pay").status == loom::RunStatus::completed);
     for (const char* step : {"reserve", "charge", "receipt", "ship"}) CHECK(shop.counter.get(step) == 1);
+}
+
+TEST_CASE("a child run has its parent's priority", "[children][control]") {
+    const int priority = GENERATE(-3, 7);
+    Fixture<Shop> shop;
+    auto& executor = shop.open({Shop::payment(), Shop::order()});
+    loom::StartOptions options;
+    options.priority = priority;
+    auto id = executor.start("order", {{"amount", 4}}, options);
+    REQUIRE(executor.wait(id).status == loom::RunStatus::completed);
+    CHECK(executor.get_run(id).priority == priority);
+    auto child = executor.get_run(id + ".pay");
+    CHECK(child.workflow_name == "payment");
+    CHECK(child.priority == priority);
+}
+
+// A parent that fails (not by cancel()) while its child run is still running
+// cancels the child, as cancel() does: nothing is left running for a run that
+// is over. The child's step returns once it sees ctx.cancelled(), or after 2 s.
+TEST_CASE("a parent that fails cancels its running child", "[children]") {
+    std::atomic<bool> awaiting{false}, saw_cancel{false};
+    Fixture<Shop> shop;
+    shop.handlers.add("await", [&](loom::StepContext& ctx) -> Json {
+        awaiting = true;
+        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+        while (!ctx.cancelled() && std::chrono::steady_clock::now() < until)
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        saw_cancel = ctx.cancelled();
+        return "paid";
+    });
+    shop.handlers.add("boom", [&](loom::StepContext&) -> Json {
+        (void)loom::test::eventually([&] { return awaiting.load(); });   // the child's step is in flight
+        throw loom::FatalError("out of stock");
+    });
+    auto& executor = shop.open({loom::WorkflowBuilder("slow_payment", 1).step("await", "await").build(),
+                                loom::WorkflowBuilder("order", 1)
+                                    .step("pay", "workflow:slow_payment")
+                                    .step("stock", "boom")   // beside pay, under on_error "fail"
+                                    .build()},
+                               {3});
+    const auto id = executor.start("order");
+    const auto parent = executor.wait(id);
+    CHECK(parent.status == loom::RunStatus::failed);
+    CHECK_THAT(parent.error, Catch::Contains("out of stock"));
+    const auto child = executor.wait(id + ".pay");
+    INFO("the child run ended " << loom::to_string(child.status));
+    CHECK(saw_cancel);
+    CHECK(child.cancel_requested);
+    CHECK(child.status == loom::RunStatus::cancelled);
 }

@@ -20,8 +20,10 @@
 #include <string>
 #include <thread>
 #include <tuple>
+#include <utility>
 #include <vector>
 
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,6 +32,7 @@
 #include <loom/loom.hpp>
 
 #include "contention_workflow.hpp"
+#include "support/crash_child.hpp"
 #include "support/temp_dir.hpp"
 
 namespace {
@@ -280,25 +283,17 @@ class Child {
 public:
     Child(const std::string& db, const std::string& ledger, int runs, int host_threads) {
         int fds[2];
-        REQUIRE(::pipe(fds) == 0);
-        const std::string runs_arg = std::to_string(runs), threads_arg = std::to_string(host_threads);
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            ::dup2(fds[1], STDOUT_FILENO);
-            ::close(fds[0]);
-            ::close(fds[1]);
-            ::execl(LOOM_CONTENTION_CHILD, LOOM_CONTENTION_CHILD, db.c_str(), ledger.c_str(),
-                    runs_arg.c_str(), threads_arg.c_str(), static_cast<char*>(nullptr));
-            ::_exit(127);
-        }
+        REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);   // the child keeps only its stdout
+        pid_ = loom::test::crash::spawn({LOOM_CONTENTION_CHILD, db, ledger, std::to_string(runs),
+                                         std::to_string(host_threads)},
+                                        {}, fds[1]);
         ::close(fds[1]);
-        REQUIRE(pid_ > 0);
         out_ = ::fdopen(fds[0], "r");
         REQUIRE(out_);
     }
     ~Child() {
         if (out_) std::fclose(out_);
-        if (pid_ > 0) finish();
+        if (pid_ > 0) ::waitpid(pid_, nullptr, 0);
     }
     Child(const Child&) = delete;
     Child& operator=(const Child&) = delete;
@@ -316,11 +311,8 @@ public:
 
     /// Waits for the child; its exit code, or 128 + signal.
     int finish() {
-        int status = 0;
-        const pid_t pid = pid_;
-        pid_ = -1;
-        if (::waitpid(pid, &status, 0) != pid) return -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        const auto exit = loom::test::crash::wait_child(std::exchange(pid_, -1));
+        return exit.killed ? 128 + exit.code : exit.code;
     }
 
 private:

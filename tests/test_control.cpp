@@ -9,20 +9,19 @@
 #include <thread>
 
 #include <loom/loom.hpp>
+#include <loom/testing.hpp>
 
+#include "support/fixture.hpp"
 #include "support/sync.hpp"
-#include "support/temp_dir.hpp"
 
 using namespace std::chrono_literals;
 using loom::Json;
 using loom::StepStatus;
+using loom::test::Fixture;
 
 namespace {
 
-struct Chain {
-    loom::HandlerRegistry handlers;
-    loom::test::RunCounter counter;
-    loom::test::Gate gate;
+struct Chain : loom::test::Steps {
     Chain() {
         handlers.add("held", [this](loom::StepContext& ctx) -> Json {
             counter.hit(ctx.step_id());
@@ -53,10 +52,8 @@ std::vector<std::string> run_events(loom::Executor& ex, const loom::RunId& id) {
 }  // namespace
 
 TEST_CASE("a paused run starts nothing new until it is resumed", "[control]") {
-    Chain f;
-    loom::MemoryStore store;
-    loom::Executor executor(store, f.handlers, {2});
-    executor.add_workflow(Chain::workflow());
+    Fixture<Chain> f;
+    auto& executor = f.open({Chain::workflow()});
     auto id = executor.start("chain");
     f.gate.wait_for_waiters(1);
     CHECK(executor.pause(id));
@@ -76,11 +73,55 @@ TEST_CASE("a paused run starts nothing new until it is resumed", "[control]") {
     CHECK_THROWS_WITH(executor.pause("nope"), "[loom.run.unknown] run nope does not exist");
 }
 
+// pause() holds a step whose timer comes due while the run is paused: a
+// retry's backoff, or a sleep step. Time is a FakeClock, so the timer is due
+// exactly when the test advances it.
+TEST_CASE("a retry or a sleep that comes due while the run is paused waits for resume",
+          "[control][retry][sleep]") {
+    const bool sleep = GENERATE(false, true);
+    INFO((sleep ? "a sleep step" : "a retry backoff"));
+    loom::testing::FakeClock clock;
+    Fixture<> f;
+    f.handlers.add("flaky", [&](loom::StepContext& ctx) -> Json {
+        f.counter.hit(ctx.step_id());
+        if (ctx.attempt() == 1) throw loom::RetryableError("not yet");
+        return ctx.attempt();
+    });
+    f.handlers.add("ok", [&](loom::StepContext& ctx) -> Json {
+        f.counter.hit(ctx.step_id());
+        return 0;
+    });
+    loom::RetryPolicy retry;
+    retry.max_attempts = 2;
+    retry.initial_backoff = 1000ms;
+    loom::WorkflowBuilder b("timer", 1);
+    if (sleep)
+        b.step("a", "sleep").input({{"ms", 1000}});
+    else
+        b.step("a", "flaky").retry(retry);
+    b.step("b", "ok").after("a");
+    auto& executor = f.open({b.build()}, {2, nullptr, {}, {}, &clock});
+    auto id = executor.start("timer");
+    REQUIRE(loom::test::eventually([&] { return executor.get_run(id).step("a")->status == StepStatus::waiting; }));
+    const int calls = f.counter.get("a");   // 1 for the retry's failed attempt, 0 for the sleep
+    CHECK(executor.pause(id));
+    clock.advance(1000ms);   // due now, and held
+    CHECK_FALSE(executor.wait_for(id, 100ms));
+    CHECK(f.counter.get("a") == calls);
+    CHECK(executor.get_run(id).step("a")->status != StepStatus::completed);
+    CHECK(f.counter.get("b") == 0);
+    CHECK(executor.resume(id));
+    auto run = executor.wait(id);   // the clock does not move again: the timer is due already
+    CHECK(run.status == loom::RunStatus::completed);
+    CHECK(run.step("a")->status == StepStatus::completed);
+    CHECK(run.step("a")->attempts == (sleep ? 1 : 2));
+    CHECK(f.counter.get("a") == calls + (sleep ? 0 : 1));
+    CHECK(f.counter.get("b") == 1);
+}
+
 TEST_CASE("a paused run can still be cancelled", "[control]") {
-    Chain f;
-    loom::MemoryStore store;
-    loom::Executor executor(store, f.handlers, {2});
-    executor.add_workflow(Chain::workflow());
+    Fixture<Chain> f;
+    auto& executor = f.open({Chain::workflow()});
     auto id = executor.start("chain");
     f.gate.wait_for_waiters(1);
     executor.pause(id);
@@ -92,21 +133,13 @@ TEST_CASE("a paused run can still be cancelled", "[control]") {
 }
 
 TEST_CASE("a pause survives a restart and applies to a run no process runs", "[control][sqlite]") {
-    loom::test::TempDir dir;
-    Chain f;
-    loom::RunId id;
-    {
-        loom::SqliteStore store(dir.file("runs.db"));
-        loom::Executor executor(store, f.handlers, {2});
-        executor.add_workflow(Chain::workflow());
-        id = executor.start("chain");
-        f.gate.wait_for_waiters(1);
-        executor.pause(id);
-        f.gate.release();
-    }
-    loom::SqliteStore store(dir.file("runs.db"));
-    loom::Executor executor(store, f.handlers, {2});
-    CHECK(store.load_run(id)->paused);
+    Fixture<Chain> f(loom::test::Storage::sqlite);
+    const auto id = f.open({Chain::workflow()}).start("chain");
+    f.gate.wait_for_waiters(1);
+    f.executor().pause(id);
+    f.gate.release();
+    auto& executor = f.reopen();
+    CHECK(f.store().load_run(id)->paused);
     CHECK(executor.resume(id));    // not live here: recorded
     CHECK(executor.pause(id));     // and paused again, still not live
     executor.recover();
@@ -118,32 +151,30 @@ TEST_CASE("a pause survives a restart and applies to a run no process runs", "[c
 }
 
 TEST_CASE("steps of higher-priority runs are taken first", "[control]") {
-    loom::HandlerRegistry handlers;
-    loom::test::Gate gate;
     std::mutex mutex;
     std::vector<std::string> order;
-    handlers.add("block", [&](loom::StepContext&) -> Json {
-        gate.pass();
+    Fixture<> f;
+    f.handlers.add("block", [&](loom::StepContext&) -> Json {
+        f.gate.pass();
         return 0;
     });
-    handlers.add("note", [&](loom::StepContext& ctx) -> Json {
+    f.handlers.add("note", [&](loom::StepContext& ctx) -> Json {
         std::lock_guard lock(mutex);
         order.push_back(ctx.input()["name"].get<std::string>());
         return 0;
     });
-    loom::MemoryStore store;
-    loom::Executor executor(store, handlers, {1});   // one thread: a queue forms
+    auto& executor = f.open({}, {1});   // one thread: a queue forms
     executor.add_workflow(loom::WorkflowBuilder("block", 1).step("b", "block").build());
     executor.add_workflow(loom::WorkflowBuilder("note", 1).step("n", "note").input({{"name", "${input.name}"}}).build());
     auto blocker = executor.start("block");
-    gate.wait_for_waiters(1);
+    f.gate.wait_for_waiters(1);
     std::vector<loom::RunId> ids;
     for (auto [name, priority] : {std::pair{"low", -1}, {"normal", 0}, {"high", 5}, {"normal2", 0}}) {
         loom::StartOptions o;
         o.priority = priority;
         ids.push_back(executor.start("note", {{"name", name}}, o));
     }
-    gate.release();
+    f.gate.release();
     for (const auto& id : ids) executor.wait(id);
     executor.wait(blocker);
     CHECK(order == std::vector<std::string>{"high", "normal", "normal2", "low"});
@@ -152,9 +183,9 @@ TEST_CASE("steps of higher-priority runs are taken first", "[control]") {
 
 TEST_CASE("concurrency limits per handler and per workflow hold within the thread count", "[control]") {
     const bool by_handler = GENERATE(true, false);
-    loom::HandlerRegistry handlers;
     std::atomic<int> inside{0}, most{0};
-    handlers.add("slow", [&](loom::StepContext&) -> Json {
+    Fixture<> f;
+    f.handlers.add("slow", [&](loom::StepContext&) -> Json {
         const int now = ++inside;
         int seen = most.load();
         while (now > seen && !most.compare_exchange_weak(seen, now)) {}
@@ -168,8 +199,7 @@ TEST_CASE("concurrency limits per handler and per workflow hold within the threa
         options.max_running_per_handler = {{"slow", 1}};
     else
         options.max_running_per_workflow = {{"fan", 2}};
-    loom::MemoryStore store;
-    loom::Executor executor(store, handlers, options);
+    auto& executor = f.open({}, options);
     executor.add_workflow(loom::WorkflowBuilder("fan", 1)
                               .step("a", "slow").step("b", "slow").step("c", "slow").step("d", "slow")
                               .build());
@@ -180,36 +210,32 @@ TEST_CASE("concurrency limits per handler and per workflow hold within the threa
 }
 
 TEST_CASE("a concurrency limit of zero is refused", "[control]") {
-    loom::HandlerRegistry handlers;
-    loom::MemoryStore store;
+    Fixture<> f;
     loom::ExecutorOptions options;
     options.max_running_per_handler = {{"x", 0}};
-    CHECK_THROWS_WITH(loom::Executor(store, handlers, options),
+    CHECK_THROWS_WITH(f.open({}, options),
                       "[loom.options.max_running] ExecutorOptions::max_running_per_handler for \"x\" is 0; "
                       "it must be at least 1");
 }
 
 TEST_CASE("a run waiting for a concurrency slot can be cancelled at once", "[control]") {
-    loom::HandlerRegistry handlers;
-    loom::test::Gate gate;
-    handlers.add("slow", [&](loom::StepContext&) -> Json {
-        gate.pass();
+    Fixture<> f;
+    f.handlers.add("slow", [&](loom::StepContext&) -> Json {
+        f.gate.pass();
         return 0;
     });
     loom::ExecutorOptions options;
     options.threads = 2;
     options.max_running_per_handler = {{"slow", 1}};
-    loom::MemoryStore store;
-    loom::Executor executor(store, handlers, options);
-    executor.add_workflow(loom::WorkflowBuilder("w", 1).step("a", "slow").build());
+    auto& executor = f.open({loom::WorkflowBuilder("w", 1).step("a", "slow").build()}, options);
     auto holder = executor.start("w");
-    gate.wait_for_waiters(1);
+    f.gate.wait_for_waiters(1);
     auto waiting = executor.start("w");   // its step waits for the one slot
     CHECK_FALSE(executor.wait_for(waiting, 30ms));
     CHECK(executor.cancel(waiting));
     auto run = executor.wait(waiting);   // without the slot ever freeing
     CHECK(run.status == loom::RunStatus::cancelled);
     CHECK(run.step("a")->attempts == 0);
-    gate.release();
+    f.gate.release();
     CHECK(executor.wait(holder).status == loom::RunStatus::completed);
 }

@@ -12,96 +12,39 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
-#include <csignal>
-#include <cstdlib>
-#include <fstream>
 #include <map>
 #include <random>
 #include <set>
-#include <sstream>
-#include <thread>
 #include <tuple>
-
-#include <fcntl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <SQLiteCpp/Database.h>
 
 #include <loom/loom.hpp>
 
 #include "crash_workflow.hpp"
+#include "support/crash_child.hpp"
 #include "support/temp_dir.hpp"
 
 namespace {
 
-/// How a child process is to die, if it does.
-struct Kill {
-    int in_handler = 0;            // SIGKILL itself after the N-th ledger append
-    std::string failpoint;         // or at an executor failpoint, "NAME:N"
-    std::optional<std::chrono::microseconds> after;   // or be killed after this long
-};
+namespace crash = loom::test::crash;
+using crash::Kill, crash::LedgerLine, crash::Snapshot;
 
-struct Exit {
-    bool killed = false;
-    int code = 0;
-    std::string out;   // what it printed
-};
-
-Exit run_child(const std::string& mode, const loom::test::TempDir& dir, const Kill& kill,
-               unsigned threads = 4) {
-    const auto db = dir.file("runs.db"), ledger = dir.file("ledger"), out = dir.file("out");
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        ::setenv("LOOM_CRASH_AFTER", std::to_string(kill.in_handler).c_str(), 1);
-        ::setenv("LOOM_FAILPOINT", kill.failpoint.c_str(), 1);
-        if (kill.failpoint.empty()) ::unsetenv("LOOM_FAILPOINT");
-        ::setenv("LOOM_CRASH_THREADS", std::to_string(threads).c_str(), 1);
-        int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        ::dup2(fd, 1);
-        ::execl(LOOM_CRASH_CHILD, LOOM_CRASH_CHILD, mode.c_str(), db.c_str(), ledger.c_str(),
-                static_cast<char*>(nullptr));
-        ::_exit(127);
-    }
-    REQUIRE(pid > 0);
-    if (kill.after) {
-        std::this_thread::sleep_for(*kill.after);
-        ::kill(pid, SIGKILL);
-    }
-    int status = 0;
-    REQUIRE(::waitpid(pid, &status, 0) == pid);
-    std::ifstream in(out);
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (WIFSIGNALED(status)) return {true, WTERMSIG(status), text};
-    return {false, WEXITSTATUS(status), text};
+crash::Exit run_child(const std::string& mode, const loom::test::TempDir& dir, const Kill& kill,
+                      unsigned threads = 4) {
+    return crash::run_child({LOOM_CRASH_CHILD, mode, dir.file("runs.db"), dir.file("ledger")}, kill,
+                            threads, dir.file("out"));
 }
 
-struct LedgerLine {
-    std::string step;
-    int attempt = 0;
-    std::string pid;
-};
-
 std::vector<LedgerLine> read_ledger(const loom::test::TempDir& dir) {
-    std::ifstream in(dir.file("ledger"));
-    std::vector<LedgerLine> lines;
-    LedgerLine l;
-    while (in >> l.step >> l.attempt >> l.pid) lines.push_back(l);
-    return lines;
+    return crash::read_ledger(dir.file("ledger"));
 }
 
 std::optional<loom::RunInfo> the_run(const loom::test::TempDir& dir) {
-    loom::SqliteStore store(dir.file("runs.db"));
-    auto runs = store.list_runs();
+    auto runs = crash::stored_runs(dir.file("runs.db"));
     if (runs.empty()) return std::nullopt;
     REQUIRE(runs.size() == 1);
-    return store.load_run(runs[0].id);
-}
-
-std::set<std::string> steps_in(const std::vector<LedgerLine>& ledger) {
-    std::set<std::string> steps;
-    for (const auto& l : ledger) steps.insert(l.step);
-    return steps;
+    return runs[0];
 }
 
 /// A clean run: how it ends, what its handlers did, and how many failpoints it
@@ -122,9 +65,9 @@ const Reference& reference() {
         Reference r;
         r.run = *the_run(dir);
         const auto ledger = read_ledger(dir);
-        r.ran = steps_in(ledger);
+        r.ran = crash::keys_in(ledger);
         r.attempts = ledger.size();
-        std::istringstream(exit.out.substr(exit.out.find("failpoint hits ") + 15)) >> r.failpoint_hits;
+        r.failpoint_hits = crash::failpoint_hits(exit.out);
         // The workflow exercises what it claims to: a retry, a skip, a tolerated
         // failure, a sleep; every other step completes, conditional or not.
         using loom::test::kCrashDoomed, loom::test::kCrashRetried, loom::test::kCrashSkipped,
@@ -147,13 +90,6 @@ const Reference& reference() {
     return ref;
 }
 
-/// What one process had done when it was killed.
-struct Snapshot {
-    std::map<std::string, loom::StepInfo> steps;   // committed; empty if no run yet
-    std::size_t ledger_from = 0;   // its ledger lines: [ledger_from, ledger_to)
-    std::size_t ledger_to = 0;
-};
-
 /// Whether the store held the outcome of `attempt` of `step` at the kill: its
 /// result, or its failure with the retry it waits for.
 bool settled(const Snapshot& snap, const std::string& step, int attempt) {
@@ -174,11 +110,9 @@ bool settled(const Snapshot& snap, const std::string& step, int attempt) {
 /// Whether ledger line `i` was an attempt in flight at a kill that came before line `next`.
 bool in_flight_at_kill(const std::vector<LedgerLine>& ledger, std::size_t i, std::size_t next,
                        const std::vector<Snapshot>& snapshots) {
-    for (const auto& snap : snapshots)
-        if (snap.ledger_from <= i && i < snap.ledger_to && snap.ledger_to <= next &&
-            !settled(snap, ledger[i].step, ledger[i].attempt))
-            return true;
-    return false;
+    return crash::in_flight_at_kill(ledger, i, next, snapshots, [](const Snapshot& snap, const LedgerLine& l) {
+        return settled(snap, l.step, l.attempt);
+    });
 }
 
 /// The kill of the process that wrote ledger line `i`, or nullptr if it was not killed.
@@ -249,7 +183,7 @@ void check_ledger(const std::vector<LedgerLine>& ledger, const std::vector<Snaps
         CHECK(seen.emplace(l.pid, l.step, l.attempt).second);
     }
     // Every step whose handler runs in a clean run ran; no skipped step did.
-    CHECK(steps_in(ledger) == reference().ran);
+    CHECK(crash::keys_in(ledger) == reference().ran);
 }
 
 /// Kills in one trial or many, and how many found a step waiting on a timer.
@@ -278,16 +212,7 @@ Kills run_trial(const Kill& first, unsigned seed, unsigned threads = 4) {
         REQUIRE(process < 30);   // recovery must make progress
         const bool started = the_run(dir).has_value();
         Kill kill = first;
-        if (process > 0) {   // a crash during recovery, now and then
-            kill = Kill{};
-            if (kills.total < 5) {
-                switch (rng() % 4) {
-                    case 0: kill.in_handler = 1 + int(rng() % reference().attempts); break;
-                    case 1: kill.failpoint = "*:" + std::to_string(1 + rng() % 40); break;
-                    default: break;   // let it finish
-                }
-            }
-        }
+        if (process > 0) kill = crash::recovery_kill(rng, kills.total, reference().attempts);   // now and then
         Snapshot snap;
         snap.ledger_from = read_ledger(dir).size();
         auto exit = run_child(started ? "recover" : "run", dir, kill, threads);
@@ -331,11 +256,6 @@ Kills run_trial(const Kill& first, unsigned seed, unsigned threads = 4) {
     return kills;
 }
 
-int trials_from_env() {
-    const char* n = std::getenv("LOOM_CRASH_TRIALS");
-    return n ? std::max(1, std::atoi(n)) : 200;
-}
-
 }  // namespace
 
 TEST_CASE("SIGKILL at every executor failpoint never re-runs a committed step", "[crash][sqlite]") {
@@ -377,7 +297,7 @@ TEST_CASE("SIGKILL inside every handler never re-runs a committed step", "[crash
 
 TEST_CASE("SIGKILL at random moments never re-runs a committed step", "[crash][sqlite]") {
     std::mt19937 rng(2026);
-    const int trials = trials_from_env();
+    const int trials = crash::trials_from_env(200);
     Kills kills;
     for (int trial = 0; trial < trials; ++trial) {
         const auto delay = std::chrono::microseconds(rng() % 60'000);

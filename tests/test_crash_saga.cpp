@@ -16,44 +16,24 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
-#include <csignal>
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <random>
 #include <set>
-#include <sstream>
-#include <thread>
-#include <tuple>
-
-#include <fcntl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <SQLiteCpp/Database.h>
 
 #include <loom/loom.hpp>
 
 #include "crash_saga_workflow.hpp"
+#include "support/crash_child.hpp"
 #include "support/temp_dir.hpp"
 
 namespace {
 
+namespace crash = loom::test::crash;
+using crash::Kill, crash::LedgerLine, crash::Snapshot;
 using loom::StepStatus;
-
-struct Kill {
-    int in_handler = 0;            // SIGKILL itself after the N-th ledger append
-    std::string failpoint;         // or at an executor failpoint, "NAME:N"
-    std::optional<std::chrono::microseconds> after;   // or be killed after this long
-};
-
-struct Exit {
-    bool killed = false;
-    bool hung = false;   // still running after kHang: killed by the test
-    int code = 0;
-    std::string out;
-};
 
 /// A store with its schema and nothing else, made once: each trial starts
 /// from a copy, so that its processes spend their time on the runs.
@@ -70,60 +50,19 @@ void fresh_store(const loom::test::TempDir& dir) {
 constexpr auto kHang = std::chrono::seconds(3);
 int hangs = 0;   // processes that hung, in this test program
 
-Exit run_child(const loom::test::TempDir& dir, const Kill& kill, unsigned threads, const char* mode = "") {
-    const auto db = dir.file("runs.db"), ledger = dir.file("ledger"), out = dir.file("out");
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        ::setenv("LOOM_CRASH_MODE", mode, 1);
-        ::setenv("LOOM_CRASH_AFTER", std::to_string(kill.in_handler).c_str(), 1);
-        ::setenv("LOOM_FAILPOINT", kill.failpoint.c_str(), 1);
-        if (kill.failpoint.empty()) ::unsetenv("LOOM_FAILPOINT");
-        ::setenv("LOOM_CRASH_THREADS", std::to_string(threads).c_str(), 1);
-        int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        ::dup2(fd, 1);
-        ::execl(LOOM_CRASH_SAGA_CHILD, LOOM_CRASH_SAGA_CHILD, db.c_str(), ledger.c_str(),
-                static_cast<char*>(nullptr));
-        ::_exit(127);
-    }
-    REQUIRE(pid > 0);
-    if (kill.after) {
-        std::this_thread::sleep_for(*kill.after);
-        ::kill(pid, SIGKILL);
-    }
-    // A clean process takes ~0.1 s. One that hangs (see the "no process hangs" case
-    // below) is SIGKILLed, which is one more kill at a random moment: the
-    // trial goes on and every check still holds.
-    int status = 0;
-    bool hung = false;
-    for (auto start = std::chrono::steady_clock::now();;) {
-        const pid_t r = ::waitpid(pid, &status, WNOHANG);
-        REQUIRE(r >= 0);
-        if (r == pid) break;
-        if (!hung && std::chrono::steady_clock::now() - start > kHang) {
-            hung = true;
-            ++hangs;
-            ::kill(pid, SIGKILL);
-        }
-        std::this_thread::sleep_for(std::chrono::microseconds(300));
-    }
-    std::ifstream in(out);
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (WIFSIGNALED(status)) return {true, hung, WTERMSIG(status), text};
-    return {false, false, WEXITSTATUS(status), text};
+// A clean process takes ~0.1 s. One that hangs (see the "no process hangs" case
+// below) is SIGKILLed, which is one more kill at a random moment: the trial
+// goes on and every check still holds.
+crash::Exit run_child(const loom::test::TempDir& dir, const Kill& kill, unsigned threads, const char* mode = "") {
+    auto exit = crash::run_child({LOOM_CRASH_SAGA_CHILD, dir.file("runs.db"), dir.file("ledger")}, kill, threads,
+                                 dir.file("out"), {{"LOOM_CRASH_MODE", mode}}, kHang);
+    hangs += exit.hung;
+    return exit;
 }
 
-struct LedgerLine {
-    std::string step;   // a step id, or "undo:" and the id of the step undone
-    int attempt = 0;
-    std::string pid;
-};
-
+// Ledger keys: a step id, or "undo:" and the id of the step undone.
 std::vector<LedgerLine> read_ledger(const loom::test::TempDir& dir) {
-    std::ifstream in(dir.file("ledger"));
-    std::vector<LedgerLine> lines;
-    LedgerLine l;
-    while (in >> l.step >> l.attempt >> l.pid) lines.push_back(l);
-    return lines;
+    return crash::read_ledger(dir.file("ledger"));
 }
 
 bool is_undo(const std::string& key) { return key.rfind(loom::test::kSagaUndo, 0) == 0; }
@@ -131,21 +70,12 @@ std::string undone(const std::string& key) { return key.substr(std::string(loom:
 
 /// The stored runs, by workflow name ("saga", "flow", "sub").
 std::map<std::string, loom::RunInfo> the_runs(const loom::test::TempDir& dir) {
-    loom::SqliteStore store(dir.file("runs.db"));
     std::map<std::string, loom::RunInfo> runs;
-    for (const auto& r : store.list_runs()) {
-        auto info = store.load_run(r.id);
-        REQUIRE(info);
-        INFO("run " << r.id << " of " << r.workflow_name);
-        REQUIRE(runs.emplace(r.workflow_name, *info).second);   // never started twice
+    for (auto& run : crash::stored_runs(dir.file("runs.db"))) {
+        INFO("run " << run.id << " of " << run.workflow_name);
+        REQUIRE(runs.emplace(run.workflow_name, std::move(run)).second);   // never started twice
     }
     return runs;
-}
-
-std::set<std::string> keys_in(const std::vector<LedgerLine>& ledger) {
-    std::set<std::string> keys;
-    for (const auto& l : ledger) keys.insert(l.step);
-    return keys;
 }
 
 struct Reference {
@@ -168,9 +98,9 @@ const Reference& reference() {
         r.duration = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
         r.runs = the_runs(dir);
         const auto ledger = read_ledger(dir);
-        r.ran = keys_in(ledger);
+        r.ran = crash::keys_in(ledger);
         r.calls = ledger.size();
-        std::istringstream(exit.out.substr(exit.out.find("failpoint hits ") + 15)) >> r.failpoint_hits;
+        r.failpoint_hits = crash::failpoint_hits(exit.out);
         // The scenario exercises what it claims to.
         REQUIRE(r.runs.size() == 3);
         const auto& saga = r.runs.at("saga");
@@ -189,13 +119,6 @@ const Reference& reference() {
     }();
     return ref;
 }
-
-/// What one process had done when it was killed.
-struct Snapshot {
-    std::map<std::string, loom::StepInfo> steps;   // committed, of every run, by step id
-    std::size_t ledger_from = 0;   // its ledger lines: [ledger_from, ledger_to)
-    std::size_t ledger_to = 0;
-};
 
 /// Whether the store held the outcome of ledger call `key` at the kill.
 bool settled(const Snapshot& snap, const std::string& key) {
@@ -221,10 +144,8 @@ bool settled(const Snapshot& snap, const std::string& key) {
 /// Whether ledger line `i` was a call in flight at a kill that came before line `next`.
 bool in_flight_at_kill(const std::vector<LedgerLine>& ledger, std::size_t i, std::size_t next,
                        const std::vector<Snapshot>& snapshots) {
-    for (const auto& snap : snapshots)
-        if (snap.ledger_from <= i && i < snap.ledger_to && snap.ledger_to <= next && !settled(snap, ledger[i].step))
-            return true;
-    return false;
+    return crash::in_flight_at_kill(ledger, i, next, snapshots,
+                                    [](const Snapshot& snap, const LedgerLine& l) { return settled(snap, l.step); });
 }
 
 void check_ledger(const std::vector<LedgerLine>& ledger, const std::vector<Snapshot>& snapshots) {
@@ -290,7 +211,7 @@ void check_ledger(const std::vector<LedgerLine>& ledger, const std::vector<Snaps
     }
     // Every handler and compensation of a clean run ran: each completed
     // compensable step was undone.
-    CHECK(keys_in(ledger) == reference().ran);
+    CHECK(crash::keys_in(ledger) == reference().ran);
 }
 
 struct Kills {
@@ -320,16 +241,7 @@ Kills run_trial(const Kill& first, unsigned seed, unsigned threads) {
     for (int process = 0;; ++process) {
         REQUIRE(process < 30);   // recovery must make progress
         Kill kill = first;
-        if (process > 0) {   // a crash during recovery, now and then
-            kill = Kill{};
-            if (kills.total < 5) {
-                switch (rng() % 4) {
-                    case 0: kill.in_handler = 1 + int(rng() % reference().calls); break;
-                    case 1: kill.failpoint = "*:" + std::to_string(1 + rng() % 40); break;
-                    default: break;
-                }
-            }
-        }
+        if (process > 0) kill = crash::recovery_kill(rng, kills.total, reference().calls);   // now and then
         Snapshot snap;
         snap.ledger_from = read_ledger(dir).size();
         auto exit = run_child(dir, kill, threads);
@@ -388,11 +300,6 @@ Kills run_trial(const Kill& first, unsigned seed, unsigned threads) {
     return kills;
 }
 
-int trials_from_env() {
-    const char* n = std::getenv("LOOM_CRASH_TRIALS");
-    return n ? std::max(1, std::atoi(n)) : 60;
-}
-
 }  // namespace
 
 TEST_CASE("saga, sub-workflow, signal: SIGKILL at every failpoint never re-runs a committed step",
@@ -430,7 +337,7 @@ TEST_CASE("saga, sub-workflow, signal: SIGKILL inside every handler never re-run
 TEST_CASE("saga, sub-workflow, signal: SIGKILL at random moments never re-runs a committed step",
           "[crash][sqlite][saga][children][signals]") {
     std::mt19937 rng(2027);
-    const int trials = trials_from_env();
+    const int trials = crash::trials_from_env(60);
     // Kills anywhere in a clean process's lifetime, however fast this machine.
     const auto window = std::max<unsigned long>(2'000, reference().duration.count());
     Kills kills;

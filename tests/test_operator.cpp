@@ -8,20 +8,20 @@
 
 #include <loom/loom.hpp>
 
+#include "support/fixture.hpp"
 #include "support/sync.hpp"
-#include "support/temp_dir.hpp"
 
 using namespace std::chrono_literals;
 using loom::Json;
 using loom::StepStatus;
+using loom::test::Fixture;
 
 namespace {
 
-struct Fixture {
-    loom::HandlerRegistry handlers;
-    loom::test::RunCounter counter;
+/// "flaky" fails while `broken`; "ok" returns its step id and call count.
+struct Flaky : loom::test::Steps {
     std::atomic<bool> broken{true};
-    Fixture() {
+    Flaky() {
         handlers.add("ok", [this](loom::StepContext& ctx) -> Json {
             counter.hit(ctx.step_id());
             return ctx.step_id() + std::to_string(counter.get(ctx.step_id()));
@@ -47,10 +47,8 @@ struct Fixture {
 }  // namespace
 
 TEST_CASE("retry runs a failed run again from its failed steps", "[operator]") {
-    Fixture f;
-    loom::MemoryStore store;
-    loom::Executor executor(store, f.handlers, {2});
-    executor.add_workflow(Fixture::chain());
+    Fixture<Flaky> f;
+    auto& executor = f.open({Flaky::chain()});
     auto id = executor.start("chain");
     auto failed = executor.wait(id);
     REQUIRE(failed.status == loom::RunStatus::failed);
@@ -71,10 +69,8 @@ TEST_CASE("retry runs a failed run again from its failed steps", "[operator]") {
 }
 
 TEST_CASE("a retried step gets its whole retry policy again", "[operator]") {
-    Fixture f;
-    loom::MemoryStore store;
-    loom::Executor executor(store, f.handlers, {2});
-    executor.add_workflow(Fixture::chain());
+    Fixture<Flaky> f;
+    auto& executor = f.open({Flaky::chain()});
     auto id = executor.start("chain");
     executor.wait(id);
     executor.retry(id);   // still broken: two more attempts
@@ -85,11 +81,9 @@ TEST_CASE("a retried step gets its whole retry policy again", "[operator]") {
 }
 
 TEST_CASE("rerun runs a step and everything downstream again, keeping what is upstream", "[operator]") {
-    Fixture f;
+    Fixture<Flaky> f;
     f.broken = false;
-    loom::MemoryStore store;
-    loom::Executor executor(store, f.handlers, {2});
-    executor.add_workflow(Fixture::chain());
+    auto& executor = f.open({Flaky::chain()});
     auto id = executor.start("chain");
     CHECK(executor.wait(id).output == Json{{"c", "c1"}});
     executor.rerun(id, "b");
@@ -102,10 +96,8 @@ TEST_CASE("rerun runs a step and everything downstream again, keeping what is up
 }
 
 TEST_CASE("runs that cannot be run again are refused and left as they are", "[operator]") {
-    Fixture f;
-    loom::MemoryStore store;
-    loom::Executor executor(store, f.handlers, {2});
-    executor.add_workflow(Fixture::chain());
+    Fixture<Flaky> f;
+    auto& executor = f.open({Flaky::chain()});
     CHECK_THROWS_WITH(executor.retry("nope"), "[loom.run.unknown] run nope does not exist");
     auto id = executor.start("chain");
     auto before = executor.wait(id);
@@ -115,17 +107,16 @@ TEST_CASE("runs that cannot be run again are refused and left as they are", "[op
     CHECK(executor.history(id).size() == executor.history(id).size());
 
     // A running run is refused.
-    loom::test::Gate gate;
     f.handlers.add("hold", [&](loom::StepContext&) -> Json {
-        gate.pass();
+        f.gate.pass();
         return 1;
     });
     executor.add_workflow(loom::WorkflowBuilder("held", 1).step("h", "hold").build());
     auto held = executor.start("held");
-    gate.wait_for_waiters(1);
+    f.gate.wait_for_waiters(1);
     CHECK_THROWS_WITH(executor.retry(held),
                       "[loom.run.not_final] run " + held + " is still running; only a finished run can be run again");
-    gate.release();
+    f.gate.release();
     executor.wait(held);
 
     // A compensated run is refused.
@@ -141,13 +132,11 @@ TEST_CASE("runs that cannot be run again are refused and left as they are", "[op
 }
 
 TEST_CASE("a retried run interrupted by a restart is resumed by recover()", "[operator][sqlite]") {
-    loom::test::TempDir dir;
-    Fixture f;
-    loom::test::Gate gate;
     std::atomic<bool> hold{false};
+    Fixture<Flaky> f(loom::test::Storage::sqlite);
     f.handlers.add("c_hold", [&](loom::StepContext& ctx) -> Json {
         f.counter.hit(ctx.step_id());
-        if (hold) gate.pass();
+        if (hold) f.gate.pass();
         return "c";
     });
     const auto wf = loom::WorkflowBuilder("w", 1)
@@ -158,20 +147,18 @@ TEST_CASE("a retried run interrupted by a restart is resumed by recover()", "[op
                         .build();
     loom::RunId id;
     {
-        loom::SqliteStore store(dir.file("runs.db"));
-        loom::Executor executor(store, f.handlers, {2});
-        executor.add_workflow(wf);
+        auto& executor = f.open({wf});
         id = executor.start("w");
         REQUIRE(executor.wait(id).status == loom::RunStatus::failed);
         f.broken = false;
         hold = true;
         executor.retry(id);
-        gate.wait_for_waiters(1);
-        loom::test::release_later(gate);
-    }   // stops with "d" not started
-    loom::SqliteStore store(dir.file("runs.db"));
-    CHECK(store.load_run(id)->status == loom::RunStatus::running);
-    loom::Executor executor(store, f.handlers, {2});
+        f.gate.wait_for_waiters(1);
+        loom::test::release_later(f.gate);
+        f.close();   // stops with "d" not started
+    }
+    CHECK(f.store().load_run(id)->status == loom::RunStatus::running);
+    auto& executor = f.open();
     CHECK(executor.recover() == std::vector<loom::RunId>{id});
     auto run = executor.wait(id);
     CHECK(run.status == loom::RunStatus::completed);
@@ -181,11 +168,10 @@ TEST_CASE("a retried run interrupted by a restart is resumed by recover()", "[op
 }
 
 TEST_CASE("shutdown lets handlers finish, then cancels them after the grace period", "[operator][shutdown]") {
-    loom::test::TempDir dir;
-    loom::HandlerRegistry handlers;
     std::atomic<int> calls{0};
     std::atomic<bool> saw_cancel{false};
-    handlers.add("patient", [&](loom::StepContext& ctx) -> Json {
+    Fixture<> f(loom::test::Storage::sqlite);
+    f.handlers.add("patient", [&](loom::StepContext& ctx) -> Json {
         if (++calls == 1) {
             while (!ctx.cancelled()) std::this_thread::sleep_for(1ms);
             saw_cancel = true;
@@ -193,30 +179,21 @@ TEST_CASE("shutdown lets handlers finish, then cancels them after the grace peri
         }
         return "done";
     });
-    const auto wf = loom::WorkflowBuilder("w", 1).step("a", "patient").build();
-    loom::RunId id;
-    std::chrono::steady_clock::duration took{};
-    {
-        loom::SqliteStore store(dir.file("runs.db"));
-        loom::ExecutorOptions options;
-        options.threads = 2;
-        options.shutdown_grace = 100ms;
-        auto executor = std::make_unique<loom::Executor>(store, handlers, options);
-        executor->add_workflow(wf);
-        id = executor->start("w");
-        REQUIRE(loom::test::eventually([&] { return calls == 1; }));
-        const auto t0 = std::chrono::steady_clock::now();
-        executor.reset();
-        took = std::chrono::steady_clock::now() - t0;
-    }
+    loom::ExecutorOptions options;
+    options.threads = 2;
+    options.shutdown_grace = 100ms;
+    const auto id = f.open({loom::WorkflowBuilder("w", 1).step("a", "patient").build()}, options).start("w");
+    REQUIRE(loom::test::eventually([&] { return calls == 1; }));
+    const auto t0 = std::chrono::steady_clock::now();
+    f.close();
+    const auto took = std::chrono::steady_clock::now() - t0;
     CHECK(saw_cancel);
     CHECK(took >= 100ms);   // the grace period was given
     CHECK(took < 5s);
-    loom::SqliteStore store(dir.file("runs.db"));
-    auto stored = *store.load_run(id);
+    auto stored = *f.store().load_run(id);
     CHECK(stored.status == loom::RunStatus::running);   // not failed: recover() finishes it
     CHECK(stored.step("a")->status != StepStatus::failed);
-    loom::Executor executor(store, handlers, {2});
+    auto& executor = f.open();
     executor.recover();
     CHECK(executor.wait(id).output == Json{{"a", "done"}});
 }

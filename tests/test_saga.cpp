@@ -8,11 +8,12 @@
 
 #include <loom/loom.hpp>
 
+#include "support/fixture.hpp"
 #include "support/sync.hpp"
-#include "support/temp_dir.hpp"
 
 using loom::Json;
 using loom::StepStatus;
+using loom::test::Fixture;
 
 namespace {
 
@@ -30,8 +31,7 @@ struct Journal {
     }
 };
 
-struct Trip {
-    loom::HandlerRegistry handlers;
+struct Trip : loom::test::Steps {
     Journal journal;
     Trip() {
         handlers.add("book", [this](loom::StepContext& ctx) -> Json {
@@ -62,10 +62,8 @@ struct Trip {
 }  // namespace
 
 TEST_CASE("a failed step undoes the completed ones, latest first", "[saga]") {
-    Trip trip;
-    loom::MemoryStore store;
-    loom::Executor executor(store, trip.handlers, {2});
-    executor.add_workflow(Trip::workflow());
+    Fixture<Trip> trip;
+    auto& executor = trip.open({Trip::workflow()});
     auto id = executor.start("trip", {{"who", "ada"}});
     auto run = executor.wait(id);
     CHECK(run.status == loom::RunStatus::failed);
@@ -89,13 +87,11 @@ TEST_CASE("a failed step undoes the completed ones, latest first", "[saga]") {
 }
 
 TEST_CASE("only a step under on_error compensate triggers the undo", "[saga]") {
-    Trip trip;
-    loom::MemoryStore store;
-    loom::Executor executor(store, trip.handlers, {2});
-    executor.add_workflow(loom::WorkflowBuilder("plain", 1)
-                              .step("flight", "book").compensate("cancel")
-                              .step("charge", "charge").after("flight")
-                              .build());
+    Fixture<Trip> trip;
+    auto& executor = trip.open({loom::WorkflowBuilder("plain", 1)
+                                    .step("flight", "book").compensate("cancel")
+                                    .step("charge", "charge").after("flight")
+                                    .build()});
     auto run = executor.wait(executor.start("plain"));
     CHECK(run.status == loom::RunStatus::failed);
     CHECK(run.step("flight")->status == StepStatus::completed);
@@ -103,8 +99,8 @@ TEST_CASE("only a step under on_error compensate triggers the undo", "[saga]") {
 }
 
 TEST_CASE("an undo that fails is retried, and one that fails for good is reported", "[saga]") {
-    Trip trip;
     int tries = 0;
+    Fixture<Trip> trip;
     trip.handlers.add("cancel_flaky", [&](loom::StepContext&) -> Json {
         if (++tries < 2) throw std::runtime_error("busy");
         return nullptr;
@@ -113,13 +109,12 @@ TEST_CASE("an undo that fails is retried, and one that fails for good is reporte
     loom::RetryPolicy twice;
     twice.max_attempts = 2;
     twice.initial_backoff = std::chrono::milliseconds(1);
-    loom::MemoryStore store;
-    loom::Executor executor(store, trip.handlers, {1});
-    executor.add_workflow(loom::WorkflowBuilder("w", 1)
-                              .step("a", "book").compensate("cancel_flaky").retry(twice)
-                              .step("b", "book").compensate("cancel_broken").after("a")
-                              .step("charge", "charge").after("b").on_error(loom::OnError::compensate)
-                              .build());
+    auto& executor = trip.open({loom::WorkflowBuilder("w", 1)
+                                    .step("a", "book").compensate("cancel_flaky").retry(twice)
+                                    .step("b", "book").compensate("cancel_broken").after("a")
+                                    .step("charge", "charge").after("b").on_error(loom::OnError::compensate)
+                                    .build()},
+                               {1});
     auto run = executor.wait(executor.start("w"));
     CHECK(run.status == loom::RunStatus::failed);
     CHECK(run.error == "step \"charge\" failed: card declined; compensation failed for step(s) b");
@@ -130,11 +125,9 @@ TEST_CASE("an undo that fails is retried, and one that fails for good is reporte
 }
 
 TEST_CASE("a compensation handler that is not registered is refused at start", "[saga]") {
-    loom::HandlerRegistry handlers;
-    handlers.add("book", [](loom::StepContext&) -> Json { return 1; });
-    loom::MemoryStore store;
-    loom::Executor executor(store, handlers, {1});
-    executor.add_workflow(loom::WorkflowBuilder("w", 1).step("a", "book").compensate("unbook").build());
+    Fixture<> f;
+    f.handlers.add("book", [](loom::StepContext&) -> Json { return 1; });
+    auto& executor = f.open({loom::WorkflowBuilder("w", 1).step("a", "book").compensate("unbook").build()}, {1});
     CHECK_THROWS_WITH(executor.start("w"),
                       "[loom.handler.unknown] workflow \"w\" step \"a\" uses compensation handler "
                       "\"unbook\", which is not registered");
@@ -142,13 +135,11 @@ TEST_CASE("a compensation handler that is not registered is refused at start", "
 }
 
 TEST_CASE("a saga interrupted by a restart finishes: no step is undone twice", "[saga][sqlite]") {
-    loom::test::TempDir dir;
-    Trip trip;
-    loom::test::Gate gate;
     loom::test::RunCounter undone;
+    Fixture<Trip> trip(loom::test::Storage::sqlite);
     trip.handlers.add("cancel_slow", [&](loom::StepContext& ctx) -> Json {
         undone.hit(ctx.step_id());
-        if (ctx.step_id() == "hotel") gate.pass();   // the restart comes here
+        if (ctx.step_id() == "hotel") trip.gate.pass();   // the restart comes here
         return nullptr;
     });
     const auto wf = loom::WorkflowBuilder("trip", 1)
@@ -156,27 +147,21 @@ TEST_CASE("a saga interrupted by a restart finishes: no step is undone twice", "
                         .step("hotel", "book").compensate("cancel_slow").after("flight")
                         .step("charge", "charge").after("hotel").on_error(loom::OnError::compensate)
                         .build();
-    loom::RunId id;
+    loom::ExecutorOptions options;
+    options.threads = 1;
+    options.shutdown_grace = std::chrono::milliseconds(0);
+    const auto id = trip.open({wf}, options).start("trip");
+    trip.gate.wait_for_waiters(1);
+    loom::test::release_later(trip.gate);
+    trip.close();   // stops during the hotel's undo: it is recorded, the flight's is left due
     {
-        loom::SqliteStore store(dir.file("runs.db"));
-        loom::ExecutorOptions options;
-        options.threads = 1;
-        options.shutdown_grace = std::chrono::milliseconds(0);
-        loom::Executor executor(store, trip.handlers, options);
-        executor.add_workflow(wf);
-        id = executor.start("trip");
-        gate.wait_for_waiters(1);
-        loom::test::release_later(gate);
-    }   // stops during the hotel's undo: it is recorded, the flight's is left due
-    loom::SqliteStore store(dir.file("runs.db"));
-    {
-        auto stored = *store.load_run(id);
+        auto stored = *trip.store().load_run(id);
         CHECK(stored.status == loom::RunStatus::running);
         CHECK(stored.step("hotel")->status == StepStatus::compensated);
         CHECK(stored.step("flight")->status == StepStatus::compensating);
         CHECK(undone.get("flight") == 0);
     }
-    loom::Executor executor(store, trip.handlers, {2});
+    auto& executor = trip.open();
     executor.recover();
     auto run = executor.wait(id);
     CHECK(run.status == loom::RunStatus::failed);

@@ -2,7 +2,13 @@
 // handlers that suspend until completed by token. Both survive restarts.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include <loom/loom.hpp>
 #include <loom/testing.hpp>
@@ -199,4 +205,118 @@ TEST_CASE("signals and completions sent while no process runs the run are applie
     CHECK(run.status == loom::RunStatus::completed);
     CHECK(run.output == Json{{"end", {{"approve", "yes"}, {"job", "done"}}}});
     CHECK(f.token_count() == 1);   // the suspended handler did not run again
+}
+
+// signal() and complete() from one thread while the run ends on another: each
+// call either applies, durably, or reports that it came too late as documented
+// (signal(): false; complete(): Conflict "[loom.token.stale]"); nothing hangs,
+// and the history agrees with what the callers were told.
+TEST_CASE("signals sent while the run ends apply or return false", "[signals]") {
+    const bool by_cancel = GENERATE(true, false);   // or it completes: its wait step gets its signal
+    Fixture f;
+    loom::MemoryStore store;
+    loom::Executor executor(store, f.handlers, {2});
+    executor.add_workflow(approval());
+    for (int round = 0; round < 20; ++round) {
+        INFO("round " << round << (by_cancel ? ", cancelled" : ", completed"));
+        const auto id = executor.start("approval");
+        std::atomic<int> accepted{0};
+        std::vector<bool> results;   // of every signal() call, in order
+        std::string error;
+        std::thread sender([&] {
+            const auto until = std::chrono::steady_clock::now() + 2s;
+            try {   // until three calls in a row found the run over
+                for (int refused = 0; refused < 3 && std::chrono::steady_clock::now() < until;) {
+                    results.push_back(executor.signal(id, "ping", int(results.size())));
+                    if (results.back())
+                        ++accepted;
+                    else
+                        ++refused;
+                }
+            } catch (const std::exception& e) {
+                error = e.what();
+            }
+        });
+        // End the run after a few signals, so that the later ones race with its end.
+        REQUIRE(eventually([&] { return accepted > round % 5; }));
+        if (by_cancel)
+            CHECK(executor.cancel(id));
+        else
+            CHECK(executor.signal(id, "approval", {{"by", "ann"}}));
+        const auto run = executor.wait(id);
+        sender.join();
+        CHECK(error.empty());
+        CHECK(run.status == (by_cancel ? loom::RunStatus::cancelled : loom::RunStatus::completed));
+        if (!by_cancel) CHECK(run.step("approve")->output == Json{{"by", "ann"}});
+        // Accepted ones first; once one is refused, the run is over for good.
+        CHECK(std::is_partitioned(results.begin(), results.end(), [](bool r) { return r; }));
+        REQUIRE(results.size() >= 3);
+        CHECK_FALSE(results.back());
+        // Exactly the accepted pings are in the history, all before the run's end.
+        int pings = 0;
+        std::size_t last_ping = 0, end = 0;
+        const auto history = executor.history(id);
+        for (std::size_t i = 0; i < history.size(); ++i) {
+            const auto& e = history[i];
+            if (e.kind == "signal" && Json::parse(e.detail).at("name") == "ping") {
+                ++pings;
+                last_ping = i;
+            }
+            if (e.kind == "run.cancelled" || e.kind == "run.completed") end = i;
+        }
+        CHECK(pings == accepted);
+        CHECK(last_ping < end);
+    }
+}
+
+TEST_CASE("a completion racing with the run's cancellation applies or is stale", "[signals]") {
+    Fixture f;
+    loom::MemoryStore store;
+    loom::Executor executor(store, f.handlers, {2});
+    executor.add_workflow(loom::WorkflowBuilder("ext", 1).step("job", "outside").build());
+    int applied_rounds = 0;
+    for (int round = 0; round < 40; ++round) {
+        INFO("round " << round);
+        const auto id = executor.start("ext");
+        REQUIRE(eventually([&] { return f.token_count() == std::size_t(round) + 1; }));
+        REQUIRE(eventually([&] { return status_of(executor, id, "job") == StepStatus::suspended; }));
+        // Both calls start together; one of them a few microseconds later, so
+        // that some rounds cancel first and some complete first.
+        auto spin = [](int us) {
+            const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
+            while (std::chrono::steady_clock::now() < until) {}
+        };
+        std::atomic<bool> ready{false}, go{false};
+        bool applied = false;
+        std::string refusal;
+        std::thread completer([&] {
+            ready = true;
+            while (!go) {}
+            spin(round % 2 ? 0 : round);
+            try {
+                executor.complete(f.token(std::size_t(round)), round);
+                applied = true;
+            } catch (const std::exception& e) {
+                refusal = e.what();
+            }
+        });
+        while (!ready) {}
+        go = true;
+        spin(round % 2 ? round : 0);
+        const bool cancelled = executor.cancel(id);
+        completer.join();
+        const auto run = executor.wait(id);
+        applied_rounds += applied;
+        if (applied) {
+            CHECK(run.step("job")->status == StepStatus::completed);
+            CHECK(run.step("job")->output == round);
+        } else {
+            CHECK_THAT(refusal, Catch::StartsWith("[loom.token.stale] "));
+            CHECK(run.step("job")->status != StepStatus::completed);
+        }
+        // cancel() refuses only a run that is over: the completion finished it first.
+        CHECK(run.status == (cancelled ? loom::RunStatus::cancelled : loom::RunStatus::completed));
+        if (!cancelled) CHECK(applied);
+    }
+    WARN("completions applied in " << applied_rounds << " of 40 rounds, stale in the others");
 }

@@ -5,17 +5,16 @@
 
 #include <loom/loom.hpp>
 
-#include "support/sync.hpp"
-#include "support/temp_dir.hpp"
+#include "support/fixture.hpp"
 
 using loom::Json;
+using loom::test::Fixture;
 
 namespace {
 
-struct Fixture {
-    loom::HandlerRegistry handlers;
-    loom::test::RunCounter counter;
-    Fixture() {
+/// "count" counts its calls by run.
+struct Counting : loom::test::Steps {
+    Counting() {
         handlers.add("count", [this](loom::StepContext& ctx) -> Json {
             counter.hit(ctx.run_id());
             return ctx.input();
@@ -35,10 +34,8 @@ loom::StartOptions keyed(std::string key) {
 }  // namespace
 
 TEST_CASE("a start with a used idempotency key returns the first run", "[executor][start]") {
-    Fixture f;
-    loom::MemoryStore store;
-    loom::Executor executor(store, f.handlers, {2});
-    executor.add_workflow(Fixture::one("w"));
+    Fixture<Counting> f;
+    auto& executor = f.open({Counting::one("w")});
     auto first = executor.start("w", {{"x", 1}}, keyed("order-17"));
     auto again = executor.start("w", {{"x", 1}}, keyed("order-17"));
     CHECK(again == first);
@@ -53,11 +50,8 @@ TEST_CASE("a start with a used idempotency key returns the first run", "[executo
 }
 
 TEST_CASE("reusing an idempotency key with another input or workflow is refused", "[executor][start]") {
-    Fixture f;
-    loom::MemoryStore store;
-    loom::Executor executor(store, f.handlers, {2});
-    executor.add_workflow(Fixture::one("w"));
-    executor.add_workflow(Fixture::one("v"));
+    Fixture<Counting> f;
+    auto& executor = f.open({Counting::one("w"), Counting::one("v")});
     auto first = executor.start("w", {{"x", 1}}, keyed("k"));
     const auto runs = executor.list_runs().size();
     try {
@@ -74,10 +68,8 @@ TEST_CASE("reusing an idempotency key with another input or workflow is refused"
 }
 
 TEST_CASE("concurrent starts with one key start one run", "[executor][start]") {
-    Fixture f;
-    loom::MemoryStore store;
-    loom::Executor executor(store, f.handlers, {2});
-    executor.add_workflow(Fixture::one("w"));
+    Fixture<Counting> f;
+    auto& executor = f.open({Counting::one("w")});
     std::vector<loom::RunId> ids(8);
     std::vector<std::thread> threads;
     for (std::size_t i = 0; i < ids.size(); ++i)
@@ -90,14 +82,11 @@ TEST_CASE("concurrent starts with one key start one run", "[executor][start]") {
 }
 
 TEST_CASE("an idempotency key holds across executors sharing a store", "[executor][start][sqlite]") {
-    loom::test::TempDir dir;
-    Fixture f;
-    loom::SqliteStore store_a(dir.file("runs.db"));
-    loom::SqliteStore store_b(dir.file("runs.db"));
-    loom::Executor a(store_a, f.handlers, {2});
+    Fixture<Counting> f(loom::test::Storage::sqlite);
+    auto& a = f.open({Counting::one("w")});
+    loom::SqliteStore store_b(f.db());   // its own connections, as another process's
     loom::Executor b(store_b, f.handlers, {2});
-    a.add_workflow(Fixture::one("w"));
-    b.add_workflow(Fixture::one("w"));
+    b.add_workflow(Counting::one("w"));
     auto id = a.start("w", {{"x", 1}}, keyed("shared"));
     CHECK(b.start("w", {{"x", 1}}, keyed("shared")) == id);
     CHECK(a.wait(id).status == loom::RunStatus::completed);
