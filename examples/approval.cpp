@@ -1,13 +1,15 @@
-// approval: an expense waits for a manager's approval. The "wait" step holds no
-// thread; the process even stops while it waits. The approval arrives as a
-// signal to a run no process is running, is recorded in its history, and the
-// next process's recover() picks it up and finishes the run.
+// approval: the expense of expense.hpp waits for a manager's approval. The
+// "wait" step holds no thread; the process even stops while it waits. The
+// approval arrives as a signal to a run no process is running, is recorded in
+// its history, and the next process's recover() picks it up and finishes it.
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <thread>
 
 #include <loom/loom.hpp>
+
+#include "expense.hpp"
 
 namespace {
 
@@ -19,20 +21,10 @@ bool expect(bool ok, const char* what) {
 }  // namespace
 
 int main() {
+    example::Journal journal;
     loom::HandlerRegistry handlers;
-    handlers.add("submit", [](loom::StepContext& ctx) -> loom::Json {
-        std::cout << "submitted " << ctx.input().dump() << "\n";
-        return ctx.input();
-    });
-    handlers.add("pay", [](loom::StepContext& ctx) -> loom::Json {
-        std::cout << "paid, approved by " << ctx.input().at("by").get<std::string>() << "\n";
-        return "paid";
-    });
-    auto expense = loom::WorkflowBuilder("expense", 1)
-        .step("submit", "submit").input({{"amount", "${input.amount}"}})
-        .step("approve", "wait").input({{"signal", "approval"}}).after("submit")
-        .step("pay", "pay").input({{"by", "${steps.approve.output.by}"}}).after("approve")
-        .build();
+    example::expense::add_handlers(handlers, journal);
+    const loom::Workflow expense = example::expense::workflow();
 
     std::remove("approval.db");
     loom::RunId id;
@@ -57,5 +49,6 @@ int main() {
     bool ok = expect(run.status == loom::RunStatus::completed, "the run did not complete");
     ok &= expect(run.output == loom::Json{{"pay", "paid"}}, "wrong output");
     ok &= expect(run.step("submit")->attempts == 1, "submit ran twice");
+    ok &= expect(journal.lines().size() == 2, "a handler ran twice");
     return ok ? 0 : 1;
 }

@@ -84,16 +84,20 @@ void Executor::Impl::run_compensation(const Task& task) {
         queue.effects().finished_step = step;
         const auto at = now();
         const RetryPolicy retry = run.workflow->retry_of(step);
+        slot.wake_at.reset();
         if (outcome.kind == detail::Invocation::Kind::ok) {
             slot.status = StepStatus::compensated;
             record_step(run, step, queue.writes(), "step.compensated", at);
         } else if (outcome.kind != detail::Invocation::Kind::fatal && number < retry.max_attempts) {
-            // Tried again after the step's backoff; a restart meanwhile
-            // starts the undo over (it is still "compensating").
+            // Tried again after the step's backoff (in the store as wake_at,
+            // for monitoring); a restart meanwhile starts the undo over (it is
+            // still "compensating").
+            slot.wake_at = at + retry.backoff(number);
+            record_step(run, step, queue.writes(), nullptr);
             queue.writes().events.push_back(RunEvent{0, run.id, run.workflow->steps()[step].id,
                                                      "step.compensation_retrying", number,
                                                      outcome.error, at});
-            timers_.add(at + retry.backoff(number), [this, weak = std::weak_ptr(task.run), step] {
+            timers_.add(*slot.wake_at, [this, weak = std::weak_ptr(task.run), step] {
                 if (auto r = weak.lock()) {
                     const int priority = r->priority;
                     pool_.push(Task{std::move(r), step, Task::Kind::compensate, priority});

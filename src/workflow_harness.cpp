@@ -357,6 +357,10 @@ bool WorkflowHarness::Impl::look_at(const RunInfo& run, const Activity& activity
                 if (held->deadline && !to_come(*held->deadline)) return false;
                 break;
             }
+            case StepStatus::compensating:
+                // Its undo is due or running, unless it waits for a retry.
+                if (!s.wake_at || !to_come(*s.wake_at)) return false;
+                break;
             default:
                 break;
         }
