@@ -252,7 +252,9 @@ std::optional<Executor::Impl::Attempt> Executor::Impl::claim(const Task& task) {
     }
     if (run.deadline_at && now() >= *run.deadline_at) {
         // Due before its deadline timer fired (e.g. a retry re-armed by
-        // recover()): nothing starts past the deadline.
+        // recover()): nothing starts past the deadline. Released here, so
+        // that stop_run does not release it again.
+        run.steps[task.step].status = StepStatus::pending;
         --run.active;
         expire(task.run);
         return std::nullopt;

@@ -67,8 +67,14 @@ loom::Workflow wavefront(int side) {   // cell (i, j) waits for (i-1, j) and (i,
     return b.build(big_limits());
 }
 
-/// Best-of-N ns per step for one run of `wf` on a fresh MemoryStore.
-double ns_per_step(const loom::Workflow& wf, loom::HandlerRegistry& handlers, int repeat) {
+loom::Workflow for_each() {   // one step over the run's input array
+    return loom::WorkflowBuilder("for_each", 1).step("each", "noop").for_each("${input}").build();
+}
+
+/// Best-of-N ns per step (or, with `elements`, per element of an input array
+/// of that size) for one run of `wf` on a fresh MemoryStore.
+double ns_per_step(const loom::Workflow& wf, loom::HandlerRegistry& handlers, int repeat,
+                   std::size_t elements = 0) {
     double best = 1e300;
     for (int r = 0; r < repeat; ++r) {
         loom::MemoryStore store;
@@ -78,13 +84,15 @@ double ns_per_step(const loom::Workflow& wf, loom::HandlerRegistry& handlers, in
         loom::Executor executor(store, handlers, options);
         executor.add_workflow(wf);
         auto t0 = Clock::now();
-        auto run = executor.wait(executor.start(wf.name()));
+        const loom::Json input = elements ? loom::Json(std::vector<std::nullptr_t>(elements))
+                                          : loom::Json::object();
+        auto run = executor.wait(executor.start(wf.name(), input));
         double s = seconds_since(t0);
         if (run.status != loom::RunStatus::completed) {
             std::fprintf(stderr, "run failed: %s\n", run.error.c_str());
             std::exit(1);
         }
-        best = std::min(best, s * 1e9 / static_cast<double>(wf.steps().size()));
+        best = std::min(best, s * 1e9 / static_cast<double>(elements ? elements : wf.steps().size()));
     }
     return best;
 }
@@ -182,11 +190,13 @@ int main(int argc, char** argv) {
     struct Shape {
         const char* name;
         loom::Workflow wf;
-    } shapes[] = {{"chain 10000", chain("chain", 10'000)},
-                  {"fan-out/fan-in 10000", fan(10'000)},
-                  {"wavefront 100x100", wavefront(100)}};
+        std::size_t elements;   // for_each: per element
+    } shapes[] = {{"chain 10000", chain("chain", 10'000), 0},
+                  {"fan-out/fan-in 10000", fan(10'000), 0},
+                  {"wavefront 100x100", wavefront(100), 0},
+                  {"for_each 10000", for_each(), 10'000}};
     for (auto& s : shapes) {
-        double ns = ns_per_step(s.wf, handlers, repeat);
+        double ns = ns_per_step(s.wf, handlers, repeat, s.elements);
         ok &= ns <= 2000;
         std::printf("  %-22s %8.0f ns/step   target <= 2000   %s\n", s.name, ns, verdict(ns <= 2000));
     }
