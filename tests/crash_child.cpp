@@ -1,6 +1,7 @@
 // The process test_crash kills. It runs (or recovers) one parallel workflow on
-// SQLite; every handler appends "step attempt pid" to an fsynced ledger first,
-// then fails or succeeds as crash_attempt() says.
+// SQLite; every handler appends "unit attempt pid" to an fsynced ledger first
+// (the unit is the step, or "fan[3]" for an element of a for_each: see
+// crash_unit()), then fails or succeeds as crash_attempt() says.
 // It SIGKILLs itself after the N-th append when LOOM_CRASH_AFTER=N, or at the
 // N-th executor failpoint when LOOM_FAILPOINT=NAME:N ("*" counts them all).
 // On a clean exit it prints "failpoint hits N". LOOM_CRASH_THREADS sets the
@@ -30,9 +31,10 @@ int main(int argc, char** argv) {
     loom::SqliteStore store(argv[2]);
     loom::HandlerRegistry handlers;
     handlers.add("work", [](loom::StepContext& ctx) -> loom::Json {
-        crash::append_ledger(ctx.step_id(), ctx.attempt());
+        const std::string unit = loom::test::crash_unit(ctx.step_id(), ctx.item_index());
+        crash::append_ledger(unit, ctx.attempt());
         crash::jitter();
-        switch (loom::test::crash_attempt(ctx.step_id(), ctx.attempt())) {
+        switch (loom::test::crash_attempt(unit, ctx.attempt())) {
             case loom::test::CrashAttempt::fails_retryable:
                 throw loom::RetryableError("attempt " + std::to_string(ctx.attempt()) + " fails by design");
             case loom::test::CrashAttempt::fails_fatal:
@@ -40,7 +42,7 @@ int main(int argc, char** argv) {
             case loom::test::CrashAttempt::succeeds:
                 break;
         }
-        return loom::test::crash_step_output(ctx.step_id(), ctx.input());
+        return loom::test::crash_step_output(unit, ctx.input());
     });
     try {
         int code = 0;

@@ -1,20 +1,27 @@
 // Crash test: a child process runs a parallel workflow on SQLite and is
 // SIGKILLed — inside handlers, at every executor failpoint in turn (a retry's
-// or a sleep's wake among them), and at random moments — and again, several
-// times, while it recovers. After each kill the test reads what was committed;
-// the fsynced ledger of (step, attempt, process) the handlers write then proves
-// that nothing committed ever ran again — no completed or failed step, no
-// counted attempt — and that every re-run was a retry of a failed attempt or of
-// one in flight at a kill. The final run must equal an uncrashed run's.
+// or a sleep's wake among them, and a for_each element's claim, finish and
+// retry wake), and at random moments — and again, several times, while it
+// recovers. After each kill the test reads what was committed, steps and
+// for_each elements; the fsynced ledger of (unit, attempt, process) the
+// handlers write, where a unit of work is a step or one element, then proves
+// that nothing committed ever ran again — no completed or failed step or
+// element, no counted attempt — and that every re-run was a retry of a failed
+// attempt or of one in flight at a kill. The final run must equal an
+// uncrashed run's, element by element.
 //
 // LOOM_CRASH_TRIALS sets the number of random-moment trials (default 200; the
 // long mode in the README runs 10,000).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
+#include <optional>
+#include <ostream>
 #include <random>
 #include <set>
+#include <string>
 #include <tuple>
 
 #include <SQLiteCpp/Database.h>
@@ -47,31 +54,48 @@ std::optional<loom::RunInfo> the_run(const loom::test::TempDir& dir) {
     return runs[0];
 }
 
+/// A clean run with 1 thread, counting the passes of failpoint `name` ("*": all).
+crash::Exit clean_run(const loom::test::TempDir& dir, const std::string& name) {
+    auto exit = run_child("run", dir, Kill{0, name + ":0", std::nullopt}, 1);
+    REQUIRE_FALSE(exit.killed);
+    REQUIRE(exit.code == 0);
+    return exit;
+}
+
 /// A clean run: how it ends, what its handlers did, and how many failpoints it
 /// passes with 1 thread.
 struct Reference {
     loom::RunInfo run;
-    std::set<std::string> ran;   // steps whose handler ran
+    std::set<std::string> ran;   // units (steps, elements) whose handler ran
     std::size_t attempts = 0;    // handler calls (ledger lines)
     long failpoint_hits = 0;
+    long element_hits = 0;       // of those, an element's claim or finish
 };
 
 const Reference& reference() {
     static const Reference ref = [] {
         loom::test::TempDir dir;
-        auto exit = run_child("run", dir, Kill{0, "*:0", std::nullopt}, 1);
-        REQUIRE_FALSE(exit.killed);
-        REQUIRE(exit.code == 0);
+        auto exit = clean_run(dir, "*");
         Reference r;
         r.run = *the_run(dir);
         const auto ledger = read_ledger(dir);
         r.ran = crash::keys_in(ledger);
         r.attempts = ledger.size();
         r.failpoint_hits = crash::failpoint_hits(exit.out);
+        // The failpoint sweep kills at every one of those hits, so it covers
+        // each element's transitions: one claim and one finish per attempt.
+        for (const char* name : {"item.claimed", "item.finished"}) {
+            loom::test::TempDir other;
+            const long hits = crash::failpoint_hits(clean_run(other, name).out);
+            INFO("failpoint " << name);
+            REQUIRE(hits == loom::test::kCrashItems + 1);   // element 1 is tried twice
+            r.element_hits += hits;
+        }
         // The workflow exercises what it claims to: a retry, a skip, a tolerated
-        // failure, a sleep; every other step completes, conditional or not.
+        // failure, a sleep, a for_each with a retried element; every other step
+        // completes, conditional or not.
         using loom::test::kCrashDoomed, loom::test::kCrashRetried, loom::test::kCrashSkipped,
-            loom::test::kCrashSleep;
+            loom::test::kCrashSleep, loom::test::kCrashFan;
         REQUIRE(r.run.status == loom::RunStatus::completed);
         for (const auto& s : r.run.steps) {
             INFO("step " << s.step_id);
@@ -82,26 +106,58 @@ const Reference& reference() {
         }
         REQUIRE(r.run.step(kCrashRetried)->attempts == 2);
         REQUIRE(r.run.step(kCrashSleep)->attempts == 1);
+        const auto& items = r.run.step(kCrashFan)->items;
+        REQUIRE(items.size() == std::size_t(loom::test::kCrashItems));
+        std::set<std::string> outputs;   // all different: a swapped or lost element shows
+        for (const auto& item : items) {
+            INFO("element " << item.index);
+            REQUIRE(item.status == loom::StepStatus::completed);
+            REQUIRE(item.attempts == (item.index == loom::test::kCrashRetriedItem ? 2 : 1));
+            outputs.insert(item.output.dump());
+        }
+        REQUIRE(outputs.size() == items.size());
         REQUIRE(r.ran.count(kCrashSkipped) == 0);
         REQUIRE(r.ran.count(kCrashSleep) == 0);
-        REQUIRE(r.attempts == r.ran.size() + 1);   // the retried step ran twice, the others once
+        REQUIRE(r.ran.count(kCrashFan) == 0);   // its elements ran, each under its own name
+        REQUIRE(r.attempts == r.ran.size() + 2);   // the retried step and element ran twice, the others once
         return r;
     }();
     return ref;
 }
 
-/// Whether the store held the outcome of `attempt` of `step` at the kill: its
+/// What a kill found stored of a unit of work (a ledger key, crash_unit()).
+struct Committed {
+    loom::StepStatus status = loom::StepStatus::pending;
+    int attempts = 0;
+};
+
+/// The stored state of a step, or of an element of a for_each step, at a kill;
+/// nullopt if there was none. An element is stored only once an attempt of it
+/// has ended (completed, failed for good, or failed and waiting for its
+/// retry): unlike a step's, its start is never written. So the rules below,
+/// written for steps, hold for elements as they are.
+std::optional<Committed> committed(const Snapshot& snap, const std::string& unit) {
+    const auto [step_id, index] = loom::test::parse_crash_unit(unit);
+    auto step = snap.steps.find(step_id);
+    if (step == snap.steps.end()) return std::nullopt;
+    if (!index) return Committed{step->second.status, step->second.attempts};
+    for (const auto& item : step->second.items)
+        if (item.index == *index) return Committed{item.status, item.attempts};
+    return std::nullopt;
+}
+
+/// Whether the store held the outcome of `attempt` of `unit` at the kill: its
 /// result, or its failure with the retry it waits for.
-bool settled(const Snapshot& snap, const std::string& step, int attempt) {
-    auto it = snap.steps.find(step);
-    if (it == snap.steps.end()) return false;
-    switch (it->second.status) {
+bool settled(const Snapshot& snap, const std::string& unit, int attempt) {
+    const auto c = committed(snap, unit);
+    if (!c) return false;
+    switch (c->status) {
         case loom::StepStatus::completed:
         case loom::StepStatus::failed:
         case loom::StepStatus::skipped:
             return true;
         case loom::StepStatus::waiting:
-            return it->second.attempts >= attempt;
+            return c->attempts >= attempt;
         default:
             return false;
     }
@@ -125,29 +181,29 @@ const Snapshot* kill_of(std::size_t i, const std::vector<Snapshot>& snapshots) {
 /// The promises, checked against the ledger (what ran) and the snapshots (what
 /// was committed at each kill).
 void check_ledger(const std::vector<LedgerLine>& ledger, const std::vector<Snapshot>& snapshots) {
-    // What a kill found committed never runs again: no step that had completed,
-    // failed for good or been skipped, and no attempt number the store counted
-    // (a failed attempt waiting for its retry, or one started before the kill).
+    // What a kill found committed never runs again: no step or element that had
+    // completed, failed for good or been skipped, and no attempt number the
+    // store counted (a failed attempt waiting for its retry, or one started
+    // before the kill).
     for (const auto& snap : snapshots) {
         for (std::size_t i = snap.ledger_to; i < ledger.size(); ++i) {
             const auto& l = ledger[i];
-            auto it = snap.steps.find(l.step);
-            if (it == snap.steps.end()) continue;
-            const auto& s = it->second;
-            INFO("step " << l.step << " ran attempt " << l.attempt << " (ledger line " << i + 1
-                         << ") after a kill that found it " << loom::to_string(s.status) << " with "
-                         << s.attempts << " attempts");
-            CHECK(s.status != loom::StepStatus::completed);
-            CHECK(s.status != loom::StepStatus::failed);
-            CHECK(s.status != loom::StepStatus::skipped);
-            CHECK(l.attempt > s.attempts);
+            const auto s = committed(snap, l.step);
+            if (!s) continue;
+            INFO(l.step << " ran attempt " << l.attempt << " (ledger line " << i + 1
+                        << ") after a kill that found it " << loom::to_string(s->status) << " with "
+                        << s->attempts << " attempts");
+            CHECK(s->status != loom::StepStatus::completed);
+            CHECK(s->status != loom::StepStatus::failed);
+            CHECK(s->status != loom::StepStatus::skipped);
+            CHECK(l.attempt > s->attempts);
         }
     }
-    // Each run of a step after its first has a reason: the previous attempt
-    // failed in a way that is retried, or it was in flight at a kill. So the
-    // step that always fails under "continue" runs once unless killed in flight.
-    // Attempt numbers never go down, and go up unless the previous attempt was
-    // in flight (its start may not have been counted).
+    // Each run of a step or element after its first has a reason: the previous
+    // attempt failed in a way that is retried, or it was in flight at a kill. So
+    // the step that always fails under "continue" runs once unless killed in
+    // flight. Attempt numbers never go down, and go up unless the previous
+    // attempt was in flight (its start may not have been counted).
     std::map<std::string, std::size_t> previous;
     for (std::size_t i = 0; i < ledger.size(); ++i) {
         const auto& l = ledger[i];
@@ -157,48 +213,89 @@ void check_ledger(const std::vector<LedgerLine>& ledger, const std::vector<Snaps
             const bool retried = loom::test::crash_attempt(p.step, p.attempt) ==
                                  loom::test::CrashAttempt::fails_retryable;
             const bool in_flight = in_flight_at_kill(ledger, it->second, i, snapshots);
-            INFO("step " << l.step << " ran attempt " << l.attempt << " in process " << l.pid
-                         << " (ledger line " << i + 1 << ") after attempt " << p.attempt << " in process "
-                         << p.pid << " (line " << it->second + 1 << ")");
+            INFO(l.step << " ran attempt " << l.attempt << " in process " << l.pid << " (ledger line "
+                        << i + 1 << ") after attempt " << p.attempt << " in process " << p.pid << " (line "
+                        << it->second + 1 << ")");
             CHECK((retried || in_flight));
             CHECK(l.attempt >= p.attempt);
             if (!in_flight) CHECK(l.attempt > p.attempt);
             if (l.pid == p.pid) {   // a retry: it started once the failure was committed
                 CHECK(l.attempt == p.attempt + 1);
                 if (const Snapshot* snap = kill_of(i, snapshots)) {
-                    auto s = snap->steps.find(l.step);
-                    REQUIRE(s != snap->steps.end());   // a run's handlers start after it is stored
-                    INFO("at the kill the store had it " << loom::to_string(s->second.status) << " with "
-                                                         << s->second.attempts << " attempts");
-                    CHECK((settled(*snap, l.step, p.attempt) || s->second.attempts >= l.attempt));
+                    // A step is stored with its run, before any handler starts;
+                    // an element once its failure that this retries is stored.
+                    const auto s = committed(*snap, l.step);
+                    REQUIRE(s);
+                    INFO("at the kill the store had it " << loom::to_string(s->status) << " with "
+                                                         << s->attempts << " attempts");
+                    CHECK((settled(*snap, l.step, p.attempt) || s->attempts >= l.attempt));
                 }
             }
         }
         previous[l.step] = i;
     }
-    // No process ran the same attempt of a step twice.
+    // No process ran the same attempt of a step or element twice.
     std::set<std::tuple<std::string, std::string, int>> seen;
     for (const auto& l : ledger) {
         INFO("process " << l.pid << " ran attempt " << l.attempt << " of " << l.step << " twice");
         CHECK(seen.emplace(l.pid, l.step, l.attempt).second);
     }
-    // Every step whose handler runs in a clean run ran; no skipped step did.
+    // Every step and element whose handler runs in a clean run ran; no skipped step did.
     CHECK(crash::keys_in(ledger) == reference().ran);
 }
 
-/// Kills in one trial or many, and how many found a step waiting on a timer.
+/// Kills in one trial or many, how many found a step waiting on a timer, and
+/// how many found the for_each under way.
 struct Kills {
     int total = 0;
-    int retry_waiting = 0;   // the retried step had failed and waited for its retry
-    int sleeping = 0;        // the sleep step waited on its timer
+    int retry_waiting = 0;     // the retried step had failed and waited for its retry
+    int sleeping = 0;          // the sleep step waited on its timer
+    int element_waiting = 0;   // the retried element had failed and waited for its retry
+    int elements_part_done = 0;   // the for_each ran with some elements committed, not all
 
     Kills& operator+=(const Kills& o) {
         total += o.total;
         retry_waiting += o.retry_waiting;
         sleeping += o.sleeping;
+        element_waiting += o.element_waiting;
+        elements_part_done += o.elements_part_done;
         return *this;
     }
 };
+
+std::ostream& operator<<(std::ostream& out, const Kills& k) {
+    return out << "kills: " << k.total << " (" << k.retry_waiting << " while a retry waited, " << k.sleeping
+               << " while asleep, " << k.element_waiting << " while an element's retry waited, "
+               << k.elements_part_done << " with the for_each part done)";
+}
+
+/// Counts a kill in `kills` by what it found stored.
+void count_kill(const Snapshot& snap, Kills& kills) {
+    ++kills.total;
+    auto waits = [&snap](const std::string& unit) {
+        const auto s = committed(snap, unit);
+        return s && s->status == loom::StepStatus::waiting;
+    };
+    kills.retry_waiting += waits(loom::test::kCrashRetried);
+    kills.sleeping += waits(loom::test::kCrashSleep);
+    kills.element_waiting +=
+        waits(loom::test::crash_unit(loom::test::kCrashFan, loom::test::kCrashRetriedItem));
+    auto fan = snap.steps.find(loom::test::kCrashFan);
+    if (fan != snap.steps.end() && fan->second.status == loom::StepStatus::running)
+        kills.elements_part_done += std::any_of(fan->second.items.begin(), fan->second.items.end(),
+                                                [](const loom::ItemInfo& item) {
+                                                    return item.status == loom::StepStatus::completed;
+                                                });
+}
+
+/// Checks that a step or an element ended as in an uncrashed run: its status,
+/// output and error (not its attempts: kills in flight add some).
+template <class Unit>
+void check_ends_as(const Unit& got, const Unit& ref) {
+    CHECK(got.status == ref.status);
+    CHECK(got.output == ref.output);
+    CHECK(got.error == ref.error);
+}
 
 /// Runs one trial to completion: the first process dies as `first` says, the
 /// recovering ones at random until one finishes.
@@ -222,20 +319,15 @@ Kills run_trial(const Kill& first, unsigned seed, unsigned threads = 4) {
             if (the_run(dir).has_value()) break;
             continue;   // killed before the run existed, and recovered nothing
         }
-        ++kills.total;
-        if (auto run = the_run(dir))
+        if (auto run = the_run(dir))   // StepInfo::items: the elements committed
             for (const auto& s : run->steps) snap.steps[s.step_id] = s;
         snap.ledger_to = read_ledger(dir).size();
-        auto waits = [&snap](const char* step) {
-            auto it = snap.steps.find(step);
-            return it != snap.steps.end() && it->second.status == loom::StepStatus::waiting;
-        };
-        kills.retry_waiting += waits(loom::test::kCrashRetried);
-        kills.sleeping += waits(loom::test::kCrashSleep);
+        count_kill(snap, kills);
         snapshots.push_back(std::move(snap));
     }
 
-    // The run ends as an uncrashed one: every step's status, output and error.
+    // The run ends as an uncrashed one: every step's and element's status,
+    // output and error.
     auto run = the_run(dir);
     REQUIRE(run);
     const auto& ref = reference().run;
@@ -244,9 +336,14 @@ Kills run_trial(const Kill& first, unsigned seed, unsigned threads = 4) {
     REQUIRE(run->steps.size() == ref.steps.size());
     for (std::size_t i = 0; i < ref.steps.size(); ++i) {
         INFO("step " << ref.steps[i].step_id);
-        CHECK(run->steps[i].status == ref.steps[i].status);
-        CHECK(run->steps[i].output == ref.steps[i].output);
-        CHECK(run->steps[i].error == ref.steps[i].error);
+        check_ends_as(run->steps[i], ref.steps[i]);
+        const auto& items = run->steps[i].items;
+        REQUIRE(items.size() == ref.steps[i].items.size());
+        for (std::size_t j = 0; j < items.size(); ++j) {
+            INFO("element " << ref.steps[i].items[j].index);
+            CHECK(items[j].index == ref.steps[i].items[j].index);
+            check_ends_as(items[j], ref.steps[i].items[j]);
+        }
     }
 
     check_ledger(read_ledger(dir), snapshots);
@@ -258,7 +355,8 @@ Kills run_trial(const Kill& first, unsigned seed, unsigned threads = 4) {
 
 }  // namespace
 
-TEST_CASE("SIGKILL at every executor failpoint never re-runs a committed step", "[crash][sqlite]") {
+TEST_CASE("SIGKILL at every executor failpoint never re-runs a committed step or element",
+          "[crash][sqlite]") {
     const long hits = reference().failpoint_hits;
     REQUIRE(hits > long(reference().attempts));   // claims, results, commits, wakes
     Kills kills;
@@ -267,24 +365,45 @@ TEST_CASE("SIGKILL at every executor failpoint never re-runs a committed step", 
         kills += run_trial(Kill{0, "*:" + std::to_string(n), std::nullopt}, unsigned(n), 1);
     }
     CHECK(kills.total >= hits);
-    // Some of those kills came while a step waited on a timer.
+    // Some of those kills came while a step or an element waited on a timer,
+    // and some while the for_each had committed some of its elements only.
     CHECK(kills.retry_waiting > 0);
     CHECK(kills.sleeping > 0);
-    WARN("failpoint trials: " << hits << ", kills: " << kills.total << " (" << kills.retry_waiting
-                              << " while a retry waited, " << kills.sleeping << " while asleep)");
+    CHECK(kills.element_waiting > 0);
+    CHECK(kills.elements_part_done > 0);
+    WARN("failpoint trials: " << hits << " (" << reference().element_hits
+                              << " at an element's claim or finish), " << kills);
 }
 
-TEST_CASE("SIGKILL as a retry or a sleep wakes never re-runs a committed step", "[crash][sqlite]") {
+TEST_CASE("SIGKILL as a retry or a sleep wakes never re-runs a committed step or element",
+          "[crash][sqlite]") {
     const unsigned threads = GENERATE(1u, 4u);
-    for (int n = 1; n <= 2; ++n) {   // the retry's wake and the sleep's, in either order
+    for (int n = 1; n <= 3; ++n) {   // the step's retry, the sleep and the element's retry wake, in any order
         INFO("first kill at wake " << n << " with " << threads << " threads");
         const auto kills = run_trial(Kill{0, "step.woken:" + std::to_string(n), std::nullopt},
                                      unsigned(2000 + n), threads);
-        CHECK(kills.retry_waiting + kills.sleeping > 0);
+        CHECK(kills.retry_waiting + kills.sleeping + kills.element_waiting > 0);
     }
 }
 
-TEST_CASE("SIGKILL inside every handler never re-runs a committed step", "[crash][sqlite]") {
+TEST_CASE("SIGKILL as an element is claimed or finishes never re-runs a committed element",
+          "[crash][sqlite]") {
+    // The failpoint sweep passes these with 1 thread, one element at a time;
+    // here elements run max_parallel at once, beside other steps.
+    Kills kills;
+    for (const char* name : {"item.claimed", "item.finished"}) {
+        for (int n = 1; n <= loom::test::kCrashItems + 1; ++n) {
+            INFO("first kill at " << name << " hit " << n << " with 4 threads");
+            const auto trial =
+                run_trial(Kill{0, name + (":" + std::to_string(n)), std::nullopt}, unsigned(3000 + n), 4);
+            CHECK(trial.total > 0);
+            kills += trial;
+        }
+    }
+    WARN("element trials: " << 2 * (loom::test::kCrashItems + 1) << ", " << kills);
+}
+
+TEST_CASE("SIGKILL inside every handler never re-runs a committed step or element", "[crash][sqlite]") {
     const int attempts = int(reference().attempts);
     Kills kills;
     for (int n = 1; n <= attempts; ++n) {
@@ -292,10 +411,10 @@ TEST_CASE("SIGKILL inside every handler never re-runs a committed step", "[crash
         kills += run_trial(Kill{n, "", std::nullopt}, unsigned(1000 + n));
     }
     CHECK(kills.total >= attempts);
-    WARN("handler trials: " << attempts << ", kills: " << kills.total);
+    WARN("handler trials: " << attempts << ", " << kills);
 }
 
-TEST_CASE("SIGKILL at random moments never re-runs a committed step", "[crash][sqlite]") {
+TEST_CASE("SIGKILL at random moments never re-runs a committed step or element", "[crash][sqlite]") {
     std::mt19937 rng(2026);
     const int trials = crash::trials_from_env(200);
     Kills kills;
@@ -305,6 +424,5 @@ TEST_CASE("SIGKILL at random moments never re-runs a committed step", "[crash][s
         kills += run_trial(Kill{0, "", delay}, static_cast<unsigned>(rng()));
     }
     CHECK(kills.total > 0);   // how many depends on timing: a quick child may finish first
-    WARN("random-moment trials: " << trials << ", kills: " << kills.total << " (" << kills.retry_waiting
-                                  << " while a retry waited, " << kills.sleeping << " while asleep)");
+    WARN("random-moment trials: " << trials << ", " << kills);
 }

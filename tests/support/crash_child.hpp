@@ -104,7 +104,7 @@ std::vector<RunInfo> stored_runs(const std::string& db);
 
 /// What one process had done when it was killed.
 struct Snapshot {
-    std::map<std::string, StepInfo> steps;   // committed, of every run, by step id
+    std::map<std::string, StepInfo> steps;   // committed, of every run, by step id, with their items
     std::size_t ledger_from = 0;   // its ledger lines: [ledger_from, ledger_to)
     std::size_t ledger_to = 0;
 };
