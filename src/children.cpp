@@ -67,7 +67,7 @@ void Executor::Impl::run_child_task(const Task& task) {
             // The store failed: the child runs on, as after a crash.
             notify([&](Observer& o) {
                 o.on_log(LogRecord{LogLevel::warn, child, "", 0,
-                                   std::string("cancelling the child of a stopped run: ") + e.what()});
+                                   std::string("cancelling the child of a stopped run: ") + e.what(), std::nullopt});
             });
         }
         return;
@@ -117,6 +117,13 @@ void Executor::Impl::run_child_task(const Task& task) {
         auto wf = find_workflow(handler.substr(kPrefix.size()), std::nullopt);
         auto handlers = resolve_handlers(*wf, child);
         start_run(std::move(wf), std::move(handlers), input, "", child, parent.priority);
+        bool stopped;
+        {
+            std::lock_guard lock(parent.mutex);
+            stopped = parent.stopping;
+        }
+        // The parent stopped while the child started: cancel_children did not see it.
+        if (stopped && !parent.cancel_requested) cancel_run(child);
     } catch (const Conflict& e) {
         if (e.id() != "loom.store.duplicate_run") finish(Result::failure(e.what(), /*fatal=*/true));
         // Otherwise another recover() started it at the same moment: it will tell us.

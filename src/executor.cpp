@@ -308,7 +308,9 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
             for (std::uint32_t i = 0; i < steps.size(); ++i) steps[i].status = run->steps[i].status;
         } else {
             for (std::uint32_t i = 0; i < run->steps.size(); ++i)
-                if (run->steps[i].status != stored.steps[i].status) record_step(*run, i, writes, nullptr);
+                // A rerun's reset of stored elements goes in this same commit.
+                if (run->steps[i].status != stored.steps[i].status || run->steps[i].reset_items)
+                    record_step(*run, i, writes, nullptr);
         }
         apply_deliveries(*run, queue);
         if (run->stopping) cancel_children(*run);   // it stopped before a crash, its children may not have

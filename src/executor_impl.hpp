@@ -273,6 +273,12 @@ struct Executor::Impl {
     /// A stopping run: elements waiting for a retry are dropped, and its
     /// for_each steps with nothing running settle.
     void wind_down_fans(RunState& run, Queue& queue);
+    /// Elements of the step that are queued, parked or waiting for a retry
+    /// will not start (the step fails, or its run stops): no longer busy.
+    void release_idle_items(RunState& run, std::uint32_t step);
+    /// An element failed for good (`error`): the step fails once its running
+    /// elements have returned; nothing new starts.
+    void fail_fan_out(RunState& run, std::uint32_t step, std::uint32_t index, const std::string& error);
     /// Starts an attempt of one element, or returns nullopt. Takes the run mutex.
     std::optional<Attempt> claim_item(const Task& task);
     /// Records an element attempt's result. Takes the run mutex.
@@ -307,6 +313,9 @@ struct Executor::Impl {
     /// Drops the live state of runs whose commit failed; the store is the truth.
     void abandon(std::vector<Effects>& effects, std::vector<Task>& ready,
                  const std::exception_ptr& failure);
+    /// A task made ready whose commit failed: it will not run, and stops
+    /// counting (in RunState::active, or its fan-out's busy). Takes the run mutex.
+    void drop_ready(const Task& task);
     /// Removes what `runs` (just abandoned) queued behind the failed batch:
     /// their writes, effects and ready steps. Their waiters get `failure`.
     void drop_pending(const std::vector<std::shared_ptr<RunState>>& runs,

@@ -17,6 +17,7 @@
 #include "executor_impl.hpp"
 #include "failpoint.hpp"
 #include "model.hpp"
+#include "payload.hpp"
 #include "plan.hpp"
 
 namespace loom {
@@ -78,16 +79,16 @@ bool Executor::Impl::admit_fan_out(RunState& run, std::uint32_t step, Queue& que
         return fail_step(run, step, queue);
     }
     const std::size_t n = fan.elements.size();
-    // What the store kept: completed elements stay done; one that failed for
-    // good (its attempts spent) fails the step again unless retry() gave a
-    // fresh budget; one waiting for a retry keeps its time.
+    // What the store kept: completed elements stay done; one stored failed
+    // failed for good (an element with attempts left waits instead) and fails
+    // the step again, unless retry() gave it a fresh budget; one waiting for a
+    // retry keeps its time.
     fan.items.resize(n);
-    const RetryPolicy retry = run.workflow->retry_of(step);
     for (std::uint32_t i = 0; i < n; ++i) {
         ItemSlot& item = fan.items[i];
         if (item.status == StepStatus::completed) {
             ++fan.completed;
-        } else if (item.status == StepStatus::failed && item.attempts - item.attempt_base >= retry.max_attempts) {
+        } else if (item.status == StepStatus::failed && item.attempts > item.attempt_base) {
             if (!fan.failed) slot.error = fmt::format("element {} failed: {}", i, item.error);
             fan.failed = true;
         } else if (item.status != StepStatus::waiting) {
@@ -128,12 +129,19 @@ bool Executor::Impl::advance_fan_out(RunState& run, std::uint32_t step, Queue& q
     if (fan.completed == n) {
         Json output = Json::array();
         for (ItemSlot& item : fan.items) output.push_back(std::move(item.output));
-        slot.status = StepStatus::completed;
-        slot.output = std::move(output);
-        slot.error.clear();
-        ++run.settled;
-        record_step(run, step, queue.writes(), "step.completed", *slot.finished_at);
-        return true;
+        try {
+            // Each element's output passed the check; together they may not.
+            detail::check_payload(output, options_.payload, "the for_each output");
+            slot.status = StepStatus::completed;
+            slot.output = std::move(output);
+            slot.error.clear();
+            ++run.settled;
+            record_step(run, step, queue.writes(), "step.completed", *slot.finished_at);
+            return true;
+        } catch (const std::exception& e) {
+            slot.error = e.what();
+            return fail_step(run, step, queue);
+        }
     }
     if (!fan.failed) {
         slot.error = fmt::format("[loom.for_each.stopped] the run stopped with {} of {} elements done",
@@ -146,18 +154,34 @@ void Executor::Impl::wind_down_fans(RunState& run, Queue& queue) {
     for (std::uint32_t step = 0; step < run.steps.size(); ++step) {
         auto& slot = run.steps[step];
         if (!slot.fan || !slot.fan->begun || slot.status != StepStatus::running) continue;
-        FanOut& fan = *slot.fan;
-        // A retry that is not coming back (the store keeps it waiting, and
-        // retry() of the run gives it a fresh budget), and elements queued
-        // but not started: released, as stop_run does with ready steps.
-        for (std::size_t i = 0; i < fan.next; ++i) {
-            auto& status = fan.items[i].status;
-            if (status != StepStatus::waiting && status != StepStatus::ready) continue;
-            status = StepStatus::pending;
-            --fan.busy;
-        }
-        if (fan.busy == 0) advance_fan_out(run, step, queue);
+        release_idle_items(run, step);
+        if (slot.fan->busy == 0) advance_fan_out(run, step, queue);
     }
+}
+
+void Executor::Impl::release_idle_items(RunState& run, std::uint32_t step) {
+    FanOut& fan = *run.steps[step].fan;
+    // A retry that is not coming back (the store keeps it waiting, and
+    // retry() of the run gives it a fresh budget), and elements queued, parked
+    // or held by a concurrency limit but not started: released, as stop_run
+    // does with ready steps; their tasks find them pending and end.
+    for (std::size_t i = 0; i < fan.next; ++i) {
+        auto& status = fan.items[i].status;
+        if (status != StepStatus::waiting && status != StepStatus::ready) continue;
+        status = StepStatus::pending;
+        --fan.busy;
+    }
+    // A task a limit holds gets no slot back otherwise: another run's task may wait for it.
+    unpark_limited(run);
+}
+
+void Executor::Impl::fail_fan_out(RunState& run, std::uint32_t step, std::uint32_t index,
+                                  const std::string& error) {
+    FanOut& fan = *run.steps[step].fan;
+    if (fan.failed) return;   // the first failure is the step's error
+    fan.failed = true;
+    run.steps[step].error = fmt::format("element {} failed: {}", index, error);
+    release_idle_items(run, step);
 }
 
 std::optional<Executor::Impl::Attempt> Executor::Impl::claim_item(const Task& task) {
@@ -266,8 +290,7 @@ bool Executor::Impl::settle_item(RunState& run, std::uint32_t step, std::uint32_
     item.status = StepStatus::failed;
     --fan.busy;
     record_item(run, step, index, queue.writes());
-    if (!fan.failed) slot.error = fmt::format("element {} failed: {}", index, item.error);
-    fan.failed = true;
+    fail_fan_out(run, step, index, item.error);
     return advance_fan_out(run, step, queue);
 }
 
@@ -329,8 +352,7 @@ void Executor::Impl::give_up_items(RunState& run, std::uint32_t step, Queue& que
         item.finished_at = at;
         --fan.busy;
         record_item(run, step, i, queue.writes());
-        if (!fan.failed) slot.error = fmt::format("element {} failed: {}", i, item.error);
-        fan.failed = true;
+        fail_fan_out(run, step, i, item.error);
     }
 }
 

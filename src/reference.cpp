@@ -142,7 +142,7 @@ Reference parse_reference(std::string text, const std::string& where,
         if (context != RefContext::element) {
             fail(context == RefContext::condition
                      ? "names the element of a for_each, which a condition cannot see"
-                     : "names the element of a for_each: only the input of a step with "
+                     : "names the element of a for_each: only the \"input\" of a step with "
                        "\"for_each\" may use it");
         }
         if (segments[0] == "index" && segments.size() > 1) fail("has a path; ${index} is a number");

@@ -235,10 +235,7 @@ void Executor::Impl::apply(Effects& e) {
 
 void Executor::Impl::abandon(std::vector<Effects>& effects, std::vector<Task>& ready,
                              const std::exception_ptr& failure) {
-    for (auto& t : ready) {   // made ready, never to be dispatched
-        std::lock_guard lock(t.run->mutex);
-        --t.run->active;
-    }
+    for (auto& t : ready) drop_ready(t);   // made ready, never to be dispatched
     ready.clear();
     std::string what = "commit failed";
     try {
@@ -281,7 +278,7 @@ void Executor::Impl::abandon(std::vector<Effects>& effects, std::vector<Task>& r
         run.done_cv.notify_all();
         notify([&](Observer& o) {
             o.on_log(LogRecord{LogLevel::error, run.id, "", 0,
-                               "run abandoned after a failed commit; recover() resumes it: " + what});
+                               "run abandoned after a failed commit; recover() resumes it: " + what, std::nullopt});
         });
     }
 }
@@ -345,10 +342,25 @@ void Executor::Impl::drop_pending(const std::vector<std::shared_ptr<RunState>>& 
         pending_ready_.erase(keep, pending_ready_.end());
     }
     for (auto* w : waiters) w->signal(failure);
-    for (auto& t : stale) {
-        std::lock_guard lock(t.run->mutex);
-        --t.run->active;
+    for (auto& t : stale) drop_ready(t);
+}
+
+void Executor::Impl::drop_ready(const Task& t) {
+    std::lock_guard lock(t.run->mutex);
+    auto& slot = t.run->steps[t.step];
+    if (t.kind == Task::Kind::item) {   // counted in its step's fan-out, not in the run
+        auto& item = slot.fan->items[t.item];
+        if (item.status != StepStatus::ready) return;   // released already
+        item.status = StepStatus::pending;
+        --slot.fan->busy;
+        quiet_item_end(t.run, t.step);
+        return;
     }
+    if (t.kind == Task::Kind::step) {
+        if (slot.status != StepStatus::ready) return;   // released by stop_run
+        slot.status = StepStatus::pending;
+    }
+    --t.run->active;
 }
 
 void Executor::Impl::await_commit(bool must_lead, CommitWaiter& waiter) {

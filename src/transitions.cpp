@@ -240,7 +240,9 @@ std::optional<Executor::Impl::Attempt> Executor::Impl::claim(const Task& task) {
     RunState& run = *task.run;
     std::lock_guard lock(run.mutex);
     if (run.stopping || stopping_) {
-        if (run.steps[task.step].status != StepStatus::ready) return std::nullopt;   // released by stop_run
+        auto& status = run.steps[task.step].status;
+        if (status != StepStatus::ready) return std::nullopt;   // released by stop_run
+        status = StepStatus::pending;
         --run.active;
         if (run.abandoned || stopping_) {
             if (run.abandoned && run.active == 0) erase_live(task.run);
@@ -370,7 +372,7 @@ void Executor::Impl::finish_attempt(const std::shared_ptr<RunState>& run_ptr, st
         // Timed out, or abandoned at the run's deadline: that decision stands.
         notify([&](Observer& o) {
             o.on_log(LogRecord{LogLevel::warn, run.id, run.workflow->steps()[step].id, number,
-                               "the attempt returned after it was given up; its result is discarded"});
+                               "the attempt returned after it was given up; its result is discarded", std::nullopt});
         });
         return;
     }

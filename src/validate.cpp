@@ -525,6 +525,11 @@ void Reader::read_fan_out(const Json& s, std::size_t i, Step& step) {
     if_present(s, "for_each", path, [&](const Json& f, const auto& at) {
         expect(f, f.is_string(), "a string", at);
         step.for_each = f.get<std::string>();
+        if (step.for_each.empty()) {
+            fail_definition("bad_for_each", at(),
+                            "for_each must be one reference to an array, such as \"${input.items}\"; "
+                            "leave it out for a step that runs once");
+        }
         if (plan.steps[i].kind != detail::StepKind::handler) {
             fail_definition("bad_for_each", at(),
                             fmt::format("handler {} is built in; for_each runs a registered handler "

@@ -472,6 +472,10 @@ TEST_CASE("bad definitions are refused with their exact error and store nothing"
         {"a for_each that is an array", "DefinitionError",
          "[loom.definition.type] /steps/0/for_each: expected a string, got array",
          add_text(with_step(R"("for_each": [1, 2])"))},
+        {"an empty for_each", "DefinitionError",
+         "[loom.definition.bad_for_each] /steps/0/for_each: for_each must be one reference to an array, "
+         "such as \"${input.items}\"; leave it out for a step that runs once",
+         add_text(with_step(R"("for_each": "")"))},
         {"a for_each with text around its reference", "DefinitionError",
          "[loom.definition.bad_for_each] /steps/0/for_each: \"all ${input.xs}\" must be one reference "
          "to an array, such as \"${input.items}\" or \"${steps.ID.output.items}\"",
@@ -495,7 +499,7 @@ TEST_CASE("bad definitions are refused with their exact error and store nothing"
          add_text(with_step(R"("for_each": "${input.xs}", "max_parallel": 0)"))},
         {"an ${item} outside a for_each step", "DefinitionError",
          "[loom.definition.bad_reference] /steps/0/input/x: reference \"${item.id}\" names the element "
-         "of a for_each: only the input of a step with \"for_each\" may use it",
+         "of a for_each: only the \"input\" of a step with \"for_each\" may use it",
          add_text(with_step(R"("input": {"x": "${item.id}"})"))},
         {"an ${item} in a condition", "DefinitionError",
          "[loom.definition.bad_reference] /steps/0/when: reference \"${item}\" names the element of a "

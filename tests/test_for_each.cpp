@@ -491,3 +491,80 @@ TEST_CASE("WorkflowHarness drives a fan-out with failing elements and crashes at
     });
     CHECK(trials > 10);
 }
+
+TEST_CASE("a failed element ends the step although siblings wait for a concurrency slot or a long retry",
+          "[for_each]") {
+    loom::HandlerRegistry handlers;
+    handlers.add("h", [](loom::StepContext& ctx) -> Json {
+        const auto index = ctx.item_index().value_or(99);   // 99: the step "one" of run g
+        if (index == 0) throw loom::FatalError("broken");
+        if (index == 1) throw loom::RetryableError("try in an hour");
+        return 1;
+    });
+    loom::MemoryStore store;
+    loom::ExecutorOptions options{2};
+    options.max_running_per_handler = {{"h", 1}};   // the other elements wait for h's one slot
+    loom::Executor executor(store, handlers, options);
+    loom::RetryPolicy hour;
+    hour.max_attempts = 3;
+    hour.initial_backoff = 3'600'000ms;
+    hour.max_backoff = 3'600'000ms;
+    executor.add_workflow(loom::WorkflowBuilder("f", 1).step("each", "h").for_each("${input}").retry(hour).build());
+    SECTION("the failure comes first") {
+        auto run = executor.wait(executor.start("f", Json{0, 1, 2, 3, 4}));
+        CHECK(run.status == loom::RunStatus::failed);
+        CHECK(run.step("each")->error == "element 0 failed: broken");
+    }
+    SECTION("a sibling already waits an hour for its retry") {
+        auto run = executor.wait(executor.start("f", Json{1, 0, 2, 3}));   // ids: index 1 fails fatally
+        CHECK(run.status == loom::RunStatus::failed);
+    }
+    // Another run of the same handler is not starved of the slot.
+    executor.add_workflow(loom::WorkflowBuilder("g", 1).step("one", "h").input(2).build());
+    CHECK(executor.wait(executor.start("g")).status == loom::RunStatus::completed);
+}
+
+TEST_CASE("an element that failed for good before a restart does not run again", "[for_each][restart]") {
+    loom::test::TempDir dir;
+    const std::string path = dir.file("runs.db");
+    ElementLog log;
+    Gate gate;
+    std::atomic<bool> first_process{true};
+    loom::HandlerRegistry handlers;
+    add_handlers(handlers, log, [&](loom::StepContext& ctx) {
+        if (*ctx.item_index() == 1) {
+            if (first_process) gate.wait_for_waiters(1);   // element 0 has started
+            throw loom::FatalError("bad element");
+        }
+        if (*ctx.item_index() == 0 && first_process) {
+            gate.pass();   // in flight while element 1 fails, until the shutdown cancels it
+            while (!ctx.cancelled()) std::this_thread::sleep_for(1ms);
+            throw loom::RetryableError("cancelled");
+        }
+    });
+    loom::RunId id;
+    {
+        loom::SqliteStore store(path);
+        loom::ExecutorOptions options{2};
+        options.shutdown_grace = 0ms;
+        loom::Executor executor(store, handlers, options);
+        executor.add_workflow(fan_workflow(2, loom::OnError::fail, 3));
+        id = executor.start("fan", {{"n", 4}, {"tag", ""}});
+        gate.wait_for_waiters(1);
+        REQUIRE(eventually([&] {
+            auto items = store.load_run(id)->step("each")->items;
+            return !items.empty() && items.back().status == loom::StepStatus::failed;
+        }));
+        gate.release();
+    }
+    first_process = false;
+    REQUIRE(log.of(1) == 1);
+    loom::SqliteStore store(path);
+    loom::Executor executor(store, handlers, {2});
+    executor.add_workflow(fan_workflow(2, loom::OnError::fail, 3));
+    executor.recover();
+    auto run = executor.wait(id);
+    CHECK(run.status == loom::RunStatus::failed);
+    CHECK(run.step("each")->error == "element 1 failed: bad element");
+    CHECK(log.of(1) == 1);   // FatalError: never again, restart or not
+}

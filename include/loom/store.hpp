@@ -59,7 +59,8 @@ struct RunWrite {
 
 /// Everything one transaction changes. Applied in this order: new runs (with
 /// their steps), step writes, item writes, run writes, events (seq is
-/// assigned by the store).
+/// assigned by the store). A Store must apply every part, StepWrite::reset_items
+/// and `items` included: they are a for_each step's checkpoints.
 struct Batch {
     std::vector<RunInfo> new_runs;
     std::vector<StepWrite> steps;
