@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -88,6 +89,32 @@ void add_handlers(loom::HandlerRegistry& handlers, ElementLog& log,
         for (const Json& e : each) total += e["sq"].get<int>();
         return total;
     });
+}
+
+/// In a handler: holds the attempt until the executor's shutdown cancels it,
+/// then fails; as in a crash, the attempt ends without a result.
+[[noreturn]] void hold_until_shutdown(Gate& gate, loom::StepContext& ctx) {
+    gate.pass();
+    while (!ctx.cancelled()) std::this_thread::sleep_for(1ms);
+    throw loom::RetryableError("cancelled");
+}
+
+/// A process that starts `wf` on the SQLite file `path`, waits until a
+/// handler holds `gate` and the stored run satisfies `stored`, then shuts
+/// down with the held attempt in flight. Returns the run's id.
+loom::RunId run_until_shutdown(const std::string& path, loom::HandlerRegistry& handlers,
+                               const loom::Workflow& wf, const Json& input, unsigned threads, Gate& gate,
+                               const std::function<bool(const loom::RunInfo&)>& stored) {
+    loom::SqliteStore store(path);
+    loom::ExecutorOptions options{threads};
+    options.shutdown_grace = 0ms;
+    loom::Executor executor(store, handlers, options);
+    executor.add_workflow(wf);
+    const auto id = executor.start(wf.name(), input);
+    gate.wait_for_waiters(1);
+    REQUIRE(eventually([&] { return stored(*store.load_run(id)); }));
+    gate.release();
+    return id;
 }
 
 Json expected_each(int n, const std::string& tag) {
@@ -269,26 +296,12 @@ TEST_CASE("an element that completed before a restart does not run again", "[for
     std::atomic<bool> first_process{true};
     loom::HandlerRegistry handlers;
     add_handlers(handlers, log, [&](loom::StepContext& ctx) {
-        if (*ctx.item_index() != 3 || !first_process) return;
-        // Holds the fan-out half way, until the shutdown cancels it: as a
-        // crash, it ends without a result.
-        gate.pass();
-        while (!ctx.cancelled()) std::this_thread::sleep_for(1ms);
-        throw loom::RetryableError("cancelled");
+        if (*ctx.item_index() == 3 && first_process) hold_until_shutdown(gate, ctx);   // half way
     });
-    loom::RunId id;
-    {
-        loom::SqliteStore store(path);
-        loom::ExecutorOptions options{1};
-        options.shutdown_grace = 0ms;
-        loom::Executor executor(store, handlers, options);
-        executor.add_workflow(fan_workflow(1));
-        id = executor.start("fan", {{"n", 6}, {"tag", "r"}});
-        gate.wait_for_waiters(1);
-        // Elements 0..2 are committed before element 3 started (max_parallel 1).
-        REQUIRE(eventually([&] { return store.load_run(id)->step("each")->items.size() == 3; }));
-        gate.release();
-    }   // destroyed with element 3 in flight: its failure in shutdown is not recorded
+    // Elements 0..2 are committed before element 3 started (max_parallel 1);
+    // the shutdown finds element 3 in flight, and its failure then is not recorded.
+    const auto id = run_until_shutdown(path, handlers, fan_workflow(1), {{"n", 6}, {"tag", "r"}}, 1, gate,
+                                       [](const loom::RunInfo& r) { return r.step("each")->items.size() == 3; });
     CHECK(log.of(3) == 1);
     first_process = false;
     loom::SqliteStore store(path);
@@ -536,27 +549,13 @@ TEST_CASE("an element that failed for good before a restart does not run again",
             if (first_process) gate.wait_for_waiters(1);   // element 0 has started
             throw loom::FatalError("bad element");
         }
-        if (*ctx.item_index() == 0 && first_process) {
-            gate.pass();   // in flight while element 1 fails, until the shutdown cancels it
-            while (!ctx.cancelled()) std::this_thread::sleep_for(1ms);
-            throw loom::RetryableError("cancelled");
-        }
+        if (*ctx.item_index() == 0 && first_process) hold_until_shutdown(gate, ctx);   // while 1 fails
     });
-    loom::RunId id;
-    {
-        loom::SqliteStore store(path);
-        loom::ExecutorOptions options{2};
-        options.shutdown_grace = 0ms;
-        loom::Executor executor(store, handlers, options);
-        executor.add_workflow(fan_workflow(2, loom::OnError::fail, 3));
-        id = executor.start("fan", {{"n", 4}, {"tag", ""}});
-        gate.wait_for_waiters(1);
-        REQUIRE(eventually([&] {
-            auto items = store.load_run(id)->step("each")->items;
-            return !items.empty() && items.back().status == loom::StepStatus::failed;
-        }));
-        gate.release();
-    }
+    const auto id = run_until_shutdown(path, handlers, fan_workflow(2, loom::OnError::fail, 3),
+                                       {{"n", 4}, {"tag", ""}}, 2, gate, [](const loom::RunInfo& r) {
+                                           const auto& items = r.step("each")->items;
+                                           return !items.empty() && items.back().status == loom::StepStatus::failed;
+                                       });
     first_process = false;
     REQUIRE(log.of(1) == 1);
     loom::SqliteStore store(path);
