@@ -400,7 +400,8 @@ TEST_CASE("cancel stops a fan-out at once, also while an element waits for a lon
     hour.initial_backoff = 3'600'000ms;
     hour.max_backoff = 3'600'000ms;
     executor.add_workflow(loom::WorkflowBuilder("fan", 1)
-                              .step("each", "square").for_each("${input}").input({{"x", "${item}"}})
+                              .step("each", "square").for_each("${input}")
+                              .input({{"x", "${item}"}, {"at", "${index}"}, {"tag", ""}})
                               .retry(hour).max_parallel(2)
                               .build());
     auto id = executor.start("fan", Json{0, 1, 2, 3});
