@@ -336,6 +336,55 @@ TEMPLATE_TEST_CASE("waiting and skipped steps keep their status and wake_at", "[
     CHECK_FALSE(loaded->step("extract")->wake_at);
 }
 
+TEMPLATE_TEST_CASE("for_each elements are upserted by index, come back in order, and reset_items deletes them",
+                   "[store][for_each]", MemoryFixture, SqliteFixture) {
+    TestType fixture;
+    loom::Store& store = fixture.store;
+    store.save_workflow(workflow("etl", 1));
+    store.commit(creating({new_run("r1")}));
+    auto item = [](std::uint32_t index, StepStatus status, int attempts, loom::Json output) {
+        loom::ItemInfo i;
+        i.index = index;
+        i.status = status;
+        i.attempts = attempts;
+        i.output = std::move(output);
+        i.wake_at = status == StepStatus::waiting ? std::optional(at(1'700'000'001'000, 5us)) : std::nullopt;
+        return loom::ItemWrite{"r1", "transform", i};
+    };
+    loom::Batch batch;
+    batch.items = {item(2, StepStatus::completed, 1, "two"), item(0, StepStatus::waiting, 1, nullptr)};
+    store.commit(batch);
+    batch.items = {item(0, StepStatus::completed, 2, "zero")};   // the same index: replaced
+    store.commit(batch);
+    auto loaded = store.load_run("r1");
+    REQUIRE(loaded);
+    const auto& items = loaded->step("transform")->items;
+    REQUIRE(items.size() == 2);
+    CHECK(items[0].index == 0);
+    CHECK(items[0].status == StepStatus::completed);
+    CHECK(items[0].attempts == 2);
+    CHECK(items[0].output == "zero");
+    CHECK_FALSE(items[0].wake_at);
+    CHECK(items[1].index == 2);
+    CHECK(items[1].output == "two");
+    CHECK(loaded->step("extract")->items.empty());
+
+    // An element of a step that does not exist: the batch fails and changes nothing.
+    batch.items = {item(5, StepStatus::completed, 1, 5), loom::ItemWrite{"r1", "nope", {}}};
+    CHECK_THROWS_AS(store.commit(batch), loom::StoreError);
+    CHECK(store.load_run("r1")->step("transform")->items.size() == 2);
+
+    // reset_items deletes the step's elements before the batch's item writes.
+    loom::StepWrite reset = step_write("r1", "transform", StepStatus::running);
+    reset.reset_items = true;
+    batch.steps = {reset};
+    batch.items = {item(1, StepStatus::completed, 1, "one")};
+    store.commit(batch);
+    const auto after = store.load_run("r1")->step("transform")->items;
+    REQUIRE(after.size() == 1);
+    CHECK(after[0].index == 1);
+}
+
 TEMPLATE_TEST_CASE("an idempotency key is stored with its run and finds it", "[store]",
                    MemoryFixture, SqliteFixture) {
     TestType fixture;
