@@ -49,6 +49,7 @@ struct Effects {
     std::shared_ptr<RunState> run;               // null: only a waiter to wake
     std::optional<std::uint32_t> finished_step;  // tell observers
     bool arm_timers = false;                     // arm the run's deadline and its waiting steps
+    std::uint64_t run_seq = 0;                   // RunState::queued_seq of these writes
     bool run_started = false;
     bool run_finished = false;
     CommitWaiter* waiter = nullptr;
@@ -205,7 +206,7 @@ struct Executor::Impl {
     void record_start(RunState& run, std::uint32_t step, Batch& writes);
     /// Arms the run's deadline and the timers of its waiting steps (a retry's
     /// backoff, a sleep) not armed yet. Takes the run mutex.
-    void arm_timers(const std::shared_ptr<RunState>& run);
+    void arm_timers(const std::shared_ptr<RunState>& run, std::uint64_t committed);
     // Timer callbacks (timer thread, no lock held).
     /// Commits what a timer callback queued, on the timer thread if no one leads.
     void commit_from_timer();
@@ -290,6 +291,13 @@ struct Executor::Impl {
     /// shutting down, or the run was abandoned): it stops counting as active.
     void quiet_item_end(const std::shared_ptr<RunState>& run, std::uint32_t step);
     void arm_item_timers(const std::shared_ptr<RunState>& run, std::uint32_t step);
+    /// The wait set now in `slot` (a StepSlot or ItemSlot) may be armed once the
+    /// writes queued on `queue` are committed, not before. Run mutex held.
+    template <class Slot>
+    static void wait_after_commit(Slot& slot, Queue& queue) {
+        slot.wait_seq = queue.effects().run_seq;
+        queue.effects().arm_timers = true;
+    }
     // Timer callbacks (timer thread, no lock held).
     void on_item_wake(const std::weak_ptr<RunState>& run, std::uint32_t step, std::uint32_t item, int number);
     void on_item_timeout(const std::weak_ptr<RunState>& run, std::uint32_t step, std::uint32_t item,

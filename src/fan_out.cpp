@@ -284,7 +284,7 @@ bool Executor::Impl::settle_item(RunState& run, std::uint32_t step, std::uint32_
         item.status = StepStatus::waiting;
         item.wake_at = retry_at(retry, item.attempts, *item.finished_at);
         record_item(run, step, index, queue.writes());
-        queue.effects().arm_timers = true;   // once the waiting state is durable
+        wait_after_commit(item, queue);
         return false;
     }
     item.status = StepStatus::failed;
@@ -299,7 +299,9 @@ void Executor::Impl::arm_item_timers(const std::shared_ptr<RunState>& run_ptr, s
     const std::weak_ptr<RunState> weak = run_ptr;
     for (std::uint32_t i = 0; i < fan.next; ++i) {
         ItemSlot& item = fan.items[i];
-        if (item.status != StepStatus::waiting || !item.wake_at || item.armed) continue;
+        if (item.status != StepStatus::waiting || !item.wake_at || item.armed ||
+            item.wait_seq > run_ptr->committed_seq)
+            continue;
         item.armed = true;
         timers_.add(*item.wake_at,
                     [this, weak, step, i, number = item.attempts] { on_item_wake(weak, step, i, number); });

@@ -34,6 +34,7 @@ struct ItemSlot {
     std::optional<TimePoint> finished_at;
     std::optional<TimePoint> wake_at;   // waiting: when its next attempt is due
     bool armed = false;                 // waiting: a timer will wake it
+    std::uint64_t wait_seq = 0;         // as StepSlot::wait_seq
     std::shared_ptr<std::atomic<bool>> attempt_flag;   // as StepSlot::attempt_flag
     TimerQueue::Id timeout_timer = 0;
 };
@@ -61,6 +62,9 @@ struct StepSlot {
     std::optional<TimePoint> finished_at;
     std::optional<TimePoint> wake_at;   // waiting: when the next attempt is due
     bool armed = false;                 // waiting or suspended: a timer will wake it
+    /// The batch (RunState::queued_seq) that records the wait: its timer is
+    /// armed only once that batch is committed (0: stored already).
+    std::uint64_t wait_seq = 0;
     std::string awaiting;               // suspended "wait" step: the signal it waits for
     /// The running attempt's own cancel flag (set when it times out); shared
     /// with its StepContext, which may outlive the attempt's slot state.
@@ -106,6 +110,8 @@ struct RunState : std::enable_shared_from_this<RunState> {
     /// Steps ready, running or waiting to retry: the run is not over while any is.
     std::size_t active = 0;
     std::size_t fans_open = 0;       // for_each steps begun and not settled
+    std::uint64_t queued_seq = 0;    // batches of writes queued for this run
+    std::uint64_t committed_seq = 0; // the latest of them committed and applied
     bool stopping = false;           // failed or cancelled: start nothing new
     bool paused = false;             // Executor::pause(): ready steps wait in `parked`
     bool expired = false;            // its deadline passed and was acted on

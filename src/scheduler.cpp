@@ -64,6 +64,7 @@ Executor::Impl::Queue::Queue(Impl& impl, std::shared_ptr<RunState> run, CommitWa
     auto& e = impl_.pending_effects_.emplace_back();
     e.run = run_;
     e.waiter = waiter;
+    if (run_) e.run_seq = ++run_->queued_seq;   // the run's mutex is held
     const Batch& b = impl_.pending_;
     e.new_runs_from = b.new_runs.size();
     e.steps_from = b.steps.size();
@@ -210,7 +211,7 @@ void Executor::Impl::apply(Effects& e) {
         RunState& run = *e.run;
         const auto& name = run.workflow->name();
         if (e.run_started) notify([&](Observer& o) { o.on_run_started(run.id, name); });
-        if (e.arm_timers) arm_timers(e.run);
+        if (e.arm_timers) arm_timers(e.run, e.run_seq);
         if (e.finished_step) {
             const auto& slot = run.steps[*e.finished_step];   // final: no lock needed
             notify([&](Observer& o) {

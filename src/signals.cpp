@@ -68,7 +68,7 @@ bool Executor::Impl::admit_wait(RunState& run, std::uint32_t step, Queue& queue)
     slot.status = StepStatus::suspended;
     ++run.active;
     record_step(run, step, queue.writes(), "step.suspended", *slot.started_at, "signal " + slot.awaiting);
-    queue.effects().arm_timers = true;
+    wait_after_commit(slot, queue);
     return false;
 }
 

@@ -192,7 +192,7 @@ bool Executor::Impl::admit(RunState& run, std::uint32_t step, Queue& queue, bool
         }
         slot.status = StepStatus::waiting;
         record_step(run, step, queue.writes(), "step.sleeping", now());
-        queue.effects().arm_timers = true;
+        wait_after_commit(slot, queue);
         return false;
     }
     slot.status = StepStatus::ready;
@@ -411,7 +411,7 @@ void Executor::Impl::settle_attempt(RunState& run, std::uint32_t step, Result&& 
         if (auto timeout = run.workflow->timeout_of(step)) slot.wake_at = *slot.started_at + *timeout;
         ++run.active;
         record_step(run, step, writes, "step.suspended", *slot.finished_at);
-        queue.effects().arm_timers = true;
+        wait_after_commit(slot, queue);
         return;
     }
     if (result.ok()) {
@@ -430,16 +430,17 @@ void Executor::Impl::settle_attempt(RunState& run, std::uint32_t step, Result&& 
             slot.wake_at = retry_at(retry, slot.attempts, *slot.finished_at);
             ++run.active;   // still the run's business until it settles
             record_step(run, step, writes, "step.retrying", *slot.finished_at, slot.error);
-            queue.effects().arm_timers = true;   // once the waiting state is durable
+            wait_after_commit(slot, queue);
         } else if (fail_step(run, step, queue)) {
             release_dependents(run, step, queue);
         }
     }
 }
 
-void Executor::Impl::arm_timers(const std::shared_ptr<RunState>& run_ptr) {
+void Executor::Impl::arm_timers(const std::shared_ptr<RunState>& run_ptr, std::uint64_t committed) {
     RunState& run = *run_ptr;
     std::lock_guard lock(run.mutex);
+    run.committed_seq = std::max(run.committed_seq, committed);
     if (run.stopping || run.final_submitted) return;
     const std::weak_ptr<RunState> weak = run_ptr;
     if (run.deadline_at && !run.deadline_timer)
@@ -448,7 +449,8 @@ void Executor::Impl::arm_timers(const std::shared_ptr<RunState>& run_ptr) {
         auto& slot = run.steps[i];
         if (slot.fan) arm_item_timers(run_ptr, i);
         const bool timed = slot.status == StepStatus::waiting || slot.status == StepStatus::suspended;
-        if (!timed || !slot.wake_at || slot.armed) continue;
+        // A wait whose own batch is not committed yet is armed by that batch.
+        if (!timed || !slot.wake_at || slot.armed || slot.wait_seq > run.committed_seq) continue;
         slot.armed = true;
         timers_.add(*slot.wake_at, [this, weak, i, number = slot.attempts] { on_wake(weak, i, number); });
     }
