@@ -257,6 +257,13 @@ void Executor::Impl::abandon(std::vector<Effects>& effects, std::vector<Task>& r
         run.stopping = true;
         run.store_error = failure;
         run.cancel_flag = true;   // their results would be discarded anyway
+        {
+            // Recorded now: a handler of this run that returns from here on
+            // may take it off live_ (erase_live) before the loop below does,
+            // and wait() must then find why.
+            std::lock_guard live_lock(live_mutex_);
+            abandoned_[run.id] = failure;
+        }
         dropped.push_back(e.run);
     }
     // What they queued before that sits behind the failed batch and was built
@@ -270,10 +277,7 @@ void Executor::Impl::abandon(std::vector<Effects>& effects, std::vector<Task>& r
             // recover() right after wait() resumes it, even while handlers of
             // this state still run: their results are dropped, and they see
             // ctx.cancelled().
-            std::lock_guard live_lock(live_mutex_);
-            abandoned_[run.id] = failure;
-            auto it = live_.find(run.id);
-            if (it != live_.end() && it->second == r) live_.erase(it);
+            erase_live(r);
             run.done = true;
         }
         run.done_cv.notify_all();

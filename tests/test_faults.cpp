@@ -635,3 +635,42 @@ TEST_CASE("every I/O of a run or a recovery can fail: errors are typed, nothing 
               << " with a fault, " << sweep.vfs().injected() - before << " faults injected; "
               << sweep.undecided_commits() << " commits whose sync failed were found on reopening\n";
 }
+
+TEST_CASE("wait on a run abandoned by a failed commit reports the failure, also when its last handler "
+          "returns during the abandon",
+          "[faults][executor]") {
+    // The failed commit sets ctx.cancelled(); slow returns at once and takes
+    // the run off the live ones itself, racing the leader that abandons it.
+    // A host polling the run in that instant must see the StoreError, never
+    // "not running in this executor". Many rounds: the window is microseconds.
+    for (int round = 0; round < 200; ++round) {
+        loom::MemoryStore memory;
+        FailingCommit store(memory, "x");
+        Signal slow_started;
+        loom::HandlerRegistry handlers;
+        auto wf = x_and_other("slow", handlers, slow_started);
+        std::atomic<bool> first{true};
+        handlers.add("slow", [&](loom::StepContext& ctx) -> Json {
+            if (first.exchange(false)) {
+                slow_started.raise();
+                while (!ctx.cancelled()) std::this_thread::yield();
+            }
+            return 2;
+        });
+        loom::Executor executor(store, handlers, {3});
+        executor.add_workflow(wf);
+        auto id = executor.start(wf.name());
+        const auto limit = std::chrono::steady_clock::now() + kWaitLimit;
+        bool failed = false;
+        while (!failed) {
+            REQUIRE(std::chrono::steady_clock::now() < limit);
+            try {
+                (void)executor.wait_for(id, 0ms);
+            } catch (const loom::StoreError&) {
+                failed = true;
+            }   // any other exception fails the test
+        }
+        CHECK(executor.recover() == std::vector<loom::RunId>{id});
+        CHECK(executor.wait(id).status == loom::RunStatus::completed);
+    }
+}
