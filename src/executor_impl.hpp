@@ -170,6 +170,27 @@ struct Executor::Impl {
     /// cancel flag. Run mutex held.
     template <class Slot>
     Attempt begin_attempt(const Task& task, Slot& slot);
+    // The parts of an attempt's end that steps and for_each elements share;
+    // `slot` is a StepSlot or an ItemSlot, the run mutex is held.
+    /// Attempt `number` returned: false (logged, its result discarded) if it
+    /// was given up already; else its timeout timer and cancel flag go.
+    template <class Slot>
+    bool take_result(const RunState& run, std::uint32_t step, std::optional<std::uint32_t> item, Slot& slot,
+                     int number);
+    /// Sets finished_at; a result that came at or past the timeout is a timeout.
+    template <class Slot>
+    void close_attempt(const RunState& run, std::uint32_t step, Slot& slot, Result& result);
+    /// A failed attempt: true if the retry policy gives another and the run
+    /// goes on; the slot then waits for its backoff (armed once committed).
+    template <class Slot>
+    bool wait_to_retry(const RunState& run, std::uint32_t step, Slot& slot, const Result& result, Queue& queue);
+    /// A running attempt given up at the run's deadline: failed at `at`, its handler signalled.
+    template <class Slot>
+    void give_up(Slot& slot, TimePoint at);
+    /// Arms the timer of a waiting (or suspended) slot once its wait is committed.
+    template <class Slot>
+    void arm_wait(const std::shared_ptr<RunState>& run, std::uint32_t step, std::optional<std::uint32_t> item,
+                  Slot& slot);
     /// What every StepContext of this attempt carries: ids, clock, log sink.
     StepContext::Params context_params(const RunState& run, std::uint32_t step, int attempt);
     /// Calls the handler (for element `item` of a for_each); no exception
@@ -210,10 +231,13 @@ struct Executor::Impl {
     // Timer callbacks (timer thread, no lock held).
     /// Commits what a timer callback queued, on the timer thread if no one leads.
     void commit_from_timer();
-    /// A waiting step's time came: it is made ready.
-    void on_wake(const std::weak_ptr<RunState>& run, std::uint32_t step, int number);
-    void on_timeout(const std::weak_ptr<RunState>& run, std::uint32_t step, int number,
-                    std::chrono::milliseconds timeout);
+    /// A waiting step's (or element's) time came: it is made ready; a
+    /// suspended step's timeout fails it.
+    void on_wake(const std::weak_ptr<RunState>& run, std::uint32_t step, std::optional<std::uint32_t> item,
+                 int number);
+    /// Attempt `number` of the step (or element) ran past its timeout: it fails.
+    void on_timeout(const std::weak_ptr<RunState>& run, std::uint32_t step, std::optional<std::uint32_t> item,
+                    int number, std::chrono::milliseconds timeout);
     void on_deadline(const std::weak_ptr<RunState>& run);
     /// The run passed its deadline: it fails, attempts in flight are given up.
     /// Run mutex held; no effect the second time.
@@ -290,7 +314,6 @@ struct Executor::Impl {
     /// Nothing of the step is busy and nothing is recorded (the executor is
     /// shutting down, or the run was abandoned): it stops counting as active.
     void quiet_item_end(const std::shared_ptr<RunState>& run, std::uint32_t step);
-    void arm_item_timers(const std::shared_ptr<RunState>& run, std::uint32_t step);
     /// The wait set now in `slot` (a StepSlot or ItemSlot) may be armed once the
     /// writes queued on `queue` are committed, not before. Run mutex held.
     template <class Slot>
@@ -298,10 +321,6 @@ struct Executor::Impl {
         slot.wait_seq = queue.effects().run_seq;
         queue.effects().arm_timers = true;
     }
-    // Timer callbacks (timer thread, no lock held).
-    void on_item_wake(const std::weak_ptr<RunState>& run, std::uint32_t step, std::uint32_t item, int number);
-    void on_item_timeout(const std::weak_ptr<RunState>& run, std::uint32_t step, std::uint32_t item,
-                         int number, std::chrono::milliseconds timeout);
     /// The run passed its deadline: the step's running elements are given up.
     void give_up_items(RunState& run, std::uint32_t step, Queue& queue, TimePoint at);
 

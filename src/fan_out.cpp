@@ -230,16 +230,7 @@ void Executor::Impl::finish_item(const Task& task, int number, Result&& result) 
     std::lock_guard lock(run.mutex);
     FanOut& fan = *run.steps[task.step].fan;
     ItemSlot& item = fan.items[task.item];
-    if (item.status != StepStatus::running || item.attempts != number) {
-        notify([&](Observer& o) {
-            o.on_log(LogRecord{LogLevel::warn, run.id, run.workflow->steps()[task.step].id, number,
-                               "the attempt returned after it was given up; its result is discarded",
-                               task.item});
-        });
-        return;
-    }
-    if (item.timeout_timer) timers_.cancel(std::exchange(item.timeout_timer, 0));
-    item.attempt_flag.reset();
+    if (!take_result(run, task.step, task.item, item, number)) return;
     if (run.abandoned || (stopping_ && !result.ok())) {
         // As finish_attempt: nothing is recorded; recover() runs it again.
         item.status = StepStatus::pending;
@@ -247,10 +238,7 @@ void Executor::Impl::finish_item(const Task& task, int number, Result&& result) 
         quiet_item_end(task.run, task.step);
         return;
     }
-    item.finished_at = now();
-    if (auto timeout = run.workflow->timeout_of(task.step);
-        timeout && *item.finished_at - *item.started_at >= *timeout)
-        result = timed_out(*timeout);
+    close_attempt(run, task.step, item, result);
     Queue queue(*this, task.run);
     if (settle_item(run, task.step, task.item, std::move(result), queue))
         release_dependents(run, task.step, queue);
@@ -278,13 +266,9 @@ bool Executor::Impl::settle_item(RunState& run, std::uint32_t step, std::uint32_
         return advance_fan_out(run, step, queue);
     }
     item.error = std::move(result.error);
-    const RetryPolicy retry = run.workflow->retry_of(step);
-    if (!result.fatal && item.attempts - item.attempt_base < retry.max_attempts && !run.stopping &&
-        !fan.failed) {
-        item.status = StepStatus::waiting;
-        item.wake_at = retry_at(retry, item.attempts, *item.finished_at);
+    // A failed sibling stops new attempts: the step fails once the running ones return.
+    if (!fan.failed && wait_to_retry(run, step, item, result, queue)) {
         record_item(run, step, index, queue.writes());
-        wait_after_commit(item, queue);
         return false;
     }
     item.status = StepStatus::failed;
@@ -294,64 +278,12 @@ bool Executor::Impl::settle_item(RunState& run, std::uint32_t step, std::uint32_
     return advance_fan_out(run, step, queue);
 }
 
-void Executor::Impl::arm_item_timers(const std::shared_ptr<RunState>& run_ptr, std::uint32_t step) {
-    FanOut& fan = *run_ptr->steps[step].fan;
-    const std::weak_ptr<RunState> weak = run_ptr;
-    for (std::uint32_t i = 0; i < fan.next; ++i) {
-        ItemSlot& item = fan.items[i];
-        if (item.status != StepStatus::waiting || !item.wake_at || item.armed ||
-            item.wait_seq > run_ptr->committed_seq)
-            continue;
-        item.armed = true;
-        timers_.add(*item.wake_at,
-                    [this, weak, step, i, number = item.attempts] { on_item_wake(weak, step, i, number); });
-    }
-}
-
-void Executor::Impl::on_item_wake(const std::weak_ptr<RunState>& weak, std::uint32_t step,
-                                  std::uint32_t index, int number) {
-    auto run = weak.lock();
-    if (!run) return;
-    {
-        std::lock_guard lock(run->mutex);
-        ItemSlot& item = run->steps[step].fan->items[index];
-        item.armed = false;
-        if (run->abandoned || run->stopping || item.attempts != number || item.status != StepStatus::waiting)
-            return;
-        item.status = StepStatus::ready;
-    }
-    detail::failpoint("step.woken");
-    const int priority = run->priority;
-    pool_.push(Task{std::move(run), step, Task::Kind::item, priority, index});
-}
-
-void Executor::Impl::on_item_timeout(const std::weak_ptr<RunState>& weak, std::uint32_t step,
-                                     std::uint32_t index, int number, std::chrono::milliseconds timeout) {
-    auto run = weak.lock();
-    if (!run) return;
-    {
-        std::lock_guard lock(run->mutex);
-        ItemSlot& item = run->steps[step].fan->items[index];
-        if (item.status != StepStatus::running || item.attempts != number) return;
-        item.timeout_timer = 0;   // firing now
-        item.attempt_flag->store(true);   // the handler sees ctx.cancelled()
-    }
-    finish_item(Task{run, step, Task::Kind::item, run->priority, index}, number, timed_out(timeout));
-    commit_from_timer();
-}
-
 void Executor::Impl::give_up_items(RunState& run, std::uint32_t step, Queue& queue, TimePoint at) {
-    auto& slot = run.steps[step];
-    FanOut& fan = *slot.fan;
+    FanOut& fan = *run.steps[step].fan;
     for (std::uint32_t i = 0; i < fan.items.size(); ++i) {
         ItemSlot& item = fan.items[i];
         if (item.status != StepStatus::running) continue;
-        if (item.timeout_timer) timers_.cancel(std::exchange(item.timeout_timer, 0));
-        if (item.attempt_flag) item.attempt_flag->store(true);
-        item.attempt_flag.reset();
-        item.status = StepStatus::failed;
-        item.error = "given up: the run passed its deadline";
-        item.finished_at = at;
+        give_up(item, at);
         --fan.busy;
         record_item(run, step, i, queue.writes());
         fail_fan_out(run, step, i, item.error);

@@ -301,18 +301,67 @@ Executor::Impl::Attempt Executor::Impl::begin_attempt(const Task& task, Slot& sl
     if (timeout) {
         const TimePoint due = *slot.started_at + *timeout;
         if (!attempt.deadline || due < *attempt.deadline) attempt.deadline = due;
-        slot.timeout_timer = timers_.add(due, [this, weak = std::weak_ptr(task.run), task_kind = task.kind,
-                                               step = task.step, item = task.item,
+        const auto item = task.kind == Task::Kind::item ? std::optional(task.item) : std::nullopt;
+        slot.timeout_timer = timers_.add(due, [this, weak = std::weak_ptr(task.run), step = task.step, item,
                                                number = attempt.number, timeout = *timeout] {
-            if (task_kind == Task::Kind::item)
-                on_item_timeout(weak, step, item, number, timeout);
-            else
-                on_timeout(weak, step, number, timeout);
+            on_timeout(weak, step, item, number, timeout);
         });
     }
     return attempt;
 }
 template Executor::Impl::Attempt Executor::Impl::begin_attempt(const Task&, detail::ItemSlot&);
+
+template <class Slot>
+bool Executor::Impl::take_result(const RunState& run, std::uint32_t step, std::optional<std::uint32_t> item,
+                                 Slot& slot, int number) {
+    if (slot.status != StepStatus::running || slot.attempts != number) {
+        // Timed out, or given up at the run's deadline: that decision stands.
+        notify([&](Observer& o) {
+            o.on_log(LogRecord{LogLevel::warn, run.id, run.workflow->steps()[step].id, number,
+                               "the attempt returned after it was given up; its result is discarded", item});
+        });
+        return false;
+    }
+    if (slot.timeout_timer) timers_.cancel(std::exchange(slot.timeout_timer, 0));
+    slot.attempt_flag.reset();
+    return true;
+}
+template bool Executor::Impl::take_result(const RunState&, std::uint32_t, std::optional<std::uint32_t>,
+                                          detail::ItemSlot&, int);
+
+template <class Slot>
+void Executor::Impl::close_attempt(const RunState& run, std::uint32_t step, Slot& slot, Result& result) {
+    slot.finished_at = now();
+    // Past its timeout, though the timer has not fired yet: the timeout holds,
+    // whichever thread gets here first.
+    if (auto timeout = run.workflow->timeout_of(step); timeout && *slot.finished_at - *slot.started_at >= *timeout)
+        result = timed_out(*timeout);
+}
+template void Executor::Impl::close_attempt(const RunState&, std::uint32_t, detail::ItemSlot&, Result&);
+
+template <class Slot>
+bool Executor::Impl::wait_to_retry(const RunState& run, std::uint32_t step, Slot& slot, const Result& result,
+                                   Queue& queue) {
+    const RetryPolicy retry = run.workflow->retry_of(step);
+    if (result.fatal || slot.attempts - slot.attempt_base >= retry.max_attempts || run.stopping) return false;
+    slot.status = StepStatus::waiting;
+    slot.wake_at = retry_at(retry, slot.attempts, *slot.finished_at);
+    wait_after_commit(slot, queue);
+    return true;
+}
+template bool Executor::Impl::wait_to_retry(const RunState&, std::uint32_t, detail::ItemSlot&, const Result&,
+                                            Queue&);
+
+template <class Slot>
+void Executor::Impl::give_up(Slot& slot, TimePoint at) {
+    if (slot.timeout_timer) timers_.cancel(std::exchange(slot.timeout_timer, 0));
+    if (slot.attempt_flag) slot.attempt_flag->store(true);   // the handler sees ctx.cancelled()
+    slot.attempt_flag.reset();
+    slot.status = StepStatus::failed;
+    slot.error = "given up: the run passed its deadline";
+    slot.finished_at = at;
+}
+template void Executor::Impl::give_up(detail::ItemSlot&, TimePoint);
 
 StepContext::Params Executor::Impl::context_params(const RunState& run, std::uint32_t step,
                                                    int attempt) {
@@ -368,17 +417,8 @@ void Executor::Impl::finish_attempt(const std::shared_ptr<RunState>& run_ptr, st
     RunState& run = *run_ptr;
     std::lock_guard lock(run.mutex);
     auto& slot = run.steps[step];
-    if (slot.status != StepStatus::running || slot.attempts != number) {
-        // Timed out, or abandoned at the run's deadline: that decision stands.
-        notify([&](Observer& o) {
-            o.on_log(LogRecord{LogLevel::warn, run.id, run.workflow->steps()[step].id, number,
-                               "the attempt returned after it was given up; its result is discarded", std::nullopt});
-        });
-        return;
-    }
+    if (!take_result(run, step, std::nullopt, slot, number)) return;
     --run.active;
-    if (slot.timeout_timer) timers_.cancel(std::exchange(slot.timeout_timer, 0));
-    slot.attempt_flag.reset();
     if (run.abandoned) {
         if (run.active == 0) erase_live(run_ptr);
         return;
@@ -388,11 +428,7 @@ void Executor::Impl::finish_attempt(const std::shared_ptr<RunState>& run_ptr, st
         // not the step's failure. Nothing is recorded; recover() runs it again.
         return;
     }
-    slot.finished_at = now();
-    // Past its timeout, though the timer has not fired yet: the timeout holds,
-    // whichever thread gets here first.
-    if (auto timeout = run.workflow->timeout_of(step); timeout && *slot.finished_at - *slot.started_at >= *timeout)
-        result = timed_out(*timeout);
+    close_attempt(run, step, slot, result);
     Queue queue(*this, run_ptr);
     queue.effects().finished_step = step;
     record_start(run, step, queue.writes());
@@ -424,13 +460,9 @@ void Executor::Impl::settle_attempt(RunState& run, std::uint32_t step, Result&& 
         release_dependents(run, step, queue);
     } else {
         slot.error = std::move(result.error);
-        const RetryPolicy retry = run.workflow->retry_of(step);
-        if (!result.fatal && slot.attempts - slot.attempt_base < retry.max_attempts && !run.stopping) {
-            slot.status = StepStatus::waiting;
-            slot.wake_at = retry_at(retry, slot.attempts, *slot.finished_at);
+        if (wait_to_retry(run, step, slot, result, queue)) {
             ++run.active;   // still the run's business until it settles
             record_step(run, step, writes, "step.retrying", *slot.finished_at, slot.error);
-            wait_after_commit(slot, queue);
         } else if (fail_step(run, step, queue)) {
             release_dependents(run, step, queue);
         }
@@ -442,18 +474,28 @@ void Executor::Impl::arm_timers(const std::shared_ptr<RunState>& run_ptr, std::u
     std::lock_guard lock(run.mutex);
     run.committed_seq = std::max(run.committed_seq, committed);
     if (run.stopping || run.final_submitted) return;
-    const std::weak_ptr<RunState> weak = run_ptr;
     if (run.deadline_at && !run.deadline_timer)
-        run.deadline_timer = timers_.add(*run.deadline_at, [this, weak] { on_deadline(weak); });
+        run.deadline_timer = timers_.add(*run.deadline_at, [this, weak = std::weak_ptr(run_ptr)] { on_deadline(weak); });
     for (std::uint32_t i = 0; i < run.steps.size(); ++i) {
         auto& slot = run.steps[i];
-        if (slot.fan) arm_item_timers(run_ptr, i);
-        const bool timed = slot.status == StepStatus::waiting || slot.status == StepStatus::suspended;
-        // A wait whose own batch is not committed yet is armed by that batch.
-        if (!timed || !slot.wake_at || slot.armed || slot.wait_seq > run.committed_seq) continue;
-        slot.armed = true;
-        timers_.add(*slot.wake_at, [this, weak, i, number = slot.attempts] { on_wake(weak, i, number); });
+        if (slot.fan) {
+            for (std::uint32_t j = 0; j < slot.fan->next; ++j)
+                if (slot.fan->items[j].status == StepStatus::waiting) arm_wait(run_ptr, i, j, slot.fan->items[j]);
+        }
+        if (slot.status == StepStatus::waiting || slot.status == StepStatus::suspended)
+            arm_wait(run_ptr, i, std::nullopt, slot);
     }
+}
+
+template <class Slot>
+void Executor::Impl::arm_wait(const std::shared_ptr<RunState>& run, std::uint32_t step,
+                              std::optional<std::uint32_t> item, Slot& slot) {
+    // A wait whose own batch is not committed yet is armed by that batch.
+    if (!slot.wake_at || slot.armed || slot.wait_seq > run->committed_seq) return;
+    slot.armed = true;
+    timers_.add(*slot.wake_at, [this, weak = std::weak_ptr(run), step, item, number = slot.attempts] {
+        on_wake(weak, step, item, number);
+    });
 }
 
 void Executor::Impl::commit_from_timer() {
@@ -462,33 +504,43 @@ void Executor::Impl::commit_from_timer() {
     if (claim_leadership()) lead(nullptr);
 }
 
-void Executor::Impl::on_wake(const std::weak_ptr<RunState>& weak, std::uint32_t step, int number) {
+void Executor::Impl::on_wake(const std::weak_ptr<RunState>& weak, std::uint32_t step,
+                             std::optional<std::uint32_t> item, int number) {
     auto run = weak.lock();
     if (!run) return;
     bool timed_out_now = false;
     {
         std::lock_guard lock(run->mutex);
         auto& slot = run->steps[step];
-        slot.armed = false;
-        if (run->abandoned || run->stopping || slot.attempts != number) return;
-        if (slot.status == StepStatus::suspended) {
-            // Nothing came in time.
-            const auto waited = *slot.wake_at - *slot.started_at;
-            const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(waited);
-            Result timeout = detail::kind_of(*run->workflow, step) == detail::StepKind::wait
-                                 ? Result::failure(fmt::format("[loom.wait.timeout] no signal {} within {} ms",
-                                                               detail::quote(slot.awaiting), ms.count()),
-                                                   /*fatal=*/true)
-                                 : timed_out(ms);
-            Queue queue(*this, run);
-            resume(*run, step, std::move(timeout), queue);
-            finalize_if_done(*run, queue);
-            queue.release(false);
-            timed_out_now = true;
-        } else if (slot.status == StepStatus::waiting) {
-            slot.status = StepStatus::ready;   // recorded with the attempt's start
+        if (item) {   // an element's retry
+            detail::ItemSlot& element = slot.fan->items[*item];
+            element.armed = false;
+            if (run->abandoned || run->stopping || element.attempts != number ||
+                element.status != StepStatus::waiting)
+                return;
+            element.status = StepStatus::ready;
         } else {
-            return;
+            slot.armed = false;
+            if (run->abandoned || run->stopping || slot.attempts != number) return;
+            if (slot.status == StepStatus::suspended) {
+                // Nothing came in time.
+                const auto waited = *slot.wake_at - *slot.started_at;
+                const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(waited);
+                Result timeout = detail::kind_of(*run->workflow, step) == detail::StepKind::wait
+                                     ? Result::failure(fmt::format("[loom.wait.timeout] no signal {} within {} ms",
+                                                                   detail::quote(slot.awaiting), ms.count()),
+                                                       /*fatal=*/true)
+                                     : timed_out(ms);
+                Queue queue(*this, run);
+                resume(*run, step, std::move(timeout), queue);
+                finalize_if_done(*run, queue);
+                queue.release(false);
+                timed_out_now = true;
+            } else if (slot.status == StepStatus::waiting) {
+                slot.status = StepStatus::ready;   // recorded with the attempt's start
+            } else {
+                return;
+            }
         }
     }
     if (timed_out_now) {
@@ -497,21 +549,28 @@ void Executor::Impl::on_wake(const std::weak_ptr<RunState>& weak, std::uint32_t 
     }
     detail::failpoint("step.woken");   // a retry or a sleep is due; the store still says waiting
     const int priority = run->priority;
-    pool_.push(Task{std::move(run), step, Task::Kind::step, priority});
+    pool_.push(Task{std::move(run), step, item ? Task::Kind::item : Task::Kind::step, priority, item.value_or(0)});
 }
 
-void Executor::Impl::on_timeout(const std::weak_ptr<RunState>& weak, std::uint32_t step, int number,
-                                std::chrono::milliseconds timeout) {
+void Executor::Impl::on_timeout(const std::weak_ptr<RunState>& weak, std::uint32_t step,
+                                std::optional<std::uint32_t> item, int number, std::chrono::milliseconds timeout) {
     auto run = weak.lock();
     if (!run) return;
     {
         std::lock_guard lock(run->mutex);
+        auto fire = [number](auto& slot) {
+            if (slot.status != StepStatus::running || slot.attempts != number) return false;
+            slot.timeout_timer = 0;           // firing now
+            slot.attempt_flag->store(true);   // the handler sees ctx.cancelled()
+            return true;
+        };
         auto& slot = run->steps[step];
-        if (slot.status != StepStatus::running || slot.attempts != number) return;
-        slot.timeout_timer = 0;   // firing now
-        slot.attempt_flag->store(true);   // the handler sees ctx.cancelled()
+        if (!(item ? fire(slot.fan->items[*item]) : fire(slot))) return;
     }
-    finish_attempt(run, step, number, timed_out(timeout));
+    if (item)
+        finish_item(Task{run, step, Task::Kind::item, run->priority, *item}, number, timed_out(timeout));
+    else
+        finish_attempt(run, step, number, timed_out(timeout));
     commit_from_timer();
 }
 
@@ -548,12 +607,7 @@ void Executor::Impl::expire(const std::shared_ptr<RunState>& run_ptr) {
                 give_up_items(run, i, queue, at);
                 continue;   // settles once nothing of it is busy (wind_down_fans)
             }
-            if (slot.timeout_timer) timers_.cancel(std::exchange(slot.timeout_timer, 0));
-            if (slot.attempt_flag) slot.attempt_flag->store(true);
-            slot.attempt_flag.reset();
-            slot.status = StepStatus::failed;
-            slot.error = "given up: the run passed its deadline";
-            slot.finished_at = at;
+            give_up(slot, at);
             record_start(run, i, queue.writes());
             record_step(run, i, queue.writes(), "step.failed", at, slot.error);
             --run.active;
