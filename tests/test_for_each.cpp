@@ -353,7 +353,7 @@ TEST_CASE("a retry wait of an element survives a restart and fires at its time",
     CHECK(log.of(2) == 1);
 }
 
-TEST_CASE("retry() of a failed run keeps completed elements; rerun() runs them all again",
+TEST_CASE("retry() of a failed run keeps completed elements and rerun() runs them all again",
           "[for_each][operator]") {
     ElementLog log;
     std::atomic<bool> broken{true};
