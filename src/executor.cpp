@@ -287,6 +287,7 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
     bool must_lead;
     {
         std::lock_guard lock(run->mutex);
+        if (!fresh && !reopen) catch_up(*run);
         Queue queue(*this, run, &waiter);
         auto& writes = queue.writes();
         const auto at = now();
@@ -325,6 +326,18 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
         throw;
     }
     return true;
+}
+
+void Executor::Impl::catch_up(RunState& run) {
+    auto stored = store_.load_run(run.id);
+    if (!stored) return;
+    if (stored->cancel_requested && !run.cancel_requested) {
+        run.cancel_requested = true;
+        run.cancel_flag = true;
+        stop_run(run, RunStatus::cancelled, "");   // its children: launch cancels them
+    }
+    run.paused = stored->paused;
+    load_deliveries(run);   // the first of each counts: the ones read before stay
 }
 
 std::shared_ptr<RunState> Executor::Impl::find_live(const RunId& id) {
@@ -468,6 +481,7 @@ bool Executor::Impl::cancel_run(const RunId& id) {
         queue.writes().events.push_back(RunEvent{0, id, "", "run.cancel_requested", 0, "", at});
     };
     bool must_lead;
+    bool recorded_only = false;    // not live here: only the store has the request
     std::vector<RunId> children;   // of sub-workflow steps in flight: cancelled too
     auto child_of = [&](const Workflow& wf, std::size_t i, StepStatus status) {
         if (status == StepStatus::suspended && detail::kind_of(wf, i) == detail::StepKind::child)
@@ -496,8 +510,11 @@ bool Executor::Impl::cancel_run(const RunId& id) {
         Queue queue(*this, nullptr, &waiter);
         request(queue);
         must_lead = queue.release(true);
+        recorded_only = true;
     }
     await_commit(must_lead, waiter);
+    // A recover() that read the run before this request may have made it live since.
+    if (recorded_only && find_live(id)) cancel_run(id);
     for (const auto& child : children) {
         try {
             cancel_run(child);

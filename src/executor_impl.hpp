@@ -368,6 +368,10 @@ struct Executor::Impl {
     StepHandlers resolve_handlers(const Workflow& wf, const RunId& run);
     /// Builds live state from a stored run (fresh or recovered): statuses,
     /// what each step waits for, which steps are ready, whether it is over.
+    /// recover() read the run before it was live: applies what the store
+    /// got since from host threads that found it not live (cancel, pause,
+    /// resume, signals, completions). Later ones find it live. Run mutex held.
+    void catch_up(RunState& run);
     std::shared_ptr<RunState> make_state(const RunInfo& info, std::shared_ptr<const Workflow> wf,
                                          StepHandlers handlers);
     /// Makes a run live and queues its first commit: the new run (`fresh`) or

@@ -175,6 +175,7 @@ bool Executor::Impl::set_paused(const RunId& id, bool paused) {
     const auto at = now();
     const char* kind = paused ? "run.paused" : "run.resumed";
     bool must_lead;
+    bool recorded_only = false;   // not live here: only the store has it
     std::vector<Task> parked;
     if (auto run = find_live(id)) {
         std::lock_guard lock(run->mutex);
@@ -198,8 +199,11 @@ bool Executor::Impl::set_paused(const RunId& id, bool paused) {
             RunWrite{id, RunStatus::running, info->cancel_requested, nullptr, "", at, std::nullopt, paused});
         queue.writes().events.push_back(RunEvent{0, id, "", kind, 0, "", at});
         must_lead = queue.release(true);
+        recorded_only = true;
     }
     await_commit(must_lead, waiter);
+    // A recover() that read the run before this write may have made it live since.
+    if (recorded_only && find_live(id)) return set_paused(id, paused);
     pool_.push(parked);   // after the resume is durable
     return true;
 }

@@ -133,30 +133,50 @@ void Executor::Impl::apply_deliveries(RunState& run, Queue& queue) {
 bool Executor::Impl::deliver(const RunId& id, RunEvent event, const std::function<void(RunState&)>& check_live,
                              const std::function<void(RunState&, Queue&)>& apply,
                              const std::function<void(const RunInfo&)>& check_stored) {
-    CommitWaiter waiter;
     event.run_id = id;
     event.at = now();
+    // Applies it to the live run; `record`: with its event. False if the run is over.
+    auto to_live = [&](const std::shared_ptr<RunState>& run_ptr, std::optional<RunEvent> record) {
+        RunState& run = *run_ptr;
+        CommitWaiter waiter;
+        bool must_lead;
+        {
+            std::lock_guard lock(run.mutex);
+            if (run.final_submitted) return false;
+            check_live(run);   // throws before anything is queued
+            Queue queue(*this, run_ptr, &waiter);
+            if (record) queue.writes().events.push_back(std::move(*record));
+            apply(run, queue);
+            finalize_if_done(run, queue);
+            must_lead = queue.release(true);
+        }
+        await_commit(must_lead, waiter);
+        return true;
+    };
+    if (auto run = find_live(id)) return to_live(run, std::move(event));
+    // Not running here: recorded; whoever resumes the run applies it.
+    auto info = store_.load_run(id);
+    if (!info) throw NotFound("loom.run.unknown", "run " + id + " does not exist");
+    if (is_final(info->status)) return false;
+    check_stored(*info);
+    CommitWaiter waiter;
     bool must_lead;
-    if (auto run = find_live(id)) {
-        std::lock_guard lock(run->mutex);
-        if (run->final_submitted) return false;
-        check_live(*run);   // throws before anything is queued
-        Queue queue(*this, run, &waiter);
-        queue.writes().events.push_back(std::move(event));
-        apply(*run, queue);
-        finalize_if_done(*run, queue);
-        must_lead = queue.release(true);
-    } else {
-        // Not running here: recorded; whoever resumes the run applies it.
-        auto info = store_.load_run(id);
-        if (!info) throw NotFound("loom.run.unknown", "run " + id + " does not exist");
-        if (is_final(info->status)) return false;
-        check_stored(*info);
+    {
         Queue queue(*this, nullptr, &waiter);
         queue.writes().events.push_back(std::move(event));
         must_lead = queue.release(true);
     }
     await_commit(must_lead, waiter);
+    // A recover() that read the run before this event may have made it live
+    // since; if it read the event too, the check or the first-counts rule
+    // makes this a no-op.
+    if (auto run = find_live(id)) {
+        try {
+            to_live(run, std::nullopt);
+        } catch (const Error&) {
+            // Applied already (its step is no longer suspended): recorded is enough.
+        }
+    }
     return true;
 }
 

@@ -174,3 +174,57 @@ TEST_CASE("a parent that fails cancels its running child", "[children]") {
     CHECK(child.cancel_requested);
     CHECK(child.status == loom::RunStatus::cancelled);
 }
+
+// The crash came after the parent's failure was committed and before its
+// child was cancelled: recover() finishes the parent's stop, and the child,
+// recovered too, is cancelled rather than run on for a run that is over.
+TEST_CASE("a parent recovered stopped cancels the child it left running", "[children][sqlite]") {
+    std::atomic<bool> first_process{true}, saw_cancel{false};
+    Fixture<Shop> shop(loom::test::Storage::sqlite);
+    shop.handlers.add("await", [&](loom::StepContext& ctx) -> Json {
+        if (first_process) shop.gate.pass();
+        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+        while (!ctx.cancelled() && std::chrono::steady_clock::now() < until)
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        if (first_process) throw loom::RetryableError("shut down");   // not recorded: runs again
+        saw_cancel = ctx.cancelled();
+        return "paid";
+    });
+    shop.handlers.add("stock", [&](loom::StepContext& ctx) -> Json {
+        while (!ctx.cancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        throw loom::RetryableError("shut down");
+    });
+    loom::ExecutorOptions quick{3};
+    quick.shutdown_grace = std::chrono::milliseconds(0);
+    auto& first = shop.open({loom::WorkflowBuilder("slow_payment", 1).step("await", "await").build(),
+                             loom::WorkflowBuilder("order", 1)
+                                 .step("pay", "workflow:slow_payment")
+                                 .step("stock", "stock")   // beside pay, under on_error "fail"
+                                 .build()},
+                            quick);
+    const auto id = first.start("order");
+    shop.gate.wait_for_waiters(1);   // the child's step is in flight
+    loom::test::release_later(shop.gate);
+    shop.close();
+    first_process = false;
+    {
+        // What the dead process committed last: stock failed; nothing told the child.
+        loom::SqliteStore store(shop.db());
+        REQUIRE(store.load_run(id + ".pay"));
+        const auto at = std::chrono::system_clock::now();
+        loom::Batch batch;
+        batch.steps.push_back(loom::StepWrite{id, "stock", StepStatus::failed, 1, {}, "out of stock", at, at});
+        store.commit(batch);
+    }
+    auto& executor = shop.reopen(quick);
+    const auto resumed = executor.recover();
+    CHECK(resumed.size() == 2);
+    const auto parent = executor.wait(id);
+    CHECK(parent.status == loom::RunStatus::failed);
+    CHECK_THAT(parent.error, Catch::Contains("out of stock"));
+    const auto child = executor.wait(id + ".pay");
+    INFO("the child run ended " << loom::to_string(child.status));
+    CHECK(child.cancel_requested);
+    CHECK(child.status == loom::RunStatus::cancelled);
+    if (child.step("await")->attempts > 0) CHECK(saw_cancel);   // if it ran again, it was told at once
+}

@@ -63,6 +63,26 @@ StepStatus status_of(loom::Executor& ex, const loom::RunId& id, const char* step
     return ex.get_run(id).step(step)->status;
 }
 
+/// A wait step for signal "go" beside a handler that suspends; "end" takes both outputs.
+loom::Workflow both() {
+    return loom::WorkflowBuilder("both", 1)
+        .step("approve", "wait").input({{"signal", "go"}})
+        .step("job", "outside")
+        .step("end", "echo").after({"approve", "job"})
+        .build();
+}
+
+/// Starts a run of both() and returns once both its steps are suspended.
+loom::RunId start_suspended(loom::Executor& executor) {
+    const auto id = executor.start("both");
+    REQUIRE(eventually([&] {
+        auto run = executor.get_run(id);
+        return run.step("approve")->status == StepStatus::suspended &&
+               run.step("job")->status == StepStatus::suspended;
+    }));
+    return id;
+}
+
 }  // namespace
 
 TEST_CASE("a wait step completes with the signal's payload", "[signals]") {
@@ -176,22 +196,12 @@ TEST_CASE("signals and completions sent while no process runs the run are applie
           "[signals][sqlite]") {
     loom::test::TempDir dir;
     Fixture f;
-    const auto wf = loom::WorkflowBuilder("both", 1)
-                        .step("approve", "wait").input({{"signal", "go"}})
-                        .step("job", "outside")
-                        .step("end", "echo").after({"approve", "job"})
-                        .build();
     loom::RunId id;
     {
         loom::SqliteStore store(dir.file("runs.db"));
         loom::Executor executor(store, f.handlers, {2});
-        executor.add_workflow(wf);
-        id = executor.start("both");
-        REQUIRE(eventually([&] {
-            auto run = executor.get_run(id);
-            return run.step("approve")->status == StepStatus::suspended &&
-                   run.step("job")->status == StepStatus::suspended;
-        }));
+        executor.add_workflow(both());
+        id = start_suspended(executor);
     }
     loom::SqliteStore store(dir.file("runs.db"));
     loom::Executor executor(store, f.handlers, {2});
@@ -319,4 +329,38 @@ TEST_CASE("a completion racing with the run's cancellation applies or is stale",
         if (!cancelled) CHECK(applied);
     }
     WARN("completions applied in " << applied_rounds << " of 40 rounds, stale in the others");
+}
+
+// recover() reads a run, then makes it live; a host thread that calls in
+// between finds it not live and only records its call. Whichever comes
+// first, the call is applied: the run ends as it asked, and none hangs.
+TEST_CASE("a signal or a cancel sent while recover() resumes the run is not lost",
+          "[signals][recovery]") {
+    const auto verb = GENERATE(as<std::string>{}, "deliver", "cancel");
+    Fixture f;
+    loom::MemoryStore store;
+    constexpr int kRounds = 40;
+    for (int round = 0; round < kRounds; ++round) {
+        INFO(verb << ", round " << round);
+        loom::RunId id;
+        {
+            loom::Executor first(store, f.handlers, {2});
+            first.add_workflow(both());
+            id = start_suspended(first);
+        }
+        const auto token = f.token(f.token_count() - 1);
+        loom::Executor executor(store, f.handlers, {2});
+        std::thread recovering([&] { executor.recover(); });
+        if (verb == "cancel") {
+            executor.cancel(id);
+        } else {
+            executor.signal(id, "go", "yes");
+            executor.complete(token, "done");
+        }
+        recovering.join();
+        std::optional<loom::RunInfo> run;
+        REQUIRE_NOTHROW(run = executor.wait_for(id, 10s));
+        REQUIRE(run);
+        CHECK(run->status == (verb == "cancel" ? loom::RunStatus::cancelled : loom::RunStatus::completed));
+    }
 }
