@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -332,35 +333,51 @@ TEST_CASE("a completion racing with the run's cancellation applies or is stale",
 }
 
 // recover() reads a run, then makes it live; a host thread that calls in
-// between finds it not live and only records its call. Whichever comes
-// first, the call is applied: the run ends as it asked, and none hangs.
-TEST_CASE("a signal or a cancel sent while recover() resumes the run is not lost",
+// between finds it not live and only records its call. The store below makes
+// the call in that window (once recover() has read the run's history), and
+// the call must still be applied.
+TEST_CASE("a signal or a cancel or a pause sent while recover() resumes the run is not lost",
           "[signals][recovery]") {
-    const auto verb = GENERATE(as<std::string>{}, "deliver", "cancel");
+    struct Interleaving : loom::StoreWrapper {
+        using StoreWrapper::StoreWrapper;
+        std::function<void()> call;   // made once, on another thread, the first time recover() has read events
+        std::atomic<bool> called{false};
+        std::vector<loom::RunEvent> load_events(const loom::RunId& id) override {
+            auto events = StoreWrapper::load_events(id);
+            if (call && !called.exchange(true)) std::thread(call).join();
+            return events;
+        }
+    };
+    const auto verb = GENERATE(as<std::string>{}, "deliver", "cancel", "pause");
+    INFO(verb);
     Fixture f;
-    loom::MemoryStore store;
-    constexpr int kRounds = 40;
-    for (int round = 0; round < kRounds; ++round) {
-        INFO(verb << ", round " << round);
-        loom::RunId id;
-        {
-            loom::Executor first(store, f.handlers, {2});
-            first.add_workflow(both());
-            id = start_suspended(first);
-        }
-        const auto token = f.token(f.token_count() - 1);
-        loom::Executor executor(store, f.handlers, {2});
-        std::thread recovering([&] { executor.recover(); });
-        if (verb == "cancel") {
-            executor.cancel(id);
-        } else {
-            executor.signal(id, "go", "yes");
-            executor.complete(token, "done");
-        }
-        recovering.join();
-        std::optional<loom::RunInfo> run;
-        REQUIRE_NOTHROW(run = executor.wait_for(id, 10s));
-        REQUIRE(run);
-        CHECK(run->status == (verb == "cancel" ? loom::RunStatus::cancelled : loom::RunStatus::completed));
+    loom::MemoryStore memory;
+    Interleaving store(memory);
+    loom::RunId id;
+    {
+        loom::Executor first(store, f.handlers, {2});
+        first.add_workflow(both());
+        id = start_suspended(first);
     }
+    loom::Executor executor(store, f.handlers, {2});
+    auto deliver = [&] {
+        CHECK(executor.signal(id, "go", "yes"));
+        executor.complete(f.token(0), "done");
+    };
+    if (verb == "deliver") store.call = deliver;
+    if (verb == "cancel") store.call = [&] { CHECK(executor.cancel(id)); };
+    if (verb == "pause") store.call = [&] { CHECK(executor.pause(id)); };
+    CHECK(executor.recover() == std::vector<loom::RunId>{id});
+    REQUIRE(store.called);
+    if (verb == "pause") {
+        deliver();
+        CHECK_FALSE(executor.wait_for(id, 100ms));   // "end" is held by the pause
+        CHECK(f.token_count() == 1);
+        CHECK(executor.get_run(id).paused);
+        executor.resume(id);
+    }
+    const auto run = executor.wait_for(id, 10s);
+    REQUIRE(run);
+    CHECK(run->status == (verb == "cancel" ? loom::RunStatus::cancelled : loom::RunStatus::completed));
+    if (verb != "cancel") CHECK(run->output == Json{{"end", {{"approve", "yes"}, {"job", "done"}}}});
 }
