@@ -18,7 +18,9 @@
 #include <filesystem>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -483,27 +485,33 @@ const std::vector<Kind> kKinds = {
     {Io::file_size, {SQLITE_IOERR_FSTAT}},
 };
 
-/// Fails, once, the commit that completes `step` (after calling
-/// before_failing), and forwards every other commit.
+/// Fails, once, the commit that completes `step` (or, given `item`, that
+/// element of the for_each step) after calling before_failing, and forwards
+/// every other commit.
 struct FailingCommit : loom::StoreWrapper {
-    FailingCommit(loom::Store& target, std::string step)
-        : StoreWrapper(target), step_(std::move(step)) {}
+    FailingCommit(loom::Store& target, std::string step, std::optional<std::uint32_t> item = std::nullopt)
+        : StoreWrapper(target), step_(std::move(step)), item_(item) {}
     std::function<void()> before_failing;   // set before the run starts
     std::atomic<bool> armed{true};
 
     void commit(const loom::Batch& batch) override {
-        const bool completes = std::any_of(batch.steps.begin(), batch.steps.end(), [&](const auto& w) {
-            return w.step_id == step_ && w.status == loom::StepStatus::completed;
-        });
+        const bool completes =
+            item_ ? std::any_of(batch.items.begin(), batch.items.end(), [&](const auto& w) {
+                return w.step_id == step_ && w.item.index == *item_ && w.item.status == loom::StepStatus::completed;
+            })
+                  : std::any_of(batch.steps.begin(), batch.steps.end(), [&](const auto& w) {
+                        return w.step_id == step_ && w.status == loom::StepStatus::completed;
+                    });
         if (completes && armed.exchange(false)) {
             if (before_failing) before_failing();
-            throw loom::StoreError("loom.store.io", "injected: the commit of step " + step_ + " failed");
+            throw loom::StoreError("loom.store.io", "injected: the commit completing " + step_ + " failed");
         }
         StoreWrapper::commit(batch);
     }
 
 private:
     std::string step_;
+    std::optional<std::uint32_t> item_;
 };
 
 /// src -> x and `other`, both sinks; the test adds other's handler, which must
@@ -673,4 +681,50 @@ TEST_CASE("wait on a run abandoned by a failed commit reports the failure, also 
         CHECK(executor.recover() == std::vector<loom::RunId>{id});
         CHECK(executor.wait(id).status == loom::RunStatus::completed);
     }
+}
+
+TEST_CASE("a failed commit in the middle of a for_each: no committed element runs again after recover",
+          "[faults][executor][for_each]") {
+    // Element 2's completion fails to commit, with the next element made
+    // ready in the same batch (max_parallel 2): the run is abandoned, its
+    // queued elements dropped. recover() finishes the step with every output
+    // in order; an element whose completion was committed runs once.
+    loom::MemoryStore memory;
+    FailingCommit store(memory, "each", 2);
+    std::mutex mutex;
+    std::map<std::uint32_t, int> runs;   // element -> handler calls
+    loom::HandlerRegistry handlers;
+    handlers.add("square", [&](loom::StepContext& ctx) -> Json {
+        const auto n = ctx.input().get<int>();
+        std::lock_guard lock(mutex);
+        ++runs[*ctx.item_index()];
+        return n * n;
+    });
+    loom::Executor executor(store, handlers, {2});
+    executor.add_workflow(
+        loom::WorkflowBuilder("squares", 1).step("each", "square").for_each("${input}").max_parallel(2).input("${item}").build());
+    const Json input = {1, 2, 3, 4, 5, 6};
+    const auto id = executor.start("squares", input);
+    REQUIRE_THROWS_AS(executor.wait(id), loom::StoreError);
+    const auto stored = memory.load_run(id);
+    REQUIRE(stored);
+    CHECK(stored->status == loom::RunStatus::running);
+    std::set<std::uint32_t> committed;
+    for (const auto& item : stored->step("each")->items)
+        if (item.status == loom::StepStatus::completed) committed.insert(item.index);
+    CHECK(committed.count(2) == 0);
+
+    CHECK(executor.recover() == std::vector<loom::RunId>{id});
+    const auto run = executor.wait_for(id, kWaitLimit);
+    REQUIRE(run);
+    CHECK(run->status == loom::RunStatus::completed);
+    CHECK(run->step("each")->output == Json{1, 4, 9, 16, 25, 36});
+    std::lock_guard lock(mutex);
+    for (std::uint32_t i = 0; i < input.size(); ++i) {
+        INFO("element " << i);
+        if (committed.count(i)) CHECK(runs[i] == 1);
+        CHECK(runs[i] >= 1);
+        CHECK(runs[i] <= 2);
+    }
+    CHECK(runs[2] == 2);   // its first result was never durable
 }
