@@ -61,6 +61,13 @@ unsigned checked_thread_count(const ExecutorOptions& options) {
                                                   name));
         }
     }
+    for (const auto& [name, value] : {std::pair{"shutdown_grace", options.shutdown_grace},
+                                      std::pair{"delivery_poll", options.delivery_poll}}) {
+        if (value.count() < 0)
+            throw InvalidArgument("loom.options.duration",
+                                  fmt::format("ExecutorOptions::{} is {} ms; it must not be negative", name,
+                                              value.count()));
+    }
     if (options.threads > 1024)
         throw InvalidArgument("loom.options.threads",
                               fmt::format("ExecutorOptions::threads is {}; at most 1024", options.threads));
@@ -313,7 +320,7 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
                 if (run->steps[i].status != stored.steps[i].status || run->steps[i].reset_items)
                     record_step(*run, i, writes, nullptr);
         }
-        apply_deliveries(*run, queue);
+        apply_deliveries(*run, queue, /*at_launch=*/true);
         if (run->stopping) cancel_children(*run);   // it stopped before a crash, its children may not have
         queue.effects().arm_timers = true;
         finalize_if_done(*run, queue);
@@ -355,7 +362,9 @@ void Executor::Impl::erase_live(const std::shared_ptr<RunState>& run) {
 // --- public verbs ---
 
 Executor::Executor(Store& store, HandlerRegistry& handlers, ExecutorOptions options)
-    : impl_(std::make_unique<Impl>(store, handlers, options)) {}
+    : impl_(std::make_unique<Impl>(store, handlers, options)) {
+    impl_->arm_delivery_poll();
+}
 
 Executor::~Executor() = default;
 

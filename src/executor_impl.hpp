@@ -254,11 +254,21 @@ struct Executor::Impl {
     /// `queue` (made for this run); run mutex held.
     void resume(RunState& run, std::uint32_t step, Result&& result, Queue& queue);
     /// Reads the signals and completion requests in a recovered run's history
-    /// (only if it can have any). The run is not live yet: no lock.
+    /// (only if it can have any). The run is not live yet, or its mutex is held.
     void load_deliveries(RunState& run);
+    /// Adds the signals and completion requests among `events` that the run
+    /// does not know yet (the first of each counts). Returns true if any was new.
+    static bool merge_deliveries(RunState& run, const std::vector<RunEvent>& events);
     /// Completes suspended steps whose signal or completion is known (at
-    /// launch, for what came while the run was not live). Run mutex held.
-    void apply_deliveries(RunState& run, Queue& queue);
+    /// launch, for what came while the run was not live; from poll_deliveries,
+    /// for what another process recorded). At launch, suspended sub-workflow
+    /// steps are also sent to find or start their child. Run mutex held.
+    void apply_deliveries(RunState& run, Queue& queue, bool at_launch);
+    /// Every ExecutorOptions::delivery_poll: live runs with a step suspended
+    /// for a signal or a completion read their history for ones recorded by
+    /// another process, and apply them. Timer thread; re-arms itself.
+    void poll_deliveries();
+    void arm_delivery_poll();
     /// Records and applies a signal or a completion request, durably, from a
     /// host thread. A live run: `check_live` may throw, then `apply` queues
     /// the effect (both under the run mutex). Otherwise `check_stored` may

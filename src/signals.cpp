@@ -87,12 +87,16 @@ void Executor::Impl::load_deliveries(RunState& run) {
     for (std::uint32_t i = 0; i < run.steps.size() && !needed; ++i)
         needed = run.steps[i].status == StepStatus::suspended ||
                  detail::kind_of(*run.workflow, i) == detail::StepKind::wait;
-    if (!needed) return;
-    for (const auto& e : store_.load_events(run.id)) {
+    if (needed) merge_deliveries(run, store_.load_events(run.id));
+}
+
+bool Executor::Impl::merge_deliveries(RunState& run, const std::vector<RunEvent>& events) {
+    bool added = false;
+    for (const auto& e : events) {
         if (e.kind == kSignal) {
             auto signal = Json::parse(e.detail, nullptr, /*allow_exceptions=*/false);
             if (signal.is_object() && signal.contains("name"))
-                run.signals.emplace(signal["name"].get<std::string>(), signal["payload"]);
+                added |= run.signals.emplace(signal["name"].get<std::string>(), signal["payload"]).second;
         } else if (e.kind == kCompleteRequested || e.kind == kFailRequested) {
             auto it = run.workflow->plan().index.find(e.step_id);
             if (it == run.workflow->plan().index.end()) continue;
@@ -102,18 +106,20 @@ void Executor::Impl::load_deliveries(RunState& run) {
                 r.first = Json::parse(e.detail, nullptr, false);
             else
                 r.second = e.detail.empty() ? "failed by its completion token" : e.detail;
+            added = true;
         }
     }
+    return added;
 }
 
-void Executor::Impl::apply_deliveries(RunState& run, Queue& queue) {
+void Executor::Impl::apply_deliveries(RunState& run, Queue& queue, bool at_launch) {
     if (run.stopping) return;
     for (std::uint32_t i = 0; i < run.steps.size(); ++i) {
         auto& slot = run.steps[i];
         if (slot.status != StepStatus::suspended) continue;
         const auto kind = detail::kind_of(*run.workflow, i);
         if (kind == detail::StepKind::child) {
-            queue.ready(i, Task::Kind::start_child);   // finds the child, or starts it
+            if (at_launch) queue.ready(i, Task::Kind::start_child);   // finds the child, or starts it
         } else if (kind == detail::StepKind::wait) {
             try {
                 slot.awaiting = awaited_signal(run, i);
@@ -128,6 +134,54 @@ void Executor::Impl::apply_deliveries(RunState& run, Queue& queue) {
             resume(run, i, Result::of(std::move(output), std::move(error)), queue);
         }
     }
+}
+
+void Executor::Impl::arm_delivery_poll() {
+    if (options_.delivery_poll.count() <= 0) return;
+    timers_.add(now() + options_.delivery_poll, [this] { poll_deliveries(); });
+}
+
+void Executor::Impl::poll_deliveries() {
+    std::vector<std::shared_ptr<RunState>> runs;
+    {
+        std::lock_guard lock(live_mutex_);
+        for (auto& [id, run] : live_) runs.push_back(run);
+    }
+    auto awaits_outside = [](const RunState& run) {
+        if (run.final_submitted || run.stopping || run.abandoned) return false;
+        for (std::uint32_t i = 0; i < run.steps.size(); ++i)
+            if (run.steps[i].status == StepStatus::suspended &&
+                detail::kind_of(*run.workflow, i) != detail::StepKind::child)
+                return true;
+        return false;
+    };
+    bool queued = false;
+    for (auto& run : runs) {
+        {
+            std::lock_guard lock(run->mutex);
+            if (!awaits_outside(*run)) continue;
+        }
+        std::vector<RunEvent> events;
+        try {
+            events = store_.load_events(run->id);   // no lock held: store I/O
+        } catch (const std::exception& e) {
+            notify([&](Observer& o) {
+                o.on_log(LogRecord{LogLevel::warn, run->id, "", 0,
+                                   std::string("looking for deliveries from other processes: ") + e.what(),
+                                   std::nullopt});
+            });
+            continue;   // the next poll tries again
+        }
+        std::lock_guard lock(run->mutex);
+        if (!awaits_outside(*run) || !merge_deliveries(*run, events)) continue;
+        Queue queue(*this, run);
+        apply_deliveries(*run, queue, /*at_launch=*/false);
+        finalize_if_done(*run, queue);
+        queue.release(false);
+        queued = true;
+    }
+    if (queued) commit_from_timer();
+    arm_delivery_poll();
 }
 
 bool Executor::Impl::deliver(const RunId& id, RunEvent event, const std::function<void(RunState&)>& check_live,

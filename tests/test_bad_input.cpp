@@ -779,6 +779,12 @@ TEST_CASE("bad calls are refused with their exact error and change nothing", "[b
          "[loom.options.limits] ExecutorOptions::limits must be positive (max_steps 10000, "
          "max_depth 64, max_bytes 0)",
          executor_with([](loom::ExecutorOptions& o) { o.limits.max_bytes = 0; })},
+        {"a negative shutdown grace", "InvalidArgument",
+         "[loom.options.duration] ExecutorOptions::shutdown_grace is -1 ms; it must not be negative",
+         executor_with([](loom::ExecutorOptions& o) { o.shutdown_grace = std::chrono::milliseconds(-1); })},
+        {"a negative delivery poll", "InvalidArgument",
+         "[loom.options.duration] ExecutorOptions::delivery_poll is -5 ms; it must not be negative",
+         executor_with([](loom::ExecutorOptions& o) { o.delivery_poll = std::chrono::milliseconds(-5); })},
 
         // Handlers and the builder.
         {"a handler with an empty name", "InvalidArgument", "[loom.handler.bad_name] handler name is empty",

@@ -381,3 +381,37 @@ TEST_CASE("a signal or a cancel or a pause sent while recover() resumes the run 
     CHECK(run->status == (verb == "cancel" ? loom::RunStatus::cancelled : loom::RunStatus::completed));
     if (verb != "cancel") CHECK(run->output == Json{{"end", {{"approve", "yes"}, {"job", "done"}}}});
 }
+
+// A host process that calls signal() or complete() for a run another process
+// executes (a webhook service beside a worker, on one SQLite file) finds the
+// run not live and only records the call; the executor running it picks the
+// record up at its next delivery poll. Two executors on two connections stand
+// for the two processes.
+TEST_CASE("signals and completions recorded by another process reach the run at the next poll",
+          "[signals][sqlite]") {
+    loom::test::TempDir dir;
+    Fixture f;
+    loom::SqliteStore worker_store(dir.file("runs.db"));
+    loom::ExecutorOptions options{2};
+    const bool polling = GENERATE(true, false);
+    options.delivery_poll = polling ? 20ms : 0ms;
+    loom::Executor worker(worker_store, f.handlers, options);
+    worker.add_workflow(both());
+    const auto id = start_suspended(worker);
+
+    loom::SqliteStore web_store(dir.file("runs.db"));
+    loom::Executor web(web_store, f.handlers, {1});
+    CHECK(web.signal(id, "go", "yes"));
+    web.complete(f.token(0), "done");
+    if (!polling) {
+        // Never looked for: applied once the run is next recovered.
+        CHECK_FALSE(worker.wait_for(id, 300ms));
+        CHECK(status_of(worker, id, "approve") == StepStatus::suspended);
+        return;
+    }
+    const auto run = worker.wait_for(id, 10s);
+    REQUIRE(run);
+    CHECK(run->status == loom::RunStatus::completed);
+    CHECK(run->output == Json{{"end", {{"approve", "yes"}, {"job", "done"}}}});
+    CHECK(f.token_count() == 1);
+}

@@ -48,6 +48,12 @@ struct ExecutorOptions {
     /// How long destruction lets in-flight handlers finish before it asks
     /// them to stop (ctx.cancelled() turns true). Real time, not `clock`.
     std::chrono::milliseconds shutdown_grace{10'000};
+    /// How often the executor looks in the store for signals and completions
+    /// that another process sharing it recorded for a run suspended here
+    /// (there, the run is not live, so signal(), complete() and fail() only
+    /// record). Measured on `clock`. Zero: never; they are then applied when
+    /// the run is next recovered.
+    std::chrono::milliseconds delivery_poll{1'000};
 };
 
 /// Which definition start() uses and how.
