@@ -290,11 +290,28 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
         if (!live_.emplace(run->id, run).second) return false;   // another recover() has it
         abandoned_.erase(run->id);
     }
+    // A recovered run: what host threads recorded since recover() read it.
+    std::optional<RunInfo> latest;
+    std::vector<RunEvent> latest_events;
+    if (!fresh && !reopen) {
+        try {
+            latest = store_.load_run(run->id);
+            bool deliveries;
+            {
+                std::lock_guard lock(run->mutex);
+                deliveries = may_have_deliveries(*run);
+            }
+            if (deliveries) latest_events = store_.load_events(run->id);
+        } catch (...) {
+            erase_live(run);   // a later recover() tries again
+            throw;
+        }
+    }
     CommitWaiter waiter;
     bool must_lead;
     {
         std::lock_guard lock(run->mutex);
-        if (!fresh && !reopen) catch_up(*run);
+        if (latest) catch_up(*run, *latest, latest_events);
         Queue queue(*this, run, &waiter);
         auto& writes = queue.writes();
         const auto at = now();
@@ -335,16 +352,14 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
     return true;
 }
 
-void Executor::Impl::catch_up(RunState& run) {
-    auto stored = store_.load_run(run.id);
-    if (!stored) return;
-    if (stored->cancel_requested && !run.cancel_requested) {
+void Executor::Impl::catch_up(RunState& run, const RunInfo& latest, const std::vector<RunEvent>& events) {
+    if (latest.cancel_requested && !run.cancel_requested) {
         run.cancel_requested = true;
         run.cancel_flag = true;
         stop_run(run, RunStatus::cancelled, "");   // its children: launch cancels them
     }
-    run.paused = stored->paused;
-    load_deliveries(run);   // the first of each counts: the ones read before stay
+    run.paused = latest.paused;
+    merge_deliveries(run, events);   // the first of each counts: the ones read before stay
 }
 
 std::shared_ptr<RunState> Executor::Impl::find_live(const RunId& id) {

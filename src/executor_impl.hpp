@@ -256,6 +256,9 @@ struct Executor::Impl {
     /// Reads the signals and completion requests in a recovered run's history
     /// (only if it can have any). The run is not live yet, or its mutex is held.
     void load_deliveries(RunState& run);
+    /// Whether the run's history can hold signals or completions it needs:
+    /// it has a wait step or a suspended step. Run mutex held, or not live.
+    static bool may_have_deliveries(const RunState& run);
     /// Adds the signals and completion requests among `events` that the run
     /// does not know yet (the first of each counts). Returns true if any was new.
     static bool merge_deliveries(RunState& run, const std::vector<RunEvent>& events);
@@ -378,10 +381,11 @@ struct Executor::Impl {
     StepHandlers resolve_handlers(const Workflow& wf, const RunId& run);
     /// Builds live state from a stored run (fresh or recovered): statuses,
     /// what each step waits for, which steps are ready, whether it is over.
-    /// recover() read the run before it was live: applies what the store
-    /// got since from host threads that found it not live (cancel, pause,
-    /// resume, signals, completions). Later ones find it live. Run mutex held.
-    void catch_up(RunState& run);
+    /// recover() read the run before it was live: applies what the store got
+    /// since (`latest`, `events`, read once it was live) from host threads
+    /// that found it not live: cancel, pause, resume, signals, completions.
+    /// Later ones find it live. Run mutex held.
+    void catch_up(RunState& run, const RunInfo& latest, const std::vector<RunEvent>& events);
     std::shared_ptr<RunState> make_state(const RunInfo& info, std::shared_ptr<const Workflow> wf,
                                          StepHandlers handlers);
     /// Makes a run live and queues its first commit: the new run (`fresh`) or

@@ -82,12 +82,16 @@ void Executor::Impl::resume(RunState& run, std::uint32_t step, Result&& result, 
     settle_attempt(run, step, std::move(result), queue);
 }
 
+bool Executor::Impl::may_have_deliveries(const RunState& run) {
+    for (std::uint32_t i = 0; i < run.steps.size(); ++i)
+        if (run.steps[i].status == StepStatus::suspended ||
+            detail::kind_of(*run.workflow, i) == detail::StepKind::wait)
+            return true;
+    return false;
+}
+
 void Executor::Impl::load_deliveries(RunState& run) {
-    bool needed = false;
-    for (std::uint32_t i = 0; i < run.steps.size() && !needed; ++i)
-        needed = run.steps[i].status == StepStatus::suspended ||
-                 detail::kind_of(*run.workflow, i) == detail::StepKind::wait;
-    if (needed) merge_deliveries(run, store_.load_events(run.id));
+    if (may_have_deliveries(run)) merge_deliveries(run, store_.load_events(run.id));
 }
 
 bool Executor::Impl::merge_deliveries(RunState& run, const std::vector<RunEvent>& events) {
