@@ -302,16 +302,23 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
                 deliveries = may_have_deliveries(*run);
             }
             if (deliveries) latest_events = store_.load_events(run->id);
-        } catch (...) {
-            erase_live(run);   // a later recover() tries again
-            throw;
+        } catch (const std::exception& e) {
+            // Other threads may use the live state already: it goes on. A
+            // call they recorded only is then applied at the next recovery
+            // (signals and completions by the delivery poll).
+            latest.reset();
+            notify([&](Observer& o) {
+                o.on_log(LogRecord{LogLevel::warn, run->id, "", 0,
+                                   std::string("recover: reading what came in meanwhile failed: ") + e.what(),
+                                   std::nullopt});
+            });
         }
     }
     CommitWaiter waiter;
     bool must_lead;
     {
         std::lock_guard lock(run->mutex);
-        if (latest) catch_up(*run, *latest, latest_events);
+        if (latest) catch_up(*run, stored, *latest, latest_events);
         Queue queue(*this, run, &waiter);
         auto& writes = queue.writes();
         const auto at = now();
@@ -352,13 +359,16 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
     return true;
 }
 
-void Executor::Impl::catch_up(RunState& run, const RunInfo& latest, const std::vector<RunEvent>& events) {
+void Executor::Impl::catch_up(RunState& run, const RunInfo& read, const RunInfo& latest,
+                              const std::vector<RunEvent>& events) {
     if (latest.cancel_requested && !run.cancel_requested) {
         run.cancel_requested = true;
         run.cancel_flag = true;
         stop_run(run, RunStatus::cancelled, "");   // its children: launch cancels them
     }
-    run.paused = latest.paused;
+    // Only a change since `read`: a pause() or resume() that found the run
+    // live after `latest` was read has set run.paused already.
+    if (latest.paused != read.paused) run.paused = latest.paused;
     merge_deliveries(run, events);   // the first of each counts: the ones read before stay
 }
 

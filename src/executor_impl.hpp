@@ -234,7 +234,7 @@ struct Executor::Impl {
     /// A waiting step's (or element's) time came: it is made ready; a
     /// suspended step's timeout fails it.
     void on_wake(const std::weak_ptr<RunState>& run, std::uint32_t step, std::optional<std::uint32_t> item,
-                 int number);
+                 int number, TimePoint at);
     /// Attempt `number` of the step (or element) ran past its timeout: it fails.
     void on_timeout(const std::weak_ptr<RunState>& run, std::uint32_t step, std::optional<std::uint32_t> item,
                     int number, std::chrono::milliseconds timeout);
@@ -381,11 +381,11 @@ struct Executor::Impl {
     StepHandlers resolve_handlers(const Workflow& wf, const RunId& run);
     /// Builds live state from a stored run (fresh or recovered): statuses,
     /// what each step waits for, which steps are ready, whether it is over.
-    /// recover() read the run before it was live: applies what the store got
-    /// since (`latest`, `events`, read once it was live) from host threads
-    /// that found it not live: cancel, pause, resume, signals, completions.
-    /// Later ones find it live. Run mutex held.
-    void catch_up(RunState& run, const RunInfo& latest, const std::vector<RunEvent>& events);
+    /// recover() read the run (`read`) before it was live: applies what the
+    /// store got since (`latest`, `events`, read once it was live) from host
+    /// threads that found it not live: cancel, pause, resume, signals,
+    /// completions. Later ones find it live. Run mutex held.
+    void catch_up(RunState& run, const RunInfo& read, const RunInfo& latest, const std::vector<RunEvent>& events);
     std::shared_ptr<RunState> make_state(const RunInfo& info, std::shared_ptr<const Workflow> wf,
                                          StepHandlers handlers);
     /// Makes a run live and queues its first commit: the new run (`fresh`) or

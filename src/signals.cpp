@@ -98,14 +98,19 @@ bool Executor::Impl::merge_deliveries(RunState& run, const std::vector<RunEvent>
     bool added = false;
     for (const auto& e : events) {
         if (e.kind == kSignal) {
-            auto signal = Json::parse(e.detail, nullptr, /*allow_exceptions=*/false);
-            if (signal.is_object() && signal.contains("name"))
-                added |= run.signals.emplace(signal["name"].get<std::string>(), signal["payload"]).second;
+            // Written by signal(); anything else in the history is not a signal.
+            const auto signal = Json::parse(e.detail, nullptr, /*allow_exceptions=*/false);
+            const auto name = signal.is_object() ? signal.find("name") : signal.end();
+            if (name == signal.end() || !name->is_string()) continue;
+            const auto payload = signal.find("payload");
+            added |= run.signals.emplace(name->get<std::string>(), payload == signal.end() ? Json() : *payload)
+                         .second;
         } else if (e.kind == kCompleteRequested || e.kind == kFailRequested) {
             auto it = run.workflow->plan().index.find(e.step_id);
             if (it == run.workflow->plan().index.end()) continue;
-            auto& r = run.requested[{it->second, e.attempt}];
-            if (!r.first.is_null() || !r.second.empty()) continue;   // the first request counts
+            auto [request, first] = run.requested.try_emplace({it->second, e.attempt});
+            if (!first) continue;   // the first request counts (a completion's output may be null)
+            auto& r = request->second;
             if (e.kind == kCompleteRequested)
                 r.first = Json::parse(e.detail, nullptr, false);
             else
@@ -165,24 +170,22 @@ void Executor::Impl::poll_deliveries() {
             std::lock_guard lock(run->mutex);
             if (!awaits_outside(*run)) continue;
         }
-        std::vector<RunEvent> events;
         try {
-            events = store_.load_events(run->id);   // no lock held: store I/O
-        } catch (const std::exception& e) {
+            const auto events = store_.load_events(run->id);   // no lock held: store I/O
+            std::lock_guard lock(run->mutex);
+            if (!awaits_outside(*run) || !merge_deliveries(*run, events)) continue;
+            Queue queue(*this, run);
+            apply_deliveries(*run, queue, /*at_launch=*/false);
+            finalize_if_done(*run, queue);
+            queue.release(false);
+            queued = true;
+        } catch (const std::exception& e) {   // on the timer thread: nothing may escape
             notify([&](Observer& o) {
                 o.on_log(LogRecord{LogLevel::warn, run->id, "", 0,
                                    std::string("looking for deliveries from other processes: ") + e.what(),
                                    std::nullopt});
-            });
-            continue;   // the next poll tries again
+            });   // the next poll tries again
         }
-        std::lock_guard lock(run->mutex);
-        if (!awaits_outside(*run) || !merge_deliveries(*run, events)) continue;
-        Queue queue(*this, run);
-        apply_deliveries(*run, queue, /*at_launch=*/false);
-        finalize_if_done(*run, queue);
-        queue.release(false);
-        queued = true;
     }
     if (queued) commit_from_timer();
     arm_delivery_poll();

@@ -493,9 +493,8 @@ void Executor::Impl::arm_wait(const std::shared_ptr<RunState>& run, std::uint32_
     // A wait whose own batch is not committed yet is armed by that batch.
     if (!slot.wake_at || slot.armed || slot.wait_seq > run->committed_seq) return;
     slot.armed = true;
-    timers_.add(*slot.wake_at, [this, weak = std::weak_ptr(run), step, item, number = slot.attempts] {
-        on_wake(weak, step, item, number);
-    });
+    timers_.add(*slot.wake_at, [this, weak = std::weak_ptr(run), step, item, number = slot.attempts,
+                                 at = *slot.wake_at] { on_wake(weak, step, item, number, at); });
 }
 
 void Executor::Impl::commit_from_timer() {
@@ -505,13 +504,18 @@ void Executor::Impl::commit_from_timer() {
 }
 
 void Executor::Impl::on_wake(const std::weak_ptr<RunState>& weak, std::uint32_t step,
-                             std::optional<std::uint32_t> item, int number) {
+                             std::optional<std::uint32_t> item, int number, TimePoint at) {
     auto run = weak.lock();
     if (!run) return;
     bool timed_out_now = false;
     {
         std::lock_guard lock(run->mutex);
         auto& slot = run->steps[step];
+        // A timer armed for another wait of the same attempt (a suspended
+        // step's timeout, after fail() by token made it wait for a retry)
+        // leaves this one alone: its own timer is armed once it is committed.
+        auto stale = [at](const auto& s) { return !s.wake_at || *s.wake_at != at; };
+        if (item ? stale(slot.fan->items[*item]) : stale(slot)) return;
         if (item) {   // an element's retry
             detail::ItemSlot& element = slot.fan->items[*item];
             element.armed = false;

@@ -204,6 +204,7 @@ void WorkflowHarness::Impl::start_executor() {
     options.threads = options_.threads;
     options.observer = options_.observer;
     options.clock = &clock_;
+    options.delivery_poll = milliseconds(0);   // no other process shares its store
     executor_ = std::make_unique<Executor>(crashing_, registry_, options);
     executor_->add_workflow(workflow_);
 }

@@ -193,6 +193,59 @@ TEST_CASE("a suspended step times out by its step timeout", "[signals]") {
     CHECK_THROWS_AS(executor.complete(f.token(0), 1), loom::Conflict);
 }
 
+// fail() by token makes the step wait for its retry's backoff; the timer of
+// its step timeout, armed while it was suspended, must not start the retry
+// early (it did: same attempt number, status waiting).
+TEST_CASE("a step failed by its token is retried after its backoff and not at its old timeout",
+          "[signals][retry]") {
+    Fixture f;
+    loom::testing::FakeClock clock;
+    loom::MemoryStore store;
+    loom::Executor executor(store, f.handlers, {2, nullptr, {}, {}, &clock});
+    loom::RetryPolicy retry;
+    retry.max_attempts = 2;
+    retry.initial_backoff = 10'000ms;
+    retry.jitter = 0.0;
+    executor.add_workflow(
+        loom::WorkflowBuilder("ext", 1).step("job", "outside").timeout(100ms).retry(retry).build());
+    auto id = executor.start("ext");
+    REQUIRE(eventually([&] { return status_of(executor, id, "job") == StepStatus::suspended; }));
+    executor.fail(f.token(0), "printer offline");
+    REQUIRE(eventually([&] { return status_of(executor, id, "job") == StepStatus::waiting; }));
+    clock.advance(200ms);   // past the first attempt's timeout
+    std::this_thread::sleep_for(50ms);
+    CHECK(status_of(executor, id, "job") == StepStatus::waiting);
+    CHECK(f.token_count() == 1);
+    clock.advance(10'000ms);   // the backoff is over
+    REQUIRE(eventually([&] { return f.token_count() == 2; }));
+    executor.complete(f.token(1), "printed");
+    const auto run = executor.wait(id);
+    CHECK(run.status == loom::RunStatus::completed);
+    CHECK(run.step("job")->attempts == 2);
+}
+
+// A completion whose output is null counts as the first request, also when
+// read back from the history (recovery, or the poll for other processes).
+TEST_CASE("complete() with a null output recorded for a run not live wins over a later fail()",
+          "[signals][recovery]") {
+    Fixture f;
+    loom::MemoryStore store;
+    loom::RunId id;
+    {
+        loom::Executor first(store, f.handlers, {2});
+        first.add_workflow(loom::WorkflowBuilder("ext", 1).step("job", "outside").build());
+        id = first.start("ext");
+        REQUIRE(eventually([&] { return status_of(first, id, "job") == StepStatus::suspended; }));
+    }
+    loom::Executor executor(store, f.handlers, {2});
+    executor.complete(f.token(0), nullptr);
+    executor.fail(f.token(0), "too late");   // recorded; the first request counts
+    executor.recover();
+    const auto run = executor.wait(id);
+    CHECK(run.status == loom::RunStatus::completed);
+    CHECK(run.step("job")->output.is_null());
+}
+
 TEST_CASE("signals and completions sent while no process runs the run are applied on recovery",
           "[signals][sqlite]") {
     loom::test::TempDir dir;
