@@ -117,6 +117,26 @@ loom::RunId run_until_shutdown(const std::string& path, loom::HandlerRegistry& h
     return id;
 }
 
+/// Two processes on one SQLite file: the first runs until shutdown
+/// (run_until_shutdown), the second recovers.
+struct Restart {
+    loom::test::TempDir dir;
+    const std::string path = dir.file("runs.db");
+    ElementLog log;
+    Gate gate;
+    std::atomic<bool> first_process{true};   // the handlers' process
+    loom::HandlerRegistry handlers;
+    /// The second process: recovers the store's runs and waits for `id`.
+    loom::RunInfo recover(const loom::Workflow& wf, const loom::RunId& id) {
+        first_process = false;
+        loom::SqliteStore store(path);
+        loom::Executor executor(store, handlers, {2});
+        executor.add_workflow(wf);
+        executor.recover();
+        return executor.wait(id);
+    }
+};
+
 Json expected_each(int n, const std::string& tag) {
     Json out = Json::array();
     for (int i = 0; i < n; ++i) out.push_back({{"sq", i * i}, {"at", i}, {"tag", tag}});
@@ -289,32 +309,21 @@ TEST_CASE("ctx names the element: item_index, an idempotency key per element, lo
 }
 
 TEST_CASE("an element that completed before a restart does not run again", "[for_each][restart]") {
-    loom::test::TempDir dir;
-    const std::string path = dir.file("runs.db");
-    ElementLog log;
-    Gate gate;
-    std::atomic<bool> first_process{true};
-    loom::HandlerRegistry handlers;
-    add_handlers(handlers, log, [&](loom::StepContext& ctx) {
-        if (*ctx.item_index() == 3 && first_process) hold_until_shutdown(gate, ctx);   // half way
+    Restart r;
+    add_handlers(r.handlers, r.log, [&](loom::StepContext& ctx) {
+        if (*ctx.item_index() == 3 && r.first_process) hold_until_shutdown(r.gate, ctx);   // half way
     });
     // Elements 0..2 are committed before element 3 started (max_parallel 1);
     // the shutdown finds element 3 in flight, and its failure then is not recorded.
-    const auto id = run_until_shutdown(path, handlers, fan_workflow(1), {{"n", 6}, {"tag", "r"}}, 1, gate,
-                                       [](const loom::RunInfo& r) { return r.step("each")->items.size() == 3; });
-    CHECK(log.of(3) == 1);
-    first_process = false;
-    loom::SqliteStore store(path);
-    auto stored = *store.load_run(id);
-    CHECK(stored.step("each")->status == loom::StepStatus::running);
-    loom::Executor executor(store, handlers, {2});
-    executor.add_workflow(fan_workflow(1));
-    executor.recover();
-    auto run = executor.wait(id);
+    const auto id = run_until_shutdown(r.path, r.handlers, fan_workflow(1), {{"n", 6}, {"tag", "r"}}, 1, r.gate,
+                                       [](const loom::RunInfo& run) { return run.step("each")->items.size() == 3; });
+    CHECK(r.log.of(3) == 1);
+    CHECK(loom::SqliteStore(r.path).load_run(id)->step("each")->status == loom::StepStatus::running);
+    auto run = r.recover(fan_workflow(1), id);
     REQUIRE(run.status == loom::RunStatus::completed);
     CHECK(run.step("each")->output == expected_each(6, "r"));
-    for (std::uint32_t i : {0u, 1u, 2u, 4u, 5u}) CHECK(log.of(i) == 1);
-    CHECK(log.of(3) == 2);   // in flight at the restart: at least once
+    for (std::uint32_t i : {0u, 1u, 2u, 4u, 5u}) CHECK(r.log.of(i) == 1);
+    CHECK(r.log.of(3) == 2);   // in flight at the restart: at least once
 }
 
 TEST_CASE("a retry wait of an element survives a restart and fires at its time", "[for_each][restart]") {
@@ -539,32 +548,22 @@ TEST_CASE("a failed element ends the step although siblings wait for a concurren
 }
 
 TEST_CASE("an element that failed for good before a restart does not run again", "[for_each][restart]") {
-    loom::test::TempDir dir;
-    const std::string path = dir.file("runs.db");
-    ElementLog log;
-    Gate gate;
-    std::atomic<bool> first_process{true};
-    loom::HandlerRegistry handlers;
-    add_handlers(handlers, log, [&](loom::StepContext& ctx) {
+    Restart r;
+    add_handlers(r.handlers, r.log, [&](loom::StepContext& ctx) {
         if (*ctx.item_index() == 1) {
-            if (first_process) gate.wait_for_waiters(1);   // element 0 has started
+            if (r.first_process) r.gate.wait_for_waiters(1);   // element 0 has started
             throw loom::FatalError("bad element");
         }
-        if (*ctx.item_index() == 0 && first_process) hold_until_shutdown(gate, ctx);   // while 1 fails
+        if (*ctx.item_index() == 0 && r.first_process) hold_until_shutdown(r.gate, ctx);   // while 1 fails
     });
-    const auto id = run_until_shutdown(path, handlers, fan_workflow(2, loom::OnError::fail, 3),
-                                       {{"n", 4}, {"tag", ""}}, 2, gate, [](const loom::RunInfo& r) {
-                                           const auto& items = r.step("each")->items;
+    const auto id = run_until_shutdown(r.path, r.handlers, fan_workflow(2, loom::OnError::fail, 3),
+                                       {{"n", 4}, {"tag", ""}}, 2, r.gate, [](const loom::RunInfo& run) {
+                                           const auto& items = run.step("each")->items;
                                            return !items.empty() && items.back().status == loom::StepStatus::failed;
                                        });
-    first_process = false;
-    REQUIRE(log.of(1) == 1);
-    loom::SqliteStore store(path);
-    loom::Executor executor(store, handlers, {2});
-    executor.add_workflow(fan_workflow(2, loom::OnError::fail, 3));
-    executor.recover();
-    auto run = executor.wait(id);
+    REQUIRE(r.log.of(1) == 1);
+    auto run = r.recover(fan_workflow(2, loom::OnError::fail, 3), id);
     CHECK(run.status == loom::RunStatus::failed);
     CHECK(run.step("each")->error == "element 1 failed: bad element");
-    CHECK(log.of(1) == 1);   // FatalError: never again, restart or not
+    CHECK(r.log.of(1) == 1);   // FatalError: never again, restart or not
 }
