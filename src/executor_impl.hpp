@@ -77,7 +77,7 @@ struct Executor::Impl {
     struct Result {
         Json output;
         std::string error;   // empty: the attempt succeeded
-        bool fatal = false;  // never retried (FatalError, a missing input key)
+        bool fatal = false;  // never retried (detail::invoke says which errors are fatal)
         bool suspend = false;  // ok, but the handler called ctx.suspend()
         bool ok() const noexcept { return error.empty(); }
 

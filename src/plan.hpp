@@ -101,21 +101,22 @@ using OutputOf = std::function<const Json&(std::uint32_t)>;
 
 /// The step's input with every reference replaced. A step without an input
 /// template receives {dependency id: output} for its direct dependencies.
-/// Throws InvalidArgument "[loom.input.missing]" when a referenced key or index
+/// Throws InputError "[loom.input.missing]" when a referenced key or index
 /// does not exist in the run's input or the step's output. `element`: the
 /// element of a for_each step's attempt.
 Json resolve_input(const Workflow& workflow, std::uint32_t step, const Json& run_input,
                    const OutputOf& output_of, const Element* element = nullptr);
 
-/// The array a for_each step runs over. Throws InvalidArgument
-/// "[loom.input.missing]" as resolve_input does, or "[loom.for_each.not_array]".
+/// The array a for_each step runs over. Throws InputError
+/// "[loom.input.missing]" as resolve_input does, or InvalidArgument
+/// "[loom.for_each.not_array]".
 const Json& resolve_for_each(const Workflow& workflow, std::uint32_t step, const Json& run_input,
                              const OutputOf& output_of);
 
 /// The input of the step's compensation handler, its references replaced; a
 /// compensation without an input template receives the step's own output. The
-/// step must have a compensation. Throws InvalidArgument "[loom.input.missing]"
-/// as resolve_input does.
+/// step must have a compensation. Throws InputError "[loom.input.missing]" as
+/// resolve_input does.
 Json resolve_compensation_input(const Workflow& workflow, std::uint32_t step, const Json& run_input,
                                 const OutputOf& output_of);
 

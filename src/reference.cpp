@@ -40,7 +40,7 @@ bool is_segment_char(unsigned char c) {
         why = fmt::format("cannot look up {} in {}, which is {}{}", quote(segment), location,
                           article, at.type_name());
     }
-    throw InvalidArgument("loom.input.missing", fmt::format("{}: {}", ref.text, why));
+    throw InputError("loom.input.missing", fmt::format("{}: {}", ref.text, why));
 }
 
 // What a template is filled from.

@@ -21,13 +21,13 @@ struct Shop : loom::test::Steps {
     Shop() {
         handlers.add("charge", [this](loom::StepContext& ctx) -> Json {
             counter.hit(ctx.step_id());
-            if (ctx.input().value("amount", 0) < 0) throw loom::FatalError("negative amount");
-            return {{"charged", ctx.input()["amount"]}};
+            if (ctx.input_or("amount", 0) < 0) throw loom::FatalError("negative amount");
+            return {{"charged", ctx.input<Json>("amount")}};
         });
         handlers.add("receipt", [this](loom::StepContext& ctx) -> Json {
             counter.hit(ctx.step_id());
             if (hold) gate.pass();
-            return {{"receipt", ctx.input()["charge"]["charged"]}};
+            return {{"receipt", ctx.input<Json>("/charge/charged"_json_pointer)}};
         });
         handlers.add("mark", [this](loom::StepContext& ctx) -> Json {
             counter.hit(ctx.step_id());

@@ -106,11 +106,9 @@ TEST_CASE("an undo that fails is retried, and one that fails for good is reporte
         return nullptr;
     });
     trip.handlers.add("cancel_broken", [](loom::StepContext&) -> Json { throw loom::FatalError("gone"); });
-    loom::RetryPolicy twice;
-    twice.max_attempts = 2;
-    twice.initial_backoff = std::chrono::milliseconds(1);
     auto& executor = trip.open({loom::WorkflowBuilder("w", 1)
-                                    .step("a", "book").compensate("cancel_flaky").retry(twice)
+                                    .step("a", "book").compensate("cancel_flaky")
+                                    .retry(loom::test::quick_retry(2))
                                     .step("b", "book").compensate("cancel_broken").after("a")
                                     .step("charge", "charge").after("b").on_error(loom::OnError::compensate)
                                     .build()},

@@ -14,7 +14,7 @@ public:
     explicit QuoteShipping(Carrier carrier) : carrier_(std::move(carrier)) {}
 
     loom::Json run(loom::StepContext& ctx) override {
-        const int kg = ctx.input().at("weight_kg").get<int>();
+        const int kg = ctx.input<int>("weight_kg");
         if (kg <= 0) throw loom::FatalError("weight_kg must be positive");
         if (ctx.cancelled()) throw loom::RetryableError("no time left to ask the carrier");
         ctx.log("quote " + ctx.idempotency_key());
@@ -137,7 +137,7 @@ StepResult throwing(std::function<void()> thrower) {
 }
 
 struct Doubler : loom::StepHandler {
-    Json run(loom::StepContext& ctx) override { return ctx.input().at("x").get<int>() * 2; }
+    Json run(loom::StepContext& ctx) override { return ctx.input<int>("x") * 2; }
 };
 
 }  // namespace

@@ -26,7 +26,7 @@ loom::Workflow order_workflow() {
 TEST_CASE("README: a workflow tested with WorkflowHarness", "[testing][harness][readme]") {
     loom::HandlerRegistry handlers;   // the real handlers
     handlers.add("carrier.ship", [](loom::StepContext& ctx) -> loom::Json {
-        return {{"tracking", "T-" + ctx.input().at("charge").get<std::string>()}};
+        return {{"tracking", "T-" + ctx.input<std::string>("charge")}};
     });
     handlers.add("mail.send", [](loom::StepContext&) -> loom::Json { return "sent"; });
 
@@ -392,7 +392,7 @@ TEST_CASE("crash_at(n) fails the n-th commit, and recover() resumes with complet
           "[testing][harness][crash]") {
     Handlers handlers;
     WorkflowHarness h(crash_workflow(), handlers.registry, {1});
-    h.mock("charge", [](loom::StepContext& ctx) -> Json { return ctx.input().at("amount"); });
+    h.mock("charge", [](loom::StepContext& ctx) -> Json { return ctx.input<Json>("amount"); });
     const Json input{{"sku", "A-1"}, {"amount", 30}};
     const auto clean = h.run(input);
     REQUIRE(clean.status == RunStatus::completed);
@@ -421,7 +421,7 @@ TEST_CASE("check_every_crash_point: every crash point recovers to the clean run'
     const unsigned threads = GENERATE(1u, 2u);
     Handlers handlers;
     WorkflowHarness h(crash_workflow(), handlers.registry, {threads});
-    h.mock("charge", [](loom::StepContext& ctx) -> Json { return ctx.input().at("amount"); });
+    h.mock("charge", [](loom::StepContext& ctx) -> Json { return ctx.input<Json>("amount"); });
     h.fail("charge", 1, "gateway timeout");
     const Json input{{"sku", "A-1"}, {"amount", 30}};
     const std::size_t clean_commits = h.commits_of_a_clean_run(input);

@@ -89,8 +89,10 @@ private:
 
 /// How a handler's attempt ended, as the executor classifies it.
 ///   none: it returned; retryable: it threw RetryableError; fatal: it threw
-///   FatalError (never retried); other: it threw anything else (retried if the
-///   step's retry policy allows, like retryable).
+///   FatalError, InputError (a missing or mistyped input value) or
+///   nlohmann::json's type_error or out_of_range (never retried: see
+///   StepHandler); other: it threw anything else (retried if the step's retry
+///   policy allows, like retryable).
 enum class ErrorKind { none, retryable, fatal, other };
 /// "none", "retryable", "fatal", "other".
 std::string_view to_string(ErrorKind kind) noexcept;
@@ -121,10 +123,12 @@ struct StepResult {
 ///     CHECK(r.output == 4);
 ///
 /// The handler sees a StepContext with run id "test-run", step id "test-step",
-/// attempt 1 and input {} unless set otherwise. The input is passed as given:
-/// "${...}" references are not resolved, and the output is not checked against
-/// the executor's payload limits (ExecutorOptions::payload), so a result the
-/// executor would refuse for its size or depth still passes here.
+/// attempt 1 and input {} unless set otherwise. The
+/// input is passed as given: "${...}" references are not resolved, and the
+/// output is not checked against the executor's payload limits
+/// (ExecutorOptions::payload), so a result the executor would refuse for its
+/// size or depth still passes here. Exceptions are classified as the executor
+/// classifies them (see ErrorKind).
 ///
 /// Thread safety: the setters and run() are for one thread at a time; run()
 /// may be called again and again (each call is a new attempt's context).
