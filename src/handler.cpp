@@ -61,10 +61,11 @@ const Json* StepContext::find_input(const Json::json_pointer& pointer) const {
 
 namespace {
 
-// "run r1, step \"resize\", element 3".
+// "run r1, step \"resize\", element 3" (", compensation" for an undo).
 std::string attempt_of(const StepContext& ctx) {
     std::string text = fmt::format("run {}, step \"{}\"", ctx.run_id(), ctx.step_id());
     if (ctx.item_index()) text += fmt::format(", element {}", *ctx.item_index());
+    if (ctx.compensating()) text += ", compensation";
     return text;
 }
 
@@ -102,6 +103,7 @@ void StepContext::wrong_input_type(const std::string& key, const Json::json_poin
 std::string StepContext::idempotency_key() const {
     std::string key = params_.run_id + "/" + params_.step_id;
     if (params_.item) key += "[" + std::to_string(*params_.item) + "]";
+    if (params_.compensating) key += "/compensate";
     return key;
 }
 

@@ -157,6 +157,12 @@ TEST_CASE("input_or<T> gives the fallback where the value is absent or null", "[
           "-2147483648 to 2147483647");
 }
 
+TEST_CASE("an input error names a compensation as such", "[handler][input]") {
+    StepHarness h([](loom::StepContext& ctx) -> Json { return ctx.input<int>("ref"); });
+    CHECK(h.run_id("r1").step_id("hotel").compensating().run().error ==
+          "[loom.input.missing] run r1, step \"hotel\", compensation: no key \"ref\" in the input");
+}
+
 TEST_CASE("nlohmann's type_error and out_of_range from a handler are not retried", "[handler][retry]") {
     SECTION("type_error: a \"12\" read as an int") {
         auto run = run_step({{"value", "12"}}, [](loom::StepContext& ctx) -> Json {
@@ -205,4 +211,11 @@ TEST_CASE("StepHarness classifies input errors as the executor does", "[handler]
                   throw loom::RetryableError(e.what());
               }
           }) == ErrorKind::retryable);
+}
+
+TEST_CASE("a compensation has its own idempotency key", "[handler][testing]") {
+    StepHarness h([](loom::StepContext& ctx) -> Json { return {ctx.compensating(), ctx.idempotency_key()}; });
+    CHECK(h.run_id("r1").step_id("charge").run().output == Json{false, "r1/charge"});
+    CHECK(h.compensating().run().output == Json{true, "r1/charge/compensate"});
+    CHECK(h.compensating(false).run().output == Json{false, "r1/charge"});
 }

@@ -92,6 +92,7 @@ public:
         RunId run_id;
         std::string step_id;
         std::optional<std::uint32_t> item;   // a for_each step's element index
+        bool compensating = false;           // the step's compensation (undo), not the step
         const std::atomic<bool>* cancel_flag = nullptr;   // the run's; null: never cancelled
         const std::atomic<bool>* attempt_flag = nullptr;  // this attempt's (timed out); may be null
         /// When this attempt must be over: the earlier of its timeout and the
@@ -157,9 +158,14 @@ public:
     const std::string& step_id() const noexcept { return params_.step_id; }
     /// In a for_each step: the index of the element this attempt works on.
     const std::optional<std::uint32_t>& item_index() const noexcept { return params_.item; }
+    /// True when this call is the step's compensation (a saga's undo of the
+    /// completed step), false when it is the step itself.
+    bool compensating() const noexcept { return params_.compensating; }
     /// "<run id>/<step id>", or "<run id>/<step id>[<index>]" for an element of
-    /// a for_each: the same for every attempt and every re-run after a crash,
-    /// so a handler can de-duplicate its side effects with it.
+    /// a for_each, and "<run id>/<step id>/compensate" for the step's
+    /// compensation: the same for every attempt and every re-run after a crash,
+    /// so a handler can de-duplicate its side effects with it, and an undo (a
+    /// refund) never shares the key of what it undoes (the charge).
     std::string idempotency_key() const;
     /// True once the run is cancelled, or this attempt is past its deadline; a
     /// long handler should check and return (its result is discarded anyway).

@@ -123,7 +123,7 @@ struct StepResult {
 ///     CHECK(r.output == 4);
 ///
 /// The handler sees a StepContext with run id "test-run", step id "test-step",
-/// attempt 1 and input {} unless set otherwise. The
+/// attempt 1, input {} and compensating() false unless set otherwise. The
 /// input is passed as given: "${...}" references are not resolved, and the
 /// output is not checked against the executor's payload limits
 /// (ExecutorOptions::payload), so a result the executor would refuse for its
@@ -154,6 +154,10 @@ public:
     StepHarness& attempt(int number);
     StepHarness& run_id(RunId id);
     StepHarness& step_id(std::string id);
+    /// Calls the handler as the step's compensation (a saga's undo): what
+    /// ctx.compensating() returns, and the idempotency key then ends in
+    /// "/compensate". Default: false.
+    StepHarness& compensating(bool value = true);
     /// The run's deadline, by the harness's clock.
     StepHarness& deadline(TimePoint at);
     /// The attempt's timeout: the deadline is the clock's now() when run()
@@ -180,6 +184,7 @@ private:
     int attempt_ = 1;
     RunId run_id_ = "test-run";
     std::string step_id_ = "test-step";
+    bool compensating_ = false;
     std::optional<TimePoint> deadline_;
     std::optional<TimePoint::duration> timeout_;
     const Clock* clock_ = nullptr;   // null: SystemClock
