@@ -742,7 +742,7 @@ TEST_CASE("from_file reads a definition, and every error names the file", "[mode
                       "[loom.definition.too_large] " + good + ": the file is larger than the limit of 10 bytes");
 }
 
-TEST_CASE("a step's input may read an upstream step's status and error; a compensation or for_each may not",
+TEST_CASE("a step's input may read an upstream step's status and error but a compensation or for_each may not",
           "[model][reference]") {
     auto wf = Workflow::from_json(with_steps(R"([{"id": "a", "handler": "h", "on_error": "continue"},
         {"id": "b", "handler": "h", "depends_on": ["a"],
