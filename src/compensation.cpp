@@ -63,9 +63,7 @@ void Executor::Impl::run_compensation(const Task& task) {
         params.compensating = true;   // its own idempotency key: an undo is not its step
         params.resolve_input = [&run, step] {
             return detail::resolve_compensation_input(*run.workflow, step, run.input,
-                                                      [&run](std::uint32_t i) -> const Json& {
-                                                          return run.steps[i].output;
-                                                      });
+                                                      detail::steps_of(run.steps));
         };
         StepContext ctx(std::move(params));
         outcome = detail::invoke(*run.handlers.compensate[step], ctx);

@@ -67,10 +67,7 @@ bool Executor::Impl::admit_fan_out(RunState& run, std::uint32_t step, Queue& que
     ++run.active;
     ++run.fans_open;
     try {
-        fan.elements = detail::resolve_for_each(*run.workflow, step, run.input,
-                                                [&run](std::uint32_t i) -> const Json& {
-                                                    return run.steps[i].output;
-                                                });
+        fan.elements = detail::resolve_for_each(*run.workflow, step, run.input, detail::steps_of(run.steps));
     } catch (const std::exception& e) {
         --run.active;
         --run.fans_open;

@@ -257,14 +257,25 @@ struct CrashTrial {
 /// hang()'s count hangs until the attempt is given up; else k <= fail()'s
 /// count throws; else the mocked output or function, else the real handler.
 /// Steps of the built-in "sleep" type are run by the executor and cannot be
-/// mocked; their wait ends when the clock reaches it.
+/// mocked; their wait ends when the clock reaches it. A "wait" step cannot be
+/// mocked either: send its signal with executor().signal(), or let its
+/// timeout_ms pass.
+///
+/// Sub-workflows. A "workflow:NAME" step runs a child run of NAME once NAME
+/// is given to add_workflow() (its steps run the handlers of the registry
+/// given there, unless mocked), or it is mocked: mock(id, output) completes
+/// the step with `output` and no child run, mock(id, function) calls
+/// `function` with the step's input, fail(id, n >= 1, message) fails it (a
+/// sub-workflow step has one attempt). Steps of an added workflow are named
+/// "NAME/step" in mock(), fail(), hang() and calls(): "review/approve".
 ///
 /// Time. Nothing moves the FakeClock but advance(), settle() (and run()) and
 /// clock(). settle() moves it, each time the runs are quiet, straight to the
-/// next instant something is due: a retry's backoff, a sleep, an attempt's
-/// timeout while hang() holds it, the run's deadline. A run is quiet when no
-/// step is ready or running other than one a hang() holds and no wake-up is
-/// already due. A real handler is never interrupted by time: fake time stands
+/// next instant something is due: a retry's backoff, a sleep, a wait step's
+/// timeout_ms (and a suspended step's timeout), an attempt's timeout while
+/// hang() holds it, the run's deadline; in the run and in its child runs. A
+/// run is quiet when no step is ready or running other than one a hang()
+/// holds and no wake-up is already due. A real handler is never interrupted by time: fake time stands
 /// still while it runs, so its timeout can only fire if it blocks (hang()).
 ///
 /// Crashes. crash_at(n) makes the n-th commit from then on fail with
@@ -302,10 +313,20 @@ public:
     WorkflowHarness(const WorkflowHarness&) = delete;
     WorkflowHarness& operator=(const WorkflowHarness&) = delete;
 
-    /// The step returns `output` (after hang() and fail() attempts).
+    /// Adds a workflow that "workflow:NAME" steps run as a child run (see
+    /// Sub-workflows above), its steps needing mocks (first form) or running
+    /// the handlers `handlers` holds, looked up now. Call it before start().
+    /// Throws Conflict "[loom.testing.workflow_added]" for a name the harness
+    /// has already, and what Executor::add_workflow throws.
+    WorkflowHarness& add_workflow(Workflow workflow);
+    WorkflowHarness& add_workflow(Workflow workflow, const HandlerRegistry& handlers);
+
+    /// The step returns `output` (after hang() and fail() attempts); a
+    /// "workflow:NAME" step completes with it, starting no child run.
     /// The mock functions throw InvalidArgument "[loom.testing.unknown_step]"
-    /// for a step the workflow lacks and "[loom.testing.not_mockable]" for a
-    /// step of a built-in or reserved type ("sleep", "wait", "workflow:...").
+    /// for a step the workflows lack and "[loom.testing.not_mockable]" for a
+    /// step of a built-in type ("sleep", "wait"), and hang() for a
+    /// "workflow:NAME" step.
     WorkflowHarness& mock(std::string_view step_id, Json output);
     /// The step returns null (mock(id, nullptr) would be ambiguous otherwise).
     WorkflowHarness& mock(std::string_view step_id, std::nullptr_t) {
@@ -327,9 +348,10 @@ public:
     WorkflowHarness& hang(std::string_view step_id, int first_n_attempts = 1);
 
     /// Starts a run of the workflow and returns once it is durable. Throws
-    /// NotFound "[loom.handler.unknown]" naming the first step with neither a
-    /// handler nor a mock, and what Executor::start throws (StoreError once
-    /// crashed).
+    /// NotFound "[loom.handler.unknown]" naming the first step (of the
+    /// workflow or an added one) with neither a handler nor a mock, and what
+    /// Executor::start throws (StoreError once crashed; "[loom.workflow.unknown]"
+    /// for a "workflow:NAME" step neither mocked nor added).
     RunId start(const Json& input = Json::object());
     /// start(), then settle(): the run as it ended.
     RunInfo run(const Json& input = Json::object());
@@ -373,7 +395,8 @@ public:
                                         const std::function<void(const CrashTrial&)>& checker);
 
     /// Calls of the step's handler or mock, in all runs of this harness
-    /// (built-in steps: 0). Throws InvalidArgument "[loom.testing.unknown_step]".
+    /// (built-in steps: 0; a mocked "workflow:" step: its mock's). Throws
+    /// InvalidArgument "[loom.testing.unknown_step]".
     int calls(std::string_view step_id) const;
     /// Calls of the step's handler or mock in run `id`.
     int calls(const RunId& id, std::string_view step_id) const;
