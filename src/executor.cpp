@@ -125,6 +125,7 @@ Executor::Impl::~Impl() {
 }
 
 void Executor::Impl::cancel_attempts() {
+    attempts_cancelled_ = true;   // before any handler can see ctx.cancelled()
     std::vector<std::shared_ptr<RunState>> runs;
     {
         std::lock_guard lock(live_mutex_);
@@ -133,8 +134,12 @@ void Executor::Impl::cancel_attempts() {
     for (auto& run : runs) {
         std::lock_guard lock(run->mutex);
         run->cancel_flag = true;   // attempts without a flag of their own read this one
-        for (auto& slot : run->steps)
+        for (auto& slot : run->steps) {
             if (slot.attempt_flag) slot.attempt_flag->store(true);
+            if (!slot.fan) continue;
+            for (auto& item : slot.fan->items)
+                if (item.attempt_flag) item.attempt_flag->store(true);
+        }
     }
 }
 

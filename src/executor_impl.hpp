@@ -491,6 +491,10 @@ struct Executor::Impl {
     } leader_;
 
     std::atomic<bool> stopping_{false};
+    /// Shutdown's grace ran out and cancel_attempts() set ctx.cancelled():
+    /// from then on a failure is taken for the handler giving up, not the
+    /// step failing, and is not recorded. A failure within the grace is.
+    std::atomic<bool> attempts_cancelled_{false};
     /// Attempts claimed and not yet finished; destruction waits for them.
     std::atomic<std::size_t> in_flight_{0};
     std::mutex in_flight_mutex_;

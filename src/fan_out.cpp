@@ -228,7 +228,7 @@ void Executor::Impl::finish_item(const Task& task, int number, Result&& result) 
     FanOut& fan = *run.steps[task.step].fan;
     ItemSlot& item = fan.items[task.item];
     if (!take_result(run, task.step, task.item, item, number)) return;
-    if (run.abandoned || (stopping_ && !result.ok())) {
+    if (run.abandoned || (attempts_cancelled_ && !result.ok())) {
         // As finish_attempt: nothing is recorded; recover() runs it again.
         item.status = StepStatus::pending;
         --fan.busy;

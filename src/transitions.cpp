@@ -420,7 +420,7 @@ void Executor::Impl::finish_attempt(const std::shared_ptr<RunState>& run_ptr, st
         if (run.active == 0) erase_live(run_ptr);
         return;
     }
-    if (stopping_ && !result.ok()) {
+    if (attempts_cancelled_ && !result.ok()) {
         // Most likely the handler gave up because shutdown set ctx.cancelled():
         // not the step's failure. Nothing is recorded; recover() runs it again.
         return;
