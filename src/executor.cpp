@@ -264,22 +264,36 @@ std::shared_ptr<RunState> Executor::Impl::make_state(const RunInfo& info,
         slot.finished_at = s.finished_at;
         slot.error = s.error;
         load_items(*run, i, s);
-        switch (s.status) {
+        const bool handler = detail::kind_of(*run->workflow, i) == detail::StepKind::handler;
+        // What may have been in flight when the last process stopped starts
+        // exactly: its start may be lost (written lazily) though its handler ran.
+        slot.exact = s.status == StepStatus::ready || s.status == StepStatus::waiting ||
+                     s.status == StepStatus::running;
+        StepStatus status = s.status;
+        if (status == StepStatus::running && handler) {
+            // Its attempt was in flight when its process stopped: it counts,
+            // so a step that kills its process is bounded by its retry policy.
+            slot.error = interrupted(s.attempts);
+            slot.finished_at = now();
+            if (s.attempts - slot.attempt_base >= run->workflow->retry_of(i).max_attempts)
+                status = StepStatus::failed;
+        }
+        switch (status) {
             case StepStatus::completed:
                 slot.output = s.output;
                 [[fallthrough]];
             case StepStatus::skipped:
-                slot.status = s.status;
+                slot.status = status;
                 ++run->settled;
                 break;
             case StepStatus::compensating:
             case StepStatus::compensated:
                 slot.output = s.output;
-                slot.status = s.status;
+                slot.status = status;
                 run->compensate = true;   // the run was being compensated
                 break;
             case StepStatus::failed:
-                slot.status = s.status;
+                slot.status = status;
                 if (run->workflow->on_error_of(i) == OnError::compensate) run->compensate = true;
                 if (run->workflow->on_error_of(i) == OnError::proceed) {
                     ++run->settled;
@@ -287,19 +301,18 @@ std::shared_ptr<RunState> Executor::Impl::make_state(const RunInfo& info,
                     run->stopping = true;
                     run->outcome = RunStatus::failed;
                     run->error = info.error.empty()
-                                     ? fmt::format("step \"{}\" failed: {}", s.step_id, s.error)
+                                     ? fmt::format("step \"{}\" failed: {}", s.step_id, slot.error)
                                      : info.error;
                 }
                 break;
             case StepStatus::waiting:
             case StepStatus::suspended:
-                slot.status = s.status;
+                slot.status = status;
                 slot.wake_at = s.wake_at;
                 break;
             default:
-                // In flight at a crash (running), or not reached: decided below.
-                // A step that was running runs again; its attempt count is kept.
-                slot.error.clear();
+                // Interrupted with attempts left, or not reached: decided below.
+                if (s.status != StepStatus::running) slot.error.clear();
                 break;
         }
     }
@@ -370,6 +383,17 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
         }
         if (reopen) writes.runs.push_back(*reopen);
         writes.events.push_back(RunEvent{0, run->id, "", event, 0, "", at});
+        if (!fresh && !reopen) {
+            for (std::uint32_t i = 0; i < run->steps.size(); ++i) {
+                const auto& was = stored.steps[i];
+                if (was.status != StepStatus::running ||
+                    detail::kind_of(*run->workflow, i) != detail::StepKind::handler)
+                    continue;
+                const bool failed = run->steps[i].status == StepStatus::failed;
+                writes.events.push_back(RunEvent{0, run->id, was.step_id, failed ? "step.failed" : "step.interrupted",
+                                                 was.attempts, run->steps[i].error, at});
+            }
+        }
         // Steps waiting for nothing: ready, skipped, or (condition error) failed.
         for (std::uint32_t i = 0; i < run->steps.size(); ++i) {
             const auto& slot = run->steps[i];

@@ -118,6 +118,10 @@ struct Executor::Impl {
         int number = 1;
         std::shared_ptr<std::atomic<bool>> flag;   // set when it times out
         std::optional<TimePoint> deadline;         // its timeout or the run's deadline
+        /// Set for an exact attempt (StepSlot::exact): its start is queued
+        /// for commit, and the handler may run only once that is committed.
+        std::unique_ptr<CommitWaiter> start_commit;
+        bool must_lead = false;   // the claiming thread leads that commit
     };
 
     /// The commit queue, held: writes, effects and ready steps go straight into
@@ -157,6 +161,8 @@ struct Executor::Impl {
     void free_slot(const Task& task);
     /// A stopping run's tasks parked by a limit are dispatched (to end).
     void unpark_limited(const RunState& run);
+    /// Calls the handler of a claimed attempt once its start may run (await_start).
+    Result call(const Task& task, Attempt& attempt);
     /// Runs a task and the tasks that follow it on this thread.
     void run_task(Task& task);
     /// What a worker runs next. It commits first unless there is more queued
@@ -189,9 +195,23 @@ struct Executor::Impl {
     bool held_back(RunState& run, const Task& task);
     /// Starts attempt slot.attempts + 1: marks `slot` (a StepSlot or an
     /// ItemSlot) running, arms its timeout (if the step has one) and makes its
-    /// cancel flag. Run mutex held.
+    /// cancel flag, then has its start recorded (note_start). Run mutex held.
     template <class Slot>
     Attempt begin_attempt(const Task& task, Slot& slot);
+    /// How an attempt's start reaches the store. An exact one is queued now
+    /// and awaited before its handler runs (await_start). Any other is
+    /// written lazily: with its result if it returns first, else by the next
+    /// commit, which flush_starts() forces within kStartFlushDelay. Either
+    /// way, no commit is added per step. Run mutex held.
+    void note_start(const Task& task, Attempt& attempt);
+    /// Before an exact attempt's handler runs: waits until its start is
+    /// committed. False if that commit failed (the run is abandoned; the
+    /// attempt must end without running). No lock held.
+    bool await_start(Attempt& attempt);
+    /// Commits the starts of attempts still running that no commit carried yet.
+    void flush_starts();
+    /// The error of attempt `number`, in flight when its process stopped.
+    static std::string interrupted(int number);
     // The parts of an attempt's end that steps and for_each elements share;
     // `slot` is a StepSlot or an ItemSlot, the run mutex is held.
     /// Attempt `number` returned: false (logged, its result discarded) if it
@@ -373,6 +393,8 @@ struct Executor::Impl {
     void run_compensation(const Task& task);
     /// Adds start writes for attempts in `started` that are still running.
     void record_starts(std::vector<Task>& started, Batch& batch);
+    /// Queues element `index` of for_each step `step` as it is now.
+    static void record_item(const RunState& run, std::uint32_t step, std::uint32_t index, Batch& writes);
     /// Applies a committed batch's effects.
     void apply(Effects& effects);
     /// Drops the live state of runs whose commit failed; the store is the truth.
@@ -480,6 +502,7 @@ struct Executor::Impl {
     /// Attempts started but not yet written: the next commit records those
     /// still running; a quick attempt is recorded with its result instead.
     std::vector<Task> unrecorded_;         // guarded by commit_mutex_
+    bool start_flush_armed_ = false;       // flush_starts() is due; guarded by commit_mutex_
     bool leading_ = false;                 // guarded by commit_mutex_
     /// The leader's buffers, kept between rounds and leaders so that their
     /// capacity is reused. Only the thread that set leading_ touches them.

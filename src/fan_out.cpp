@@ -25,16 +25,12 @@ namespace loom {
 using detail::FanOut;
 using detail::ItemSlot;
 
-namespace {
-
-void record_item(const RunState& run, std::uint32_t step, std::uint32_t index, Batch& writes) {
+void Executor::Impl::record_item(const RunState& run, std::uint32_t step, std::uint32_t index, Batch& writes) {
     const ItemSlot& item = run.steps[step].fan->items[index];
     writes.items.push_back(ItemWrite{run.id, run.workflow->steps()[step].id,
                                      ItemInfo{index, item.status, item.attempts, item.output, item.error,
                                               item.started_at, item.finished_at, item.wake_at}});
 }
-
-}  // namespace
 
 void Executor::Impl::load_items(RunState& run, std::uint32_t step, const StepInfo& stored) {
     if (stored.items.empty() || detail::kind_of(*run.workflow, step) != detail::StepKind::for_each) return;
@@ -81,8 +77,24 @@ bool Executor::Impl::admit_fan_out(RunState& run, std::uint32_t step, Queue& que
     // the step again, unless retry() gave it a fresh budget; one waiting for a
     // retry keeps its time.
     fan.items.resize(n);
+    // After recover(): the first elements it dispatches cover every one that
+    // can have been in flight (never more than max_parallel); they start exactly.
+    if (std::exchange(slot.exact, false))
+        fan.exact_left = run.workflow->steps()[step].max_parallel.value_or(std::numeric_limits<std::uint32_t>::max());
+    const RetryPolicy retry = run.workflow->retry_of(step);
     for (std::uint32_t i = 0; i < n; ++i) {
         ItemSlot& item = fan.items[i];
+        if (item.status == StepStatus::running) {
+            // Its attempt was in flight when its process stopped: it counts.
+            item.error = interrupted(item.attempts);
+            item.finished_at = now();
+            queue.writes().events.push_back(RunEvent{0, run.id, run.workflow->steps()[step].id,
+                                                     "element.interrupted", item.attempts,
+                                                     fmt::format("element {}: {}", i, item.error), *item.finished_at});
+            item.status = item.attempts - item.attempt_base >= retry.max_attempts ? StepStatus::failed
+                                                                                   : StepStatus::pending;
+            if (item.status == StepStatus::failed) record_item(run, step, i, queue.writes());
+        }
         if (item.status == StepStatus::completed) {
             ++fan.completed;
         } else if (item.status == StepStatus::failed && item.attempts > item.attempt_base) {
@@ -111,6 +123,10 @@ bool Executor::Impl::advance_fan_out(RunState& run, std::uint32_t step, Queue& q
         ItemSlot& item = fan.items[i];
         if (item.status == StepStatus::completed) continue;
         ++fan.busy;
+        if (fan.exact_left > 0) {
+            --fan.exact_left;
+            item.exact = true;
+        }
         if (item.status == StepStatus::waiting) {
             queue.effects().arm_timers = true;   // a retry due since before a restart
             continue;
@@ -229,12 +245,20 @@ void Executor::Impl::finish_item(const Task& task, int number, Result&& result) 
     ItemSlot& item = fan.items[task.item];
     if (!take_result(run, task.step, task.item, item, number)) return;
     if (run.abandoned || (attempts_cancelled_ && !result.ok())) {
-        // As finish_attempt: nothing is recorded; recover() runs it again.
+        // As finish_attempt: recover() runs it again, and a shutdown's
+        // cancel does not count as an attempt.
         item.status = StepStatus::pending;
         --fan.busy;
+        if (!run.abandoned && item.start_written) {
+            --item.attempts;
+            Queue queue(*this, task.run);
+            record_item(run, task.step, task.item, queue.writes());
+            queue.release(false);
+        }
         quiet_item_end(task.run, task.step);
         return;
     }
+    item.start_written = true;   // with its result
     close_attempt(run, task.step, item, result);
     Queue queue(*this, task.run);
     if (settle_item(run, task.step, task.item, std::move(result), queue))

@@ -37,6 +37,8 @@ struct ItemSlot {
     std::uint64_t wait_seq = 0;         // as StepSlot::wait_seq
     std::shared_ptr<std::atomic<bool>> attempt_flag;   // as StepSlot::attempt_flag
     TimerQueue::Id timeout_timer = 0;
+    bool exact = false;                 // as StepSlot::exact
+    bool start_written = true;          // the running attempt's start is in the store
 };
 
 /// A for_each step's elements while it runs. The step counts once in
@@ -50,6 +52,10 @@ struct FanOut {
     std::size_t busy = 0;          // ready, running or waiting to retry
     std::size_t completed = 0;
     bool failed = false;           // an element failed for good: nothing new starts
+    /// After recover(): this many more dispatched elements start exactly
+    /// (ItemSlot::exact); they cover every element that can have been in
+    /// flight when the last process stopped (at most max_parallel).
+    std::size_t exact_left = 0;
 };
 
 struct StepSlot {
@@ -79,6 +85,11 @@ struct StepSlot {
     std::unique_ptr<FanOut> fan;   // a for_each step's elements; null for others
     /// The next write of this step deletes its stored elements first (rerun).
     bool reset_items = false;
+    /// Its next attempt commits its start before the handler runs: the first
+    /// attempt after recover(), which may be the one that killed the last
+    /// process before its (lazily written) start reached the store. For a
+    /// for_each step: the first elements it dispatches (FanOut::exact_left).
+    bool exact = false;
 };
 
 /// The handlers a run uses, per step, fixed when it starts (or is recovered).

@@ -88,19 +88,26 @@ void Executor::Impl::run_task(Task& task) {
             run_compensation(task);
         } else if (task.kind == Task::Kind::item) {
             if (auto attempt = claim_item(task)) {
-                finish_item(task, attempt->number, call_handler(*task.run, task.step, *attempt, task.item));
+                finish_item(task, attempt->number, call(task, *attempt));
                 free_slot(task);
                 left_flight();
             }
         } else if (task.kind != Task::Kind::step) {
             run_child_task(task);
         } else if (auto attempt = claim(task)) {
-            finish_attempt(task.run, task.step, attempt->number, call_handler(*task.run, task.step, *attempt));
+            finish_attempt(task.run, task.step, attempt->number, call(task, *attempt));
             free_slot(task);
             left_flight();
         }
         task = next_task();
     }
+}
+
+Executor::Impl::Result Executor::Impl::call(const Task& task, Attempt& attempt) {
+    // Its run was abandoned: the result is dropped, as any of that run's.
+    if (!await_start(attempt)) return Result::failure("its start could not be committed");
+    const auto item = task.kind == Task::Kind::item ? std::optional(task.item) : std::nullopt;
+    return call_handler(*task.run, task.step, attempt, item);
 }
 
 void Executor::Impl::left_flight() {
@@ -148,6 +155,14 @@ bool Executor::Impl::lead_if_idle() {
 
 void Executor::Impl::record_starts(std::vector<Task>& started, Batch& batch) {
     for (auto& t : started) {
+        if (t.kind == Task::Kind::item) {
+            std::lock_guard lock(t.run->mutex);
+            auto& item = t.run->steps[t.step].fan->items[t.item];
+            if (item.start_written || item.status != StepStatus::running || t.run->abandoned) continue;
+            item.start_written = true;
+            record_item(*t.run, t.step, t.item, batch);
+            continue;
+        }
         auto& written = t.run->start_written[t.step];
         if (written.load(std::memory_order_acquire)) continue;   // mostly: already finished
         std::lock_guard lock(t.run->mutex);

@@ -261,15 +261,71 @@ std::optional<Executor::Impl::Attempt> Executor::Impl::claim(const Task& task) {
     }
     if (held_back(run, task)) return std::nullopt;
     Attempt attempt = begin_attempt(task, run.steps[task.step]);
-    // Not written now: a quick attempt's start is recorded with its result, a
-    // slow one's by the next commit (record_starts). One write per attempt.
-    run.start_written[task.step].store(false, std::memory_order_relaxed);
-    {
-        std::lock_guard commit_lock(commit_mutex_);
-        unrecorded_.push_back(task);
-    }
     detail::failpoint("step.claimed");
     return attempt;
+}
+
+namespace {
+// A running attempt's start reaches the store at most this long (on the
+// executor's clock) after it began, plus one commit: what readers see of
+// "running" lags by no more. Quicker attempts write it with their result.
+constexpr auto kStartFlushDelay = std::chrono::milliseconds(10);
+}  // namespace
+
+std::string Executor::Impl::interrupted(int number) {
+    return fmt::format("[loom.step.interrupted] attempt {} was interrupted: its process stopped while it ran",
+                       number);
+}
+
+void Executor::Impl::note_start(const Task& task, Attempt& attempt) {
+    RunState& run = *task.run;
+    const bool item = task.kind == Task::Kind::item;
+    if (attempt.start_commit) {   // exact: queued now, awaited by the caller
+        Queue queue(*this, task.run, attempt.start_commit.get());
+        if (item) {
+            run.steps[task.step].fan->items[task.item].start_written = true;
+            record_item(run, task.step, task.item, queue.writes());
+        } else {
+            run.start_written[task.step].store(true, std::memory_order_relaxed);
+            record_step(run, task.step, queue.writes(), "step.started", *run.steps[task.step].started_at);
+        }
+        attempt.must_lead = queue.release(true);
+        return;
+    }
+    if (item)
+        run.steps[task.step].fan->items[task.item].start_written = false;
+    else
+        run.start_written[task.step].store(false, std::memory_order_relaxed);
+    std::lock_guard commit_lock(commit_mutex_);
+    unrecorded_.push_back(task);
+    if (!start_flush_armed_) {
+        start_flush_armed_ = true;
+        timers_.add(now() + kStartFlushDelay, [this] { flush_starts(); });
+    }
+}
+
+bool Executor::Impl::await_start(Attempt& attempt) {
+    if (!attempt.start_commit) return true;
+    try {
+        await_commit(attempt.must_lead, *attempt.start_commit);
+        return true;
+    } catch (...) {
+        return false;   // abandon() has recorded why; the run is the store's again
+    }
+}
+
+void Executor::Impl::flush_starts() {
+    {
+        std::lock_guard lock(commit_mutex_);
+        start_flush_armed_ = false;
+        if (unrecorded_.empty()) return;
+    }
+    {
+        // Something to lead: the leader writes the starts (record_starts).
+        Queue queue(*this, nullptr);
+        queue.release(false);
+    }
+    commit_from_timer();
 }
 
 bool Executor::Impl::held_back(RunState& run, const Task& task) {
@@ -292,7 +348,7 @@ Executor::Impl::Attempt Executor::Impl::begin_attempt(const Task& task, Slot& sl
     const auto timeout = run.workflow->timeout_of(task.step);
     // Only an attempt that can time out needs a flag of its own (and its
     // allocation); shutdown reaches the others through the run's flag.
-    Attempt attempt{slot.attempts, nullptr, run.deadline_at};
+    Attempt attempt{slot.attempts, nullptr, run.deadline_at, nullptr, false};
     if (timeout || run.deadline_at) attempt.flag = std::make_shared<std::atomic<bool>>(false);
     slot.attempt_flag = attempt.flag;
     if (timeout) {
@@ -304,6 +360,8 @@ Executor::Impl::Attempt Executor::Impl::begin_attempt(const Task& task, Slot& sl
             on_timeout(weak, step, item, number, timeout);
         });
     }
+    if (std::exchange(slot.exact, false)) attempt.start_commit = std::make_unique<CommitWaiter>();
+    note_start(task, attempt);
     return attempt;
 }
 template Executor::Impl::Attempt Executor::Impl::begin_attempt(const Task&, detail::ItemSlot&);
@@ -422,7 +480,16 @@ void Executor::Impl::finish_attempt(const std::shared_ptr<RunState>& run_ptr, st
     }
     if (attempts_cancelled_ && !result.ok()) {
         // Most likely the handler gave up because shutdown set ctx.cancelled():
-        // not the step's failure. Nothing is recorded; recover() runs it again.
+        // not the step's failure, and not an attempt that counts (unlike one
+        // a crash interrupts). recover() runs it again.
+        --slot.attempts;
+        slot.status = StepStatus::ready;
+        // Its start stored: taken back. Not stored: it never will be.
+        if (run.start_written[step].exchange(true, std::memory_order_acq_rel)) {
+            Queue queue(*this, run_ptr);
+            record_step(run, step, queue.writes(), "step.stopped", now(), "the executor shut down during the attempt");
+            queue.release(false);
+        }
         return;
     }
     close_attempt(run, step, slot, result);

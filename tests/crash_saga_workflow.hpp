@@ -13,6 +13,7 @@
 // changes the final runs.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <string>
 #include <vector>
@@ -25,6 +26,15 @@ constexpr const char* kSagaFails = "boom";         // fails for good under "comp
 constexpr const char* kSagaSignal = "go";           // what approve waits for, notify sends
 constexpr const char* kSagaUndo = "undo:";          // ledger prefix of a compensation call
 
+/// Every step's budget: an attempt in flight at a kill counts as one, and
+/// no trial kills a step this often, so the runs end as uncrashed ones do.
+inline RetryPolicy saga_crash_budget() {
+    RetryPolicy retry;
+    retry.max_attempts = 64;
+    retry.initial_backoff = std::chrono::milliseconds(1);
+    return retry;
+}
+
 /// The compensable steps of "saga", each with the compensable steps downstream
 /// of it, whose undos must finish before its own starts.
 inline const std::map<std::string, std::vector<std::string>>& saga_downstream() {
@@ -36,6 +46,7 @@ inline const std::map<std::string, std::vector<std::string>>& saga_downstream() 
 inline std::vector<Workflow> saga_workflows() {
     std::vector<Workflow> w;
     w.push_back(WorkflowBuilder("saga", 1)
+                    .default_retry(saga_crash_budget())
                     .step("s1", "work").input({{"seed", "${input.seed}"}}).compensate("undo")
                     .step("s2", "work").input({{"s1", "${steps.s1.output.hash}"}}).after("s1").compensate("undo")
                     .step("s3", "work").input({{"s1", "${steps.s1.output.hash}"}, {"k", 3}}).after("s1")
@@ -43,10 +54,12 @@ inline std::vector<Workflow> saga_workflows() {
                     .step(kSagaFails, "work").after({"s2", "s3"}).on_error(OnError::compensate)
                     .build());
     w.push_back(WorkflowBuilder("sub", 1)
+                    .default_retry(saga_crash_budget())
                     .step("c1", "work").input({{"amount", "${input.amount}"}})
                     .step("c2", "work").input({{"c1", "${steps.c1.output.hash}"}}).after("c1")
                     .build());
     w.push_back(WorkflowBuilder("flow", 1)
+                    .default_retry(saga_crash_budget())
                     .step("notify", "notify").input({{"seed", "${input.seed}"}})
                     .step("approve", "wait").input({{"signal", kSagaSignal}})
                     .step("pay", "workflow:sub").input({{"amount", "${input.seed}"}})

@@ -61,10 +61,13 @@ inline CrashAttempt crash_attempt(const std::string& unit, int attempt) {
 }
 
 inline Workflow crash_workflow() {
+    // An attempt in flight at a kill counts as one: every step has a budget
+    // no trial exhausts, so the run ends as an uncrashed one does.
     RetryPolicy retry;
-    retry.max_attempts = 2;
+    retry.max_attempts = 64;
     retry.initial_backoff = kCrashBackoff;
     WorkflowBuilder b("crash", 1);
+    b.default_retry(retry);
     b.deadline(std::chrono::minutes(10));   // armed in every process, never reached
     b.step(kCrashSource, "work").input({{"seed", "${input.seed}"}});
     std::vector<std::string> joined;

@@ -132,9 +132,8 @@ struct Committed {
 };
 
 /// The stored state of a step, or of an element of a for_each step, at a kill;
-/// nullopt if there was none. An element is stored only once an attempt of it
-/// has ended (completed, failed for good, or failed and waiting for its
-/// retry): unlike a step's, its start is never written. So the rules below,
+/// nullopt if there was none. An element is stored once an attempt of it has
+/// started (written lazily, as a step's start) or ended, so the rules below,
 /// written for steps, hold for elements as they are.
 std::optional<Committed> committed(const Snapshot& snap, const std::string& unit) {
     const auto [step_id, index] = loom::test::parse_crash_unit(unit);
