@@ -384,7 +384,7 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
             for (std::uint32_t i = 0; i < run->steps.size(); ++i)
                 // A rerun's reset of stored elements goes in this same commit.
                 if (run->steps[i].status != stored.steps[i].status || run->steps[i].reset_items)
-                    record_step(*run, i, writes, nullptr);
+                    write_step(*run, i, writes);
         }
         apply_deliveries(*run, queue, /*at_launch=*/true);
         if (run->stopping) cancel_children(*run);   // it stopped before a crash, its children may not have

@@ -25,16 +25,20 @@ namespace loom {
 using detail::FanOut;
 using detail::ItemSlot;
 
-namespace {
-
-void record_item(const RunState& run, std::uint32_t step, std::uint32_t index, Batch& writes) {
+void Executor::Impl::record_item(RunState& run, std::uint32_t step, std::uint32_t index, Queue& queue,
+                                 const char* event) {
     const ItemSlot& item = run.steps[step].fan->items[index];
-    writes.items.push_back(ItemWrite{run.id, run.workflow->steps()[step].id,
+    const auto& id = run.workflow->steps()[step].id;
+    auto& writes = queue.writes();
+    writes.items.push_back(ItemWrite{run.id, id,
                                      ItemInfo{index, item.status, item.attempts, item.output, item.error,
                                               item.started_at, item.finished_at, item.wake_at}});
+    // The history has no column for the element: its detail names it.
+    std::string detail = item.error.empty() ? fmt::format("element {}", index)
+                                            : fmt::format("element {}: {}", index, item.error);
+    tell(step, index, item, event, detail, queue);
+    writes.events.push_back(RunEvent{0, run.id, id, event, item.attempts, std::move(detail), *item.finished_at});
 }
-
-}  // namespace
 
 void Executor::Impl::load_items(RunState& run, std::uint32_t step, const StepInfo& stored) {
     if (stored.items.empty() || detail::kind_of(*run.workflow, step) != detail::StepKind::for_each) return;
@@ -95,7 +99,7 @@ bool Executor::Impl::admit_fan_out(RunState& run, std::uint32_t step, Queue& que
     fan.begun = true;
     slot.status = StepStatus::running;
     run.start_written[step].store(true, std::memory_order_relaxed);
-    record_step(run, step, queue.writes(), "step.fanned_out", *slot.started_at,
+    record_step(run, step, queue, "step.fanned_out", *slot.started_at,
                 fmt::format("for_each over {} elements, {} done", n, fan.completed));
     return advance_fan_out(run, step, queue);
 }
@@ -133,7 +137,7 @@ bool Executor::Impl::advance_fan_out(RunState& run, std::uint32_t step, Queue& q
             slot.output = std::move(output);
             slot.error.clear();
             ++run.settled;
-            record_step(run, step, queue.writes(), "step.completed", *slot.finished_at);
+            record_step(run, step, queue, "step.completed", *slot.finished_at);
             return true;
         } catch (const std::exception& e) {
             slot.error = e.what();
@@ -259,18 +263,18 @@ bool Executor::Impl::settle_item(RunState& run, std::uint32_t step, std::uint32_
         item.error.clear();
         ++fan.completed;
         --fan.busy;
-        record_item(run, step, index, queue.writes());
+        record_item(run, step, index, queue, "element.completed");
         return advance_fan_out(run, step, queue);
     }
     item.error = std::move(result.error);
     // A failed sibling stops new attempts: the step fails once the running ones return.
     if (!fan.failed && wait_to_retry(run, step, item, result, queue)) {
-        record_item(run, step, index, queue.writes());
+        record_item(run, step, index, queue, "element.retrying");
         return false;
     }
     item.status = StepStatus::failed;
     --fan.busy;
-    record_item(run, step, index, queue.writes());
+    record_item(run, step, index, queue, "element.failed");
     fail_fan_out(run, step, index, item.error);
     return advance_fan_out(run, step, queue);
 }
@@ -282,7 +286,7 @@ void Executor::Impl::give_up_items(RunState& run, std::uint32_t step, Queue& que
         if (item.status != StepStatus::running) continue;
         give_up(item, at);
         --fan.busy;
-        record_item(run, step, i, queue.writes());
+        record_item(run, step, i, queue, "element.failed");
         fail_fan_out(run, step, i, item.error);
     }
 }

@@ -73,7 +73,7 @@ TEST_CASE("a failed child run fails its step", "[children]") {
     CHECK(run.status == loom::RunStatus::failed);
     CHECK(run.step("pay")->error ==
           "child run " + id + ".pay failed: step \"charge\" failed: negative amount");
-    CHECK(run.step("ship")->status == StepStatus::pending);
+    CHECK(run.step("ship")->status == StepStatus::cancelled);
 }
 
 TEST_CASE("cancelling the parent cancels the child", "[children]") {

@@ -191,7 +191,7 @@ TEST_CASE("a failing step fails the run and nothing downstream starts", "[execut
     CHECK(run.step("sibling")->output == 7);
     CHECK(counter.get("next") == 0);
     CHECK(counter.get("next2") == 0);
-    CHECK(run.step("next")->status == loom::StepStatus::pending);
+    CHECK(run.step("next")->status == loom::StepStatus::cancelled);
 }
 
 TEST_CASE("an output that cannot be stored fails the step with a clear error", "[executor]") {

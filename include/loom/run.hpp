@@ -28,9 +28,17 @@ enum class RunStatus { running, completed, failed, cancelled };
 /// completed / failed / skipped (its condition was false, or a dependency was
 /// skipped): final for this run, unless the run compensates: then a completed
 /// step with a compensation becomes compensating (its undo is due or in
-/// flight) and compensated (undone), or failed if its undo failed for good.
+/// flight) and compensated (undone), or failed if its undo failed for good;
+/// cancelled: the run ended (failed, also after compensating or at its
+/// deadline, or was cancelled) before this step finished: it never started, or
+/// it was waiting for a retry, a sleep, a signal, a child run or an outside
+/// completion. It will not run in this run. Set in the commit that makes the
+/// run final, so that a final run has no step that looks as if it may still
+/// start; Executor::retry() and rerun() run a cancelled step again, like a
+/// pending one.
 enum class StepStatus {
-    pending, ready, running, waiting, suspended, completed, failed, skipped, compensating, compensated
+    pending, ready, running, waiting, suspended, completed, failed, skipped, compensating, compensated,
+    cancelled
 };
 
 /// Lower-case names ("running", ...) used in JSON, stores and messages.
