@@ -35,7 +35,7 @@ void Executor::Impl::walk_compensation(RunState& run, std::vector<std::uint32_t>
         if (undo) {
             slot.status = StepStatus::compensating;
             slot.compensation_attempts = 0;
-            record_step(run, s, queue.writes(), "step.compensating", now());
+            record_step(run, s, queue, "step.compensating", now());
             ++run.compensations;
             queue.ready(s, Task::Kind::compensate);
             continue;   // its dependencies wait for the undo
@@ -80,19 +80,20 @@ void Executor::Impl::run_compensation(const Task& task) {
             return;
         }
         Queue queue(*this, task.run);
-        queue.effects().finished_step = step;
         const auto at = now();
         const RetryPolicy retry = run.workflow->retry_of(step);
         slot.wake_at.reset();
         if (outcome.kind == detail::Invocation::Kind::ok) {
             slot.status = StepStatus::compensated;
-            record_step(run, step, queue.writes(), "step.compensated", at);
+            record_step(run, step, queue, "step.compensated", at);
         } else if (outcome.kind != detail::Invocation::Kind::fatal && number < retry.max_attempts) {
             // Tried again after the step's backoff (in the store as wake_at,
             // for monitoring); a restart meanwhile starts the undo over (it is
             // still "compensating").
             slot.wake_at = at + retry.backoff(number);
-            record_step(run, step, queue.writes(), nullptr);
+            // Recorded by hand: the event counts the undo's attempts, not the step's.
+            write_step(run, step, queue.writes());
+            tell(step, std::nullopt, slot, "step.compensation_retrying", outcome.error, queue);
             queue.writes().events.push_back(RunEvent{0, run.id, run.workflow->steps()[step].id,
                                                      "step.compensation_retrying", number,
                                                      outcome.error, at});
@@ -108,7 +109,7 @@ void Executor::Impl::run_compensation(const Task& task) {
         } else {
             slot.status = StepStatus::failed;
             slot.error = "compensation failed: " + outcome.error;
-            record_step(run, step, queue.writes(), "step.compensation_failed", at, outcome.error);
+            record_step(run, step, queue, "step.compensation_failed", at, outcome.error);
             run.compensation_failures.push_back(run.workflow->steps()[step].id);
         }
         --run.compensations;

@@ -260,6 +260,7 @@ std::shared_ptr<RunState> Executor::Impl::make_state(const RunInfo& info,
         auto& slot = run->steps[i];
         const auto& s = info.steps[i];
         slot.attempts = s.attempts;
+        slot.attempt_base = s.attempt_base;
         slot.started_at = s.started_at;
         slot.finished_at = s.finished_at;
         slot.error = s.error;
@@ -389,9 +390,12 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
                 if (was.status != StepStatus::running ||
                     detail::kind_of(*run->workflow, i) != detail::StepKind::handler)
                     continue;
-                const bool failed = run->steps[i].status == StepStatus::failed;
-                writes.events.push_back(RunEvent{0, run->id, was.step_id, failed ? "step.failed" : "step.interrupted",
-                                                 was.attempts, run->steps[i].error, at});
+                // Interrupted with no attempt left: failed, and told so. Its row
+                // is written below with the other steps that changed.
+                const auto& slot = run->steps[i];
+                const char* kind = slot.status == StepStatus::failed ? "step.failed" : "step.interrupted";
+                if (slot.status == StepStatus::failed) tell(i, std::nullopt, slot, kind, slot.error, queue);
+                writes.events.push_back(RunEvent{0, run->id, was.step_id, kind, was.attempts, slot.error, at});
             }
         }
         // Steps waiting for nothing: ready, skipped, or (condition error) failed.
@@ -408,7 +412,7 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
             for (std::uint32_t i = 0; i < run->steps.size(); ++i)
                 // A rerun's reset of stored elements goes in this same commit.
                 if (run->steps[i].status != stored.steps[i].status || run->steps[i].reset_items)
-                    record_step(*run, i, writes, nullptr);
+                    write_step(*run, i, writes);
         }
         apply_deliveries(*run, queue, /*at_launch=*/true);
         if (run->stopping) cancel_children(*run);   // it stopped before a crash, its children may not have

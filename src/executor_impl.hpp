@@ -44,10 +44,25 @@ struct CommitWaiter {
     bool wait_for(std::chrono::milliseconds timeout);
 };
 
+/// A change of a step or element as its writes recorded it, to be told to
+/// observers (Observer::on_step_changed) once they are durable. Made only
+/// when there is an observer.
+struct StepChange {
+    std::uint32_t step = 0;
+    std::optional<std::uint32_t> item;
+    StepStatus status = StepStatus::pending;
+    int attempt = 0;
+    Json output;                     // completed: a copy, since the slot's may move on
+    std::string error;
+    std::optional<TimePoint> started_at, finished_at, wake_at;
+    const char* kind = "";           // the history event's
+    std::string detail;
+};
+
 /// What to do about a run once a batch holding its writes is durable.
 struct Effects {
     std::shared_ptr<RunState> run;               // null: only a waiter to wake
-    std::optional<std::uint32_t> finished_step;  // tell observers
+    std::vector<StepChange> changes;             // tell observers, in order
     bool arm_timers = false;                     // arm the run's deadline and its waiting steps
     std::uint64_t run_seq = 0;                   // RunState::queued_seq of these writes
     bool run_started = false;
@@ -88,6 +103,7 @@ namespace loom {
 using detail::CommitWaiter;
 using detail::Effects;
 using detail::RunState;
+using detail::StepChange;
 using detail::StepHandlers;
 using detail::Task;
 
@@ -262,9 +278,23 @@ struct Executor::Impl {
     void stop_run(RunState& run, RunStatus outcome, std::string error);
     /// Queues the final run write if the run is finished.
     void finalize_if_done(RunState& run, Queue& queue);
-    /// Queues a step's current state, and an event at `at` if `event` is set.
-    void record_step(RunState& run, std::uint32_t step, Batch& writes, const char* event,
+    /// Queues a step's current state.
+    void write_step(RunState& run, std::uint32_t step, Batch& writes);
+    /// Queues a step's current state and, if `event` is set, the history
+    /// event at `at` that records its change, which observers are told of
+    /// once it is committed (tell).
+    void record_step(RunState& run, std::uint32_t step, Queue& queue, const char* event,
                      TimePoint at = {}, std::string detail = {});
+    /// Observers will hear of the change of `slot` (a StepSlot, or the
+    /// ItemSlot of element `item`) recorded by history event `kind`, once the
+    /// writes queued on `queue` are durable. Not a start: those are mostly
+    /// written lazily (record_starts), and are not told. No-op without an observer.
+    template <class Slot>
+    void tell(std::uint32_t step, std::optional<std::uint32_t> item, const Slot& slot, const char* kind,
+              const std::string& detail, Queue& queue);
+    /// The run ends other than completed: steps not finished (never started,
+    /// or waiting, suspended) are cancelled, recorded at `at`.
+    void cancel_unfinished(RunState& run, Queue& queue, TimePoint at);
     /// Queues the running attempt's start event unless it is written.
     void record_start(RunState& run, std::uint32_t step, Batch& writes);
     /// Arms the run's deadline and the timers of its waiting steps (a retry's
@@ -366,6 +396,9 @@ struct Executor::Impl {
     std::optional<Attempt> claim_item(const Task& task);
     /// Records an element attempt's result. Takes the run mutex.
     void finish_item(const Task& task, int number, Result&& result);
+    /// Queues element `index`'s state and the history event that records its
+    /// change ("element.completed", ...), which observers are told of.
+    void record_item(RunState& run, std::uint32_t step, std::uint32_t index, Queue& queue, const char* event);
     /// What an element attempt's result means: complete, wait to retry, or
     /// fail the step. Returns true if the step settled and its dependents may go on.
     bool settle_item(RunState& run, std::uint32_t step, std::uint32_t item, Result&& result, Queue& queue);
@@ -394,7 +427,7 @@ struct Executor::Impl {
     /// Adds start writes for attempts in `started` that are still running.
     void record_starts(std::vector<Task>& started, Batch& batch);
     /// Queues element `index` of for_each step `step` as it is now.
-    static void record_item(const RunState& run, std::uint32_t step, std::uint32_t index, Batch& writes);
+    static void write_item(const RunState& run, std::uint32_t step, std::uint32_t index, Batch& writes);
     /// Applies a committed batch's effects.
     void apply(Effects& effects);
     /// Drops the live state of runs whose commit failed; the store is the truth.

@@ -25,11 +25,25 @@ namespace loom {
 using detail::FanOut;
 using detail::ItemSlot;
 
-void Executor::Impl::record_item(const RunState& run, std::uint32_t step, std::uint32_t index, Batch& writes) {
+void Executor::Impl::write_item(const RunState& run, std::uint32_t step, std::uint32_t index, Batch& writes) {
     const ItemSlot& item = run.steps[step].fan->items[index];
     writes.items.push_back(ItemWrite{run.id, run.workflow->steps()[step].id,
                                      ItemInfo{index, item.status, item.attempts, item.output, item.error,
-                                              item.started_at, item.finished_at, item.wake_at}});
+                                              item.started_at, item.finished_at, item.wake_at,
+                                              item.attempt_base}});
+}
+
+void Executor::Impl::record_item(RunState& run, std::uint32_t step, std::uint32_t index, Queue& queue,
+                                 const char* event) {
+    const ItemSlot& item = run.steps[step].fan->items[index];
+    const auto& id = run.workflow->steps()[step].id;
+    auto& writes = queue.writes();
+    write_item(run, step, index, writes);
+    // The history has no column for the element: its detail names it.
+    std::string detail = item.error.empty() ? fmt::format("element {}", index)
+                                            : fmt::format("element {}: {}", index, item.error);
+    tell(step, index, item, event, detail, queue);
+    writes.events.push_back(RunEvent{0, run.id, id, event, item.attempts, std::move(detail), *item.finished_at});
 }
 
 void Executor::Impl::load_items(RunState& run, std::uint32_t step, const StepInfo& stored) {
@@ -46,6 +60,7 @@ void Executor::Impl::load_items(RunState& run, std::uint32_t step, const StepInf
         item.started_at = s.started_at;
         item.finished_at = s.finished_at;
         item.wake_at = s.wake_at;
+        item.attempt_base = s.attempt_base;
     }
 }
 
@@ -88,12 +103,17 @@ bool Executor::Impl::admit_fan_out(RunState& run, std::uint32_t step, Queue& que
             // Its attempt was in flight when its process stopped: it counts.
             item.error = interrupted(item.attempts);
             item.finished_at = now();
-            queue.writes().events.push_back(RunEvent{0, run.id, run.workflow->steps()[step].id,
-                                                     "element.interrupted", item.attempts,
-                                                     fmt::format("element {}: {}", i, item.error), *item.finished_at});
-            item.status = item.attempts - item.attempt_base >= retry.max_attempts ? StepStatus::failed
-                                                                                   : StepStatus::pending;
-            if (item.status == StepStatus::failed) record_item(run, step, i, queue.writes());
+            if (item.attempts - item.attempt_base >= retry.max_attempts) {
+                item.status = StepStatus::failed;
+                record_item(run, step, i, queue, "element.failed");
+            } else {
+                item.status = StepStatus::pending;   // stored so: a stopping run leaves it so
+                write_item(run, step, i, queue.writes());
+                queue.writes().events.push_back(RunEvent{0, run.id, run.workflow->steps()[step].id,
+                                                         "element.interrupted", item.attempts,
+                                                         fmt::format("element {}: {}", i, item.error),
+                                                         *item.finished_at});
+            }
         }
         if (item.status == StepStatus::completed) {
             ++fan.completed;
@@ -107,7 +127,7 @@ bool Executor::Impl::admit_fan_out(RunState& run, std::uint32_t step, Queue& que
     fan.begun = true;
     slot.status = StepStatus::running;
     run.start_written[step].store(true, std::memory_order_relaxed);
-    record_step(run, step, queue.writes(), "step.fanned_out", *slot.started_at,
+    record_step(run, step, queue, "step.fanned_out", *slot.started_at,
                 fmt::format("for_each over {} elements, {} done", n, fan.completed));
     return advance_fan_out(run, step, queue);
 }
@@ -149,7 +169,7 @@ bool Executor::Impl::advance_fan_out(RunState& run, std::uint32_t step, Queue& q
             slot.output = std::move(output);
             slot.error.clear();
             ++run.settled;
-            record_step(run, step, queue.writes(), "step.completed", *slot.finished_at);
+            record_step(run, step, queue, "step.completed", *slot.finished_at);
             return true;
         } catch (const std::exception& e) {
             slot.error = e.what();
@@ -249,10 +269,12 @@ void Executor::Impl::finish_item(const Task& task, int number, Result&& result) 
         // cancel does not count as an attempt.
         item.status = StepStatus::pending;
         --fan.busy;
-        if (!run.abandoned && item.start_written) {
-            --item.attempts;
+        if (!item.start_written) {
+            --item.attempts;   // never stored, and now never will be
+        } else if (!run.abandoned) {
+            ++item.attempt_base;   // as a step's (finish_attempt)
             Queue queue(*this, task.run);
-            record_item(run, task.step, task.item, queue.writes());
+            write_item(run, task.step, task.item, queue.writes());
             queue.release(false);
         }
         quiet_item_end(task.run, task.step);
@@ -283,18 +305,18 @@ bool Executor::Impl::settle_item(RunState& run, std::uint32_t step, std::uint32_
         item.error.clear();
         ++fan.completed;
         --fan.busy;
-        record_item(run, step, index, queue.writes());
+        record_item(run, step, index, queue, "element.completed");
         return advance_fan_out(run, step, queue);
     }
     item.error = std::move(result.error);
     // A failed sibling stops new attempts: the step fails once the running ones return.
     if (!fan.failed && wait_to_retry(run, step, item, result, queue)) {
-        record_item(run, step, index, queue.writes());
+        record_item(run, step, index, queue, "element.retrying");
         return false;
     }
     item.status = StepStatus::failed;
     --fan.busy;
-    record_item(run, step, index, queue.writes());
+    record_item(run, step, index, queue, "element.failed");
     fail_fan_out(run, step, index, item.error);
     return advance_fan_out(run, step, queue);
 }
@@ -306,7 +328,7 @@ void Executor::Impl::give_up_items(RunState& run, std::uint32_t step, Queue& que
         if (item.status != StepStatus::running) continue;
         give_up(item, at);
         --fan.busy;
-        record_item(run, step, i, queue.writes());
+        record_item(run, step, i, queue, "element.failed");
         fail_fan_out(run, step, i, item.error);
     }
 }

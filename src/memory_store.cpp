@@ -188,6 +188,7 @@ struct MemoryStore::State {
             step.started_at = to_stored(write.started_at);
             step.finished_at = to_stored(write.finished_at);
             step.wake_at = to_stored(write.wake_at);
+            step.attempt_base = write.attempt_base;
             if (write.reset_items) step.items.clear();
         }
         for (std::size_t i = 0; i < batch.items.size(); ++i) {

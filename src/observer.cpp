@@ -1,9 +1,25 @@
-// LogObserver: one line per event, written whole under a mutex.
+// LogObserver: one line per event, written whole under a mutex; and what
+// Observer::on_step_changed() tells observers that predate it.
 #include <loom/observer.hpp>
 
+#include <chrono>
+#include <ctime>
 #include <ostream>
 
+#include <fmt/chrono.h>
+
 namespace loom {
+namespace {
+
+/// "2024-05-01T12:00:00.250Z"
+std::string utc(TimePoint at) {
+    const auto secs = std::chrono::floor<std::chrono::seconds>(at);
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(at - secs).count();
+    return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03}Z",
+                       fmt::gmtime(std::chrono::system_clock::to_time_t(secs)), ms);
+}
+
+}  // namespace
 
 std::string_view to_string(LogLevel level) noexcept {
     switch (level) {
@@ -13,6 +29,12 @@ std::string_view to_string(LogLevel level) noexcept {
         case LogLevel::error: return "error";
     }
     return "unknown";
+}
+
+void Observer::on_step_changed(const StepEvent& event) {
+    // What observers written before on_step_changed() existed were told.
+    if (!event.item && (event.status == StepStatus::completed || event.status == StepStatus::failed))
+        on_step_finished(event);
 }
 
 LogObserver::LogObserver(std::ostream& out, LogLevel min_level) : out_(out), min_level_(min_level) {}
@@ -27,11 +49,20 @@ void LogObserver::on_run_started(const RunId& run, const std::string& workflow) 
     write("run " + run + " started (" + workflow + ")");
 }
 
-void LogObserver::on_step_finished(const StepEvent& e) {
-    std::string line = "run " + e.run_id + " step " + e.step_id + " " +
-                       std::string(to_string(e.status)) + " (attempt " + std::to_string(e.attempt) + ")";
-    if (e.status == StepStatus::completed && e.output) line += ": " + e.output->dump();
-    if (!e.error.empty()) line += ": " + e.error;
+void LogObserver::on_step_changed(const StepEvent& e) {
+    std::string line = "run " + e.run_id + " step " + e.step_id;
+    if (e.item) line += " element " + std::to_string(*e.item);
+    line += " " + std::string(to_string(e.status)) + " (attempt " + std::to_string(e.attempt) + ")";
+    if (e.wake_at && (e.status == StepStatus::waiting || e.status == StepStatus::suspended ||
+                      e.status == StepStatus::compensating))
+        line += " until " + utc(*e.wake_at);
+    if (e.status == StepStatus::completed) {
+        if (e.output && !e.output->is_null()) line += ": " + e.output->dump();
+    } else if (!e.error.empty() && e.status != StepStatus::cancelled) {
+        line += ": " + e.error;
+    } else if (!e.detail.empty() && !e.item) {   // an element's detail only names it
+        line += ": " + e.detail;                 // why it was skipped or cancelled, what it waits for
+    }
     write(line);
 }
 

@@ -78,7 +78,7 @@ void Executor::retry(const RunId& id) {
 }
 
 void Executor::rerun(const RunId& id, const std::string& step_id) {
-    impl_->reopen(id, "run.rerun", /*keep_items=*/false, [&](const Workflow& wf, const RunInfo&) {
+    impl_->reopen(id, "run.rerun", /*keep_items=*/false, [&](const Workflow& wf, const RunInfo& info) {
         auto it = wf.plan().index.find(step_id);
         if (it == wf.plan().index.end())
             throw NotFound("loom.step.unknown", "run " + id + " has no step " + detail::quote(step_id));
@@ -94,6 +94,9 @@ void Executor::rerun(const RunId& id, const std::string& step_id) {
                 }
             }
         }
+        // Steps the run ended before (cancelled) were never done: they run too.
+        for (std::uint32_t i = 0; i < info.steps.size(); ++i)
+            if (!seen[i] && info.steps[i].status == StepStatus::cancelled) steps.push_back(i);
         return steps;
     });
 }

@@ -17,7 +17,7 @@ constexpr std::array<std::pair<RunStatus, std::string_view>, 4> kRunNames{{
     {RunStatus::cancelled, "cancelled"},
 }};
 
-constexpr std::array<std::pair<StepStatus, std::string_view>, 10> kStepNames{{
+constexpr std::array<std::pair<StepStatus, std::string_view>, 11> kStepNames{{
     {StepStatus::pending, "pending"},
     {StepStatus::ready, "ready"},
     {StepStatus::running, "running"},
@@ -28,6 +28,7 @@ constexpr std::array<std::pair<StepStatus, std::string_view>, 10> kStepNames{{
     {StepStatus::skipped, "skipped"},
     {StepStatus::compensating, "compensating"},
     {StepStatus::compensated, "compensated"},
+    {StepStatus::cancelled, "cancelled"},
 }};
 
 template <typename Table, typename Enum>

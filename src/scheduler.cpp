@@ -160,15 +160,15 @@ void Executor::Impl::record_starts(std::vector<Task>& started, Batch& batch) {
             auto& item = t.run->steps[t.step].fan->items[t.item];
             if (item.start_written || item.status != StepStatus::running || t.run->abandoned) continue;
             item.start_written = true;
-            record_item(*t.run, t.step, t.item, batch);
+            write_item(*t.run, t.step, t.item, batch);
             continue;
         }
         auto& written = t.run->start_written[t.step];
         if (written.load(std::memory_order_acquire)) continue;   // mostly: already finished
         std::lock_guard lock(t.run->mutex);
         if (written.load(std::memory_order_relaxed) || t.run->abandoned) continue;
-        written.store(true, std::memory_order_release);
-        record_step(*t.run, t.step, batch, "step.started", *t.run->steps[t.step].started_at);
+        write_step(*t.run, t.step, batch);
+        record_start(*t.run, t.step, batch);
     }
     started.clear();
 }
@@ -227,11 +227,11 @@ void Executor::Impl::apply(Effects& e) {
         const auto& name = run.workflow->name();
         if (e.run_started) notify([&](Observer& o) { o.on_run_started(run.id, name); });
         if (e.arm_timers) arm_timers(e.run, e.run_seq);
-        if (e.finished_step) {
-            const auto& slot = run.steps[*e.finished_step];   // final: no lock needed
+        for (auto& c : e.changes) {
             notify([&](Observer& o) {
-                o.on_step_finished(StepEvent{run.id, name, run.workflow->steps()[*e.finished_step].id,
-                                             slot.status, slot.attempts, &slot.output, slot.error});
+                o.on_step_changed(StepEvent{run.id, name, run.workflow->steps()[c.step].id, c.status, c.attempt,
+                                            c.status == StepStatus::completed ? &c.output : nullptr, c.error,
+                                            c.item, c.started_at, c.finished_at, c.wake_at, c.kind, c.detail});
             });
         }
         if (e.run_finished) {

@@ -119,7 +119,7 @@ bool Executor::Impl::admit_wait(RunState& run, std::uint32_t step, Queue& queue)
         slot.output = it->second;
         slot.finished_at = slot.started_at;
         ++run.settled;
-        record_step(run, step, queue.writes(), "step.completed", *slot.finished_at, "signal " + slot.awaiting);
+        record_step(run, step, queue, "step.completed", *slot.finished_at, "signal " + slot.awaiting);
         return true;
     }
     const Json input = detail::resolve_input(*run.workflow, step, run.input, detail::steps_of(run.steps));
@@ -127,7 +127,7 @@ bool Executor::Impl::admit_wait(RunState& run, std::uint32_t step, Queue& queue)
         slot.wake_at = *slot.started_at + std::chrono::milliseconds(t->get<std::int64_t>());
     slot.status = StepStatus::suspended;
     ++run.active;
-    record_step(run, step, queue.writes(), "step.suspended", *slot.started_at, "signal " + slot.awaiting);
+    record_step(run, step, queue, "step.suspended", *slot.started_at, "signal " + slot.awaiting);
     wait_after_commit(slot, queue);
     return false;
 }
@@ -138,7 +138,6 @@ void Executor::Impl::resume(RunState& run, std::uint32_t step, Result&& result, 
     slot.armed = false;   // a pending timeout timer finds the step no longer suspended
     slot.wake_at.reset();
     slot.finished_at = now();
-    queue.effects().finished_step = step;
     settle_attempt(run, step, std::move(result), queue);
 }
 

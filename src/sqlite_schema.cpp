@@ -30,7 +30,7 @@ struct Migration {
     const char* rebuilds = nullptr;
 };
 
-constexpr std::array<Migration, 5> kMigrations{{
+constexpr std::array<Migration, 7> kMigrations{{
     {1, "tables for definitions, runs, steps and events", R"sql(
 CREATE TABLE schema_migrations (
     version     INTEGER PRIMARY KEY,
@@ -157,6 +157,40 @@ CREATE TABLE step_items (
     PRIMARY KEY (run_id, step_id, idx),
     FOREIGN KEY (run_id, step_id) REFERENCES step_runs (run_id, step_id)
 ) WITHOUT ROWID;
+)sql"},
+    // A final run's steps that never finished are cancelled, not left pending.
+    // step_runs is rebuilt with every row for the new CHECK, as in 4.
+    {6, "cancelled step state", R"sql(
+CREATE TABLE step_runs_v6 (
+    run_id      TEXT NOT NULL REFERENCES workflow_runs (id),
+    step_id     TEXT NOT NULL,
+    position    INTEGER NOT NULL,
+    status      TEXT NOT NULL
+                CHECK (status IN ('pending', 'ready', 'running', 'waiting', 'suspended',
+                                  'completed', 'failed', 'skipped', 'compensating',
+                                  'compensated', 'cancelled')),
+    attempts    INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    output      TEXT,
+    error       TEXT,
+    started_at  INTEGER,
+    finished_at INTEGER,
+    wake_at     INTEGER,
+    PRIMARY KEY (run_id, step_id)
+) WITHOUT ROWID;
+INSERT INTO step_runs_v6 (run_id, step_id, position, status, attempts, output, error,
+                          started_at, finished_at, wake_at)
+    SELECT run_id, step_id, position, status, attempts, output, error, started_at, finished_at, wake_at
+    FROM step_runs;
+DROP TABLE step_runs;
+ALTER TABLE step_runs_v6 RENAME TO step_runs;
+)sql",
+     "step_runs"},
+    // Where a step's (an element's) retry budget starts: attempts made before
+    // a retry()/rerun() or cancelled by a shutdown do not count, after a
+    // restart too. Rows from before count from 0, as they did.
+    {7, "retry budget base", R"sql(
+ALTER TABLE step_runs ADD COLUMN attempt_base INTEGER NOT NULL DEFAULT 0 CHECK (attempt_base >= 0);
+ALTER TABLE step_items ADD COLUMN attempt_base INTEGER NOT NULL DEFAULT 0 CHECK (attempt_base >= 0);
 )sql"},
 }};
 

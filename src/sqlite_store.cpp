@@ -65,7 +65,8 @@ std::optional<TimePoint> time_column(const SQLite::Column& c) {
 
 // Reads the row of a statement that selects kRunColumns.
 // The columns a step and a for_each element share, in this order from
-// `first`: status, attempts, output, error, started_at, finished_at, wake_at.
+// `first`: status, attempts, output, error, started_at, finished_at, wake_at,
+// attempt_base.
 template <class Progress>
 void bind_progress(SQLite::Statement& s, int first, const Progress& p) {
     bind_status(s, first, to_string(p.status));
@@ -75,6 +76,7 @@ void bind_progress(SQLite::Statement& s, int first, const Progress& p) {
     bind_time(s, first + 4, p.started_at);
     bind_time(s, first + 5, p.finished_at);
     bind_time(s, first + 6, p.wake_at);
+    s.bind(first + 7, p.attempt_base);
 }
 
 // bind_progress's columns, read back.
@@ -87,6 +89,7 @@ void read_progress(SQLite::Statement& s, int first, Progress& p) {
     p.started_at = time_column(s.getColumn(first + 4));
     p.finished_at = time_column(s.getColumn(first + 5));
     p.wake_at = time_column(s.getColumn(first + 6));
+    p.attempt_base = s.getColumn(first + 7).getInt();
 }
 
 RunInfo read_run(SQLite::Statement& s) {
@@ -314,10 +317,10 @@ struct SqliteStore::Impl {
           find_key_holder(writer, "SELECT id FROM workflow_runs WHERE idempotency_key = ?"),
           insert_step(writer,
               "INSERT INTO step_runs (run_id, step_id, position, status, attempts, output, "
-              "error, started_at, finished_at, wake_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+              "error, started_at, finished_at, wake_at, attempt_base) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
           update_step(writer,
               "UPDATE step_runs SET status = ?, attempts = ?, output = ?, error = ?, "
-              "started_at = ?, finished_at = ?, wake_at = ? WHERE run_id = ? AND step_id = ?"),
+              "started_at = ?, finished_at = ?, wake_at = ?, attempt_base = ? WHERE run_id = ? AND step_id = ?"),
           update_run(writer,
               "UPDATE workflow_runs SET status = ?, cancel_requested = ?, output = ?, error = ?, "
               "updated_at = ?, finished_at = ?, paused = ? WHERE id = ?"),
@@ -326,11 +329,11 @@ struct SqliteStore::Impl {
               "VALUES (?, ?, ?, ?, ?, ?)"),
           upsert_item(writer,
               "INSERT INTO step_items (run_id, step_id, idx, status, attempts, output, error, "
-              "started_at, finished_at, wake_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+              "started_at, finished_at, wake_at, attempt_base) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
               "ON CONFLICT (run_id, step_id, idx) DO UPDATE SET status = excluded.status, "
               "attempts = excluded.attempts, output = excluded.output, error = excluded.error, "
               "started_at = excluded.started_at, finished_at = excluded.finished_at, "
-              "wake_at = excluded.wake_at"),
+              "wake_at = excluded.wake_at, attempt_base = excluded.attempt_base"),
           delete_items(writer, "DELETE FROM step_items WHERE run_id = ? AND step_id = ?"),
           reader(open_connection(file, SQLite::OPEN_READWRITE, options)),
           select_latest_definition(reader,
@@ -346,11 +349,11 @@ struct SqliteStore::Impl {
           // Answered by the partial index workflow_runs_by_idempotency_key (schema 4).
           select_run_by_key(reader, "SELECT id FROM workflow_runs WHERE idempotency_key = ?"),
           select_steps(reader,
-              "SELECT step_id, status, attempts, output, error, started_at, finished_at, wake_at "
+              "SELECT step_id, status, attempts, output, error, started_at, finished_at, wake_at, attempt_base "
               "FROM step_runs WHERE run_id = ? ORDER BY position"),
           select_items(reader,
               "SELECT step_id, idx, status, attempts, output, error, started_at, finished_at, "
-              "wake_at FROM step_items WHERE run_id = ? ORDER BY step_id, idx"),
+              "wake_at, attempt_base FROM step_items WHERE run_id = ? ORDER BY step_id, idx"),
           // rowid breaks ties between runs created in the same millisecond.
           select_unfinished(reader,
               "SELECT id FROM workflow_runs WHERE status = 'running' ORDER BY created_at, rowid"),
@@ -515,8 +518,8 @@ struct SqliteStore::Impl {
         doing.at("updating", &write.run_id, &write.step_id);
         Use s(update_step);
         bind_progress(*s, 1, write);
-        s->bindNoCopy(8, write.run_id);
-        s->bindNoCopy(9, write.step_id);
+        s->bindNoCopy(9, write.run_id);
+        s->bindNoCopy(10, write.step_id);
         if (s->exec() != 1) throw detail::missing_row(write.run_id, write.step_id);
         if (write.reset_items) {
             Use d(delete_items);

@@ -47,16 +47,45 @@ TimePoint Executor::Impl::now() const {
     return std::chrono::time_point_cast<std::chrono::milliseconds>(clock_.now());
 }
 
-void Executor::Impl::record_step(RunState& run, std::uint32_t step, Batch& writes,
-                                 const char* event, TimePoint at, std::string detail) {
+void Executor::Impl::write_step(RunState& run, std::uint32_t step, Batch& writes) {
     auto& slot = run.steps[step];
-    const auto& id = run.workflow->steps()[step].id;
-    writes.steps.push_back(StepWrite{run.id, id, slot.status, slot.attempts, slot.output, slot.error,
-                                     slot.started_at, slot.finished_at, slot.wake_at,
-                                     std::exchange(slot.reset_items, false)});
-    if (event)
-        writes.events.push_back(RunEvent{0, run.id, id, event, slot.attempts, std::move(detail), at});
+    writes.steps.push_back(StepWrite{run.id, run.workflow->steps()[step].id, slot.status, slot.attempts,
+                                     slot.output, slot.error, slot.started_at, slot.finished_at, slot.wake_at,
+                                     std::exchange(slot.reset_items, false), slot.attempt_base});
 }
+
+void Executor::Impl::record_step(RunState& run, std::uint32_t step, Queue& queue, const char* event,
+                                 TimePoint at, std::string detail) {
+    write_step(run, step, queue.writes());
+    if (!event) return;
+    const auto& slot = run.steps[step];
+    tell(step, std::nullopt, slot, event, detail, queue);
+    queue.writes().events.push_back(
+        RunEvent{0, run.id, run.workflow->steps()[step].id, event, slot.attempts, std::move(detail), at});
+}
+
+template <class Slot>
+void Executor::Impl::tell(std::uint32_t step, std::optional<std::uint32_t> item, const Slot& slot,
+                          const char* kind, const std::string& detail, Queue& queue) {
+    // Only a for_each's start gets here (written eagerly): told like no other start.
+    if (!options_.observer || slot.status == StepStatus::running) return;
+    StepChange& c = queue.effects().changes.emplace_back();
+    c.step = step;
+    c.item = item;
+    c.status = slot.status;
+    c.attempt = slot.attempts;
+    if (slot.status == StepStatus::completed) c.output = slot.output;
+    c.error = slot.error;
+    c.started_at = slot.started_at;
+    c.finished_at = slot.finished_at;
+    c.wake_at = slot.wake_at;
+    c.kind = kind;
+    c.detail = detail;
+}
+template void Executor::Impl::tell(std::uint32_t, std::optional<std::uint32_t>, const detail::StepSlot&,
+                                   const char*, const std::string&, Queue&);
+template void Executor::Impl::tell(std::uint32_t, std::optional<std::uint32_t>, const detail::ItemSlot&,
+                                   const char*, const std::string&, Queue&);
 
 void Executor::Impl::record_start(RunState& run, std::uint32_t step, Batch& writes) {
     if (run.start_written[step].load(std::memory_order_relaxed)) return;
@@ -88,12 +117,34 @@ void Executor::Impl::finalize_if_done(RunState& run, Queue& queue) {
     run.final_submitted = true;
     if (run.deadline_timer) timers_.cancel(run.deadline_timer);
     const auto at = now();
+    if (run.outcome != RunStatus::completed) cancel_unfinished(run, queue, at);
     auto& writes = queue.writes();
     writes.runs.push_back(
         RunWrite{run.id, run.outcome, run.cancel_requested, std::move(output), run.error, at, at});
     writes.events.push_back(
         RunEvent{0, run.id, "", "run." + std::string(to_string(run.outcome)), 0, run.error, at});
     queue.effects().run_finished = true;
+}
+
+void Executor::Impl::cancel_unfinished(RunState& run, Queue& queue, TimePoint at) {
+    const std::string why = run.outcome == RunStatus::cancelled ? "the run was cancelled" : "the run failed";
+    for (std::uint32_t i = 0; i < run.steps.size(); ++i) {
+        auto& slot = run.steps[i];
+        switch (slot.status) {
+            case StepStatus::suspended:
+                slot.finished_at = at;   // its attempt ends unanswered
+                [[fallthrough]];
+            case StepStatus::pending:
+            case StepStatus::ready:
+            case StepStatus::waiting:
+                slot.status = StepStatus::cancelled;
+                slot.wake_at.reset();
+                record_step(run, i, queue, "step.cancelled", at, why);
+                break;
+            default:
+                break;
+        }
+    }
 }
 
 void Executor::Impl::stop_run(RunState& run, RunStatus outcome, std::string error) {
@@ -126,7 +177,7 @@ bool Executor::Impl::fail_step(RunState& run, std::uint32_t step, Queue& queue) 
     auto& slot = run.steps[step];
     slot.status = StepStatus::failed;
     slot.wake_at.reset();
-    record_step(run, step, queue.writes(), "step.failed", *slot.finished_at, slot.error);
+    record_step(run, step, queue, "step.failed", *slot.finished_at, slot.error);
     const OnError policy = run.workflow->on_error_of(step);
     if (policy == OnError::proceed && !run.stopping) {
         ++run.settled;
@@ -165,7 +216,7 @@ bool Executor::Impl::admit(RunState& run, std::uint32_t step, Queue& queue, bool
         slot.status = StepStatus::skipped;
         slot.finished_at = now();
         ++run.settled;
-        record_step(run, step, queue.writes(), "step.skipped", *slot.finished_at, std::move(skip_reason));
+        record_step(run, step, queue, "step.skipped", *slot.finished_at, std::move(skip_reason));
         return true;
     }
     switch (plan.kind) {
@@ -188,13 +239,13 @@ bool Executor::Impl::admit(RunState& run, std::uint32_t step, Queue& queue, bool
             return fail_step(run, step, queue);
         }
         slot.status = StepStatus::waiting;
-        record_step(run, step, queue.writes(), "step.sleeping", now());
+        record_step(run, step, queue, "step.sleeping", now());
         wait_after_commit(slot, queue);
         return false;
     }
     slot.status = StepStatus::ready;
     queue.ready(step);
-    if (write_ready) record_step(run, step, queue.writes(), nullptr);
+    if (write_ready) write_step(run, step, queue.writes());
     return false;
 }
 
@@ -284,10 +335,10 @@ void Executor::Impl::note_start(const Task& task, Attempt& attempt) {
         Queue queue(*this, task.run, attempt.start_commit.get());
         if (item) {
             run.steps[task.step].fan->items[task.item].start_written = true;
-            record_item(run, task.step, task.item, queue.writes());
+            write_item(run, task.step, task.item, queue.writes());
         } else {
             run.start_written[task.step].store(true, std::memory_order_relaxed);
-            record_step(run, task.step, queue.writes(), "step.started", *run.steps[task.step].started_at);
+            record_step(run, task.step, queue, "step.started", *run.steps[task.step].started_at);
         }
         attempt.must_lead = queue.release(true);
         return;
@@ -482,19 +533,21 @@ void Executor::Impl::finish_attempt(const std::shared_ptr<RunState>& run_ptr, st
         // Most likely the handler gave up because shutdown set ctx.cancelled():
         // not the step's failure, and not an attempt that counts (unlike one
         // a crash interrupts). recover() runs it again.
-        --slot.attempts;
         slot.status = StepStatus::ready;
-        // Its start stored: taken back. Not stored: it never will be.
-        if (run.start_written[step].exchange(true, std::memory_order_acq_rel)) {
+        if (!run.start_written[step].exchange(true, std::memory_order_acq_rel)) {
+            --slot.attempts;   // its start never reached the store, and now never will
+        } else {
+            // Its number is taken (the store refuses to start it twice), but
+            // it does not count against the retry policy.
+            ++slot.attempt_base;
             Queue queue(*this, run_ptr);
-            record_step(run, step, queue.writes(), "step.stopped", now(), "the executor shut down during the attempt");
+            record_step(run, step, queue, "step.stopped", now(), "the executor shut down during the attempt");
             queue.release(false);
         }
         return;
     }
     close_attempt(run, step, slot, result);
     Queue queue(*this, run_ptr);
-    queue.effects().finished_step = step;
     record_start(run, step, queue.writes());
     settle_attempt(run, step, std::move(result), queue);
     finalize_if_done(run, queue);
@@ -503,14 +556,13 @@ void Executor::Impl::finish_attempt(const std::shared_ptr<RunState>& run_ptr, st
 
 void Executor::Impl::settle_attempt(RunState& run, std::uint32_t step, Result&& result, Queue& queue) {
     auto& slot = run.steps[step];
-    auto& writes = queue.writes();
     if (result.ok() && result.suspend) {
         // Handed to an outside system: complete() or fail() with its token
         // finishes the attempt; its timeout, if any, still counts.
         slot.status = StepStatus::suspended;
         if (auto timeout = run.workflow->timeout_of(step)) slot.wake_at = *slot.started_at + *timeout;
         ++run.active;
-        record_step(run, step, writes, "step.suspended", *slot.finished_at);
+        record_step(run, step, queue, "step.suspended", *slot.finished_at);
         wait_after_commit(slot, queue);
         return;
     }
@@ -519,14 +571,14 @@ void Executor::Impl::settle_attempt(RunState& run, std::uint32_t step, Result&& 
         slot.output = std::move(result.output);
         slot.error.clear();   // an earlier attempt's
         ++run.settled;
-        record_step(run, step, writes, "step.completed", *slot.finished_at);
+        record_step(run, step, queue, "step.completed", *slot.finished_at);
         // Dependents become ready in the same transaction that completes this step.
         release_dependents(run, step, queue);
     } else {
         slot.error = std::move(result.error);
         if (wait_to_retry(run, step, slot, result, queue)) {
             ++run.active;   // still the run's business until it settles
-            record_step(run, step, writes, "step.retrying", *slot.finished_at, slot.error);
+            record_step(run, step, queue, "step.retrying", *slot.finished_at, slot.error);
         } else if (fail_step(run, step, queue)) {
             release_dependents(run, step, queue);
         }
@@ -677,7 +729,7 @@ void Executor::Impl::expire(const std::shared_ptr<RunState>& run_ptr) {
             }
             give_up(slot, at);
             record_start(run, i, queue.writes());
-            record_step(run, i, queue.writes(), "step.failed", at, slot.error);
+            record_step(run, i, queue, "step.failed", at, slot.error);
             --run.active;
         }
         finalize_if_done(run, queue);

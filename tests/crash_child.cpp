@@ -10,6 +10,9 @@
 //
 //   loom_crash_child run DB LEDGER       add the workflow, start one run, wait
 //   loom_crash_child recover DB LEDGER   recover() and wait for every run
+//   loom_crash_child poison DB LEDGER    start the poison workflow (poison_workflow()),
+//                                        whose "poison" handler SIGKILLs the process
+#include <csignal>
 #include <iostream>
 #include <string>
 
@@ -22,7 +25,7 @@ namespace crash = loom::test::crash;
 
 int main(int argc, char** argv) {
     if (argc != 4) {
-        std::cerr << "usage: loom_crash_child run|recover DB LEDGER\n";
+        std::cerr << "usage: loom_crash_child run|recover|poison DB LEDGER\n";
         return 2;
     }
     const std::string mode = argv[1];
@@ -44,11 +47,21 @@ int main(int argc, char** argv) {
         }
         return loom::test::crash_step_output(unit, ctx.input());
     });
+    handlers.add("poison", [](loom::StepContext& ctx) -> loom::Json {
+        const std::string unit = loom::test::crash_unit(ctx.step_id(), ctx.item_index());
+        crash::append_ledger(unit, ctx.attempt());
+        if (!ctx.item_index() || *ctx.item_index() == loom::test::kPoisonItem) std::raise(SIGKILL);
+        return loom::test::crash_step_output(unit, ctx.input());
+    });
     try {
         int code = 0;
         {
             loom::Executor executor(store, handlers, {crash::child_threads(4)});
-            if (mode == "run") {
+            if (mode == "poison") {
+                executor.add_workflow(loom::test::poison_workflow());
+                auto id = executor.start("poison", {{"seed", 7}, {"list", {10, 11, 12}}});
+                code = executor.wait(id).status == loom::RunStatus::completed ? 0 : 1;
+            } else if (mode == "run") {
                 executor.add_workflow(loom::test::crash_workflow());
                 auto id = executor.start("crash", {{"seed", 7}});
                 code = executor.wait(id).status == loom::RunStatus::completed ? 0 : 1;

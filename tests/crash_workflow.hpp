@@ -92,6 +92,29 @@ inline Workflow crash_workflow() {
     return b.build();
 }
 
+/// The poison trial's workflow: a step and one for_each element whose
+/// handler ("poison") kills its process at every attempt, each under
+/// on_error "continue" with kPoisonAttempts attempts, and a step after them
+/// that reports how they ended. Each must end failed as interrupted, and the
+/// run complete, after at most kPoisonAttempts + 1 kills each.
+constexpr int kPoisonAttempts = 3;
+constexpr std::uint32_t kPoisonItem = 1;   // the element that kills its process
+
+inline Workflow poison_workflow() {
+    RetryPolicy retry;
+    retry.max_attempts = kPoisonAttempts;
+    retry.initial_backoff = std::chrono::milliseconds(1);
+    return WorkflowBuilder("poison", 1)
+        .default_retry(retry)
+        .step("first", "work").input({{"seed", "${input.seed}"}})
+        .step("poison", "poison").after("first").on_error(OnError::proceed)
+        .step("each", "poison").after("first").for_each("${input.list}").max_parallel(1)
+            .input({{"x", "${item}"}, {"at", "${index}"}}).on_error(OnError::proceed)
+        .step("report", "work").after({"poison", "each"})
+            .input({{"poison", "${steps.poison.status}"}, {"each", "${steps.each.status}"}})
+        .build();
+}
+
 /// Deterministic: the same unit of work and input always give the same
 /// output. The source's output also has the list the for_each runs over,
 /// made from its hash so that it depends on the run's input.

@@ -897,7 +897,7 @@ TEST_CASE("handler results that cannot be stored fail the run and name the step"
             CHECK(run.step("broken")->status == loom::StepStatus::failed);
             CHECK(run.step("broken")->error == c.step_error);
             CHECK(run.step("broken")->output.is_null());
-            CHECK(run.step("after")->status == loom::StepStatus::pending);
+            CHECK(run.step("after")->status == loom::StepStatus::cancelled);
             CHECK(run.step("after")->attempts == 0);
             // What was stored reads back: the store holds nothing it cannot give back.
             CHECK(snapshot(f.store)["runs"].size() == 2);

@@ -413,6 +413,53 @@ TEST_CASE("SIGKILL inside every handler never re-runs a committed step or elemen
     WARN("handler trials: " << attempts << ", " << kills);
 }
 
+// Issue 9: a handler that kills its process on every attempt was retried for
+// ever, since an attempt's start was written lazily and a crash lost it. Now
+// an attempt in flight at a crash counts, and the first attempt after a
+// restart is stored before its handler runs.
+TEST_CASE("SIGKILL at every attempt of a step or an element: it ends failed after its attempts",
+          "[crash][sqlite]") {
+    using loom::test::kPoisonAttempts;
+    loom::test::TempDir dir;
+    int kills = 0;
+    for (int process = 0;; ++process) {
+        REQUIRE(process <= 2 * (kPoisonAttempts + 1));   // each poison kills at most attempts + 1 times
+        const auto exit = run_child(process == 0 ? "poison" : "recover", dir, Kill{}, 2);
+        if (!exit.killed) {
+            REQUIRE(exit.code == 0);
+            break;
+        }
+        ++kills;
+    }
+    const auto run = the_run(dir);
+    REQUIRE(run);
+    CHECK(run->status == loom::RunStatus::completed);   // on_error "continue"
+    const auto interrupted = "[loom.step.interrupted] attempt " + std::to_string(kPoisonAttempts) +
+                             " was interrupted: its process stopped while it ran";
+    const auto& poison = *run->step("poison");
+    CHECK(poison.status == loom::StepStatus::failed);
+    CHECK(poison.attempts == kPoisonAttempts);
+    CHECK(poison.error == interrupted);
+    const auto& each = *run->step("each");
+    CHECK(each.status == loom::StepStatus::failed);
+    for (const auto& item : each.items) {
+        INFO("element " << item.index);
+        if (item.index != loom::test::kPoisonItem) continue;
+        CHECK(item.status == loom::StepStatus::failed);
+        CHECK(item.attempts == kPoisonAttempts);
+        CHECK(item.error == interrupted);
+    }
+    CHECK(run->step("report")->status == loom::StepStatus::completed);
+    // Each poison ran at most its attempts + 1 times (its first start may die
+    // before it is written), and no attempt number ran twice after it was stored.
+    std::map<std::string, int> runs;
+    for (const auto& line : read_ledger(dir)) ++runs[line.step];
+    CHECK(runs["poison"] <= kPoisonAttempts + 1);
+    CHECK(runs[loom::test::crash_unit("each", loom::test::kPoisonItem)] <= kPoisonAttempts + 1);
+    CHECK(kills >= kPoisonAttempts);   // one kill may interrupt both
+    WARN("poison trial: " << kills << " kills");
+}
+
 TEST_CASE("SIGKILL at random moments never re-runs a committed step or element", "[crash][sqlite]") {
     std::mt19937 rng(2026);
     const int trials = crash::trials_from_env(200);

@@ -191,7 +191,7 @@ TEST_CASE("a failing step fails the run and nothing downstream starts", "[execut
     CHECK(run.step("sibling")->output == 7);
     CHECK(counter.get("next") == 0);
     CHECK(counter.get("next2") == 0);
-    CHECK(run.step("next")->status == loom::StepStatus::pending);
+    CHECK(run.step("next")->status == loom::StepStatus::cancelled);
 }
 
 TEST_CASE("an output that cannot be stored fails the step with a clear error", "[executor]") {
@@ -330,7 +330,15 @@ TEST_CASE("recover resumes from the stored state: completed steps never run agai
         counter.hit(ctx.step_id());
         return ctx.input<int>("x") + ctx.input<int>("y");
     });
-    auto wf = hello();
+    // An attempt in flight at a crash counts: b has a second one to use.
+    loom::RetryPolicy twice;
+    twice.max_attempts = 2;
+    auto wf = loom::WorkflowBuilder("hello", 1)
+                  .default_retry(twice)
+                  .step("a", "add").input({{"x", "${input.x}"}, {"y", 1}})
+                  .step("b", "add").input({{"x", "${steps.a.output}"}, {"y", 10}}).after("a")
+                  .step("c", "add").input({{"x", "${steps.b.output}"}, {"y", 100}}).after("b")
+                  .build();
     loom::RunId id;
     {
         // Simulate a crash after "a" committed while "b" was in flight.

@@ -44,7 +44,13 @@ constexpr auto kWaitLimit = 20s;   // a run that takes longer has hung
 // src -> a, b, c (in parallel) -> join -> done. Each output embeds its inputs,
 // so a lost or wrong result changes the run's output.
 loom::Workflow fan_out() {
+    // An attempt whose result a fault kept from the store counts when the run
+    // is recovered: a budget no sweep exhausts lets every run complete.
+    loom::RetryPolicy budget;
+    budget.max_attempts = 64;
+    budget.initial_backoff = std::chrono::milliseconds(1);
     return loom::WorkflowBuilder("faults", 1)
+        .default_retry(budget)
         .step("src", "work").input({{"seed", "${input.seed}"}})
         .step("a", "work").after("src")
         .step("b", "work").after("src")

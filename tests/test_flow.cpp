@@ -145,7 +145,7 @@ TEST_CASE("on_error fail (the default) stops the run", "[flow]") {
                               .build());
     auto run = executor.wait(executor.start("w"));
     CHECK(run.status == loom::RunStatus::failed);
-    CHECK(run.step("next")->status == StepStatus::pending);
+    CHECK(run.step("next")->status == StepStatus::cancelled);
 }
 
 TEST_CASE("skips and tolerated failures are kept across a restart", "[flow][sqlite]") {

@@ -95,6 +95,42 @@ TEST_CASE("rerun runs a step and everything downstream again, keeping what is up
     CHECK(run.step("b")->attempts == 2);
 }
 
+TEST_CASE("retry and rerun run the steps a failed run never reached (cancelled) again", "[operator]") {
+    Fixture<Flaky> f;
+    // "slow" and "side" are not downstream of "b", but the run ended before
+    // they finished: "slow" was waiting an hour for its retry, or never ran.
+    loom::RetryPolicy hourly;
+    hourly.max_attempts = 2;
+    hourly.initial_backoff = 1h;
+    hourly.max_backoff = 1h;
+    auto& executor = f.open({loom::WorkflowBuilder("w", 1)
+                                 .step("a", "ok")
+                                 .step("b", "flaky").after("a")
+                                 .step("c", "ok").after("b")
+                                 .step("slow", "flaky").retry(hourly)
+                                 .step("side", "ok").after("slow")
+                                 .build()},
+                            {1});
+    auto id = executor.start("w");
+    auto failed = executor.wait(id);
+    REQUIRE(failed.status == loom::RunStatus::failed);
+    for (const char* step : {"c", "slow", "side"}) CHECK(failed.step(step)->status == StepStatus::cancelled);
+    f.broken = false;
+    SECTION("retry") {
+        executor.retry(id);
+    }
+    SECTION("rerun from the failed step: cancelled steps not downstream of it run too") {
+        executor.rerun(id, "b");
+    }
+    auto run = executor.wait(id);
+    CHECK(run.status == loom::RunStatus::completed);
+    for (const char* step : {"a", "b", "c", "slow", "side"})
+        CHECK(run.step(step)->status == StepStatus::completed);
+    CHECK(f.counter.get("a") == 1);
+    CHECK(f.counter.get("c") == 1);
+    CHECK(f.counter.get("side") == 1);
+}
+
 TEST_CASE("runs that cannot be run again are refused and left as they are", "[operator]") {
     Fixture<Flaky> f;
     auto& executor = f.open({Flaky::chain()});

@@ -328,7 +328,7 @@ TEST_CASE("a run past its deadline fails, and steps still running are given up",
     CHECK(run.step("fast")->status == loom::StepStatus::completed);
     CHECK(run.step("a")->status == loom::StepStatus::failed);
     CHECK(run.step("a")->error == "given up: the run passed its deadline");
-    CHECK(run.step("after")->status == loom::StepStatus::pending);
+    CHECK(run.step("after")->status == loom::StepStatus::cancelled);
 }
 
 TEST_CASE("a deadline that passed while no process ran fails the run on recovery", "[deadline][sqlite]") {

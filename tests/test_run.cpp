@@ -14,6 +14,9 @@ TEST_CASE("statuses print as their names, so a failed CHECK says \"failed == com
     for (auto status : {loom::StepStatus::pending, loom::StepStatus::ready, loom::StepStatus::running,
                         loom::StepStatus::waiting, loom::StepStatus::suspended, loom::StepStatus::completed,
                         loom::StepStatus::failed, loom::StepStatus::skipped, loom::StepStatus::compensating,
-                        loom::StepStatus::compensated})
+                        loom::StepStatus::compensated, loom::StepStatus::cancelled})
+    {
         CHECK(Catch::Detail::stringify(status) == loom::to_string(status));
+        CHECK(loom::parse_step_status(loom::to_string(status)) == status);
+    }
 }

@@ -157,7 +157,7 @@ TEST_CASE("opening a new file applies every migration", "[sqlite]") {
     loom::test::TempDir dir;
     const std::string path = dir.file("runs.db");
     { loom::SqliteStore store(path); }
-    CHECK(loom::SqliteStore::latest_schema_version() == 5);
+    CHECK(loom::SqliteStore::latest_schema_version() == 7);
     CHECK(applied_versions(path) == every_version());
     SQLite::Database db(path);
     CHECK(db.execAndGet("SELECT count(*) FROM schema_migrations WHERE description = '' "
@@ -332,6 +332,63 @@ TEST_CASE("opening a version 3 file rebuilds step_runs with every row and value"
     CHECK(old->step("b")->status == loom::StepStatus::waiting);
     CHECK(old->step("b")->wake_at == at(99));
     CHECK(old->step("c")->status == loom::StepStatus::skipped);
+}
+
+TEST_CASE("opening a version 5 file rebuilds step_runs for the cancelled state, keeping every row", "[sqlite]") {
+    loom::test::TempDir dir;
+    const std::string path = dir.file("v5.db");
+    const std::string steps = "SELECT quote(run_id), quote(step_id), quote(position), quote(status), "
+                              "quote(attempts), quote(output), quote(error), quote(started_at), "
+                              "quote(finished_at), quote(wake_at) FROM step_runs ORDER BY run_id, step_id";
+    // Version 5's columns (7 adds attempt_base, 0 for rows from before).
+    const std::string items = "SELECT run_id, step_id, idx, status, attempts, output, error, started_at, "
+                              "finished_at, wake_at FROM step_items ORDER BY run_id, step_id, idx";
+    std::vector<std::string> steps_before, items_before;
+    {
+        // The file as Loom with schema version 5 left it, plus an index of the host's.
+        SQLite::Database db(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+        loom::detail::migrate(db, path, 5);
+        db.exec("INSERT INTO workflow_definitions VALUES ('etl', 1, 'h1', '{}', 5)");
+        db.exec("INSERT INTO workflow_runs (id, workflow_name, workflow_version, workflow_hash, status, "
+                "created_at, updated_at) VALUES ('old', 'etl', 1, 'h1', 'failed', 10, 11)");
+        db.exec("INSERT INTO step_runs VALUES ('old', 'a', 0, 'failed', 2, NULL, 'boom', 12, 13, NULL)");
+        db.exec("INSERT INTO step_runs VALUES ('old', 'b', 1, 'waiting', 1, NULL, 'e', 12, 13, 99)");
+        db.exec("INSERT INTO step_runs VALUES ('old', 'c', 2, 'pending', 0, NULL, NULL, NULL, NULL, NULL)");
+        db.exec("INSERT INTO step_items VALUES ('old', 'a', 0, 'completed', 1, '7', NULL, 12, 13, NULL)");
+        db.exec("CREATE INDEX host_steps_by_status ON step_runs (status, run_id)");
+        // Schema 5 refuses the new state.
+        CHECK_THROWS_AS(db.exec("UPDATE step_runs SET status = 'cancelled' WHERE step_id = 'c'"),
+                        SQLite::Exception);
+        steps_before = rows(db, steps);
+        items_before = rows(db, items);
+    }
+    REQUIRE(applied_versions(path) == std::vector<int>{1, 2, 3, 4, 5});
+
+    loom::SqliteStore store(path);
+    CHECK(applied_versions(path) == every_version());
+    CHECK(SqliteStoreProbe::writer_pragma(store, "foreign_keys") == "1");
+    {
+        SQLite::Database db(path, SQLite::OPEN_READWRITE);
+        CHECK(rows(db, steps) == steps_before);
+        CHECK(rows(db, items) == items_before);
+        CHECK(rows(db, "SELECT name FROM sqlite_master WHERE name = 'host_steps_by_status'").size() == 1);
+        CHECK_FALSE(db.tableExists("step_runs_v6"));
+        CHECK(rows(db, "PRAGMA foreign_key_check").empty());
+        CHECK_THROWS_AS(db.exec("UPDATE step_runs SET status = 'bogus' WHERE step_id = 'c'"), SQLite::Exception);
+    }
+    auto old = store.load_run("old");
+    REQUIRE(old);
+    CHECK(old->step("b")->wake_at == at(99));
+    CHECK(old->step("a")->items.at(0).output == 7);
+
+    // The rebuilt table takes the new state.
+    loom::Batch batch;
+    batch.steps = {step_write("old", "b", loom::StepStatus::cancelled, 1),
+                   step_write("old", "c", loom::StepStatus::cancelled, 0)};
+    store.commit(batch);
+    old = store.load_run("old");
+    CHECK(old->step("b")->status == loom::StepStatus::cancelled);
+    CHECK(old->step("c")->status == loom::StepStatus::cancelled);
 }
 
 TEST_CASE("a version 3 file with a step of no run is refused, not migrated", "[sqlite]") {

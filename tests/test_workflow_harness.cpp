@@ -186,7 +186,7 @@ TEST_CASE("a fatal failure is never retried, whatever the retry policy", "[testi
     CHECK(run.status == RunStatus::failed);
     CHECK(run.error == "step \"pay\" failed: card declined");
     CHECK(run.step("pay")->attempts == 1);
-    CHECK(run.step("ship")->status == StepStatus::pending);
+    CHECK(run.step("ship")->status == StepStatus::cancelled);
     CHECK(h.calls("ship") == 0);
     CHECK(h.clock().now() == t0);   // nothing waited
 }

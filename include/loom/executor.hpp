@@ -205,10 +205,10 @@ public:
     /// "running" again, durably, and return once that is recorded; completed
     /// steps upstream keep their outputs and do not run again.
     ///
-    /// retry(): the failed steps, and those never reached, run again (each
-    /// with its full retry policy).
+    /// retry(): the failed steps, and those never reached (cancelled), run
+    /// again (each with its full retry policy).
     /// rerun(): `step_id` and everything downstream of it run again, even if
-    /// completed.
+    /// completed, and so do the steps never reached (cancelled).
     ///
     /// Throw NotFound for an unknown run or step, Conflict "[loom.run.not_final]"
     /// for a run still running, "[loom.run.compensated]" for a run whose

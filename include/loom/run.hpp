@@ -28,9 +28,17 @@ enum class RunStatus { running, completed, failed, cancelled };
 /// completed / failed / skipped (its condition was false, or a dependency was
 /// skipped): final for this run, unless the run compensates: then a completed
 /// step with a compensation becomes compensating (its undo is due or in
-/// flight) and compensated (undone), or failed if its undo failed for good.
+/// flight) and compensated (undone), or failed if its undo failed for good;
+/// cancelled: the run ended (failed, also after compensating or at its
+/// deadline, or was cancelled) before this step finished: it never started, or
+/// it was waiting for a retry, a sleep, a signal, a child run or an outside
+/// completion. It will not run in this run. Set in the commit that makes the
+/// run final, so that a final run has no step that looks as if it may still
+/// start; Executor::retry() and rerun() run a cancelled step again, like a
+/// pending one.
 enum class StepStatus {
-    pending, ready, running, waiting, suspended, completed, failed, skipped, compensating, compensated
+    pending, ready, running, waiting, suspended, completed, failed, skipped, compensating, compensated,
+    cancelled
 };
 
 /// Lower-case names ("running", ...) used in JSON, stores and messages.
@@ -57,6 +65,10 @@ struct ItemInfo {
     std::optional<TimePoint> started_at;    // of the latest attempt
     std::optional<TimePoint> finished_at;
     std::optional<TimePoint> wake_at;       // waiting: when its next attempt is due
+    /// Attempts that do not count against the retry policy: made before a
+    /// retry() or rerun(), or cancelled by a shutdown. It may use
+    /// max_attempts more than this.
+    int attempt_base = 0;
 };
 
 /// One step of one run.
@@ -72,6 +84,9 @@ struct StepInfo {
     /// A for_each step's elements that reached the store (a retry is due, or
     /// they completed or failed), by index; empty for other steps.
     std::vector<ItemInfo> items;
+    /// As ItemInfo::attempt_base: attempts - attempt_base count against
+    /// the step's max_attempts.
+    int attempt_base = 0;
 };
 
 /// One run of a workflow, pinned to the definition it started with.

@@ -36,6 +36,7 @@ struct StepWrite {
     std::optional<TimePoint> wake_at;   // waiting: when the next attempt is due
     /// The step's for_each elements are deleted first (a re-run starts it afresh).
     bool reset_items = false;
+    int attempt_base = 0;   // StepInfo::attempt_base
 };
 
 /// The new state of one for_each element (every column; last write wins).
