@@ -75,7 +75,9 @@ struct StartOptions {
 /// Runs workflows durably.
 ///
 ///     loom::SqliteStore store("runs.db");
-///     loom::Executor executor(store, handlers, {.threads = 4});
+///     loom::ExecutorOptions options;
+///     options.threads = 4;
+///     loom::Executor executor(store, handlers, options);
 ///     executor.add_workflow(wf);
 ///     loom::RunId id = executor.start("etl", {{"url", "https://example.org"}});
 ///     loom::RunInfo run = executor.wait(id);
@@ -116,9 +118,14 @@ public:
                 const StartOptions& options = {});
 
     /// Blocks until the run is final and returns it as stored.
-    /// Throws NotFound for an unknown run, Conflict "[loom.run.not_live]" for a
-    /// run that is unfinished but not being run by this executor (recover() it),
-    /// and StoreError if the store failed while running it.
+    /// Throws NotFound "[loom.run.unknown]" for an unknown run, Conflict
+    /// "[loom.run.not_live]" for a run that is unfinished but not being run by
+    /// this executor (recover() it), Conflict "[loom.executor.stopped]" if the
+    /// executor was destroyed first, and what a commit of the run threw while
+    /// running it: StoreError (e.g. "[loom.store.io]", "[loom.store.busy]") or
+    /// Conflict "[loom.store.duplicate_attempt]" (another executor sharing the
+    /// store started the same attempt: it runs the run too). After a failed
+    /// commit, recover() resumes the run.
     RunInfo wait(const RunId& id);
     /// As wait(), but gives up after timeout and returns nullopt.
     std::optional<RunInfo> wait_for(const RunId& id, std::chrono::milliseconds timeout);

@@ -25,12 +25,16 @@ struct LogRecord {
     std::optional<std::uint32_t> item;   // the element of a for_each step that logged
 };
 
-/// A step attempt that ended, as committed.
+/// A committed step transition: an attempt that ended, a step skipped or
+/// cancelled, a for_each step or one of its elements, a compensation.
 struct StepEvent {
     RunId run_id;
     std::string workflow_name;
     std::string step_id;
-    StepStatus status = StepStatus::completed;   // completed or failed
+    /// What the step (or element) became: completed, failed, waiting (a retry
+    /// is due), suspended, skipped, compensating (an undo will be retried),
+    /// compensated or cancelled; never pending, ready or running.
+    StepStatus status = StepStatus::completed;
     int attempt = 0;
     const Json* output = nullptr;                // valid during the call only
     std::string error;

@@ -58,7 +58,10 @@ struct ItemInfo {
 struct StepInfo {
     std::string step_id;
     StepStatus status = StepStatus::pending;
-    int attempts = 0;                       // attempts started so far
+    /// Attempts started so far. A for_each step's own count is written when its
+    /// fan-out begins and when it ends, not per element: count its elements'
+    /// attempts in `items`.
+    int attempts = 0;
     Json output;                            // set when completed
     std::string error;                      // set when failed
     std::optional<TimePoint> started_at;    // of the latest attempt

@@ -253,7 +253,7 @@ struct CrashTrial {
 /// Time. Nothing moves the FakeClock but advance(), settle() (and run()) and
 /// clock(). settle() moves it, each time the runs are quiet, straight to the
 /// next instant something is due: a retry's backoff, a sleep, an attempt's
-/// timeout while hang() holds it, the run's deadline. A run is quiet when no
+/// timeout while hang() holds it, a wait step's timeout_ms, the run's deadline. A run is quiet when no
 /// step is ready or running other than one a hang() holds and no wake-up is
 /// already due. A real handler is never interrupted by time: fake time stands
 /// still while it runs, so its timeout can only fire if it blocks (hang()).
