@@ -34,18 +34,19 @@ int main() {
     handlers.add("price", [](loom::StepContext& ctx) -> loom::Json {
         pause(100);
         double total = 0;
-        for (const auto& item : ctx.input()["items"]) total += item["qty"].get<int>() * item["price"].get<double>();
+        for (const auto& item : ctx.input<loom::Json>("items"))
+            total += item.at("qty").get<int>() * item.at("price").get<double>();
         return total;
     });
     handlers.add("stock", [](loom::StepContext& ctx) -> loom::Json {
         pause(150);   // runs beside "price"
-        return ctx.input()["items"].size() <= 3;
+        return ctx.input<loom::Json>("items").size() <= 3;
     });
     handlers.add("invoice", [](loom::StepContext& ctx) -> loom::Json {
         pause(50);
         char total[32];
-        std::snprintf(total, sizeof total, "%.2f", ctx.input()["total"].get<double>());
-        return "invoice for " + ctx.input()["customer"].get<std::string>() + ": " + total + " EUR";
+        std::snprintf(total, sizeof total, "%.2f", ctx.input<double>("total"));
+        return "invoice for " + ctx.input<std::string>("customer") + ": " + total + " EUR";
     });
 
     auto order = loom::WorkflowBuilder("order", 1)

@@ -13,7 +13,7 @@ class Extract : public loom::StepHandler {
 public:
     loom::Json run(loom::StepContext& ctx) override {
         loom::Json rows = loom::Json::array();
-        for (int i = 1; i <= ctx.input()["rows"].get<int>(); ++i)
+        for (int i = 1; i <= ctx.input<int>("rows"); ++i)
             rows.push_back({{"id", i}, {"amount", i * 10}});
         ctx.log("extracted " + std::to_string(rows.size()) + " rows");
         return rows;
@@ -24,9 +24,10 @@ public:
 class Filter : public loom::StepHandler {
 public:
     loom::Json run(loom::StepContext& ctx) override {
+        const int min = ctx.input<int>("min");
         loom::Json kept = loom::Json::array();
-        for (const auto& row : ctx.input()["rows"])
-            if (row["amount"].get<int>() >= ctx.input()["min"].get<int>()) kept.push_back(row);
+        for (const auto& row : ctx.input<loom::Json>("rows"))
+            if (row.at("amount").get<int>() >= min) kept.push_back(row);
         return kept;
     }
 };
@@ -36,7 +37,7 @@ class Total : public loom::StepHandler {
 public:
     loom::Json run(loom::StepContext& ctx) override {
         int sum = 0;
-        for (const auto& row : ctx.input()["rows"]) sum += row["amount"].get<int>();
+        for (const auto& row : ctx.input<loom::Json>("rows")) sum += row.at("amount").get<int>();
         return sum;
     }
 };
@@ -45,8 +46,7 @@ public:
 class Load : public loom::StepHandler {
 public:
     loom::Json run(loom::StepContext& ctx) override {
-        const auto& in = ctx.input();
-        return {{"loaded", in["filter"].size()}, {"total", in["total"]}};
+        return {{"loaded", ctx.input<loom::Json>("filter").size()}, {"total", ctx.input<int>("total")}};
     }
 };
 

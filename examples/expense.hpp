@@ -27,7 +27,7 @@ inline void add_handlers(loom::HandlerRegistry& handlers, Journal& journal) {
         return ctx.input();
     });
     handlers.add("pay", [&journal](loom::StepContext& ctx) -> loom::Json {
-        journal.note("paid, approved by " + ctx.input().at("by").get<std::string>());
+        journal.note("paid, approved by " + ctx.input<std::string>("by"));
         return "paid";
     });
 }

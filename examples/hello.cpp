@@ -7,7 +7,7 @@
 int main() {
     loom::HandlerRegistry handlers;
     handlers.add("add", [](loom::StepContext& ctx) -> loom::Json {
-        return ctx.input()["value"].get<int>() + ctx.input()["plus"].get<int>();
+        return ctx.input<int>("value") + ctx.input<int>("plus");
     });
 
     auto workflow = loom::WorkflowBuilder("hello", 1)

@@ -41,21 +41,21 @@ inline void add_handlers(loom::HandlerRegistry& handlers, Service& service) {
     handlers.add("list", [](loom::StepContext& ctx) -> loom::Json {
         loom::Json images = loom::Json::array();
         for (const char* name : {"beach", "cliff", "dunes", "harbour", "lighthouse", "pier", "sunset"})
-            images.push_back(ctx.input().at("album").get<std::string>() + "/" + name + ".jpg");
+            images.push_back(ctx.input<std::string>("album") + "/" + name + ".jpg");
         return {{"images", images}};
     });
     handlers.add("resize", [&service](loom::StepContext& ctx) -> loom::Json {
-        const std::string image = ctx.input().at("image").get<std::string>();
+        const std::string image = ctx.input<std::string>("image");
         if (image == service.flaky && ctx.attempt() == 1)
             throw loom::RetryableError("image service busy");   // this element alone is retried
         std::this_thread::sleep_for(service.work);   // resizing takes a while
         service.journal.note("resized " + image);
         const std::string thumb = image.substr(0, image.size() - 4) + "_" +
-                                  std::to_string(ctx.input().at("width").get<int>()) + ".jpg";
+                                  std::to_string(ctx.input<int>("width")) + ".jpg";
         return thumb;
     });
     handlers.add("publish", [&service](loom::StepContext& ctx) -> loom::Json {
-        const loom::Json& thumbs = ctx.input().at("thumbs");
+        const loom::Json thumbs = ctx.input<loom::Json>("thumbs");
         service.journal.note("published " + std::to_string(thumbs.size()) + " thumbnails");
         return thumbs.size();
     });

@@ -26,12 +26,12 @@ inline loom::Workflow workflow() {
 inline void add_handlers(loom::HandlerRegistry& handlers, Journal& journal) {
     // Each booking returns its reference; the undo receives that output as its input.
     handlers.add("book", [&journal](loom::StepContext& ctx) -> loom::Json {
-        const std::string ref = ctx.step_id() + "-" + ctx.input().at("who").get<std::string>();
+        const std::string ref = ctx.step_id() + "-" + ctx.input<std::string>("who");
         journal.note("booked " + ref);
         return {{"ref", ref}};
     });
     handlers.add("cancel", [&journal](loom::StepContext& ctx) -> loom::Json {
-        journal.note("cancelled " + ctx.input().at("ref").get<std::string>());
+        journal.note("cancelled " + ctx.input<std::string>("ref"));
         return nullptr;
     });
     handlers.add("charge", [&journal](loom::StepContext&) -> loom::Json {

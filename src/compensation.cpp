@@ -60,11 +60,10 @@ void Executor::Impl::run_compensation(const Task& task) {
     try {
         // Not the run's cancel flag: cancelling a failing run must not stop its undo.
         StepContext::Params params = context_params(run, step, number);
+        params.compensating = true;   // its own idempotency key: an undo is not its step
         params.resolve_input = [&run, step] {
             return detail::resolve_compensation_input(*run.workflow, step, run.input,
-                                                      [&run](std::uint32_t i) -> const Json& {
-                                                          return run.steps[i].output;
-                                                      });
+                                                      detail::steps_of(run.steps));
         };
         StepContext ctx(std::move(params));
         outcome = detail::invoke(*run.handlers.compensate[step], ctx);

@@ -125,6 +125,7 @@ Executor::Impl::~Impl() {
 }
 
 void Executor::Impl::cancel_attempts() {
+    attempts_cancelled_ = true;   // before any handler can see ctx.cancelled()
     std::vector<std::shared_ptr<RunState>> runs;
     {
         std::lock_guard lock(live_mutex_);
@@ -133,8 +134,12 @@ void Executor::Impl::cancel_attempts() {
     for (auto& run : runs) {
         std::lock_guard lock(run->mutex);
         run->cancel_flag = true;   // attempts without a flag of their own read this one
-        for (auto& slot : run->steps)
+        for (auto& slot : run->steps) {
             if (slot.attempt_flag) slot.attempt_flag->store(true);
+            if (!slot.fan) continue;
+            for (auto& item : slot.fan->items)
+                if (item.attempt_flag) item.attempt_flag->store(true);
+        }
     }
 }
 
@@ -179,7 +184,7 @@ StepHandlers Executor::Impl::resolve_handlers(const Workflow& wf, const RunId& r
     StepHandlers found;
     for (std::size_t i = 0; i < wf.steps().size(); ++i) {
         const Step& step = wf.steps()[i];
-        if (detail::kind_of(wf, i) == detail::StepKind::child) {
+        if (detail::kind_of(wf, i) == detail::StepKind::child && !stood_in(wf, static_cast<std::uint32_t>(i))) {
             const std::string child = step.handler.substr(9);
             try {
                 (void)find_workflow(child, std::nullopt);
@@ -195,6 +200,43 @@ StepHandlers Executor::Impl::resolve_handlers(const Workflow& wf, const RunId& r
             step.compensate ? find(step.id, step.compensate->handler, "compensation handler") : nullptr);
     }
     return found;
+}
+
+StepHandlers Executor::Impl::resolve_tree(const Workflow& wf) {
+    StepHandlers found = resolve_handlers(wf, "");
+    // Depth first, each workflow once: a workflow may run itself, or share a child.
+    std::set<std::string> seen{wf.name()};
+    std::vector<std::shared_ptr<const Workflow>> held;   // the sub-workflows, kept alive
+    std::vector<std::pair<const Workflow*, std::string>> todo{{&wf, ""}};   // with the steps that led there
+    while (!todo.empty()) {
+        const auto [parent, path] = todo.back();
+        todo.pop_back();
+        for (std::uint32_t i = 0; i < parent->steps().size(); ++i) {
+            if (detail::kind_of(*parent, i) != detail::StepKind::child || stood_in(*parent, i)) continue;
+            const std::string child = parent->steps()[i].handler.substr(9);
+            if (!seen.insert(child).second) continue;
+            const std::string via = fmt::format("{}workflow \"{}\" step \"{}\" runs workflow \"{}\": ", path,
+                                                parent->name(), parent->steps()[i].id, child);
+            try {
+                held.push_back(find_workflow(child, std::nullopt));   // resolve_handlers found it
+                (void)resolve_handlers(*held.back(), "");
+            } catch (const NotFound& e) {
+                const std::string_view what = e.what();
+                throw NotFound(e.id(), via + std::string(what.substr(what.find("] ") + 2)));
+            }
+            todo.emplace_back(held.back().get(), via);
+        }
+    }
+    return found;
+}
+
+bool Executor::Impl::stood_in(const Workflow& wf, std::uint32_t step) const {
+    const auto* stand_in = stand_in_.load();
+    return stand_in && stand_in->covers(wf, step);
+}
+
+void detail::ExecutorAccess::set_child_stand_in(Executor& executor, ChildStandIn* stand_in) {
+    executor.impl_->stand_in_.store(stand_in);
 }
 
 std::shared_ptr<RunState> Executor::Impl::make_state(const RunInfo& info,
@@ -393,18 +435,27 @@ Executor::Executor(Store& store, HandlerRegistry& handlers, ExecutorOptions opti
 
 Executor::~Executor() = default;
 
-void Executor::add_workflow(const Workflow& workflow) {
-    impl_->store_.save_workflow(
-        WorkflowRecord{workflow.name(), workflow.version(), workflow.hash(), workflow.to_json(),
-                       impl_->now()});
-    std::lock_guard lock(impl_->workflows_mutex_);
-    impl_->workflows_[{workflow.name(), workflow.version()}] = std::make_shared<const Workflow>(workflow);
+void Executor::add_workflow(const Workflow& workflow) { impl_->add_workflow(workflow, /*replace=*/false); }
+
+void Executor::replace_workflow(const Workflow& workflow) { impl_->add_workflow(workflow, /*replace=*/true); }
+
+void Executor::Impl::add_workflow(const Workflow& workflow, bool replace) {
+    const WorkflowRecord record{workflow.name(), workflow.version(), workflow.hash(), workflow.to_json(), now()};
+    if (replace) {
+        store_.replace_workflow(record);
+    } else {
+        store_.save_workflow(record);
+    }
+    std::lock_guard lock(workflows_mutex_);
+    workflows_[{workflow.name(), workflow.version()}] = std::make_shared<const Workflow>(workflow);
 }
+
+void Executor::check(const Workflow& workflow) { (void)impl_->resolve_tree(workflow); }
 
 RunId Executor::start(const std::string& workflow_name, const Json& input, const StartOptions& options) {
     detail::check_payload(input, impl_->options_.payload, "the run's input");
     auto wf = impl_->find_workflow(workflow_name, options.version);
-    auto handlers = impl_->resolve_handlers(*wf, "");
+    auto handlers = impl_->resolve_tree(*wf);
     const std::string& key = options.idempotency_key;
     if (key.empty()) return impl_->start_run(std::move(wf), std::move(handlers), input, key, {}, options.priority);
 

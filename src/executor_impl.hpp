@@ -59,6 +59,28 @@ struct Effects {
     std::size_t new_runs_from = 0, steps_from = 0, items_from = 0, runs_from = 0, events_from = 0;
 };
 
+/// Stands in for sub-workflow steps instead of child runs: how the testing
+/// kit mocks a "workflow:NAME" step (WorkflowHarness::mock).
+class ChildStandIn {
+public:
+    virtual ~ChildStandIn() = default;
+    /// Whether step `step` of `workflow` is stood in for now: its child
+    /// workflow is then neither checked nor started. Any thread.
+    virtual bool covers(const Workflow& workflow, std::uint32_t step) const = 0;
+    /// The step's outcome instead of a child run's: an output, or a
+    /// non-empty error (the step fails for good, as when a child fails).
+    /// `input` is the step's resolved input. A worker thread; no lock held.
+    virtual std::pair<Json, std::string> outcome(const RunId& run, const Workflow& workflow,
+                                                 std::uint32_t step, const Json& input) = 0;
+};
+
+/// What the library's own tools may do to an Executor that hosts may not.
+struct ExecutorAccess {
+    /// Set before the first start() or recover(); `stand_in` must outlive the
+    /// executor. Null: none (the default).
+    static void set_child_stand_in(Executor& executor, ChildStandIn* stand_in);
+};
+
 }  // namespace loom::detail
 
 namespace loom {
@@ -77,7 +99,7 @@ struct Executor::Impl {
     struct Result {
         Json output;
         std::string error;   // empty: the attempt succeeded
-        bool fatal = false;  // never retried (FatalError, a missing input key)
+        bool fatal = false;  // never retried (detail::invoke says which errors are fatal)
         bool suspend = false;  // ok, but the handler called ctx.suspend()
         bool ok() const noexcept { return error.empty(); }
 
@@ -250,6 +272,9 @@ struct Executor::Impl {
     /// The signal name a "wait" step waits for (its resolved input's "signal").
     /// Throws InvalidArgument "[loom.wait.input]".
     std::string awaited_signal(const RunState& run, std::uint32_t step) const;
+    /// Throws InvalidArgument "[loom.signal.unknown]" if run `id` of `wf`
+    /// cannot be waiting for signal `name` (see Executor::signal).
+    void check_signal(const Workflow& wf, const RunId& id, const std::string& name);
     /// Finishes the suspended attempt of `step` with `result`, queued on
     /// `queue` (made for this run); run mutex held.
     void resume(RunState& run, std::uint32_t step, Result&& result, Queue& queue);
@@ -374,11 +399,19 @@ struct Executor::Impl {
     }
 
     // --- executor.cpp ---
+    /// add_workflow(), or with `replace` replace_workflow().
+    void add_workflow(const Workflow& workflow, bool replace);
     std::shared_ptr<const Workflow> find_workflow(const std::string& name,
                                                   std::optional<std::int64_t> version);
     /// Throws NotFound "[loom.handler.unknown]" for a step's handler or
-    /// compensation handler that is not registered.
+    /// compensation handler that is not registered, "[loom.workflow.unknown]"
+    /// for a sub-workflow neither added nor stored.
     StepHandlers resolve_handlers(const Workflow& wf, const RunId& run);
+    /// resolve_handlers(wf), and Executor::check() of every sub-workflow down
+    /// the tree, each once; an error names the "workflow:" steps that led to it.
+    StepHandlers resolve_tree(const Workflow& wf);
+    /// A "workflow:NAME" step whose child run a ChildStandIn replaces.
+    bool stood_in(const Workflow& wf, std::uint32_t step) const;
     /// Builds live state from a stored run (fresh or recovered): statuses,
     /// what each step waits for, which steps are ready, whether it is over.
     /// recover() read the run (`read`) before it was live: applies what the
@@ -416,6 +449,8 @@ struct Executor::Impl {
     HandlerRegistry& handlers_;
     ExecutorOptions options_;
     const Clock& clock_;
+
+    std::atomic<detail::ChildStandIn*> stand_in_{nullptr};   // see ExecutorAccess
 
     std::mutex workflows_mutex_;
     std::map<std::pair<std::string, std::int64_t>, std::shared_ptr<const Workflow>>
@@ -456,6 +491,10 @@ struct Executor::Impl {
     } leader_;
 
     std::atomic<bool> stopping_{false};
+    /// Shutdown's grace ran out and cancel_attempts() set ctx.cancelled():
+    /// from then on a failure is taken for the handler giving up, not the
+    /// step failing, and is not recorded. A failure within the grace is.
+    std::atomic<bool> attempts_cancelled_{false};
     /// Attempts claimed and not yet finished; destruction waits for them.
     std::atomic<std::size_t> in_flight_{0};
     std::mutex in_flight_mutex_;

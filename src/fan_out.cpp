@@ -67,10 +67,7 @@ bool Executor::Impl::admit_fan_out(RunState& run, std::uint32_t step, Queue& que
     ++run.active;
     ++run.fans_open;
     try {
-        fan.elements = detail::resolve_for_each(*run.workflow, step, run.input,
-                                                [&run](std::uint32_t i) -> const Json& {
-                                                    return run.steps[i].output;
-                                                });
+        fan.elements = detail::resolve_for_each(*run.workflow, step, run.input, detail::steps_of(run.steps));
     } catch (const std::exception& e) {
         --run.active;
         --run.fans_open;
@@ -231,7 +228,7 @@ void Executor::Impl::finish_item(const Task& task, int number, Result&& result) 
     FanOut& fan = *run.steps[task.step].fan;
     ItemSlot& item = fan.items[task.item];
     if (!take_result(run, task.step, task.item, item, number)) return;
-    if (run.abandoned || (stopping_ && !result.ok())) {
+    if (run.abandoned || (attempts_cancelled_ && !result.ok())) {
         // As finish_attempt: nothing is recorded; recover() runs it again.
         item.status = StepStatus::pending;
         --fan.busy;

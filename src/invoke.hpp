@@ -18,10 +18,13 @@ struct Invocation {
     bool suspended = false;   // ok, and the handler called ctx.suspend()
 };
 
-/// Runs handler.run(ctx); no exception leaves. FatalError, and a reference to
-/// input that does not exist ([loom.input.missing], the same on every try),
-/// are fatal; RetryableError is retryable; anything else is other (retried
-/// too, if attempts remain).
+/// Runs handler.run(ctx); no exception leaves. Fatal: FatalError, and what
+/// says the input is not what the handler reads, which every try would read
+/// alike: [loom.input.missing] and [loom.input.type] (InputError, or an
+/// InvalidArgument with that id), nlohmann::json::type_error and out_of_range.
+/// RetryableError is retryable; anything else is other (retried too, if
+/// attempts remain), including json::parse_error: text from outside (an HTTP
+/// body) may be cut short by a transient fault.
 Invocation invoke(StepHandler& handler, StepContext& ctx);
 
 }  // namespace loom::detail

@@ -223,16 +223,25 @@ struct MemoryStore::State {
 MemoryStore::MemoryStore() : state_(std::make_unique<State>()) {}
 MemoryStore::~MemoryStore() = default;
 
-bool MemoryStore::save_workflow(const WorkflowRecord& workflow) {
+bool MemoryStore::save_workflow(const WorkflowRecord& workflow) { return save_definition(workflow, false); }
+
+bool MemoryStore::replace_workflow(const WorkflowRecord& workflow) { return save_definition(workflow, true); }
+
+bool MemoryStore::save_definition(const WorkflowRecord& workflow, bool replace) {
     std::lock_guard lock(state_->mutex);
     auto& versions = state_->workflows[workflow.name];
     auto it = versions.find(workflow.version);
     if (it != versions.end()) {
-        if (it->second.hash != workflow.hash) {
-            throw detail::definition_conflict(workflow.name, workflow.version, it->second.hash,
-                                              workflow.hash);
+        if (it->second.hash == workflow.hash) return false;
+        if (!replace)
+            throw detail::definition_conflict(workflow.name, workflow.version, it->second.hash, workflow.hash);
+        for (const auto& [id, row] : state_->runs) {
+            const RunInfo& run = row.info;
+            if (run.workflow_name == workflow.name && run.workflow_version == workflow.version &&
+                !is_final(run.status))
+                throw detail::definition_in_use(workflow.name, workflow.version, id);
         }
-        return false;
+        versions.erase(it);
     }
     WorkflowRecord& stored = versions.emplace(workflow.version, workflow).first->second;
     stored.created_at = detail::to_stored(workflow.created_at);

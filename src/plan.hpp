@@ -13,6 +13,7 @@
 #include <vector>
 
 #include <loom/json.hpp>
+#include <loom/run.hpp>
 #include <loom/workflow.hpp>
 
 namespace loom::detail {
@@ -20,8 +21,8 @@ namespace loom::detail {
 class Expression;
 
 /// ${input.a.b} or ${steps.ID.output.k.0}; path segments index objects by key
-/// and arrays by number. In conditions also ${steps.ID.status} and
-/// ${steps.ID.error} (field), which have no path. In a for_each step's input
+/// and arrays by number. In conditions and step inputs also ${steps.ID.status}
+/// and ${steps.ID.error} (field), which have no path. In a for_each step's input
 /// also ${item.a} (the element) and ${index} (its position, no path).
 struct Reference {
     enum class Root { input, step, item, index };
@@ -35,9 +36,10 @@ struct Reference {
 
 /// Where a reference is written, which decides what it may name.
 enum class RefContext {
-    condition,   // "when": ${input...} and ${steps.ID.output...|status|error}
-    input,       // an input template: ${input...} and ${steps.ID.output...}
-    element,     // a for_each step's input: also ${item...} and ${index}
+    condition,     // "when": ${input...} and ${steps.ID.output...|status|error}
+    input,         // a step's input: the same
+    element,       // a for_each step's input: also ${item...} and ${index}
+    compensation,  // a compensation's input: ${input...} and ${steps.ID.output...}
 };
 
 /// How the executor runs a step, decided once at validation from its handler.
@@ -96,28 +98,46 @@ struct Plan {
 /// How the executor runs step i of `workflow`.
 inline StepKind kind_of(const Workflow& workflow, std::size_t i) { return workflow.plan().steps[i].kind; }
 
-/// Returns output of step i (must be completed).
-using OutputOf = std::function<const Json&(std::uint32_t)>;
+/// What a template reads of step i of the run: its output, and for
+/// ${steps.ID.status} / ${steps.ID.error} its status and error. A step is read
+/// only once it is settled (the references name steps upstream), and none of
+/// the three changes after that while the referring step may run.
+struct StepView {
+    const Json& output;
+    StepStatus status;
+    const std::string& error;
+};
+using StepOf = std::function<StepView(std::uint32_t)>;
+
+/// StepOf over a vector of anything with `output`, `status` and `error`: the
+/// executor's live steps, or a stored run's StepInfo. `steps` must outlive it.
+template <class Steps>
+StepOf steps_of(const Steps& steps) {
+    return [&steps](std::uint32_t i) { return StepView{steps[i].output, steps[i].status, steps[i].error}; };
+}
 
 /// The step's input with every reference replaced. A step without an input
 /// template receives {dependency id: output} for its direct dependencies.
-/// Throws InvalidArgument "[loom.input.missing]" when a referenced key or index
+/// ${steps.ID.status} is the status's name ("completed", "failed", "skipped"),
+/// ${steps.ID.error} the error text ("" if none).
+/// Throws InputError "[loom.input.missing]" when a referenced key or index
 /// does not exist in the run's input or the step's output. `element`: the
 /// element of a for_each step's attempt.
 Json resolve_input(const Workflow& workflow, std::uint32_t step, const Json& run_input,
-                   const OutputOf& output_of, const Element* element = nullptr);
+                   const StepOf& step_of, const Element* element = nullptr);
 
-/// The array a for_each step runs over. Throws InvalidArgument
-/// "[loom.input.missing]" as resolve_input does, or "[loom.for_each.not_array]".
+/// The array a for_each step runs over. Throws InputError
+/// "[loom.input.missing]" as resolve_input does, or InvalidArgument
+/// "[loom.for_each.not_array]".
 const Json& resolve_for_each(const Workflow& workflow, std::uint32_t step, const Json& run_input,
-                             const OutputOf& output_of);
+                             const StepOf& step_of);
 
 /// The input of the step's compensation handler, its references replaced; a
 /// compensation without an input template receives the step's own output. The
-/// step must have a compensation. Throws InvalidArgument "[loom.input.missing]"
-/// as resolve_input does.
+/// step must have a compensation. Throws InputError "[loom.input.missing]" as
+/// resolve_input does.
 Json resolve_compensation_input(const Workflow& workflow, std::uint32_t step, const Json& run_input,
-                                const OutputOf& output_of);
+                                const StepOf& step_of);
 
 /// Parses one "${...}" (braces included), written in `context`.
 /// Throws DefinitionError "[loom.definition.bad_reference]".

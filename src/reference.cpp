@@ -2,8 +2,9 @@
 // once, at validation; resolve_input (and resolve_compensation_input) fill them in
 // for each step of each run, so they are on the hot path and never re-parse anything.
 //
-// Syntax: ${input}, ${input.a.b}, ${steps.ID.output}, ${steps.ID.output.k.0}, and in
-// a for_each step's input ${item}, ${item.a.b}, ${index}; segments are [A-Za-z0-9_-]+,
+// Syntax: ${input}, ${input.a.b}, ${steps.ID.output}, ${steps.ID.output.k.0},
+// ${steps.ID.status}, ${steps.ID.error} (not in a compensation's input), and in a
+// for_each step's input ${item}, ${item.a.b}, ${index}; segments are [A-Za-z0-9_-]+,
 // a numeric segment indexes an array (and is a key on an object); $${ is a literal ${.
 #include <loom/error.hpp>
 
@@ -40,21 +41,27 @@ bool is_segment_char(unsigned char c) {
         why = fmt::format("cannot look up {} in {}, which is {}{}", quote(segment), location,
                           article, at.type_name());
     }
-    throw InvalidArgument("loom.input.missing", fmt::format("{}: {}", ref.text, why));
+    throw InputError("loom.input.missing", fmt::format("{}: {}", ref.text, why));
 }
 
 // What a template is filled from.
 struct Sources {
     const Json& run_input;
-    const OutputOf& output_of;
+    const StepOf& step_of;
     const Element* element;   // a for_each attempt's, or null
 };
 
-const Json& lookup(const Workflow& workflow, const Reference& ref, const Sources& from) {
+// The referenced value; a step's status or error is made into `made`.
+const Json& lookup(const Workflow& workflow, const Reference& ref, const Sources& from, Json& made) {
     if (ref.root == Reference::Root::index) return from.element->index;
+    if (ref.root == Reference::Root::step && ref.field != Reference::Field::output) {
+        const StepView step = from.step_of(ref.step);
+        if (ref.field == Reference::Field::status) return made = std::string(to_string(step.status));
+        return made = step.error;
+    }
     const Json& root = ref.root == Reference::Root::input  ? from.run_input
                        : ref.root == Reference::Root::item ? from.element->item
-                                                           : from.output_of(ref.step);
+                                                           : from.step_of(ref.step).output;
     if (const Json* found = find_path(root, ref.path)) return *found;
     // Walk again to say where it stopped: only on the error path.
     const Json* at = &root;
@@ -71,14 +78,15 @@ const Json& lookup(const Workflow& workflow, const Reference& ref, const Sources
 
 Json render(const Workflow& workflow, const std::vector<TemplatePart>& parts, const Sources& from) {
     // A string that is exactly one reference takes the referenced value, whatever its type.
-    if (parts.size() == 1 && parts[0].ref) return lookup(workflow, *parts[0].ref, from);
+    Json made;
+    if (parts.size() == 1 && parts[0].ref) return lookup(workflow, *parts[0].ref, from, made);
     std::string text;
     for (const TemplatePart& part : parts) {
         if (!part.ref) {
             text += part.literal;
             continue;
         }
-        const Json& value = lookup(workflow, *part.ref, from);
+        const Json& value = lookup(workflow, *part.ref, from, made);
         text += value.is_string() ? value.get_ref<const std::string&>() : value.dump();
     }
     return text;
@@ -97,7 +105,8 @@ Json fill(const Workflow& workflow, const Json& tmpl,
 Reference parse_reference(std::string text, const std::string& where,
                           const std::unordered_map<std::string, std::uint32_t>& index,
                           RefContext context) {
-    const bool fields = context == RefContext::condition;
+    // A compensation runs while the saga changes other steps' statuses.
+    const bool fields = context != RefContext::compensation;
     auto fail = [&](const std::string& why) {
         fail_definition("bad_reference", where, fmt::format("reference {} {}", quote(text), why));
     };
@@ -130,7 +139,9 @@ Reference parse_reference(std::string text, const std::string& where,
         if (!is_output && !is_field) {
             fail(fields ? "must continue with \".output\", \".status\" or \".error\" after the step "
                           "id: ${steps.ID.output}"
-                        : "must continue with \".output\" after the step id: ${steps.ID.output}");
+                        : "must continue with \".output\" after the step id: ${steps.ID.output} (a "
+                          "compensation's input cannot read a step's status or error: they change "
+                          "while the run compensates)");
         }
         auto found = index.find(segments[1]);
         if (found == index.end()) fail(fmt::format("names unknown step {}", quote(segments[1])));
@@ -215,21 +226,22 @@ std::vector<TemplatePart> parse_template(const std::string& text, const std::str
 }
 
 Json resolve_input(const Workflow& workflow, std::uint32_t step, const Json& run_input,
-                   const OutputOf& output_of, const Element* element) {
+                   const StepOf& step_of, const Element* element) {
     const Step& definition = workflow.steps()[step];
     const StepPlan& plan = workflow.plan().steps[step];
     if (!definition.input) {
         Json outputs = Json::object();
-        for (std::uint32_t d : plan.deps) outputs[workflow.steps()[d].id] = output_of(d);
+        for (std::uint32_t d : plan.deps) outputs[workflow.steps()[d].id] = step_of(d).output;
         return outputs;
     }
-    return fill(workflow, *definition.input, plan.substitutions, {run_input, output_of, element});
+    return fill(workflow, *definition.input, plan.substitutions, {run_input, step_of, element});
 }
 
 const Json& resolve_for_each(const Workflow& workflow, std::uint32_t step, const Json& run_input,
-                             const OutputOf& output_of) {
+                             const StepOf& step_of) {
     const Reference& ref = *workflow.plan().steps[step].for_each;
-    const Json& array = lookup(workflow, ref, {run_input, output_of, nullptr});
+    Json unused;   // validation lets for_each name an output only, never a made value
+    const Json& array = lookup(workflow, ref, {run_input, step_of, nullptr}, unused);
     if (!array.is_array()) {
         throw InvalidArgument("loom.for_each.not_array",
                               fmt::format("step {}: for_each {} is {}{}, not an array",
@@ -241,11 +253,11 @@ const Json& resolve_for_each(const Workflow& workflow, std::uint32_t step, const
 }
 
 Json resolve_compensation_input(const Workflow& workflow, std::uint32_t step, const Json& run_input,
-                                const OutputOf& output_of) {
+                                const StepOf& step_of) {
     const std::optional<Json>& input = workflow.steps()[step].compensate->input;
-    if (!input) return output_of(step);
+    if (!input) return step_of(step).output;
     return fill(workflow, *input, workflow.plan().steps[step].compensate_substitutions,
-                {run_input, output_of, nullptr});
+                {run_input, step_of, nullptr});
 }
 
 }  // namespace loom::detail

@@ -3,6 +3,7 @@
 #include <loom/run.hpp>
 
 #include <array>
+#include <ostream>
 #include <string>
 #include <utility>
 
@@ -50,6 +51,9 @@ std::string_view to_string(RunStatus status) noexcept { return name_of(kRunNames
 std::string_view to_string(StepStatus status) noexcept { return name_of(kStepNames, status); }
 RunStatus parse_run_status(std::string_view name) { return parse(kRunNames, name, "run"); }
 StepStatus parse_step_status(std::string_view name) { return parse(kStepNames, name, "step"); }
+
+std::ostream& operator<<(std::ostream& out, RunStatus status) { return out << to_string(status); }
+std::ostream& operator<<(std::ostream& out, StepStatus status) { return out << to_string(status); }
 
 const StepInfo* RunInfo::step(std::string_view step_id) const {
     for (const auto& s : steps)

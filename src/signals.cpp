@@ -4,6 +4,7 @@
 // recorded in the run's history before it acts, so one made while no process
 // runs the run — or just before a crash — is replayed by recover().
 #include <charconv>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -21,13 +22,75 @@ constexpr const char* kSignal = "signal";
 constexpr const char* kCompleteRequested = "step.complete_requested";
 constexpr const char* kFailRequested = "step.fail_requested";
 
+// The name wait step `step` waits for, if its input spells it out: "" for
+// none (the step fails when reached), nullopt if it may be any name (a
+// ${...} in it, or no input template: the step then reads its dependencies).
+std::optional<std::string> literal_signal(const Workflow& wf, std::uint32_t step) {
+    const std::optional<Json>& input = wf.steps()[step].input;
+    if (!input || !input->is_object()) return std::nullopt;
+    auto name = input->find("signal");
+    if (name == input->end() || !name->is_string()) return std::string();
+    static const Json::json_pointer kSignal("/signal");
+    for (const detail::Substitution& sub : wf.plan().steps[step].substitutions) {
+        if (sub.where != kSignal) continue;
+        std::string text;   // "$${" is a literal "${": it has a substitution too
+        for (const detail::TemplatePart& part : sub.parts) {
+            if (part.ref) return std::nullopt;
+            text += part.literal;
+        }
+        return text;
+    }
+    return name->get<std::string>();
+}
+
 }  // namespace
 
+void Executor::Impl::check_signal(const Workflow& wf, const RunId& id, const std::string& name) {
+    std::set<std::string> names;
+    for (std::uint32_t i = 0; i < wf.steps().size(); ++i) {
+        if (detail::kind_of(wf, i) != detail::StepKind::wait) continue;
+        const auto awaited = literal_signal(wf, i);
+        if (!awaited || *awaited == name) return;
+        if (!awaited->empty()) names.insert(*awaited);
+    }
+    std::string waits_for;
+    for (const auto& n : names) waits_for += (waits_for.empty() ? "" : ", ") + detail::quote(n);
+    // A wait step of a sub-workflow is its child run's: that is the run to signal.
+    std::string hint;
+    std::set<std::string> seen{wf.name()};
+    std::vector<std::pair<std::shared_ptr<const Workflow>, RunId>> todo;
+    auto children_of = [&](const Workflow& parent, const RunId& parent_id) {
+        for (std::uint32_t i = 0; i < parent.steps().size(); ++i) {
+            if (detail::kind_of(parent, i) != detail::StepKind::child) continue;
+            const std::string child = parent.steps()[i].handler.substr(9);
+            if (!seen.insert(child).second) continue;
+            try {
+                todo.emplace_back(find_workflow(child, std::nullopt), parent_id + "." + parent.steps()[i].id);
+            } catch (const NotFound&) {
+                // Not added: its runs cannot start, nor wait.
+            }
+        }
+    };
+    children_of(wf, id);
+    while (!todo.empty() && hint.empty()) {
+        const auto [child, child_id] = todo.front();
+        todo.erase(todo.begin());
+        for (std::uint32_t i = 0; i < child->steps().size() && hint.empty(); ++i) {
+            if (detail::kind_of(*child, i) == detail::StepKind::wait && literal_signal(*child, i) == name)
+                hint = fmt::format("; step \"{}\" of sub-workflow \"{}\" waits for it: signal its child run {}",
+                                   child->steps()[i].id, child->name(), child_id);
+        }
+        children_of(*child, child_id);
+    }
+    throw InvalidArgument("loom.signal.unknown",
+                          fmt::format("run {} (workflow \"{}\" version {}) has no wait step for signal {}; it "
+                                      "waits for {}{}",
+                                      id, wf.name(), wf.version(), detail::quote(name),
+                                      waits_for.empty() ? "no signal" : waits_for, hint));
+}
+
 std::string Executor::Impl::awaited_signal(const RunState& run, std::uint32_t step) const {
-    const Json input = detail::resolve_input(*run.workflow, step, run.input,
-                                             [&run](std::uint32_t i) -> const Json& {
-                                                 return run.steps[i].output;
-                                             });
+    const Json input = detail::resolve_input(*run.workflow, step, run.input, detail::steps_of(run.steps));
     auto name = input.is_object() ? input.find("signal") : input.end();
     if (name == input.end() || !name->is_string() || name->get_ref<const std::string&>().empty())
         throw InvalidArgument("loom.wait.input",
@@ -59,10 +122,7 @@ bool Executor::Impl::admit_wait(RunState& run, std::uint32_t step, Queue& queue)
         record_step(run, step, queue.writes(), "step.completed", *slot.finished_at, "signal " + slot.awaiting);
         return true;
     }
-    const Json input = detail::resolve_input(*run.workflow, step, run.input,
-                                             [&run](std::uint32_t i) -> const Json& {
-                                                 return run.steps[i].output;
-                                             });
+    const Json input = detail::resolve_input(*run.workflow, step, run.input, detail::steps_of(run.steps));
     if (auto t = input.find("timeout_ms"); t != input.end())
         slot.wake_at = *slot.started_at + std::chrono::milliseconds(t->get<std::int64_t>());
     slot.status = StepStatus::suspended;
@@ -248,7 +308,7 @@ bool Executor::signal(const RunId& id, const std::string& name, const Json& payl
     detail::check_payload(payload, impl_->options_.payload, "the signal's payload");
     RunEvent event{0, id, "", kSignal, 0, Json{{"name", name}, {"payload", payload}}.dump(), {}};
     return impl_->deliver(
-        id, std::move(event), [](RunState&) {},
+        id, std::move(event), [&](RunState& run) { impl_->check_signal(*run.workflow, id, name); },
         [&](RunState& run, Impl::Queue& queue) {
             if (!run.signals.emplace(name, payload).second) return;   // the first counts
             if (run.stopping) return;   // its suspended steps are released already
@@ -258,7 +318,9 @@ bool Executor::signal(const RunId& id, const std::string& name, const Json& payl
                 impl_->resume(run, i, Impl::Result::success(payload), queue);
             }
         },
-        [](const RunInfo&) {});
+        [&](const RunInfo& info) {
+            impl_->check_signal(*impl_->find_workflow(info.workflow_name, info.workflow_version), id, name);
+        });
 }
 
 namespace {

@@ -394,6 +394,52 @@ struct SqliteStore::Impl {
         }
     }
 
+    // save_workflow, or with `replace` replace_workflow.
+    bool save_definition(const WorkflowRecord& workflow, bool replace) {
+        Doing context;
+        context.workflow = &workflow.name;
+        return write(context, [&](Doing& doing) {
+            doing = Doing{replace ? "replacing the definition of" : "saving the definition of", nullptr,
+                          nullptr, &workflow.name};
+            Use find(find_definition_hash);
+            find->bindNoCopy(1, workflow.name);
+            find->bind(2, workflow.version);
+            const bool stored = find->executeStep();
+            if (stored) {
+                std::string hash = find->getColumn(0).getString();
+                if (hash == workflow.hash) return false;
+                if (!replace) throw detail::definition_conflict(workflow.name, workflow.version, hash, workflow.hash);
+                // Development only: the statements are prepared per call, not kept.
+                SQLite::Statement user(writer,
+                                       "SELECT id FROM workflow_runs WHERE workflow_name = ? AND "
+                                       "workflow_version = ? AND status = 'running' LIMIT 1");
+                user.bindNoCopy(1, workflow.name);
+                user.bind(2, workflow.version);
+                if (user.executeStep())
+                    throw detail::definition_in_use(workflow.name, workflow.version, user.getColumn(0).getString());
+                // Updated in place: finished runs still reference the row.
+                SQLite::Statement update(writer,
+                                         "UPDATE workflow_definitions SET hash = ?, definition = ?, "
+                                         "created_at = ? WHERE name = ? AND version = ?");
+                update.bindNoCopy(1, workflow.hash);
+                update.bind(2, dump(workflow.definition));
+                update.bind(3, detail::to_millis(workflow.created_at));
+                update.bindNoCopy(4, workflow.name);
+                update.bind(5, workflow.version);
+                update.exec();
+                return true;
+            }
+            Use insert(insert_definition);
+            insert->bindNoCopy(1, workflow.name);
+            insert->bind(2, workflow.version);
+            insert->bindNoCopy(3, workflow.hash);
+            insert->bind(4, dump(workflow.definition));
+            insert->bind(5, detail::to_millis(workflow.created_at));
+            insert->exec();
+            return true;
+        });
+    }
+
     // Runs f under read_mutex, in one read transaction so that what it reads
     // comes from one snapshot.
     template <class F>
@@ -538,32 +584,9 @@ SqliteStore::~SqliteStore() = default;
 
 int SqliteStore::latest_schema_version() noexcept { return detail::latest_schema_version(); }
 
-bool SqliteStore::save_workflow(const WorkflowRecord& workflow) {
-    Doing context;
-    context.workflow = &workflow.name;
-    return impl_->write(context, [&](Doing& doing) {
-        doing = Doing{"saving the definition of", nullptr, nullptr, &workflow.name};
-        Use find(impl_->find_definition_hash);
-        find->bindNoCopy(1, workflow.name);
-        find->bind(2, workflow.version);
-        if (find->executeStep()) {
-            std::string stored = find->getColumn(0).getString();
-            if (stored != workflow.hash) {
-                throw detail::definition_conflict(workflow.name, workflow.version, stored,
-                                                  workflow.hash);
-            }
-            return false;
-        }
-        Use insert(impl_->insert_definition);
-        insert->bindNoCopy(1, workflow.name);
-        insert->bind(2, workflow.version);
-        insert->bindNoCopy(3, workflow.hash);
-        insert->bind(4, dump(workflow.definition));
-        insert->bind(5, detail::to_millis(workflow.created_at));
-        insert->exec();
-        return true;
-    });
-}
+bool SqliteStore::save_workflow(const WorkflowRecord& workflow) { return impl_->save_definition(workflow, false); }
+
+bool SqliteStore::replace_workflow(const WorkflowRecord& workflow) { return impl_->save_definition(workflow, true); }
 
 std::optional<WorkflowRecord> SqliteStore::load_workflow(std::string_view name,
                                                          std::optional<std::int64_t> version) {

@@ -45,6 +45,14 @@ inline Conflict definition_conflict(const std::string& name, std::int64_t versio
                         "; give changed content a new version");
 }
 
+/// replace_workflow() while unfinished run `run` uses (name, version).
+inline Conflict definition_in_use(const std::string& name, std::int64_t version, const RunId& run) {
+    return Conflict("loom.workflow.in_use",
+                    "workflow " + name + " version " + std::to_string(version) +
+                        " cannot be replaced: unfinished run " + run +
+                        " uses it (let it finish or cancel it, or give changed content a new version)");
+}
+
 inline StoreError unknown_workflow(const RunInfo& run) {
     return StoreError("loom.store.unknown_workflow",
                       "run " + run.id + ": workflow " + run.workflow_name + " version " +

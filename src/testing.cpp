@@ -123,6 +123,11 @@ StepHarness& StepHarness::step_id(std::string id) {
     return *this;
 }
 
+StepHarness& StepHarness::compensating(bool value) {
+    compensating_ = value;
+    return *this;
+}
+
 StepHarness& StepHarness::deadline(TimePoint at) {
     deadline_ = at;
     return *this;
@@ -153,6 +158,7 @@ StepResult StepHarness::run() const {
     params.attempt = attempt_;
     params.run_id = run_id_;
     params.step_id = step_id_;
+    params.compensating = compensating_;
     params.cancel_flag = &cancel_flag_;
     params.deadline = deadline_;
     if (timeout_) {

@@ -179,10 +179,7 @@ bool Executor::Impl::admit(RunState& run, std::uint32_t step, Queue& queue, bool
     if (plan.kind == detail::StepKind::sleep && slot.attempts == 0 && !slot.wake_at) {
         // The wait comes first and holds no thread; its attempt only completes it.
         try {
-            const Json input = detail::resolve_input(*run.workflow, step, run.input,
-                                                     [&run](std::uint32_t i) -> const Json& {
-                                                         return run.steps[i].output;
-                                                     });
+            const Json input = detail::resolve_input(*run.workflow, step, run.input, detail::steps_of(run.steps));
             slot.wake_at = detail::sleep_until(input, now());
         } catch (const std::exception& e) {
             --run.active;
@@ -391,10 +388,10 @@ Executor::Impl::Result Executor::Impl::call_handler(RunState& run, std::uint32_t
         // Captures fit std::function's inline buffer (16 bytes): no allocation per attempt.
         constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
         params.resolve_input = [&run, step, index = item.value_or(kNone)] {
-            auto output_of = [&run](std::uint32_t i) -> const Json& { return run.steps[i].output; };
-            if (index == kNone) return detail::resolve_input(*run.workflow, step, run.input, output_of);
+            const auto step_of = detail::steps_of(run.steps);
+            if (index == kNone) return detail::resolve_input(*run.workflow, step, run.input, step_of);
             const detail::Element element{run.steps[step].fan->elements[index], Json(index)};
-            return detail::resolve_input(*run.workflow, step, run.input, output_of, &element);
+            return detail::resolve_input(*run.workflow, step, run.input, step_of, &element);
         };
         StepContext ctx(std::move(params));
         auto outcome = detail::invoke(*run.handlers.run[step], ctx);
@@ -423,7 +420,7 @@ void Executor::Impl::finish_attempt(const std::shared_ptr<RunState>& run_ptr, st
         if (run.active == 0) erase_live(run_ptr);
         return;
     }
-    if (stopping_ && !result.ok()) {
+    if (attempts_cancelled_ && !result.ok()) {
         // Most likely the handler gave up because shutdown set ctx.cancelled():
         // not the step's failure. Nothing is recorded; recover() runs it again.
         return;

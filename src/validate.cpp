@@ -9,7 +9,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
+#include <fstream>
 #include <limits>
 #include <tuple>
 #include <type_traits>
@@ -647,7 +650,7 @@ std::vector<Reader::Indirect> Reader::compile_inputs() {
         if (!steps[i].when.empty()) compile_condition(i, indirect);
         if (steps[i].compensate && steps[i].compensate->input) {
             compile_template(*steps[i].compensate->input, i, child("/steps", i) + "/compensate/input",
-                             true, detail::RefContext::input, plan.steps[i].compensate_substitutions,
+                             true, detail::RefContext::compensation, plan.steps[i].compensate_substitutions,
                              indirect);
         }
         if (!steps[i].for_each.empty()) compile_for_each(i, indirect);
@@ -670,7 +673,7 @@ void Reader::compile_for_each(std::uint32_t i, std::vector<Indirect>& indirect) 
     const std::string path = child("/steps", i) + "/for_each";
     const std::string& text = steps[i].for_each;
     auto parts = detail::parse_template(text, path, plan.index, detail::RefContext::input);
-    if (parts.size() != 1 || !parts[0].ref) {
+    if (parts.size() != 1 || !parts[0].ref || parts[0].ref->field != detail::Reference::Field::output) {
         fail_definition("bad_for_each", path,
                         fmt::format("{} must be one reference to an array, such as "
                                     "\"${{input.items}}\" or \"${{steps.ID.output.items}}\"",
@@ -803,6 +806,32 @@ Workflow Workflow::from_json(std::string_view text, const DefinitionLimits& limi
         fail_definition("json", "", fmt::format("invalid JSON: {}", json_error_text(e)));
     }
     return validate(doc, limits);
+}
+
+Workflow Workflow::from_file(const std::filesystem::path& path, const DefinitionLimits& limits) {
+    const std::string name = path.string();
+    auto fail_file = [&](std::string_view reason, std::string_view text) { fail_definition(reason, name, text); };
+    std::ifstream file(path, std::ios::binary);
+    if (!file) fail_file("file", fmt::format("cannot open: {}", std::strerror(errno)));
+    // Read in chunks, and no further than one byte past the limit: enough to
+    // know the file is too large, whatever the limit and the file's size.
+    std::string text;
+    char chunk[1 << 16];
+    while (file && text.size() <= limits.max_bytes) {
+        file.read(chunk, sizeof chunk);
+        text.append(chunk, static_cast<std::size_t>(file.gcount()));
+    }
+    if (file.bad()) fail_file("file", fmt::format("cannot read: {}", std::strerror(errno)));
+    if (text.size() > limits.max_bytes)
+        fail_file("too_large", fmt::format("the file is larger than the limit of {} bytes", limits.max_bytes));
+    try {
+        return from_json(std::string_view(text), limits);
+    } catch (const DefinitionError& e) {
+        // The same id, the file named first: "[id] <file>: <JSON path>: <text>".
+        std::string_view what = e.what();
+        fail_definition(std::string_view(e.id()).substr(std::string_view("loom.definition.").size()), name,
+                        what.substr(what.find("] ") + 2));
+    }
 }
 
 Workflow Workflow::from_json(const Json& definition, const DefinitionLimits& limits) {

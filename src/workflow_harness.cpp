@@ -6,6 +6,7 @@
 #include <loom/testing.hpp>
 
 #include <algorithm>
+#include <deque>
 #include <functional>
 #include <set>
 #include <thread>
@@ -14,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "builtins.hpp"
+#include "executor_impl.hpp"
 #include "plan.hpp"
 
 namespace loom::testing {
@@ -81,7 +83,7 @@ private:
 
 }  // namespace
 
-struct WorkflowHarness::Impl {
+struct WorkflowHarness::Impl final : detail::ChildStandIn {
     /// What mock(), fail() and hang() set for a step.
     struct Mock {
         std::optional<Json> output;
@@ -91,9 +93,11 @@ struct WorkflowHarness::Impl {
         bool fail_fatal = false;
         int hang_first = 0;
     };
-    /// One step of the workflow: its real handler and its mock.
+    /// One step of the workflow or of an added one: its real handler and its mock.
     struct StepEntry {
+        const Workflow* workflow = nullptr;
         const Step* step = nullptr;
+        std::string key;                     // "step", or "workflow/step" in an added workflow
         std::shared_ptr<StepHandler> real;   // from the host's registry; null: none
         bool builtin = false;                // run by the executor ("sleep")
         Mock mock;                           // guarded by Impl::mutex_
@@ -122,9 +126,22 @@ struct WorkflowHarness::Impl {
     };
 
     Impl(Workflow wf, const HandlerRegistry* handlers, HarnessOptions opts);
-    ~Impl();
+    ~Impl() override;
 
+    WorkflowHarness& add_workflow(WorkflowHarness& self, Workflow wf, const HandlerRegistry* handlers);
+    /// Makes entries for the steps of `wf` (the harness's, or an added one).
+    void add_steps(const Workflow& wf, const HandlerRegistry* handlers);
+    /// The entry of step `step_id` ("step" or "workflow/step"). Throws
+    /// InvalidArgument "[loom.testing.unknown_step]".
     std::size_t index_of(std::string_view step_id) const;
+    /// The entry of step `i` of `wf`; mutex_ held.
+    std::size_t entry_of(const Workflow& wf, std::size_t i) const;
+    /// The workflow of a run of this harness; null if it is none of its.
+    const Workflow* workflow_of(const RunId& run);
+    /// ChildStandIn: a mocked "workflow:NAME" step runs no child run.
+    bool covers(const Workflow& workflow, std::uint32_t step) const override;
+    std::pair<Json, std::string> outcome(const RunId& run, const Workflow& workflow, std::uint32_t step,
+                                         const Json& input) override;
     /// index_of() for a step a mock may replace.
     std::size_t mockable(std::string_view step_id) const;
     Json dispatch(StepContext& ctx);
@@ -139,11 +156,12 @@ struct WorkflowHarness::Impl {
     std::vector<RunId> restart(const std::function<void()>& stopped);
     Outlook look();
     /// False (the run is busy) if something is due now; else notes what is to come.
-    bool look_at(const RunInfo& run, const Activity& activity, TimePoint now, Outlook& out) const;
+    /// A run of a sub-workflow step is looked at with its parent.
+    bool look_at(const RunInfo& run, const Activity& activity, TimePoint now, Outlook& out);
     /// look_at() for a for_each step that runs: its elements are in the store
     /// once they wait, complete or fail; the others are pending or running.
-    bool fan_out_quiet(const RunInfo& run, std::size_t step, const Activity& activity,
-                       const std::function<bool(TimePoint)>& to_come) const;
+    bool fan_out_quiet(const Workflow& wf, const RunInfo& run, std::size_t step, std::size_t entry,
+                       const Activity& activity, const std::function<bool(TimePoint)>& to_come) const;
     /// Waits until the runs are quiet, the executor has crashed, or the run
     /// `settling` (may be null) is final; returns the last outlook.
     Outlook wait_quiet(const RunId* settling);
@@ -151,10 +169,14 @@ struct WorkflowHarness::Impl {
 
     const Workflow workflow_;
     const HarnessOptions options_;
-    std::map<std::string, std::size_t, std::less<>> index_;   // step id -> steps_ index
 
     mutable std::mutex mutex_;
-    std::vector<StepEntry> steps_;                           // mocks and calls guarded by mutex_
+    std::deque<Workflow> added_;                             // add_workflow(); guarded by mutex_
+    /// Workflow name -> where its entries begin in steps_; guarded by mutex_.
+    std::map<std::string, std::size_t, std::less<>> first_entry_;
+    std::map<std::string, std::size_t, std::less<>> index_;  // StepEntry::key -> steps_ index; guarded by mutex_
+    std::map<RunId, const Workflow*> run_workflows_;         // workflow_of()'s answers; guarded by mutex_
+    std::deque<StepEntry> steps_;                            // guarded by mutex_ (entries stay put)
     std::map<std::pair<RunId, std::size_t>, int> run_calls_; // guarded by mutex_
     std::vector<Hang> hangs_;                                // guarded by mutex_
     std::map<std::pair<RunId, std::size_t>, int> in_flight_; // calls running; guarded by mutex_
@@ -172,18 +194,27 @@ struct WorkflowHarness::Impl {
 
 WorkflowHarness::Impl::Impl(Workflow wf, const HandlerRegistry* handlers, HarnessOptions opts)
     : workflow_(std::move(wf)), options_(opts), clock_(opts.start) {
-    const auto& steps = workflow_.steps();
-    steps_.resize(steps.size());
+    add_steps(workflow_, handlers);
+    start_executor();
+}
+
+void WorkflowHarness::Impl::add_steps(const Workflow& wf, const HandlerRegistry* handlers) {
+    std::lock_guard guard(mutex_);
+    const bool added = &wf != &workflow_;
+    first_entry_[wf.name()] = steps_.size();
+    const auto& steps = wf.steps();
     for (std::size_t i = 0; i < steps.size(); ++i) {
-        auto& entry = steps_[i];
+        auto& entry = steps_.emplace_back();
+        entry.workflow = &wf;
         entry.step = &steps[i];
-        index_.emplace(steps[i].id, i);
+        entry.key = added ? wf.name() + "/" + steps[i].id : steps[i].id;
+        index_[entry.key] = steps_.size() - 1;
         const std::string& name = steps[i].handler;
         entry.builtin = detail::builtin_handler(name) != nullptr;
         if (detail::is_reserved_handler(name)) continue;   // the executor's, or no one's
         if (handlers) entry.real = handlers->find(name);
         // One dispatcher per name, shared by the steps using it: it picks the
-        // step's mock or real handler by ctx.step_id().
+        // step's mock or real handler by the run's workflow and ctx.step_id().
         if (!registry_.contains(name))
             registry_.add(name, [this](StepContext& ctx) { return dispatch(ctx); });
     }
@@ -194,7 +225,6 @@ WorkflowHarness::Impl::Impl(Workflow wf, const HandlerRegistry* handlers, Harnes
         if (detail::is_reserved_handler(name) || registry_.contains(name)) continue;
         if (auto real = handlers->find(name)) registry_.add(name, std::move(real));
     }
-    start_executor();
 }
 
 WorkflowHarness::Impl::~Impl() { stop_executor(); }
@@ -206,7 +236,10 @@ void WorkflowHarness::Impl::start_executor() {
     options.clock = &clock_;
     options.delivery_poll = milliseconds(0);   // no other process shares its store
     executor_ = std::make_unique<Executor>(crashing_, registry_, options);
+    detail::ExecutorAccess::set_child_stand_in(*executor_, this);
     executor_->add_workflow(workflow_);
+    std::lock_guard guard(mutex_);
+    for (const Workflow& added : added_) executor_->add_workflow(added);
 }
 
 void WorkflowHarness::Impl::stop_executor() {
@@ -227,17 +260,44 @@ std::vector<RunId> WorkflowHarness::Impl::restart(const std::function<void()>& s
 }
 
 std::size_t WorkflowHarness::Impl::index_of(std::string_view step_id) const {
+    std::lock_guard guard(mutex_);
     auto it = index_.find(step_id);
     if (it == index_.end())
         throw InvalidArgument("loom.testing.unknown_step",
-                              fmt::format("workflow \"{}\" has no step \"{}\"", workflow_.name(), step_id));
+                              step_id.find('/') == std::string_view::npos
+                                  ? fmt::format("workflow \"{}\" has no step \"{}\"", workflow_.name(), step_id)
+                                  : fmt::format("no step \"{}\": name a step of a workflow given to "
+                                                "add_workflow() as \"workflow/step\"",
+                                                step_id));
     return it->second;
+}
+
+std::size_t WorkflowHarness::Impl::entry_of(const Workflow& wf, std::size_t i) const {
+    return first_entry_.at(wf.name()) + i;
+}
+
+const Workflow* WorkflowHarness::Impl::workflow_of(const RunId& run) {
+    {
+        std::lock_guard guard(mutex_);
+        auto it = run_workflows_.find(run);
+        if (it != run_workflows_.end()) return it->second;
+    }
+    const auto stored = store_.load_run(run);   // once per run, outside the lock
+    std::lock_guard guard(mutex_);
+    if (!stored) return nullptr;
+    const Workflow* wf = nullptr;
+    if (stored->workflow_name == workflow_.name()) wf = &workflow_;
+    for (const Workflow& added : added_)
+        if (added.name() == stored->workflow_name) wf = &added;
+    return run_workflows_[run] = wf;
 }
 
 std::size_t WorkflowHarness::Impl::mockable(std::string_view step_id) const {
     const std::size_t i = index_of(step_id);
-    const std::string& name = steps_[i].step->handler;
-    if (detail::is_reserved_handler(name))
+    std::unique_lock guard(mutex_);
+    const std::string name = steps_[i].step->handler;
+    guard.unlock();
+    if (detail::is_reserved_handler(name) && detail::builtin_kind(name) != detail::StepKind::child)
         throw InvalidArgument("loom.testing.not_mockable",
                               fmt::format("step \"{}\" is of the built-in type \"{}\", which cannot be "
                                           "mocked{}",
@@ -249,18 +309,22 @@ std::size_t WorkflowHarness::Impl::mockable(std::string_view step_id) const {
 }
 
 Json WorkflowHarness::Impl::dispatch(StepContext& ctx) {
-    auto it = index_.find(ctx.step_id());
-    if (it == index_.end())   // only this workflow runs here; kept for safety
-        throw FatalError("WorkflowHarness: no step \"" + ctx.step_id() + "\" in its workflow");
-    const std::size_t i = it->second;
+    const Workflow* wf = workflow_of(ctx.run_id());
+    const StepEntry* entry = nullptr;
     Mock mock;   // a copy: a test may change the mock while this attempt runs
-    const std::pair<RunId, std::size_t> key{ctx.run_id(), i};
+    std::pair<RunId, std::size_t> key{ctx.run_id(), 0};
     {
         std::lock_guard guard(mutex_);
-        ++steps_[i].calls;
+        const Step* step = wf ? wf->find_step(ctx.step_id()) : nullptr;
+        if (!step)   // only the harness's workflows run here; kept for safety
+            throw FatalError("WorkflowHarness: run " + ctx.run_id() + " has no step \"" + ctx.step_id() +
+                             "\" in the harness's workflows");
+        key.second = entry_of(*wf, static_cast<std::size_t>(step - wf->steps().data()));
+        entry = &steps_[key.second];
+        ++steps_[key.second].calls;
         ++run_calls_[key];
         ++in_flight_[key];
-        mock = steps_[i].mock;
+        mock = entry->mock;
     }
     struct Leave {
         Impl& impl;
@@ -271,16 +335,50 @@ Json WorkflowHarness::Impl::dispatch(StepContext& ctx) {
         }
     } leave{*this, key};
     const int attempt = ctx.attempt();
-    if (attempt <= mock.hang_first) hang(ctx, i);
+    if (attempt <= mock.hang_first) hang(ctx, key.second);
     if (attempt <= mock.fail_first) {
         if (mock.fail_fatal) throw FatalError(mock.fail_message);
         throw RetryableError(mock.fail_message);
     }
     if (mock.function) return mock.function(ctx);
     if (mock.output) return *mock.output;
-    if (steps_[i].real) return steps_[i].real->run(ctx);
+    if (entry->real) return entry->real->run(ctx);
     // start() refuses such a step; a run recovered from the store may still have one.
     throw FatalError("WorkflowHarness: step \"" + ctx.step_id() + "\" has neither a handler nor a mock");
+}
+
+bool WorkflowHarness::Impl::covers(const Workflow& workflow, std::uint32_t step) const {
+    std::lock_guard guard(mutex_);
+    auto first = first_entry_.find(workflow.name());
+    if (first == first_entry_.end()) return false;
+    const Mock& mock = steps_[first->second + step].mock;
+    return mock.output || mock.function || mock.fail_first > 0;
+}
+
+std::pair<Json, std::string> WorkflowHarness::Impl::outcome(const RunId& run, const Workflow& workflow,
+                                                           std::uint32_t step, const Json& input) {
+    Mock mock;
+    {
+        std::lock_guard guard(mutex_);
+        const std::size_t i = entry_of(workflow, step);
+        ++steps_[i].calls;
+        ++run_calls_[{run, i}];
+        mock = steps_[i].mock;
+    }
+    // A sub-workflow step has one attempt: its child run, here the mock.
+    if (mock.fail_first > 0) return {nullptr, mock.fail_message};
+    if (mock.output) return {*mock.output, ""};
+    StepContext::Params params;
+    params.input = input;
+    params.run_id = run;
+    params.step_id = workflow.steps()[step].id;
+    params.clock = &clock_;
+    StepContext ctx(std::move(params));
+    try {
+        return {mock.function(ctx), ""};
+    } catch (const std::exception& e) {
+        return {nullptr, e.what()};
+    }
 }
 
 void WorkflowHarness::Impl::hang(StepContext& ctx, std::size_t step) {
@@ -320,7 +418,18 @@ bool WorkflowHarness::Impl::given_up(const StepContext& ctx) {
 }
 
 bool WorkflowHarness::Impl::look_at(const RunInfo& run, const Activity& activity,
-                                    TimePoint now, Outlook& out) const {
+                                    TimePoint now, Outlook& out) {
+    const Workflow* wf = workflow_of(run.id);
+    if (!wf)
+        throw InvalidArgument("loom.testing.unknown_workflow",
+                              fmt::format("run {} is of workflow \"{}\", which the harness does not know; "
+                                          "give it to add_workflow()",
+                                          run.id, run.workflow_name));
+    std::size_t first;
+    {
+        std::lock_guard guard(mutex_);
+        first = entry_of(*wf, 0);
+    }
     const auto& hangs = activity.hangs;
     // A wake-up still to come is noted; one already due means the executor
     // has work to do (or is doing it) before the clock may move.
@@ -329,7 +438,7 @@ bool WorkflowHarness::Impl::look_at(const RunInfo& run, const Activity& activity
         if (!out.next || at < *out.next) out.next = at;
         return true;
     };
-    if (auto limit = workflow_.deadline())
+    if (auto limit = wf->deadline())
         if (!to_come(run.created_at + *limit)) return false;
     if (run.paused) return true;   // nothing starts until resume()
     for (std::size_t i = 0; i < run.steps.size(); ++i) {
@@ -345,17 +454,29 @@ bool WorkflowHarness::Impl::look_at(const RunInfo& run, const Activity& activity
                 [[fallthrough]];
             case StepStatus::ready:
             case StepStatus::running: {
-                if (detail::kind_of(workflow_, i) == detail::StepKind::for_each && s.status == StepStatus::running) {
-                    if (!fan_out_quiet(run, i, activity, to_come)) return false;
+                if (detail::kind_of(*wf, i) == detail::StepKind::for_each && s.status == StepStatus::running) {
+                    if (!fan_out_quiet(*wf, run, i, first + i, activity, to_come)) return false;
                     break;
                 }
                 // Quiet only while hang() holds the current attempt.
                 const int current = s.status == StepStatus::running ? s.attempts : s.attempts + 1;
                 auto held = std::find_if(hangs.begin(), hangs.end(), [&](const Hang& h) {
-                    return h.run == run.id && h.step == i && h.attempt >= current;
+                    return h.run == run.id && h.step == first + i && h.attempt >= current;
                 });
                 if (held == hangs.end()) return false;
                 if (held->deadline && !to_come(*held->deadline)) return false;
+                break;
+            }
+            case StepStatus::suspended: {
+                if (detail::kind_of(*wf, i) == detail::StepKind::child) {
+                    // Its child run is looked at as part of this one; until it
+                    // exists (or once it is final) the executor has work to do.
+                    const auto child = store_.load_run(run.id + "." + s.step_id);
+                    if (!child || is_final(child->status) || !look_at(*child, activity, now, out)) return false;
+                    break;
+                }
+                // A wait for a signal or a completion, until its timeout if it has one.
+                if (s.wake_at && !to_come(*s.wake_at)) return false;
                 break;
             }
             case StepStatus::compensating:
@@ -369,15 +490,16 @@ bool WorkflowHarness::Impl::look_at(const RunInfo& run, const Activity& activity
     return true;
 }
 
-bool WorkflowHarness::Impl::fan_out_quiet(const RunInfo& run, std::size_t step, const Activity& activity,
+bool WorkflowHarness::Impl::fan_out_quiet(const Workflow& wf, const RunInfo& run, std::size_t step,
+                                          std::size_t entry, const Activity& activity,
                                           const std::function<bool(TimePoint)>& to_come) const {
     std::set<std::uint32_t> held;   // elements whose running attempt a hang() holds
     for (const Hang& h : activity.hangs) {
-        if (h.run != run.id || h.step != step || !h.item) continue;
+        if (h.run != run.id || h.step != entry || !h.item) continue;
         if (h.deadline && !to_come(*h.deadline)) return false;
         held.insert(*h.item);
     }
-    auto calls = activity.in_flight.find({run.id, step});
+    auto calls = activity.in_flight.find({run.id, entry});
     if (calls != activity.in_flight.end() && static_cast<std::size_t>(calls->second) > held.size())
         return false;   // a call that returns by itself
     std::size_t done = 0, waiting = 0;
@@ -395,8 +517,8 @@ bool WorkflowHarness::Impl::fan_out_quiet(const RunInfo& run, std::size_t step, 
     if (failed) return true;   // nothing new starts; the step fails once the rest is over
     std::size_t n = 0;
     try {
-        n = detail::resolve_for_each(workflow_, static_cast<std::uint32_t>(step), run.input,
-                                     [&run](std::uint32_t d) -> const Json& { return run.steps[d].output; })
+        n = detail::resolve_for_each(wf, static_cast<std::uint32_t>(step), run.input,
+                                     detail::steps_of(run.steps))
                 .size();
     } catch (const std::exception&) {
         return false;   // the step fails as soon as it is recorded
@@ -404,7 +526,7 @@ bool WorkflowHarness::Impl::fan_out_quiet(const RunInfo& run, std::size_t step, 
     // The rest are pending or ready: they start unless max_parallel is taken
     // by elements that wait for a retry or hang.
     if (n <= done + waiting + held.size()) return true;
-    const auto limit = workflow_.steps()[step].max_parallel;
+    const auto limit = wf.steps()[step].max_parallel;
     return limit && waiting + held.size() >= *limit;
 }
 
@@ -462,9 +584,9 @@ WorkflowHarness::Impl::Outlook WorkflowHarness::Impl::wait_quiet(const RunId* se
 std::map<std::string, int, std::less<>> WorkflowHarness::Impl::calls_of(const RunId& id) const {
     std::map<std::string, int, std::less<>> calls;
     std::lock_guard guard(mutex_);
-    for (std::size_t i = 0; i < steps_.size(); ++i) {
+    for (std::size_t i = 0; i < workflow_.steps().size(); ++i) {   // the harness's workflow: first
         auto it = run_calls_.find({id, i});
-        calls[steps_[i].step->id] = it == run_calls_.end() ? 0 : it->second;
+        calls[steps_[i].key] = it == run_calls_.end() ? 0 : it->second;
     }
     return calls;
 }
@@ -515,8 +637,37 @@ WorkflowHarness& WorkflowHarness::hang(std::string_view step_id, int first_n_att
     const std::size_t i = impl_->mockable(step_id);
     if (first_n_attempts < 0) bad_count("WorkflowHarness::hang", first_n_attempts);
     std::lock_guard guard(impl_->mutex_);
+    if (impl_->steps_[i].builtin)   // mockable: a "workflow:" step
+        throw InvalidArgument("loom.testing.not_mockable",
+                              fmt::format("step \"{}\" runs a sub-workflow, which cannot hang: it has no "
+                                          "attempt to time out; mock its outcome or fail() it",
+                                          step_id));
     impl_->steps_[i].mock.hang_first = first_n_attempts;
     return *this;
+}
+
+WorkflowHarness& WorkflowHarness::add_workflow(Workflow workflow) { return impl_->add_workflow(*this, std::move(workflow), nullptr); }
+
+WorkflowHarness& WorkflowHarness::add_workflow(Workflow workflow, const HandlerRegistry& handlers) {
+    return impl_->add_workflow(*this, std::move(workflow), &handlers);
+}
+
+WorkflowHarness& WorkflowHarness::Impl::add_workflow(WorkflowHarness& self, Workflow wf,
+                                                     const HandlerRegistry* handlers) {
+    {
+        std::lock_guard guard(mutex_);
+        if (first_entry_.count(wf.name()))
+            throw Conflict("loom.testing.workflow_added",
+                           fmt::format("the harness has workflow \"{}\" already", wf.name()));
+    }
+    executor_->add_workflow(wf);   // first: if it throws, nothing has changed
+    const Workflow* added;
+    {
+        std::lock_guard guard(mutex_);
+        added = &added_.emplace_back(std::move(wf));
+    }
+    add_steps(*added, handlers);
+    return self;
 }
 
 RunId WorkflowHarness::start(const Json& input) {
@@ -527,7 +678,7 @@ RunId WorkflowHarness::start(const Json& input) {
             throw NotFound("loom.handler.unknown",
                            fmt::format("workflow \"{}\" step \"{}\" uses handler \"{}\", which is "
                                        "neither registered nor mocked",
-                                       impl_->workflow_.name(), entry.step->id, entry.step->handler));
+                                       entry.workflow->name(), entry.step->id, entry.step->handler));
         }
     }
     RunId id = impl_->executor_->start(impl_->workflow_.name(), input);

@@ -453,9 +453,11 @@ TEST_CASE("bad definitions are refused with their exact error and store nothing"
          add_text(with_steps(R"([{"id": "a", "handler": "h",
                                   "compensate": {"handler": "u", "input": ["${steps.b.output}"]}},
                                  {"id": "b", "handler": "h", "depends_on": ["a"]}])"))},
-        {"a compensate input with a malformed reference", "DefinitionError",
+        {"a compensate input reading a step's status", "DefinitionError",
          "[loom.definition.bad_reference] /steps/0/compensate/input/x: reference "
-         "\"${steps.a.status}\" must continue with \".output\" after the step id: ${steps.ID.output}",
+         "\"${steps.a.status}\" must continue with \".output\" after the step id: ${steps.ID.output} "
+         "(a compensation's input cannot read a step's status or error: they change while the run "
+         "compensates)",
          add_text(with_step(R"("compensate": {"handler": "u", "input": {"x": "${steps.a.status}"}})"))},
         {"an empty when", "DefinitionError",
          "[loom.definition.empty] /steps/0/when: a condition must not be empty; leave \"when\" out "
@@ -606,7 +608,7 @@ TEST_CASE("bad definitions are refused with their exact error and store nothing"
          add_text(with_input(R"(["${steps.zz.output}"])"))},
         {"a step reference without .output", "DefinitionError",
          "[loom.definition.bad_reference] /steps/1/input: reference \"${steps.a.result}\" must "
-         "continue with \".output\" after the step id: ${steps.ID.output}",
+         "continue with \".output\", \".status\" or \".error\" after the step id: ${steps.ID.output}",
          add_text(with_steps(R"([{"id": "a", "handler": "h"},
              {"id": "b", "handler": "h", "depends_on": ["a"], "input": "${steps.a.result}"}])"))},
         {"a reference with an empty segment", "DefinitionError",

@@ -21,13 +21,13 @@ struct Shop : loom::test::Steps {
     Shop() {
         handlers.add("charge", [this](loom::StepContext& ctx) -> Json {
             counter.hit(ctx.step_id());
-            if (ctx.input().value("amount", 0) < 0) throw loom::FatalError("negative amount");
-            return {{"charged", ctx.input()["amount"]}};
+            if (ctx.input_or("amount", 0) < 0) throw loom::FatalError("negative amount");
+            return {{"charged", ctx.input<Json>("amount")}};
         });
         handlers.add("receipt", [this](loom::StepContext& ctx) -> Json {
             counter.hit(ctx.step_id());
             if (hold) gate.pass();
-            return {{"receipt", ctx.input()["charge"]["charged"]}};
+            return {{"receipt", ctx.input<Json>("/charge/charged"_json_pointer)}};
         });
         handlers.add("mark", [this](loom::StepContext& ctx) -> Json {
             counter.hit(ctx.step_id());
@@ -227,4 +227,70 @@ TEST_CASE("a parent recovered stopped cancels the child it left running", "[chil
     CHECK(child.cancel_requested);
     CHECK(child.status == loom::RunStatus::cancelled);
     if (child.step("await")->attempts > 0) CHECK(saw_cancel);   // if it ran again, it was told at once
+}
+
+TEST_CASE("check() and start() find a sub-workflow's missing handler before anything is stored",
+          "[children]") {
+    Fixture<Shop> shop;
+    auto& executor = shop.open();
+    // A parent may be added before its child, and before handlers are registered.
+    executor.add_workflow(Shop::order());
+    CHECK_THROWS_WITH(executor.check(Shop::order()),
+                      "[loom.workflow.unknown] workflow \"order\" step \"pay\" runs workflow \"payment\", "
+                      "which is not registered");
+    executor.add_workflow(loom::WorkflowBuilder("payment", 1)
+                              .step("charge", "charge").input({{"amount", "${input.amount}"}})
+                              .step("receipt", "mail").compensate("unmail").after("charge")
+                              .build());
+    const std::string missing =
+        "[loom.handler.unknown] workflow \"order\" step \"pay\" runs workflow \"payment\": workflow "
+        "\"payment\" step \"receipt\" uses handler \"mail\", which is not registered";
+    CHECK_THROWS_WITH(executor.check(Shop::order()), missing);
+    CHECK_THROWS_WITH(executor.start("order", {{"amount", 1}}), missing);
+    CHECK(executor.list_runs().empty());
+
+    shop.handlers.add("mail", [](loom::StepContext&) -> Json { return nullptr; });
+    CHECK_THROWS_WITH(executor.check(Shop::order()),
+                      "[loom.handler.unknown] workflow \"order\" step \"pay\" runs workflow \"payment\": "
+                      "workflow \"payment\" step \"receipt\" uses compensation handler \"unmail\", which is "
+                      "not registered");
+    shop.handlers.add("unmail", [](loom::StepContext&) -> Json { return nullptr; });
+    executor.check(Shop::order());
+    CHECK(executor.wait(executor.start("order", {{"amount", 1}})).status == loom::RunStatus::completed);
+}
+
+TEST_CASE("check() of a workflow that runs itself ends", "[children]") {
+    Fixture<Shop> shop;
+    auto again = loom::WorkflowBuilder("again", 1).step("again", "workflow:again").step("m", "mark").build();
+    auto& executor = shop.open({again});
+    executor.check(again);
+}
+
+TEST_CASE("replace_workflow() changes a version's content while no unfinished run uses it",
+          "[children][model]") {
+    Fixture<Shop> shop(loom::test::Storage::sqlite);
+    auto& executor = shop.open();
+    auto typo = loom::WorkflowBuilder("pay", 1).step("charge", "chrage").input({{"amount", 1}}).build();
+    auto fixed = loom::WorkflowBuilder("pay", 1).step("charge", "charge").input({{"amount", 1}}).build();
+    executor.add_workflow(typo);
+    CHECK_THROWS_AS(executor.add_workflow(fixed), loom::Conflict);   // add_workflow keeps its promise
+    executor.replace_workflow(fixed);
+    CHECK(shop.store().load_workflow("pay", 1)->hash == fixed.hash());
+    auto first = executor.start("pay");
+    CHECK(executor.wait(first).status == loom::RunStatus::completed);   // finished: may be replaced
+
+    shop.hold = true;
+    auto held = loom::WorkflowBuilder("pay", 1).step("charge", "receipt").input({{"charge", {{"charged", 2}}}}).build();
+    executor.replace_workflow(held);
+    auto running = executor.start("pay");
+    shop.gate.wait_for_waiters(1);
+    CHECK_THROWS_WITH(executor.replace_workflow(fixed),
+                      "[loom.workflow.in_use] workflow pay version 1 cannot be replaced: unfinished run " +
+                          running + " uses it (let it finish or cancel it, or give changed content a new "
+                                    "version)");
+    CHECK(shop.store().load_workflow("pay", 1)->hash == held.hash());   // unchanged
+    shop.gate.release();
+    CHECK(executor.wait(running).status == loom::RunStatus::completed);
+    executor.replace_workflow(fixed);
+    CHECK(shop.store().load_workflow("pay", 1)->hash == fixed.hash());
 }

@@ -160,7 +160,7 @@ TEST_CASE("steps of higher-priority runs are taken first", "[control]") {
     });
     f.handlers.add("note", [&](loom::StepContext& ctx) -> Json {
         std::lock_guard lock(mutex);
-        order.push_back(ctx.input()["name"].get<std::string>());
+        order.push_back(ctx.input<std::string>("name"));
         return 0;
     });
     auto& executor = f.open({}, {1});   // one thread: a queue forms

@@ -49,7 +49,7 @@ loom::Workflow hello() {
 
 void add_math(loom::HandlerRegistry& h) {
     h.add("add", [](loom::StepContext& ctx) -> Json {
-        return ctx.input()["x"].get<int>() + ctx.input()["y"].get<int>();
+        return ctx.input<int>("x") + ctx.input<int>("y");
     });
 }
 
@@ -328,7 +328,7 @@ TEST_CASE("recover resumes from the stored state: completed steps never run agai
     RunCounter counter;
     handlers.add("add", [&](loom::StepContext& ctx) -> Json {
         counter.hit(ctx.step_id());
-        return ctx.input()["x"].get<int>() + ctx.input()["y"].get<int>();
+        return ctx.input<int>("x") + ctx.input<int>("y");
     });
     auto wf = hello();
     loom::RunId id;
@@ -447,7 +447,7 @@ TEST_CASE("a failed commit surfaces as StoreError and recover resumes the run", 
     handlers.add("add", [&](loom::StepContext& ctx) -> Json {
         counter.hit(ctx.step_id());
         if (ctx.step_id() == "b" && counter.get("b") == 1) store.failing = true;
-        return ctx.input()["x"].get<int>() + ctx.input()["y"].get<int>();
+        return ctx.input<int>("x") + ctx.input<int>("y");
     });
     loom::Executor executor(store, handlers, {2});
     executor.add_workflow(hello());

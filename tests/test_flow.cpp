@@ -192,3 +192,27 @@ TEST_CASE("skips and tolerated failures are kept across a restart", "[flow][sqli
     CHECK(counter.get("fail") == 1);   // a settled failure is not retried by recovery
     CHECK(run.step("end")->status == StepStatus::completed);
 }
+
+TEST_CASE("a step after a failure under on_error continue receives its error and status in its input",
+          "[flow]") {
+    Fixture f;
+    loom::Executor executor(f.store, f.handlers, {2});
+    executor.add_workflow(loom::WorkflowBuilder("w", 1)
+                              .step("try", "boom").on_error(loom::OnError::proceed)
+                              .step("skip", "echo").when("${input.never} == true")
+                              .step("report", "echo").after({"try", "skip"})
+                              .input({{"error", "${steps.try.error}"},
+                                      {"status", "${steps.try.status}"},
+                                      {"line", "${steps.try.status}: ${steps.try.error}"},
+                                      {"skipped", "${steps.skip.status}"},
+                                      {"no_error", "${steps.skip.error}"}})
+                              .run_if_skipped()
+                              .build());
+    auto run = executor.wait(executor.start("w", {{"never", false}}));
+    CHECK(run.status == loom::RunStatus::completed);
+    CHECK(run.step("report")->output == Json{{"error", "boom"},
+                                             {"status", "failed"},
+                                             {"line", "failed: boom"},
+                                             {"skipped", "skipped"},
+                                             {"no_error", ""}});
+}

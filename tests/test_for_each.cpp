@@ -68,7 +68,7 @@ void add_handlers(loom::HandlerRegistry& handlers, ElementLog& log,
                   std::function<void(loom::StepContext&)> before = nullptr) {
     handlers.add("list", [](loom::StepContext& ctx) {
         Json out = Json::array();
-        for (int i = 0; i < ctx.input()["n"].get<int>(); ++i) out.push_back({{"x", i}});
+        for (int i = 0; i < ctx.input<int>("n"); ++i) out.push_back({{"x", i}});
         return out;
     });
     handlers.add("square", [&log, before](loom::StepContext& ctx) -> Json {
@@ -79,14 +79,14 @@ void add_handlers(loom::HandlerRegistry& handlers, ElementLog& log,
             ~Leave() { log.leave(); }
         } leave{log};
         if (before) before(ctx);
-        const int x = ctx.input()["x"].get<int>();
-        return {{"sq", x * x}, {"at", ctx.input()["at"]}, {"tag", ctx.input()["tag"]}};
+        const int x = ctx.input<int>("x");
+        return {{"sq", x * x}, {"at", ctx.input<Json>("at")}, {"tag", ctx.input<Json>("tag")}};
     });
     handlers.add("sum", [](loom::StepContext& ctx) -> Json {
-        const Json& each = ctx.input()["each"];
+        const Json each = ctx.input<Json>("each");
         if (!each.is_array()) return -1;
         int total = 0;
-        for (const Json& e : each) total += e["sq"].get<int>();
+        for (const Json& e : each) total += e.at("sq").get<int>();
         return total;
     });
 }

@@ -13,6 +13,9 @@
 
 #include "model.hpp"
 #include "plan.hpp"
+#include "support/temp_dir.hpp"
+
+#include <fstream>
 
 using loom::DefinitionError;
 using loom::DefinitionLimits;
@@ -702,4 +705,57 @@ TEST_CASE("A 10,000-step chain validates", "[model]") {
     REQUIRE(wf.steps().size() == 10'000);
     REQUIRE(wf.plan().sinks == std::vector<std::uint32_t>{9'999});
     REQUIRE(wf.plan().steps[9'999].substitutions.size() == 1);
+}
+
+namespace {
+
+std::string write_file(const loom::test::TempDir& dir, const std::string& name, const std::string& text) {
+    std::ofstream(dir.file(name), std::ios::binary) << text;
+    return dir.file(name);
+}
+
+}  // namespace
+
+TEST_CASE("from_file reads a definition, and every error names the file", "[model]") {
+    loom::test::TempDir dir;
+    const auto good = write_file(dir, "good.json", R"({"name": "wf", "version": 2, "steps": [{"id": "a", "handler": "h"}]})");
+    CHECK(Workflow::from_file(good).to_json() == Workflow::from_json(R"({"name": "wf", "version": 2,
+        "steps": [{"id": "a", "handler": "h"}]})").to_json());
+
+    const auto missing = dir.file("missing.json");
+    CHECK_THROWS_WITH(Workflow::from_file(missing),
+                      "[loom.definition.file] " + missing + ": cannot open: No such file or directory");
+    CHECK_THROWS_AS(Workflow::from_file(dir.path()), DefinitionError);   // a directory cannot be read
+
+    const auto syntax = write_file(dir, "syntax.json", "{\"name\": \"wf\",\n \"version\": 1,\n \"steps\": [}\n");
+    CHECK_THROWS_WITH(Workflow::from_file(syntax),
+                      "[loom.definition.json] " + syntax + ": /: invalid JSON at byte 42: parse error at line 3, "
+                      "column 12: syntax error while parsing value - unexpected '}'; expected '[', '{', or a literal");
+
+    const auto cycle = write_file(dir, "cycle.json", with_steps(R"([{"id": "a", "handler": "h", "depends_on": ["a"]}])"));
+    CHECK_THROWS_WITH(Workflow::from_file(cycle), "[loom.definition.self_dependency] " + cycle +
+                                                      ": /steps/0/depends_on/0: step \"a\" depends on itself");
+
+    DefinitionLimits small;
+    small.max_bytes = 10;
+    CHECK_THROWS_WITH(Workflow::from_file(good, small),
+                      "[loom.definition.too_large] " + good + ": the file is larger than the limit of 10 bytes");
+}
+
+TEST_CASE("a step's input may read an upstream step's status and error but a compensation or for_each may not",
+          "[model][reference]") {
+    auto wf = Workflow::from_json(with_steps(R"([{"id": "a", "handler": "h", "on_error": "continue"},
+        {"id": "b", "handler": "h", "depends_on": ["a"],
+         "input": {"why": "${steps.a.error}", "status": "${steps.a.status}"}}])"));
+    CHECK(wf.steps()[1].input == Json{{"why", "${steps.a.error}"}, {"status", "${steps.a.status}"}});
+
+    CHECK_THROWS_WITH(Workflow::from_json(with_steps(R"([{"id": "a", "handler": "h"},
+        {"id": "b", "handler": "h", "input": {"why": "${steps.a.error}"}}])")),
+                      "[loom.definition.bad_reference] /steps/1/input/why: ${steps.a.error} names step \"a\", "
+                      "which is not upstream of step \"b\" (list it in depends_on, directly or through "
+                      "another step)");
+    CHECK_THROWS_WITH(Workflow::from_json(with_steps(R"([{"id": "a", "handler": "h"},
+        {"id": "b", "handler": "h", "depends_on": ["a"], "for_each": "${steps.a.status}"}])")),
+                      "[loom.definition.bad_for_each] /steps/1/for_each: \"${steps.a.status}\" must be one "
+                      "reference to an array, such as \"${input.items}\" or \"${steps.ID.output.items}\"");
 }

@@ -167,6 +167,36 @@ TEST_CASE("a retried run interrupted by a restart is resumed by recover()", "[op
     CHECK(f.counter.get("d") == 1);
 }
 
+// A handler that fails on its own while the executor waits out the grace
+// period failed: that is the step's failure, kept like any other (before,
+// every failure after shutdown began was dropped and the attempt ran again).
+TEST_CASE("a failure thrown within the shutdown grace is recorded", "[operator][shutdown]") {
+    std::atomic<bool> closing{false};
+    std::atomic<int> calls{0};
+    Fixture<> f(loom::test::Storage::sqlite);
+    f.handlers.add("doomed", [&](loom::StepContext& ctx) -> Json {
+        ++calls;
+        while (!closing) std::this_thread::sleep_for(1ms);
+        std::this_thread::sleep_for(100ms);   // the destructor is waiting out the grace
+        CHECK_FALSE(ctx.cancelled());
+        throw loom::RetryableError("the disk is full");
+    });
+    loom::ExecutorOptions options;
+    options.threads = 2;
+    options.shutdown_grace = 10s;
+    const auto id = f.open({loom::WorkflowBuilder("w", 1).step("a", "doomed").build()}, options).start("w");
+    REQUIRE(loom::test::eventually([&] { return calls == 1; }));
+    closing = true;
+    f.close();
+    const auto stored = *f.store().load_run(id);
+    CHECK(stored.status == loom::RunStatus::failed);
+    CHECK(stored.step("a")->status == StepStatus::failed);
+    CHECK(stored.step("a")->attempts == 1);
+    CHECK(stored.step("a")->error.find("the disk is full") != std::string::npos);
+    f.open().recover();
+    CHECK(calls == 1);   // not run again
+}
+
 TEST_CASE("shutdown lets handlers finish, then cancels them after the grace period", "[operator][shutdown]") {
     std::atomic<int> calls{0};
     std::atomic<bool> saw_cancel{false};

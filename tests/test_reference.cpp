@@ -24,16 +24,19 @@ std::vector<TemplatePart> parse(const std::string& text) {
     return parse_template(text, "/steps/0/input/x", kIndex, loom::detail::RefContext::input);
 }
 
-using Resolver = Json (*)(const Workflow&, std::uint32_t, const Json&, const loom::detail::OutputOf&);
+using Resolver = Json (*)(const Workflow&, std::uint32_t, const Json&, const loom::detail::StepOf&);
 
 // Resolves `step` of `wf` with the given outputs of the steps (by index): its
 // input, or with resolve_compensation_input its compensation's input.
 Json resolve(const Workflow& wf, const std::string& step, const Json& run_input,
              const std::vector<Json>& outputs, Resolver resolver = nullptr) {
     auto index = static_cast<std::uint32_t>(wf.find_step(step) - wf.steps().data());
-    auto output_of = [&](std::uint32_t i) -> const Json& { return outputs.at(i); };
-    if (!resolver) return loom::detail::resolve_input(wf, index, run_input, output_of);
-    return resolver(wf, index, run_input, output_of);
+    const std::string no_error;
+    auto step_of = [&](std::uint32_t i) {
+        return loom::detail::StepView{outputs.at(i), loom::StepStatus::completed, no_error};
+    };
+    if (!resolver) return loom::detail::resolve_input(wf, index, run_input, step_of);
+    return resolver(wf, index, run_input, step_of);
 }
 
 // A workflow whose step "b" reads `input` after step "a".
@@ -100,11 +103,11 @@ TEST_CASE("Malformed references name the path and the text", "[reference]") {
     REQUIRE_THROWS_WITH(parse("${steps}"),
                         at + "reference \"${steps}\" must name a step: ${steps.ID.output}");
     REQUIRE_THROWS_WITH(parse("${steps.a}"),
-                        at + "reference \"${steps.a}\" must continue with \".output\" after the "
-                             "step id: ${steps.ID.output}");
+                        at + "reference \"${steps.a}\" must continue with \".output\", \".status\" "
+                             "or \".error\" after the step id: ${steps.ID.output}");
     REQUIRE_THROWS_WITH(parse("${steps.a.outputs.x}"),
-                        at + "reference \"${steps.a.outputs.x}\" must continue with \".output\" "
-                             "after the step id: ${steps.ID.output}");
+                        at + "reference \"${steps.a.outputs.x}\" must continue with \".output\", "
+                             "\".status\" or \".error\" after the step id: ${steps.ID.output}");
     REQUIRE_THROWS_WITH(parse("${steps.zz.output}"),
                         at + "reference \"${steps.zz.output}\" names unknown step \"zz\"");
 }

@@ -86,6 +86,45 @@ TEST_CASE("a failed step undoes the completed ones, latest first", "[saga]") {
                                            "step.compensating flight", "step.compensated flight"});
 }
 
+TEST_CASE("a compensation knows it compensates and has its own idempotency key", "[saga]") {
+    Fixture<Trip> trip;
+    // A payment API de-duplicates by key: the refund must not share the charge's.
+    auto seen = [&trip](loom::StepContext& ctx) -> Json {
+        trip.journal.add(ctx.step_id() + (ctx.compensating() ? " undo " : " do ") + ctx.idempotency_key());
+        return nullptr;
+    };
+    trip.handlers.add("book", seen);
+    trip.handlers.add("cancel", seen);
+    auto& executor = trip.open({Trip::workflow()});
+    auto id = executor.start("trip", {{"who", "ada"}});
+    CHECK(executor.wait(id).step("flight")->status == StepStatus::compensated);
+    std::vector<std::string> flight;
+    for (const auto& line : trip.journal.get())
+        if (line.rfind("flight ", 0) == 0) flight.push_back(line);
+    CHECK(flight == std::vector<std::string>{"flight do " + id + "/flight",
+                                             "flight undo " + id + "/flight/compensate"});
+}
+
+TEST_CASE("an undo whose input lacks a key fails at once, naming the compensation", "[saga]") {
+    int tries = 0;
+    Fixture<Trip> trip;
+    trip.handlers.add("cancel", [&tries](loom::StepContext& ctx) -> Json {
+        ++tries;
+        return ctx.input<std::string>("ref");   // the flight's output has "booking"
+    });
+    auto& executor = trip.open({loom::WorkflowBuilder("w", 1)
+                                    .step("flight", "book").compensate("cancel")
+                                    .retry(loom::test::quick_retry(3))
+                                    .step("charge", "charge").after("flight").on_error(loom::OnError::compensate)
+                                    .build()},
+                               {1});
+    auto id = executor.start("w");
+    auto run = executor.wait(id);
+    CHECK(tries == 1);
+    CHECK(run.step("flight")->error == "compensation failed: [loom.input.missing] run " + id +
+                                           ", step \"flight\", compensation: no key \"ref\" in the input");
+}
+
 TEST_CASE("only a step under on_error compensate triggers the undo", "[saga]") {
     Fixture<Trip> trip;
     auto& executor = trip.open({loom::WorkflowBuilder("plain", 1)
@@ -106,11 +145,9 @@ TEST_CASE("an undo that fails is retried, and one that fails for good is reporte
         return nullptr;
     });
     trip.handlers.add("cancel_broken", [](loom::StepContext&) -> Json { throw loom::FatalError("gone"); });
-    loom::RetryPolicy twice;
-    twice.max_attempts = 2;
-    twice.initial_backoff = std::chrono::milliseconds(1);
     auto& executor = trip.open({loom::WorkflowBuilder("w", 1)
-                                    .step("a", "book").compensate("cancel_flaky").retry(twice)
+                                    .step("a", "book").compensate("cancel_flaky")
+                                    .retry(loom::test::quick_retry(2))
                                     .step("b", "book").compensate("cancel_broken").after("a")
                                     .step("charge", "charge").after("b").on_error(loom::OnError::compensate)
                                     .build()},

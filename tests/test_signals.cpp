@@ -93,7 +93,6 @@ TEST_CASE("a wait step completes with the signal's payload", "[signals]") {
     executor.add_workflow(approval());
     auto id = executor.start("approval");
     REQUIRE(eventually([&] { return status_of(executor, id, "approve") == StepStatus::suspended; }));
-    CHECK(executor.signal(id, "unrelated", 1));   // kept, but nothing waits for it
     CHECK(status_of(executor, id, "approve") == StepStatus::suspended);
     CHECK(executor.signal(id, "approval", {{"by", "ann"}}));
     auto run = executor.wait(id);
@@ -280,7 +279,12 @@ TEST_CASE("signals sent while the run ends apply or return false", "[signals]") 
     Fixture f;
     loom::MemoryStore store;
     loom::Executor executor(store, f.handlers, {2});
-    executor.add_workflow(approval());
+    executor.add_workflow(loom::WorkflowBuilder("approval", 1)   // approval(), which also takes "ping"
+                              .step("prepare", "echo")
+                              .step("approve", "wait").input({{"signal", "approval"}}).after("prepare")
+                              .step("ping", "wait").input({{"signal", "ping"}})
+                              .step("ship", "echo").input({{"by", "${steps.approve.output.by}"}}).after("approve")
+                              .build());
     for (int round = 0; round < 20; ++round) {
         INFO("round " << round << (by_cancel ? ", cancelled" : ", completed"));
         const auto id = executor.start("approval");
@@ -467,4 +471,72 @@ TEST_CASE("signals and completions recorded by another process reach the run at 
     CHECK(run->status == loom::RunStatus::completed);
     CHECK(run->output == Json{{"end", {{"approve", "yes"}, {"job", "done"}}}});
     CHECK(f.token_count() == 1);
+}
+
+TEST_CASE("a signal no wait step waits for is refused with the names the run waits for and not recorded",
+          "[signals]") {
+    Fixture f;
+    loom::MemoryStore store;
+    loom::Executor executor(store, f.handlers, {2});
+    executor.add_workflow(approval());
+    executor.add_workflow(loom::WorkflowBuilder("parent", 1)
+                              .step("review", "workflow:approval")
+                              .step("done", "wait").input({{"signal", "done"}}).after("review")
+                              .build());
+    auto id = executor.start("approval");
+    REQUIRE(eventually([&] { return status_of(executor, id, "approve") == StepStatus::suspended; }));
+    const auto events = executor.history(id).size();
+    CHECK_THROWS_WITH(executor.signal(id, "aproval", 1),
+                      "[loom.signal.unknown] run " + id +
+                          " (workflow \"approval\" version 1) has no wait step for signal \"aproval\"; it "
+                          "waits for \"approval\"");
+    CHECK(executor.history(id).size() == events);
+
+    // Sent to the parent, the child's signal is refused with the run to send it to.
+    auto parent = executor.start("parent");
+    REQUIRE(eventually([&] { return status_of(executor, parent, "review") == StepStatus::suspended; }));
+    CHECK_THROWS_WITH(executor.signal(parent, "approval"),
+                      "[loom.signal.unknown] run " + parent +
+                          " (workflow \"parent\" version 1) has no wait step for signal \"approval\"; it "
+                          "waits for \"done\"; step \"approve\" of sub-workflow \"approval\" waits for it: "
+                          "signal its child run " + parent + ".review");
+    // The child run starts once the parent's step is recorded.
+    REQUIRE(eventually([&] { return store.load_run(parent + ".review").has_value(); }));
+    CHECK(executor.signal(parent + ".review", "approval", {{"by", "ann"}}));
+    CHECK(executor.signal(parent, "done"));
+    CHECK(executor.wait(parent).status == loom::RunStatus::completed);
+    CHECK(executor.signal(id, "approval", {{"by", "ann"}}));
+    CHECK(executor.wait(id).status == loom::RunStatus::completed);
+}
+
+TEST_CASE("a signal to a run no process runs is checked against its stored definition", "[signals]") {
+    Fixture f;
+    loom::MemoryStore store;
+    loom::RunId id;
+    {
+        loom::Executor executor(store, f.handlers, {2});
+        executor.add_workflow(approval());
+        id = executor.start("approval");
+        REQUIRE(eventually([&] { return status_of(executor, id, "approve") == StepStatus::suspended; }));
+    }
+    loom::Executor executor(store, f.handlers, {2});   // not recovered: the run is not live here
+    CHECK_THROWS_WITH(executor.signal(id, "nope"),
+                      "[loom.signal.unknown] run " + id +
+                          " (workflow \"approval\" version 1) has no wait step for signal \"nope\"; it "
+                          "waits for \"approval\"");
+    CHECK(executor.signal(id, "approval", {{"by", "ann"}}));
+    executor.recover();
+    CHECK(executor.wait(id).step("approve")->output == Json{{"by", "ann"}});
+}
+
+TEST_CASE("a wait step whose signal name is a reference takes any signal", "[signals]") {
+    Fixture f;
+    loom::MemoryStore store;
+    loom::Executor executor(store, f.handlers, {2});
+    executor.add_workflow(approval({{"signal", "${input.name}"}}));
+    auto id = executor.start("approval", {{"name", "go-ahead"}});
+    REQUIRE(eventually([&] { return status_of(executor, id, "approve") == StepStatus::suspended; }));
+    CHECK(executor.signal(id, "anything"));   // cannot be known to be wrong: recorded
+    CHECK(executor.signal(id, "go-ahead", {{"by", "ann"}}));
+    CHECK(executor.wait(id).status == loom::RunStatus::completed);
 }

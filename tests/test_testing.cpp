@@ -138,7 +138,7 @@ StepResult throwing(std::function<void()> thrower) {
 }
 
 struct Doubler : loom::StepHandler {
-    Json run(loom::StepContext& ctx) override { return ctx.input().at("x").get<int>() * 2; }
+    Json run(loom::StepContext& ctx) override { return ctx.input<int>("x") * 2; }
 };
 
 }  // namespace

@@ -393,7 +393,7 @@ TEST_CASE("crash_at(n) fails the n-th commit, and recover() resumes with complet
           "[testing][harness][crash]") {
     Handlers handlers;
     WorkflowHarness h(crash_workflow(), handlers.registry, {1});
-    h.mock("charge", [](loom::StepContext& ctx) -> Json { return ctx.input().at("amount"); });
+    h.mock("charge", [](loom::StepContext& ctx) -> Json { return ctx.input<Json>("amount"); });
     const Json input{{"sku", "A-1"}, {"amount", 30}};
     const auto clean = h.run(input);
     REQUIRE(clean.status == RunStatus::completed);
@@ -422,7 +422,7 @@ TEST_CASE("check_every_crash_point: every crash point recovers to the clean run'
     const unsigned threads = GENERATE(1u, 2u);
     Handlers handlers;
     WorkflowHarness h(crash_workflow(), handlers.registry, {threads});
-    h.mock("charge", [](loom::StepContext& ctx) -> Json { return ctx.input().at("amount"); });
+    h.mock("charge", [](loom::StepContext& ctx) -> Json { return ctx.input<Json>("amount"); });
     h.fail("charge", 1, "gateway timeout");
     const Json input{{"sku", "A-1"}, {"amount", 30}};
     const std::size_t clean_commits = h.commits_of_a_clean_run(input);
@@ -532,6 +532,105 @@ TEST_CASE("a reserved handler name cannot be mocked, and a crashed harness must 
           "crashed; recover() first");
     CHECK(ok.recover().empty());
     CHECK(ok.run().status == RunStatus::completed);
+}
+
+TEST_CASE("settle() moves the clock to a wait step's timeout", "[testing][harness][signals]") {
+    WorkflowHarness h(loom::Workflow::from_json(R"({"name": "w", "version": 1, "steps": [
+        {"id": "approve", "handler": "wait", "input": {"signal": "ok", "timeout_ms": 86400000},
+         "on_error": "continue"},
+        {"id": "after", "handler": "x", "depends_on": ["approve"], "input": {"why": "${steps.approve.error}"}}]})"));
+    h.mock("after", [](loom::StepContext& ctx) -> Json { return ctx.input().at("why"); });
+    const auto t0 = h.clock().now();
+    auto run = h.run();
+    CHECK(run.status == RunStatus::completed);
+    CHECK(run.step("approve")->status == StepStatus::failed);
+    CHECK(run.output == Json{{"after", "[loom.wait.timeout] no signal \"ok\" within 86400000 ms"}});
+    CHECK(h.clock().now() - t0 == 24h);
+}
+
+namespace {
+
+// A parent whose "review" step runs the sub-workflow "review", which waits a day
+// for a signal and then records the decision.
+loom::Workflow expense() {
+    return loom::WorkflowBuilder("expense", 1)
+        .step("submit", "x")
+        .step("review", "workflow:review").input({{"amount", "${input.amount}"}}).after("submit")
+        .step("pay", "x").input({{"decision", "${steps.review.output.decide}"}}).after("review")
+        .build();
+}
+
+loom::Workflow review() {
+    return loom::WorkflowBuilder("review", 1)
+        .step("approve", "wait").input({{"signal", "approved"}, {"timeout_ms", 86'400'000}})
+        .on_error(loom::OnError::proceed)
+        .step("decide", "review.decide").input({{"status", "${steps.approve.status}"}}).after("approve")
+        .build();
+}
+
+}  // namespace
+
+TEST_CASE("a harness runs sub-workflows given to add_workflow, with their handlers and mocks",
+          "[testing][harness][children]") {
+    loom::HandlerRegistry handlers;
+    handlers.add("review.decide", [](loom::StepContext& ctx) -> Json {
+        return ctx.input().at("status") == "completed" ? "approved" : "rejected";
+    });
+    WorkflowHarness h(expense(), handlers);
+    h.mock("submit", 1).mock("pay", [](loom::StepContext& ctx) -> Json { return ctx.input(); });
+    CHECK(error_id([&] { h.start(); }) ==
+          "loom.workflow.unknown [loom.workflow.unknown] workflow \"expense\" step \"review\" runs workflow "
+          "\"review\", which is not registered");
+    h.add_workflow(review(), handlers);
+
+    SECTION("the child's wait times out as settle() moves the clock") {
+        auto run = h.run({{"amount", 5}});
+        CHECK(run.status == RunStatus::completed);
+        CHECK(run.output == Json{{"pay", {{"decision", "rejected"}}}});
+        CHECK(h.calls("review/decide") == 1);
+        CHECK(h.store().load_run(run.id + ".review")->status == RunStatus::completed);
+    }
+    SECTION("a child step is mocked by its workflow/step name") {
+        h.mock("review/decide", "waved through");
+        auto id = h.start({{"amount", 5}});
+        h.advance(1h);
+        h.executor().signal(id + ".review", "approved");
+        CHECK(h.settle(id).output == Json{{"pay", {{"decision", "waved through"}}}});
+        CHECK(h.calls("review/decide") == 1);
+    }
+    CHECK(error_id([&] { h.mock("decide", 1); }) ==
+          "loom.testing.unknown_step [loom.testing.unknown_step] workflow \"expense\" has no step \"decide\"");
+    CHECK(error_id([&] { h.add_workflow(review()); }).rfind("loom.testing.workflow_added ", 0) == 0);
+}
+
+TEST_CASE("a harness mocks a sub-workflow step's outcome without a child run", "[testing][harness][children]") {
+    WorkflowHarness h(expense());   // "review" is neither added nor registered: mocked, it needs neither
+    h.mock("submit", 1).mock("pay", [](loom::StepContext& ctx) -> Json { return ctx.input(); });
+
+    SECTION("output") {
+        h.mock("review", {{"decide", "approved"}});
+        auto run = h.run({{"amount", 5}});
+        CHECK(run.output == Json{{"pay", {{"decision", "approved"}}}});
+        CHECK(run.step("review")->output == Json{{"decide", "approved"}});
+        CHECK(h.calls("review") == 1);
+        CHECK_FALSE(h.store().load_run(run.id + ".review"));
+    }
+    SECTION("function of the step's input") {
+        h.mock("review", [](loom::StepContext& ctx) -> Json {
+            return {{"decide", ctx.input().at("amount").get<int>() > 100 ? "escalate" : "approved"}};
+        });
+        CHECK(h.run({{"amount", 500}}).output == Json{{"pay", {{"decision", "escalate"}}}});
+    }
+    SECTION("failure") {
+        h.fail("review", 1, "reviewer is away");
+        auto run = h.run({{"amount", 5}});
+        CHECK(run.status == RunStatus::failed);
+        CHECK(run.step("review")->error == "reviewer is away");
+        CHECK(h.calls("pay") == 0);
+    }
+    CHECK(error_id([&] { h.hang("review"); }) ==
+          "loom.testing.not_mockable [loom.testing.not_mockable] step \"review\" runs a sub-workflow, which "
+          "cannot hang: it has no attempt to time out; mock its outcome or fail() it");
 }
 
 // ---------------------------------------------------------------- executor bugs found

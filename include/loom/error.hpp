@@ -51,9 +51,20 @@ public:
     using Error::Error;
 };
 
+/// A step's input lacks what its handler asked for, "[loom.input.missing]" (a
+/// key, a JSON pointer, or a "${...}" reference of the step's input template),
+/// or holds it with another JSON type, "[loom.input.type]". Thrown by
+/// StepContext::input() and its typed forms; the message names the run, the
+/// step (and for_each element) and the key or pointer. The step fails without a
+/// retry: every attempt reads the same input.
+class InputError : public InvalidArgument {
+public:
+    using InvalidArgument::InvalidArgument;
+};
+
 /// Thrown by a handler: this attempt failed, and another may succeed. The step
-/// is retried if its retry policy allows (any exception not derived from
-/// FatalError is treated so).
+/// is retried if its retry policy allows (so is any exception but FatalError,
+/// InputError and nlohmann::json's type_error and out_of_range: see StepHandler).
 class RetryableError : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;

@@ -20,6 +20,10 @@
 
 namespace loom {
 
+namespace detail {
+struct ExecutorAccess;
+}
+
 /// Bounds on a run's input and on each step's output, checked before either is
 /// copied or stored.
 struct PayloadLimits {
@@ -105,13 +109,39 @@ public:
     Executor& operator=(const Executor&) = delete;
 
     /// Persists the definition (idempotent) and makes it startable by name.
-    /// Throws Conflict if (name, version) is stored with other content.
+    /// Throws Conflict if (name, version) is stored with other content. It
+    /// does not check handlers (see check()): a host may add workflows before
+    /// it registers their handlers, and a parent before its sub-workflows.
     void add_workflow(const Workflow& workflow);
+
+    /// Checks that a run of the workflow would find everything it needs:
+    /// every step's handler and compensation handler registered, and for
+    /// each "workflow:NAME" step the workflow NAME added or stored (its
+    /// highest version, as a child run would start it) with all of its own
+    /// handlers, and so on down (each workflow once). start() makes this
+    /// check before it records anything; a host calls it after adding its
+    /// workflows and registering its handlers, to fail at startup instead.
+    /// Throws NotFound "[loom.handler.unknown]" or "[loom.workflow.unknown]"
+    /// naming the workflow, step and handler (or workflow), after the chain of
+    /// "workflow:" steps that led there.
+    void check(const Workflow& workflow);
+
+    /// For development: as add_workflow(), except that other content stored
+    /// under the workflow's (name, version) is replaced instead of refused,
+    /// provided no unfinished run uses that version, so that a definition can
+    /// be edited and reloaded without a new version number each time.
+    /// Finished runs keep the hash they ran with (retry() and rerun() of
+    /// them then throw "[loom.run.definition_changed]"). Throws Conflict
+    /// "[loom.workflow.in_use]" naming an unfinished run of that version, and
+    /// StoreError; nothing is changed then. Production code uses
+    /// add_workflow() and new versions: a version is a promise that runs
+    /// pinned to it keep their definition.
+    void replace_workflow(const Workflow& workflow);
 
     /// Starts a run and returns once it is durably recorded.
     /// Throws NotFound "[loom.workflow.unknown]" for a name (or version) neither
-    /// added nor stored, NotFound "[loom.handler.unknown]" if a step's handler is
-    /// not registered, InvalidArgument "[loom.payload.*]" for an input that is
+    /// added nor stored, and what check() throws for the workflow (a handler
+    /// not registered, here or in a sub-workflow), InvalidArgument "[loom.payload.*]" for an input that is
     /// too deep, too large or not valid UTF-8, Conflict "[loom.run.key_reused]"
     /// (see StartOptions::idempotency_key); nothing is recorded then.
     RunId start(const std::string& workflow_name, const Json& input = Json::object(),
@@ -150,7 +180,13 @@ public:
     /// Durable before it returns, also for a run no process runs now (its
     /// recovery applies it). Returns false if the run is already final.
     /// Throws NotFound for an unknown run, InvalidArgument for an empty name
-    /// or a payload over the limits.
+    /// or a payload over the limits, and InvalidArgument
+    /// "[loom.signal.unknown]" for a name no wait step of the run's workflow
+    /// waits for (the message lists the names it waits for, and a
+    /// sub-workflow's step that waits for it: signal that child run), when
+    /// every wait step's "signal" is a literal; one written as a ${...}
+    /// reference could be any name, so the run then takes every signal.
+    /// Nothing is recorded when it throws.
     bool signal(const RunId& id, const std::string& name, const Json& payload = nullptr);
 
     /// Finishes a suspended attempt (see StepContext::suspend()) with `output`,
@@ -197,6 +233,7 @@ public:
     std::vector<RunId> recover();
 
 private:
+    friend struct detail::ExecutorAccess;   // the testing kit's hooks (internal)
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

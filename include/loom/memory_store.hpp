@@ -20,6 +20,7 @@ public:
     ~MemoryStore() override;
 
     bool save_workflow(const WorkflowRecord& workflow) override;
+    bool replace_workflow(const WorkflowRecord& workflow) override;
     std::optional<WorkflowRecord> load_workflow(
         std::string_view name, std::optional<std::int64_t> version = std::nullopt) override;
     std::vector<WorkflowRecord> list_workflows() override;
@@ -31,6 +32,9 @@ public:
     std::vector<RunEvent> load_events(const RunId& id) override;
 
 private:
+    /// save_workflow, or with `replace` replace_workflow.
+    bool save_definition(const WorkflowRecord& workflow, bool replace);
+
     struct State;
     std::unique_ptr<State> state_;
 };

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <iosfwd>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -35,6 +36,10 @@ enum class StepStatus {
 /// Lower-case names ("running", ...) used in JSON, stores and messages.
 std::string_view to_string(RunStatus status) noexcept;
 std::string_view to_string(StepStatus status) noexcept;
+/// Writes to_string(status), so that test frameworks (Catch's CHECK) and logs
+/// print "failed", not "2".
+std::ostream& operator<<(std::ostream& out, RunStatus status);
+std::ostream& operator<<(std::ostream& out, StepStatus status);
 /// Throws InvalidArgument for an unknown name.
 RunStatus parse_run_status(std::string_view name);
 StepStatus parse_step_status(std::string_view name);

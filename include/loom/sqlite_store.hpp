@@ -48,6 +48,7 @@ public:
     SqliteStore& operator=(const SqliteStore&) = delete;
 
     bool save_workflow(const WorkflowRecord& workflow) override;
+    bool replace_workflow(const WorkflowRecord& workflow) override;
     std::optional<WorkflowRecord> load_workflow(
         std::string_view name, std::optional<std::int64_t> version = std::nullopt) override;
     std::vector<WorkflowRecord> list_workflows() override;

@@ -105,6 +105,15 @@ public:
     /// version) is stored with another hash.
     virtual bool save_workflow(const WorkflowRecord& workflow) = 0;
 
+    /// As save_workflow, except that other content stored under (name,
+    /// version) is replaced, provided no unfinished run (status running) uses
+    /// that version; the check and the write are one transaction. For
+    /// iterating on a definition during development (Executor::replace_workflow).
+    /// Finished runs keep the hash they ran with. Returns true if anything was
+    /// written. Throws Conflict "[loom.workflow.in_use]" naming an unfinished
+    /// run of that version.
+    virtual bool replace_workflow(const WorkflowRecord& workflow) = 0;
+
     /// The definition (name, version); the highest version when version is empty.
     virtual std::optional<WorkflowRecord> load_workflow(
         std::string_view name, std::optional<std::int64_t> version = std::nullopt) = 0;
@@ -147,6 +156,9 @@ public:
 
     bool save_workflow(const WorkflowRecord& workflow) override {
         return target_.save_workflow(workflow);
+    }
+    bool replace_workflow(const WorkflowRecord& workflow) override {
+        return target_.replace_workflow(workflow);
     }
     std::optional<WorkflowRecord> load_workflow(
         std::string_view name, std::optional<std::int64_t> version = std::nullopt) override {

@@ -89,8 +89,10 @@ private:
 
 /// How a handler's attempt ended, as the executor classifies it.
 ///   none: it returned; retryable: it threw RetryableError; fatal: it threw
-///   FatalError (never retried); other: it threw anything else (retried if the
-///   step's retry policy allows, like retryable).
+///   FatalError, InputError (a missing or mistyped input value) or
+///   nlohmann::json's type_error or out_of_range (never retried: see
+///   StepHandler); other: it threw anything else (retried if the step's retry
+///   policy allows, like retryable).
 enum class ErrorKind { none, retryable, fatal, other };
 /// "none", "retryable", "fatal", "other".
 std::string_view to_string(ErrorKind kind) noexcept;
@@ -121,10 +123,12 @@ struct StepResult {
 ///     CHECK(r.output == 4);
 ///
 /// The handler sees a StepContext with run id "test-run", step id "test-step",
-/// attempt 1 and input {} unless set otherwise. The input is passed as given:
-/// "${...}" references are not resolved, and the output is not checked against
-/// the executor's payload limits (ExecutorOptions::payload), so a result the
-/// executor would refuse for its size or depth still passes here.
+/// attempt 1, input {} and compensating() false unless set otherwise. The
+/// input is passed as given: "${...}" references are not resolved, and the
+/// output is not checked against the executor's payload limits
+/// (ExecutorOptions::payload), so a result the executor would refuse for its
+/// size or depth still passes here. Exceptions are classified as the executor
+/// classifies them (see ErrorKind).
 ///
 /// Thread safety: the setters and run() are for one thread at a time; run()
 /// may be called again and again (each call is a new attempt's context).
@@ -150,6 +154,10 @@ public:
     StepHarness& attempt(int number);
     StepHarness& run_id(RunId id);
     StepHarness& step_id(std::string id);
+    /// Calls the handler as the step's compensation (a saga's undo): what
+    /// ctx.compensating() returns, and the idempotency key then ends in
+    /// "/compensate". Default: false.
+    StepHarness& compensating(bool value = true);
     /// The run's deadline, by the harness's clock.
     StepHarness& deadline(TimePoint at);
     /// The attempt's timeout: the deadline is the clock's now() when run()
@@ -176,6 +184,7 @@ private:
     int attempt_ = 1;
     RunId run_id_ = "test-run";
     std::string step_id_ = "test-step";
+    bool compensating_ = false;
     std::optional<TimePoint> deadline_;
     std::optional<TimePoint::duration> timeout_;
     const Clock* clock_ = nullptr;   // null: SystemClock
@@ -248,14 +257,25 @@ struct CrashTrial {
 /// hang()'s count hangs until the attempt is given up; else k <= fail()'s
 /// count throws; else the mocked output or function, else the real handler.
 /// Steps of the built-in "sleep" type are run by the executor and cannot be
-/// mocked; their wait ends when the clock reaches it.
+/// mocked; their wait ends when the clock reaches it. A "wait" step cannot be
+/// mocked either: send its signal with executor().signal(), or let its
+/// timeout_ms pass.
+///
+/// Sub-workflows. A "workflow:NAME" step runs a child run of NAME once NAME
+/// is given to add_workflow() (its steps run the handlers of the registry
+/// given there, unless mocked), or it is mocked: mock(id, output) completes
+/// the step with `output` and no child run, mock(id, function) calls
+/// `function` with the step's input, fail(id, n >= 1, message) fails it (a
+/// sub-workflow step has one attempt). Steps of an added workflow are named
+/// "NAME/step" in mock(), fail(), hang() and calls(): "review/approve".
 ///
 /// Time. Nothing moves the FakeClock but advance(), settle() (and run()) and
 /// clock(). settle() moves it, each time the runs are quiet, straight to the
-/// next instant something is due: a retry's backoff, a sleep, an attempt's
-/// timeout while hang() holds it, a wait step's timeout_ms, the run's deadline. A run is quiet when no
-/// step is ready or running other than one a hang() holds and no wake-up is
-/// already due. A real handler is never interrupted by time: fake time stands
+/// next instant something is due: a retry's backoff, a sleep, a wait step's
+/// timeout_ms (and a suspended step's timeout), an attempt's timeout while
+/// hang() holds it, the run's deadline; in the run and in its child runs. A
+/// run is quiet when no step is ready or running other than one a hang()
+/// holds and no wake-up is already due. A real handler is never interrupted by time: fake time stands
 /// still while it runs, so its timeout can only fire if it blocks (hang()).
 ///
 /// Crashes. crash_at(n) makes the n-th commit from then on fail with
@@ -293,10 +313,20 @@ public:
     WorkflowHarness(const WorkflowHarness&) = delete;
     WorkflowHarness& operator=(const WorkflowHarness&) = delete;
 
-    /// The step returns `output` (after hang() and fail() attempts).
+    /// Adds a workflow that "workflow:NAME" steps run as a child run (see
+    /// Sub-workflows above), its steps needing mocks (first form) or running
+    /// the handlers `handlers` holds, looked up now. Call it before start().
+    /// Throws Conflict "[loom.testing.workflow_added]" for a name the harness
+    /// has already, and what Executor::add_workflow throws.
+    WorkflowHarness& add_workflow(Workflow workflow);
+    WorkflowHarness& add_workflow(Workflow workflow, const HandlerRegistry& handlers);
+
+    /// The step returns `output` (after hang() and fail() attempts); a
+    /// "workflow:NAME" step completes with it, starting no child run.
     /// The mock functions throw InvalidArgument "[loom.testing.unknown_step]"
-    /// for a step the workflow lacks and "[loom.testing.not_mockable]" for a
-    /// step of a built-in or reserved type ("sleep", "wait", "workflow:...").
+    /// for a step the workflows lack and "[loom.testing.not_mockable]" for a
+    /// step of a built-in type ("sleep", "wait"), and hang() for a
+    /// "workflow:NAME" step.
     WorkflowHarness& mock(std::string_view step_id, Json output);
     /// The step returns null (mock(id, nullptr) would be ambiguous otherwise).
     WorkflowHarness& mock(std::string_view step_id, std::nullptr_t) {
@@ -318,9 +348,10 @@ public:
     WorkflowHarness& hang(std::string_view step_id, int first_n_attempts = 1);
 
     /// Starts a run of the workflow and returns once it is durable. Throws
-    /// NotFound "[loom.handler.unknown]" naming the first step with neither a
-    /// handler nor a mock, and what Executor::start throws (StoreError once
-    /// crashed).
+    /// NotFound "[loom.handler.unknown]" naming the first step (of the
+    /// workflow or an added one) with neither a handler nor a mock, and what
+    /// Executor::start throws (StoreError once crashed; "[loom.workflow.unknown]"
+    /// for a "workflow:NAME" step neither mocked nor added).
     RunId start(const Json& input = Json::object());
     /// start(), then settle(): the run as it ended.
     RunInfo run(const Json& input = Json::object());
@@ -364,7 +395,8 @@ public:
                                         const std::function<void(const CrashTrial&)>& checker);
 
     /// Calls of the step's handler or mock, in all runs of this harness
-    /// (built-in steps: 0). Throws InvalidArgument "[loom.testing.unknown_step]".
+    /// (built-in steps: 0; a mocked "workflow:" step: its mock's). Throws
+    /// InvalidArgument "[loom.testing.unknown_step]".
     int calls(std::string_view step_id) const;
     /// Calls of the step's handler or mock in run `id`.
     int calls(const RunId& id, std::string_view step_id) const;

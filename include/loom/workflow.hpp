@@ -1,11 +1,13 @@
 // The model: a workflow is a validated DAG of steps. It knows nothing of execution.
-// A Workflow only exists validated: from_json and WorkflowBuilder::build are the
-// only ways to make one, and both throw DefinitionError on bad input.
+// A Workflow only exists validated: from_json (and from_file, which reads the JSON
+// from a file) and WorkflowBuilder::build are the only ways to make one, and all
+// throw DefinitionError on bad input.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -99,6 +101,7 @@ struct DefinitionLimits {
 /// A validated, immutable workflow definition, identified by (name, version).
 ///
 ///     auto wf = loom::Workflow::from_json(text);      // throws DefinitionError
+///     auto order = loom::Workflow::from_file("workflows/order.json");
 ///     std::string text2 = wf.to_json().dump();
 ///
 /// Thread safety: immutable after construction; any number of threads may read
@@ -120,6 +123,15 @@ public:
     static Workflow from_json(const char* text, const DefinitionLimits& limits = {}) {
         return from_json(std::string_view(text), limits);
     }
+
+    /// Reads a JSON definition from the file at `path` and parses it as
+    /// from_json does. Every error names the file: DefinitionError
+    /// "[loom.definition.file] <path>: cannot open ..." (or read), and each
+    /// error of from_json with "<path>: " before its JSON path, e.g.
+    /// "[loom.definition.json] order.json: /: invalid JSON at byte 41: parse
+    /// error at line 3, column 7: ...". A file over limits.max_bytes is refused
+    /// ("[loom.definition.too_large]") before more than that is read.
+    static Workflow from_file(const std::filesystem::path& path, const DefinitionLimits& limits = {});
 
     /// The canonical JSON form; from_json(to_json()) yields an equal workflow.
     Json to_json() const;

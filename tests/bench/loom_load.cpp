@@ -178,7 +178,7 @@ int main(int argc, char** argv) {
 
     loom::HandlerRegistry handlers;
     handlers.add("inc", [](loom::StepContext& ctx) -> loom::Json {
-        return ctx.input()["n"].get<int>() + 1;
+        return ctx.input<int>("n") + 1;
     });
     loom::SqliteOptions sqlite;
     sqlite.synchronous = o.normal ? loom::SqliteOptions::Synchronous::normal

@@ -16,11 +16,11 @@ namespace {
 bool run_two_steps(loom::Store& store, const char* label) {
     loom::HandlerRegistry handlers;
     handlers.add("double", [](loom::StepContext& ctx) -> loom::Json {
-        return ctx.input()["value"].get<int>() * 2;
+        return ctx.input<int>("value") * 2;
     });
     // Without an input template a step receives its dependencies' outputs by id.
     handlers.add("increment", [](loom::StepContext& ctx) -> loom::Json {
-        return ctx.input()["double"].get<int>() + 1;
+        return ctx.input<int>("double") + 1;
     });
     loom::Workflow workflow = loom::WorkflowBuilder("consumer", 1)
                                   .step("double", "double").input({{"value", "${input.value}"}})

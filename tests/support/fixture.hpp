@@ -12,6 +12,7 @@
 // restart: a new store and executor on the same file.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,6 +31,14 @@ struct Steps {
     RunCounter counter;
     Gate gate;
 };
+
+/// `attempts` attempts, 1 ms apart: enough to see whether a failure is retried.
+inline RetryPolicy quick_retry(int attempts) {
+    RetryPolicy policy;
+    policy.max_attempts = attempts;
+    policy.initial_backoff = std::chrono::milliseconds(1);
+    return policy;
+}
 
 enum class Storage { memory, sqlite };
 
