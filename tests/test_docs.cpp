@@ -3,6 +3,7 @@
 // (docs.snippets checks the copies), and run with what it promises checked.
 #include <catch2/catch.hpp>
 
+#include <functional>
 #include <mutex>
 #include <string>
 
@@ -52,6 +53,39 @@ TEST_CASE("docs: a handler reads its input with input<T>, input_or<T> and a JSON
 
     r = h.input({{"order", "A-7"}, {"parcel", {{"kg", "3"}}}}).run();   // "3" is not an int
     CHECK(r.error.find("[loom.input.type]") != std::string::npos);
+    CHECK_FALSE(r.retryable());
+}
+
+TEST_CASE("docs: a handler that reads JSON itself opts back into retries", "[docs]") {
+    std::function<Json(int)> carrier = [](int kg) -> Json { return {{"price", 5 + 2 * kg}}; };
+    loom::HandlerRegistry handlers;
+    // snippet begin: retry-json
+    handlers.add("quote", [&](loom::StepContext& ctx) -> loom::Json {
+        const loom::Json reply = carrier(ctx.input<int>("kg"));   // the body of an HTTP reply
+        try {
+            return reply.at("price").get<double>();
+        } catch (const loom::Json::exception& e) {   // an error body during an outage
+            throw loom::RetryableError(e.what());
+        }
+    });
+    // snippet end: retry-json
+    handlers.add("quote_strict", [&](loom::StepContext& ctx) -> loom::Json {
+        return carrier(ctx.input<int>("kg")).at("price").get<double>();
+    });
+    loom::testing::StepHarness quote(handlers, "quote");
+    loom::testing::StepHarness strict(handlers, "quote_strict");
+    quote.input({{"kg", 3}});
+    strict.input({{"kg", 3}});
+
+    auto r = quote.run();
+    CHECK(r.ok());
+    CHECK(r.output == 11.0);
+
+    carrier = [](int) -> Json { return {{"error", "service unavailable"}}; };
+    r = quote.run();                                   // caught and rethrown: retried
+    CHECK(r.error_kind == loom::testing::ErrorKind::retryable);
+    r = strict.run();                                  // out_of_range escapes: not retried
+    CHECK(r.error_kind == loom::testing::ErrorKind::fatal);
     CHECK_FALSE(r.retryable());
 }
 

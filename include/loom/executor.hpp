@@ -224,12 +224,20 @@ public:
     void rerun(const RunId& id, const std::string& step_id);
 
     /// Resumes every unfinished run in the store that this executor is not
-    /// already running, and returns their ids. Steps that were in flight run
-    /// again; completed steps keep their outputs. Runs whose cancellation was
-    /// requested end cancelled. Throws NotFound "[loom.handler.unknown]" before
-    /// resuming anything if a run needs a handler that is not registered, and
-    /// Conflict "[loom.run.definition_changed]" if a run's stored definition no
-    /// longer matches the hash it started with.
+    /// already running, and returns their ids. Completed steps keep their
+    /// outputs. An attempt stored "running" (in flight when its process
+    /// stopped) counts as a failed attempt, "[loom.step.interrupted]": the
+    /// step runs again only if its retry policy leaves it an attempt, else it
+    /// fails and its on_error applies (for_each elements alike, each on its
+    /// own). An attempt whose start was never stored runs again under the same
+    /// number. The first attempt of each such step or element commits its
+    /// start before its handler runs, so a handler that kills its process on
+    /// every attempt costs at most max_attempts + 1 crashes. Runs whose
+    /// cancellation was requested end cancelled. Throws NotFound
+    /// "[loom.handler.unknown]" before resuming anything if a run needs a
+    /// handler that is not registered, and Conflict
+    /// "[loom.run.definition_changed]" if a run's stored definition no longer
+    /// matches the hash it started with.
     std::vector<RunId> recover();
 
 private:

@@ -25,15 +25,19 @@ struct LogRecord {
     std::optional<std::uint32_t> item;   // the element of a for_each step that logged
 };
 
-/// A committed step transition: an attempt that ended, a step skipped or
-/// cancelled, a for_each step or one of its elements, a compensation.
+/// A committed step transition, as on_step_finished() reports it today: an
+/// attempt of a step (not of a for_each step) that ended or timed out, a
+/// suspended step resumed (by its signal, its child run, complete()/fail() or
+/// its timeout), and a compensation that ended. Not reported yet: for_each
+/// steps and their elements, skipped steps, and steps failed without an
+/// attempt (a condition error, the run's deadline).
 struct StepEvent {
     RunId run_id;
     std::string workflow_name;
     std::string step_id;
-    /// What the step (or element) became: completed, failed, waiting (a retry
-    /// is due), suspended, skipped, compensating (an undo will be retried),
-    /// compensated or cancelled; never pending, ready or running.
+    /// What the step became: completed, failed, waiting (a retry is due) or
+    /// suspended (the handler called ctx.suspend()); after a compensation,
+    /// compensated, compensating (the undo will be tried again) or failed.
     StepStatus status = StepStatus::completed;
     int attempt = 0;
     const Json* output = nullptr;                // valid during the call only

@@ -63,9 +63,9 @@ struct ItemInfo {
 struct StepInfo {
     std::string step_id;
     StepStatus status = StepStatus::pending;
-    /// Attempts started so far. A for_each step's own count is written when its
-    /// fan-out begins and when it ends, not per element: count its elements'
-    /// attempts in `items`.
+    /// This step's own attempts started so far, an attempt interrupted by the
+    /// end of its process included. A for_each step's elements count theirs
+    /// in items[i].attempts.
     int attempts = 0;
     Json output;                            // set when completed
     std::string error;                      // set when failed

@@ -4,7 +4,8 @@
 # docs/08-errors.md. The ids are found in src/ and include/loom/: strings
 # "loom.x.y" (thrown, compared, or written into an error text as [loom.x.y]),
 # and the definition errors, which validation builds from a reason
-# (fail_definition("cycle", ...), read_integer(..., "bad_retry", ...)).
+# (fail_definition("cycle", ...), fail_file("file", ...), read_integer(...,
+# "bad_retry", ...)).
 set -euo pipefail
 root=$1
 table=$root/docs/08-errors.md
@@ -12,7 +13,7 @@ cd "$root"
 
 ids=$( {
   grep -rhoE '["[]loom\.[a-z_]+\.[a-z0-9_]+' src include | cut -c2-
-  grep -rhoE 'fail(_definition)?\("[a-z_]+"' src | sed -E 's/.*"([a-z_]+)"/loom.definition.\1/'
+  grep -rhoE 'fail(_definition|_file)?\("[a-z_]+"' src | sed -E 's/.*"([a-z_]+)"/loom.definition.\1/'
   grep -rhoE ', "bad_[a-z_]+", ' src | sed -E 's/.*"([a-z_]+)".*/loom.definition.\1/'
 } | sort -u )
 
