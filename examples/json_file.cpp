@@ -21,25 +21,27 @@ int main(int argc, char** argv) {
     });
     handlers.add("orders.total", [](loom::StepContext& ctx) -> loom::Json {
         int total = 0;
-        for (const auto& order : ctx.input().at("orders")) total += order.at("amount").get<int>();
+        for (const auto& order : ctx.input<loom::Json>("orders")) total += order.at("amount").get<int>();
         return total;
     });
     handlers.add("report.publish", [](loom::StepContext&) -> loom::Json {
         throw loom::FatalError("the report server refused the upload");   // retrying will not help
     });
     handlers.add("report.notify", [](loom::StepContext& ctx) -> loom::Json {
-        const auto& in = ctx.input();
-        return in.at("published") == "completed" ? "report published"
-                                                 : "report not published: " + in.at("why").get<std::string>();
+        return ctx.input<std::string>("published") == "completed"
+                   ? "report published"
+                   : "report not published: " + ctx.input<std::string>("why");
     });
 
     try {
+        // snippet begin: load
         // Errors name the file: "[loom.definition.unknown_key] report.json: /steps/2/retyr: ...".
         loom::Workflow workflow = loom::Workflow::from_file(path);
         loom::MemoryStore store;
         loom::Executor executor(store, handlers, {2});
         executor.add_workflow(workflow);
         executor.check(workflow);   // a handler-name typo in the file fails here, not in a run
+        // snippet end: load
         loom::RunInfo run = executor.wait(executor.start(workflow.name(), {{"day", "2026-03-01"}}));
 
         std::cout << "run " << run.id << " " << loom::to_string(run.status) << ": " << run.output.dump() << "\n";

@@ -11,7 +11,7 @@
 // uncrashed run's, element by element.
 //
 // LOOM_CRASH_TRIALS sets the number of random-moment trials (default 200; the
-// long mode in the README runs 10,000).
+// long mode in docs/07-reliability.md runs 10,000).
 #include <catch2/catch.hpp>
 
 #include <algorithm>

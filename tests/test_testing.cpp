@@ -1,7 +1,8 @@
 // loom/testing.hpp: FakeClock (time, waits woken by advance/set, from other
 // threads) and StepHarness (context, results, error kinds, logs, deadlines,
-// cancellation). The first block, up to "README example end", is README.md's
-// "Testing your steps" example verbatim; testing.readme_example checks that.
+// cancellation). The block marked "step-harness" is docs/04-testing.md's first
+// example verbatim; docs.snippets checks that.
+// snippet begin: step-harness
 #include <catch2/catch.hpp>
 #include <loom/testing.hpp>
 
@@ -25,7 +26,7 @@ private:
     Carrier carrier_;
 };
 
-TEST_CASE("README: a step tested with StepHarness", "[testing][readme]") {
+TEST_CASE("docs: a step tested with StepHarness", "[testing][docs]") {
     using loom::testing::ErrorKind;
     loom::testing::FakeClock clock;   // 2026-01-01T00:00:00Z until advanced
     loom::testing::StepHarness h(std::make_shared<QuoteShipping>([](int kg) { return 5 + 2 * kg; }));
@@ -54,7 +55,7 @@ TEST_CASE("README: a step tested with StepHarness", "[testing][readme]") {
     CHECK(r.retryable());
     CHECK(r.error == "no time left to ask the carrier");
 }
-// README example end
+// snippet end: step-harness
 
 #include <atomic>
 #include <condition_variable>

@@ -1,8 +1,9 @@
 // loom/testing.hpp's WorkflowHarness: whole workflows with mocks, a FakeClock
 // that settle() moves to the next wake-up (retries, timeouts, sleeps,
-// deadlines), crashes at chosen commits and their recovery. The first block,
-// up to "README example end", is README.md's second "Testing your steps"
-// example verbatim; testing.harness_readme_example checks that.
+// deadlines), crashes at chosen commits and their recovery. The block marked
+// "workflow-harness" is docs/04-testing.md's second example verbatim;
+// docs.snippets checks that.
+// snippet begin: workflow-harness
 #include <catch2/catch.hpp>
 #include <loom/testing.hpp>
 
@@ -23,7 +24,7 @@ loom::Workflow order_workflow() {
         .build();
 }
 
-TEST_CASE("README: a workflow tested with WorkflowHarness", "[testing][harness][readme]") {
+TEST_CASE("docs: a workflow tested with WorkflowHarness", "[testing][harness][docs]") {
     loom::HandlerRegistry handlers;   // the real handlers
     handlers.add("carrier.ship", [](loom::StepContext& ctx) -> loom::Json {
         return {{"tracking", "T-" + ctx.input<std::string>("charge")}};
@@ -51,7 +52,7 @@ TEST_CASE("README: a workflow tested with WorkflowHarness", "[testing][harness][
             if (step.status == loom::StepStatus::completed) CHECK(t.calls_after.at(step.step_id) == 0);
     });
 }
-// README example end
+// snippet end: workflow-harness
 
 #include <atomic>
 #include <set>

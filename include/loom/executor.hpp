@@ -79,7 +79,9 @@ struct StartOptions {
 /// Runs workflows durably.
 ///
 ///     loom::SqliteStore store("runs.db");
-///     loom::Executor executor(store, handlers, {.threads = 4});
+///     loom::ExecutorOptions options;
+///     options.threads = 4;
+///     loom::Executor executor(store, handlers, options);
 ///     executor.add_workflow(wf);
 ///     loom::RunId id = executor.start("etl", {{"url", "https://example.org"}});
 ///     loom::RunInfo run = executor.wait(id);
@@ -146,9 +148,14 @@ public:
                 const StartOptions& options = {});
 
     /// Blocks until the run is final and returns it as stored.
-    /// Throws NotFound for an unknown run, Conflict "[loom.run.not_live]" for a
-    /// run that is unfinished but not being run by this executor (recover() it),
-    /// and StoreError if the store failed while running it.
+    /// Throws NotFound "[loom.run.unknown]" for an unknown run, Conflict
+    /// "[loom.run.not_live]" for a run that is unfinished but not being run by
+    /// this executor (recover() it), Conflict "[loom.executor.stopped]" if the
+    /// executor was destroyed first, and what a commit of the run threw while
+    /// running it: StoreError (e.g. "[loom.store.io]", "[loom.store.busy]") or
+    /// Conflict "[loom.store.duplicate_attempt]" (another executor sharing the
+    /// store started the same attempt: it runs the run too). After a failed
+    /// commit, recover() resumes the run.
     RunInfo wait(const RunId& id);
     /// As wait(), but gives up after timeout and returns nullopt.
     std::optional<RunInfo> wait_for(const RunId& id, std::chrono::milliseconds timeout);
@@ -217,12 +224,20 @@ public:
     void rerun(const RunId& id, const std::string& step_id);
 
     /// Resumes every unfinished run in the store that this executor is not
-    /// already running, and returns their ids. Steps that were in flight run
-    /// again; completed steps keep their outputs. Runs whose cancellation was
-    /// requested end cancelled. Throws NotFound "[loom.handler.unknown]" before
-    /// resuming anything if a run needs a handler that is not registered, and
-    /// Conflict "[loom.run.definition_changed]" if a run's stored definition no
-    /// longer matches the hash it started with.
+    /// already running, and returns their ids. Completed steps keep their
+    /// outputs. An attempt stored "running" (in flight when its process
+    /// stopped) counts as a failed attempt, "[loom.step.interrupted]": the
+    /// step runs again only if its retry policy leaves it an attempt, else it
+    /// fails and its on_error applies (for_each elements alike, each on its
+    /// own). An attempt whose start was never stored runs again under the same
+    /// number. The first attempt of each such step or element commits its
+    /// start before its handler runs, so a handler that kills its process on
+    /// every attempt costs at most max_attempts + 1 crashes. Runs whose
+    /// cancellation was requested end cancelled. Throws NotFound
+    /// "[loom.handler.unknown]" before resuming anything if a run needs a
+    /// handler that is not registered, and Conflict
+    /// "[loom.run.definition_changed]" if a run's stored definition no longer
+    /// matches the hash it started with.
     std::vector<RunId> recover();
 
 private:

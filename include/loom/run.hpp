@@ -75,7 +75,10 @@ struct ItemInfo {
 struct StepInfo {
     std::string step_id;
     StepStatus status = StepStatus::pending;
-    int attempts = 0;                       // attempts started so far
+    /// This step's own attempts started so far, an attempt interrupted by the
+    /// end of its process included. A for_each step's elements count theirs
+    /// in items[i].attempts.
+    int attempts = 0;
     Json output;                            // set when completed
     std::string error;                      // set when failed
     std::optional<TimePoint> started_at;    // of the latest attempt

@@ -286,10 +286,13 @@ struct CrashTrial {
 /// abandons its runs; recover() replaces it with a new one on the same store
 /// and resumes them, as a restarted process does. What this does not model: a
 /// handler in flight at the crash is not killed; it runs to its end (its
-/// result is dropped) and runs again after the recovery. That second run is
-/// Loom's at-least-once promise, the same as after a real crash, where the
-/// side effects of the first may or may not have happened:
-/// StepContext::idempotency_key() is for de-duplicating them. Sweeping n over
+/// result is dropped). The recovery treats its attempt as after a real crash
+/// (see Executor::recover()): if its start was committed it counts as an
+/// interrupted attempt, and the step runs again only if its retry policy
+/// leaves it one; if not, it runs again as the same attempt. Such a second
+/// run is Loom's at-least-once promise, where the side effects of the first
+/// may or may not have happened: StepContext::idempotency_key() is for
+/// de-duplicating them. Sweeping n over
 /// every commit of a run, check_every_crash_point() proves a workflow correct
 /// under crashes: each recovered run ends as a clean run does, and no step
 /// whose completion was committed ever runs again.

@@ -69,7 +69,7 @@ struct Step {
     /// Absent: the workflow's default, else OnError::fail.
     std::optional<OnError> on_error;
     std::optional<Compensation> compensate;
-    /// Condition (see the README's expression language); empty: always runs.
+    /// Condition (see docs/02-definitions.md, "Conditions"); empty: always runs.
     /// False: the step is skipped.
     std::string when;
     /// A step whose dependency was skipped is skipped too, unless this is set.
