@@ -40,7 +40,8 @@ int main() {
     auto workflow = loom::WorkflowBuilder("resumable", 1)
         .step("step1", "work")
         .step("step2", "work").after("step1")
-        .step("step3", "work").after("step2")
+        // Its attempt in flight at the crash counts: it needs a second one.
+        .step("step3", "work").after("step2").retry({/*max_attempts=*/2})
         .step("step4", "work").after("step3")
         .build();
 

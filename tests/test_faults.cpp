@@ -530,7 +530,12 @@ loom::Workflow x_and_other(const std::string& other, loom::HandlerRegistry& hand
         other_started.wait();
         return 1;
     });
+    // A start stored before the failed commit counts when recovered: each
+    // step has attempts to spare.
+    loom::RetryPolicy spare;
+    spare.max_attempts = 3;
     return loom::WorkflowBuilder("x_and_" + other, 1)
+        .default_retry(spare)
         .step("src", "src")
         .step("x", "x").after("src")
         .step(other, other).after("src")
@@ -707,8 +712,14 @@ TEST_CASE("a failed commit in the middle of a for_each: no committed element run
         return n * n;
     });
     loom::Executor executor(store, handlers, {2});
-    executor.add_workflow(
-        loom::WorkflowBuilder("squares", 1).step("each", "square").for_each("${input}").max_parallel(2).input("${item}").build());
+    // An element whose start was stored before the failed commit counts that
+    // attempt when recovered: it has another.
+    loom::RetryPolicy again;
+    again.max_attempts = 2;
+    executor.add_workflow(loom::WorkflowBuilder("squares", 1)
+                              .step("each", "square").for_each("${input}").max_parallel(2).input("${item}")
+                              .retry(again)
+                              .build());
     const Json input = {1, 2, 3, 4, 5, 6};
     const auto id = executor.start("squares", input);
     REQUIRE_THROWS_AS(executor.wait(id), loom::StoreError);

@@ -501,7 +501,8 @@ TEST_CASE("WorkflowHarness drives a fan-out with failing elements and crashes at
     loom::HandlerRegistry handlers;
     ElementLog log;
     add_handlers(handlers, log);
-    loom::testing::WorkflowHarness h(fan_workflow(2, loom::OnError::fail, 3), handlers);
+    // 4 attempts: an attempt a crash interrupts counts, and one is spare for it.
+    loom::testing::WorkflowHarness h(fan_workflow(2, loom::OnError::fail, 4), handlers);
     h.fail("each", 2, "flaky");   // every element: attempts 1 and 2 fail, after 1 s and 2 s
     auto run = h.run({{"n", 4}, {"tag", "h"}});
     REQUIRE(run.status == loom::RunStatus::completed);

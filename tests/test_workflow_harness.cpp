@@ -375,6 +375,7 @@ namespace {
 loom::Workflow crash_workflow() {
     return loom::Workflow::from_json(R"({
         "name": "fulfil", "version": 1,
+        "defaults": {"retry": {"max_attempts": 3}},
         "steps": [
             {"id": "reserve", "handler": "echo", "input": {"sku": "${input.sku}"}},
             {"id": "charge", "handler": "pay", "input": {"amount": "${input.amount}"},

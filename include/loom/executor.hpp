@@ -93,10 +93,13 @@ struct StartOptions {
 ///
 /// Destruction stops dispatching new steps and timers, lets in-flight
 /// handlers finish for up to ExecutorOptions::shutdown_grace, then sets their
-/// ctx.cancelled() and waits for them to return, and commits their results;
-/// unfinished runs stay "running" in the store and a later recover() resumes
-/// them. A handler that ignores ctx.cancelled() holds destruction until it
-/// returns: a thread cannot be stopped from outside.
+/// ctx.cancelled() and waits for them to return, and commits their results.
+/// A failure thrown after the grace is not the step's failure and does not
+/// count against its retry policy: the step (or element) runs again after
+/// recover(), keeping its attempt number if its start was stored (its
+/// attempt_base goes up by one). Unfinished runs stay "running" in the store
+/// and a later recover() resumes them. A handler that ignores ctx.cancelled()
+/// holds destruction until it returns: a thread cannot be stopped from outside.
 ///
 /// Thread safety: every member function may be called from any thread,
 /// concurrently. The store, handlers and observer must outlive the executor.
@@ -229,10 +232,13 @@ public:
     /// stopped) counts as a failed attempt, "[loom.step.interrupted]": the
     /// step runs again only if its retry policy leaves it an attempt, else it
     /// fails and its on_error applies (for_each elements alike, each on its
-    /// own). An attempt whose start was never stored runs again under the same
-    /// number. The first attempt of each such step or element commits its
-    /// start before its handler runs, so a handler that kills its process on
-    /// every attempt costs at most max_attempts + 1 crashes. Runs whose
+    /// own). The default max_attempts is 1: a step without a retry policy
+    /// fails rather than running again. An attempt whose start was never
+    /// stored runs again under the same number. The first attempt of each step
+    /// stored ready, waiting or running (of a for_each step: its first
+    /// max_parallel elements) commits its start before its handler runs, so a
+    /// handler that kills its process on every attempt costs at most
+    /// max_attempts + 1 crashes. Runs whose
     /// cancellation was requested end cancelled. Throws NotFound
     /// "[loom.handler.unknown]" before resuming anything if a run needs a
     /// handler that is not registered, and Conflict

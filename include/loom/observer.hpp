@@ -38,9 +38,10 @@ struct StepEvent {
     /// sleep is due at wake_at), suspended (waits for a signal, a child run or
     /// an outside completion, until wake_at if it has a timeout), compensating
     /// (its undo is due; or due again at wake_at, after a failed try),
-    /// compensated, or cancelled (the run ended first). An element: completed,
-    /// failed or waiting (its retry is due at wake_at). Starts (ready ->
-    /// running) are not told: most are written lazily, with the attempt's end.
+    /// compensated, cancelled (the run ended first), or ready (a shutdown
+    /// stopped its attempt: "step.stopped"). An element: completed, failed or
+    /// waiting (its retry is due at wake_at). Starts (ready -> running) are
+    /// not told: most are written lazily, with the attempt's end.
     StepStatus status = StepStatus::completed;
     int attempt = 0;                             // attempts so far (an element's own)
     const Json* output = nullptr;                // completed: valid during the call only

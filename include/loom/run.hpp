@@ -58,7 +58,11 @@ inline bool is_final(RunStatus s) noexcept { return s != RunStatus::running; }
 /// by index so that an element that completed never runs again.
 struct ItemInfo {
     std::uint32_t index = 0;                // position in the for_each array
-    StepStatus status = StepStatus::pending;   // waiting, completed or failed (as stored)
+    /// As stored: running (its start was written), completed, failed,
+    /// waiting, or pending (a crash interrupted it or a shutdown stopped it,
+    /// with attempts left). A final run keeps an element waiting or pending
+    /// as it was; its step has failed, so nothing runs it.
+    StepStatus status = StepStatus::pending;
     int attempts = 0;
     Json output;                            // set when completed
     std::string error;                      // of its latest failed attempt
@@ -84,8 +88,8 @@ struct StepInfo {
     std::optional<TimePoint> started_at;    // of the latest attempt
     std::optional<TimePoint> finished_at;
     std::optional<TimePoint> wake_at;       // waiting: when the next attempt is due
-    /// A for_each step's elements that reached the store (a retry is due, or
-    /// they completed or failed), by index; empty for other steps.
+    /// A for_each step's elements that reached the store (see
+    /// ItemInfo::status), by index; empty for other steps.
     std::vector<ItemInfo> items;
     /// As ItemInfo::attempt_base: attempts - attempt_base count against
     /// the step's max_attempts.

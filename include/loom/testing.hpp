@@ -289,9 +289,18 @@ struct CrashTrial {
 /// result is dropped). The recovery treats its attempt as after a real crash
 /// (see Executor::recover()): if its start was committed it counts as an
 /// interrupted attempt, and the step runs again only if its retry policy
-/// leaves it one; if not, it runs again as the same attempt. Such a second
-/// run is Loom's at-least-once promise, where the side effects of the first
-/// may or may not have happened: StepContext::idempotency_key() is for
+/// leaves it one; if not, it runs again as the same attempt. Here a start is
+/// committed only by a commit made for something else (its own result, a
+/// step or element running beside it, a signal): the fake clock stands still
+/// while a handler runs, so the executor's 10 ms flush of starts does not
+/// fall due (unless hang() holds the attempt). In a chain of steps whose
+/// handlers commit nothing a crash thus never finds an attempt running; where
+/// steps run side by side it may, depending on timing, and a step without a
+/// retry policy then fails on recovery, so that the trial's run may end
+/// otherwise than the clean one: give steps the retry policy they have in
+/// production. Such a second run is
+/// Loom's at-least-once promise, where the side effects of the first may or
+/// may not have happened: StepContext::idempotency_key() is for
 /// de-duplicating them. Sweeping n over
 /// every commit of a run, check_every_crash_point() proves a workflow correct
 /// under crashes: each recovered run ends as a clean run does, and no step
