@@ -427,7 +427,11 @@ struct Executor::Impl {
     /// Adds start writes for attempts in `started` that are still running.
     void record_starts(std::vector<Task>& started, Batch& batch);
     /// Queues element `index` of for_each step `step` as it is now.
-    static void write_item(const RunState& run, std::uint32_t step, std::uint32_t index, Batch& writes);
+    static void write_item(RunState& run, std::uint32_t step, std::uint32_t index, Batch& writes);
+    /// A for_each step that ends unfinished: its elements the store has as
+    /// pending or waiting become cancelled, so that no row of a final run
+    /// looks as if it may still start.
+    void cancel_items(RunState& run, std::uint32_t step, Queue& queue);
     /// Applies a committed batch's effects.
     void apply(Effects& effects);
     /// Drops the live state of runs whose commit failed; the store is the truth.

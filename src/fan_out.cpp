@@ -25,8 +25,9 @@ namespace loom {
 using detail::FanOut;
 using detail::ItemSlot;
 
-void Executor::Impl::write_item(const RunState& run, std::uint32_t step, std::uint32_t index, Batch& writes) {
-    const ItemSlot& item = run.steps[step].fan->items[index];
+void Executor::Impl::write_item(RunState& run, std::uint32_t step, std::uint32_t index, Batch& writes) {
+    ItemSlot& item = run.steps[step].fan->items[index];
+    item.stored = true;
     writes.items.push_back(ItemWrite{run.id, run.workflow->steps()[step].id,
                                      ItemInfo{index, item.status, item.attempts, item.output, item.error,
                                               item.started_at, item.finished_at, item.wake_at,
@@ -61,6 +62,7 @@ void Executor::Impl::load_items(RunState& run, std::uint32_t step, const StepInf
         item.finished_at = s.finished_at;
         item.wake_at = s.wake_at;
         item.attempt_base = s.attempt_base;
+        item.stored = true;
     }
 }
 
@@ -180,7 +182,23 @@ bool Executor::Impl::advance_fan_out(RunState& run, std::uint32_t step, Queue& q
         slot.error = fmt::format("[loom.for_each.stopped] the run stopped with {} of {} elements done",
                                  fan.completed, n);
     }
+    cancel_items(run, step, queue);
     return fail_step(run, step, queue);
+}
+
+void Executor::Impl::cancel_items(RunState& run, std::uint32_t step, Queue& queue) {
+    auto& items = run.steps[step].fan->items;
+    for (std::uint32_t i = 0; i < items.size(); ++i) {
+        ItemSlot& item = items[i];
+        // Only rows that exist: a fan-out stopped early writes no row for
+        // the elements it never reached.
+        if (!item.stored || (item.status != StepStatus::pending && item.status != StepStatus::waiting))
+            continue;
+        item.status = StepStatus::cancelled;
+        item.wake_at.reset();
+        if (!item.finished_at) item.finished_at = now();
+        record_item(run, step, i, queue, "element.cancelled");
+    }
 }
 
 void Executor::Impl::wind_down_fans(RunState& run, Queue& queue) {

@@ -39,6 +39,7 @@ struct ItemSlot {
     TimerQueue::Id timeout_timer = 0;
     bool exact = false;                 // as StepSlot::exact
     bool start_written = true;          // the running attempt's start is in the store
+    bool stored = false;                // the store has a row for it
 };
 
 /// A for_each step's elements while it runs. The step counts once in

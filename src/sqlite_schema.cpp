@@ -187,11 +187,36 @@ ALTER TABLE step_runs_v6 RENAME TO step_runs;
      "step_runs"},
     // Where a step's (an element's) retry budget starts: attempts made before
     // a retry()/rerun() or cancelled by a shutdown do not count, after a
-    // restart too. Rows from before count from 0, as they did.
-    {7, "retry budget base", R"sql(
+    // restart too. Rows from before count from 0, as they did. An element of
+    // a for_each step that ended unfinished is cancelled, as steps are in 6:
+    // step_items is rebuilt with every row for the new CHECK.
+    {7, "retry budget base, cancelled elements", R"sql(
 ALTER TABLE step_runs ADD COLUMN attempt_base INTEGER NOT NULL DEFAULT 0 CHECK (attempt_base >= 0);
-ALTER TABLE step_items ADD COLUMN attempt_base INTEGER NOT NULL DEFAULT 0 CHECK (attempt_base >= 0);
-)sql"},
+CREATE TABLE step_items_v7 (
+    run_id       TEXT NOT NULL,
+    step_id      TEXT NOT NULL,
+    idx          INTEGER NOT NULL CHECK (idx >= 0),
+    status       TEXT NOT NULL
+                 CHECK (status IN ('pending', 'ready', 'running', 'waiting', 'completed', 'failed',
+                                   'cancelled')),
+    attempts     INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    output       TEXT,
+    error        TEXT,
+    started_at   INTEGER,
+    finished_at  INTEGER,
+    wake_at      INTEGER,
+    attempt_base INTEGER NOT NULL DEFAULT 0 CHECK (attempt_base >= 0),
+    PRIMARY KEY (run_id, step_id, idx),
+    FOREIGN KEY (run_id, step_id) REFERENCES step_runs (run_id, step_id)
+) WITHOUT ROWID;
+INSERT INTO step_items_v7 (run_id, step_id, idx, status, attempts, output, error,
+                           started_at, finished_at, wake_at)
+    SELECT run_id, step_id, idx, status, attempts, output, error, started_at, finished_at, wake_at
+    FROM step_items;
+DROP TABLE step_items;
+ALTER TABLE step_items_v7 RENAME TO step_items;
+)sql",
+     "step_items"},
 }};
 
 // PRAGMA foreign_keys is a no-op inside a transaction, so a rebuild turns the

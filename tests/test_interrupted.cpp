@@ -182,9 +182,10 @@ TEST_CASE("a for_each element a crash interrupted counts its attempt", "[interru
     CHECK(element(1).attempts == 2);
     CHECK(element(1).error == kInterrupted2);
     // Element 2 had an attempt left, but its step failed first: it never ran
-    // again, and no element of a final run looks in flight.
-    CHECK(element(2).status == StepStatus::pending);
+    // again, and no element of a final run looks as if it may still start.
+    CHECK(element(2).status == StepStatus::cancelled);
     CHECK(element(2).attempts == 1);
+    CHECK(has(event_types(f.store(), id, "each"), "element.cancelled"));
     CHECK(run.step("each")->error.find("[loom.step.interrupted]") != std::string::npos);
     CHECK(has(event_types(f.store(), id, "each"), "element.interrupted"));
 }

@@ -60,8 +60,8 @@ struct ItemInfo {
     std::uint32_t index = 0;                // position in the for_each array
     /// As stored: running (its start was written), completed, failed,
     /// waiting, or pending (a crash interrupted it or a shutdown stopped it,
-    /// with attempts left). A final run keeps an element waiting or pending
-    /// as it was; its step has failed, so nothing runs it.
+    /// with attempts left); cancelled once its step ended unfinished while it
+    /// was waiting or pending (retry() of the run runs it again).
     StepStatus status = StepStatus::pending;
     int attempts = 0;
     Json output;                            // set when completed
