@@ -114,16 +114,23 @@ bool has(const std::vector<std::string>& v, const std::string& x) {
 const std::string kInterrupted2 =
     "[loom.step.interrupted] attempt 2 was interrupted: its process stopped while it ran";
 
+/// The run of then_report(max_attempts, on_error) as recover() ends it after a
+/// process died during attempt `attempt` of "a".
+loom::RunInfo recovered_after_crash(Fixture<Host>& f, int max_attempts, loom::OnError on_error, int attempt) {
+    const auto id = left_unfinished(f, then_report(max_attempts, on_error));
+    crashed_during(f.store(), id, "a", attempt);
+    auto& executor = f.open();
+    executor.recover();
+    return executor.wait(id);
+}
+
 }  // namespace
 
 TEST_CASE("an attempt a crash interrupted counts: after max_attempts the step fails without running again",
           "[interrupted]") {
     Fixture<Host> f(loom::test::Storage::sqlite);
-    const auto id = left_unfinished(f, then_report(2, loom::OnError::fail));
-    crashed_during(f.store(), id, "a", 2);   // its second attempt killed the process
-    auto& executor = f.open();
-    executor.recover();
-    const auto run = executor.wait(id);
+    const auto run = recovered_after_crash(f, 2, loom::OnError::fail, 2);   // its second attempt killed the process
+    const auto& id = run.id;
     CHECK(f.calls == 0);
     CHECK(run.status == loom::RunStatus::failed);
     CHECK(run.step("a")->status == StepStatus::failed);
@@ -135,11 +142,8 @@ TEST_CASE("an attempt a crash interrupted counts: after max_attempts the step fa
 
 TEST_CASE("an interrupted attempt with attempts left is retried as the next attempt", "[interrupted]") {
     Fixture<Host> f(loom::test::Storage::sqlite);
-    const auto id = left_unfinished(f, then_report(3, loom::OnError::fail));
-    crashed_during(f.store(), id, "a", 1);
-    auto& executor = f.open();
-    executor.recover();
-    const auto run = executor.wait(id);
+    const auto run = recovered_after_crash(f, 3, loom::OnError::fail, 1);
+    const auto& id = run.id;
     CHECK(run.status == loom::RunStatus::completed);
     CHECK(f.calls == 1);
     CHECK(f.last_attempt == 2);
@@ -149,11 +153,7 @@ TEST_CASE("an interrupted attempt with attempts left is retried as the next atte
 
 TEST_CASE("a step that failed by interruption follows its on_error", "[interrupted]") {
     Fixture<Host> f(loom::test::Storage::sqlite);
-    const auto id = left_unfinished(f, then_report(2, loom::OnError::proceed));
-    crashed_during(f.store(), id, "a", 2);
-    auto& executor = f.open();
-    executor.recover();
-    const auto run = executor.wait(id);
+    const auto run = recovered_after_crash(f, 2, loom::OnError::proceed, 2);
     CHECK(f.calls == 0);
     CHECK(run.status == loom::RunStatus::completed);   // "continue": dependents run
     CHECK(run.step("report")->output == Json{{"status", "failed"}, {"error", kInterrupted2}});
