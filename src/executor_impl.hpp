@@ -218,13 +218,18 @@ struct Executor::Impl {
     /// and awaited before its handler runs (await_start). Any other is
     /// written lazily: with its result if it returns first, else by the next
     /// commit, which flush_starts() forces within kStartFlushDelay. Either
-    /// way, no commit is added per step. Run mutex held.
-    void note_start(const Task& task, Attempt& attempt);
+    /// way, no commit is added per step. `began` is the attempt's start.
+    /// Run mutex held.
+    void note_start(const Task& task, Attempt& attempt, TimePoint began);
+    /// Sets flush_starts() to run at `at`. commit_mutex_ held.
+    void arm_start_flush(TimePoint at);
     /// Before an exact attempt's handler runs: waits until its start is
     /// committed. False if that commit failed (the run is abandoned; the
     /// attempt must end without running). No lock held.
     bool await_start(Attempt& attempt);
-    /// Commits the starts of attempts still running that no commit carried yet.
+    /// Commits the starts of attempts still running that no commit carried
+    /// yet, once the oldest of them began kStartFlushDelay ago; re-arms
+    /// itself for that moment if it comes earlier.
     void flush_starts();
     /// The error of attempt `number`, in flight when its process stopped.
     static std::string interrupted(int number);
@@ -539,6 +544,7 @@ struct Executor::Impl {
     /// Attempts started but not yet written: the next commit records those
     /// still running; a quick attempt is recorded with its result instead.
     std::vector<Task> unrecorded_;         // guarded by commit_mutex_
+    TimePoint oldest_unrecorded_{};        // when unrecorded_[0] began; guarded by commit_mutex_
     bool start_flush_armed_ = false;       // flush_starts() is due; guarded by commit_mutex_
     bool leading_ = false;                 // guarded by commit_mutex_
     /// The leader's buffers, kept between rounds and leaders so that their

@@ -328,7 +328,7 @@ std::string Executor::Impl::interrupted(int number) {
                        number);
 }
 
-void Executor::Impl::note_start(const Task& task, Attempt& attempt) {
+void Executor::Impl::note_start(const Task& task, Attempt& attempt, TimePoint began) {
     RunState& run = *task.run;
     const bool item = task.kind == Task::Kind::item;
     if (attempt.start_commit) {   // exact: queued now, awaited by the caller
@@ -348,11 +348,14 @@ void Executor::Impl::note_start(const Task& task, Attempt& attempt) {
     else
         run.start_written[task.step].store(false, std::memory_order_relaxed);
     std::lock_guard commit_lock(commit_mutex_);
+    if (unrecorded_.empty()) oldest_unrecorded_ = began;
     unrecorded_.push_back(task);
-    if (!start_flush_armed_) {
-        start_flush_armed_ = true;
-        timers_.add(now() + kStartFlushDelay, [this] { flush_starts(); });
-    }
+    if (!start_flush_armed_) arm_start_flush(began + kStartFlushDelay);
+}
+
+void Executor::Impl::arm_start_flush(TimePoint at) {
+    start_flush_armed_ = true;
+    timers_.add(at, [this] { flush_starts(); });
 }
 
 bool Executor::Impl::await_start(Attempt& attempt) {
@@ -370,6 +373,15 @@ void Executor::Impl::flush_starts() {
         std::lock_guard lock(commit_mutex_);
         start_flush_armed_ = false;
         if (unrecorded_.empty()) return;
+        // Commits since these starts have not carried them only because
+        // they began after the last one: wait until the oldest is due, so
+        // that a quick chain, whose starts ride with its results, gets no
+        // commit of its own from here.
+        const TimePoint due = oldest_unrecorded_ + kStartFlushDelay;
+        if (now() < due) {
+            arm_start_flush(due);
+            return;
+        }
     }
     {
         // Something to lead: the leader writes the starts (record_starts).
@@ -412,7 +424,7 @@ Executor::Impl::Attempt Executor::Impl::begin_attempt(const Task& task, Slot& sl
         });
     }
     if (std::exchange(slot.exact, false)) attempt.start_commit = std::make_unique<CommitWaiter>();
-    note_start(task, attempt);
+    note_start(task, attempt, *slot.started_at);
     return attempt;
 }
 template Executor::Impl::Attempt Executor::Impl::begin_attempt(const Task&, detail::ItemSlot&);

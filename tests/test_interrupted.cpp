@@ -203,6 +203,24 @@ TEST_CASE("a running attempt is visible to readers of the store while its handle
     CHECK(a.started_at.has_value());
 }
 
+TEST_CASE("a running attempt's start is stored within 10 ms of the executor's clock", "[interrupted][sqlite]") {
+    // The bound the docs state: on a clock that only moves when told, no
+    // other commit can carry the start, so only the flush due 10 ms after it
+    // began can have stored it.
+    loom::testing::FakeClock clock;   // outlives the executor
+    Fixture<Host> f(loom::test::Storage::sqlite);
+    auto options = quick_shutdown();
+    options.clock = &clock;
+    const auto id = f.open({then_report(1, loom::OnError::fail)}, options).start("w");
+    f.gate.wait_for_waiters(1);
+    f.gate.release();
+    clock.advance(10ms);
+    loom::SqliteStore reader(f.db());
+    REQUIRE(loom::test::eventually([&] { return reader.load_run(id)->step("a")->status == StepStatus::running; },
+                                   5s));
+    CHECK(reader.load_run(id)->step("a")->started_at == loom::testing::FakeClock::kDefaultStart);
+}
+
 TEST_CASE("the first attempt after recover() is stored before its handler runs", "[interrupted]") {
     // Its start may be what killed the last process: it is committed first.
     // On a clock that never moves no lazy write of a start falls due, so
