@@ -213,7 +213,7 @@ TEST_CASE("a parent recovered stopped cancels the child it left running", "[chil
         REQUIRE(store.load_run(id + ".pay"));
         const auto at = std::chrono::system_clock::now();
         loom::Batch batch;
-        batch.steps.push_back(loom::StepWrite{id, "stock", StepStatus::failed, 1, {}, "out of stock", at, at});
+        batch.steps.push_back(loom::StepWrite{id, "stock", StepStatus::failed, 1, {}, "out of stock", at, at, std::nullopt, false, 0});
         store.commit(batch);
     }
     auto& executor = shop.reopen(quick);

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "expression.hpp"
+#include "model/expression.hpp"
 
 using loom::Json;
 using loom::detail::Expression;

@@ -1,4 +1,4 @@
-// StepContext (src/handler.cpp): typed input access that fails the step with
+// StepContext (src/handlers/handler.cpp): typed input access that fails the step with
 // [loom.input.missing] or [loom.input.type] naming run, step and key, instead of
 // aborting the host; and how an attempt's exception is classified: what says
 // the input is not what the handler reads is never retried.

@@ -11,8 +11,8 @@
 #include <limits>
 #include <string>
 
-#include "model.hpp"
-#include "plan.hpp"
+#include "model/model.hpp"
+#include "model/plan.hpp"
 #include "support/temp_dir.hpp"
 
 #include <fstream>
@@ -117,7 +117,7 @@ TEST_CASE("A JSON definition becomes a workflow with its compiled graph", "[mode
     REQUIRE(wf.find_step("audit") == &wf.steps()[2]);
     REQUIRE(wf.find_step("nope") == nullptr);
 
-    const loom::detail::Plan& plan = wf.plan();
+    const loom::detail::Plan& plan = loom::detail::Plan::of(wf);
     REQUIRE(plan.index.at("load") == 3);
     REQUIRE(plan.steps[3].deps == std::vector<std::uint32_t>{1, 2});
     REQUIRE(plan.steps[0].dependents == std::vector<std::uint32_t>{1, 2});
@@ -202,9 +202,9 @@ TEST_CASE("Step settings and defaults are read, written canonically and round-tr
     REQUIRE(wf.defaults().timeout == milliseconds(30'000));
     REQUIRE(wf.defaults().on_error == OnError::compensate);
     REQUIRE(wf.deadline() == milliseconds(3'600'000));
-    REQUIRE(wf.plan().steps[0].compensate_substitutions.size() == 1);
-    REQUIRE(wf.plan().steps[0].compensate_substitutions[0].where.to_string() == "/id");
-    REQUIRE(wf.plan().steps[1].compensate_substitutions.empty());
+    REQUIRE(loom::detail::Plan::of(wf).steps[0].compensate_substitutions.size() == 1);
+    REQUIRE(loom::detail::Plan::of(wf).steps[0].compensate_substitutions[0].where.to_string() == "/id");
+    REQUIRE(loom::detail::Plan::of(wf).steps[1].compensate_substitutions.empty());
 
     // Retry policies in full, settings only where set, run_if_skipped only when true.
     REQUIRE(wf.to_json().dump() ==
@@ -703,8 +703,8 @@ TEST_CASE("A 10,000-step chain validates", "[model]") {
     }
     Workflow wf = builder.build();
     REQUIRE(wf.steps().size() == 10'000);
-    REQUIRE(wf.plan().sinks == std::vector<std::uint32_t>{9'999});
-    REQUIRE(wf.plan().steps[9'999].substitutions.size() == 1);
+    REQUIRE(loom::detail::Plan::of(wf).sinks == std::vector<std::uint32_t>{9'999});
+    REQUIRE(loom::detail::Plan::of(wf).steps[9'999].substitutions.size() == 1);
 }
 
 namespace {

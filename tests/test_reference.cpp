@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "plan.hpp"
+#include "model/plan.hpp"
 
 using loom::Json;
 using loom::Workflow;
@@ -156,7 +156,7 @@ TEST_CASE("A step without an input template receives its dependencies' outputs",
 TEST_CASE("An input without references is passed as written", "[reference]") {
     const Json input = {{"url", "https://example.org/$"}, {"n", {1, 2}}};
     Workflow wf = reading(input);
-    REQUIRE(wf.plan().steps[1].substitutions.empty());
+    REQUIRE(loom::detail::Plan::of(wf).steps[1].substitutions.empty());
     REQUIRE(resolve(wf, "b", {{"url", "other"}}, {{}, {}}) == input);
 }
 
@@ -191,8 +191,8 @@ TEST_CASE("A compensation receives its step's output, or its own template resolv
          "compensate": {"handler": "undo", "input": {
              "mine": "${steps.b.output.id}", "upstream": "${steps.a.output}", "who": "${input.user}",
              "text": "undo ${steps.b.output.id} for ${input.user}", "fixed": [1, "$${x}"]}}}]})");
-    REQUIRE(wf.plan().steps[1].substitutions.size() == 1);
-    REQUIRE(wf.plan().steps[1].compensate_substitutions.size() == 5);
+    REQUIRE(loom::detail::Plan::of(wf).steps[1].substitutions.size() == 1);
+    REQUIRE(loom::detail::Plan::of(wf).steps[1].compensate_substitutions.size() == 5);
 
     const std::vector<Json> outputs = {{{"x", 1}}, {{"id", 7}}};
     const Json run_input = {{"user", "ann"}};

@@ -2,6 +2,7 @@
 // its connection settings, schema migrations, and several writers on one file.
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <fstream>
 #include <iterator>
@@ -15,13 +16,10 @@
 #include <loom/error.hpp>
 #include <loom/sqlite_store.hpp>
 
-#include "sqlite_schema.hpp"
-#include "sqlite_store_probe.hpp"
+#include "store/sqlite_schema.hpp"
 #include "support/temp_dir.hpp"
 
 namespace {
-
-using loom::detail::SqliteStoreProbe;
 
 loom::TimePoint at(std::int64_t ms) { return loom::TimePoint(std::chrono::milliseconds(ms)); }
 
@@ -135,18 +133,19 @@ TEST_CASE("connections use WAL, the requested synchronous level and the busy tim
     loom::test::TempDir dir;
     SECTION("defaults: FULL") {
         loom::SqliteStore store(dir.file("runs.db"));
-        CHECK(SqliteStoreProbe::writer_pragma(store, "journal_mode") == "wal");
-        CHECK(SqliteStoreProbe::writer_pragma(store, "synchronous") == "2");
-        CHECK(SqliteStoreProbe::writer_pragma(store, "foreign_keys") == "1");
-        CHECK(SqliteStoreProbe::writer_pragma(store, "busy_timeout") == "5000");
+        const auto settings = store.settings();
+        CHECK(settings.journal_mode == "wal");
+        CHECK(settings.synchronous == 2);
+        CHECK(settings.foreign_keys);
+        CHECK(settings.busy_timeout == std::chrono::milliseconds(5000));
     }
     SECTION("NORMAL when asked") {
         loom::SqliteOptions options;
         options.synchronous = loom::SqliteOptions::Synchronous::normal;
         options.busy_timeout = std::chrono::milliseconds(1234);
         loom::SqliteStore store(dir.file("runs.db"), options);
-        CHECK(SqliteStoreProbe::writer_pragma(store, "synchronous") == "1");
-        CHECK(SqliteStoreProbe::writer_pragma(store, "busy_timeout") == "1234");
+        CHECK(store.settings().synchronous == 1);
+        CHECK(store.settings().busy_timeout == std::chrono::milliseconds(1234));
     }
     // WAL is a property of the file: every later connection sees it.
     SQLite::Database db(dir.file("runs.db"));
@@ -283,7 +282,7 @@ TEST_CASE("opening a version 3 file rebuilds step_runs with every row and value"
 
     loom::SqliteStore store(path);
     CHECK(applied_versions(path) == every_version());
-    CHECK(SqliteStoreProbe::writer_pragma(store, "foreign_keys") == "1");   // on again
+    CHECK(store.settings().foreign_keys);   // on again
     {
         SQLite::Database db(path, SQLite::OPEN_READWRITE);
         CHECK(rows(db, steps_v3) == steps_before);
@@ -366,7 +365,7 @@ TEST_CASE("opening a version 5 file rebuilds step_runs for the cancelled state, 
 
     loom::SqliteStore store(path);
     CHECK(applied_versions(path) == every_version());
-    CHECK(SqliteStoreProbe::writer_pragma(store, "foreign_keys") == "1");
+    CHECK(store.settings().foreign_keys);
     {
         SQLite::Database db(path, SQLite::OPEN_READWRITE);
         CHECK(rows(db, steps) == steps_before);

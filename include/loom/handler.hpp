@@ -66,6 +66,28 @@ std::string input_expected() {
     }
 }
 
+
+/// What the executor (or a test harness) gives a StepContext. Internal: hosts
+/// never make a StepContext; the executor passes one to the handler.
+struct StepContextParams {
+    Json input;
+    /// If set, computes the input the first time input() is called, instead
+    /// of `input`: a handler that never reads its input never pays for it.
+    std::function<Json()> resolve_input;
+    int attempt = 1;
+    RunId run_id;
+    std::string step_id;
+    std::optional<std::uint32_t> item;   // a for_each step's element index
+    bool compensating = false;           // the step's compensation (undo), not the step
+    const std::atomic<bool>* cancel_flag = nullptr;   // the run's; null: never cancelled
+    const std::atomic<bool>* attempt_flag = nullptr;  // this attempt's (timed out); may be null
+    /// When this attempt must be over: the earlier of its timeout and the
+    /// run's deadline; empty: no limit.
+    std::optional<TimePoint> deadline;
+    const Clock* clock = nullptr;                     // for the deadline; null: SystemClock
+    std::function<void(const LogRecord&)> log_sink;   // null: logs are dropped
+};
+struct ContextAccess;   // makes StepContexts (src/handlers/invoke.hpp)
 }  // namespace detail
 
 /// What one attempt of one step sees.
@@ -83,25 +105,6 @@ std::string input_expected() {
 /// change at any time (it reads an atomic flag).
 class StepContext {
 public:
-    struct Params {
-        Json input;
-        /// If set, computes the input the first time input() is called, instead
-        /// of `input`: a handler that never reads its input never pays for it.
-        std::function<Json()> resolve_input;
-        int attempt = 1;
-        RunId run_id;
-        std::string step_id;
-        std::optional<std::uint32_t> item;   // a for_each step's element index
-        bool compensating = false;           // the step's compensation (undo), not the step
-        const std::atomic<bool>* cancel_flag = nullptr;   // the run's; null: never cancelled
-        const std::atomic<bool>* attempt_flag = nullptr;  // this attempt's (timed out); may be null
-        /// When this attempt must be over: the earlier of its timeout and the
-        /// run's deadline; empty: no limit.
-        std::optional<TimePoint> deadline;
-        const Clock* clock = nullptr;                     // for the deadline; null: SystemClock
-        std::function<void(const LogRecord&)> log_sink;   // null: logs are dropped
-    };
-    explicit StepContext(Params params);
 
     /// The whole resolved input: references replaced by the values they name.
     /// Throws InputError "[loom.input.missing]" if a referenced key or index
@@ -206,7 +209,10 @@ private:
         }
     }
 
-    mutable Params params_;   // input is resolved on first use
+    explicit StepContext(detail::StepContextParams params);
+    friend struct detail::ContextAccess;
+
+    mutable detail::StepContextParams params_;   // input is resolved on first use
     bool suspended_ = false;
 };
 

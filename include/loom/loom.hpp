@@ -11,4 +11,5 @@
 #include <loom/run.hpp>
 #include <loom/sqlite_store.hpp>
 #include <loom/store.hpp>
+#include <loom/version.hpp>
 #include <loom/workflow.hpp>

@@ -10,10 +10,6 @@
 
 namespace loom {
 
-namespace detail {
-struct SqliteStoreProbe;
-}
-
 struct SqliteOptions {
     /// FULL (the default) fsyncs every commit, so an acknowledged step survives
     /// power loss. NORMAL is faster and still safe against a process crash, but a
@@ -25,6 +21,15 @@ struct SqliteOptions {
     /// The name of a registered SQLite VFS to open the file through, for tests
     /// and special file systems; empty: SQLite's default.
     std::string vfs;
+};
+
+/// What a SqliteStore's writing connection runs with, as SQLite reports it (not
+/// as asked): SqliteStore::settings().
+struct SqliteSettings {
+    std::string journal_mode;   // "wal"
+    int synchronous = 0;        // PRAGMA synchronous: 2 is FULL, 1 NORMAL
+    bool foreign_keys = false;
+    std::chrono::milliseconds busy_timeout{0};
 };
 
 /// A Store on one SQLite database file, created if missing. Opening applies any
@@ -61,9 +66,12 @@ public:
 
     /// The schema version this library writes.
     static int latest_schema_version() noexcept;
+    /// Reads back the settings of the connection that writes, which no other
+    /// connection can see (they are per connection): a check that the store
+    /// is as durable as configured. Throws StoreError if SQLite cannot answer.
+    SqliteSettings settings();
 
 private:
-    friend struct detail::SqliteStoreProbe;  // lets tests read the connections' settings
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

@@ -153,9 +153,6 @@ public:
     /// Hex digest of the canonical JSON: equal definitions have equal hashes.
     const std::string& hash() const noexcept { return hash_; }
 
-    /// The compiled graph the executor runs (internal).
-    const detail::Plan& plan() const noexcept { return *plan_; }
-
 private:
     Workflow() = default;
 

@@ -7,7 +7,7 @@
 add_library(loom_crash_support OBJECT ${CMAKE_CURRENT_SOURCE_DIR}/support/crash_child.cpp)
 target_include_directories(loom_crash_support
   PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}
-  PRIVATE ${PROJECT_SOURCE_DIR}/src)   # failpoint.hpp
+  PRIVATE ${PROJECT_SOURCE_DIR}/src)   # runtime/failpoint.hpp
 target_link_libraries(loom_crash_support PUBLIC loom::loom loom_warnings)
 
 add_executable(loom_crash_child ${CMAKE_CURRENT_SOURCE_DIR}/crash_child.cpp)

@@ -26,6 +26,6 @@ if(LOOM_BUILD_FUZZERS)
     target_compile_options(${target} PRIVATE -fsanitize=fuzzer ${loom_fuzz_sanitizers})
     target_link_options(${target} PRIVATE -fsanitize=fuzzer)
   endforeach()
-  # The expression target checks internals (src/expression.hpp).
+  # The expression target checks internals (src/model/expression.hpp).
   target_include_directories(fuzz_expression PRIVATE ${PROJECT_SOURCE_DIR}/src)
 endif()

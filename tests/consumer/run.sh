@@ -29,6 +29,11 @@ else
     echo "FAIL: an installed Loom header includes SQLiteCpp" >&2
     exit 1
   fi
+  # The testing kit is a library of its own: a host that does not test links none of it.
+  if nm -C --defined-only "$work"/prefix/lib*/libloom.* 2>/dev/null | grep -q ' loom::testing::'; then
+    echo "FAIL: the installed libloom defines the testing kit (it belongs in libloom_testing)" >&2
+    exit 1
+  fi
   source_dir=$here
   set -- "$@" "-DCMAKE_PREFIX_PATH=$work/prefix"
 fi
@@ -50,3 +55,4 @@ fi
 # Bounded, so a deadlock in Loom fails here in minutes rather than at ctest's timeout.
 echo "-- running the consumer"
 timeout 120 "$work/build/app"
+timeout 120 "$work/build/kit"

@@ -14,8 +14,8 @@
 
 #include <loom/error.hpp>
 
-#include "expression.hpp"
-#include "model.hpp"
+#include "model/expression.hpp"
+#include "model/model.hpp"
 
 namespace loom::fuzz {
 

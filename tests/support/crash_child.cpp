@@ -17,7 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "failpoint.hpp"
+#include "runtime/failpoint.hpp"
 
 extern char** environ;
 

@@ -1,0 +1,676 @@
+// The Executor's public verbs: definitions, starting, waiting, reading,
+// cancelling and recovering runs. Running steps lives in scheduler.cpp.
+#include <loom/executor.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <iterator>
+#include <limits>
+#include <random>
+
+#include <fmt/format.h>
+
+#include <loom/error.hpp>
+
+#include "engine/executor_impl.hpp"
+#include "handlers/builtins.hpp"
+#include "model/payload.hpp"
+#include "model/plan.hpp"
+
+namespace loom {
+namespace {
+
+/// 15 characters of base62: 8 of milliseconds since the epoch, so ids sort by
+/// start time, then 7 from a per-process random offset plus a counter, so one
+/// process never repeats an id and two collide only by chance (~2^-41 per pair
+/// started in the same millisecond; the store refuses a duplicate). Short
+/// enough for the small-string buffer: copying an id allocates nothing.
+RunId new_run_id() {
+    static const char digits[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    static std::atomic<std::uint64_t> counter{std::random_device{}() * 4294967296ull + std::random_device{}()};
+    auto ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                             std::chrono::system_clock::now().time_since_epoch())
+                                             .count());
+    std::uint64_t tail = counter.fetch_add(1, std::memory_order_relaxed);
+    RunId id(15, '0');
+    for (int i = 7; i >= 0; --i, ms /= 62) id[i] = digits[ms % 62];
+    for (int i = 14; i >= 8; --i, tail /= 62) id[i] = digits[tail % 62];
+    return id;
+}
+
+/// Validates the options; returns how many worker threads to start.
+unsigned checked_thread_count(const ExecutorOptions& options) {
+    const auto& l = options.limits;
+    if (l.max_steps == 0 || l.max_depth == 0 || l.max_bytes == 0)
+        throw InvalidArgument("loom.options.limits",
+                              fmt::format("ExecutorOptions::limits must be positive (max_steps {}, "
+                                          "max_depth {}, max_bytes {})",
+                                          l.max_steps, l.max_depth, l.max_bytes));
+    if (options.payload.max_bytes == 0 || options.payload.max_depth == 0)
+        throw InvalidArgument("loom.options.payload",
+                              fmt::format("ExecutorOptions::payload limits must be positive (max_bytes "
+                                          "{}, max_depth {})",
+                                          options.payload.max_bytes, options.payload.max_depth));
+    for (const auto* limits : {&options.max_running_per_handler, &options.max_running_per_workflow}) {
+        for (const auto& [name, limit] : *limits) {
+            if (limit == 0)
+                throw InvalidArgument("loom.options.max_running",
+                                      fmt::format("ExecutorOptions::max_running_per_{} for \"{}\" is 0; it must "
+                                                  "be at least 1",
+                                                  limits == &options.max_running_per_handler ? "handler" : "workflow",
+                                                  name));
+        }
+    }
+    for (const auto& [name, value] : {std::pair{"shutdown_grace", options.shutdown_grace},
+                                      std::pair{"delivery_poll", options.delivery_poll}}) {
+        if (value.count() < 0)
+            throw InvalidArgument("loom.options.duration",
+                                  fmt::format("ExecutorOptions::{} is {} ms; it must not be negative", name,
+                                              value.count()));
+    }
+    if (options.threads > 1024)
+        throw InvalidArgument("loom.options.threads",
+                              fmt::format("ExecutorOptions::threads is {}; at most 1024", options.threads));
+    if (options.threads > 0) return options.threads;
+    return std::max(1u, std::thread::hardware_concurrency());
+}
+
+}  // namespace
+
+Executor::Impl::Impl(Store& store, HandlerRegistry& handlers, ExecutorOptions options)
+    : store_(store),
+      handlers_(handlers),
+      options_(options),
+      clock_(options.clock ? *options.clock : SystemClock::instance()),
+      timers_(clock_),
+      pool_(checked_thread_count(options), [this](Task& t) { run_task(t); },
+            [this] { return lead_if_idle(); }) {}
+
+Executor::Impl::~Impl() {
+    stopping_ = true;
+    timers_.stop();   // waits in progress stay in the store; recover() re-arms them
+    {
+        std::unique_lock lock(in_flight_mutex_);
+        if (!in_flight_cv_.wait_for(lock, options_.shutdown_grace, [this] { return in_flight_ == 0; })) {
+            lock.unlock();
+            cancel_attempts();
+        }
+    }
+    pool_.stop();
+    // Commit what the last handlers left queued, so their results are kept.
+    bool must_lead = false;
+    {
+        std::lock_guard lock(commit_mutex_);
+        must_lead = !pending_effects_.empty() && !leading_;
+        leading_ = leading_ || must_lead;
+    }
+    if (must_lead) {
+        Task held;   // dispatching is over: the stopped pool drops ready steps
+        lead(&held);
+    }
+    std::vector<std::shared_ptr<RunState>> left;
+    {
+        std::lock_guard lock(live_mutex_);
+        for (auto& [id, run] : live_) left.push_back(run);
+    }
+    for (auto& run : left) {
+        std::lock_guard run_lock(run->mutex);
+        if (run->done) continue;
+        run->done = true;
+        run->store_error = std::make_exception_ptr(Conflict(
+            "loom.executor.stopped",
+            "run " + run->id + " was left unfinished when its executor stopped; recover() resumes it"));
+        run->done_cv.notify_all();
+    }
+}
+
+void Executor::Impl::cancel_attempts() {
+    attempts_cancelled_ = true;   // before any handler can see ctx.cancelled()
+    std::vector<std::shared_ptr<RunState>> runs;
+    {
+        std::lock_guard lock(live_mutex_);
+        for (auto& [id, run] : live_) runs.push_back(run);
+    }
+    for (auto& run : runs) {
+        std::lock_guard lock(run->mutex);
+        run->cancel_flag = true;   // attempts without a flag of their own read this one
+        for (auto& slot : run->steps) {
+            if (slot.attempt_flag) slot.attempt_flag->store(true);
+            if (!slot.fan) continue;
+            for (auto& item : slot.fan->items)
+                if (item.attempt_flag) item.attempt_flag->store(true);
+        }
+    }
+}
+
+std::shared_ptr<const Workflow> Executor::Impl::find_workflow(const std::string& name,
+                                                              std::optional<std::int64_t> version) {
+    {
+        std::lock_guard lock(workflows_mutex_);
+        if (version) {
+            auto it = workflows_.find({name, *version});
+            if (it != workflows_.end()) return it->second;
+        } else {
+            // The highest version added here; the store only if none was.
+            auto it = workflows_.lower_bound({name, std::numeric_limits<std::int64_t>::max()});
+            if (it != workflows_.begin() && std::prev(it)->first.first == name) return std::prev(it)->second;
+        }
+    }
+    auto record = store_.load_workflow(name, version);
+    if (!record) {
+        throw NotFound("loom.workflow.unknown",
+                       version ? fmt::format("workflow \"{}\" version {} is not registered", name, *version)
+                               : fmt::format("workflow \"{}\" is not registered", name));
+    }
+    std::lock_guard lock(workflows_mutex_);
+    auto& cached = workflows_[{record->name, record->version}];
+    if (!cached || cached->hash() != record->hash)
+        cached = std::make_shared<const Workflow>(Workflow::from_json(record->definition, options_.limits));
+    return cached;
+}
+
+StepHandlers Executor::Impl::resolve_handlers(const Workflow& wf, const RunId& run) {
+    auto find = [&](const std::string& step, const std::string& name, const char* role) {
+        auto h = detail::builtin_handler(name);
+        if (!h) h = handlers_.find(name);
+        if (!h) {
+            throw NotFound("loom.handler.unknown",
+                           fmt::format("{}workflow \"{}\" step \"{}\" uses {} \"{}\", which is not "
+                                       "registered",
+                                       run.empty() ? "" : "run " + run + ": ", wf.name(), step, role, name));
+        }
+        return h;
+    };
+    StepHandlers found;
+    for (std::size_t i = 0; i < wf.steps().size(); ++i) {
+        const Step& step = wf.steps()[i];
+        if (detail::kind_of(wf, i) == detail::StepKind::child && !stood_in(wf, static_cast<std::uint32_t>(i))) {
+            const std::string child = step.handler.substr(9);
+            try {
+                (void)find_workflow(child, std::nullopt);
+            } catch (const NotFound&) {
+                throw NotFound("loom.workflow.unknown",
+                               fmt::format("{}workflow \"{}\" step \"{}\" runs workflow \"{}\", which is not "
+                                           "registered",
+                                           run.empty() ? "" : "run " + run + ": ", wf.name(), step.id, child));
+            }
+        }
+        found.run.push_back(find(step.id, step.handler, "handler"));
+        found.compensate.push_back(
+            step.compensate ? find(step.id, step.compensate->handler, "compensation handler") : nullptr);
+    }
+    return found;
+}
+
+StepHandlers Executor::Impl::resolve_tree(const Workflow& wf) {
+    StepHandlers found = resolve_handlers(wf, "");
+    // Depth first, each workflow once: a workflow may run itself, or share a child.
+    std::set<std::string> seen{wf.name()};
+    std::vector<std::shared_ptr<const Workflow>> held;   // the sub-workflows, kept alive
+    std::vector<std::pair<const Workflow*, std::string>> todo{{&wf, ""}};   // with the steps that led there
+    while (!todo.empty()) {
+        const auto [parent, path] = todo.back();
+        todo.pop_back();
+        for (std::uint32_t i = 0; i < parent->steps().size(); ++i) {
+            if (detail::kind_of(*parent, i) != detail::StepKind::child || stood_in(*parent, i)) continue;
+            const std::string child = parent->steps()[i].handler.substr(9);
+            if (!seen.insert(child).second) continue;
+            const std::string via = fmt::format("{}workflow \"{}\" step \"{}\" runs workflow \"{}\": ", path,
+                                                parent->name(), parent->steps()[i].id, child);
+            try {
+                held.push_back(find_workflow(child, std::nullopt));   // resolve_handlers found it
+                (void)resolve_handlers(*held.back(), "");
+            } catch (const NotFound& e) {
+                const std::string_view what = e.what();
+                throw NotFound(e.id(), via + std::string(what.substr(what.find("] ") + 2)));
+            }
+            todo.emplace_back(held.back().get(), via);
+        }
+    }
+    return found;
+}
+
+bool Executor::Impl::stood_in(const Workflow& wf, std::uint32_t step) const {
+    const auto* stand_in = stand_in_.load();
+    return stand_in && stand_in->covers(wf, step);
+}
+
+void detail::ExecutorAccess::set_child_stand_in(Executor& executor, ChildStandIn* stand_in) {
+    executor.impl_->stand_in_.store(stand_in);
+}
+
+std::shared_ptr<RunState> Executor::Impl::make_state(const RunInfo& info,
+                                                     std::shared_ptr<const Workflow> wf,
+                                                     StepHandlers handlers) {
+    auto run = std::make_shared<RunState>();
+    run->id = info.id;
+    run->workflow = std::move(wf);
+    run->handlers = std::move(handlers);
+    run->input = info.input;
+    run->cancel_requested = info.cancel_requested;
+    run->priority = info.priority;
+    run->paused = info.paused;
+    run->cancel_flag = info.cancel_requested;
+    const auto& plan = detail::Plan::of(*run->workflow);
+    run->steps.resize(plan.steps.size());
+    run->start_written = std::vector<std::atomic<bool>>(plan.steps.size());
+    for (auto& w : run->start_written) w.store(true, std::memory_order_relaxed);
+    if (auto limit = run->workflow->deadline()) run->deadline_at = info.created_at + *limit;
+    for (std::uint32_t i = 0; i < info.steps.size(); ++i) {
+        auto& slot = run->steps[i];
+        const auto& s = info.steps[i];
+        slot.attempts = s.attempts;
+        slot.attempt_base = s.attempt_base;
+        slot.started_at = s.started_at;
+        slot.finished_at = s.finished_at;
+        slot.error = s.error;
+        load_items(*run, i, s);
+        const bool handler = detail::kind_of(*run->workflow, i) == detail::StepKind::handler;
+        // What may have been in flight when the last process stopped starts
+        // exactly: its start may be lost (written lazily) though its handler ran.
+        slot.exact = s.status == StepStatus::ready || s.status == StepStatus::waiting ||
+                     s.status == StepStatus::running;
+        StepStatus status = s.status;
+        if (status == StepStatus::running && handler) {
+            // Its attempt was in flight when its process stopped: it counts,
+            // so a step that kills its process is bounded by its retry policy.
+            slot.error = interrupted(s.attempts);
+            slot.finished_at = now();
+            if (s.attempts - slot.attempt_base >= run->workflow->retry_of(i).max_attempts)
+                status = StepStatus::failed;
+        }
+        switch (status) {
+            case StepStatus::completed:
+                slot.output = s.output;
+                [[fallthrough]];
+            case StepStatus::skipped:
+                slot.status = status;
+                ++run->settled;
+                break;
+            case StepStatus::compensating:
+            case StepStatus::compensated:
+                slot.output = s.output;
+                slot.status = status;
+                run->compensate = true;   // the run was being compensated
+                break;
+            case StepStatus::failed:
+                slot.status = status;
+                if (run->workflow->on_error_of(i) == OnError::compensate) run->compensate = true;
+                if (run->workflow->on_error_of(i) == OnError::proceed) {
+                    ++run->settled;
+                } else if (!run->stopping) {
+                    run->stopping = true;
+                    run->outcome = RunStatus::failed;
+                    run->error = info.error.empty()
+                                     ? fmt::format("step \"{}\" failed: {}", s.step_id, slot.error)
+                                     : info.error;
+                }
+                break;
+            case StepStatus::waiting:
+            case StepStatus::suspended:
+                slot.status = status;
+                slot.wake_at = s.wake_at;
+                break;
+            default:
+                // Interrupted with attempts left, or not reached: decided below.
+                if (s.status != StepStatus::running) slot.error.clear();
+                break;
+        }
+    }
+    if (run->cancel_requested) {
+        run->stopping = true;
+        run->outcome = RunStatus::cancelled;
+        run->error.clear();
+    }
+    for (std::uint32_t i = 0; i < plan.steps.size(); ++i) {
+        auto& slot = run->steps[i];
+        if (slot.status == StepStatus::waiting || slot.status == StepStatus::suspended) {
+            if (!run->stopping) ++run->active;   // its timer is armed once the run is live
+            continue;
+        }
+        if (slot.status != StepStatus::pending) continue;   // settled, or failed for good
+        slot.waiting = 0;
+        for (auto d : plan.steps[i].deps) {
+            const auto dep = run->steps[d].status;
+            if (dep != StepStatus::completed && dep != StepStatus::skipped && dep != StepStatus::failed)
+                ++slot.waiting;
+        }
+    }
+    return run;
+}
+
+bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo& stored, bool fresh,
+                            const char* event, const RunWrite* reopen) {
+    {
+        std::lock_guard lock(live_mutex_);
+        if (!live_.emplace(run->id, run).second) return false;   // another recover() has it
+        abandoned_.erase(run->id);
+    }
+    // A recovered run: what host threads recorded since recover() read it.
+    std::optional<RunInfo> latest;
+    std::vector<RunEvent> latest_events;
+    if (!fresh && !reopen) {
+        try {
+            latest = store_.load_run(run->id);
+            bool deliveries;
+            {
+                std::lock_guard lock(run->mutex);
+                deliveries = may_have_deliveries(*run);
+            }
+            if (deliveries) latest_events = store_.load_events(run->id);
+        } catch (const std::exception& e) {
+            // Other threads may use the live state already: it goes on. A
+            // call they recorded only is then applied at the next recovery
+            // (signals and completions by the delivery poll).
+            latest.reset();
+            notify([&](Observer& o) {
+                o.on_log(LogRecord{LogLevel::warn, run->id, "", 0,
+                                   std::string("recover: reading what came in meanwhile failed: ") + e.what(),
+                                   std::nullopt});
+            });
+        }
+    }
+    CommitWaiter waiter;
+    bool must_lead;
+    {
+        std::lock_guard lock(run->mutex);
+        if (latest) catch_up(*run, stored, *latest, latest_events);
+        Queue queue(*this, run, &waiter);
+        auto& writes = queue.writes();
+        const auto at = now();
+        if (fresh) {
+            writes.new_runs.push_back(stored);
+            queue.effects().run_started = true;
+        }
+        if (reopen) writes.runs.push_back(*reopen);
+        writes.events.push_back(RunEvent{0, run->id, "", event, 0, "", at});
+        if (!fresh && !reopen) {
+            for (std::uint32_t i = 0; i < run->steps.size(); ++i) {
+                const auto& was = stored.steps[i];
+                if (was.status != StepStatus::running ||
+                    detail::kind_of(*run->workflow, i) != detail::StepKind::handler)
+                    continue;
+                // Interrupted with no attempt left: failed, and told so. Its row
+                // is written below with the other steps that changed.
+                const auto& slot = run->steps[i];
+                const char* kind = slot.status == StepStatus::failed ? "step.failed" : "step.interrupted";
+                if (slot.status == StepStatus::failed) tell(i, std::nullopt, slot, kind, slot.error, queue);
+                writes.events.push_back(RunEvent{0, run->id, was.step_id, kind, was.attempts, slot.error, at});
+            }
+        }
+        // Steps waiting for nothing: ready, skipped, or (condition error) failed.
+        for (std::uint32_t i = 0; i < run->steps.size(); ++i) {
+            const auto& slot = run->steps[i];
+            if (slot.status == StepStatus::pending && slot.waiting == 0 && !run->stopping &&
+                admit(*run, i, queue, /*write_ready=*/false))
+                release_dependents(*run, i, queue);
+        }
+        if (fresh) {
+            auto& steps = writes.new_runs.back().steps;
+            for (std::uint32_t i = 0; i < steps.size(); ++i) steps[i].status = run->steps[i].status;
+        } else {
+            for (std::uint32_t i = 0; i < run->steps.size(); ++i)
+                // A rerun's reset of stored elements goes in this same commit.
+                if (run->steps[i].status != stored.steps[i].status || run->steps[i].reset_items)
+                    write_step(*run, i, writes);
+        }
+        apply_deliveries(*run, queue, /*at_launch=*/true);
+        if (run->stopping) cancel_children(*run);   // it stopped before a crash, its children may not have
+        queue.effects().arm_timers = true;
+        finalize_if_done(*run, queue);
+        must_lead = queue.release(true);
+    }
+    try {
+        await_commit(must_lead, waiter);
+    } catch (...) {
+        erase_live(run);
+        throw;
+    }
+    return true;
+}
+
+void Executor::Impl::catch_up(RunState& run, const RunInfo& read, const RunInfo& latest,
+                              const std::vector<RunEvent>& events) {
+    if (latest.cancel_requested && !run.cancel_requested) {
+        run.cancel_requested = true;
+        run.cancel_flag = true;
+        stop_run(run, RunStatus::cancelled, "");   // its children: launch cancels them
+    }
+    // Only a change since `read`: a pause() or resume() that found the run
+    // live after `latest` was read has set run.paused already.
+    if (latest.paused != read.paused) run.paused = latest.paused;
+    merge_deliveries(run, events);   // the first of each counts: the ones read before stay
+}
+
+std::shared_ptr<RunState> Executor::Impl::find_live(const RunId& id) {
+    std::lock_guard lock(live_mutex_);
+    auto it = live_.find(id);
+    return it == live_.end() ? nullptr : it->second;
+}
+
+void Executor::Impl::erase_live(const std::shared_ptr<RunState>& run) {
+    std::lock_guard lock(live_mutex_);
+    auto it = live_.find(run->id);
+    if (it != live_.end() && it->second == run) live_.erase(it);
+}
+
+// --- public verbs ---
+
+Executor::Executor(Store& store, HandlerRegistry& handlers, ExecutorOptions options)
+    : impl_(std::make_unique<Impl>(store, handlers, options)) {
+    impl_->arm_delivery_poll();
+}
+
+Executor::~Executor() = default;
+
+void Executor::add_workflow(const Workflow& workflow) { impl_->add_workflow(workflow, /*replace=*/false); }
+
+void Executor::replace_workflow(const Workflow& workflow) { impl_->add_workflow(workflow, /*replace=*/true); }
+
+void Executor::Impl::add_workflow(const Workflow& workflow, bool replace) {
+    const WorkflowRecord record{workflow.name(), workflow.version(), workflow.hash(), workflow.to_json(), now()};
+    if (replace) {
+        store_.replace_workflow(record);
+    } else {
+        store_.save_workflow(record);
+    }
+    std::lock_guard lock(workflows_mutex_);
+    workflows_[{workflow.name(), workflow.version()}] = std::make_shared<const Workflow>(workflow);
+}
+
+void Executor::check(const Workflow& workflow) { (void)impl_->resolve_tree(workflow); }
+
+RunId Executor::start(const std::string& workflow_name, const Json& input, const StartOptions& options) {
+    detail::check_payload(input, impl_->options_.payload, "the run's input");
+    auto wf = impl_->find_workflow(workflow_name, options.version);
+    auto handlers = impl_->resolve_tree(*wf);
+    const std::string& key = options.idempotency_key;
+    if (key.empty()) return impl_->start_run(std::move(wf), std::move(handlers), input, key, {}, options.priority);
+
+    // One start per key at a time in this process, so that two never race
+    // into one batch, where the store's refusal of the second would fail both.
+    std::unique_lock lock(impl_->keys_mutex_);
+    impl_->keys_cv_.wait(lock, [&] { return !impl_->starting_keys_.count(key); });
+    impl_->starting_keys_.insert(key);
+    lock.unlock();
+    struct Release {
+        Impl& impl;
+        const std::string& key;
+        ~Release() {
+            std::lock_guard lock(impl.keys_mutex_);
+            impl.starting_keys_.erase(key);
+            impl.keys_cv_.notify_all();
+        }
+    } release{*impl_, key};
+    for (int round = 0;; ++round) {
+        if (auto existing = impl_->store_.find_run_by_key(key)) {
+            RunInfo info = get_run(*existing);
+            if (info.workflow_name != wf->name() || info.input != input) {
+                throw Conflict("loom.run.key_reused",
+                               fmt::format("idempotency key \"{}\" started run {} of workflow \"{}\" "
+                                           "with input {}; this start asks for workflow \"{}\" with "
+                                           "input {}",
+                                           key, info.id, info.workflow_name, info.input.dump(),
+                                           wf->name(), input.dump()));
+            }
+            return info.id;
+        }
+        try {
+            return impl_->start_run(wf, handlers, input, key, {}, options.priority);
+        } catch (const Conflict& e) {
+            // Another process started it first: return that run (once).
+            if (e.id() != "loom.run.duplicate_key" || round > 0) throw;
+        }
+    }
+}
+
+RunId Executor::Impl::start_run(std::shared_ptr<const Workflow> wf,
+                                StepHandlers handlers, const Json& input,
+                                const std::string& idempotency_key, RunId id, int priority) {
+    RunInfo info;
+    info.id = id.empty() ? new_run_id() : std::move(id);
+    info.workflow_name = wf->name();
+    info.workflow_version = wf->version();
+    info.workflow_hash = wf->hash();
+    info.idempotency_key = idempotency_key;
+    info.priority = priority;
+    info.input = input;
+    info.created_at = info.updated_at = now();
+    info.steps.reserve(wf->steps().size());
+    for (const auto& step : wf->steps()) {
+        info.steps.emplace_back();
+        info.steps.back().step_id = step.id;
+    }
+    auto run = make_state(info, std::move(wf), std::move(handlers));
+    launch(run, info, /*fresh=*/true, "run.started");
+    return run->id;
+}
+
+std::optional<RunInfo> Executor::wait_for(const RunId& id, std::chrono::milliseconds timeout) {
+    if (auto run = impl_->find_live(id)) {
+        std::unique_lock lock(run->mutex);
+        if (!run->done_cv.wait_for(lock, timeout, [&] { return run->done; })) return std::nullopt;
+        if (run->store_error) std::rethrow_exception(run->store_error);
+    }
+    RunInfo info = get_run(id);
+    if (!is_final(info.status) && !impl_->find_live(id)) {
+        {
+            std::lock_guard lock(impl_->live_mutex_);
+            auto it = impl_->abandoned_.find(id);
+            if (it != impl_->abandoned_.end()) std::rethrow_exception(it->second);
+        }
+        throw Conflict("loom.run.not_live",
+                       "run " + id + " is unfinished but not running in this executor; call recover()");
+    }
+    return info;
+}
+
+RunInfo Executor::wait(const RunId& id) {
+    for (;;) {
+        if (auto info = wait_for(id, std::chrono::hours(24))) return *info;
+    }
+}
+
+RunInfo Executor::get_run(const RunId& id) {
+    auto info = impl_->store_.load_run(id);
+    if (!info) throw NotFound("loom.run.unknown", "run " + id + " does not exist");
+    return *info;
+}
+
+std::vector<RunInfo> Executor::list_runs(const RunFilter& filter) {
+    return impl_->store_.list_runs(filter);
+}
+
+std::vector<RunEvent> Executor::history(const RunId& id) {
+    (void)get_run(id);   // NotFound for an unknown run, not an empty history
+    return impl_->store_.load_events(id);
+}
+
+bool Executor::Impl::cancel_run(const RunId& id) {
+    CommitWaiter waiter;
+    const auto at = now();
+    auto request = [&](Queue& queue) {
+        queue.writes().runs.push_back(RunWrite{id, RunStatus::running, true, {}, "", at, {}});
+        queue.writes().events.push_back(RunEvent{0, id, "", "run.cancel_requested", 0, "", at});
+    };
+    bool must_lead;
+    bool recorded_only = false;    // not live here: only the store has the request
+    std::vector<RunId> children;   // of sub-workflow steps in flight: cancelled too
+    auto child_of = [&](const Workflow& wf, std::size_t i, StepStatus status) {
+        if (status == StepStatus::suspended && detail::kind_of(wf, i) == detail::StepKind::child)
+            children.push_back(id + "." + wf.steps()[i].id);
+    };
+    if (auto run = find_live(id)) {
+        std::lock_guard lock(run->mutex);
+        if (run->final_submitted || run->cancel_requested) return !run->final_submitted;
+        for (std::size_t i = 0; i < run->steps.size(); ++i) child_of(*run->workflow, i, run->steps[i].status);
+        run->cancel_requested = true;
+        run->cancel_flag = true;
+        stop_run(*run, RunStatus::cancelled, "");
+        Queue queue(*this, run, &waiter);
+        request(queue);
+        finalize_if_done(*run, queue);
+        must_lead = queue.release(true);
+    } else {
+        // Not running here: record the request; whoever resumes it ends it.
+        auto stored = store_.load_run(id);
+        if (!stored) throw NotFound("loom.run.unknown", "run " + id + " does not exist");
+        const RunInfo& info = *stored;
+        if (is_final(info.status)) return false;
+        if (info.cancel_requested) return true;
+        if (auto wf = find_workflow(info.workflow_name, info.workflow_version))
+            for (std::size_t i = 0; i < info.steps.size(); ++i) child_of(*wf, i, info.steps[i].status);
+        Queue queue(*this, nullptr, &waiter);
+        request(queue);
+        must_lead = queue.release(true);
+        recorded_only = true;
+    }
+    await_commit(must_lead, waiter);
+    // A recover() that read the run before this request may have made it live since.
+    if (recorded_only && find_live(id)) cancel_run(id);
+    for (const auto& child : children) {
+        try {
+            cancel_run(child);
+        } catch (const NotFound&) {
+            // Not started yet: the parent, stopping, will not start it.
+        }
+    }
+    return true;
+}
+
+bool Executor::cancel(const RunId& id) { return impl_->cancel_run(id); }
+
+std::vector<RunId> Executor::recover() {
+    // Check every run first, so a missing handler resumes nothing.
+    struct Resumable {
+        RunInfo info;
+        std::shared_ptr<const Workflow> wf;
+        StepHandlers handlers;
+    };
+    std::vector<Resumable> todo;
+    for (const auto& id : impl_->store_.unfinished_runs()) {
+        if (impl_->find_live(id)) continue;
+        auto info = impl_->store_.load_run(id);
+        if (!info || is_final(info->status)) continue;
+        auto wf = impl_->find_workflow(info->workflow_name, info->workflow_version);
+        if (wf->hash() != info->workflow_hash) {
+            throw Conflict("loom.run.definition_changed",
+                           fmt::format("run {} started with workflow \"{}\" version {} hash {}, but the "
+                                       "stored definition has hash {}",
+                                       id, info->workflow_name, info->workflow_version,
+                                       info->workflow_hash, wf->hash()));
+        }
+        auto handlers = impl_->resolve_handlers(*wf, id);
+        todo.push_back({std::move(*info), std::move(wf), std::move(handlers)});
+    }
+
+    std::vector<RunId> resumed;
+    for (auto& r : todo) {
+        auto run = impl_->make_state(r.info, r.wf, std::move(r.handlers));
+        impl_->load_deliveries(*run);
+        if (impl_->launch(run, r.info, /*fresh=*/false, "run.recovered")) resumed.push_back(run->id);
+    }
+    return resumed;
+}
+
+}  // namespace loom

@@ -1,0 +1,572 @@
+// Executor internals shared by executor.cpp (the public verbs) and
+// scheduler.cpp (running steps and the group commit). Internal.
+//
+// Lock order: RunState::mutex, then commit_mutex_ or live_mutex_. Neither
+// commit_mutex_, live_mutex_ nor workflows_mutex_ is held while taking another.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <cstdint>
+#include <atomic>
+#include <exception>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <loom/executor.hpp>
+
+#include "engine/run_state.hpp"
+#include "runtime/thread_pool.hpp"
+#include "runtime/timer_queue.hpp"
+
+namespace loom::detail {
+
+class Expression;
+
+/// A host thread blocked until its writes are committed (start, cancel, recover).
+struct CommitWaiter {
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool done = false;              // guarded by mutex
+    std::exception_ptr error;       // guarded by mutex
+    void signal(std::exception_ptr e);
+    /// Rethrows the commit's error.
+    void wait();
+    /// As wait(), but false if not committed within `timeout`.
+    bool wait_for(std::chrono::milliseconds timeout);
+};
+
+/// A change of a step or element as its writes recorded it, to be told to
+/// observers (Observer::on_step_changed) once they are durable. Made only
+/// when there is an observer.
+struct StepChange {
+    std::uint32_t step = 0;
+    std::optional<std::uint32_t> item;
+    StepStatus status = StepStatus::pending;
+    int attempt = 0;
+    Json output;                     // completed: a copy, since the slot's may move on
+    std::string error;
+    std::optional<TimePoint> started_at, finished_at, wake_at;
+    const char* kind = "";           // the history event's
+    std::string detail;
+};
+
+/// What to do about a run once a batch holding its writes is durable.
+struct Effects {
+    std::shared_ptr<RunState> run;               // null: only a waiter to wake
+    std::vector<StepChange> changes;             // tell observers, in order
+    bool arm_timers = false;                     // arm the run's deadline and its waiting steps
+    std::uint64_t run_seq = 0;                   // RunState::queued_seq of these writes
+    bool run_started = false;
+    bool run_finished = false;
+    CommitWaiter* waiter = nullptr;
+    /// Where the writes queued with these effects start in the pending batch;
+    /// they end where the next Effects' start. Lets a failed commit drop what
+    /// its runs queued behind it.
+    std::size_t new_runs_from = 0, steps_from = 0, items_from = 0, runs_from = 0, events_from = 0;
+};
+
+/// Stands in for sub-workflow steps instead of child runs: how the testing
+/// kit mocks a "workflow:NAME" step (WorkflowHarness::mock).
+class ChildStandIn {
+public:
+    virtual ~ChildStandIn() = default;
+    /// Whether step `step` of `workflow` is stood in for now: its child
+    /// workflow is then neither checked nor started. Any thread.
+    virtual bool covers(const Workflow& workflow, std::uint32_t step) const = 0;
+    /// The step's outcome instead of a child run's: an output, or a
+    /// non-empty error (the step fails for good, as when a child fails).
+    /// `input` is the step's resolved input. A worker thread; no lock held.
+    virtual std::pair<Json, std::string> outcome(const RunId& run, const Workflow& workflow,
+                                                 std::uint32_t step, const Json& input) = 0;
+};
+
+/// What the library's own tools may do to an Executor that hosts may not.
+struct ExecutorAccess {
+    /// Set before the first start() or recover(); `stand_in` must outlive the
+    /// executor. Null: none (the default).
+    static void set_child_stand_in(Executor& executor, ChildStandIn* stand_in);
+};
+
+}  // namespace loom::detail
+
+namespace loom {
+
+using detail::CommitWaiter;
+using detail::Effects;
+using detail::RunState;
+using detail::StepChange;
+using detail::StepHandlers;
+using detail::Task;
+
+struct Executor::Impl {
+    Impl(Store& store, HandlerRegistry& handlers, ExecutorOptions options);
+    ~Impl();
+
+    // --- scheduler.cpp ---
+    struct Result {
+        Json output;
+        std::string error;   // empty: the attempt succeeded
+        bool fatal = false;  // never retried (detail::invoke says which errors are fatal)
+        bool suspend = false;  // ok, but the handler called ctx.suspend()
+        bool ok() const noexcept { return error.empty(); }
+
+        static Result success(Json output) { return Result{std::move(output), {}, false, false}; }
+        /// `error` must not be empty.
+        static Result failure(std::string error, bool fatal = false) {
+            return Result{{}, std::move(error), fatal, false};
+        }
+        /// An outside completion: complete() (error empty) or fail().
+        static Result of(Json output, std::string error) {
+            return error.empty() ? success(std::move(output)) : failure(std::move(error));
+        }
+    };
+    /// One attempt of one step, as claim() started it.
+    struct Attempt {
+        int number = 1;
+        std::shared_ptr<std::atomic<bool>> flag;   // set when it times out
+        std::optional<TimePoint> deadline;         // its timeout or the run's deadline
+        /// Set for an exact attempt (StepSlot::exact): its start is queued
+        /// for commit, and the handler may run only once that is committed.
+        std::unique_ptr<CommitWaiter> start_commit;
+        bool must_lead = false;   // the claiming thread leads that commit
+    };
+
+    /// The commit queue, held: writes, effects and ready steps go straight into
+    /// the pending batch. Take it with the run's mutex held (if there is a run)
+    /// so that a run's writes queue in the order they were made.
+    class Queue {
+    public:
+        Queue(Impl& impl, std::shared_ptr<RunState> run, CommitWaiter* waiter = nullptr);
+        Batch& writes() { return impl_.pending_; }
+        Effects& effects() { return impl_.pending_effects_.back(); }
+        /// Dispatch `step` once the batch is committed.
+        void ready(std::uint32_t step, Task::Kind kind = Task::Kind::step) {
+            impl_.pending_ready_.push_back(Task{run_, step, kind, run_->priority});
+        }
+        /// Dispatch element `item` of for_each step `step` once committed.
+        void ready_item(std::uint32_t step, std::uint32_t item) {
+            impl_.pending_ready_.push_back(Task{run_, step, Task::Kind::item, run_->priority, item});
+        }
+        /// Releases the queue. With `claim`, takes the leader's role if it is
+        /// free and returns true: the caller must then lead().
+        bool release(bool claim);
+
+    private:
+        Impl& impl_;
+        std::shared_ptr<RunState> run_;
+        std::unique_lock<std::mutex> lock_;
+    };
+
+    /// An attempt claimed (in_flight_ raised) is over.
+    void left_flight();
+    /// Concurrency limits (ExecutorOptions::max_running_per_*): takes a slot
+    /// for the task's handler and workflow, or parks the task until one frees
+    /// and returns false. Run mutex held.
+    bool take_slot(const Task& task);
+    /// The task's attempt is over: frees its slots and re-dispatches a task
+    /// parked on each.
+    void free_slot(const Task& task);
+    /// A stopping run's tasks parked by a limit are dispatched (to end).
+    void unpark_limited(const RunState& run);
+    /// Calls the handler of a claimed attempt once its start may run (await_start).
+    Result call(const Task& task, Attempt& attempt);
+    /// Runs a task and the tasks that follow it on this thread.
+    void run_task(Task& task);
+    /// What a worker runs next. It commits first unless there is more queued
+    /// work for it and the pending batch is still small and young: while steps
+    /// are waiting to run, running them first makes bigger transactions.
+    Task next_task();
+    /// For an idle worker: commits what is pending, if no one else is.
+    bool lead_if_idle();
+    /// Takes the leader's role if no one has it and something is pending.
+    bool claim_leadership();
+    /// True when the pending batch should be committed now.
+    bool commit_due() const;
+    /// Commits pending changes until none is left. `held` (workers only)
+    /// receives one ready step to run next; host threads lead one round and
+    /// hand on to a worker.
+    void lead(Task* held);
+
+    // --- transitions.cpp (run mutex held unless said otherwise) ---
+    /// The clock's time, to the millisecond (what stores record).
+    TimePoint now() const;
+    /// The failed result of an attempt that ran past its timeout.
+    static Result timed_out(std::chrono::milliseconds timeout);
+    /// When the retry after failed attempt `attempt` is due: its backoff, jittered.
+    static TimePoint retry_at(const RetryPolicy& retry, int attempt, TimePoint failed_at);
+    /// Marks the step running and starts an attempt (arming its timeout), or
+    /// returns nullopt if the run is stopping. Takes the run mutex.
+    std::optional<Attempt> claim(const Task& task);
+    /// A task that could start waits: parked while its run is paused, or
+    /// until a concurrency limit frees a slot (take_slot). Run mutex held.
+    bool held_back(RunState& run, const Task& task);
+    /// Starts attempt slot.attempts + 1: marks `slot` (a StepSlot or an
+    /// ItemSlot) running, arms its timeout (if the step has one) and makes its
+    /// cancel flag, then has its start recorded (note_start). Run mutex held.
+    template <class Slot>
+    Attempt begin_attempt(const Task& task, Slot& slot);
+    /// How an attempt's start reaches the store. An exact one is queued now
+    /// and awaited before its handler runs (await_start). Any other is
+    /// written lazily: with its result if it returns first, else by the next
+    /// commit, which flush_starts() forces within kStartFlushDelay. Either
+    /// way, no commit is added per step. `began` is the attempt's start.
+    /// Run mutex held.
+    void note_start(const Task& task, Attempt& attempt, TimePoint began);
+    /// Sets flush_starts() to run at `at`. commit_mutex_ held.
+    void arm_start_flush(TimePoint at);
+    /// Before an exact attempt's handler runs: waits until its start is
+    /// committed. False if that commit failed (the run is abandoned; the
+    /// attempt must end without running). No lock held.
+    bool await_start(Attempt& attempt);
+    /// Commits the starts of attempts still running that no commit carried
+    /// yet, once the oldest of them began kStartFlushDelay ago; re-arms
+    /// itself for that moment if it comes earlier.
+    void flush_starts();
+    /// The error of attempt `number`, in flight when its process stopped.
+    static std::string interrupted(int number);
+    // The parts of an attempt's end that steps and for_each elements share;
+    // `slot` is a StepSlot or an ItemSlot, the run mutex is held.
+    /// Attempt `number` returned: false (logged, its result discarded) if it
+    /// was given up already; else its timeout timer and cancel flag go.
+    template <class Slot>
+    bool take_result(const RunState& run, std::uint32_t step, std::optional<std::uint32_t> item, Slot& slot,
+                     int number);
+    /// Sets finished_at; a result that came at or past the timeout is a timeout.
+    template <class Slot>
+    void close_attempt(const RunState& run, std::uint32_t step, Slot& slot, Result& result);
+    /// A failed attempt: true if the retry policy gives another and the run
+    /// goes on; the slot then waits for its backoff (armed once committed).
+    template <class Slot>
+    bool wait_to_retry(const RunState& run, std::uint32_t step, Slot& slot, const Result& result, Queue& queue);
+    /// A running attempt given up at the run's deadline: failed at `at`, its handler signalled.
+    template <class Slot>
+    void give_up(Slot& slot, TimePoint at);
+    /// Arms the timer of a waiting (or suspended) slot once its wait is committed.
+    template <class Slot>
+    void arm_wait(const std::shared_ptr<RunState>& run, std::uint32_t step, std::optional<std::uint32_t> item,
+                  Slot& slot);
+    /// What every StepContext of this attempt carries: ids, clock, log sink.
+    detail::StepContextParams context_params(const RunState& run, std::uint32_t step, int attempt);
+    /// Calls the handler (for element `item` of a for_each); no exception
+    /// leaves it. No lock.
+    Result call_handler(RunState& run, std::uint32_t step, const Attempt& attempt,
+                        std::optional<std::uint32_t> item = std::nullopt);
+    /// Records attempt `number`'s result: complete and release dependents,
+    /// wait to retry, or fail. A result for an attempt already given up
+    /// (timed out, past the deadline) is discarded. Takes the run mutex.
+    void finish_attempt(const std::shared_ptr<RunState>& run, std::uint32_t step, int number,
+                        Result&& result);
+    /// What an attempt's result means: complete, suspend, wait to retry, or
+    /// fail. The attempt is no longer counted active; finished_at is set.
+    void settle_attempt(RunState& run, std::uint32_t step, Result&& result, Queue& queue);
+    /// The step's last attempt failed (slot.error set): marks it failed and
+    /// applies its on_error policy. Returns true if it settled (the run goes on).
+    bool fail_step(RunState& run, std::uint32_t step, Queue& queue);
+    /// A step whose dependencies all settled: skipped (a dependency skipped,
+    /// or its condition false), failed (its condition could not be evaluated)
+    /// or made ready. Returns true if it settled at once.
+    bool admit(RunState& run, std::uint32_t step, Queue& queue, bool write_ready);
+    bool condition_holds(const RunState& run, const detail::Expression& when) const;
+    /// `step` settled: admits the dependents it was the last to wait for, and
+    /// theirs in turn when they settle at once.
+    void release_dependents(RunState& run, std::uint32_t step, Queue& queue);
+    /// Nothing new starts; the first reason given is the run's outcome.
+    void stop_run(RunState& run, RunStatus outcome, std::string error);
+    /// Queues the final run write if the run is finished.
+    void finalize_if_done(RunState& run, Queue& queue);
+    /// Queues a step's current state.
+    void write_step(RunState& run, std::uint32_t step, Batch& writes);
+    /// Queues a step's current state and, if `event` is set, the history
+    /// event at `at` that records its change, which observers are told of
+    /// once it is committed (tell).
+    void record_step(RunState& run, std::uint32_t step, Queue& queue, const char* event,
+                     TimePoint at = {}, std::string detail = {});
+    /// Observers will hear of the change of `slot` (a StepSlot, or the
+    /// ItemSlot of element `item`) recorded by history event `kind`, once the
+    /// writes queued on `queue` are durable. Not a start: those are mostly
+    /// written lazily (record_starts), and are not told. No-op without an observer.
+    template <class Slot>
+    void tell(std::uint32_t step, std::optional<std::uint32_t> item, const Slot& slot, const char* kind,
+              const std::string& detail, Queue& queue);
+    /// The run ends other than completed: steps not finished (never started,
+    /// or waiting, suspended) are cancelled, recorded at `at`.
+    void cancel_unfinished(RunState& run, Queue& queue, TimePoint at);
+    /// Queues the running attempt's start event unless it is written.
+    void record_start(RunState& run, std::uint32_t step, Batch& writes);
+    /// Arms the run's deadline and the timers of its waiting steps (a retry's
+    /// backoff, a sleep) not armed yet. Takes the run mutex.
+    void arm_timers(const std::shared_ptr<RunState>& run, std::uint64_t committed);
+    // Timer callbacks (timer thread, no lock held).
+    /// Commits what a timer callback queued, on the timer thread if no one leads.
+    void commit_from_timer();
+    /// A waiting step's (or element's) time came: it is made ready; a
+    /// suspended step's timeout fails it.
+    void on_wake(const std::weak_ptr<RunState>& run, std::uint32_t step, std::optional<std::uint32_t> item,
+                 int number, TimePoint at);
+    /// Attempt `number` of the step (or element) ran past its timeout: it fails.
+    void on_timeout(const std::weak_ptr<RunState>& run, std::uint32_t step, std::optional<std::uint32_t> item,
+                    int number, std::chrono::milliseconds timeout);
+    void on_deadline(const std::weak_ptr<RunState>& run);
+    /// The run passed its deadline: it fails, attempts in flight are given up.
+    /// Run mutex held; no effect the second time.
+    void expire(const std::shared_ptr<RunState>& run);
+
+    // --- signals.cpp (suspended steps, signals, completion tokens) ---
+    /// A "wait" step reached: completed at once if its signal came already,
+    /// else suspended until it comes (or its timeout). Run mutex held.
+    bool admit_wait(RunState& run, std::uint32_t step, Queue& queue);
+    /// The signal name a "wait" step waits for (its resolved input's "signal").
+    /// Throws InvalidArgument "[loom.wait.input]".
+    std::string awaited_signal(const RunState& run, std::uint32_t step) const;
+    /// Throws InvalidArgument "[loom.signal.unknown]" if run `id` of `wf`
+    /// cannot be waiting for signal `name` (see Executor::signal).
+    void check_signal(const Workflow& wf, const RunId& id, const std::string& name);
+    /// Finishes the suspended attempt of `step` with `result`, queued on
+    /// `queue` (made for this run); run mutex held.
+    void resume(RunState& run, std::uint32_t step, Result&& result, Queue& queue);
+    /// Reads the signals and completion requests in a recovered run's history
+    /// (only if it can have any). The run is not live yet, or its mutex is held.
+    void load_deliveries(RunState& run);
+    /// Whether the run's history can hold signals or completions it needs:
+    /// it has a wait step or a suspended step. Run mutex held, or not live.
+    static bool may_have_deliveries(const RunState& run);
+    /// Adds the signals and completion requests among `events` that the run
+    /// does not know yet (the first of each counts). Returns true if any was new.
+    static bool merge_deliveries(RunState& run, const std::vector<RunEvent>& events);
+    /// Completes suspended steps whose signal or completion is known (at
+    /// launch, for what came while the run was not live; from poll_deliveries,
+    /// for what another process recorded). At launch, suspended sub-workflow
+    /// steps are also sent to find or start their child. Run mutex held.
+    void apply_deliveries(RunState& run, Queue& queue, bool at_launch);
+    /// Every ExecutorOptions::delivery_poll: live runs with a step suspended
+    /// for a signal or a completion read their history for ones recorded by
+    /// another process, and apply them. Timer thread; re-arms itself.
+    void poll_deliveries();
+    void arm_delivery_poll();
+    /// Records and applies a signal or a completion request, durably, from a
+    /// host thread. A live run: `check_live` may throw, then `apply` queues
+    /// the effect (both under the run mutex). Otherwise `check_stored` may
+    /// throw, and only the event is recorded. Returns false (recording
+    /// nothing) if the run is final.
+    bool deliver(const RunId& id, RunEvent event, const std::function<void(RunState&)>& check_live,
+                 const std::function<void(RunState&, Queue&)>& apply,
+                 const std::function<void(const RunInfo&)>& check_stored);
+    /// complete() and fail(): error empty for complete.
+    void finish_by_token(const std::string& token, Json output, std::string error);
+
+    // --- children.cpp (sub-workflows) ---
+    /// A "workflow:NAME" step reached: suspended; its child run is started
+    /// once this is committed. Run mutex held.
+    bool admit_child(RunState& run, std::uint32_t step, Queue& queue);
+    /// Starts a child run (start_child) or finishes its parent's step from it
+    /// (child_done). Worker thread, no lock.
+    void run_child_task(const Task& task);
+    /// A run just became final: if it is a child, its parent's step is told.
+    void notify_parent(const RunState& child);
+    /// The run stops: its child runs still going are cancelled (by workers;
+    /// their results can no longer be used). Run mutex held.
+    void cancel_children(RunState& run);
+
+    // --- fan_out.cpp (for_each steps; run mutex held unless said otherwise) ---
+    /// A recovered for_each step's stored elements; before the run is live.
+    void load_items(RunState& run, std::uint32_t step, const StepInfo& stored);
+    /// retry(): the step's elements that did not complete get their full retry policy again.
+    void fresh_item_budget(RunState& run, std::uint32_t step);
+    /// A for_each step reached: resolves its array and starts its elements
+    /// (those not completed before). Returns true if it settled at once.
+    bool admit_fan_out(RunState& run, std::uint32_t step, Queue& queue);
+    /// Starts elements while max_parallel allows; settles the step when
+    /// nothing of it is busy and it is done, failed or its run stops.
+    /// Returns true if it settled and its dependents may go on.
+    bool advance_fan_out(RunState& run, std::uint32_t step, Queue& queue);
+    /// A stopping run: elements waiting for a retry are dropped, and its
+    /// for_each steps with nothing running settle.
+    void wind_down_fans(RunState& run, Queue& queue);
+    /// Elements of the step that are queued, parked or waiting for a retry
+    /// will not start (the step fails, or its run stops): no longer busy.
+    void release_idle_items(RunState& run, std::uint32_t step);
+    /// An element failed for good (`error`): the step fails once its running
+    /// elements have returned; nothing new starts.
+    void fail_fan_out(RunState& run, std::uint32_t step, std::uint32_t index, const std::string& error);
+    /// Starts an attempt of one element, or returns nullopt. Takes the run mutex.
+    std::optional<Attempt> claim_item(const Task& task);
+    /// Records an element attempt's result. Takes the run mutex.
+    void finish_item(const Task& task, int number, Result&& result);
+    /// Queues element `index`'s state and the history event that records its
+    /// change ("element.completed", ...), which observers are told of.
+    void record_item(RunState& run, std::uint32_t step, std::uint32_t index, Queue& queue, const char* event);
+    /// What an element attempt's result means: complete, wait to retry, or
+    /// fail the step. Returns true if the step settled and its dependents may go on.
+    bool settle_item(RunState& run, std::uint32_t step, std::uint32_t item, Result&& result, Queue& queue);
+    /// Nothing of the step is busy and nothing is recorded (the executor is
+    /// shutting down, or the run was abandoned): it stops counting as active.
+    void quiet_item_end(const std::shared_ptr<RunState>& run, std::uint32_t step);
+    /// The wait set now in `slot` (a StepSlot or ItemSlot) may be armed once the
+    /// writes queued on `queue` are committed, not before. Run mutex held.
+    template <class Slot>
+    static void wait_after_commit(Slot& slot, Queue& queue) {
+        slot.wait_seq = queue.effects().run_seq;
+        queue.effects().arm_timers = true;
+    }
+    /// The run passed its deadline: the step's running elements are given up.
+    void give_up_items(RunState& run, std::uint32_t step, Queue& queue, TimePoint at);
+
+    // --- compensation.cpp (saga) ---
+    /// Starts undoing the run's completed steps, latest first; run mutex held.
+    void begin_compensation(RunState& run, Queue& queue);
+    /// Visits `work` (steps whose dependents are all undone or passed): a
+    /// completed step with a compensation is queued to be undone, any other
+    /// passes, releasing its own dependencies in turn. Run mutex held.
+    void walk_compensation(RunState& run, std::vector<std::uint32_t> work, Queue& queue);
+    /// Claims, calls and records one compensation attempt.
+    void run_compensation(const Task& task);
+    /// Adds start writes for attempts in `started` that are still running.
+    void record_starts(std::vector<Task>& started, Batch& batch);
+    /// Queues element `index` of for_each step `step` as it is now.
+    static void write_item(RunState& run, std::uint32_t step, std::uint32_t index, Batch& writes);
+    /// A for_each step that ends unfinished: its elements the store has as
+    /// pending or waiting become cancelled, so that no row of a final run
+    /// looks as if it may still start.
+    void cancel_items(RunState& run, std::uint32_t step, Queue& queue);
+    /// Applies a committed batch's effects.
+    void apply(Effects& effects);
+    /// Drops the live state of runs whose commit failed; the store is the truth.
+    void abandon(std::vector<Effects>& effects, std::vector<Task>& ready,
+                 const std::exception_ptr& failure);
+    /// A task made ready whose commit failed: it will not run, and stops
+    /// counting (in RunState::active, or its fan-out's busy). Takes the run mutex.
+    void drop_ready(const Task& task);
+    /// Removes what `runs` (just abandoned) queued behind the failed batch:
+    /// their writes, effects and ready steps. Their waiters get `failure`.
+    void drop_pending(const std::vector<std::shared_ptr<RunState>>& runs,
+                      const std::exception_ptr& failure);
+    /// For host threads, after Queue::release() without the run mutex: leads
+    /// if told to, then waits for the commit.
+    void await_commit(bool must_lead, CommitWaiter& waiter);
+    template <typename Call>
+    void notify(Call&& call) {
+        if (!options_.observer) return;
+        try {
+            call(*options_.observer);
+        } catch (...) {
+            // An observer never breaks a run; what it throws is dropped.
+        }
+    }
+
+    // --- executor.cpp ---
+    /// add_workflow(), or with `replace` replace_workflow().
+    void add_workflow(const Workflow& workflow, bool replace);
+    std::shared_ptr<const Workflow> find_workflow(const std::string& name,
+                                                  std::optional<std::int64_t> version);
+    /// Throws NotFound "[loom.handler.unknown]" for a step's handler or
+    /// compensation handler that is not registered, "[loom.workflow.unknown]"
+    /// for a sub-workflow neither added nor stored.
+    StepHandlers resolve_handlers(const Workflow& wf, const RunId& run);
+    /// resolve_handlers(wf), and Executor::check() of every sub-workflow down
+    /// the tree, each once; an error names the "workflow:" steps that led to it.
+    StepHandlers resolve_tree(const Workflow& wf);
+    /// A "workflow:NAME" step whose child run a ChildStandIn replaces.
+    bool stood_in(const Workflow& wf, std::uint32_t step) const;
+    /// Builds live state from a stored run (fresh or recovered): statuses,
+    /// what each step waits for, which steps are ready, whether it is over.
+    /// recover() read the run (`read`) before it was live: applies what the
+    /// store got since (`latest`, `events`, read once it was live) from host
+    /// threads that found it not live: cancel, pause, resume, signals,
+    /// completions. Later ones find it live. Run mutex held.
+    void catch_up(RunState& run, const RunInfo& read, const RunInfo& latest, const std::vector<RunEvent>& events);
+    std::shared_ptr<RunState> make_state(const RunInfo& info, std::shared_ptr<const Workflow> wf,
+                                         StepHandlers handlers);
+    /// Makes a run live and queues its first commit: the new run (`fresh`) or
+    /// the steps whose state differs from `stored`, its ready steps, `event`.
+    /// Returns once committed (false, doing nothing, if the run is already
+    /// live); throws what the commit threw.
+    bool launch(const std::shared_ptr<RunState>& run, const RunInfo& stored, bool fresh,
+                const char* event, const RunWrite* reopen = nullptr);
+    /// pause() and resume(): false if the run is final.
+    bool set_paused(const RunId& id, bool paused);
+    /// retry() and rerun(): makes a final run running again with the steps
+    /// `reset` chooses put back to pending (outputs and errors cleared);
+    /// their for_each elements are kept (`keep_items`) or deleted.
+    void reopen(const RunId& id, const char* event, bool keep_items,
+                const std::function<std::vector<std::uint32_t>(const Workflow&, const RunInfo&)>& reset);
+    /// Creates, records and starts a run; returns once it is durable.
+    RunId start_run(std::shared_ptr<const Workflow> wf, StepHandlers handlers,
+                    const Json& input, const std::string& idempotency_key, RunId id = {},
+                    int priority = 0);
+    std::shared_ptr<RunState> find_live(const RunId& id);
+    /// Executor::cancel(): also cancels the run's child runs before it returns.
+    bool cancel_run(const RunId& id);
+    /// Sets ctx.cancelled() for every in-flight attempt (shutdown grace over).
+    void cancel_attempts();
+    void erase_live(const std::shared_ptr<RunState>& run);
+
+    Store& store_;
+    HandlerRegistry& handlers_;
+    ExecutorOptions options_;
+    const Clock& clock_;
+
+    std::atomic<detail::ChildStandIn*> stand_in_{nullptr};   // see ExecutorAccess
+
+    std::mutex workflows_mutex_;
+    std::map<std::pair<std::string, std::int64_t>, std::shared_ptr<const Workflow>>
+        workflows_;   // guarded by workflows_mutex_
+
+    std::mutex limits_mutex_;
+    std::map<std::string, unsigned> running_;              // by limit key; guarded by limits_mutex_
+    std::map<std::string, std::deque<Task>> slot_waiters_; // by limit key; guarded by limits_mutex_
+
+    std::mutex keys_mutex_;
+    std::condition_variable keys_cv_;
+    std::set<std::string> starting_keys_;   // idempotency keys being started; guarded by keys_mutex_
+
+    std::mutex live_mutex_;
+    std::unordered_map<RunId, std::shared_ptr<RunState>> live_;   // guarded by live_mutex_
+    /// Why runs were abandoned (a commit failed), until recover() resumes them:
+    /// wait() reports it even when called after the fact.
+    std::unordered_map<RunId, std::exception_ptr> abandoned_;      // guarded by live_mutex_
+
+    std::mutex commit_mutex_;
+    Batch pending_;                        // guarded by commit_mutex_
+    std::vector<Effects> pending_effects_; // guarded by commit_mutex_
+    std::vector<Task> pending_ready_;      // guarded by commit_mutex_
+    /// Size and age of the pending batch, read without the mutex by commit_due().
+    std::atomic<std::size_t> pending_count_{0};
+    std::atomic<std::int64_t> pending_since_ns_{0};   // steady clock
+    /// Attempts started but not yet written: the next commit records those
+    /// still running; a quick attempt is recorded with its result instead.
+    std::vector<Task> unrecorded_;         // guarded by commit_mutex_
+    TimePoint oldest_unrecorded_{};        // when unrecorded_[0] began; guarded by commit_mutex_
+    bool start_flush_armed_ = false;       // flush_starts() is due; guarded by commit_mutex_
+    bool leading_ = false;                 // guarded by commit_mutex_
+    /// The leader's buffers, kept between rounds and leaders so that their
+    /// capacity is reused. Only the thread that set leading_ touches them.
+    struct LeaderBuffers {
+        Batch batch;
+        std::vector<Effects> effects;
+        std::vector<Task> started;
+        std::vector<Task> ready;
+    } leader_;
+
+    std::atomic<bool> stopping_{false};
+    /// Shutdown's grace ran out and cancel_attempts() set ctx.cancelled():
+    /// from then on a failure is taken for the handler giving up, not the
+    /// step failing, and is not recorded. A failure within the grace is.
+    std::atomic<bool> attempts_cancelled_{false};
+    /// Attempts claimed and not yet finished; destruction waits for them.
+    std::atomic<std::size_t> in_flight_{0};
+    std::mutex in_flight_mutex_;
+    std::condition_variable in_flight_cv_;
+    detail::TimerQueue timers_;   // stopped first by ~Impl: its callbacks use the rest
+    detail::ThreadPool pool_;   // last: its threads stop before the rest is destroyed
+};
+
+}  // namespace loom

@@ -1,0 +1,152 @@
+// The executor's in-memory state of one live run: what it needs to schedule
+// steps without reading the store. Internal. The store stays the truth: this
+// state is rebuilt from it by recover(), and dropped when a commit fails.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <loom/handler.hpp>
+#include <loom/run.hpp>
+#include <loom/workflow.hpp>
+
+#include "runtime/thread_pool.hpp"
+#include "runtime/timer_queue.hpp"
+
+namespace loom::detail {
+
+/// One element of a for_each step, as StepSlot is one step.
+struct ItemSlot {
+    StepStatus status = StepStatus::pending;   // pending, ready, running, waiting, completed, failed
+    int attempts = 0;
+    int attempt_base = 0;               // as StepSlot::attempt_base
+    Json output;
+    std::string error;
+    std::optional<TimePoint> started_at;
+    std::optional<TimePoint> finished_at;
+    std::optional<TimePoint> wake_at;   // waiting: when its next attempt is due
+    bool armed = false;                 // waiting: a timer will wake it
+    std::uint64_t wait_seq = 0;         // as StepSlot::wait_seq
+    std::shared_ptr<std::atomic<bool>> attempt_flag;   // as StepSlot::attempt_flag
+    TimerQueue::Id timeout_timer = 0;
+    bool exact = false;                 // as StepSlot::exact
+    bool start_written = true;          // the running attempt's start is in the store
+    bool stored = false;                // the store has a row for it
+};
+
+/// A for_each step's elements while it runs. The step counts once in
+/// RunState::active from the moment it begins until it settles; its elements
+/// count in `busy`, and it cannot settle while any is busy.
+struct FanOut {
+    Json elements;                 // the array, resolved when the step began
+    std::vector<ItemSlot> items;   // by index; filled from the store on recovery
+    bool begun = false;
+    std::size_t next = 0;          // elements before it were dispatched or done
+    std::size_t busy = 0;          // ready, running or waiting to retry
+    std::size_t completed = 0;
+    bool failed = false;           // an element failed for good: nothing new starts
+    /// After recover(): this many more dispatched elements start exactly
+    /// (ItemSlot::exact); they cover every element that can have been in
+    /// flight when the last process stopped (at most max_parallel).
+    std::size_t exact_left = 0;
+};
+
+struct StepSlot {
+    StepStatus status = StepStatus::pending;
+    int attempts = 0;
+    std::uint32_t waiting = 0;   // dependencies not yet settled
+    Json output;                 // immutable once status is completed
+    std::string error;
+    std::optional<TimePoint> started_at;
+    std::optional<TimePoint> finished_at;
+    std::optional<TimePoint> wake_at;   // waiting: when the next attempt is due
+    bool armed = false;                 // waiting or suspended: a timer will wake it
+    /// The batch (RunState::queued_seq) that records the wait: its timer is
+    /// armed only once that batch is committed (0: stored already).
+    std::uint64_t wait_seq = 0;
+    std::string awaiting;               // suspended "wait" step: the signal it waits for
+    /// The running attempt's own cancel flag (set when it times out); shared
+    /// with its StepContext, which may outlive the attempt's slot state.
+    std::shared_ptr<std::atomic<bool>> attempt_flag;
+    TimerQueue::Id timeout_timer = 0;   // 0: none
+    // Compensation (saga), once the run compensates:
+    std::uint32_t downstream_left = 0;  // dependents not yet compensated or passed
+    int compensation_attempts = 0;      // this process's tries of the undo
+    /// Attempts made before the run was retried or re-run: the retry policy
+    /// counts from here.
+    int attempt_base = 0;
+    std::unique_ptr<FanOut> fan;   // a for_each step's elements; null for others
+    /// The next write of this step deletes its stored elements first (rerun).
+    bool reset_items = false;
+    /// Its next attempt commits its start before the handler runs: the first
+    /// attempt after recover(), which may be the one that killed the last
+    /// process before its (lazily written) start reached the store. For a
+    /// for_each step: the first elements it dispatches (FanOut::exact_left).
+    bool exact = false;
+};
+
+/// The handlers a run uses, per step, fixed when it starts (or is recovered).
+struct StepHandlers {
+    std::vector<std::shared_ptr<StepHandler>> run;
+    std::vector<std::shared_ptr<StepHandler>> compensate;   // null: no compensation
+};
+
+struct RunState : std::enable_shared_from_this<RunState> {
+    RunId id;
+    std::shared_ptr<const Workflow> workflow;
+    StepHandlers handlers;
+    Json input;
+    int priority = 0;                                     // of its tasks; fixed at start
+    std::optional<TimePoint> deadline_at;                 // the run fails when it passes
+    TimerQueue::Id deadline_timer = 0;                    // guarded by mutex
+    std::atomic<bool> cancel_flag{false};                 // read by StepContext
+    /// Per step: false while a started attempt is not yet in the store. Written
+    /// under mutex; read without it by the committer to skip most checks.
+    std::vector<std::atomic<bool>> start_written;
+
+    std::mutex mutex;
+    std::condition_variable done_cv;
+    // All below guarded by mutex.
+    std::vector<StepSlot> steps;
+    /// Steps that are over for this run and let dependents go on: completed,
+    /// skipped, or failed under OnError::proceed.
+    std::size_t settled = 0;
+    /// Steps ready, running or waiting to retry: the run is not over while any is.
+    std::size_t active = 0;
+    std::size_t fans_open = 0;       // for_each steps begun and not settled
+    std::uint64_t queued_seq = 0;    // batches of writes queued for this run
+    std::uint64_t committed_seq = 0; // the latest of them committed and applied
+    bool stopping = false;           // failed or cancelled: start nothing new
+    bool paused = false;             // Executor::pause(): ready steps wait in `parked`
+    bool expired = false;            // its deadline passed and was acted on
+    std::vector<Task> parked;
+    bool cancel_requested = false;
+    RunStatus outcome = RunStatus::running;   // the final status once decided
+    std::string error;
+    /// Signals received, by name: the first of each name counts (the history
+    /// keeps every one). A "wait" step completes with its signal's payload.
+    std::map<std::string, Json> signals;
+    /// Completions requested by token while the run was not live, replayed at
+    /// recovery: (step, attempt) -> result.
+    std::map<std::pair<std::uint32_t, int>, std::pair<Json, std::string>> requested;
+    /// A step under OnError::compensate failed: once nothing runs any more,
+    /// completed steps are undone in reverse dependency order, then the run fails.
+    bool compensate = false;
+    bool compensation_begun = false;
+    std::size_t compensations = 0;   // undos due or in flight
+    std::vector<std::string> compensation_failures;   // ids of steps whose undo failed
+    bool final_submitted = false;    // the final run write is queued for commit
+    bool done = false;               // final write committed, or run abandoned
+    bool abandoned = false;          // a commit failed; the store is the truth now
+    std::exception_ptr store_error;  // why it was abandoned
+};
+
+}  // namespace loom::detail

@@ -1,0 +1,336 @@
+// MemoryStore: the Store contract over hash maps under one mutex. commit() is on
+// the executor's hot path, so every write is found in O(1) (run by id, step by
+// id within its run) and nothing is copied beyond the written values.
+#include <loom/memory_store.hpp>
+
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+#include <utility>
+
+#include "store/store_support.hpp"
+
+namespace loom {
+namespace {
+
+struct RunRow {
+    RunInfo info;
+    std::unordered_map<std::string, std::size_t> step_index;  // step id -> index in info.steps
+    std::vector<RunEvent> events;
+    // step id -> attempts with a "step.started" event: an attempt starts once.
+    std::unordered_map<std::string, std::vector<int>> started;
+    std::uint64_t order = 0;  // creation order, with created_at the key in by_created
+};
+
+// A run as list results give it: every column but the steps.
+RunInfo without_steps(const RunInfo& run) {
+    RunInfo out;
+    out.id = run.id;
+    out.workflow_name = run.workflow_name;
+    out.workflow_version = run.workflow_version;
+    out.workflow_hash = run.workflow_hash;
+    out.status = run.status;
+    out.cancel_requested = run.cancel_requested;
+    out.input = run.input;
+    out.output = run.output;
+    out.error = run.error;
+    out.created_at = run.created_at;
+    out.updated_at = run.updated_at;
+    out.finished_at = run.finished_at;
+    out.idempotency_key = run.idempotency_key;
+    out.priority = run.priority;
+    out.paused = run.paused;
+    return out;
+}
+
+std::optional<TimePoint> to_stored(const std::optional<TimePoint>& at) {
+    if (!at) return std::nullopt;
+    return detail::to_stored(*at);
+}
+
+ItemInfo stored(ItemInfo item) {
+    item.started_at = to_stored(item.started_at);
+    item.finished_at = to_stored(item.finished_at);
+    item.wake_at = to_stored(item.wake_at);
+    return item;
+}
+
+}  // namespace
+
+struct MemoryStore::State {
+    std::mutex mutex;
+    // Everything below is guarded by mutex.
+    std::map<std::string, std::map<std::int64_t, WorkflowRecord>, std::less<>> workflows;
+    std::unordered_map<RunId, RunRow> runs;
+    std::unordered_map<std::string, RunId> by_key;   // idempotency key -> run id
+    // Runs oldest first; the counter breaks ties between runs created in one millisecond.
+    std::map<std::pair<TimePoint, std::uint64_t>, RunRow*> by_created;
+    std::uint64_t next_order = 0;
+    std::int64_t next_seq = 1;
+    // Resolved targets of the batch being committed; kept to reuse their capacity.
+    std::vector<StepInfo*> step_targets;
+    std::vector<StepInfo*> item_targets;   // the step of each item write
+    std::vector<RunRow*> run_targets;
+    std::vector<RunRow*> event_targets;
+    std::vector<std::vector<int>*> started_added;   // by resolve(), undone by unresolve()
+    RunRow* last_found = nullptr;   // the run find_run found last (rows never move)
+
+    bool has_workflow(const std::string& name, std::int64_t version) const {
+        auto versions = workflows.find(name);
+        return versions != workflows.end() && versions->second.count(version) != 0;
+    }
+
+    // Inserts a new run after checking it; throws and inserts nothing if it is bad.
+    void insert_run(const RunInfo& run) {
+        if (runs.count(run.id) != 0) throw detail::duplicate_run(run.id);
+        if (!has_workflow(run.workflow_name, run.workflow_version)) {
+            throw detail::unknown_workflow(run);
+        }
+        if (!run.idempotency_key.empty()) {
+            auto holder = by_key.find(run.idempotency_key);
+            if (holder != by_key.end()) throw detail::duplicate_key(run, holder->second);
+        }
+        RunRow row;
+        row.step_index.reserve(run.steps.size());
+        for (std::size_t i = 0; i < run.steps.size(); ++i) {
+            if (!row.step_index.emplace(run.steps[i].step_id, i).second) {
+                throw detail::duplicate_step(run.id, run.steps[i].step_id);
+            }
+        }
+        row.info = run;
+        row.info.created_at = detail::to_stored(run.created_at);
+        row.info.updated_at = detail::to_stored(run.updated_at);
+        row.info.finished_at = to_stored(run.finished_at);
+        for (StepInfo& step : row.info.steps) {
+            step.started_at = to_stored(step.started_at);
+            step.finished_at = to_stored(step.finished_at);
+            step.wake_at = to_stored(step.wake_at);
+            for (ItemInfo& item : step.items) item = stored(std::move(item));
+        }
+        row.order = next_order++;
+        RunRow& stored = runs.emplace(run.id, std::move(row)).first->second;
+        by_created.emplace(std::make_pair(stored.info.created_at, stored.order), &stored);
+        if (!run.idempotency_key.empty()) by_key.emplace(run.idempotency_key, run.id);
+    }
+
+    // Undoes insert_run for a batch that failed later on.
+    void erase_run(const RunId& id) {
+        auto it = runs.find(id);
+        by_created.erase(std::make_pair(it->second.info.created_at, it->second.order));
+        if (!it->second.info.idempotency_key.empty()) by_key.erase(it->second.info.idempotency_key);
+        if (last_found == &it->second) last_found = nullptr;
+        runs.erase(it);
+    }
+
+    RunRow& find_run(const RunId& id) {
+        // A batch's writes come in runs of the same run: skip the hash then.
+        if (last_found && last_found->info.id == id) return *last_found;
+        auto it = runs.find(id);
+        if (it == runs.end()) throw detail::missing_row(id);
+        last_found = &it->second;
+        return it->second;
+    }
+
+    StepInfo& find_step(const RunId& run_id, const std::string& step_id) {
+        RunRow& run = find_run(run_id);
+        auto it = run.step_index.find(step_id);
+        if (it == run.step_index.end()) throw detail::missing_row(run_id, step_id);
+        return run.info.steps[it->second];
+    }
+
+    // Finds every row the batch writes; throws (changing nothing) if one is missing.
+    void resolve(const Batch& batch) {
+        step_targets.clear();
+        item_targets.clear();
+        run_targets.clear();
+        event_targets.clear();
+        for (const StepWrite& write : batch.steps) {
+            step_targets.push_back(&find_step(write.run_id, write.step_id));
+        }
+        for (const ItemWrite& write : batch.items) {
+            item_targets.push_back(&find_step(write.run_id, write.step_id));
+        }
+        for (const RunWrite& write : batch.runs) run_targets.push_back(&find_run(write.run_id));
+        for (const RunEvent& event : batch.events) {
+            RunRow& run = find_run(event.run_id);
+            event_targets.push_back(&run);
+            if (event.kind == "step.started") claim_attempt(run, event);
+        }
+    }
+
+    // Records the start of (run, step, attempt), which must not have started yet,
+    // in this batch or before (as SQLite's unique index run_events_step_started).
+    void claim_attempt(RunRow& run, const RunEvent& event) {
+        std::vector<int>& attempts = run.started[event.step_id];
+        if (std::find(attempts.begin(), attempts.end(), event.attempt) != attempts.end()) {
+            throw detail::duplicate_attempt(event.run_id, event.step_id, event.attempt);
+        }
+        attempts.push_back(event.attempt);
+        started_added.push_back(&attempts);
+    }
+
+    // Undoes what a failed resolve() claimed, newest first.
+    void unresolve() {
+        for (auto it = started_added.rbegin(); it != started_added.rend(); ++it) (*it)->pop_back();
+        started_added.clear();
+    }
+
+    void apply(const Batch& batch) {
+        for (std::size_t i = 0; i < batch.steps.size(); ++i) {
+            const StepWrite& write = batch.steps[i];
+            StepInfo& step = *step_targets[i];
+            step.status = write.status;
+            step.attempts = write.attempts;
+            step.output = write.output;
+            step.error = write.error;
+            step.started_at = to_stored(write.started_at);
+            step.finished_at = to_stored(write.finished_at);
+            step.wake_at = to_stored(write.wake_at);
+            step.attempt_base = write.attempt_base;
+            if (write.reset_items) step.items.clear();
+        }
+        for (std::size_t i = 0; i < batch.items.size(); ++i) {
+            std::vector<ItemInfo>& items = item_targets[i]->items;
+            ItemInfo item = stored(batch.items[i].item);
+            auto at = std::lower_bound(items.begin(), items.end(), item.index,
+                                       [](const ItemInfo& a, std::uint32_t index) { return a.index < index; });
+            if (at != items.end() && at->index == item.index) {
+                *at = std::move(item);
+            } else {
+                items.insert(at, std::move(item));
+            }
+        }
+        for (std::size_t i = 0; i < batch.runs.size(); ++i) {
+            const RunWrite& write = batch.runs[i];
+            RunInfo& run = run_targets[i]->info;
+            run.status = write.status;
+            run.cancel_requested = write.cancel_requested;
+            run.paused = write.paused;
+            run.output = write.output;
+            run.error = write.error;
+            run.updated_at = detail::to_stored(write.updated_at);
+            run.finished_at = to_stored(write.finished_at);
+        }
+        for (std::size_t i = 0; i < batch.events.size(); ++i) {
+            RunEvent& event = event_targets[i]->events.emplace_back(batch.events[i]);
+            event.seq = next_seq++;
+            event.at = detail::to_stored(event.at);
+        }
+    }
+};
+
+MemoryStore::MemoryStore() : state_(std::make_unique<State>()) {}
+MemoryStore::~MemoryStore() = default;
+
+bool MemoryStore::save_workflow(const WorkflowRecord& workflow) { return save_definition(workflow, false); }
+
+bool MemoryStore::replace_workflow(const WorkflowRecord& workflow) { return save_definition(workflow, true); }
+
+bool MemoryStore::save_definition(const WorkflowRecord& workflow, bool replace) {
+    std::lock_guard lock(state_->mutex);
+    auto& versions = state_->workflows[workflow.name];
+    auto it = versions.find(workflow.version);
+    if (it != versions.end()) {
+        if (it->second.hash == workflow.hash) return false;
+        if (!replace)
+            throw detail::definition_conflict(workflow.name, workflow.version, it->second.hash, workflow.hash);
+        for (const auto& [id, row] : state_->runs) {
+            const RunInfo& run = row.info;
+            if (run.workflow_name == workflow.name && run.workflow_version == workflow.version &&
+                !is_final(run.status))
+                throw detail::definition_in_use(workflow.name, workflow.version, id);
+        }
+        versions.erase(it);
+    }
+    WorkflowRecord& stored = versions.emplace(workflow.version, workflow).first->second;
+    stored.created_at = detail::to_stored(workflow.created_at);
+    return true;
+}
+
+std::optional<WorkflowRecord> MemoryStore::load_workflow(std::string_view name,
+                                                         std::optional<std::int64_t> version) {
+    std::lock_guard lock(state_->mutex);
+    auto versions = state_->workflows.find(name);
+    if (versions == state_->workflows.end() || versions->second.empty()) return std::nullopt;
+    if (!version) return versions->second.rbegin()->second;
+    auto it = versions->second.find(*version);
+    if (it == versions->second.end()) return std::nullopt;
+    return it->second;
+}
+
+std::vector<WorkflowRecord> MemoryStore::list_workflows() {
+    std::lock_guard lock(state_->mutex);
+    std::vector<WorkflowRecord> out;
+    for (const auto& [name, versions] : state_->workflows) {
+        for (const auto& [version, record] : versions) out.push_back(record);
+    }
+    return out;
+}
+
+void MemoryStore::commit(const Batch& batch) {
+    std::lock_guard lock(state_->mutex);
+    // New runs go in first so that the batch's writes can find them; if any later
+    // part of the batch is bad they come out again, and the store is unchanged.
+    std::size_t inserted = 0;
+    state_->started_added.clear();
+    try {
+        for (const RunInfo& run : batch.new_runs) {
+            state_->insert_run(run);
+            ++inserted;
+        }
+        state_->resolve(batch);
+    } catch (...) {
+        state_->unresolve();
+        for (std::size_t i = 0; i < inserted; ++i) state_->erase_run(batch.new_runs[i].id);
+        throw;
+    }
+    state_->apply(batch);
+}
+
+std::optional<RunInfo> MemoryStore::load_run(const RunId& id) {
+    std::lock_guard lock(state_->mutex);
+    auto it = state_->runs.find(id);
+    if (it == state_->runs.end()) return std::nullopt;
+    return it->second.info;
+}
+
+std::optional<RunId> MemoryStore::find_run_by_key(std::string_view idempotency_key) {
+    if (idempotency_key.empty()) return std::nullopt;
+    std::lock_guard lock(state_->mutex);
+    auto it = state_->by_key.find(std::string(idempotency_key));
+    if (it == state_->by_key.end()) return std::nullopt;
+    return it->second;
+}
+
+std::vector<RunInfo> MemoryStore::list_runs(const RunFilter& filter) {
+    std::lock_guard lock(state_->mutex);
+    std::vector<RunInfo> out;
+    for (auto it = state_->by_created.rbegin();
+         it != state_->by_created.rend() && out.size() < filter.limit; ++it) {
+        const RunInfo& run = it->second->info;
+        if (filter.workflow_name && run.workflow_name != *filter.workflow_name) continue;
+        if (filter.status && run.status != *filter.status) continue;
+        out.push_back(without_steps(run));
+    }
+    return out;
+}
+
+std::vector<RunId> MemoryStore::unfinished_runs() {
+    std::lock_guard lock(state_->mutex);
+    std::vector<RunId> out;
+    for (const auto& entry : state_->by_created) {
+        if (entry.second->info.status == RunStatus::running) out.push_back(entry.second->info.id);
+    }
+    return out;
+}
+
+std::vector<RunEvent> MemoryStore::load_events(const RunId& id) {
+    std::lock_guard lock(state_->mutex);
+    auto it = state_->runs.find(id);
+    if (it == state_->runs.end()) return {};
+    return it->second.events;
+}
+
+}  // namespace loom
