@@ -17,7 +17,6 @@
 namespace loom {
 namespace {
 
-constexpr std::string_view kPrefix = "workflow:";
 constexpr std::size_t kMaxNesting = 8;   // a workflow that runs itself stops here
 
 RunId child_id(const RunState& parent, std::uint32_t step) {
@@ -115,8 +114,7 @@ void Executor::Impl::run_child_task(const Task& task) {
             finish(error.empty() ? Result::success(std::move(output)) : Result::failure(std::move(error), true));
             return;
         }
-        const auto& handler = parent.workflow->steps()[step].handler;
-        auto wf = find_workflow(handler.substr(kPrefix.size()), std::nullopt);
+        auto wf = find_workflow(std::string(detail::child_workflow(parent.workflow->steps()[step].handler)), std::nullopt);
         auto handlers = resolve_handlers(*wf, child);
         start_run(std::move(wf), std::move(handlers), input, "", child, parent.priority);
         bool stopped;

@@ -185,7 +185,7 @@ StepHandlers Executor::Impl::resolve_handlers(const Workflow& wf, const RunId& r
     for (std::size_t i = 0; i < wf.steps().size(); ++i) {
         const Step& step = wf.steps()[i];
         if (detail::kind_of(wf, i) == detail::StepKind::child && !stood_in(wf, static_cast<std::uint32_t>(i))) {
-            const std::string child = step.handler.substr(9);
+            const std::string child(detail::child_workflow(step.handler));
             try {
                 (void)find_workflow(child, std::nullopt);
             } catch (const NotFound&) {
@@ -213,7 +213,7 @@ StepHandlers Executor::Impl::resolve_tree(const Workflow& wf) {
         todo.pop_back();
         for (std::uint32_t i = 0; i < parent->steps().size(); ++i) {
             if (detail::kind_of(*parent, i) != detail::StepKind::child || stood_in(*parent, i)) continue;
-            const std::string child = parent->steps()[i].handler.substr(9);
+            const std::string child(detail::child_workflow(parent->steps()[i].handler));
             if (!seen.insert(child).second) continue;
             const std::string via = fmt::format("{}workflow \"{}\" step \"{}\" runs workflow \"{}\": ", path,
                                                 parent->name(), parent->steps()[i].id, child);
@@ -276,7 +276,7 @@ std::shared_ptr<RunState> Executor::Impl::make_state(const RunInfo& info,
             // so a step that kills its process is bounded by its retry policy.
             slot.error = interrupted(s.attempts);
             slot.finished_at = now();
-            if (s.attempts - slot.attempt_base >= run->workflow->retry_of(i).max_attempts)
+            if (detail::out_of_attempts(slot, run->workflow->retry_of(i)))
                 status = StepStatus::failed;
         }
         switch (status) {

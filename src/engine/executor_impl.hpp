@@ -302,6 +302,10 @@ struct Executor::Impl {
     void cancel_unfinished(RunState& run, Queue& queue, TimePoint at);
     /// Queues the running attempt's start event unless it is written.
     void record_start(RunState& run, std::uint32_t step, Batch& writes);
+    /// Queues the start of `task`'s running attempt: the step's row and its
+    /// step.started event, or the element's row. Every start is written here
+    /// (note_start's exact starts, record_starts' lazy ones). Run mutex held.
+    void write_start(RunState& run, const Task& task, Batch& writes);
     /// Arms the run's deadline and the timers of its waiting steps (a retry's
     /// backoff, a sleep) not armed yet. Takes the run mutex.
     void arm_timers(const std::shared_ptr<RunState>& run, std::uint64_t committed);

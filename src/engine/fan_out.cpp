@@ -105,7 +105,7 @@ bool Executor::Impl::admit_fan_out(RunState& run, std::uint32_t step, Queue& que
             // Its attempt was in flight when its process stopped: it counts.
             item.error = interrupted(item.attempts);
             item.finished_at = now();
-            if (item.attempts - item.attempt_base >= retry.max_attempts) {
+            if (out_of_attempts(item, retry)) {
                 item.status = StepStatus::failed;
                 record_item(run, step, i, queue, "element.failed");
             } else {

@@ -93,6 +93,14 @@ struct StepSlot {
     bool exact = false;
 };
 
+/// Whether `slot` (a StepSlot or an ItemSlot) has had every attempt `retry`
+/// allows: those since its budget last started afresh (attempt_base), counting
+/// one a crash interrupted.
+template <class Slot>
+bool out_of_attempts(const Slot& slot, const RetryPolicy& retry) noexcept {
+    return slot.attempts - slot.attempt_base >= retry.max_attempts;
+}
+
 /// The handlers a run uses, per step, fixed when it starts (or is recovered).
 struct StepHandlers {
     std::vector<std::shared_ptr<StepHandler>> run;

@@ -159,16 +159,14 @@ void Executor::Impl::record_starts(std::vector<Task>& started, Batch& batch) {
             std::lock_guard lock(t.run->mutex);
             auto& item = t.run->steps[t.step].fan->items[t.item];
             if (item.start_written || item.status != StepStatus::running || t.run->abandoned) continue;
-            item.start_written = true;
-            write_item(*t.run, t.step, t.item, batch);
+            write_start(*t.run, t, batch);
             continue;
         }
         auto& written = t.run->start_written[t.step];
         if (written.load(std::memory_order_acquire)) continue;   // mostly: already finished
         std::lock_guard lock(t.run->mutex);
         if (written.load(std::memory_order_relaxed) || t.run->abandoned) continue;
-        write_step(*t.run, t.step, batch);
-        record_start(*t.run, t.step, batch);
+        write_start(*t.run, t, batch);
     }
     started.clear();
 }

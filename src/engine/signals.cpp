@@ -62,7 +62,7 @@ void Executor::Impl::check_signal(const Workflow& wf, const RunId& id, const std
     auto children_of = [&](const Workflow& parent, const RunId& parent_id) {
         for (std::uint32_t i = 0; i < parent.steps().size(); ++i) {
             if (detail::kind_of(parent, i) != detail::StepKind::child) continue;
-            const std::string child = parent.steps()[i].handler.substr(9);
+            const std::string child(detail::child_workflow(parent.steps()[i].handler));
             if (!seen.insert(child).second) continue;
             try {
                 todo.emplace_back(find_workflow(child, std::nullopt), parent_id + "." + parent.steps()[i].id);

@@ -87,6 +87,16 @@ template void Executor::Impl::tell(std::uint32_t, std::optional<std::uint32_t>, 
 template void Executor::Impl::tell(std::uint32_t, std::optional<std::uint32_t>, const detail::ItemSlot&,
                                    const char*, const std::string&, Queue&);
 
+void Executor::Impl::write_start(RunState& run, const Task& task, Batch& writes) {
+    if (task.kind == Task::Kind::item) {
+        run.steps[task.step].fan->items[task.item].start_written = true;
+        write_item(run, task.step, task.item, writes);
+    } else {
+        write_step(run, task.step, writes);
+        record_start(run, task.step, writes);
+    }
+}
+
 void Executor::Impl::record_start(RunState& run, std::uint32_t step, Batch& writes) {
     if (run.start_written[step].load(std::memory_order_relaxed)) return;
     run.start_written[step].store(true, std::memory_order_release);
@@ -330,23 +340,16 @@ std::string Executor::Impl::interrupted(int number) {
 
 void Executor::Impl::note_start(const Task& task, Attempt& attempt, TimePoint began) {
     RunState& run = *task.run;
-    const bool item = task.kind == Task::Kind::item;
-    if (attempt.start_commit) {   // exact: queued now, awaited by the caller
-        Queue queue(*this, task.run, attempt.start_commit.get());
-        if (item) {
-            run.steps[task.step].fan->items[task.item].start_written = true;
-            write_item(run, task.step, task.item, queue.writes());
-        } else {
-            run.start_written[task.step].store(true, std::memory_order_relaxed);
-            record_step(run, task.step, queue, "step.started", *run.steps[task.step].started_at);
-        }
-        attempt.must_lead = queue.release(true);
-        return;
-    }
-    if (item)
+    if (task.kind == Task::Kind::item)
         run.steps[task.step].fan->items[task.item].start_written = false;
     else
         run.start_written[task.step].store(false, std::memory_order_relaxed);
+    if (attempt.start_commit) {   // exact: queued now, awaited by the caller
+        Queue queue(*this, task.run, attempt.start_commit.get());
+        write_start(run, task, queue.writes());
+        attempt.must_lead = queue.release(true);
+        return;
+    }
     std::lock_guard commit_lock(commit_mutex_);
     if (unrecorded_.empty()) oldest_unrecorded_ = began;
     unrecorded_.push_back(task);
@@ -461,7 +464,7 @@ template <class Slot>
 bool Executor::Impl::wait_to_retry(const RunState& run, std::uint32_t step, Slot& slot, const Result& result,
                                    Queue& queue) {
     const RetryPolicy retry = run.workflow->retry_of(step);
-    if (result.fatal || slot.attempts - slot.attempt_base >= retry.max_attempts || run.stopping) return false;
+    if (result.fatal || out_of_attempts(slot, retry) || run.stopping) return false;
     slot.status = StepStatus::waiting;
     slot.wake_at = retry_at(retry, slot.attempts, *slot.finished_at);
     wait_after_commit(slot, queue);

@@ -73,7 +73,7 @@ std::shared_ptr<StepHandler> builtin_handler(std::string_view name) {
     static const auto wait = std::make_shared<WaitHandler>();
     if (name == "sleep") return sleep;
     if (name == "wait") return wait;
-    if (name.substr(0, 9) == "workflow:") return wait;   // never run either: a child run is
+    if (builtin_kind(name) == StepKind::child) return wait;   // never run either: a child run is
     return nullptr;
 }
 

@@ -54,6 +54,9 @@ enum class StepKind : std::uint8_t {
 /// The kind a handler name gives a step, for_each aside: "sleep", "wait" and
 /// "workflow:NAME" are the executor's own (hosts cannot register them).
 StepKind builtin_kind(std::string_view handler) noexcept;
+/// The workflow a "workflow:NAME" step runs as a child run: NAME. Empty for
+/// any other handler.
+std::string_view child_workflow(std::string_view handler) noexcept;
 
 /// The element a for_each attempt works on: what ${item} and ${index} name.
 struct Element {

@@ -36,11 +36,20 @@ std::string quote(std::string_view s) {
     return Json(std::string(s)).dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
+namespace {
+constexpr std::string_view kChildPrefix = "workflow:";
+}
+
 StepKind builtin_kind(std::string_view handler) noexcept {
     if (handler == "sleep") return StepKind::sleep;
     if (handler == "wait") return StepKind::wait;
-    if (handler.substr(0, 9) == "workflow:") return StepKind::child;
+    if (handler.substr(0, kChildPrefix.size()) == kChildPrefix) return StepKind::child;
     return StepKind::handler;
+}
+
+std::string_view child_workflow(std::string_view handler) noexcept {
+    if (builtin_kind(handler) != StepKind::child) return {};
+    return handler.substr(kChildPrefix.size());
 }
 
 std::string describe_char(unsigned char c) {
