@@ -827,7 +827,7 @@ TEST_CASE("bad calls are refused with their exact error and change nothing", "[b
          "[loom.store.missing_row] step zz of run stuck-run does not exist",
          [](Fixture& f) {
              loom::Batch batch;
-             batch.events.push_back(loom::RunEvent{0, "stuck-run", "a", "step.started", 1, "", now()});
+             batch.events.push_back(loom::RunEvent{0, "stuck-run", "a", loom::event::step_started, 1, "", now()});
              batch.steps.push_back(loom::StepWrite{"stuck-run", "zz", loom::StepStatus::completed, 1,
                                                    1, "", now(), now(), std::nullopt});
              f.store.commit(batch);

@@ -211,13 +211,13 @@ std::size_t check_file(const std::string& db, const std::map<std::string, int>& 
         std::map<std::pair<std::string, int>, int> starts;
         for (const auto& event : store.load_events(listed.id)) {
             ++kinds[event.kind];
-            if (event.kind == "step.started") ++starts[{event.step_id, event.attempt}];
-            if (event.kind == "step.completed") ++completions;
+            if (event.kind == loom::event::step_started) ++starts[{event.step_id, event.attempt}];
+            if (event.kind == loom::event::step_completed) ++completions;
         }
-        CHECK(kinds == std::map<std::string, int>{{"run.started", 1},
-                                                  {"step.started", kSteps},
-                                                  {"step.completed", kSteps},
-                                                  {"run.completed", 1}});
+        CHECK(kinds == std::map<std::string, int>{{loom::event::run_started, 1},
+                                                  {loom::event::step_started, kSteps},
+                                                  {loom::event::step_completed, kSteps},
+                                                  {loom::event::run_completed, 1}});
         CHECK(starts.size() == static_cast<std::size_t>(kSteps));
         for (const auto& [claim, count] : starts) {
             INFO("step " << claim.first << " attempt " << claim.second);
@@ -513,7 +513,7 @@ TEST_CASE("a second start of one step attempt is refused by the SQLite file itse
     loom::RunEvent started;
     started.run_id = id;
     started.step_id = "a";
-    started.kind = "step.started";
+    started.kind = loom::event::step_started;
     started.attempt = 1;
     claim.events.push_back(started);
     try {

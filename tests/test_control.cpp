@@ -68,7 +68,7 @@ TEST_CASE("a paused run starts nothing new until it is resumed", "[control]") {
     CHECK(run.status == loom::RunStatus::completed);
     CHECK_FALSE(run.paused);
     CHECK(run_events(executor, id) ==
-          std::vector<std::string>{"run.started", "run.paused", "run.resumed", "run.completed"});
+          std::vector<std::string>{loom::event::run_started, loom::event::run_paused, loom::event::run_resumed, loom::event::run_completed});
     CHECK_FALSE(executor.pause(id));   // final
     CHECK_THROWS_WITH(executor.pause("nope"), "[loom.run.unknown] run nope does not exist");
 }

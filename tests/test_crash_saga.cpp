@@ -289,7 +289,7 @@ Kills run_trial(const Kill& first, unsigned seed, unsigned threads) {
     loom::SqliteStore store(dir.file("runs.db"));
     std::map<std::string, int> completions;
     for (const auto& e : store.load_events(flow.id))
-        if (e.kind == "step.completed") ++completions[e.step_id];
+        if (e.kind == loom::event::step_completed) ++completions[e.step_id];
     CHECK(completions["approve"] == 1);
     CHECK(completions["pay"] == 1);
 

@@ -80,8 +80,8 @@ TEST_CASE("a chain passes outputs along and the run reports every step", "[execu
     }
     auto history = executor.history(id);
     REQUIRE(history.size() >= 2);
-    CHECK(history.front().kind == "run.started");
-    CHECK(history.back().kind == "run.completed");
+    CHECK(history.front().kind == loom::event::run_started);
+    CHECK(history.back().kind == loom::event::run_completed);
 }
 
 TEST_CASE("a step without input receives its dependencies' outputs by id", "[executor]") {
@@ -508,7 +508,7 @@ TEST_CASE("a long attempt's start is recorded by the next commit", "[executor]")
     std::vector<std::string> slow_events;
     for (const auto& e : executor.history(id))
         if (e.step_id == "slow") slow_events.push_back(e.kind);
-    CHECK(slow_events == std::vector<std::string>{"step.started", "step.completed"});
+    CHECK(slow_events == std::vector<std::string>{loom::event::step_started, loom::event::step_completed});
 }
 
 namespace {

@@ -53,7 +53,7 @@ TEST_CASE("a false condition skips the step and, by default, everything after it
     CHECK(run.output == Json{{"after_big", nullptr}, {"small", {{"check", {{"n", 3}}}}}});
     std::vector<std::string> skips;
     for (const auto& e : executor.history(run.id))
-        if (e.kind == "step.skipped") skips.push_back(e.step_id + ": " + e.detail);
+        if (e.kind == loom::event::step_skipped) skips.push_back(e.step_id + ": " + e.detail);
     CHECK(skips == std::vector<std::string>{
                        "big: condition \"${steps.check.output.n} > 10\" is false",
                        "after_big: dependency \"big\" was skipped"});

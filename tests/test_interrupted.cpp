@@ -137,7 +137,7 @@ TEST_CASE("an attempt a crash interrupted counts: after max_attempts the step fa
     CHECK(run.step("a")->attempts == 2);
     CHECK(run.step("a")->error == kInterrupted2);
     CHECK(run.error.find("[loom.step.interrupted]") != std::string::npos);
-    CHECK(has(event_types(f.store(), id, "a"), "step.failed"));
+    CHECK(has(event_types(f.store(), id, "a"), loom::event::step_failed));
 }
 
 TEST_CASE("an interrupted attempt with attempts left is retried as the next attempt", "[interrupted]") {
@@ -148,7 +148,7 @@ TEST_CASE("an interrupted attempt with attempts left is retried as the next atte
     CHECK(f.calls == 1);
     CHECK(f.last_attempt == 2);
     CHECK(run.step("a")->attempts == 2);
-    CHECK(has(event_types(f.store(), id, "a"), "step.interrupted"));
+    CHECK(has(event_types(f.store(), id, "a"), loom::event::step_interrupted));
 }
 
 TEST_CASE("a step that failed by interruption follows its on_error", "[interrupted]") {
@@ -185,9 +185,9 @@ TEST_CASE("a for_each element a crash interrupted counts its attempt", "[interru
     // again, and no element of a final run looks as if it may still start.
     CHECK(element(2).status == StepStatus::cancelled);
     CHECK(element(2).attempts == 1);
-    CHECK(has(event_types(f.store(), id, "each"), "element.cancelled"));
+    CHECK(has(event_types(f.store(), id, "each"), loom::event::element_cancelled));
     CHECK(run.step("each")->error.find("[loom.step.interrupted]") != std::string::npos);
-    CHECK(has(event_types(f.store(), id, "each"), "element.interrupted"));
+    CHECK(has(event_types(f.store(), id, "each"), loom::event::element_interrupted));
 }
 
 TEST_CASE("a running attempt is visible to readers of the store while its handler runs", "[interrupted][sqlite]") {
@@ -254,7 +254,7 @@ TEST_CASE("an attempt that shutdown cancels is not counted", "[interrupted][sqli
     CHECK(a.status == StepStatus::ready);
     CHECK(a.attempts == 1);       // its number stays taken
     CHECK(a.attempt_base == 1);   // but it does not count
-    CHECK(has(event_types(f.store(), id, "a"), "step.stopped"));
+    CHECK(has(event_types(f.store(), id, "a"), loom::event::step_stopped));
     auto& executor = f.reopen();
     executor.recover();
     const auto run = executor.wait(id);

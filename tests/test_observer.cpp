@@ -110,14 +110,14 @@ TEST_CASE("observers hear each element of a for_each, its retries and the step's
         auto seen = observer.of("each", i);
         REQUIRE(seen.size() == 1);
         CHECK(seen[0].status == StepStatus::completed);
-        CHECK(seen[0].kind == "element.completed");
+        CHECK(seen[0].kind == loom::event::element_completed);
         CHECK(seen[0].attempt == 1);
         CHECK(seen[0].output == Json(i * 10));
     }
     auto one = observer.of("each", 1);
     REQUIRE(one.size() == 2);
     CHECK(one[0].status == StepStatus::waiting);
-    CHECK(one[0].kind == "element.retrying");
+    CHECK(one[0].kind == loom::event::element_retrying);
     CHECK(one[0].attempt == 1);
     CHECK(one[0].error == "flaky");
     CHECK(one[0].detail == "element 1: flaky");
@@ -135,7 +135,7 @@ TEST_CASE("observers hear each element of a for_each, its retries and the step's
     auto step = observer.of("each");
     REQUIRE(step.size() == 1);
     CHECK(step[0].status == StepStatus::completed);
-    CHECK(step[0].kind == "step.completed");
+    CHECK(step[0].kind == loom::event::step_completed);
     CHECK(step[0].output == Json{0, 10, 20});
     CHECK(step[0].started_at <= one[0].started_at);
     CHECK(step[0].finished_at >= one[1].finished_at);
@@ -188,7 +188,7 @@ TEST_CASE("observers hear of a step skipped by its condition", "[observer]") {
     auto seen = observer.of("maybe");
     REQUIRE(seen.size() == 1);
     CHECK(seen[0].status == StepStatus::skipped);
-    CHECK(seen[0].kind == "step.skipped");
+    CHECK(seen[0].kind == loom::event::step_skipped);
     CHECK(seen[0].detail == "condition \"${input.go} == true\" is false");
     CHECK(seen[0].finished_at);
     std::lock_guard lock(observer.mutex);
@@ -206,7 +206,7 @@ TEST_CASE("observers hear of a retry that waits, with its wake time, then of the
     auto seen = observer.of("s");
     REQUIRE(seen.size() == 2);
     CHECK(seen[0].status == StepStatus::waiting);
-    CHECK(seen[0].kind == "step.retrying");
+    CHECK(seen[0].kind == loom::event::step_retrying);
     CHECK(seen[0].attempt == 1);
     CHECK(seen[0].error == "flaky");
     REQUIRE(seen[0].finished_at);
@@ -232,8 +232,8 @@ TEST_CASE("observers hear a compensation: compensating, then compensated", "[obs
     REQUIRE(executor.wait(executor.start("trip")).status == RunStatus::failed);
     CHECK(observer.statuses("flight") == std::vector<std::string>{"completed", "compensating", "compensated"});
     auto seen = observer.of("flight");
-    CHECK(seen[1].kind == "step.compensating");
-    CHECK(seen[2].kind == "step.compensated");
+    CHECK(seen[1].kind == loom::event::step_compensating);
+    CHECK(seen[2].kind == loom::event::step_compensated);
     CHECK(observer.statuses("charge") == std::vector<std::string>{"failed"});
 }
 
@@ -275,10 +275,10 @@ TEST_CASE("a run that fails early cancels the steps it never finished, durably a
         auto seen = observer.of(step);
         REQUIRE_FALSE(seen.empty());
         CHECK(seen.back().status == StepStatus::cancelled);
-        CHECK(seen.back().kind == "step.cancelled");
+        CHECK(seen.back().kind == loom::event::step_cancelled);
         CHECK(seen.back().detail == "the run failed");
     }
-    CHECK(kinds(executor, id, "step.cancelled").size() == 3);
+    CHECK(kinds(executor, id, loom::event::step_cancelled).size() == 3);
     f.close();   // a restart reads the same
     auto stored = f.store().load_run(id);
     REQUIRE(stored);

@@ -65,7 +65,7 @@ TEST_CASE("retry runs a failed run again from its failed steps", "[operator]") {
     std::vector<std::string> kinds;
     for (const auto& e : executor.history(id))
         if (e.step_id.empty()) kinds.push_back(e.kind);
-    CHECK(kinds == std::vector<std::string>{"run.started", "run.failed", "run.retried", "run.completed"});
+    CHECK(kinds == std::vector<std::string>{loom::event::run_started, loom::event::run_failed, loom::event::run_retried, loom::event::run_completed});
 }
 
 TEST_CASE("a retried step gets its whole retry policy again", "[operator]") {

@@ -241,7 +241,7 @@ TEST_CASE("a timed-out attempt fails, is retried, and its handler sees cancelled
     CHECK(saw_cancel);
     REQUIRE(deadline);
     auto events = executor.history(id);
-    auto retrying = std::find_if(events.begin(), events.end(), [](auto& e) { return e.kind == "step.retrying"; });
+    auto retrying = std::find_if(events.begin(), events.end(), [](auto& e) { return e.kind == loom::event::step_retrying; });
     REQUIRE(retrying != events.end());
     CHECK(retrying->detail == "timed out after 50 ms");
 }

@@ -330,7 +330,7 @@ TEST_CASE("signals sent while the run ends apply or return false", "[signals]") 
                 ++pings;
                 last_ping = i;
             }
-            if (e.kind == "run.cancelled" || e.kind == "run.completed") end = i;
+            if (e.kind == loom::event::run_cancelled || e.kind == loom::event::run_completed) end = i;
         }
         CHECK(pings == accepted);
         CHECK(last_ping < end);

@@ -14,6 +14,7 @@
 #include <catch2/catch.hpp>
 
 #include <loom/error.hpp>
+#include <loom/events.hpp>
 #include <loom/sqlite_store.hpp>
 
 #include "store/sqlite_schema.hpp"
@@ -53,7 +54,7 @@ void write_run(loom::Store& store, const std::string& id) {
     batch.new_runs.push_back(new_run(id));
     loom::RunEvent event;
     event.run_id = id;
-    event.kind = "run.started";
+    event.kind = loom::event::run_started;
     batch.events.push_back(event);
     store.commit(batch);
 }
@@ -221,13 +222,13 @@ TEST_CASE("opening a version 2 file upgrades it, and duplicate starts it holds a
     CHECK(applied_versions(path) == every_version());
     std::vector<std::string> kinds;
     for (const auto& event : store.load_events("old")) kinds.push_back(event.kind);
-    CHECK(kinds == std::vector<std::string>{"step.started", "step.started.duplicate",
+    CHECK(kinds == std::vector<std::string>{loom::event::step_started, "step.started.duplicate",
                                             "step.started.duplicate"});
     // From now on the store refuses a second start of that attempt, and takes the next.
     loom::RunEvent again;
     again.run_id = "old";
     again.step_id = "a";
-    again.kind = "step.started";
+    again.kind = loom::event::step_started;
     again.attempt = 1;
     loom::Batch batch;
     batch.events.push_back(again);

@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <loom/error.hpp>
+#include <loom/events.hpp>
 #include <loom/memory_store.hpp>
 #include <loom/store.hpp>
 #include <loom/sqlite_store.hpp>
@@ -423,7 +424,7 @@ TEMPLATE_TEST_CASE("an idempotency key is used once", "[store]", MemoryFixture, 
     loom::RunInfo first = new_run("r1");
     first.idempotency_key = "k";
     loom::Batch setup = creating({first});
-    setup.events.push_back(event("r1", "run.started"));
+    setup.events.push_back(event("r1", loom::event::run_started));
     store.commit(setup);
     const loom::RunInfo before = *store.load_run("r1");
 
@@ -442,7 +443,7 @@ TEMPLATE_TEST_CASE("an idempotency key is used once", "[store]", MemoryFixture, 
     }
     batch.new_runs.push_back(again);
     batch.steps.push_back(step_write("r1", "extract", StepStatus::completed));
-    batch.events.push_back(event("r2", "run.started"));
+    batch.events.push_back(event("r2", loom::event::run_started));
 
     auto error = thrown<loom::Conflict>([&] { store.commit(batch); });
     CHECK(error.id() == "loom.run.duplicate_key");
@@ -470,14 +471,14 @@ TEMPLATE_TEST_CASE("events keep commit order and get increasing seq", "[store]",
     loom::Store& store = fixture.store;
     store.save_workflow(workflow("etl", 1));
     loom::Batch first = creating({new_run("r1"), new_run("r2")});
-    first.events = {event("r1", "run.started"), event("r2", "run.started"),
-                    event("r1", "step.started", "extract")};
+    first.events = {event("r1", loom::event::run_started), event("r2", loom::event::run_started),
+                    event("r1", loom::event::step_started, "extract")};
     store.commit(first);
     loom::Batch second;
-    loom::RunEvent failed = event("r1", "step.failed", "extract");
+    loom::RunEvent failed = event("r1", loom::event::step_failed, "extract");
     failed.detail = "timeout after 5s";
     failed.at = at(1'700'000'002'500, 300us);
-    loom::RunEvent retried = event("r1", "step.started", "extract");
+    loom::RunEvent retried = event("r1", loom::event::step_started, "extract");
     retried.attempt = 2;
     second.events = {failed, retried};
     store.commit(second);
@@ -486,8 +487,8 @@ TEMPLATE_TEST_CASE("events keep commit order and get increasing seq", "[store]",
     REQUIRE(events.size() == 4);
     std::vector<std::string> kinds;
     for (const auto& e : events) kinds.push_back(e.kind);
-    CHECK(kinds == std::vector<std::string>{"run.started", "step.started", "step.failed",
-                                            "step.started"});
+    CHECK(kinds == std::vector<std::string>{loom::event::run_started, loom::event::step_started, loom::event::step_failed,
+                                            loom::event::step_started});
     for (std::size_t i = 1; i < events.size(); ++i) CHECK(events[i].seq > events[i - 1].seq);
     CHECK(events[0].step_id.empty());
     CHECK(events[0].attempt == 0);
@@ -517,7 +518,7 @@ TEMPLATE_TEST_CASE("writes may target runs created earlier in the same batch", "
     run_write.status = RunStatus::cancelled;
     run_write.updated_at = at(1'700'000'000'500);
     batch.runs.push_back(run_write);
-    batch.events.push_back(event("r1", "run.started"));
+    batch.events.push_back(event("r1", loom::event::run_started));
     store.commit(batch);
 
     auto run = store.load_run("r1");
@@ -533,7 +534,7 @@ TEMPLATE_TEST_CASE("a batch with one bad write changes nothing", "[store]", Memo
     loom::Store& store = fixture.store;
     store.save_workflow(workflow("etl", 1));
     loom::Batch setup = creating({new_run("r1")});
-    setup.events.push_back(event("r1", "run.started"));
+    setup.events.push_back(event("r1", loom::event::run_started));
     store.commit(setup);
     const loom::RunInfo before = *store.load_run("r1");
 
@@ -544,8 +545,8 @@ TEMPLATE_TEST_CASE("a batch with one bad write changes nothing", "[store]", Memo
     run_write.run_id = "r1";
     run_write.status = RunStatus::completed;
     batch.runs.push_back(run_write);
-    batch.events.push_back(event("r1", "step.completed", "extract"));
-    batch.events.push_back(event("r2", "run.started"));
+    batch.events.push_back(event("r1", loom::event::step_completed, "extract"));
+    batch.events.push_back(event("r2", loom::event::run_started));
 
     std::string expected_id = "loom.store.missing_row";
     SECTION("a step that does not exist") {
@@ -559,7 +560,7 @@ TEMPLATE_TEST_CASE("a batch with one bad write changes nothing", "[store]", Memo
         batch.runs.push_back(run_write);
     }
     SECTION("an event of a run that does not exist") {
-        batch.events.push_back(event("nope", "run.started"));
+        batch.events.push_back(event("nope", loom::event::run_started));
     }
     SECTION("a new run of a workflow that is not stored") {
         batch.new_runs.push_back(new_run("r3", 1'700'000'000'002, "unknown"));
@@ -620,19 +621,19 @@ TEMPLATE_TEST_CASE("a step attempt starts once", "[store][contention]", MemoryFi
     loom::Store& store = fixture.store;
     store.save_workflow(workflow("etl", 1));
     loom::Batch setup = creating({new_run("r1")});
-    setup.events = {event("r1", "run.started"), event("r1", "step.started", "extract")};
+    setup.events = {event("r1", loom::event::run_started), event("r1", loom::event::step_started, "extract")};
     store.commit(setup);
     const loom::RunInfo before = *store.load_run("r1");
 
     // Otherwise valid writes come first, so that the refusal must undo them.
     loom::Batch batch = creating({new_run("r2", 1'700'000'000'001)});
     batch.steps.push_back(step_write("r1", "extract", StepStatus::completed));
-    batch.events = {event("r2", "step.started", "extract"), event("r1", "step.completed", "extract")};
+    batch.events = {event("r2", loom::event::step_started, "extract"), event("r1", loom::event::step_completed, "extract")};
     SECTION("against a stored start") {
-        batch.events.push_back(event("r1", "step.started", "extract"));
+        batch.events.push_back(event("r1", loom::event::step_started, "extract"));
     }
     SECTION("twice in one batch") {
-        loom::RunEvent second = event("r1", "step.started", "transform");
+        loom::RunEvent second = event("r1", loom::event::step_started, "transform");
         batch.events.push_back(second);
         batch.events.push_back(second);
     }
@@ -648,9 +649,9 @@ TEMPLATE_TEST_CASE("a step attempt starts once", "[store][contention]", MemoryFi
     // Nothing of the refused batch is held: the same starts, once each, and the
     // next attempt of the stored one, are accepted.
     loom::Batch good = creating({new_run("r2", 1'700'000'000'001)});
-    loom::RunEvent next = event("r1", "step.started", "extract");
+    loom::RunEvent next = event("r1", loom::event::step_started, "extract");
     next.attempt = 2;
-    good.events = {event("r2", "step.started", "extract"), event("r1", "step.started", "transform"),
+    good.events = {event("r2", loom::event::step_started, "extract"), event("r1", loom::event::step_started, "transform"),
                    next};
     store.commit(good);
     CHECK(store.load_events("r1").size() == 4);

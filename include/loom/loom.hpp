@@ -3,6 +3,7 @@
 
 #include <loom/clock.hpp>
 #include <loom/error.hpp>
+#include <loom/events.hpp>
 #include <loom/executor.hpp>
 #include <loom/handler.hpp>
 #include <loom/json.hpp>

@@ -39,7 +39,7 @@ bool Executor::Impl::admit_child(RunState& run, std::uint32_t step, Queue& queue
     }
     slot.status = StepStatus::suspended;
     ++run.active;
-    record_step(run, step, queue, "step.suspended", *slot.started_at,
+    record_step(run, step, queue, event::step_suspended, *slot.started_at,
                 "child run " + child_id(run, step));
     queue.ready(step, Task::Kind::start_child);   // once this is durable
     return false;

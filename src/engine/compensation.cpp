@@ -35,7 +35,7 @@ void Executor::Impl::walk_compensation(RunState& run, std::vector<std::uint32_t>
         if (undo) {
             slot.status = StepStatus::compensating;
             slot.compensation_attempts = 0;
-            record_step(run, s, queue, "step.compensating", now());
+            record_step(run, s, queue, event::step_compensating, now());
             ++run.compensations;
             queue.ready(s, Task::Kind::compensate);
             continue;   // its dependencies wait for the undo
@@ -85,7 +85,7 @@ void Executor::Impl::run_compensation(const Task& task) {
         slot.wake_at.reset();
         if (outcome.kind == detail::Invocation::Kind::ok) {
             slot.status = StepStatus::compensated;
-            record_step(run, step, queue, "step.compensated", at);
+            record_step(run, step, queue, event::step_compensated, at);
         } else if (outcome.kind != detail::Invocation::Kind::fatal && number < retry.max_attempts) {
             // Tried again after the step's backoff (in the store as wake_at,
             // for monitoring); a restart meanwhile starts the undo over (it is
@@ -93,9 +93,9 @@ void Executor::Impl::run_compensation(const Task& task) {
             slot.wake_at = at + retry.backoff(number);
             // Recorded by hand: the event counts the undo's attempts, not the step's.
             write_step(run, step, queue.writes());
-            tell(step, std::nullopt, slot, "step.compensation_retrying", outcome.error, queue);
+            tell(step, std::nullopt, slot, event::step_compensation_retrying, outcome.error, queue);
             queue.writes().events.push_back(RunEvent{0, run.id, run.workflow->steps()[step].id,
-                                                     "step.compensation_retrying", number,
+                                                     event::step_compensation_retrying, number,
                                                      outcome.error, at});
             timers_.add(*slot.wake_at, [this, weak = std::weak_ptr(task.run), step] {
                 if (auto r = weak.lock()) {
@@ -109,7 +109,7 @@ void Executor::Impl::run_compensation(const Task& task) {
         } else {
             slot.status = StepStatus::failed;
             slot.error = "compensation failed: " + outcome.error;
-            record_step(run, step, queue, "step.compensation_failed", at, outcome.error);
+            record_step(run, step, queue, event::step_compensation_failed, at, outcome.error);
             run.compensation_failures.push_back(run.workflow->steps()[step].id);
         }
         --run.compensations;

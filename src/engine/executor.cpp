@@ -393,7 +393,7 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
                 // Interrupted with no attempt left: failed, and told so. Its row
                 // is written below with the other steps that changed.
                 const auto& slot = run->steps[i];
-                const char* kind = slot.status == StepStatus::failed ? "step.failed" : "step.interrupted";
+                const char* kind = slot.status == StepStatus::failed ? event::step_failed : event::step_interrupted;
                 if (slot.status == StepStatus::failed) tell(i, std::nullopt, slot, kind, slot.error, queue);
                 writes.events.push_back(RunEvent{0, run->id, was.step_id, kind, was.attempts, slot.error, at});
             }
@@ -542,7 +542,7 @@ RunId Executor::Impl::start_run(std::shared_ptr<const Workflow> wf,
         info.steps.back().step_id = step.id;
     }
     auto run = make_state(info, std::move(wf), std::move(handlers));
-    launch(run, info, /*fresh=*/true, "run.started");
+    launch(run, info, /*fresh=*/true, event::run_started);
     return run->id;
 }
 
@@ -591,7 +591,7 @@ bool Executor::Impl::cancel_run(const RunId& id) {
     const auto at = now();
     auto request = [&](Queue& queue) {
         queue.writes().runs.push_back(RunWrite{id, RunStatus::running, true, {}, "", at, {}});
-        queue.writes().events.push_back(RunEvent{0, id, "", "run.cancel_requested", 0, "", at});
+        queue.writes().events.push_back(RunEvent{0, id, "", event::run_cancel_requested, 0, "", at});
     };
     bool must_lead;
     bool recorded_only = false;    // not live here: only the store has the request
@@ -668,7 +668,7 @@ std::vector<RunId> Executor::recover() {
     for (auto& r : todo) {
         auto run = impl_->make_state(r.info, r.wf, std::move(r.handlers));
         impl_->load_deliveries(*run);
-        if (impl_->launch(run, r.info, /*fresh=*/false, "run.recovered")) resumed.push_back(run->id);
+        if (impl_->launch(run, r.info, /*fresh=*/false, event::run_recovered)) resumed.push_back(run->id);
     }
     return resumed;
 }

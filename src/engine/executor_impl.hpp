@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include <loom/events.hpp>
 #include <loom/executor.hpp>
 
 #include "engine/run_state.hpp"

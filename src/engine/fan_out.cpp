@@ -107,12 +107,12 @@ bool Executor::Impl::admit_fan_out(RunState& run, std::uint32_t step, Queue& que
             item.finished_at = now();
             if (out_of_attempts(item, retry)) {
                 item.status = StepStatus::failed;
-                record_item(run, step, i, queue, "element.failed");
+                record_item(run, step, i, queue, event::element_failed);
             } else {
                 item.status = StepStatus::pending;   // stored so: a stopping run leaves it so
                 write_item(run, step, i, queue.writes());
                 queue.writes().events.push_back(RunEvent{0, run.id, run.workflow->steps()[step].id,
-                                                         "element.interrupted", item.attempts,
+                                                         event::element_interrupted, item.attempts,
                                                          fmt::format("element {}: {}", i, item.error),
                                                          *item.finished_at});
             }
@@ -129,7 +129,7 @@ bool Executor::Impl::admit_fan_out(RunState& run, std::uint32_t step, Queue& que
     fan.begun = true;
     slot.status = StepStatus::running;
     run.start_written[step].store(true, std::memory_order_relaxed);
-    record_step(run, step, queue, "step.fanned_out", *slot.started_at,
+    record_step(run, step, queue, event::step_fanned_out, *slot.started_at,
                 fmt::format("for_each over {} elements, {} done", n, fan.completed));
     return advance_fan_out(run, step, queue);
 }
@@ -171,7 +171,7 @@ bool Executor::Impl::advance_fan_out(RunState& run, std::uint32_t step, Queue& q
             slot.output = std::move(output);
             slot.error.clear();
             ++run.settled;
-            record_step(run, step, queue, "step.completed", *slot.finished_at);
+            record_step(run, step, queue, event::step_completed, *slot.finished_at);
             return true;
         } catch (const std::exception& e) {
             slot.error = e.what();
@@ -197,7 +197,7 @@ void Executor::Impl::cancel_items(RunState& run, std::uint32_t step, Queue& queu
         item.status = StepStatus::cancelled;
         item.wake_at.reset();
         if (!item.finished_at) item.finished_at = now();
-        record_item(run, step, i, queue, "element.cancelled");
+        record_item(run, step, i, queue, event::element_cancelled);
     }
 }
 
@@ -323,18 +323,18 @@ bool Executor::Impl::settle_item(RunState& run, std::uint32_t step, std::uint32_
         item.error.clear();
         ++fan.completed;
         --fan.busy;
-        record_item(run, step, index, queue, "element.completed");
+        record_item(run, step, index, queue, event::element_completed);
         return advance_fan_out(run, step, queue);
     }
     item.error = std::move(result.error);
     // A failed sibling stops new attempts: the step fails once the running ones return.
     if (!fan.failed && wait_to_retry(run, step, item, result, queue)) {
-        record_item(run, step, index, queue, "element.retrying");
+        record_item(run, step, index, queue, event::element_retrying);
         return false;
     }
     item.status = StepStatus::failed;
     --fan.busy;
-    record_item(run, step, index, queue, "element.failed");
+    record_item(run, step, index, queue, event::element_failed);
     fail_fan_out(run, step, index, item.error);
     return advance_fan_out(run, step, queue);
 }
@@ -346,7 +346,7 @@ void Executor::Impl::give_up_items(RunState& run, std::uint32_t step, Queue& que
         if (item.status != StepStatus::running) continue;
         give_up(item, at);
         --fan.busy;
-        record_item(run, step, i, queue, "element.failed");
+        record_item(run, step, i, queue, event::element_failed);
         fail_fan_out(run, step, i, item.error);
     }
 }

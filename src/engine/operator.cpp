@@ -67,7 +67,7 @@ void Executor::Impl::reopen(const RunId& id, const char* event, bool keep_items,
 
 void Executor::retry(const RunId& id) {
     // A for_each step keeps its completed elements: only the others run again.
-    impl_->reopen(id, "run.retried", /*keep_items=*/true, [](const Workflow&, const RunInfo& info) {
+    impl_->reopen(id, event::run_retried, /*keep_items=*/true, [](const Workflow&, const RunInfo& info) {
         std::vector<std::uint32_t> steps;
         for (std::uint32_t i = 0; i < info.steps.size(); ++i) {
             const auto s = info.steps[i].status;
@@ -78,7 +78,7 @@ void Executor::retry(const RunId& id) {
 }
 
 void Executor::rerun(const RunId& id, const std::string& step_id) {
-    impl_->reopen(id, "run.rerun", /*keep_items=*/false, [&](const Workflow& wf, const RunInfo& info) {
+    impl_->reopen(id, event::run_rerun, /*keep_items=*/false, [&](const Workflow& wf, const RunInfo& info) {
         auto it = detail::Plan::of(wf).index.find(step_id);
         if (it == detail::Plan::of(wf).index.end())
             throw NotFound("loom.step.unknown", "run " + id + " has no step " + detail::quote(step_id));
@@ -176,7 +176,7 @@ void Executor::Impl::unpark_limited(const RunState& run) {
 bool Executor::Impl::set_paused(const RunId& id, bool paused) {
     CommitWaiter waiter;
     const auto at = now();
-    const char* kind = paused ? "run.paused" : "run.resumed";
+    const char* kind = paused ? event::run_paused : event::run_resumed;
     bool must_lead;
     bool recorded_only = false;   // not live here: only the store has it
     std::vector<Task> parked;

@@ -18,10 +18,6 @@
 namespace loom {
 namespace {
 
-constexpr const char* kSignal = "signal";
-constexpr const char* kCompleteRequested = "step.complete_requested";
-constexpr const char* kFailRequested = "step.fail_requested";
-
 // The name wait step `step` waits for, if its input spells it out: "" for
 // none (the step fails when reached), nullopt if it may be any name (a
 // ${...} in it, or no input template: the step then reads its dependencies).
@@ -30,9 +26,9 @@ std::optional<std::string> literal_signal(const Workflow& wf, std::uint32_t step
     if (!input || !input->is_object()) return std::nullopt;
     auto name = input->find("signal");
     if (name == input->end() || !name->is_string()) return std::string();
-    static const Json::json_pointer kSignal("/signal");
+    static const Json::json_pointer kSignalKey("/signal");
     for (const detail::Substitution& sub : detail::Plan::of(wf).steps[step].substitutions) {
-        if (sub.where != kSignal) continue;
+        if (sub.where != kSignalKey) continue;
         std::string text;   // "$${" is a literal "${": it has a substitution too
         for (const detail::TemplatePart& part : sub.parts) {
             if (part.ref) return std::nullopt;
@@ -119,7 +115,7 @@ bool Executor::Impl::admit_wait(RunState& run, std::uint32_t step, Queue& queue)
         slot.output = it->second;
         slot.finished_at = slot.started_at;
         ++run.settled;
-        record_step(run, step, queue, "step.completed", *slot.finished_at, "signal " + slot.awaiting);
+        record_step(run, step, queue, event::step_completed, *slot.finished_at, "signal " + slot.awaiting);
         return true;
     }
     const Json input = detail::resolve_input(*run.workflow, step, run.input, detail::steps_of(run.steps));
@@ -127,7 +123,7 @@ bool Executor::Impl::admit_wait(RunState& run, std::uint32_t step, Queue& queue)
         slot.wake_at = *slot.started_at + std::chrono::milliseconds(t->get<std::int64_t>());
     slot.status = StepStatus::suspended;
     ++run.active;
-    record_step(run, step, queue, "step.suspended", *slot.started_at, "signal " + slot.awaiting);
+    record_step(run, step, queue, event::step_suspended, *slot.started_at, "signal " + slot.awaiting);
     wait_after_commit(slot, queue);
     return false;
 }
@@ -156,7 +152,7 @@ void Executor::Impl::load_deliveries(RunState& run) {
 bool Executor::Impl::merge_deliveries(RunState& run, const std::vector<RunEvent>& events) {
     bool added = false;
     for (const auto& e : events) {
-        if (e.kind == kSignal) {
+        if (e.kind == event::signal) {
             // Written by signal(); anything else in the history is not a signal.
             const auto signal = Json::parse(e.detail, nullptr, /*allow_exceptions=*/false);
             const auto name = signal.is_object() ? signal.find("name") : signal.end();
@@ -164,13 +160,13 @@ bool Executor::Impl::merge_deliveries(RunState& run, const std::vector<RunEvent>
             const auto payload = signal.find("payload");
             added |= run.signals.emplace(name->get<std::string>(), payload == signal.end() ? Json() : *payload)
                          .second;
-        } else if (e.kind == kCompleteRequested || e.kind == kFailRequested) {
+        } else if (e.kind == event::step_complete_requested || e.kind == event::step_fail_requested) {
             auto it = detail::Plan::of(*run.workflow).index.find(e.step_id);
             if (it == detail::Plan::of(*run.workflow).index.end()) continue;
             auto [request, first] = run.requested.try_emplace({it->second, e.attempt});
             if (!first) continue;   // the first request counts (a completion's output may be null)
             auto& r = request->second;
-            if (e.kind == kCompleteRequested)
+            if (e.kind == event::step_complete_requested)
                 r.first = Json::parse(e.detail, nullptr, false);
             else
                 r.second = e.detail.empty() ? "failed by its completion token" : e.detail;
@@ -305,7 +301,7 @@ bool Executor::Impl::deliver(const RunId& id, RunEvent event, const std::functio
 bool Executor::signal(const RunId& id, const std::string& name, const Json& payload) {
     if (name.empty()) throw InvalidArgument("loom.signal.name", "signal name is empty");
     detail::check_payload(payload, impl_->options_.payload, "the signal's payload");
-    RunEvent event{0, id, "", kSignal, 0, Json{{"name", name}, {"payload", payload}}.dump(), {}};
+    RunEvent event{0, id, "", loom::event::signal, 0, Json{{"name", name}, {"payload", payload}}.dump(), {}};
     return impl_->deliver(
         id, std::move(event), [&](RunState& run) { impl_->check_signal(*run.workflow, id, name); },
         [&](RunState& run, Impl::Queue& queue) {
@@ -358,7 +354,7 @@ void Executor::Impl::finish_by_token(const std::string& token, Json output, std:
                                     "(it finished, timed out, or the run ended)",
                                     detail::quote(token), t.step, t.run, t.attempt));
     };
-    RunEvent event{0, t.run, t.step, ok ? kCompleteRequested : kFailRequested, t.attempt,
+    RunEvent event{0, t.run, t.step, ok ? event::step_complete_requested : event::step_fail_requested, t.attempt,
                    ok ? output.dump() : error, {}};
     std::uint32_t step = 0;
     const bool delivered = deliver(

@@ -101,7 +101,7 @@ void Executor::Impl::record_start(RunState& run, std::uint32_t step, Batch& writ
     if (run.start_written[step].load(std::memory_order_relaxed)) return;
     run.start_written[step].store(true, std::memory_order_release);
     const auto& slot = run.steps[step];
-    writes.events.push_back(RunEvent{0, run.id, run.workflow->steps()[step].id, "step.started",
+    writes.events.push_back(RunEvent{0, run.id, run.workflow->steps()[step].id, event::step_started,
                                      slot.attempts, "", *slot.started_at});
 }
 
@@ -131,8 +131,10 @@ void Executor::Impl::finalize_if_done(RunState& run, Queue& queue) {
     auto& writes = queue.writes();
     writes.runs.push_back(
         RunWrite{run.id, run.outcome, run.cancel_requested, std::move(output), run.error, at, at});
-    writes.events.push_back(
-        RunEvent{0, run.id, "", "run." + std::string(to_string(run.outcome)), 0, run.error, at});
+    const char* ended = run.outcome == RunStatus::completed ? event::run_completed
+                        : run.outcome == RunStatus::failed  ? event::run_failed
+                                                            : event::run_cancelled;
+    writes.events.push_back(RunEvent{0, run.id, "", ended, 0, run.error, at});
     queue.effects().run_finished = true;
 }
 
@@ -149,7 +151,7 @@ void Executor::Impl::cancel_unfinished(RunState& run, Queue& queue, TimePoint at
             case StepStatus::waiting:
                 slot.status = StepStatus::cancelled;
                 slot.wake_at.reset();
-                record_step(run, i, queue, "step.cancelled", at, why);
+                record_step(run, i, queue, event::step_cancelled, at, why);
                 break;
             default:
                 break;
@@ -187,7 +189,7 @@ bool Executor::Impl::fail_step(RunState& run, std::uint32_t step, Queue& queue) 
     auto& slot = run.steps[step];
     slot.status = StepStatus::failed;
     slot.wake_at.reset();
-    record_step(run, step, queue, "step.failed", *slot.finished_at, slot.error);
+    record_step(run, step, queue, event::step_failed, *slot.finished_at, slot.error);
     const OnError policy = run.workflow->on_error_of(step);
     if (policy == OnError::proceed && !run.stopping) {
         ++run.settled;
@@ -226,7 +228,7 @@ bool Executor::Impl::admit(RunState& run, std::uint32_t step, Queue& queue, bool
         slot.status = StepStatus::skipped;
         slot.finished_at = now();
         ++run.settled;
-        record_step(run, step, queue, "step.skipped", *slot.finished_at, std::move(skip_reason));
+        record_step(run, step, queue, event::step_skipped, *slot.finished_at, std::move(skip_reason));
         return true;
     }
     switch (plan.kind) {
@@ -249,7 +251,7 @@ bool Executor::Impl::admit(RunState& run, std::uint32_t step, Queue& queue, bool
             return fail_step(run, step, queue);
         }
         slot.status = StepStatus::waiting;
-        record_step(run, step, queue, "step.sleeping", now());
+        record_step(run, step, queue, event::step_sleeping, now());
         wait_after_commit(slot, queue);
         return false;
     }
@@ -556,7 +558,7 @@ void Executor::Impl::finish_attempt(const std::shared_ptr<RunState>& run_ptr, st
             // it does not count against the retry policy.
             ++slot.attempt_base;
             Queue queue(*this, run_ptr);
-            record_step(run, step, queue, "step.stopped", now(), "the executor shut down during the attempt");
+            record_step(run, step, queue, event::step_stopped, now(), "the executor shut down during the attempt");
             queue.release(false);
         }
         return;
@@ -577,7 +579,7 @@ void Executor::Impl::settle_attempt(RunState& run, std::uint32_t step, Result&& 
         slot.status = StepStatus::suspended;
         if (auto timeout = run.workflow->timeout_of(step)) slot.wake_at = *slot.started_at + *timeout;
         ++run.active;
-        record_step(run, step, queue, "step.suspended", *slot.finished_at);
+        record_step(run, step, queue, event::step_suspended, *slot.finished_at);
         wait_after_commit(slot, queue);
         return;
     }
@@ -586,14 +588,14 @@ void Executor::Impl::settle_attempt(RunState& run, std::uint32_t step, Result&& 
         slot.output = std::move(result.output);
         slot.error.clear();   // an earlier attempt's
         ++run.settled;
-        record_step(run, step, queue, "step.completed", *slot.finished_at);
+        record_step(run, step, queue, event::step_completed, *slot.finished_at);
         // Dependents become ready in the same transaction that completes this step.
         release_dependents(run, step, queue);
     } else {
         slot.error = std::move(result.error);
         if (wait_to_retry(run, step, slot, result, queue)) {
             ++run.active;   // still the run's business until it settles
-            record_step(run, step, queue, "step.retrying", *slot.finished_at, slot.error);
+            record_step(run, step, queue, event::step_retrying, *slot.finished_at, slot.error);
         } else if (fail_step(run, step, queue)) {
             release_dependents(run, step, queue);
         }
@@ -732,7 +734,7 @@ void Executor::Impl::expire(const std::shared_ptr<RunState>& run_ptr) {
                  fmt::format("[loom.run.deadline] the run passed its deadline of {} ms", limit));
         Queue queue(*this, run_ptr);
         const auto at = now();
-        queue.writes().events.push_back(RunEvent{0, run.id, "", "run.deadline", 0, run.error, at});
+        queue.writes().events.push_back(RunEvent{0, run.id, "", event::run_deadline, 0, run.error, at});
         // A deadline is a hard limit: attempts still running are given up, so
         // the run ends now even if a handler ignores ctx.cancelled().
         for (std::uint32_t i = 0; i < run.steps.size(); ++i) {
@@ -744,7 +746,7 @@ void Executor::Impl::expire(const std::shared_ptr<RunState>& run_ptr) {
             }
             give_up(slot, at);
             record_start(run, i, queue.writes());
-            record_step(run, i, queue, "step.failed", at, slot.error);
+            record_step(run, i, queue, event::step_failed, at, slot.error);
             --run.active;
         }
         finalize_if_done(run, queue);

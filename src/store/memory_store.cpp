@@ -1,6 +1,7 @@
 // MemoryStore: the Store contract over hash maps under one mutex. commit() is on
 // the executor's hot path, so every write is found in O(1) (run by id, step by
 // id within its run) and nothing is copied beyond the written values.
+#include <loom/events.hpp>
 #include <loom/memory_store.hpp>
 
 #include <algorithm>
@@ -156,7 +157,7 @@ struct MemoryStore::State {
         for (const RunEvent& event : batch.events) {
             RunRow& run = find_run(event.run_id);
             event_targets.push_back(&run);
-            if (event.kind == "step.started") claim_attempt(run, event);
+            if (event.kind == loom::event::step_started) claim_attempt(run, event);
         }
     }
 
