@@ -137,10 +137,10 @@ void Executor::Impl::notify_parent(const RunState& child) {
     if (dot == RunId::npos) return;
     auto parent = find_live(child.id.substr(0, dot));
     if (!parent) return;   // its recovery finds the child final and finishes the step
-    auto it = detail::Plan::of(*parent->workflow).index.find(child.id.substr(dot + 1));
-    if (it == detail::Plan::of(*parent->workflow).index.end()) return;
+    const auto step = detail::Plan::of(*parent->workflow).step_index(child.id.substr(dot + 1));
+    if (!step) return;
     const int priority = parent->priority;
-    pool_.push(Task{std::move(parent), it->second, Task::Kind::child_done, priority});
+    pool_.push(Task{std::move(parent), *step, Task::Kind::child_done, priority});
 }
 
 }  // namespace loom

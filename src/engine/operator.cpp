@@ -79,15 +79,15 @@ void Executor::retry(const RunId& id) {
 
 void Executor::rerun(const RunId& id, const std::string& step_id) {
     impl_->reopen(id, event::run_rerun, /*keep_items=*/false, [&](const Workflow& wf, const RunInfo& info) {
-        auto it = detail::Plan::of(wf).index.find(step_id);
-        if (it == detail::Plan::of(wf).index.end())
-            throw NotFound("loom.step.unknown", "run " + id + " has no step " + detail::quote(step_id));
+        const auto& plan = detail::Plan::of(wf);
+        const auto start = plan.step_index(step_id);
+        if (!start) throw NotFound("loom.step.unknown", "run " + id + " has no step " + detail::quote(step_id));
         // The step and everything downstream of it, found by a walk over dependents.
         std::vector<bool> seen(wf.steps().size());
-        std::vector<std::uint32_t> steps{it->second};
-        seen[it->second] = true;
+        std::vector<std::uint32_t> steps{*start};
+        seen[*start] = true;
         for (std::size_t k = 0; k < steps.size(); ++k) {
-            for (auto d : detail::Plan::of(wf).steps[steps[k]].dependents) {
+            for (auto d : plan.steps[steps[k]].dependents) {
                 if (!seen[d]) {
                     seen[d] = true;
                     steps.push_back(d);

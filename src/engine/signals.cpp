@@ -161,9 +161,9 @@ bool Executor::Impl::merge_deliveries(RunState& run, const std::vector<RunEvent>
             added |= run.signals.emplace(name->get<std::string>(), payload == signal.end() ? Json() : *payload)
                          .second;
         } else if (e.kind == event::step_complete_requested || e.kind == event::step_fail_requested) {
-            auto it = detail::Plan::of(*run.workflow).index.find(e.step_id);
-            if (it == detail::Plan::of(*run.workflow).index.end()) continue;
-            auto [request, first] = run.requested.try_emplace({it->second, e.attempt});
+            const auto at = detail::Plan::of(*run.workflow).step_index(e.step_id);
+            if (!at) continue;
+            auto [request, first] = run.requested.try_emplace({*at, e.attempt});
             if (!first) continue;   // the first request counts (a completion's output may be null)
             auto& r = request->second;
             if (e.kind == event::step_complete_requested)
@@ -360,10 +360,9 @@ void Executor::Impl::finish_by_token(const std::string& token, Json output, std:
     const bool delivered = deliver(
         t.run, std::move(event),
         [&](RunState& run) {
-            auto it = detail::Plan::of(*run.workflow).index.find(t.step);
-            if (it == detail::Plan::of(*run.workflow).index.end())
-                throw NotFound("loom.step.unknown", "run " + t.run + " has no step " + detail::quote(t.step));
-            step = it->second;
+            const auto at = detail::Plan::of(*run.workflow).step_index(t.step);
+            if (!at) throw NotFound("loom.step.unknown", "run " + t.run + " has no step " + detail::quote(t.step));
+            step = *at;
             const auto& slot = run.steps[step];
             const auto kind = detail::kind_of(*run.workflow, step);
             if (slot.status != StepStatus::suspended || slot.attempts != t.attempt || run.stopping ||

@@ -93,6 +93,12 @@ struct Plan {
 
     /// The compiled graph of `workflow`, which the executor runs.
     static const Plan& of(const Workflow& workflow) noexcept { return *workflow.plan_; }
+    /// The position of the step with this id, or nullopt.
+    std::optional<std::uint32_t> step_index(const std::string& id) const {
+        auto it = index.find(id);
+        if (it == index.end()) return std::nullopt;
+        return it->second;
+    }
     /// Builds a workflow from already-validated parts (used by validation only).
     static Workflow make_workflow(std::string name, std::int64_t version,
                                   std::vector<Step> steps, WorkflowDefaults defaults,

@@ -137,8 +137,8 @@ Json Workflow::to_json() const {
 }
 
 const Step* Workflow::find_step(std::string_view id) const {
-    auto it = plan_->index.find(std::string(id));
-    return it == plan_->index.end() ? nullptr : &steps_[it->second];
+    const auto i = plan_->step_index(std::string(id));
+    return i ? &steps_[*i] : nullptr;
 }
 
 WorkflowBuilder::WorkflowBuilder(std::string name, std::int64_t version)
