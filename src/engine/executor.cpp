@@ -115,6 +115,9 @@ Executor::Impl::~Impl() {
     }
     for (auto& run : left) {
         std::lock_guard run_lock(run->mutex);
+        // A paused run's parked tasks point back at the run: dropped (the pool
+        // is stopped), or the run would keep itself alive after the executor.
+        run->parked.clear();
         if (run->done) continue;
         run->done = true;
         run->store_error = std::make_exception_ptr(Conflict(
