@@ -520,7 +520,7 @@ TEST_CASE("a second start of one step attempt is refused by the SQLite file itse
         other.commit(claim);
         FAIL("a second start of attempt 1 was accepted");
     } catch (const loom::Conflict& e) {
-        CHECK(e.id() == "loom.store.duplicate_attempt");
+        CHECK(e.id() == loom::error_id::store_duplicate_attempt);
         CHECK_THAT(e.what(), Catch::Contains("attempt 1 of step a of run " + id));
     }
     const auto after = other.load_run(id);

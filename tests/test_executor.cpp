@@ -441,7 +441,7 @@ struct FlakyStore : loom::StoreWrapper {
     using StoreWrapper::StoreWrapper;
     std::atomic<bool> failing{false};
     void commit(const loom::Batch& b) override {
-        if (failing) throw loom::StoreError("loom.store.io", "injected fault");
+        if (failing) throw loom::StoreError(loom::error_id::store_io, "injected fault");
         StoreWrapper::commit(b);
     }
 };

@@ -387,7 +387,7 @@ TEST_CASE("Wrong types at evaluation are loom.when.type errors quoting the text"
         try {
             eval(text, values);
         } catch (const loom::InvalidArgument& e) {
-            CHECK(e.id() == "loom.when.type");
+            CHECK(e.id() == loom::error_id::when_type);
             return e.what();
         }
         return "";

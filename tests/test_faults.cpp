@@ -510,7 +510,7 @@ struct FailingCommit : loom::StoreWrapper {
                     });
         if (completes && armed.exchange(false)) {
             if (before_failing) before_failing();
-            throw loom::StoreError("loom.store.io", "injected: the commit completing " + step_ + " failed");
+            throw loom::StoreError(loom::error_id::store_io, "injected: the commit completing " + step_ + " failed");
         }
         StoreWrapper::commit(batch);
     }

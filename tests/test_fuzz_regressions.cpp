@@ -83,7 +83,7 @@ TEST_CASE("hostile nesting is refused with an error, not a crash", "[fuzz]") {
         INFO(input.substr(0, 80));
         const auto result = loom::fuzz::check_definition(input);
         CHECK(result.problem.empty());
-        CHECK(result.error_id == "loom.definition.too_deep");
+        CHECK(result.error_id == loom::error_id::definition_too_deep);
     }
 }
 
@@ -103,6 +103,6 @@ TEST_CASE("hostile expressions are refused with an error, not a crash", "[fuzz]"
         INFO(input.substr(0, 80));
         const auto result = loom::fuzz::check_expression(input);
         CHECK(result.problem.empty());
-        CHECK(result.error_id == "loom.definition.bad_expression");
+        CHECK(result.error_id == loom::error_id::definition_bad_expression);
     }
 }

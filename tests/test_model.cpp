@@ -427,7 +427,7 @@ TEST_CASE("Errors carry a stable id", "[model]") {
         Workflow::from_json(with_steps(R"([{"id": "a", "handler": "h", "depends_on": ["a"]}])"));
         FAIL("no error");
     } catch (const DefinitionError& e) {
-        REQUIRE(e.id() == "loom.definition.self_dependency");
+        REQUIRE(e.id() == loom::error_id::definition_self_dependency);
     }
 }
 

@@ -405,7 +405,7 @@ TEST_CASE("a version 3 file with a step of no run is refused, not migrated", "[s
         loom::SqliteStore store(path);
         FAIL("migrated a file whose step has no run");
     } catch (const loom::StoreError& e) {
-        CHECK(e.id() == "loom.store.migration_failed");
+        CHECK(e.id() == loom::error_id::store_migration_failed);
         CHECK_THAT(e.what(), Catch::Contains("migration 4") && Catch::Contains("step_runs") &&
                                  Catch::Contains("workflow_runs"));
     }
@@ -445,7 +445,7 @@ TEST_CASE("a file that is not a database is refused with StoreError", "[sqlite]"
         loom::SqliteStore store(path);
         FAIL("opened a file that is not a database");
     } catch (const loom::StoreError& e) {
-        CHECK(e.id() == "loom.store.io");
+        CHECK(e.id() == loom::error_id::store_io);
         CHECK_THAT(e.what(), Catch::Contains(path));
     }
 }
@@ -464,7 +464,7 @@ TEST_CASE("a write that outwaits the busy timeout is a StoreError", "[sqlite]") 
         write_run(store, "r1");
         FAIL("the commit did not wait for the lock");
     } catch (const loom::StoreError& e) {
-        CHECK(e.id() == "loom.store.busy");
+        CHECK(e.id() == loom::error_id::store_busy);
     }
     lock.commit();
     write_run(store, "r1");   // and works once the lock is gone

@@ -157,7 +157,7 @@ TEMPLATE_TEST_CASE("save_workflow stores a definition once and refuses changed c
     REQUIRE_FALSE(store.save_workflow(workflow("etl", 1, "aaa")));
 
     auto conflict = thrown<loom::Conflict>([&] { store.save_workflow(workflow("etl", 1, "bbb")); });
-    CHECK(conflict.id() == "loom.store.definition_conflict");
+    CHECK(conflict.id() == loom::error_id::store_definition_conflict);
     for (const char* part : {"etl", "version 1", "aaa", "bbb"}) {
         CHECK_THAT(conflict.what(), Catch::Contains(part));
     }
@@ -446,7 +446,7 @@ TEMPLATE_TEST_CASE("an idempotency key is used once", "[store]", MemoryFixture, 
     batch.events.push_back(event("r2", loom::event::run_started));
 
     auto error = thrown<loom::Conflict>([&] { store.commit(batch); });
-    CHECK(error.id() == "loom.run.duplicate_key");
+    CHECK(error.id() == loom::error_id::run_duplicate_key);
     CHECK(std::string(error.what()) == "[loom.run.duplicate_key] run r3: idempotency key '" +
                                            again.idempotency_key + "' already belongs to run " +
                                            holder);
@@ -548,7 +548,7 @@ TEMPLATE_TEST_CASE("a batch with one bad write changes nothing", "[store]", Memo
     batch.events.push_back(event("r1", loom::event::step_completed, "extract"));
     batch.events.push_back(event("r2", loom::event::run_started));
 
-    std::string expected_id = "loom.store.missing_row";
+    std::string expected_id = loom::error_id::store_missing_row;
     SECTION("a step that does not exist") {
         batch.steps.push_back(step_write("r1", "nope"));
     }
@@ -564,18 +564,18 @@ TEMPLATE_TEST_CASE("a batch with one bad write changes nothing", "[store]", Memo
     }
     SECTION("a new run of a workflow that is not stored") {
         batch.new_runs.push_back(new_run("r3", 1'700'000'000'002, "unknown"));
-        expected_id = "loom.store.unknown_workflow";
+        expected_id = loom::error_id::store_unknown_workflow;
     }
     SECTION("a new run that lists a step twice") {
         loom::RunInfo twice = new_run("r3");
         twice.steps.push_back(twice.steps[0]);
         batch.new_runs.push_back(twice);
-        expected_id = "loom.store.duplicate_step";
+        expected_id = loom::error_id::store_duplicate_step;
     }
 
     auto error = thrown<loom::StoreError>([&] { store.commit(batch); });
     CHECK(error.id() == expected_id);
-    if (expected_id == "loom.store.missing_row") CHECK_THAT(error.what(), Catch::Contains("nope"));
+    if (expected_id == loom::error_id::store_missing_row) CHECK_THAT(error.what(), Catch::Contains("nope"));
 
     require_same(*store.load_run("r1"), before);
     CHECK_FALSE(store.load_run("r2"));
@@ -600,14 +600,14 @@ TEMPLATE_TEST_CASE("a run id is used once", "[store]", MemoryFixture, SqliteFixt
         loom::RunInfo again = new_run("r1", 1'700'000'009'000);
         again.input = {{"other", true}};
         auto error = thrown<loom::Conflict>([&] { store.commit(creating({again})); });
-        CHECK(error.id() == "loom.store.duplicate_run");
+        CHECK(error.id() == loom::error_id::store_duplicate_run);
         CHECK_THAT(error.what(), Catch::Contains("r1"));
         CHECK(store.load_run("r1")->input == new_run("r1").input);
     }
     SECTION("twice in one batch") {
         auto error = thrown<loom::Conflict>(
             [&] { store.commit(creating({new_run("r2"), new_run("r2")})); });
-        CHECK(error.id() == "loom.store.duplicate_run");
+        CHECK(error.id() == loom::error_id::store_duplicate_run);
         CHECK_FALSE(store.load_run("r2"));
     }
     CHECK(store.list_runs().size() == 1);
@@ -638,7 +638,7 @@ TEMPLATE_TEST_CASE("a step attempt starts once", "[store][contention]", MemoryFi
         batch.events.push_back(second);
     }
     auto error = thrown<loom::Conflict>([&] { store.commit(batch); });
-    CHECK(error.id() == "loom.store.duplicate_attempt");
+    CHECK(error.id() == loom::error_id::store_duplicate_attempt);
     CHECK_THAT(error.what(), Catch::Contains("attempt 1 of step") && Catch::Contains("of run r1"));
 
     require_same(*store.load_run("r1"), before);

@@ -177,7 +177,7 @@ TEST_CASE("FakeClock refuses to go backwards and keeps its time", "[testing]") {
         clock.set(t - 1ms);
         FAIL("set() backwards did not throw");
     } catch (const loom::InvalidArgument& e) {
-        CHECK(e.id() == "loom.testing.clock_backwards");
+        CHECK(e.id() == loom::error_id::testing_clock_backwards);
     }
     CHECK_THROWS_AS(clock.advance(-1ms), loom::InvalidArgument);
     CHECK(clock.now() == t);
@@ -314,7 +314,7 @@ TEST_CASE("StepHarness setters reach the context and the idempotency key follows
         h.attempt(0);
         FAIL("attempt(0) did not throw");
     } catch (const loom::InvalidArgument& e) {
-        CHECK(e.id() == "loom.testing.bad_attempt");
+        CHECK(e.id() == loom::error_id::testing_bad_attempt);
     }
 }
 
@@ -331,7 +331,7 @@ TEST_CASE("StepHarness runs a StepHandler, a function or a registered handler", 
         StepHarness missing(registry, "nope");
         FAIL("an unknown handler name did not throw");
     } catch (const loom::NotFound& e) {
-        CHECK(e.id() == "loom.handler.unknown");
+        CHECK(e.id() == loom::error_id::handler_unknown);
     }
     CHECK_THROWS_AS(StepHarness(std::shared_ptr<loom::StepHandler>()), loom::InvalidArgument);
     CHECK_THROWS_AS(StepHarness(loom::HandlerRegistry::Function()), loom::InvalidArgument);
@@ -360,7 +360,7 @@ TEST_CASE("StepHarness classifies what the handler throws", "[testing]") {
         CHECK(r.retryable());
     }
     SECTION("a missing input key fails every attempt alike: fatal; another loom::Error: other") {
-        auto r = throwing([] { throw loom::InvalidArgument("loom.input.missing", "no x"); });
+        auto r = throwing([] { throw loom::InvalidArgument(loom::error_id::input_missing, "no x"); });
         CHECK(r.error_kind == ErrorKind::fatal);
         CHECK(r.error == "[loom.input.missing] no x");
         CHECK(throwing([] { throw loom::NotFound("loom.x", "gone"); }).error_kind == ErrorKind::other);

@@ -5,14 +5,24 @@
 
 #include <stdexcept>
 #include <string>
+#include <string_view>
+
+#include <loom/error_ids.hpp>
 
 namespace loom {
 
 /// Base of every exception Loom throws on purpose.
 class Error : public std::runtime_error {
 public:
-    Error(std::string id, const std::string& message)
-        : std::runtime_error("[" + id + "] " + message), id_(std::move(id)) {}
+    Error(std::string id, const std::string& message) : std::runtime_error(text(id, message)), id_(std::move(id)) {}
+
+    /// "[id] message": how every error reads, thrown or recorded as a step's error.
+    static std::string text(std::string_view id, std::string_view message) {
+        std::string out;
+        out.reserve(id.size() + message.size() + 3);
+        out.append("[").append(id).append("] ").append(message);
+        return out;
+    }
 
     /// The stable id, e.g. "loom.definition.cycle" (without brackets).
     const std::string& id() const noexcept { return id_; }

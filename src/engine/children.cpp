@@ -32,8 +32,8 @@ bool Executor::Impl::admit_child(RunState& run, std::uint32_t step, Queue& queue
     run.start_written[step].store(true, std::memory_order_relaxed);
     const auto depth = static_cast<std::size_t>(std::count(run.id.begin(), run.id.end(), '.'));
     if (depth >= kMaxNesting) {
-        slot.error = fmt::format("[loom.workflow.depth] a child run would be nested {} deep; at most {}",
-                                 depth + 1, kMaxNesting);
+        slot.error = Error::text(error_id::workflow_depth, fmt::format("a child run would be nested {} deep; at most {}",
+                                                                             depth + 1, kMaxNesting));
         slot.finished_at = slot.started_at;
         return fail_step(run, step, queue);
     }
@@ -125,7 +125,7 @@ void Executor::Impl::run_child_task(const Task& task) {
         // The parent stopped while the child started: cancel_children did not see it.
         if (stopped && !parent.cancel_requested) cancel_run(child);
     } catch (const Conflict& e) {
-        if (e.id() != "loom.store.duplicate_run") finish(Result::failure(e.what(), /*fatal=*/true));
+        if (e.id() != error_id::store_duplicate_run) finish(Result::failure(e.what(), /*fatal=*/true));
         // Otherwise another recover() started it at the same moment: it will tell us.
     } catch (const std::exception& e) {
         finish(Result::failure(e.what(), /*fatal=*/true));

@@ -42,19 +42,19 @@ RunId new_run_id() {
 unsigned checked_thread_count(const ExecutorOptions& options) {
     const auto& l = options.limits;
     if (l.max_steps == 0 || l.max_depth == 0 || l.max_bytes == 0)
-        throw InvalidArgument("loom.options.limits",
+        throw InvalidArgument(error_id::options_limits,
                               fmt::format("ExecutorOptions::limits must be positive (max_steps {}, "
                                           "max_depth {}, max_bytes {})",
                                           l.max_steps, l.max_depth, l.max_bytes));
     if (options.payload.max_bytes == 0 || options.payload.max_depth == 0)
-        throw InvalidArgument("loom.options.payload",
+        throw InvalidArgument(error_id::options_payload,
                               fmt::format("ExecutorOptions::payload limits must be positive (max_bytes "
                                           "{}, max_depth {})",
                                           options.payload.max_bytes, options.payload.max_depth));
     for (const auto* limits : {&options.max_running_per_handler, &options.max_running_per_workflow}) {
         for (const auto& [name, limit] : *limits) {
             if (limit == 0)
-                throw InvalidArgument("loom.options.max_running",
+                throw InvalidArgument(error_id::options_max_running,
                                       fmt::format("ExecutorOptions::max_running_per_{} for \"{}\" is 0; it must "
                                                   "be at least 1",
                                                   limits == &options.max_running_per_handler ? "handler" : "workflow",
@@ -64,12 +64,12 @@ unsigned checked_thread_count(const ExecutorOptions& options) {
     for (const auto& [name, value] : {std::pair{"shutdown_grace", options.shutdown_grace},
                                       std::pair{"delivery_poll", options.delivery_poll}}) {
         if (value.count() < 0)
-            throw InvalidArgument("loom.options.duration",
+            throw InvalidArgument(error_id::options_duration,
                                   fmt::format("ExecutorOptions::{} is {} ms; it must not be negative", name,
                                               value.count()));
     }
     if (options.threads > 1024)
-        throw InvalidArgument("loom.options.threads",
+        throw InvalidArgument(error_id::options_threads,
                               fmt::format("ExecutorOptions::threads is {}; at most 1024", options.threads));
     if (options.threads > 0) return options.threads;
     return std::max(1u, std::thread::hardware_concurrency());
@@ -121,7 +121,7 @@ Executor::Impl::~Impl() {
         if (run->done) continue;
         run->done = true;
         run->store_error = std::make_exception_ptr(Conflict(
-            "loom.executor.stopped",
+            error_id::executor_stopped,
             "run " + run->id + " was left unfinished when its executor stopped; recover() resumes it"));
         run->done_cv.notify_all();
     }
@@ -161,7 +161,7 @@ std::shared_ptr<const Workflow> Executor::Impl::find_workflow(const std::string&
     }
     auto record = store_.load_workflow(name, version);
     if (!record) {
-        throw NotFound("loom.workflow.unknown",
+        throw NotFound(error_id::workflow_unknown,
                        version ? fmt::format("workflow \"{}\" version {} is not registered", name, *version)
                                : fmt::format("workflow \"{}\" is not registered", name));
     }
@@ -177,7 +177,7 @@ StepHandlers Executor::Impl::resolve_handlers(const Workflow& wf, const RunId& r
         auto h = detail::builtin_handler(name);
         if (!h) h = handlers_.find(name);
         if (!h) {
-            throw NotFound("loom.handler.unknown",
+            throw NotFound(error_id::handler_unknown,
                            fmt::format("{}workflow \"{}\" step \"{}\" uses {} \"{}\", which is not "
                                        "registered",
                                        run.empty() ? "" : "run " + run + ": ", wf.name(), step, role, name));
@@ -192,7 +192,7 @@ StepHandlers Executor::Impl::resolve_handlers(const Workflow& wf, const RunId& r
             try {
                 (void)find_workflow(child, std::nullopt);
             } catch (const NotFound&) {
-                throw NotFound("loom.workflow.unknown",
+                throw NotFound(error_id::workflow_unknown,
                                fmt::format("{}workflow \"{}\" step \"{}\" runs workflow \"{}\", which is not "
                                            "registered",
                                            run.empty() ? "" : "run " + run + ": ", wf.name(), step.id, child));
@@ -509,7 +509,7 @@ RunId Executor::start(const std::string& workflow_name, const Json& input, const
         if (auto existing = impl_->store_.find_run_by_key(key)) {
             RunInfo info = get_run(*existing);
             if (info.workflow_name != wf->name() || info.input != input) {
-                throw Conflict("loom.run.key_reused",
+                throw Conflict(error_id::run_key_reused,
                                fmt::format("idempotency key \"{}\" started run {} of workflow \"{}\" "
                                            "with input {}; this start asks for workflow \"{}\" with "
                                            "input {}",
@@ -522,7 +522,7 @@ RunId Executor::start(const std::string& workflow_name, const Json& input, const
             return impl_->start_run(wf, handlers, input, key, {}, options.priority);
         } catch (const Conflict& e) {
             // Another process started it first: return that run (once).
-            if (e.id() != "loom.run.duplicate_key" || round > 0) throw;
+            if (e.id() != error_id::run_duplicate_key || round > 0) throw;
         }
     }
 }
@@ -562,7 +562,7 @@ std::optional<RunInfo> Executor::wait_for(const RunId& id, std::chrono::millisec
             auto it = impl_->abandoned_.find(id);
             if (it != impl_->abandoned_.end()) std::rethrow_exception(it->second);
         }
-        throw Conflict("loom.run.not_live",
+        throw Conflict(error_id::run_not_live,
                        "run " + id + " is unfinished but not running in this executor; call recover()");
     }
     return info;
@@ -576,7 +576,7 @@ RunInfo Executor::wait(const RunId& id) {
 
 RunInfo Executor::get_run(const RunId& id) {
     auto info = impl_->store_.load_run(id);
-    if (!info) throw NotFound("loom.run.unknown", "run " + id + " does not exist");
+    if (!info) throw NotFound(error_id::run_unknown, "run " + id + " does not exist");
     return *info;
 }
 
@@ -617,7 +617,7 @@ bool Executor::Impl::cancel_run(const RunId& id) {
     } else {
         // Not running here: record the request; whoever resumes it ends it.
         auto stored = store_.load_run(id);
-        if (!stored) throw NotFound("loom.run.unknown", "run " + id + " does not exist");
+        if (!stored) throw NotFound(error_id::run_unknown, "run " + id + " does not exist");
         const RunInfo& info = *stored;
         if (is_final(info.status)) return false;
         if (info.cancel_requested) return true;
@@ -657,7 +657,7 @@ std::vector<RunId> Executor::recover() {
         if (!info || is_final(info->status)) continue;
         auto wf = impl_->find_workflow(info->workflow_name, info->workflow_version);
         if (wf->hash() != info->workflow_hash) {
-            throw Conflict("loom.run.definition_changed",
+            throw Conflict(error_id::run_definition_changed,
                            fmt::format("run {} started with workflow \"{}\" version {} hash {}, but the "
                                        "stored definition has hash {}",
                                        id, info->workflow_name, info->workflow_version,

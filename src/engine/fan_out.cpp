@@ -179,8 +179,8 @@ bool Executor::Impl::advance_fan_out(RunState& run, std::uint32_t step, Queue& q
         }
     }
     if (!fan.failed) {
-        slot.error = fmt::format("[loom.for_each.stopped] the run stopped with {} of {} elements done",
-                                 fan.completed, n);
+        slot.error = Error::text(error_id::for_each_stopped, fmt::format("the run stopped with {} of {} elements done",
+                                                                                 fan.completed, n));
     }
     cancel_items(run, step, queue);
     return fail_step(run, step, queue);
@@ -313,8 +313,8 @@ bool Executor::Impl::settle_item(RunState& run, std::uint32_t step, std::uint32_
     FanOut& fan = *slot.fan;
     ItemSlot& item = fan.items[index];
     if (result.ok() && result.suspend) {
-        result = Result::failure("[loom.for_each.suspend] an element of a for_each cannot suspend; "
-                                 "give the outside work its own step",
+        result = Result::failure(Error::text(error_id::for_each_suspend, "an element of a for_each cannot suspend; "
+                                 "give the outside work its own step"),
                                  /*fatal=*/true);
     }
     if (result.ok()) {

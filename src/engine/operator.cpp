@@ -18,17 +18,17 @@ namespace loom {
 void Executor::Impl::reopen(const RunId& id, const char* event, bool keep_items,
                             const std::function<std::vector<std::uint32_t>(const Workflow&, const RunInfo&)>& reset) {
     auto stored = store_.load_run(id);
-    if (!stored) throw NotFound("loom.run.unknown", "run " + id + " does not exist");
+    if (!stored) throw NotFound(error_id::run_unknown, "run " + id + " does not exist");
     if (!is_final(stored->status) || find_live(id))
-        throw Conflict("loom.run.not_final", "run " + id + " is still running; only a finished run can be run again");
+        throw Conflict(error_id::run_not_final, "run " + id + " is still running; only a finished run can be run again");
     for (const auto& s : stored->steps) {
         if (s.status == StepStatus::compensated || s.status == StepStatus::compensating)
-            throw Conflict("loom.run.compensated",
+            throw Conflict(error_id::run_compensated,
                            "run " + id + " was compensated (step \"" + s.step_id + "\"); it cannot be run again");
     }
     auto wf = find_workflow(stored->workflow_name, stored->workflow_version);
     if (wf->hash() != stored->workflow_hash)
-        throw Conflict("loom.run.definition_changed",
+        throw Conflict(error_id::run_definition_changed,
                        fmt::format("run {} started with workflow \"{}\" version {} hash {}, but the stored "
                                    "definition has hash {}",
                                    id, stored->workflow_name, stored->workflow_version, stored->workflow_hash,
@@ -62,7 +62,7 @@ void Executor::Impl::reopen(const RunId& id, const char* event, bool keep_items,
     const auto at = now();
     const RunWrite row{id, RunStatus::running, false, nullptr, "", at, std::nullopt};
     if (!launch(run, *stored, /*fresh=*/false, event, &row))
-        throw Conflict("loom.run.not_final", "run " + id + " is being run again already");
+        throw Conflict(error_id::run_not_final, "run " + id + " is being run again already");
 }
 
 void Executor::retry(const RunId& id) {
@@ -81,7 +81,7 @@ void Executor::rerun(const RunId& id, const std::string& step_id) {
     impl_->reopen(id, event::run_rerun, /*keep_items=*/false, [&](const Workflow& wf, const RunInfo& info) {
         const auto& plan = detail::Plan::of(wf);
         const auto start = plan.step_index(step_id);
-        if (!start) throw NotFound("loom.step.unknown", "run " + id + " has no step " + detail::quote(step_id));
+        if (!start) throw NotFound(error_id::step_unknown, "run " + id + " has no step " + detail::quote(step_id));
         // The step and everything downstream of it, found by a walk over dependents.
         std::vector<bool> seen(wf.steps().size());
         std::vector<std::uint32_t> steps{*start};
@@ -194,7 +194,7 @@ bool Executor::Impl::set_paused(const RunId& id, bool paused) {
     } else {
         // Not running here: recorded; whoever resumes the run honours it.
         auto info = store_.load_run(id);
-        if (!info) throw NotFound("loom.run.unknown", "run " + id + " does not exist");
+        if (!info) throw NotFound(error_id::run_unknown, "run " + id + " does not exist");
         if (is_final(info->status)) return false;
         if (info->paused == paused) return true;
         Queue queue(*this, nullptr, &waiter);

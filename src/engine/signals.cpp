@@ -78,7 +78,7 @@ void Executor::Impl::check_signal(const Workflow& wf, const RunId& id, const std
         }
         children_of(*child, child_id);
     }
-    throw InvalidArgument("loom.signal.unknown",
+    throw InvalidArgument(error_id::signal_unknown,
                           fmt::format("run {} (workflow \"{}\" version {}) has no wait step for signal {}; it "
                                       "waits for {}{}",
                                       id, wf.name(), wf.version(), detail::quote(name),
@@ -89,11 +89,11 @@ std::string Executor::Impl::awaited_signal(const RunState& run, std::uint32_t st
     const Json input = detail::resolve_input(*run.workflow, step, run.input, detail::steps_of(run.steps));
     auto name = input.is_object() ? input.find("signal") : input.end();
     if (name == input.end() || !name->is_string() || name->get_ref<const std::string&>().empty())
-        throw InvalidArgument("loom.wait.input",
+        throw InvalidArgument(error_id::wait_input,
                               "wait step input must be an object with a non-empty string \"signal\", not " +
                                   input.dump());
     if (auto t = input.find("timeout_ms"); t != input.end() && !(t->is_number_integer() && t->get<std::int64_t>() > 0))
-        throw InvalidArgument("loom.wait.input",
+        throw InvalidArgument(error_id::wait_input,
                               "wait step input \"timeout_ms\" must be a positive integer, not " + t->dump());
     return name->get<std::string>();
 }
@@ -272,7 +272,7 @@ bool Executor::Impl::deliver(const RunId& id, RunEvent event, const std::functio
     if (auto run = find_live(id)) return to_live(run, std::move(event));
     // Not running here: recorded; whoever resumes the run applies it.
     auto info = store_.load_run(id);
-    if (!info) throw NotFound("loom.run.unknown", "run " + id + " does not exist");
+    if (!info) throw NotFound(error_id::run_unknown, "run " + id + " does not exist");
     if (is_final(info->status)) return false;
     check_stored(*info);
     CommitWaiter waiter;
@@ -299,7 +299,7 @@ bool Executor::Impl::deliver(const RunId& id, RunEvent event, const std::functio
 // --- public verbs ---
 
 bool Executor::signal(const RunId& id, const std::string& name, const Json& payload) {
-    if (name.empty()) throw InvalidArgument("loom.signal.name", "signal name is empty");
+    if (name.empty()) throw InvalidArgument(error_id::signal_name, "signal name is empty");
     detail::check_payload(payload, impl_->options_.payload, "the signal's payload");
     RunEvent event{0, id, "", loom::event::signal, 0, Json{{"name", name}, {"payload", payload}}.dump(), {}};
     return impl_->deliver(
@@ -338,7 +338,7 @@ Token parse_token(const std::string& token) {
         ok = ec == std::errc() && ptr == token.data() + token.size() && t.attempt > 0;
     }
     if (!ok)
-        throw InvalidArgument("loom.token.malformed",
+        throw InvalidArgument(error_id::token_malformed,
                               "completion token " + detail::quote(token) + " is not \"<run>/<step>/<attempt>\"");
     return t;
 }
@@ -349,7 +349,7 @@ void Executor::Impl::finish_by_token(const std::string& token, Json output, std:
     const Token t = parse_token(token);
     const bool ok = error.empty();
     auto stale = [&] {
-        return Conflict("loom.token.stale",
+        return Conflict(error_id::token_stale,
                         fmt::format("completion token {}: step \"{}\" of run {} is not suspended in attempt {} "
                                     "(it finished, timed out, or the run ended)",
                                     detail::quote(token), t.step, t.run, t.attempt));
@@ -361,7 +361,7 @@ void Executor::Impl::finish_by_token(const std::string& token, Json output, std:
         t.run, std::move(event),
         [&](RunState& run) {
             const auto at = detail::Plan::of(*run.workflow).step_index(t.step);
-            if (!at) throw NotFound("loom.step.unknown", "run " + t.run + " has no step " + detail::quote(t.step));
+            if (!at) throw NotFound(error_id::step_unknown, "run " + t.run + " has no step " + detail::quote(t.step));
             step = *at;
             const auto& slot = run.steps[step];
             const auto kind = detail::kind_of(*run.workflow, step);
@@ -374,7 +374,7 @@ void Executor::Impl::finish_by_token(const std::string& token, Json output, std:
         },
         [&](const RunInfo& info) {
             const StepInfo* step = info.step(t.step);
-            if (!step) throw NotFound("loom.step.unknown", "run " + t.run + " has no step " + detail::quote(t.step));
+            if (!step) throw NotFound(error_id::step_unknown, "run " + t.run + " has no step " + detail::quote(t.step));
             if (step->status != StepStatus::suspended || step->attempts != t.attempt) throw stale();
         });
     if (!delivered) throw stale();

@@ -336,8 +336,8 @@ constexpr auto kStartFlushDelay = std::chrono::milliseconds(10);
 }  // namespace
 
 std::string Executor::Impl::interrupted(int number) {
-    return fmt::format("[loom.step.interrupted] attempt {} was interrupted: its process stopped while it ran",
-                       number);
+    return Error::text(error_id::step_interrupted, fmt::format("attempt {} was interrupted: its process stopped while it ran",
+                                                                   number));
 }
 
 void Executor::Impl::note_start(const Task& task, Attempt& attempt, TimePoint began) {
@@ -664,8 +664,8 @@ void Executor::Impl::on_wake(const std::weak_ptr<RunState>& weak, std::uint32_t 
                 const auto waited = *slot.wake_at - *slot.started_at;
                 const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(waited);
                 Result timeout = detail::kind_of(*run->workflow, step) == detail::StepKind::wait
-                                     ? Result::failure(fmt::format("[loom.wait.timeout] no signal {} within {} ms",
-                                                                   detail::quote(slot.awaiting), ms.count()),
+                                     ? Result::failure(Error::text(error_id::wait_timeout, fmt::format("no signal {} within {} ms",
+                                                                   detail::quote(slot.awaiting), ms.count())),
                                                        /*fatal=*/true)
                                      : timed_out(ms);
                 Queue queue(*this, run);
@@ -731,7 +731,7 @@ void Executor::Impl::expire(const std::shared_ptr<RunState>& run_ptr) {
         const auto limit = run.workflow->deadline()->count();
         run.cancel_flag = true;   // in-flight handlers see ctx.cancelled()
         stop_run(run, RunStatus::failed,
-                 fmt::format("[loom.run.deadline] the run passed its deadline of {} ms", limit));
+                 Error::text(error_id::run_deadline, fmt::format("the run passed its deadline of {} ms", limit)));
         Queue queue(*this, run_ptr);
         const auto at = now();
         queue.writes().events.push_back(RunEvent{0, run.id, "", event::run_deadline, 0, run.error, at});

@@ -29,7 +29,7 @@ public:
 };
 
 [[noreturn]] void bad_input(const std::string& why) {
-    throw InvalidArgument("loom.sleep.input", "sleep step input " + why);
+    throw InvalidArgument(error_id::sleep_input, "sleep step input " + why);
 }
 
 std::int64_t non_negative_ms(const Json& v, const char* key) {

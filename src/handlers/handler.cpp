@@ -91,12 +91,12 @@ void StepContext::missing_input(const std::string& key, const Json::json_pointer
     if (pointer) what = "nothing at " + named(key, pointer) + " in the input";
     else if (in.is_object()) what = "no key " + named(key, pointer) + " in the input";
     else what = "no key " + named(key, pointer) + ": the input is " + described(in) + ", not an object";
-    throw InputError("loom.input.missing", attempt_of(*this) + ": " + what);
+    throw InputError(error_id::input_missing, attempt_of(*this) + ": " + what);
 }
 
 void StepContext::wrong_input_type(const std::string& key, const Json::json_pointer* pointer,
                                    const Json& value, const std::string& expected) const {
-    throw InputError("loom.input.type", fmt::format("{}: {} is {}, expected {}", attempt_of(*this),
+    throw InputError(error_id::input_type, fmt::format("{}: {} is {}, expected {}", attempt_of(*this),
                                                     named(key, pointer), described(value), expected));
 }
 
@@ -142,7 +142,7 @@ Invocation invoke(StepHandler& handler, StepContext& ctx) {
     } catch (const RetryableError& e) {
         fail(Invocation::Kind::retryable, e.what());
     } catch (const InvalidArgument& e) {   // an InputError, or the same ids thrown by hand
-        const bool input = e.id() == "loom.input.missing" || e.id() == "loom.input.type";
+        const bool input = e.id() == error_id::input_missing || e.id() == error_id::input_type;
         fail(input ? Invocation::Kind::fatal : Invocation::Kind::other, e.what());
     } catch (const Json::type_error& e) {
         fail(Invocation::Kind::fatal, e.what());   // the input is not what the handler reads
@@ -159,19 +159,19 @@ Invocation invoke(StepHandler& handler, StepContext& ctx) {
 }  // namespace detail
 
 void HandlerRegistry::add(std::string name, std::shared_ptr<StepHandler> handler) {
-    if (name.empty()) throw InvalidArgument("loom.handler.bad_name", "handler name is empty");
+    if (name.empty()) throw InvalidArgument(error_id::handler_bad_name, "handler name is empty");
     if (detail::is_reserved_handler(name))
-        throw InvalidArgument("loom.handler.reserved",
+        throw InvalidArgument(error_id::handler_reserved,
                               "handler name \"" + name + "\" is reserved for a built-in step type");
     if (!handler)
-        throw InvalidArgument("loom.handler.null", "handler \"" + name + "\" is null");
+        throw InvalidArgument(error_id::handler_null, "handler \"" + name + "\" is null");
     std::unique_lock lock(mutex_);
     handlers_[std::move(name)] = std::move(handler);
 }
 
 void HandlerRegistry::add(std::string name, Function function) {
     if (!function && !name.empty() && !detail::is_reserved_handler(name))
-        throw InvalidArgument("loom.handler.null", "handler \"" + name + "\" is null");
+        throw InvalidArgument(error_id::handler_null, "handler \"" + name + "\" is null");
     add(std::move(name), std::make_shared<FunctionHandler>(std::move(function)));
 }
 

@@ -348,7 +348,7 @@ private:
     void lex_reference(Token& token) {
         const std::size_t close = text_.find('}', pos_ + 2);
         if (close == std::string_view::npos) {
-            fail_definition("bad_reference", where_,
+            fail_definition(error_id::definition_bad_reference, where_,
                             fmt::format("reference {} is not terminated by '}}'",
                                         quote(text_.substr(pos_))));
         }
@@ -366,7 +366,7 @@ private:
 
     [[noreturn]] void fail(std::size_t at, std::string_view what) const {
         fail_definition(
-            "bad_expression", where_,
+            error_id::definition_bad_expression, where_,
             fmt::format("expression {} {} (column {})", quote(text_), what, column(at)));
     }
 
@@ -557,7 +557,7 @@ private:
     [[noreturn]] void fail(const std::string& what, std::uint32_t column = 0) const {
         std::string message = fmt::format("expression {}: {}", quote(text_), what);
         if (column) message += fmt::format(" (column {})", column);
-        throw InvalidArgument("loom.when.type", message);
+        throw InvalidArgument(error_id::when_type, message);
     }
 
     const std::string& text_;
@@ -569,7 +569,7 @@ private:
 
 Expression Expression::parse(std::string_view text, const std::string& where, const Index& index) {
     if (text.size() > kMaxBytes) {
-        fail_definition("bad_expression", where,
+        fail_definition(error_id::definition_bad_expression, where,
                         fmt::format("expression starting {} is {} bytes; the limit is {}",
                                     quote(text.substr(0, 32)), text.size(), kMaxBytes));
     }

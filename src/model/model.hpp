@@ -15,9 +15,9 @@
 
 namespace loom::detail {
 
-/// Throws DefinitionError "[loom.definition.<reason>] <path>: <text>"; an empty
-/// path (the whole document) is written "/".
-[[noreturn]] void fail_definition(std::string_view reason, std::string_view path,
+/// Throws DefinitionError "[<id>] <path>: <text>" (`id` one of the
+/// error_id::definition_* constants); an empty path (the whole document) is written "/".
+[[noreturn]] void fail_definition(const char* id, std::string_view path,
                                   std::string_view text);
 
 /// `s` as a JSON string literal, for quoting user text in messages; never throws

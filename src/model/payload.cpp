@@ -31,16 +31,16 @@ std::size_t depth_of(const Json& root, std::size_t limit) {
 void check_payload(const Json& value, const PayloadLimits& limits, const std::string& what) {
     if (!value.is_string() && !value.is_structured()) return;   // scalars always fit
     if (depth_of(value, limits.max_depth) > limits.max_depth)
-        throw InvalidArgument("loom.payload.too_deep",
+        throw InvalidArgument(error_id::payload_too_deep,
                               fmt::format("{} is nested deeper than {} levels", what, limits.max_depth));
     std::string text;
     try {
         text = value.dump();
     } catch (const Json::type_error& e) {
-        throw InvalidArgument("loom.payload.not_utf8", fmt::format("{} cannot be stored: {}", what, e.what()));
+        throw InvalidArgument(error_id::payload_not_utf8, fmt::format("{} cannot be stored: {}", what, e.what()));
     }
     if (text.size() > limits.max_bytes)
-        throw InvalidArgument("loom.payload.too_large",
+        throw InvalidArgument(error_id::payload_too_large,
                               fmt::format("{} is {} bytes as JSON; the limit is {}", what, text.size(),
                                           limits.max_bytes));
 }

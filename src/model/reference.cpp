@@ -41,7 +41,7 @@ bool is_segment_char(unsigned char c) {
         why = fmt::format("cannot look up {} in {}, which is {}{}", quote(segment), location,
                           article, at.type_name());
     }
-    throw InputError("loom.input.missing", fmt::format("{}: {}", ref.text, why));
+    throw InputError(error_id::input_missing, fmt::format("{}: {}", ref.text, why));
 }
 
 // What a template is filled from.
@@ -108,7 +108,7 @@ Reference parse_reference(std::string text, const std::string& where,
     // A compensation runs while the saga changes other steps' statuses.
     const bool fields = context != RefContext::compensation;
     auto fail = [&](const std::string& why) {
-        fail_definition("bad_reference", where, fmt::format("reference {} {}", quote(text), why));
+        fail_definition(error_id::definition_bad_reference, where, fmt::format("reference {} {}", quote(text), why));
     };
     std::vector<std::string> segments;
     std::string_view body(text);
@@ -207,7 +207,7 @@ std::vector<TemplatePart> parse_template(const std::string& text, const std::str
         } else if (text.compare(dollar, 2, "${") == 0) {
             std::size_t close = text.find('}', dollar + 2);
             if (close == std::string::npos) {
-                fail_definition("bad_reference", where,
+                fail_definition(error_id::definition_bad_reference, where,
                                 fmt::format("reference {} is not terminated by '}}'",
                                             quote(std::string_view(text).substr(dollar))));
             }
@@ -243,7 +243,7 @@ const Json& resolve_for_each(const Workflow& workflow, std::uint32_t step, const
     Json unused;   // validation lets for_each name an output only, never a made value
     const Json& array = lookup(workflow, ref, {run_input, step_of, nullptr}, unused);
     if (!array.is_array()) {
-        throw InvalidArgument("loom.for_each.not_array",
+        throw InvalidArgument(error_id::for_each_not_array,
                               fmt::format("step {}: for_each {} is {}{}, not an array",
                                           quote(workflow.steps()[step].id), ref.text,
                                           array.is_null() ? "" : array.is_object() ? "an " : "a ",

@@ -42,7 +42,7 @@ template <typename Table>
 auto parse(const Table& table, std::string_view name, const char* what) {
     for (const auto& [value, n] : table)
         if (n == name) return value;
-    throw InvalidArgument("loom.status.unknown",
+    throw InvalidArgument(error_id::status_unknown,
                           "unknown " + std::string(what) + " status \"" + std::string(name) + "\"");
 }
 

@@ -27,8 +27,8 @@
 namespace loom {
 namespace detail {
 
-void fail_definition(std::string_view reason, std::string_view path, std::string_view text) {
-    throw DefinitionError(fmt::format("loom.definition.{}", reason),
+void fail_definition(const char* id, std::string_view path, std::string_view text) {
+    throw DefinitionError(id,
                           fmt::format("{}: {}", path.empty() ? "/" : path, text));
 }
 
@@ -148,21 +148,21 @@ std::string path_text(const Path& path) {
 template <class Path>
 void check_id(const std::string& id, const IdRule& rule, const Path& path_of) {
     auto path = [&] { return path_text(path_of); };
-    if (id.empty()) fail_definition("bad_id", path(), fmt::format("{} must not be empty", rule.what));
+    if (id.empty()) fail_definition(error_id::definition_bad_id, path(), fmt::format("{} must not be empty", rule.what));
     if (id.size() > kMaxIdLength) {
-        fail_definition("bad_id", path(),
+        fail_definition(error_id::definition_bad_id, path(),
                         fmt::format("{} is {} characters long; the limit is {} ({})", rule.what,
                                     id.size(), kMaxIdLength, rule.pattern));
     }
     if (!rule.first_ok(static_cast<unsigned char>(id[0]))) {
-        fail_definition("bad_id", path(),
+        fail_definition(error_id::definition_bad_id, path(),
                         fmt::format("{} {} must start with {} ({})", rule.what, quote(id),
                                     rule.first_allowed, rule.pattern));
     }
     for (std::size_t i = 1; i < id.size(); ++i) {
         auto c = static_cast<unsigned char>(id[i]);
         if (!rule.rest_ok(c)) {
-            fail_definition("bad_id", path(),
+            fail_definition(error_id::definition_bad_id, path(),
                             fmt::format("{} {} has {} at index {}; only {} may follow the first "
                                         "character ({})",
                                         rule.what, quote(id), describe_char(c), i,
@@ -181,7 +181,7 @@ std::string child(const std::string& path, std::size_t index) {
 template <class Path>
 void expect(const Json& value, bool ok, const char* expected, const Path& path) {
     if (!ok) {
-        fail_definition("type", path_text(path),
+        fail_definition(error_id::definition_type, path_text(path),
                         fmt::format("expected {}, got {}", expected, value.type_name()));
     }
 }
@@ -194,14 +194,14 @@ void check_keys(const Json& object, const Key (&keys)[N], const Path& path) {
         if (!known) {
             std::string allowed;
             for (const Key& k : keys) allowed += (allowed.empty() ? "" : ", ") + std::string(k.name);
-            fail_definition("unknown_key", child(path_text(path), item.key()),
+            fail_definition(error_id::definition_unknown_key, child(path_text(path), item.key()),
                             fmt::format("unknown key {}; allowed keys are {}", quote(item.key()),
                                         allowed));
         }
     }
     for (const Key& k : keys) {
         if (k.required && !object.contains(k.name)) {
-            fail_definition("missing_key", path_text(path),
+            fail_definition(error_id::definition_missing_key, path_text(path),
                             fmt::format("missing required key {}", quote(k.name)));
         }
     }
@@ -224,16 +224,16 @@ void if_present(const Json& object, const char* key, const Path& path, Read read
 // An integer within `range`. A value that is not a number is a "type" error, a
 // number that is not such an integer (a fraction, negative, too large) a `reason` one.
 template <class Path>
-std::int64_t read_integer(const Json& v, const IntegerRange& range, std::string_view reason,
+std::int64_t read_integer(const Json& v, const IntegerRange& range, const char* reason,
                           const Path& path) {
-    auto fail = [&](std::string_view id, const std::string& got) {
+    auto fail = [&](const char* id, const std::string& got) {
         fail_definition(id, path_text(path),
                         fmt::format("expected an integer from {} to {}{}, got {}", range.min,
                                     range.max,
                                     range.max_in_words ? fmt::format(" ({})", range.max_in_words) : "",
                                     got));
     };
-    if (!v.is_number()) fail("type", v.type_name());
+    if (!v.is_number()) fail(error_id::definition_type, v.type_name());
     const bool in_range =
         v.is_number_unsigned()
             ? v.get<std::uint64_t>() >= std::uint64_t(range.min) &&
@@ -246,13 +246,13 @@ std::int64_t read_integer(const Json& v, const IntegerRange& range, std::string_
 
 // A number within `range`, as read_integer.
 template <class Path>
-double read_number(const Json& v, const NumberRange& range, std::string_view reason,
+double read_number(const Json& v, const NumberRange& range, const char* reason,
                    const Path& path) {
-    auto fail = [&](std::string_view id, const std::string& got) {
+    auto fail = [&](const char* id, const std::string& got) {
         fail_definition(id, path_text(path),
                         fmt::format("expected a number from {} to {}, got {}", range.min, range.max, got));
     };
-    if (!v.is_number()) fail("type", v.type_name());
+    if (!v.is_number()) fail(error_id::definition_type, v.type_name());
     const double x = v.get<double>();
     // Written so that NaN fails too; a Json (not text) may hold NaN or infinity.
     if (!(x >= range.min && x <= range.max)) {
@@ -267,23 +267,23 @@ RetryPolicy read_retry(const Json& v, const Path& path) {
     RetryPolicy retry;
     using std::chrono::milliseconds;
     if_present(v, "max_attempts", path, [&](const Json& x, const auto& at) {
-        retry.max_attempts = static_cast<int>(read_integer(x, kMaxAttempts, "bad_retry", at));
+        retry.max_attempts = static_cast<int>(read_integer(x, kMaxAttempts, error_id::definition_bad_retry, at));
     });
     if_present(v, "initial_backoff_ms", path, [&](const Json& x, const auto& at) {
-        retry.initial_backoff = milliseconds(read_integer(x, kBackoffMs, "bad_retry", at));
+        retry.initial_backoff = milliseconds(read_integer(x, kBackoffMs, error_id::definition_bad_retry, at));
     });
     if_present(v, "multiplier", path, [&](const Json& x, const auto& at) {
-        retry.multiplier = read_number(x, kMultiplier, "bad_retry", at);
+        retry.multiplier = read_number(x, kMultiplier, error_id::definition_bad_retry, at);
     });
     if_present(v, "max_backoff_ms", path, [&](const Json& x, const auto& at) {
-        retry.max_backoff = milliseconds(read_integer(x, kBackoffMs, "bad_retry", at));
+        retry.max_backoff = milliseconds(read_integer(x, kBackoffMs, error_id::definition_bad_retry, at));
     });
     if_present(v, "jitter", path, [&](const Json& x, const auto& at) {
-        retry.jitter = read_number(x, kJitter, "bad_retry", at);
+        retry.jitter = read_number(x, kJitter, error_id::definition_bad_retry, at);
     });
     if (retry.max_backoff < retry.initial_backoff) {
         const bool given = v.contains("max_backoff_ms");
-        fail_definition("bad_retry", given ? child(path_text(path), "max_backoff_ms") : path_text(path),
+        fail_definition(error_id::definition_bad_retry, given ? child(path_text(path), "max_backoff_ms") : path_text(path),
                         fmt::format("max_backoff_ms ({}{}) must be at least initial_backoff_ms ({})",
                                     retry.max_backoff.count(), given ? "" : ", the default",
                                     retry.initial_backoff.count()));
@@ -293,7 +293,7 @@ RetryPolicy read_retry(const Json& v, const Path& path) {
 
 template <class Path>
 std::chrono::milliseconds read_timeout(const Json& v, const Path& path) {
-    return std::chrono::milliseconds(read_integer(v, kTimeoutMs, "bad_timeout", path));
+    return std::chrono::milliseconds(read_integer(v, kTimeoutMs, error_id::definition_bad_timeout, path));
 }
 
 template <class Path>
@@ -302,7 +302,7 @@ OnError read_on_error(const Json& v, const Path& path) {
     const auto& name = v.get_ref<const std::string&>();
     std::optional<OnError> on_error = detail::parse_on_error(name);
     if (!on_error) {
-        fail_definition("bad_on_error", path_text(path),
+        fail_definition(error_id::definition_bad_on_error, path_text(path),
                         fmt::format("expected {}, got {}", kOnErrorNames, quote(name)));
     }
     return *on_error;
@@ -355,7 +355,7 @@ void check_depth(std::string_view text, std::size_t max_depth) {
             in_string = true;
         } else if (c == '[' || c == '{') {
             if (++depth > max_depth) {
-                fail_definition("too_deep", "",
+                fail_definition(error_id::definition_too_deep, "",
                                 fmt::format("nesting depth exceeds the limit of {}", max_depth));
             }
         } else if ((c == ']' || c == '}') && depth > 0) {
@@ -373,7 +373,7 @@ void check_depth(const Json& root, std::size_t max_depth) {
         stack.pop_back();
         if (!value->is_structured()) continue;
         if (depth + 1 > max_depth) {
-            fail_definition("too_deep", "",
+            fail_definition(error_id::definition_too_deep, "",
                             fmt::format("nesting depth exceeds the limit of {}", max_depth));
         }
         for (const Json& element : *value) stack.emplace_back(&element, depth + 1);
@@ -382,7 +382,7 @@ void check_depth(const Json& root, std::size_t max_depth) {
 
 void check_size(std::size_t bytes, std::size_t max_bytes) {
     if (bytes > max_bytes) {
-        fail_definition("too_large", "",
+        fail_definition(error_id::definition_too_large, "",
                         fmt::format("definition is {} bytes; the limit is {}", bytes, max_bytes));
     }
 }
@@ -437,7 +437,7 @@ void Reader::read_workflow() {
     // Limits before anything else is read.
     auto steps_it = doc.find("steps");
     if (steps_it != doc.end() && steps_it->is_array() && steps_it->size() > limits.max_steps) {
-        fail_definition("too_many_steps", "/steps",
+        fail_definition(error_id::definition_too_many_steps, "/steps",
                         fmt::format("{} steps; the limit is {}", steps_it->size(), limits.max_steps));
     }
     check_keys(doc, kWorkflowKeys, "");
@@ -451,10 +451,10 @@ void Reader::read_workflow() {
     const std::string got = v.is_number() ? v.dump() : v.type_name();
     bool positive = v.is_number_unsigned() ? v.get<std::uint64_t>() > 0
                                            : v.is_number_integer() && v.get<std::int64_t>() > 0;
-    if (!positive) fail_definition("type", "/version", "expected a positive integer, got " + got);
+    if (!positive) fail_definition(error_id::definition_type, "/version", "expected a positive integer, got " + got);
     constexpr auto kMaxVersion = std::numeric_limits<std::int64_t>::max();
     if (v.is_number_unsigned() && v.get<std::uint64_t>() > std::uint64_t(kMaxVersion)) {
-        fail_definition("type", "/version",
+        fail_definition(error_id::definition_type, "/version",
                         fmt::format("expected a positive integer of at most {}, got {}",
                                     kMaxVersion, got));
     }
@@ -465,12 +465,12 @@ void Reader::read_workflow() {
         read_settings(d, at, defaults.retry, defaults.timeout, defaults.on_error);
     });
     if_present(doc, "deadline_ms", "", [&](const Json& d, const auto& at) {
-        deadline = std::chrono::milliseconds(read_integer(d, kDeadlineMs, "bad_deadline", at));
+        deadline = std::chrono::milliseconds(read_integer(d, kDeadlineMs, error_id::definition_bad_deadline, at));
     });
 
     const Json& steps_json = doc["steps"];
     expect(steps_json, steps_json.is_array(), "an array", "/steps");
-    if (steps_json.empty()) fail_definition("empty", "/steps", "a workflow needs at least one step");
+    if (steps_json.empty()) fail_definition(error_id::definition_empty, "/steps", "a workflow needs at least one step");
     steps.reserve(steps_json.size());
     plan.steps.resize(steps_json.size());
     plan.index.reserve(steps_json.size());
@@ -491,7 +491,7 @@ void Reader::read_step(const Json& s, std::size_t i) {
     check_id(step.id, kStepId, field("id"));
     auto [existing, inserted] = plan.index.emplace(step.id, static_cast<std::uint32_t>(i));
     if (!inserted) {
-        fail_definition("duplicate_id", field("id")(),
+        fail_definition(error_id::definition_duplicate_id, field("id")(),
                         fmt::format("step id {} is already used by /steps/{}", quote(step.id),
                                     existing->second));
     }
@@ -516,7 +516,7 @@ void Reader::read_step(const Json& s, std::size_t i) {
         expect(w, w.is_string(), "a string", at);
         step.when = w.get<std::string>();
         if (step.when.empty()) {
-            fail_definition("empty", at(),
+            fail_definition(error_id::definition_empty, at(),
                             "a condition must not be empty; leave \"when\" out for a step that "
                             "always runs");
         }
@@ -538,12 +538,12 @@ void Reader::read_fan_out(const Json& s, std::size_t i, Step& step) {
         expect(f, f.is_string(), "a string", at);
         step.for_each = f.get<std::string>();
         if (step.for_each.empty()) {
-            fail_definition("bad_for_each", at(),
+            fail_definition(error_id::definition_bad_for_each, at(),
                             "for_each must be one reference to an array, such as \"${input.items}\"; "
                             "leave it out for a step that runs once");
         }
         if (plan.steps[i].kind != detail::StepKind::handler) {
-            fail_definition("bad_for_each", at(),
+            fail_definition(error_id::definition_bad_for_each, at(),
                             fmt::format("handler {} is built in; for_each runs a registered handler "
                                         "once per element",
                                         quote(step.handler)));
@@ -551,9 +551,9 @@ void Reader::read_fan_out(const Json& s, std::size_t i, Step& step) {
         plan.steps[i].kind = detail::StepKind::for_each;
     });
     if_present(s, "max_parallel", path, [&](const Json& m, const auto& at) {
-        const auto limit = read_integer(m, kMaxParallel, "bad_for_each", at);
+        const auto limit = read_integer(m, kMaxParallel, error_id::definition_bad_for_each, at);
         if (step.for_each.empty()) {
-            fail_definition("bad_for_each", at(),
+            fail_definition(error_id::definition_bad_for_each, at(),
                             "max_parallel limits the elements of a for_each; this step has no "
                             "\"for_each\"");
         }
@@ -572,17 +572,17 @@ void Reader::link_dependencies() {
         for (std::size_t j = 0; j < depends_on.size(); ++j) {
             auto found = plan.index.find(depends_on[j]);
             if (found == plan.index.end()) {
-                fail_definition("unknown_dependency", path(j),
+                fail_definition(error_id::definition_unknown_dependency, path(j),
                                 fmt::format("step {} depends on unknown step {}", quote(steps[i].id),
                                             quote(depends_on[j])));
             }
             std::uint32_t d = found->second;
             if (d == i) {
-                fail_definition("self_dependency", path(j),
+                fail_definition(error_id::definition_self_dependency, path(j),
                                 fmt::format("step {} depends on itself", quote(steps[i].id)));
             }
             if (listed_by[d] == i + 1) {
-                fail_definition("duplicate_dependency", path(j),
+                fail_definition(error_id::definition_duplicate_dependency, path(j),
                                 fmt::format("step {} is listed twice (first at {})",
                                             quote(depends_on[j]), path(first_at[d])));
             }
@@ -639,7 +639,7 @@ std::vector<std::uint32_t> Reader::rank_steps() const {
     std::string names;
     for (std::uint32_t s : cycle) names += steps[s].id + " -> ";
     names += steps[cycle.front()].id;
-    fail_definition("cycle", child("/steps", cycle.front()) + "/depends_on",
+    fail_definition(error_id::definition_cycle, child("/steps", cycle.front()) + "/depends_on",
                     fmt::format("steps {} form a cycle (each step depends on the next)", names));
 }
 
@@ -683,7 +683,7 @@ void Reader::compile_for_each(std::uint32_t i, std::vector<Indirect>& indirect) 
     const std::string& text = steps[i].for_each;
     auto parts = detail::parse_template(text, path, plan.index, detail::RefContext::input);
     if (parts.size() != 1 || !parts[0].ref || parts[0].ref->field != detail::Reference::Field::output) {
-        fail_definition("bad_for_each", path,
+        fail_definition(error_id::definition_bad_for_each, path,
                         fmt::format("{} must be one reference to an array, such as "
                                     "\"${{input.items}}\" or \"${{steps.ID.output.items}}\"",
                                     quote(text)));
@@ -771,7 +771,7 @@ void Reader::check_upstream(const std::vector<Indirect>& indirect,
     }
     if (first_bad == indirect.size()) return;
     const Indirect& bad = indirect[first_bad];
-    fail_definition("bad_reference", bad.path,
+    fail_definition(error_id::definition_bad_reference, bad.path,
                     fmt::format("{} names step {}, which is not upstream of step {} (list it in "
                                 "depends_on, directly or through another step)",
                                 bad.text, quote(steps[bad.target].id), quote(steps[bad.step].id)));
@@ -790,7 +790,7 @@ Workflow validate(const Json& doc, const DefinitionLimits& limits) {
     // limits, so it must fit them too; it can be the longer text (every step
     // gains "depends_on", a retry policy all five keys).
     if (canonical.size() > limits.max_bytes) {
-        fail_definition("too_large", "",
+        fail_definition(error_id::definition_too_large, "",
                         fmt::format("definition is {} bytes in canonical form; the limit is {}",
                                     canonical.size(), limits.max_bytes));
     }
@@ -810,18 +810,18 @@ Workflow Workflow::from_json(std::string_view text, const DefinitionLimits& limi
     try {
         doc = Json::parse(text.begin(), text.end());
     } catch (const Json::parse_error& e) {
-        fail_definition("json", "", fmt::format("invalid JSON at byte {}: {}", e.byte, json_error_text(e)));
+        fail_definition(error_id::definition_json, "", fmt::format("invalid JSON at byte {}: {}", e.byte, json_error_text(e)));
     } catch (const Json::exception& e) {  // e.g. a number too large for a double
-        fail_definition("json", "", fmt::format("invalid JSON: {}", json_error_text(e)));
+        fail_definition(error_id::definition_json, "", fmt::format("invalid JSON: {}", json_error_text(e)));
     }
     return validate(doc, limits);
 }
 
 Workflow Workflow::from_file(const std::filesystem::path& path, const DefinitionLimits& limits) {
     const std::string name = path.string();
-    auto fail_file = [&](std::string_view reason, std::string_view text) { fail_definition(reason, name, text); };
+    auto fail_file = [&](const char* reason, std::string_view text) { fail_definition(reason, name, text); };
     std::ifstream file(path, std::ios::binary);
-    if (!file) fail_file("file", fmt::format("cannot open: {}", std::strerror(errno)));
+    if (!file) fail_file(error_id::definition_file, fmt::format("cannot open: {}", std::strerror(errno)));
     // Read in chunks, and no further than one byte past the limit: enough to
     // know the file is too large, whatever the limit and the file's size.
     std::string text;
@@ -830,16 +830,15 @@ Workflow Workflow::from_file(const std::filesystem::path& path, const Definition
         file.read(chunk, sizeof chunk);
         text.append(chunk, static_cast<std::size_t>(file.gcount()));
     }
-    if (file.bad()) fail_file("file", fmt::format("cannot read: {}", std::strerror(errno)));
+    if (file.bad()) fail_file(error_id::definition_file, fmt::format("cannot read: {}", std::strerror(errno)));
     if (text.size() > limits.max_bytes)
-        fail_file("too_large", fmt::format("the file is larger than the limit of {} bytes", limits.max_bytes));
+        fail_file(error_id::definition_too_large, fmt::format("the file is larger than the limit of {} bytes", limits.max_bytes));
     try {
         return from_json(std::string_view(text), limits);
     } catch (const DefinitionError& e) {
         // The same id, the file named first: "[id] <file>: <JSON path>: <text>".
         std::string_view what = e.what();
-        fail_definition(std::string_view(e.id()).substr(std::string_view("loom.definition.").size()), name,
-                        what.substr(what.find("] ") + 2));
+        fail_definition(e.id().c_str(), name, what.substr(what.find("] ") + 2));
     }
 }
 
@@ -850,7 +849,7 @@ Workflow Workflow::from_json(const Json& definition, const DefinitionLimits& lim
     try {
         check_size(definition.dump().size(), limits.max_bytes);
     } catch (const Json::exception& e) {  // strings that are not UTF-8 cannot be JSON text
-        fail_definition("json", "", fmt::format("not valid as JSON text: {}", json_error_text(e)));
+        fail_definition(error_id::definition_json, "", fmt::format("not valid as JSON text: {}", json_error_text(e)));
     }
     return validate(definition, limits);
 }

@@ -236,7 +236,7 @@ Workflow WorkflowBuilder::build(const DefinitionLimits& limits) const {
 Json& WorkflowBuilder::current(const char* method) {
     Json& steps = definition_["steps"];
     if (steps.empty()) {
-        throw InvalidArgument("loom.builder.no_step",
+        throw InvalidArgument(error_id::builder_no_step,
                               fmt::format("{} configures the latest step; call step() first", method));
     }
     return steps.back();

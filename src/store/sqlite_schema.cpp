@@ -264,7 +264,7 @@ void check_foreign_keys(SQLite::Database& db, const std::string& path,
                         const Migration& migration) {
     SQLite::Statement check(db, "PRAGMA foreign_key_check");
     if (!check.executeStep()) return;
-    throw StoreError("loom.store.migration_failed",
+    throw StoreError(error_id::store_migration_failed,
                      fmt::format("{}: schema migration {} ({}): table {} holds a row whose "
                                  "parent in {} does not exist; the migration was rolled back",
                                  path, migration.version, migration.description,
@@ -283,7 +283,7 @@ int schema_version(SQLite::Database& db) {
 void check_schema_version(SQLite::Database& db, const std::string& path) {
     const int version = schema_version(db);
     if (version > latest_schema_version()) {
-        throw StoreError("loom.store.schema_too_new",
+        throw StoreError(error_id::store_schema_too_new,
                          fmt::format("{}: schema version {} is newer than this library "
                                      "supports ({})",
                                      path, version, latest_schema_version()));

@@ -155,14 +155,14 @@ void exec_insert(SQLite::Statement& s, Translate&& translate) {
 StoreError store_error(const SQLite::Exception& e, const std::string& doing) {
     const int primary = e.getErrorCode() & 0xff;
     if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
-        return StoreError("loom.store.busy",
+        return StoreError(error_id::store_busy,
                           fmt::format("{}: the database stayed locked by another connection "
                                       "beyond the busy timeout: {}",
                                       doing, e.what()));
     }
     // The extended code tells a failed fsync (1034) from a failed write (778),
     // which the text ("disk I/O error") does not.
-    return StoreError("loom.store.io", fmt::format("{}: {} (SQLite code {})", doing, e.what(),
+    return StoreError(error_id::store_io, fmt::format("{}: {} (SQLite code {})", doing, e.what(),
                                                    e.getExtendedErrorCode()));
 }
 
@@ -455,7 +455,7 @@ struct SqliteStore::Impl {
         } catch (const SQLite::Exception& e) {
             throw store_error(e, path + ": " + doing);
         } catch (const Json::exception& e) {
-            throw StoreError("loom.store.corrupt",
+            throw StoreError(error_id::store_corrupt,
                              fmt::format("{}: {}: stored JSON is unreadable: {}", path, doing,
                                          e.what()));
         }

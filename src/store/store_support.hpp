@@ -27,19 +27,19 @@ inline TimePoint from_millis(std::int64_t ms) noexcept {
 inline TimePoint to_stored(TimePoint at) noexcept { return from_millis(to_millis(at)); }
 
 inline Conflict duplicate_run(const RunId& run_id) {
-    return Conflict("loom.store.duplicate_run", "run " + run_id + " already exists");
+    return Conflict(error_id::store_duplicate_run, "run " + run_id + " already exists");
 }
 
 /// A new run whose idempotency key already belongs to run `holder`.
 inline Conflict duplicate_key(const RunInfo& run, const RunId& holder) {
-    return Conflict("loom.run.duplicate_key", "run " + run.id + ": idempotency key '" +
+    return Conflict(error_id::run_duplicate_key, "run " + run.id + ": idempotency key '" +
                                                   run.idempotency_key +
                                                   "' already belongs to run " + holder);
 }
 
 inline Conflict definition_conflict(const std::string& name, std::int64_t version,
                                     const std::string& stored_hash, const std::string& new_hash) {
-    return Conflict("loom.store.definition_conflict",
+    return Conflict(error_id::store_definition_conflict,
                     "workflow " + name + " version " + std::to_string(version) +
                         " is stored with hash " + stored_hash + ", not " + new_hash +
                         "; give changed content a new version");
@@ -47,26 +47,26 @@ inline Conflict definition_conflict(const std::string& name, std::int64_t versio
 
 /// replace_workflow() while unfinished run `run` uses (name, version).
 inline Conflict definition_in_use(const std::string& name, std::int64_t version, const RunId& run) {
-    return Conflict("loom.workflow.in_use",
+    return Conflict(error_id::workflow_in_use,
                     "workflow " + name + " version " + std::to_string(version) +
                         " cannot be replaced: unfinished run " + run +
                         " uses it (let it finish or cancel it, or give changed content a new version)");
 }
 
 inline StoreError unknown_workflow(const RunInfo& run) {
-    return StoreError("loom.store.unknown_workflow",
+    return StoreError(error_id::store_unknown_workflow,
                       "run " + run.id + ": workflow " + run.workflow_name + " version " +
                           std::to_string(run.workflow_version) + " is not stored");
 }
 
 inline StoreError duplicate_step(const RunId& run_id, const std::string& step_id) {
-    return StoreError("loom.store.duplicate_step",
+    return StoreError(error_id::store_duplicate_step,
                       "run " + run_id + " lists step " + step_id + " twice");
 }
 
 /// A second "step.started" event for one (run, step, attempt): a claim made twice.
 inline Conflict duplicate_attempt(const RunId& run_id, const std::string& step_id, int attempt) {
-    return Conflict("loom.store.duplicate_attempt",
+    return Conflict(error_id::store_duplicate_attempt,
                     "attempt " + std::to_string(attempt) + " of step " + step_id + " of run " +
                         run_id + " has already started");
 }
@@ -75,7 +75,7 @@ inline Conflict duplicate_attempt(const RunId& run_id, const std::string& step_i
 inline StoreError missing_row(const RunId& run_id, const std::string& step_id = {}) {
     const std::string row =
         step_id.empty() ? "run " + run_id : "step " + step_id + " of run " + run_id;
-    return StoreError("loom.store.missing_row", row + " does not exist");
+    return StoreError(error_id::store_missing_row, row + " does not exist");
 }
 
 }  // namespace loom::detail

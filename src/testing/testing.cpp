@@ -36,7 +36,7 @@ void FakeClock::wait_until(std::condition_variable& cv, std::unique_lock<std::mu
 
 void FakeClock::advance(TimePoint::duration by) {
     if (by < TimePoint::duration::zero())
-        throw InvalidArgument("loom.testing.clock_backwards",
+        throw InvalidArgument(error_id::testing_clock_backwards,
                               "FakeClock::advance by a negative duration; time never goes back");
     std::lock_guard guard(mutex_);
     move_to(now_ + by);
@@ -45,7 +45,7 @@ void FakeClock::advance(TimePoint::duration by) {
 void FakeClock::set(TimePoint to) {
     std::lock_guard guard(mutex_);
     if (to < now_)
-        throw InvalidArgument("loom.testing.clock_backwards",
+        throw InvalidArgument(error_id::testing_clock_backwards,
                               "FakeClock::set to an earlier time than now(); time never goes back");
     move_to(to);
 }
@@ -78,7 +78,7 @@ namespace {
 std::shared_ptr<StepHandler> registered(const HandlerRegistry& registry, std::string_view name) {
     auto handler = registry.find(name);
     if (!handler)
-        throw NotFound("loom.handler.unknown",
+        throw NotFound(error_id::handler_unknown,
                        "handler \"" + std::string(name) + "\" is not registered");
     return handler;
 }
@@ -86,11 +86,11 @@ std::shared_ptr<StepHandler> registered(const HandlerRegistry& registry, std::st
 }  // namespace
 
 StepHarness::StepHarness(std::shared_ptr<StepHandler> handler) : handler_(std::move(handler)) {
-    if (!handler_) throw InvalidArgument("loom.handler.null", "StepHarness: the handler is null");
+    if (!handler_) throw InvalidArgument(error_id::handler_null, "StepHarness: the handler is null");
 }
 
 StepHarness::StepHarness(HandlerRegistry::Function function) {
-    if (!function) throw InvalidArgument("loom.handler.null", "StepHarness: the function is null");
+    if (!function) throw InvalidArgument(error_id::handler_null, "StepHarness: the function is null");
     // The registry is what wraps a function into a StepHandler.
     HandlerRegistry registry;
     registry.add("harness", std::move(function));
@@ -107,7 +107,7 @@ StepHarness& StepHarness::input(Json value) {
 
 StepHarness& StepHarness::attempt(int number) {
     if (number < 1)
-        throw InvalidArgument("loom.testing.bad_attempt",
+        throw InvalidArgument(error_id::testing_bad_attempt,
                               "attempt " + std::to_string(number) + ": attempts count from 1");
     attempt_ = number;
     return *this;

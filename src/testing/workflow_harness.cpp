@@ -37,7 +37,7 @@ public:
             died_at_ = commits_ + 1;
         }
         if (dead_)
-            throw StoreError("loom.testing.crash",
+            throw StoreError(error_id::testing_crash,
                              fmt::format("commit {} failed: WorkflowHarness simulates a crash before it "
                                          "(crash_at); recover() resumes the runs",
                                          died_at_));
@@ -73,12 +73,12 @@ private:
 };
 
 [[noreturn]] void throw_crashed() {
-    throw StoreError("loom.testing.crash",
+    throw StoreError(error_id::testing_crash,
                      "the executor crashed at the commit crash_at() chose; recover() resumes its runs");
 }
 
 [[noreturn]] void bad_count(const char* what, long long n) {
-    throw InvalidArgument("loom.testing.bad_count",
+    throw InvalidArgument(error_id::testing_bad_count,
                           fmt::format("{}: {} is not a valid count", what, n));
 }
 
@@ -264,7 +264,7 @@ std::size_t WorkflowHarness::Impl::index_of(std::string_view step_id) const {
     std::lock_guard guard(mutex_);
     auto it = index_.find(step_id);
     if (it == index_.end())
-        throw InvalidArgument("loom.testing.unknown_step",
+        throw InvalidArgument(error_id::testing_unknown_step,
                               step_id.find('/') == std::string_view::npos
                                   ? fmt::format("workflow \"{}\" has no step \"{}\"", workflow_.name(), step_id)
                                   : fmt::format("no step \"{}\": name a step of a workflow given to "
@@ -299,7 +299,7 @@ std::size_t WorkflowHarness::Impl::mockable(std::string_view step_id) const {
     const std::string name = steps_[i].step->handler;
     guard.unlock();
     if (detail::is_reserved_handler(name) && detail::builtin_kind(name) != detail::StepKind::child)
-        throw InvalidArgument("loom.testing.not_mockable",
+        throw InvalidArgument(error_id::testing_not_mockable,
                               fmt::format("step \"{}\" is of the built-in type \"{}\", which cannot be "
                                           "mocked{}",
                                           step_id, name,
@@ -422,7 +422,7 @@ bool WorkflowHarness::Impl::look_at(const RunInfo& run, const Activity& activity
                                     TimePoint now, Outlook& out) {
     const Workflow* wf = workflow_of(run.id);
     if (!wf)
-        throw InvalidArgument("loom.testing.unknown_workflow",
+        throw InvalidArgument(error_id::testing_unknown_workflow,
                               fmt::format("run {} is of workflow \"{}\", which the harness does not know; "
                                           "give it to add_workflow()",
                                           run.id, run.workflow_name));
@@ -571,7 +571,7 @@ WorkflowHarness::Impl::Outlook WorkflowHarness::Impl::wait_quiet(const RunId* se
             commits = crashing_.commits();
             since = real_now;
         } else if (real_now - since > options_.busy_limit) {
-            throw Stalled("loom.testing.busy",
+            throw Stalled(error_id::testing_busy,
                           fmt::format("a run of workflow \"{}\" has been busy for {} ms of real time "
                                       "with nothing committed: a handler does not return (mock one "
                                       "that waits for ctx.cancelled() with hang(), or move clock() "
@@ -614,7 +614,7 @@ WorkflowHarness& WorkflowHarness::mock(std::string_view step_id, Json output) {
 WorkflowHarness& WorkflowHarness::mock(std::string_view step_id, HandlerRegistry::Function function) {
     const std::size_t i = impl_->mockable(step_id);
     if (!function)
-        throw InvalidArgument("loom.handler.null",
+        throw InvalidArgument(error_id::handler_null,
                               fmt::format("WorkflowHarness::mock: the function for step \"{}\" is null", step_id));
     std::lock_guard guard(impl_->mutex_);
     impl_->steps_[i].mock.function = std::move(function);
@@ -639,7 +639,7 @@ WorkflowHarness& WorkflowHarness::hang(std::string_view step_id, int first_n_att
     if (first_n_attempts < 0) bad_count("WorkflowHarness::hang", first_n_attempts);
     std::lock_guard guard(impl_->mutex_);
     if (impl_->steps_[i].builtin)   // mockable: a "workflow:" step
-        throw InvalidArgument("loom.testing.not_mockable",
+        throw InvalidArgument(error_id::testing_not_mockable,
                               fmt::format("step \"{}\" runs a sub-workflow, which cannot hang: it has no "
                                           "attempt to time out; mock its outcome or fail() it",
                                           step_id));
@@ -658,7 +658,7 @@ WorkflowHarness& WorkflowHarness::Impl::add_workflow(WorkflowHarness& self, Work
     {
         std::lock_guard guard(mutex_);
         if (first_entry_.count(wf.name()))
-            throw Conflict("loom.testing.workflow_added",
+            throw Conflict(error_id::testing_workflow_added,
                            fmt::format("the harness has workflow \"{}\" already", wf.name()));
     }
     executor_->add_workflow(wf);   // first: if it throws, nothing has changed
@@ -676,7 +676,7 @@ RunId WorkflowHarness::start(const Json& input) {
         std::lock_guard guard(impl_->mutex_);
         for (const auto& entry : impl_->steps_) {
             if (entry.builtin || entry.real || entry.mock.output || entry.mock.function) continue;
-            throw NotFound("loom.handler.unknown",
+            throw NotFound(error_id::handler_unknown,
                            fmt::format("workflow \"{}\" step \"{}\" uses handler \"{}\", which is "
                                        "neither registered nor mocked",
                                        entry.workflow->name(), entry.step->id, entry.step->handler));
@@ -709,14 +709,14 @@ RunInfo WorkflowHarness::settle(const RunId& id, TimePoint::duration max_advance
                 unfinished += fmt::format("{}\"{}\" {}", unfinished.empty() ? "" : ", ", s.step_id,
                                           to_string(s.status));
             }
-            throw Stalled("loom.testing.stalled",
+            throw Stalled(error_id::testing_stalled,
                           fmt::format("run {} cannot end however far the clock moves: nothing is due "
                                       "(unfinished steps: {}); a hang() without a timeout or deadline "
                                       "waits for ever",
                                       id, unfinished));
         }
         if (*out.next > limit)
-            throw Stalled("loom.testing.time_limit",
+            throw Stalled(error_id::testing_time_limit,
                           fmt::format("run {} is not over within {} ms of fake time: its next wake-up "
                                       "is later",
                                       id, std::chrono::duration_cast<milliseconds>(max_advance).count()));
@@ -755,7 +755,7 @@ std::size_t WorkflowHarness::commits_of_a_clean_run(const Json& input) {
 std::size_t WorkflowHarness::check_every_crash_point(
     const Json& input, const std::function<void(const CrashTrial&)>& checker) {
     if (crashed())
-        throw Conflict("loom.testing.crashed",
+        throw Conflict(error_id::testing_crashed,
                        "check_every_crash_point: the harness has crashed; recover() first");
     std::size_t clean_commits = commit_count();
     const RunInfo clean = run(input);

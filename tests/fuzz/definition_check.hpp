@@ -77,7 +77,7 @@ inline DefinitionCheck check_definition(std::string_view text) {
     tight.max_bytes = text.size();
     DefinitionCheck second = detail::load_and_reload(text, tight, "max_bytes = input size");
     if (second.problem.empty() && !second.error_id.empty() &&
-        second.error_id != "loom.definition.too_large")
+        second.error_id != loom::error_id::definition_too_large)
         second.problem = "max_bytes = input size: refused with " + second.error_id;
     second.error_id.clear();   // it loaded under the default limits
     return second;

@@ -94,7 +94,7 @@ inline Outcome evaluate(const Expression& expression, std::size_t round, std::st
         const std::string prefix =
             "[loom.when.type] expression " + loom::detail::quote(expression.text()) + ": ";
         const std::string_view message = e.what();
-        if (e.id() != "loom.when.type" || message.substr(0, prefix.size()) != prefix)
+        if (e.id() != loom::error_id::when_type || message.substr(0, prefix.size()) != prefix)
             problem = "malformed evaluation error: " + std::string(e.what());
         out.error = e.what();
     } catch (const std::exception& e) {
@@ -115,8 +115,8 @@ inline std::optional<Expression> parse(std::string_view text, ExpressionCheck& o
     } catch (const DefinitionError& e) {
         const std::string message = e.what();
         const std::string prefix = "[" + e.id() + "] " + where + ": ";
-        const bool expression = e.id() == "loom.definition.bad_expression";
-        if ((!expression && e.id() != "loom.definition.bad_reference") ||
+        const bool expression = e.id() == loom::error_id::definition_bad_expression;
+        if ((!expression && e.id() != loom::error_id::definition_bad_reference) ||
             message.compare(0, prefix.size(), prefix) != 0 ||
             message.compare(prefix.size(), 11, expression ? "expression " : "reference \"") != 0) {
             out.problem = "malformed parse error: " + message;
@@ -180,7 +180,7 @@ inline ExpressionCheck check_expression(std::string_view text) {
     ExpressionCheck wrapped_check;
     const auto negated = detail::parse(wrapped, wrapped_check);
     if (!wrapped_check.problem.empty()) return fail("!(text): " + wrapped_check.problem);
-    if (!negated && wrapped_check.error_id != "loom.definition.bad_expression")
+    if (!negated && wrapped_check.error_id != loom::error_id::definition_bad_expression)
         return fail("!(text) refused with " + wrapped_check.error_id);
     if (negated && !detail::same_references(*first, *negated))
         return fail("!(text) has other references");

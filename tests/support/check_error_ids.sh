@@ -1,32 +1,31 @@
 #!/usr/bin/env bash
 # bash check_error_ids.sh ROOT
-# Fails unless every error id the library uses appears, in backquotes, in
-# docs/08-errors.md. The ids are found in src/ and include/loom/: strings
-# "loom.x.y" (thrown, compared, or written into an error text as [loom.x.y]),
-# and the definition errors, which validation builds from a reason
-# (fail_definition("cycle", ...), fail_file("file", ...), read_integer(...,
-# "bad_retry", ...)).
+# Fails unless the error ids are written once and documented: every id of
+# include/loom/error_ids.hpp is in the table of docs/08-errors.md (in
+# backquotes), every id of that table is in the header, and no source in src/ or
+# include/ spells an id as a string literal instead of using loom::error_id.
 set -euo pipefail
 root=$1
-table=$root/docs/08-errors.md
 cd "$root"
+header=include/loom/error_ids.hpp
+table=docs/08-errors.md
 
-ids=$( {
-  grep -rhoE '["[]loom\.[a-z_]+\.[a-z0-9_]+' src include | cut -c2-
-  grep -rhoE 'fail(_definition|_file)?\("[a-z_]+"' src | sed -E 's/.*"([a-z_]+)"/loom.definition.\1/'
-  grep -rhoE ', "bad_[a-z_]+", ' src | sed -E 's/.*"([a-z_]+)".*/loom.definition.\1/'
-} | sort -u )
-
-missing=0
-for id in $ids; do
-  if ! grep -qF "\`$id\`" "$table"; then
-    echo "docs/08-errors.md lacks $id (used in: $(grep -rlF "$id" src include | tr '\n' ' '))" >&2
-    missing=$((missing + 1))
-  fi
+ids=$(grep -oE '= "loom\.[a-z_]+\.[a-z0-9_]+";' "$header" | sed -E 's/= "(.*)";/\1/' | sort)
+documented=$(grep -oE '^\| `loom\.[a-z_]+\.[a-z0-9_]+`' "$table" | tr -d '|` ' | sort -u)
+failed=0
+for id in $(comm -23 <(echo "$ids") <(echo "$documented")); do
+  echo "$table lacks $id, which $header defines" >&2
+  failed=1
 done
-count=$(wc -w <<<"$ids")
-if ((missing > 0)); then
-  echo "$missing of $count error ids are not in docs/08-errors.md" >&2
-  exit 1
+for id in $(comm -13 <(echo "$ids") <(echo "$documented")); do
+  echo "$table lists $id, which $header does not define" >&2
+  failed=1
+done
+# A literal id anywhere but the header (comments aside), bare or as "[id] ...".
+if grep -rnE '["[]loom\.[a-z_]+\.[a-z0-9_]+' src include --include='*.[ch]pp' \
+     | grep -v "^$header:" | grep -vE '^[^:]*:[0-9]+: *//'; then
+  echo "the lines above spell an error id instead of using loom::error_id" >&2
+  failed=1
 fi
-echo "all $count error ids used in src/ and include/ are in docs/08-errors.md"
+((failed == 0)) || exit 1
+echo "all $(wc -w <<<"$ids") error ids of $header are in $table and no other, and src/ uses their constants"
