@@ -76,7 +76,7 @@ void Executor::Impl::run_child_task(const Task& task) {
         auto& slot = parent.steps[step];
         // A stopping parent released its suspended steps already.
         if (parent.abandoned || parent.stopping || slot.status != StepStatus::suspended) return;
-        Queue queue(*this, task.run);
+        Queue queue(commits_, task.run);
         resume(parent, step, std::move(result), queue);
         finalize_if_done(parent, queue);
         queue.release(false);
@@ -114,7 +114,7 @@ void Executor::Impl::run_child_task(const Task& task) {
             finish(error.empty() ? Result::success(std::move(output)) : Result::failure(std::move(error), true));
             return;
         }
-        auto wf = find_workflow(std::string(detail::child_workflow(parent.workflow->steps()[step].handler)), std::nullopt);
+        auto wf = workflows_.find(std::string(detail::child_workflow(parent.workflow->steps()[step].handler)), std::nullopt);
         auto handlers = resolve_handlers(*wf, child);
         start_run(std::move(wf), std::move(handlers), input, "", child, parent.priority);
         bool stopped;
@@ -135,7 +135,7 @@ void Executor::Impl::run_child_task(const Task& task) {
 void Executor::Impl::notify_parent(const RunState& child) {
     const auto dot = child.id.rfind('.');
     if (dot == RunId::npos) return;
-    auto parent = find_live(child.id.substr(0, dot));
+    auto parent = live_.find(child.id.substr(0, dot));
     if (!parent) return;   // its recovery finds the child final and finishes the step
     const auto step = detail::Plan::of(*parent->workflow).step_index(child.id.substr(dot + 1));
     if (!step) return;

@@ -53,7 +53,7 @@ void Executor::Impl::run_compensation(const Task& task) {
         std::lock_guard lock(run.mutex);
         if (run.abandoned || stopping_ || run.steps[step].status != StepStatus::compensating) return;
         number = ++run.steps[step].compensation_attempts;
-        in_flight_.fetch_add(1);
+        in_flight_.enter();
     }
     detail::failpoint("step.claimed");
     detail::Invocation outcome;
@@ -76,10 +76,10 @@ void Executor::Impl::run_compensation(const Task& task) {
         std::lock_guard lock(run.mutex);
         auto& slot = run.steps[step];
         if (run.abandoned) {
-            left_flight();
+            in_flight_.leave();
             return;
         }
-        Queue queue(*this, task.run);
+        Queue queue(commits_, task.run);
         const auto at = now();
         const RetryPolicy retry = run.workflow->retry_of(step);
         slot.wake_at.reset();
@@ -104,7 +104,7 @@ void Executor::Impl::run_compensation(const Task& task) {
                 }
             });
             queue.release(false);
-            left_flight();
+            in_flight_.leave();
             return;
         } else {
             slot.status = StepStatus::failed;
@@ -120,7 +120,7 @@ void Executor::Impl::run_compensation(const Task& task) {
         finalize_if_done(run, queue);
         queue.release(false);
     }
-    left_flight();
+    in_flight_.leave();
 }
 
 }  // namespace loom

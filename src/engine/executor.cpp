@@ -82,6 +82,8 @@ Executor::Impl::Impl(Store& store, HandlerRegistry& handlers, ExecutorOptions op
       handlers_(handlers),
       options_(options),
       clock_(options.clock ? *options.clock : SystemClock::instance()),
+      workflows_(store, options.limits),
+      limits_(options.max_running_per_handler, options.max_running_per_workflow),
       timers_(clock_),
       pool_(checked_thread_count(options), [this](Task& t) { run_task(t); },
             [this] { return lead_if_idle(); }) {}
@@ -89,31 +91,14 @@ Executor::Impl::Impl(Store& store, HandlerRegistry& handlers, ExecutorOptions op
 Executor::Impl::~Impl() {
     stopping_ = true;
     timers_.stop();   // waits in progress stay in the store; recover() re-arms them
-    {
-        std::unique_lock lock(in_flight_mutex_);
-        if (!in_flight_cv_.wait_for(lock, options_.shutdown_grace, [this] { return in_flight_ == 0; })) {
-            lock.unlock();
-            cancel_attempts();
-        }
-    }
+    if (!in_flight_.drain(options_.shutdown_grace)) cancel_attempts();
     pool_.stop();
     // Commit what the last handlers left queued, so their results are kept.
-    bool must_lead = false;
-    {
-        std::lock_guard lock(commit_mutex_);
-        must_lead = !pending_effects_.empty() && !leading_;
-        leading_ = leading_ || must_lead;
-    }
-    if (must_lead) {
+    if (commits_.claim()) {
         Task held;   // dispatching is over: the stopped pool drops ready steps
         lead(&held);
     }
-    std::vector<std::shared_ptr<RunState>> left;
-    {
-        std::lock_guard lock(live_mutex_);
-        for (auto& [id, run] : live_) left.push_back(run);
-    }
-    for (auto& run : left) {
+    for (auto& run : live_.all()) {
         std::lock_guard run_lock(run->mutex);
         // A paused run's parked tasks point back at the run: dropped (the pool
         // is stopped), or the run would keep itself alive after the executor.
@@ -129,12 +114,7 @@ Executor::Impl::~Impl() {
 
 void Executor::Impl::cancel_attempts() {
     attempts_cancelled_ = true;   // before any handler can see ctx.cancelled()
-    std::vector<std::shared_ptr<RunState>> runs;
-    {
-        std::lock_guard lock(live_mutex_);
-        for (auto& [id, run] : live_) runs.push_back(run);
-    }
-    for (auto& run : runs) {
+    for (auto& run : live_.all()) {
         std::lock_guard lock(run->mutex);
         run->cancel_flag = true;   // attempts without a flag of their own read this one
         for (auto& slot : run->steps) {
@@ -144,32 +124,6 @@ void Executor::Impl::cancel_attempts() {
                 if (item.attempt_flag) item.attempt_flag->store(true);
         }
     }
-}
-
-std::shared_ptr<const Workflow> Executor::Impl::find_workflow(const std::string& name,
-                                                              std::optional<std::int64_t> version) {
-    {
-        std::lock_guard lock(workflows_mutex_);
-        if (version) {
-            auto it = workflows_.find({name, *version});
-            if (it != workflows_.end()) return it->second;
-        } else {
-            // The highest version added here; the store only if none was.
-            auto it = workflows_.lower_bound({name, std::numeric_limits<std::int64_t>::max()});
-            if (it != workflows_.begin() && std::prev(it)->first.first == name) return std::prev(it)->second;
-        }
-    }
-    auto record = store_.load_workflow(name, version);
-    if (!record) {
-        throw NotFound(error_id::workflow_unknown,
-                       version ? fmt::format("workflow \"{}\" version {} is not registered", name, *version)
-                               : fmt::format("workflow \"{}\" is not registered", name));
-    }
-    std::lock_guard lock(workflows_mutex_);
-    auto& cached = workflows_[{record->name, record->version}];
-    if (!cached || cached->hash() != record->hash)
-        cached = std::make_shared<const Workflow>(Workflow::from_json(record->definition, options_.limits));
-    return cached;
 }
 
 StepHandlers Executor::Impl::resolve_handlers(const Workflow& wf, const RunId& run) {
@@ -190,7 +144,7 @@ StepHandlers Executor::Impl::resolve_handlers(const Workflow& wf, const RunId& r
         if (detail::kind_of(wf, i) == detail::StepKind::child && !stood_in(wf, static_cast<std::uint32_t>(i))) {
             const std::string child(detail::child_workflow(step.handler));
             try {
-                (void)find_workflow(child, std::nullopt);
+                (void)workflows_.find(child, std::nullopt);
             } catch (const NotFound&) {
                 throw NotFound(error_id::workflow_unknown,
                                fmt::format("{}workflow \"{}\" step \"{}\" runs workflow \"{}\", which is not "
@@ -221,7 +175,7 @@ StepHandlers Executor::Impl::resolve_tree(const Workflow& wf) {
             const std::string via = fmt::format("{}workflow \"{}\" step \"{}\" runs workflow \"{}\": ", path,
                                                 parent->name(), parent->steps()[i].id, child);
             try {
-                held.push_back(find_workflow(child, std::nullopt));   // resolve_handlers found it
+                held.push_back(workflows_.find(child, std::nullopt));   // resolve_handlers found it
                 (void)resolve_handlers(*held.back(), "");
             } catch (const NotFound& e) {
                 const std::string_view what = e.what();
@@ -344,11 +298,7 @@ std::shared_ptr<RunState> Executor::Impl::make_state(const RunInfo& info,
 
 bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo& stored, bool fresh,
                             const char* event, const RunWrite* reopen) {
-    {
-        std::lock_guard lock(live_mutex_);
-        if (!live_.emplace(run->id, run).second) return false;   // another recover() has it
-        abandoned_.erase(run->id);
-    }
+    if (!live_.add(run)) return false;   // another recover() has it
     // A recovered run: what host threads recorded since recover() read it.
     std::optional<RunInfo> latest;
     std::vector<RunEvent> latest_events;
@@ -378,7 +328,7 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
     {
         std::lock_guard lock(run->mutex);
         if (latest) catch_up(*run, stored, *latest, latest_events);
-        Queue queue(*this, run, &waiter);
+        Queue queue(commits_, run, &waiter);
         auto& writes = queue.writes();
         const auto at = now();
         if (fresh) {
@@ -426,7 +376,7 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
     try {
         await_commit(must_lead, waiter);
     } catch (...) {
-        erase_live(run);
+        live_.remove(*run);
         throw;
     }
     return true;
@@ -445,17 +395,6 @@ void Executor::Impl::catch_up(RunState& run, const RunInfo& read, const RunInfo&
     merge_deliveries(run, events);   // the first of each counts: the ones read before stay
 }
 
-std::shared_ptr<RunState> Executor::Impl::find_live(const RunId& id) {
-    std::lock_guard lock(live_mutex_);
-    auto it = live_.find(id);
-    return it == live_.end() ? nullptr : it->second;
-}
-
-void Executor::Impl::erase_live(const std::shared_ptr<RunState>& run) {
-    std::lock_guard lock(live_mutex_);
-    auto it = live_.find(run->id);
-    if (it != live_.end() && it->second == run) live_.erase(it);
-}
 
 // --- public verbs ---
 
@@ -466,45 +405,25 @@ Executor::Executor(Store& store, HandlerRegistry& handlers, ExecutorOptions opti
 
 Executor::~Executor() = default;
 
-void Executor::add_workflow(const Workflow& workflow) { impl_->add_workflow(workflow, /*replace=*/false); }
+void Executor::add_workflow(const Workflow& workflow) { impl_->workflows_.add(workflow, /*replace=*/false, impl_->now()); }
 
-void Executor::replace_workflow(const Workflow& workflow) { impl_->add_workflow(workflow, /*replace=*/true); }
-
-void Executor::Impl::add_workflow(const Workflow& workflow, bool replace) {
-    const WorkflowRecord record{workflow.name(), workflow.version(), workflow.hash(), workflow.to_json(), now()};
-    if (replace) {
-        store_.replace_workflow(record);
-    } else {
-        store_.save_workflow(record);
-    }
-    std::lock_guard lock(workflows_mutex_);
-    workflows_[{workflow.name(), workflow.version()}] = std::make_shared<const Workflow>(workflow);
+void Executor::replace_workflow(const Workflow& workflow) {
+    impl_->workflows_.add(workflow, /*replace=*/true, impl_->now());
 }
+
 
 void Executor::check(const Workflow& workflow) { (void)impl_->resolve_tree(workflow); }
 
 RunId Executor::start(const std::string& workflow_name, const Json& input, const StartOptions& options) {
     detail::check_payload(input, impl_->options_.payload, "the run's input");
-    auto wf = impl_->find_workflow(workflow_name, options.version);
+    auto wf = impl_->workflows_.find(workflow_name, options.version);
     auto handlers = impl_->resolve_tree(*wf);
     const std::string& key = options.idempotency_key;
     if (key.empty()) return impl_->start_run(std::move(wf), std::move(handlers), input, key, {}, options.priority);
 
     // One start per key at a time in this process, so that two never race
     // into one batch, where the store's refusal of the second would fail both.
-    std::unique_lock lock(impl_->keys_mutex_);
-    impl_->keys_cv_.wait(lock, [&] { return !impl_->starting_keys_.count(key); });
-    impl_->starting_keys_.insert(key);
-    lock.unlock();
-    struct Release {
-        Impl& impl;
-        const std::string& key;
-        ~Release() {
-            std::lock_guard lock(impl.keys_mutex_);
-            impl.starting_keys_.erase(key);
-            impl.keys_cv_.notify_all();
-        }
-    } release{*impl_, key};
+    detail::KeyGate::Hold hold(impl_->starting_keys_, key);
     for (int round = 0;; ++round) {
         if (auto existing = impl_->store_.find_run_by_key(key)) {
             RunInfo info = get_run(*existing);
@@ -550,18 +469,14 @@ RunId Executor::Impl::start_run(std::shared_ptr<const Workflow> wf,
 }
 
 std::optional<RunInfo> Executor::wait_for(const RunId& id, std::chrono::milliseconds timeout) {
-    if (auto run = impl_->find_live(id)) {
+    if (auto run = impl_->live_.find(id)) {
         std::unique_lock lock(run->mutex);
         if (!run->done_cv.wait_for(lock, timeout, [&] { return run->done; })) return std::nullopt;
         if (run->store_error) std::rethrow_exception(run->store_error);
     }
     RunInfo info = get_run(id);
-    if (!is_final(info.status) && !impl_->find_live(id)) {
-        {
-            std::lock_guard lock(impl_->live_mutex_);
-            auto it = impl_->abandoned_.find(id);
-            if (it != impl_->abandoned_.end()) std::rethrow_exception(it->second);
-        }
+    if (!is_final(info.status) && !impl_->live_.find(id)) {
+        if (auto why = impl_->live_.why_abandoned(id)) std::rethrow_exception(why);
         throw Conflict(error_id::run_not_live,
                        "run " + id + " is unfinished but not running in this executor; call recover()");
     }
@@ -590,47 +505,37 @@ std::vector<RunEvent> Executor::history(const RunId& id) {
 }
 
 bool Executor::Impl::cancel_run(const RunId& id) {
-    CommitWaiter waiter;
     const auto at = now();
-    auto request = [&](Queue& queue) {
+    auto write = [&](Queue& queue) {
         queue.writes().runs.push_back(RunWrite{id, RunStatus::running, true, {}, "", at, {}});
         queue.writes().events.push_back(RunEvent{0, id, "", event::run_cancel_requested, 0, "", at});
     };
-    bool must_lead;
-    bool recorded_only = false;    // not live here: only the store has the request
     std::vector<RunId> children;   // of sub-workflow steps in flight: cancelled too
     auto child_of = [&](const Workflow& wf, std::size_t i, StepStatus status) {
         if (status == StepStatus::suspended && detail::kind_of(wf, i) == detail::StepKind::child)
             children.push_back(id + "." + wf.steps()[i].id);
     };
-    if (auto run = find_live(id)) {
-        std::lock_guard lock(run->mutex);
-        if (run->final_submitted || run->cancel_requested) return !run->final_submitted;
-        for (std::size_t i = 0; i < run->steps.size(); ++i) child_of(*run->workflow, i, run->steps[i].status);
-        run->cancel_requested = true;
-        run->cancel_flag = true;
-        stop_run(*run, RunStatus::cancelled, "");
-        Queue queue(*this, run, &waiter);
-        request(queue);
-        finalize_if_done(*run, queue);
-        must_lead = queue.release(true);
-    } else {
-        // Not running here: record the request; whoever resumes it ends it.
-        auto stored = store_.load_run(id);
-        if (!stored) throw NotFound(error_id::run_unknown, "run " + id + " does not exist");
-        const RunInfo& info = *stored;
-        if (is_final(info.status)) return false;
-        if (info.cancel_requested) return true;
-        if (auto wf = find_workflow(info.workflow_name, info.workflow_version))
-            for (std::size_t i = 0; i < info.steps.size(); ++i) child_of(*wf, i, info.steps[i].status);
-        Queue queue(*this, nullptr, &waiter);
-        request(queue);
-        must_lead = queue.release(true);
-        recorded_only = true;
-    }
-    await_commit(must_lead, waiter);
-    // A recover() that read the run before this request may have made it live since.
-    if (recorded_only && find_live(id)) cancel_run(id);
+    const bool result = request(
+        id, {[&](RunState& run) -> std::optional<bool> {
+                 if (run.final_submitted || run.cancel_requested) return !run.final_submitted;
+                 return std::nullopt;
+             },
+             [&](RunState& run, Queue& queue, bool) {
+                 for (std::size_t i = 0; i < run.steps.size(); ++i) child_of(*run.workflow, i, run.steps[i].status);
+                 run.cancel_requested = true;
+                 run.cancel_flag = true;
+                 stop_run(run, RunStatus::cancelled, "");
+                 write(queue);
+                 finalize_if_done(run, queue);
+             },
+             [&](const RunInfo& info) -> std::optional<bool> {
+                 if (is_final(info.status)) return false;
+                 if (info.cancel_requested) return true;
+                 if (auto wf = workflows_.find(info.workflow_name, info.workflow_version))
+                     for (std::size_t i = 0; i < info.steps.size(); ++i) child_of(*wf, i, info.steps[i].status);
+                 return std::nullopt;
+             },
+             [&](const RunInfo&, Queue& queue) { write(queue); }});
     for (const auto& child : children) {
         try {
             cancel_run(child);
@@ -638,7 +543,7 @@ bool Executor::Impl::cancel_run(const RunId& id) {
             // Not started yet: the parent, stopping, will not start it.
         }
     }
-    return true;
+    return result;
 }
 
 bool Executor::cancel(const RunId& id) { return impl_->cancel_run(id); }
@@ -652,10 +557,10 @@ std::vector<RunId> Executor::recover() {
     };
     std::vector<Resumable> todo;
     for (const auto& id : impl_->store_.unfinished_runs()) {
-        if (impl_->find_live(id)) continue;
+        if (impl_->live_.find(id)) continue;
         auto info = impl_->store_.load_run(id);
         if (!info || is_final(info->status)) continue;
-        auto wf = impl_->find_workflow(info->workflow_name, info->workflow_version);
+        auto wf = impl_->workflows_.find(info->workflow_name, info->workflow_version);
         if (wf->hash() != info->workflow_hash) {
             throw Conflict(error_id::run_definition_changed,
                            fmt::format("run {} started with workflow \"{}\" version {} hash {}, but the "

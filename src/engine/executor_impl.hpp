@@ -1,8 +1,9 @@
-// Executor internals shared by executor.cpp (the public verbs) and
-// scheduler.cpp (running steps and the group commit). Internal.
+// Executor internals shared by the engine's .cpp files. Internal.
 //
-// Lock order: RunState::mutex, then commit_mutex_ or live_mutex_. Neither
-// commit_mutex_, live_mutex_ nor workflows_mutex_ is held while taking another.
+// Lock order: a run's mutex (RunState::mutex), then the mutex of one of the
+// parts it uses: the commit queue, the live runs, the concurrency limits. No
+// part calls out with its own mutex held, and the workflow cache, the key gate
+// and the in-flight count are taken with no run mutex held.
 #pragma once
 
 #include <condition_variable>
@@ -24,56 +25,19 @@
 #include <loom/events.hpp>
 #include <loom/executor.hpp>
 
+#include "engine/commit_queue.hpp"
+#include "engine/in_flight.hpp"
+#include "engine/key_gate.hpp"
+#include "engine/limits.hpp"
+#include "engine/live_runs.hpp"
 #include "engine/run_state.hpp"
-#include "runtime/thread_pool.hpp"
+#include "engine/workflow_cache.hpp"
+#include "engine/task.hpp"
 #include "runtime/timer_queue.hpp"
 
 namespace loom::detail {
 
 class Expression;
-
-/// A host thread blocked until its writes are committed (start, cancel, recover).
-struct CommitWaiter {
-    std::mutex mutex;
-    std::condition_variable cv;
-    bool done = false;              // guarded by mutex
-    std::exception_ptr error;       // guarded by mutex
-    void signal(std::exception_ptr e);
-    /// Rethrows the commit's error.
-    void wait();
-    /// As wait(), but false if not committed within `timeout`.
-    bool wait_for(std::chrono::milliseconds timeout);
-};
-
-/// A change of a step or element as its writes recorded it, to be told to
-/// observers (Observer::on_step_changed) once they are durable. Made only
-/// when there is an observer.
-struct StepChange {
-    std::uint32_t step = 0;
-    std::optional<std::uint32_t> item;
-    StepStatus status = StepStatus::pending;
-    int attempt = 0;
-    Json output;                     // completed: a copy, since the slot's may move on
-    std::string error;
-    std::optional<TimePoint> started_at, finished_at, wake_at;
-    const char* kind = "";           // the history event's
-    std::string detail;
-};
-
-/// What to do about a run once a batch holding its writes is durable.
-struct Effects {
-    std::shared_ptr<RunState> run;               // null: only a waiter to wake
-    std::vector<StepChange> changes;             // tell observers, in order
-    bool arm_timers = false;                     // arm the run's deadline and its waiting steps
-    std::uint64_t run_seq = 0;                   // RunState::queued_seq of these writes
-    bool run_started = false;
-    bool run_finished = false;
-    CommitWaiter* waiter = nullptr;
-    /// Where the writes queued with these effects start in the pending batch;
-    /// they end where the next Effects' start. Lets a failed commit drop what
-    /// its runs queued behind it.
-    std::size_t new_runs_from = 0, steps_from = 0, items_from = 0, runs_from = 0, events_from = 0;
-};
 
 /// Stands in for sub-workflow steps instead of child runs: how the testing
 /// kit mocks a "workflow:NAME" step (WorkflowHarness::mock).
@@ -141,42 +105,13 @@ struct Executor::Impl {
         bool must_lead = false;   // the claiming thread leads that commit
     };
 
-    /// The commit queue, held: writes, effects and ready steps go straight into
-    /// the pending batch. Take it with the run's mutex held (if there is a run)
-    /// so that a run's writes queue in the order they were made.
-    class Queue {
-    public:
-        Queue(Impl& impl, std::shared_ptr<RunState> run, CommitWaiter* waiter = nullptr);
-        Batch& writes() { return impl_.pending_; }
-        Effects& effects() { return impl_.pending_effects_.back(); }
-        /// Dispatch `step` once the batch is committed.
-        void ready(std::uint32_t step, Task::Kind kind = Task::Kind::step) {
-            impl_.pending_ready_.push_back(Task{run_, step, kind, run_->priority});
-        }
-        /// Dispatch element `item` of for_each step `step` once committed.
-        void ready_item(std::uint32_t step, std::uint32_t item) {
-            impl_.pending_ready_.push_back(Task{run_, step, Task::Kind::item, run_->priority, item});
-        }
-        /// Releases the queue. With `claim`, takes the leader's role if it is
-        /// free and returns true: the caller must then lead().
-        bool release(bool claim);
+    /// The commit queue, held by one thread to add one change (see CommitQueue::Queue).
+    using Queue = detail::CommitQueue::Queue;
 
-    private:
-        Impl& impl_;
-        std::shared_ptr<RunState> run_;
-        std::unique_lock<std::mutex> lock_;
-    };
-
-    /// An attempt claimed (in_flight_ raised) is over.
-    void left_flight();
-    /// Concurrency limits (ExecutorOptions::max_running_per_*): takes a slot
-    /// for the task's handler and workflow, or parks the task until one frees
-    /// and returns false. Run mutex held.
-    bool take_slot(const Task& task);
-    /// The task's attempt is over: frees its slots and re-dispatches a task
-    /// parked on each.
-    void free_slot(const Task& task);
-    /// A stopping run's tasks parked by a limit are dispatched (to end).
+    /// The task's attempt is over: it is in flight no more, and frees its
+    /// concurrency-limit slots, dispatching a task parked on each.
+    void end_flight(const Task& task);
+    /// A stopping run's tasks parked by a concurrency limit are dispatched (to end).
     void unpark_limited(const RunState& run);
     /// Calls the handler of a claimed attempt once its start may run (await_start).
     Result call(const Task& task, Attempt& attempt);
@@ -188,10 +123,6 @@ struct Executor::Impl {
     Task next_task();
     /// For an idle worker: commits what is pending, if no one else is.
     bool lead_if_idle();
-    /// Takes the leader's role if no one has it and something is pending.
-    bool claim_leadership();
-    /// True when the pending batch should be committed now.
-    bool commit_due() const;
     /// Commits pending changes until none is left. `held` (workers only)
     /// receives one ready step to run next; host threads lead one round and
     /// hand on to a worker.
@@ -222,8 +153,6 @@ struct Executor::Impl {
     /// way, no commit is added per step. `began` is the attempt's start.
     /// Run mutex held.
     void note_start(const Task& task, Attempt& attempt, TimePoint began);
-    /// Sets flush_starts() to run at `at`. commit_mutex_ held.
-    void arm_start_flush(TimePoint at);
     /// Before an exact attempt's handler runs: waits until its start is
     /// committed. False if that commit failed (the run is abandoned; the
     /// attempt must end without running). No lock held.
@@ -357,11 +286,35 @@ struct Executor::Impl {
     /// another process, and apply them. Timer thread; re-arms itself.
     void poll_deliveries();
     void arm_delivery_poll();
-    /// Records and applies a signal or a completion request, durably, from a
-    /// host thread. A live run: `check_live` may throw, then `apply` queues
-    /// the effect (both under the run mutex). Otherwise `check_stored` may
-    /// throw, and only the event is recorded. Returns false (recording
-    /// nothing) if the run is final.
+    /// What a host call asks of one run (cancel, pause, resume, a signal, a
+    /// completion), for the run live here and for the run only in the store.
+    struct RunRequest {
+        /// The live run, its mutex held: the call's result if there is
+        /// nothing to do (the run is final, or already as asked), else
+        /// nullopt and apply_live follows. May throw; nothing is queued yet.
+        std::function<std::optional<bool>(RunState&)> check_live;
+        /// Queues the request's writes and effects for the live run, run
+        /// mutex held. `recorded`: the store has the request already (the run
+        /// was made live after record() wrote it).
+        std::function<void(RunState&, Queue&, bool recorded)> apply_live;
+        /// The stored run, not live here: the call's result if there is
+        /// nothing to do, else nullopt and record follows. May throw.
+        std::function<std::optional<bool>(const RunInfo&)> check_stored;
+        /// Queues the writes that record the request for whoever runs the run next.
+        std::function<void(const RunInfo&, Queue&)> record;
+    };
+    /// Carries out `request` on run `id` and returns once it is durable: on
+    /// the live run if this executor runs it; else recorded in the store and,
+    /// if a recover() that read the run before that made it live meanwhile,
+    /// applied to the live run too. The one place that knows a run is either
+    /// live here or only in the store. Throws NotFound "[loom.run.unknown]",
+    /// what the checks throw, and what the commit throws.
+    bool request(const RunId& id, const RunRequest& request);
+    /// request() on the live run `run`.
+    bool request_live(const std::shared_ptr<RunState>& run, const RunRequest& request, bool recorded);
+    /// Records and applies a signal or a completion request (see request()):
+    /// `check_live` and `check_stored` may throw; `apply` queues its effect on
+    /// the live run. Returns false (recording nothing) if the run is final.
     bool deliver(const RunId& id, RunEvent event, const std::function<void(RunState&)>& check_live,
                  const std::function<void(RunState&, Queue&)>& apply,
                  const std::function<void(const RunInfo&)>& check_stored);
@@ -468,10 +421,6 @@ struct Executor::Impl {
     }
 
     // --- executor.cpp ---
-    /// add_workflow(), or with `replace` replace_workflow().
-    void add_workflow(const Workflow& workflow, bool replace);
-    std::shared_ptr<const Workflow> find_workflow(const std::string& name,
-                                                  std::optional<std::int64_t> version);
     /// Throws NotFound "[loom.handler.unknown]" for a step's handler or
     /// compensation handler that is not registered, "[loom.workflow.unknown]"
     /// for a sub-workflow neither added nor stored.
@@ -507,12 +456,10 @@ struct Executor::Impl {
     RunId start_run(std::shared_ptr<const Workflow> wf, StepHandlers handlers,
                     const Json& input, const std::string& idempotency_key, RunId id = {},
                     int priority = 0);
-    std::shared_ptr<RunState> find_live(const RunId& id);
     /// Executor::cancel(): also cancels the run's child runs before it returns.
     bool cancel_run(const RunId& id);
     /// Sets ctx.cancelled() for every in-flight attempt (shutdown grace over).
     void cancel_attempts();
-    void erase_live(const std::shared_ptr<RunState>& run);
 
     Store& store_;
     HandlerRegistry& handlers_;
@@ -521,57 +468,22 @@ struct Executor::Impl {
 
     std::atomic<detail::ChildStandIn*> stand_in_{nullptr};   // see ExecutorAccess
 
-    std::mutex workflows_mutex_;
-    std::map<std::pair<std::string, std::int64_t>, std::shared_ptr<const Workflow>>
-        workflows_;   // guarded by workflows_mutex_
+    detail::WorkflowCache workflows_;
+    detail::ConcurrencyLimits limits_;
+    detail::KeyGate starting_keys_;   // idempotency keys being started
+    detail::LiveRuns live_;
 
-    std::mutex limits_mutex_;
-    std::map<std::string, unsigned> running_;              // by limit key; guarded by limits_mutex_
-    std::map<std::string, std::deque<Task>> slot_waiters_; // by limit key; guarded by limits_mutex_
-
-    std::mutex keys_mutex_;
-    std::condition_variable keys_cv_;
-    std::set<std::string> starting_keys_;   // idempotency keys being started; guarded by keys_mutex_
-
-    std::mutex live_mutex_;
-    std::unordered_map<RunId, std::shared_ptr<RunState>> live_;   // guarded by live_mutex_
-    /// Why runs were abandoned (a commit failed), until recover() resumes them:
-    /// wait() reports it even when called after the fact.
-    std::unordered_map<RunId, std::exception_ptr> abandoned_;      // guarded by live_mutex_
-
-    std::mutex commit_mutex_;
-    Batch pending_;                        // guarded by commit_mutex_
-    std::vector<Effects> pending_effects_; // guarded by commit_mutex_
-    std::vector<Task> pending_ready_;      // guarded by commit_mutex_
-    /// Size and age of the pending batch, read without the mutex by commit_due().
-    std::atomic<std::size_t> pending_count_{0};
-    std::atomic<std::int64_t> pending_since_ns_{0};   // steady clock
-    /// Attempts started but not yet written: the next commit records those
-    /// still running; a quick attempt is recorded with its result instead.
-    std::vector<Task> unrecorded_;         // guarded by commit_mutex_
-    TimePoint oldest_unrecorded_{};        // when unrecorded_[0] began; guarded by commit_mutex_
-    bool start_flush_armed_ = false;       // flush_starts() is due; guarded by commit_mutex_
-    bool leading_ = false;                 // guarded by commit_mutex_
-    /// The leader's buffers, kept between rounds and leaders so that their
-    /// capacity is reused. Only the thread that set leading_ touches them.
-    struct LeaderBuffers {
-        Batch batch;
-        std::vector<Effects> effects;
-        std::vector<Task> started;
-        std::vector<Task> ready;
-    } leader_;
+    detail::CommitQueue commits_;
+    detail::CommitQueue::Round round_;   // only the leader touches it
 
     std::atomic<bool> stopping_{false};
     /// Shutdown's grace ran out and cancel_attempts() set ctx.cancelled():
     /// from then on a failure is taken for the handler giving up, not the
     /// step failing, and is not recorded. A failure within the grace is.
     std::atomic<bool> attempts_cancelled_{false};
-    /// Attempts claimed and not yet finished; destruction waits for them.
-    std::atomic<std::size_t> in_flight_{0};
-    std::mutex in_flight_mutex_;
-    std::condition_variable in_flight_cv_;
+    detail::InFlight in_flight_;   // attempts claimed and not yet finished; destruction waits for them
     detail::TimerQueue timers_;   // stopped first by ~Impl: its callbacks use the rest
-    detail::ThreadPool pool_;   // last: its threads stop before the rest is destroyed
+    detail::WorkerPool pool_;   // last: its threads stop before the rest is destroyed
 };
 
 }  // namespace loom

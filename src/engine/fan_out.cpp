@@ -254,7 +254,7 @@ std::optional<Executor::Impl::Attempt> Executor::Impl::claim_item(const Task& ta
             expire(task.run);   // nothing starts past the deadline
             return std::nullopt;
         }
-        Queue queue(*this, task.run);
+        Queue queue(commits_, task.run);
         if (advance_fan_out(run, task.step, queue)) release_dependents(run, task.step, queue);
         finalize_if_done(run, queue);
         queue.release(false);
@@ -272,7 +272,7 @@ void Executor::Impl::quiet_item_end(const std::shared_ptr<RunState>& run_ptr, st
     if (run.steps[step].fan->busy > 0) return;
     --run.active;
     --run.fans_open;
-    if (run.abandoned && run.active == 0) erase_live(run_ptr);
+    if (run.abandoned && run.active == 0) live_.remove(*run_ptr);
 }
 
 void Executor::Impl::finish_item(const Task& task, int number, Result&& result) {
@@ -291,7 +291,7 @@ void Executor::Impl::finish_item(const Task& task, int number, Result&& result) 
             --item.attempts;   // never stored, and now never will be
         } else if (!run.abandoned) {
             ++item.attempt_base;   // as a step's (finish_attempt)
-            Queue queue(*this, task.run);
+            Queue queue(commits_, task.run);
             write_item(run, task.step, task.item, queue.writes());
             queue.release(false);
         }
@@ -300,7 +300,7 @@ void Executor::Impl::finish_item(const Task& task, int number, Result&& result) 
     }
     item.start_written = true;   // with its result
     close_attempt(run, task.step, item, result);
-    Queue queue(*this, task.run);
+    Queue queue(commits_, task.run);
     if (settle_item(run, task.step, task.item, std::move(result), queue))
         release_dependents(run, task.step, queue);
     finalize_if_done(run, queue);

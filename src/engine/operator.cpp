@@ -19,14 +19,14 @@ void Executor::Impl::reopen(const RunId& id, const char* event, bool keep_items,
                             const std::function<std::vector<std::uint32_t>(const Workflow&, const RunInfo&)>& reset) {
     auto stored = store_.load_run(id);
     if (!stored) throw NotFound(error_id::run_unknown, "run " + id + " does not exist");
-    if (!is_final(stored->status) || find_live(id))
+    if (!is_final(stored->status) || live_.find(id))
         throw Conflict(error_id::run_not_final, "run " + id + " is still running; only a finished run can be run again");
     for (const auto& s : stored->steps) {
         if (s.status == StepStatus::compensated || s.status == StepStatus::compensating)
             throw Conflict(error_id::run_compensated,
                            "run " + id + " was compensated (step \"" + s.step_id + "\"); it cannot be run again");
     }
-    auto wf = find_workflow(stored->workflow_name, stored->workflow_version);
+    auto wf = workflows_.find(stored->workflow_name, stored->workflow_version);
     if (wf->hash() != stored->workflow_hash)
         throw Conflict(error_id::run_definition_changed,
                        fmt::format("run {} started with workflow \"{}\" version {} hash {}, but the stored "
@@ -101,114 +101,79 @@ void Executor::rerun(const RunId& id, const std::string& step_id) {
     });
 }
 
-namespace {
-
-std::string handler_key(const RunState& run, std::uint32_t step) {
-    return "handler " + run.workflow->steps()[step].handler;
-}
-std::string workflow_key(const RunState& run) { return "workflow " + run.workflow->name(); }
-
-}  // namespace
-
-bool Executor::Impl::take_slot(const Task& task) {
-    const auto& by_handler = options_.max_running_per_handler;
-    const auto& by_workflow = options_.max_running_per_workflow;
-    if (by_handler.empty() && by_workflow.empty()) return true;
-    const RunState& run = *task.run;
-    auto h = by_handler.find(run.workflow->steps()[task.step].handler);
-    auto w = by_workflow.find(run.workflow->name());
-    if (h == by_handler.end() && w == by_workflow.end()) return true;
-    std::lock_guard lock(limits_mutex_);
-    const std::string hk = handler_key(run, task.step), wk = workflow_key(run);
-    if (h != by_handler.end() && running_[hk] >= h->second) {
-        slot_waiters_[hk].push_back(task);
-        return false;
-    }
-    if (w != by_workflow.end() && running_[wk] >= w->second) {
-        slot_waiters_[wk].push_back(task);
-        return false;
-    }
-    if (h != by_handler.end()) ++running_[hk];
-    if (w != by_workflow.end()) ++running_[wk];
-    return true;
-}
-
-void Executor::Impl::free_slot(const Task& task) {
-    const auto& by_handler = options_.max_running_per_handler;
-    const auto& by_workflow = options_.max_running_per_workflow;
-    if (by_handler.empty() && by_workflow.empty()) return;
-    const RunState& run = *task.run;
-    const bool h = by_handler.count(run.workflow->steps()[task.step].handler) > 0;
-    const bool w = by_workflow.count(run.workflow->name()) > 0;
-    if (!h && !w) return;
-    std::vector<Task> next;
-    {
-        std::lock_guard lock(limits_mutex_);
-        // One waiter per freed slot; if another limit still holds it, it parks there.
-        auto release = [&](const std::string& key) {
-            --running_[key];
-            auto& waiting = slot_waiters_[key];
-            if (waiting.empty()) return;
-            next.push_back(std::move(waiting.front()));
-            waiting.pop_front();
-        };
-        if (h) release(handler_key(run, task.step));
-        if (w) release(workflow_key(run));
-    }
-    pool_.push(next);
-}
-
 void Executor::Impl::unpark_limited(const RunState& run) {
-    if (options_.max_running_per_handler.empty() && options_.max_running_per_workflow.empty()) return;
-    std::vector<Task> mine;
-    {
-        std::lock_guard lock(limits_mutex_);
-        for (auto& [key, waiting] : slot_waiters_) {
-            auto keep = std::stable_partition(waiting.begin(), waiting.end(),
-                                              [&](const Task& t) { return t.run.get() != &run; });
-            std::move(keep, waiting.end(), std::back_inserter(mine));
-            waiting.erase(keep, waiting.end());
-        }
-    }
+    auto mine = limits_.unpark(run);
     pool_.push(mine);
 }
 
-bool Executor::Impl::set_paused(const RunId& id, bool paused) {
+bool Executor::Impl::request(const RunId& id, const RunRequest& request) {
+    if (auto run = live_.find(id)) return request_live(run, request, /*recorded=*/false);
+    // Not running here: recorded; whoever runs the run next honours it.
+    auto info = store_.load_run(id);
+    if (!info) throw NotFound(error_id::run_unknown, "run " + id + " does not exist");
+    if (auto result = request.check_stored(*info)) return *result;
     CommitWaiter waiter;
-    const auto at = now();
-    const char* kind = paused ? event::run_paused : event::run_resumed;
     bool must_lead;
-    bool recorded_only = false;   // not live here: only the store has it
-    std::vector<Task> parked;
-    if (auto run = find_live(id)) {
-        std::lock_guard lock(run->mutex);
-        if (run->final_submitted) return false;
-        if (run->paused == paused) return true;
-        run->paused = paused;
-        if (!paused) parked.swap(run->parked);
-        Queue queue(*this, run, &waiter);
-        queue.writes().runs.push_back(
-            RunWrite{id, RunStatus::running, run->cancel_requested, nullptr, "", at, std::nullopt, paused});
-        queue.writes().events.push_back(RunEvent{0, id, "", kind, 0, "", at});
+    {
+        Queue queue(commits_, nullptr, &waiter);
+        request.record(*info, queue);
         must_lead = queue.release(true);
-    } else {
-        // Not running here: recorded; whoever resumes the run honours it.
-        auto info = store_.load_run(id);
-        if (!info) throw NotFound(error_id::run_unknown, "run " + id + " does not exist");
-        if (is_final(info->status)) return false;
-        if (info->paused == paused) return true;
-        Queue queue(*this, nullptr, &waiter);
-        queue.writes().runs.push_back(
-            RunWrite{id, RunStatus::running, info->cancel_requested, nullptr, "", at, std::nullopt, paused});
-        queue.writes().events.push_back(RunEvent{0, id, "", kind, 0, "", at});
-        must_lead = queue.release(true);
-        recorded_only = true;
     }
     await_commit(must_lead, waiter);
-    // A recover() that read the run before this write may have made it live since.
-    if (recorded_only && find_live(id)) return set_paused(id, paused);
-    pool_.push(parked);   // after the resume is durable
+    // A recover() that read the run before this request may have made it live
+    // since. If it read the request too, check_live finds nothing to do.
+    if (auto run = live_.find(id)) {
+        try {
+            request_live(run, request, /*recorded=*/true);
+        } catch (const Error&) {
+            // Applied already (say, its step is no longer suspended): recorded is enough.
+        }
+    }
     return true;
+}
+
+bool Executor::Impl::request_live(const std::shared_ptr<RunState>& run, const RunRequest& request, bool recorded) {
+    CommitWaiter waiter;
+    bool must_lead;
+    {
+        std::lock_guard lock(run->mutex);
+        if (auto result = request.check_live(*run)) return *result;
+        Queue queue(commits_, run, &waiter);
+        request.apply_live(*run, queue, recorded);
+        must_lead = queue.release(true);
+    }
+    await_commit(must_lead, waiter);
+    return true;
+}
+
+bool Executor::Impl::set_paused(const RunId& id, bool paused) {
+    const auto at = now();
+    auto write = [&](Queue& queue, bool cancel_requested) {
+        queue.writes().runs.push_back(
+            RunWrite{id, RunStatus::running, cancel_requested, nullptr, "", at, std::nullopt, paused});
+        queue.writes().events.push_back(
+            RunEvent{0, id, "", paused ? event::run_paused : event::run_resumed, 0, "", at});
+    };
+    std::vector<Task> parked;
+    const bool result = request(
+        id, {[&](RunState& run) -> std::optional<bool> {
+                 if (run.final_submitted) return false;
+                 if (run.paused == paused) return true;
+                 return std::nullopt;
+             },
+             [&](RunState& run, Queue& queue, bool) {
+                 run.paused = paused;
+                 if (!paused) parked.swap(run.parked);
+                 write(queue, run.cancel_requested);
+             },
+             [&](const RunInfo& info) -> std::optional<bool> {
+                 if (is_final(info.status)) return false;
+                 if (info.paused == paused) return true;
+                 return std::nullopt;
+             },
+             [&](const RunInfo& info, Queue& queue) { write(queue, info.cancel_requested); }});
+    pool_.push(parked);   // after the resume is durable
+    return result;
 }
 
 bool Executor::pause(const RunId& id) { return impl_->set_paused(id, true); }

@@ -18,7 +18,7 @@
 #include <loom/run.hpp>
 #include <loom/workflow.hpp>
 
-#include "runtime/thread_pool.hpp"
+#include "engine/task.hpp"
 #include "runtime/timer_queue.hpp"
 
 namespace loom::detail {

@@ -19,67 +19,6 @@
 #include "runtime/failpoint.hpp"
 
 namespace loom {
-namespace detail {
-
-void CommitWaiter::signal(std::exception_ptr e) {
-    // Notify under the lock: the waiter lives on its thread's stack and may be
-    // gone the moment it can see `done`.
-    std::lock_guard lock(mutex);
-    done = true;
-    error = std::move(e);
-    cv.notify_all();
-}
-
-void CommitWaiter::wait() {
-    while (!wait_for(std::chrono::hours(24))) {}
-}
-
-bool CommitWaiter::wait_for(std::chrono::milliseconds timeout) {
-    std::unique_lock lock(mutex);
-    if (!cv.wait_for(lock, timeout, [this] { return done; })) return false;
-    if (error) std::rethrow_exception(error);
-    return true;
-}
-
-}  // namespace detail
-
-namespace {
-
-// A deferred commit waits at most this long, or for this many changes.
-constexpr auto kMaxCommitDelay = std::chrono::milliseconds(2);
-constexpr std::size_t kMaxDeferredChanges = 512;
-
-std::int64_t steady_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
-
-}  // namespace
-
-Executor::Impl::Queue::Queue(Impl& impl, std::shared_ptr<RunState> run, CommitWaiter* waiter)
-    : impl_(impl), run_(std::move(run)), lock_(impl.commit_mutex_) {
-    if (impl_.pending_effects_.empty())
-        impl_.pending_since_ns_.store(steady_ns(), std::memory_order_relaxed);
-    auto& e = impl_.pending_effects_.emplace_back();
-    e.run = run_;
-    e.waiter = waiter;
-    if (run_) e.run_seq = ++run_->queued_seq;   // the run's mutex is held
-    const Batch& b = impl_.pending_;
-    e.new_runs_from = b.new_runs.size();
-    e.steps_from = b.steps.size();
-    e.items_from = b.items.size();
-    e.runs_from = b.runs.size();
-    e.events_from = b.events.size();
-    impl_.pending_count_.store(impl_.pending_effects_.size(), std::memory_order_relaxed);
-}
-
-bool Executor::Impl::Queue::release(bool claim) {
-    const bool must_lead = claim && !impl_.leading_;
-    if (must_lead) impl_.leading_ = true;
-    lock_.unlock();
-    return must_lead;
-}
 
 void Executor::Impl::run_task(Task& task) {
     if (!task.run) task = next_task();   // a wake-up: a host thread left work pending
@@ -89,15 +28,13 @@ void Executor::Impl::run_task(Task& task) {
         } else if (task.kind == Task::Kind::item) {
             if (auto attempt = claim_item(task)) {
                 finish_item(task, attempt->number, call(task, *attempt));
-                free_slot(task);
-                left_flight();
+                end_flight(task);
             }
         } else if (task.kind != Task::Kind::step) {
             run_child_task(task);
         } else if (auto attempt = claim(task)) {
             finish_attempt(task.run, task.step, attempt->number, call(task, *attempt));
-            free_slot(task);
-            left_flight();
+            end_flight(task);
         }
         task = next_task();
     }
@@ -110,20 +47,18 @@ Executor::Impl::Result Executor::Impl::call(const Task& task, Attempt& attempt) 
     return call_handler(*task.run, task.step, attempt, item);
 }
 
-void Executor::Impl::left_flight() {
-    // The last one out tells a destructor waiting for in-flight handlers.
-    if (in_flight_.fetch_sub(1) == 1 && stopping_) {
-        std::lock_guard lock(in_flight_mutex_);
-        in_flight_cv_.notify_all();
-    }
+void Executor::Impl::end_flight(const Task& task) {
+    auto next = limits_.free(task);
+    pool_.push(next);
+    in_flight_.leave();
 }
 
 Task Executor::Impl::next_task() {
     Task next;
     std::size_t left = 0;
     const bool got = pool_.try_pop(next, left);
-    if (got && left > 0 && !commit_due()) return next;   // whoever empties the queue commits
-    if (claim_leadership()) {
+    if (got && left > 0 && !commits_.due()) return next;   // whoever empties the queue commits
+    if (commits_.claim()) {
         Task held;   // a step the commit made ready: run it without a queue hop
         lead(&held);
         if (!got) return held;
@@ -132,21 +67,8 @@ Task Executor::Impl::next_task() {
     return next;
 }
 
-bool Executor::Impl::commit_due() const {
-    if (pending_count_.load(std::memory_order_relaxed) >= kMaxDeferredChanges) return true;
-    const auto age = steady_ns() - pending_since_ns_.load(std::memory_order_relaxed);
-    return age >= std::chrono::nanoseconds(kMaxCommitDelay).count();
-}
-
-bool Executor::Impl::claim_leadership() {
-    std::lock_guard lock(commit_mutex_);
-    if (leading_ || pending_effects_.empty()) return false;
-    leading_ = true;
-    return true;
-}
-
 bool Executor::Impl::lead_if_idle() {
-    if (!claim_leadership()) return false;
+    if (!commits_.claim()) return false;
     Task held;
     lead(&held);
     run_task(held);
@@ -172,23 +94,8 @@ void Executor::Impl::record_starts(std::vector<Task>& started, Batch& batch) {
 }
 
 void Executor::Impl::lead(Task* held) {
-    auto& [batch, effects, started, ready] = leader_;
-    for (;;) {
-        batch.clear();
-        effects.clear();
-        {
-            std::lock_guard lock(commit_mutex_);
-            if (pending_effects_.empty()) {
-                leading_ = false;
-                return;
-            }
-            // Swapping hands the emptied buffers back: their capacity is reused.
-            batch.swap(pending_);
-            effects.swap(pending_effects_);
-            pending_count_.store(0, std::memory_order_relaxed);
-            ready.swap(pending_ready_);
-            started.swap(unrecorded_);
-        }
+    auto& [batch, effects, started, ready] = round_;
+    while (commits_.take(round_)) {
         record_starts(started, batch);
 
         std::exception_ptr failure;
@@ -211,9 +118,7 @@ void Executor::Impl::lead(Task* held) {
         }
 
         if (!held) {   // a host thread: one round, then hand on to a worker
-            std::lock_guard lock(commit_mutex_);
-            leading_ = false;
-            if (!pending_effects_.empty()) pool_.push(Task{});
+            if (commits_.hand_off()) pool_.push(Task{});
             return;
         }
     }
@@ -238,7 +143,7 @@ void Executor::Impl::apply(Effects& e) {
             notify_parent(run);
             {
                 std::lock_guard lock(run.mutex);
-                erase_live(e.run);
+                live_.remove(run);
                 run.done = true;
             }
             run.done_cv.notify_all();
@@ -270,13 +175,10 @@ void Executor::Impl::abandon(std::vector<Effects>& effects, std::vector<Task>& r
         run.stopping = true;
         run.store_error = failure;
         run.cancel_flag = true;   // their results would be discarded anyway
-        {
-            // Recorded now: a handler of this run that returns from here on
-            // may take it off live_ (erase_live) before the loop below does,
-            // and wait() must then find why.
-            std::lock_guard live_lock(live_mutex_);
-            abandoned_[run.id] = failure;
-        }
+        // Recorded now: a handler of this run that returns from here on may
+        // take it off live_ before the loop below does, and wait() must then
+        // find why.
+        live_.abandoned(run.id, failure);
         dropped.push_back(e.run);
     }
     // What they queued before that sits behind the failed batch and was built
@@ -290,7 +192,7 @@ void Executor::Impl::abandon(std::vector<Effects>& effects, std::vector<Task>& r
             // recover() right after wait() resumes it, even while handlers of
             // this state still run: their results are dropped, and they see
             // ctx.cancelled().
-            erase_live(r);
+            live_.remove(*r);
             run.done = true;
         }
         run.done_cv.notify_all();
@@ -301,64 +203,10 @@ void Executor::Impl::abandon(std::vector<Effects>& effects, std::vector<Task>& r
     }
 }
 
-namespace {
-
-// Removes, in place, the ranges of `items` that belong to dropped effects and
-// rebases the kept effects' starts. Effects i owns [i.*from, (i+1).*from).
-template <class T>
-void drop_ranges(std::vector<T>& items, std::vector<Effects>& effects, std::size_t Effects::*from,
-                 const std::vector<bool>& drop) {
-    std::size_t out = 0;
-    for (std::size_t i = 0; i < effects.size(); ++i) {
-        const std::size_t begin = effects[i].*from;
-        const std::size_t end = i + 1 < effects.size() ? effects[i + 1].*from : items.size();
-        if (drop[i]) continue;
-        effects[i].*from = out;
-        for (std::size_t j = begin; j < end; ++j, ++out)
-            if (out != j) items[out] = std::move(items[j]);
-    }
-    items.erase(items.begin() + static_cast<std::ptrdiff_t>(out), items.end());
-}
-
-}  // namespace
-
 void Executor::Impl::drop_pending(const std::vector<std::shared_ptr<RunState>>& runs,
                                   const std::exception_ptr& failure) {
-    if (runs.empty()) return;
-    auto is_dropped = [&](const std::shared_ptr<RunState>& run) {
-        return run && std::find(runs.begin(), runs.end(), run) != runs.end();
-    };
-    std::vector<CommitWaiter*> waiters;
     std::vector<Task> stale;
-    {
-        std::lock_guard lock(commit_mutex_);
-        auto& effects = pending_effects_;
-        std::vector<bool> drop(effects.size());
-        bool any = false;
-        for (std::size_t i = 0; i < effects.size(); ++i) any |= drop[i] = is_dropped(effects[i].run);
-        if (any) {
-            drop_ranges(pending_.new_runs, effects, &Effects::new_runs_from, drop);
-            drop_ranges(pending_.steps, effects, &Effects::steps_from, drop);
-            drop_ranges(pending_.items, effects, &Effects::items_from, drop);
-            drop_ranges(pending_.runs, effects, &Effects::runs_from, drop);
-            drop_ranges(pending_.events, effects, &Effects::events_from, drop);
-            std::size_t out = 0;
-            for (std::size_t i = 0; i < effects.size(); ++i) {
-                if (drop[i]) {
-                    if (effects[i].waiter) waiters.push_back(effects[i].waiter);
-                } else {
-                    if (out != i) effects[out] = std::move(effects[i]);
-                    ++out;
-                }
-            }
-            effects.resize(out);
-            pending_count_.store(effects.size(), std::memory_order_relaxed);
-        }
-        auto keep = std::stable_partition(pending_ready_.begin(), pending_ready_.end(),
-                                          [&](const Task& t) { return !is_dropped(t.run); });
-        stale.assign(std::make_move_iterator(keep), std::make_move_iterator(pending_ready_.end()));
-        pending_ready_.erase(keep, pending_ready_.end());
-    }
+    auto waiters = commits_.drop(runs, stale);
     for (auto* w : waiters) w->signal(failure);
     for (auto& t : stale) drop_ready(t);
 }
@@ -382,7 +230,7 @@ void Executor::Impl::drop_ready(const Task& t) {
 }
 
 void Executor::Impl::await_commit(bool must_lead, CommitWaiter& waiter) {
-    if (!detail::ThreadPool::on_worker()) {
+    if (!detail::on_pool_worker()) {
         if (must_lead) lead(nullptr);
         waiter.wait();
         return;
@@ -392,7 +240,7 @@ void Executor::Impl::await_commit(bool must_lead, CommitWaiter& waiter) {
     // with every worker waiting here nobody would commit. So it leads whenever
     // the role is free, until its own writes are committed.
     for (;;) {
-        if (must_lead || claim_leadership()) {
+        if (must_lead || commits_.claim()) {
             Task held;
             lead(&held);
             if (held.run) pool_.push(std::move(held));

@@ -61,7 +61,7 @@ void Executor::Impl::check_signal(const Workflow& wf, const RunId& id, const std
             const std::string child(detail::child_workflow(parent.steps()[i].handler));
             if (!seen.insert(child).second) continue;
             try {
-                todo.emplace_back(find_workflow(child, std::nullopt), parent_id + "." + parent.steps()[i].id);
+                todo.emplace_back(workflows_.find(child, std::nullopt), parent_id + "." + parent.steps()[i].id);
             } catch (const NotFound&) {
                 // Not added: its runs cannot start, nor wait.
             }
@@ -206,11 +206,7 @@ void Executor::Impl::arm_delivery_poll() {
 }
 
 void Executor::Impl::poll_deliveries() {
-    std::vector<std::shared_ptr<RunState>> runs;
-    {
-        std::lock_guard lock(live_mutex_);
-        for (auto& [id, run] : live_) runs.push_back(run);
-    }
+    auto runs = live_.all();
     auto awaits_outside = [](const RunState& run) {
         if (run.final_submitted || run.stopping || run.abandoned) return false;
         for (std::uint32_t i = 0; i < run.steps.size(); ++i)
@@ -229,7 +225,7 @@ void Executor::Impl::poll_deliveries() {
             const auto events = store_.load_events(run->id);   // no lock held: store I/O
             std::lock_guard lock(run->mutex);
             if (!awaits_outside(*run) || !merge_deliveries(*run, events)) continue;
-            Queue queue(*this, run);
+            Queue queue(commits_, run);
             apply_deliveries(*run, queue, /*at_launch=*/false);
             finalize_if_done(*run, queue);
             queue.release(false);
@@ -251,49 +247,22 @@ bool Executor::Impl::deliver(const RunId& id, RunEvent event, const std::functio
                              const std::function<void(const RunInfo&)>& check_stored) {
     event.run_id = id;
     event.at = now();
-    // Applies it to the live run; `record`: with its event. False if the run is over.
-    auto to_live = [&](const std::shared_ptr<RunState>& run_ptr, std::optional<RunEvent> record) {
-        RunState& run = *run_ptr;
-        CommitWaiter waiter;
-        bool must_lead;
-        {
-            std::lock_guard lock(run.mutex);
-            if (run.final_submitted) return false;
-            check_live(run);   // throws before anything is queued
-            Queue queue(*this, run_ptr, &waiter);
-            if (record) queue.writes().events.push_back(std::move(*record));
-            apply(run, queue);
-            finalize_if_done(run, queue);
-            must_lead = queue.release(true);
-        }
-        await_commit(must_lead, waiter);
-        return true;
-    };
-    if (auto run = find_live(id)) return to_live(run, std::move(event));
-    // Not running here: recorded; whoever resumes the run applies it.
-    auto info = store_.load_run(id);
-    if (!info) throw NotFound(error_id::run_unknown, "run " + id + " does not exist");
-    if (is_final(info->status)) return false;
-    check_stored(*info);
-    CommitWaiter waiter;
-    bool must_lead;
-    {
-        Queue queue(*this, nullptr, &waiter);
-        queue.writes().events.push_back(std::move(event));
-        must_lead = queue.release(true);
-    }
-    await_commit(must_lead, waiter);
-    // A recover() that read the run before this event may have made it live
-    // since; if it read the event too, the check or the first-counts rule
-    // makes this a no-op.
-    if (auto run = find_live(id)) {
-        try {
-            to_live(run, std::nullopt);
-        } catch (const Error&) {
-            // Applied already (its step is no longer suspended): recorded is enough.
-        }
-    }
-    return true;
+    return request(id, {[&](RunState& run) -> std::optional<bool> {
+                            if (run.final_submitted) return false;
+                            check_live(run);
+                            return std::nullopt;
+                        },
+                        [&](RunState& run, Queue& queue, bool recorded) {
+                            if (!recorded) queue.writes().events.push_back(event);
+                            apply(run, queue);
+                            finalize_if_done(run, queue);
+                        },
+                        [&](const RunInfo& info) -> std::optional<bool> {
+                            if (is_final(info.status)) return false;
+                            check_stored(info);
+                            return std::nullopt;
+                        },
+                        [&](const RunInfo&, Queue& queue) { queue.writes().events.push_back(event); }});
 }
 
 // --- public verbs ---
@@ -314,7 +283,7 @@ bool Executor::signal(const RunId& id, const std::string& name, const Json& payl
             }
         },
         [&](const RunInfo& info) {
-            impl_->check_signal(*impl_->find_workflow(info.workflow_name, info.workflow_version), id, name);
+            impl_->check_signal(*impl_->workflows_.find(info.workflow_name, info.workflow_version), id, name);
         });
 }
 

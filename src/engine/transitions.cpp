@@ -305,10 +305,10 @@ std::optional<Executor::Impl::Attempt> Executor::Impl::claim(const Task& task) {
         status = StepStatus::pending;
         --run.active;
         if (run.abandoned || stopping_) {
-            if (run.abandoned && run.active == 0) erase_live(task.run);
+            if (run.abandoned && run.active == 0) live_.remove(run);
             return std::nullopt;
         }
-        Queue queue(*this, task.run);
+        Queue queue(commits_, task.run);
         finalize_if_done(run, queue);
         queue.release(false);
         return std::nullopt;
@@ -347,20 +347,13 @@ void Executor::Impl::note_start(const Task& task, Attempt& attempt, TimePoint be
     else
         run.start_written[task.step].store(false, std::memory_order_relaxed);
     if (attempt.start_commit) {   // exact: queued now, awaited by the caller
-        Queue queue(*this, task.run, attempt.start_commit.get());
+        Queue queue(commits_, task.run, attempt.start_commit.get());
         write_start(run, task, queue.writes());
         attempt.must_lead = queue.release(true);
         return;
     }
-    std::lock_guard commit_lock(commit_mutex_);
-    if (unrecorded_.empty()) oldest_unrecorded_ = began;
-    unrecorded_.push_back(task);
-    if (!start_flush_armed_) arm_start_flush(began + kStartFlushDelay);
-}
-
-void Executor::Impl::arm_start_flush(TimePoint at) {
-    start_flush_armed_ = true;
-    timers_.add(at, [this] { flush_starts(); });
+    if (auto flush_at = commits_.start_unwritten(task, began, kStartFlushDelay))
+        timers_.add(*flush_at, [this] { flush_starts(); });
 }
 
 bool Executor::Impl::await_start(Attempt& attempt) {
@@ -374,23 +367,14 @@ bool Executor::Impl::await_start(Attempt& attempt) {
 }
 
 void Executor::Impl::flush_starts() {
-    {
-        std::lock_guard lock(commit_mutex_);
-        start_flush_armed_ = false;
-        if (unrecorded_.empty()) return;
-        // Commits since these starts have not carried them only because
-        // they began after the last one: wait until the oldest is due, so
-        // that a quick chain, whose starts ride with its results, gets no
-        // commit of its own from here.
-        const TimePoint due = oldest_unrecorded_ + kStartFlushDelay;
-        if (now() < due) {
-            arm_start_flush(due);
-            return;
-        }
+    std::optional<TimePoint> rearm;
+    if (!commits_.starts_due(now(), kStartFlushDelay, rearm)) {
+        if (rearm) timers_.add(*rearm, [this] { flush_starts(); });
+        return;
     }
     {
         // Something to lead: the leader writes the starts (record_starts).
-        Queue queue(*this, nullptr);
+        Queue queue(commits_, nullptr);
         queue.release(false);
     }
     commit_from_timer();
@@ -401,13 +385,13 @@ bool Executor::Impl::held_back(RunState& run, const Task& task) {
         run.parked.push_back(task);   // resume() dispatches it again
         return true;
     }
-    return !take_slot(task);   // dispatched again when a slot frees
+    return !limits_.take(task);   // dispatched again when a slot frees
 }
 
 template <class Slot>
 Executor::Impl::Attempt Executor::Impl::begin_attempt(const Task& task, Slot& slot) {
     const RunState& run = *task.run;
-    in_flight_.fetch_add(1);
+    in_flight_.enter();
     slot.status = StepStatus::running;
     slot.started_at = now();
     slot.finished_at.reset();
@@ -543,7 +527,7 @@ void Executor::Impl::finish_attempt(const std::shared_ptr<RunState>& run_ptr, st
     if (!take_result(run, step, std::nullopt, slot, number)) return;
     --run.active;
     if (run.abandoned) {
-        if (run.active == 0) erase_live(run_ptr);
+        if (run.active == 0) live_.remove(*run_ptr);
         return;
     }
     if (attempts_cancelled_ && !result.ok()) {
@@ -557,14 +541,14 @@ void Executor::Impl::finish_attempt(const std::shared_ptr<RunState>& run_ptr, st
             // Its number is taken (the store refuses to start it twice), but
             // it does not count against the retry policy.
             ++slot.attempt_base;
-            Queue queue(*this, run_ptr);
+            Queue queue(commits_, run_ptr);
             record_step(run, step, queue, event::step_stopped, now(), "the executor shut down during the attempt");
             queue.release(false);
         }
         return;
     }
     close_attempt(run, step, slot, result);
-    Queue queue(*this, run_ptr);
+    Queue queue(commits_, run_ptr);
     record_start(run, step, queue.writes());
     settle_attempt(run, step, std::move(result), queue);
     finalize_if_done(run, queue);
@@ -633,7 +617,7 @@ void Executor::Impl::arm_wait(const std::shared_ptr<RunState>& run, std::uint32_
 void Executor::Impl::commit_from_timer() {
     // Every worker may be held by a handler that ignores ctx.cancelled() (the
     // reason timeouts and deadlines exist): the timer thread commits itself.
-    if (claim_leadership()) lead(nullptr);
+    if (commits_.claim()) lead(nullptr);
 }
 
 void Executor::Impl::on_wake(const std::weak_ptr<RunState>& weak, std::uint32_t step,
@@ -668,7 +652,7 @@ void Executor::Impl::on_wake(const std::weak_ptr<RunState>& weak, std::uint32_t 
                                                                    detail::quote(slot.awaiting), ms.count())),
                                                        /*fatal=*/true)
                                      : timed_out(ms);
-                Queue queue(*this, run);
+                Queue queue(commits_, run);
                 resume(*run, step, std::move(timeout), queue);
                 finalize_if_done(*run, queue);
                 queue.release(false);
@@ -732,7 +716,7 @@ void Executor::Impl::expire(const std::shared_ptr<RunState>& run_ptr) {
         run.cancel_flag = true;   // in-flight handlers see ctx.cancelled()
         stop_run(run, RunStatus::failed,
                  Error::text(error_id::run_deadline, fmt::format("the run passed its deadline of {} ms", limit)));
-        Queue queue(*this, run_ptr);
+        Queue queue(commits_, run_ptr);
         const auto at = now();
         queue.writes().events.push_back(RunEvent{0, run.id, "", event::run_deadline, 0, run.error, at});
         // A deadline is a hard limit: attempts still running are given up, so
