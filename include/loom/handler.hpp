@@ -239,6 +239,19 @@ public:
     virtual Json run(StepContext& ctx) = 0;
 };
 
+/// How a handler's attempt ended, as the executor classifies it (and
+/// testing::StepHarness reports it).
+///   none: it returned; retryable: it threw RetryableError; fatal: it threw
+///   FatalError, InputError (a missing or mistyped input value) or
+///   nlohmann::json's type_error or out_of_range (never retried: see
+///   StepHandler); other: it threw anything else (retried if the step's retry
+///   policy allows, like retryable).
+enum class ErrorKind { none, retryable, fatal, other };
+/// "none", "retryable", "fatal", "other".
+std::string_view to_string(ErrorKind kind) noexcept;
+/// Writes to_string(kind), so that test frameworks print the name.
+std::ostream& operator<<(std::ostream& out, ErrorKind kind);
+
 /// Maps handler names (the "handler" of a step) to handlers.
 ///
 ///     loom::HandlerRegistry handlers;

@@ -38,7 +38,7 @@ bool Executor::Impl::admit_child(RunState& run, std::uint32_t step, Queue& queue
         return fail_step(run, step, queue);
     }
     slot.status = StepStatus::suspended;
-    ++run.active;
+    run.active.add();
     record_step(run, step, queue, event::step_suspended, *slot.started_at,
                 "child run " + child_id(run, step));
     queue.ready(step, Task::Kind::start_child);   // once this is durable
@@ -71,22 +71,22 @@ void Executor::Impl::run_child_task(const Task& task) {
         }
         return;
     }
-    auto finish = [&](Result&& result) {
+    auto finish = [&](Outcome&& result) {
         std::lock_guard lock(parent.mutex);
         auto& slot = parent.steps[step];
         // A stopping parent released its suspended steps already.
         if (parent.abandoned || parent.stopping || slot.status != StepStatus::suspended) return;
         Queue queue(commits_, task.run);
         resume(parent, step, std::move(result), queue);
-        finalize_if_done(parent, queue);
+        end_run_if_over(parent, queue);
         queue.release(false);
     };
     auto finish_from = [&](const RunInfo& info) {
         if (info.status == RunStatus::completed) {
-            finish(Result::success(info.output));
+            finish(Outcome::success(info.output));
         } else {
             const auto status = to_string(info.status);
-            finish(Result::failure(info.error.empty()
+            finish(Outcome::failure(info.error.empty()
                                        ? fmt::format("child run {} {}", child, status)
                                        : fmt::format("child run {} {}: {}", child, status, info.error),
                                    /*fatal=*/true));
@@ -111,7 +111,7 @@ void Executor::Impl::run_child_task(const Task& task) {
         }
         if (auto* stand_in = stand_in_.load(); stand_in && stand_in->covers(*parent.workflow, step)) {
             auto [output, error] = stand_in->outcome(parent.id, *parent.workflow, step, input);
-            finish(error.empty() ? Result::success(std::move(output)) : Result::failure(std::move(error), true));
+            finish(error.empty() ? Outcome::success(std::move(output)) : Outcome::failure(std::move(error), true));
             return;
         }
         auto wf = workflows_.find(std::string(detail::child_workflow(parent.workflow->steps()[step].handler)), std::nullopt);
@@ -125,10 +125,10 @@ void Executor::Impl::run_child_task(const Task& task) {
         // The parent stopped while the child started: cancel_children did not see it.
         if (stopped && !parent.cancel_requested) cancel_run(child);
     } catch (const Conflict& e) {
-        if (e.id() != error_id::store_duplicate_run) finish(Result::failure(e.what(), /*fatal=*/true));
+        if (e.id() != error_id::store_duplicate_run) finish(Outcome::failure(e.what(), /*fatal=*/true));
         // Otherwise another recover() started it at the same moment: it will tell us.
     } catch (const std::exception& e) {
-        finish(Result::failure(e.what(), /*fatal=*/true));
+        finish(Outcome::failure(e.what(), /*fatal=*/true));
     }
 }
 

@@ -18,8 +18,8 @@ void Executor::Impl::begin_compensation(RunState& run, Queue& queue) {
     const auto& plan = detail::Plan::of(*run.workflow);
     std::vector<std::uint32_t> work;
     for (std::uint32_t i = 0; i < run.steps.size(); ++i) {
-        run.steps[i].downstream_left = static_cast<std::uint32_t>(plan.steps[i].dependents.size());
-        if (run.steps[i].downstream_left == 0) work.push_back(i);
+        run.steps[i].downstream_left = detail::Counter(plan.steps[i].dependents.size());
+        if (run.steps[i].downstream_left.none()) work.push_back(i);
     }
     walk_compensation(run, std::move(work), queue);
 }
@@ -36,12 +36,12 @@ void Executor::Impl::walk_compensation(RunState& run, std::vector<std::uint32_t>
             slot.status = StepStatus::compensating;
             slot.compensation_attempts = 0;
             record_step(run, s, queue, event::step_compensating, now());
-            ++run.compensations;
+            run.compensations.add();
             queue.ready(s, Task::Kind::compensate);
             continue;   // its dependencies wait for the undo
         }
         for (auto d : plan.steps[s].deps)
-            if (--run.steps[d].downstream_left == 0) work.push_back(d);
+            if (run.steps[d].downstream_left.remove()) work.push_back(d);
     }
 }
 
@@ -56,7 +56,7 @@ void Executor::Impl::run_compensation(const Task& task) {
         in_flight_.enter();
     }
     detail::failpoint("step.claimed");
-    detail::Invocation outcome;
+    Outcome outcome;
     try {
         // Not the run's cancel flag: cancelling a failing run must not stop its undo.
         detail::StepContextParams params = context_params(run, step, number);
@@ -68,8 +68,7 @@ void Executor::Impl::run_compensation(const Task& task) {
         StepContext ctx = detail::ContextAccess::make(std::move(params));
         outcome = detail::invoke(*run.handlers.compensate[step], ctx);
     } catch (const std::exception& e) {   // building the context
-        outcome.kind = detail::Invocation::Kind::other;
-        outcome.error = e.what();
+        outcome = Outcome::failure(e.what());
     }
     detail::failpoint("step.finished");
     {
@@ -83,10 +82,10 @@ void Executor::Impl::run_compensation(const Task& task) {
         const auto at = now();
         const RetryPolicy retry = run.workflow->retry_of(step);
         slot.wake_at.reset();
-        if (outcome.kind == detail::Invocation::Kind::ok) {
+        if (outcome.ok()) {
             slot.status = StepStatus::compensated;
             record_step(run, step, queue, event::step_compensated, at);
-        } else if (outcome.kind != detail::Invocation::Kind::fatal && number < retry.max_attempts) {
+        } else if (!outcome.fatal() && number < retry.max_attempts) {
             // Tried again after the step's backoff (in the store as wake_at,
             // for monitoring); a restart meanwhile starts the undo over (it is
             // still "compensating").
@@ -112,12 +111,12 @@ void Executor::Impl::run_compensation(const Task& task) {
             record_step(run, step, queue, event::step_compensation_failed, at, outcome.error);
             run.compensation_failures.push_back(run.workflow->steps()[step].id);
         }
-        --run.compensations;
+        run.compensations.remove();
         std::vector<std::uint32_t> released;
         for (auto d : detail::Plan::of(*run.workflow).steps[step].deps)
-            if (--run.steps[d].downstream_left == 0) released.push_back(d);
+            if (run.steps[d].downstream_left.remove()) released.push_back(d);
         walk_compensation(run, std::move(released), queue);
-        finalize_if_done(run, queue);
+        end_run_if_over(run, queue);
         queue.release(false);
     }
     in_flight_.leave();

@@ -242,7 +242,7 @@ std::shared_ptr<RunState> Executor::Impl::make_state(const RunInfo& info,
                 [[fallthrough]];
             case StepStatus::skipped:
                 slot.status = status;
-                ++run->settled;
+                run->settled.add();
                 break;
             case StepStatus::compensating:
             case StepStatus::compensated:
@@ -254,7 +254,7 @@ std::shared_ptr<RunState> Executor::Impl::make_state(const RunInfo& info,
                 slot.status = status;
                 if (run->workflow->on_error_of(i) == OnError::compensate) run->compensate = true;
                 if (run->workflow->on_error_of(i) == OnError::proceed) {
-                    ++run->settled;
+                    run->settled.add();
                 } else if (!run->stopping) {
                     run->stopping = true;
                     run->outcome = RunStatus::failed;
@@ -282,15 +282,15 @@ std::shared_ptr<RunState> Executor::Impl::make_state(const RunInfo& info,
     for (std::uint32_t i = 0; i < plan.steps.size(); ++i) {
         auto& slot = run->steps[i];
         if (slot.status == StepStatus::waiting || slot.status == StepStatus::suspended) {
-            if (!run->stopping) ++run->active;   // its timer is armed once the run is live
+            if (!run->stopping) run->active.add();   // its timer is armed once the run is live
             continue;
         }
         if (slot.status != StepStatus::pending) continue;   // settled, or failed for good
-        slot.waiting = 0;
+        slot.deps_left = detail::Counter();
         for (auto d : plan.steps[i].deps) {
             const auto dep = run->steps[d].status;
             if (dep != StepStatus::completed && dep != StepStatus::skipped && dep != StepStatus::failed)
-                ++slot.waiting;
+                slot.deps_left.add();
         }
     }
     return run;
@@ -354,7 +354,7 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
         // Steps waiting for nothing: ready, skipped, or (condition error) failed.
         for (std::uint32_t i = 0; i < run->steps.size(); ++i) {
             const auto& slot = run->steps[i];
-            if (slot.status == StepStatus::pending && slot.waiting == 0 && !run->stopping &&
+            if (slot.status == StepStatus::pending && slot.deps_left.none() && !run->stopping &&
                 admit(*run, i, queue, /*write_ready=*/false))
                 release_dependents(*run, i, queue);
         }
@@ -370,7 +370,7 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
         apply_deliveries(*run, queue, /*at_launch=*/true);
         if (run->stopping) cancel_children(*run);   // it stopped before a crash, its children may not have
         queue.effects().arm_timers = true;
-        finalize_if_done(*run, queue);
+        end_run_if_over(*run, queue);
         must_lead = queue.release(true);
     }
     try {
@@ -526,7 +526,7 @@ bool Executor::Impl::cancel_run(const RunId& id) {
                  run.cancel_flag = true;
                  stop_run(run, RunStatus::cancelled, "");
                  write(queue);
-                 finalize_if_done(run, queue);
+                 end_run_if_over(run, queue);
              },
              [&](const RunInfo& info) -> std::optional<bool> {
                  if (is_final(info.status)) return false;

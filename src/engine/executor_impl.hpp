@@ -32,6 +32,7 @@
 #include "engine/live_runs.hpp"
 #include "engine/run_state.hpp"
 #include "engine/workflow_cache.hpp"
+#include "handlers/invoke.hpp"
 #include "engine/task.hpp"
 #include "runtime/timer_queue.hpp"
 
@@ -67,6 +68,7 @@ namespace loom {
 
 using detail::CommitWaiter;
 using detail::Effects;
+using detail::Outcome;
 using detail::RunState;
 using detail::StepChange;
 using detail::StepHandlers;
@@ -77,23 +79,6 @@ struct Executor::Impl {
     ~Impl();
 
     // --- scheduler.cpp ---
-    struct Result {
-        Json output;
-        std::string error;   // empty: the attempt succeeded
-        bool fatal = false;  // never retried (detail::invoke says which errors are fatal)
-        bool suspend = false;  // ok, but the handler called ctx.suspend()
-        bool ok() const noexcept { return error.empty(); }
-
-        static Result success(Json output) { return Result{std::move(output), {}, false, false}; }
-        /// `error` must not be empty.
-        static Result failure(std::string error, bool fatal = false) {
-            return Result{{}, std::move(error), fatal, false};
-        }
-        /// An outside completion: complete() (error empty) or fail().
-        static Result of(Json output, std::string error) {
-            return error.empty() ? success(std::move(output)) : failure(std::move(error));
-        }
-    };
     /// One attempt of one step, as claim() started it.
     struct Attempt {
         int number = 1;
@@ -114,7 +99,7 @@ struct Executor::Impl {
     /// A stopping run's tasks parked by a concurrency limit are dispatched (to end).
     void unpark_limited(const RunState& run);
     /// Calls the handler of a claimed attempt once its start may run (await_start).
-    Result call(const Task& task, Attempt& attempt);
+    Outcome call(const Task& task, Attempt& attempt);
     /// Runs a task and the tasks that follow it on this thread.
     void run_task(Task& task);
     /// What a worker runs next. It commits first unless there is more queued
@@ -132,7 +117,7 @@ struct Executor::Impl {
     /// The clock's time, to the millisecond (what stores record).
     TimePoint now() const;
     /// The failed result of an attempt that ran past its timeout.
-    static Result timed_out(std::chrono::milliseconds timeout);
+    static Outcome timed_out(std::chrono::milliseconds timeout);
     /// When the retry after failed attempt `attempt` is due: its backoff, jittered.
     static TimePoint retry_at(const RetryPolicy& retry, int attempt, TimePoint failed_at);
     /// Marks the step running and starts an attempt (arming its timeout), or
@@ -163,20 +148,24 @@ struct Executor::Impl {
     void flush_starts();
     /// The error of attempt `number`, in flight when its process stopped.
     static std::string interrupted(int number);
-    // The parts of an attempt's end that steps and for_each elements share;
-    // `slot` is a StepSlot or an ItemSlot, the run mutex is held.
-    /// Attempt `number` returned: false (logged, its result discarded) if it
+    // An attempt ends in four steps: attempt_returned (or item_returned) takes
+    // the run mutex, outcome_counts drops a stale outcome, close_attempt
+    // stamps its end, apply_outcome (apply_item_outcome) says what it means
+    // for the step; then end_run_if_over looks at the run as a whole.
+    // The parts that steps and for_each elements share take `slot`, a
+    // StepSlot or an ItemSlot; the run mutex is held.
+    /// Attempt `number` returned: false (logged, its outcome discarded) if it
     /// was given up already; else its timeout timer and cancel flag go.
     template <class Slot>
-    bool take_result(const RunState& run, std::uint32_t step, std::optional<std::uint32_t> item, Slot& slot,
+    bool outcome_counts(const RunState& run, std::uint32_t step, std::optional<std::uint32_t> item, Slot& slot,
                      int number);
     /// Sets finished_at; a result that came at or past the timeout is a timeout.
     template <class Slot>
-    void close_attempt(const RunState& run, std::uint32_t step, Slot& slot, Result& result);
+    void close_attempt(const RunState& run, std::uint32_t step, Slot& slot, Outcome& result);
     /// A failed attempt: true if the retry policy gives another and the run
     /// goes on; the slot then waits for its backoff (armed once committed).
     template <class Slot>
-    bool wait_to_retry(const RunState& run, std::uint32_t step, Slot& slot, const Result& result, Queue& queue);
+    bool wait_to_retry(const RunState& run, std::uint32_t step, Slot& slot, const Outcome& result, Queue& queue);
     /// A running attempt given up at the run's deadline: failed at `at`, its handler signalled.
     template <class Slot>
     void give_up(Slot& slot, TimePoint at);
@@ -188,16 +177,16 @@ struct Executor::Impl {
     detail::StepContextParams context_params(const RunState& run, std::uint32_t step, int attempt);
     /// Calls the handler (for element `item` of a for_each); no exception
     /// leaves it. No lock.
-    Result call_handler(RunState& run, std::uint32_t step, const Attempt& attempt,
+    Outcome call_handler(RunState& run, std::uint32_t step, const Attempt& attempt,
                         std::optional<std::uint32_t> item = std::nullopt);
-    /// Records attempt `number`'s result: complete and release dependents,
+    /// Attempt `number` of a step returned: complete and release dependents,
     /// wait to retry, or fail. A result for an attempt already given up
     /// (timed out, past the deadline) is discarded. Takes the run mutex.
-    void finish_attempt(const std::shared_ptr<RunState>& run, std::uint32_t step, int number,
-                        Result&& result);
-    /// What an attempt's result means: complete, suspend, wait to retry, or
+    void attempt_returned(const std::shared_ptr<RunState>& run, std::uint32_t step, int number,
+                        Outcome&& result);
+    /// What an attempt's outcome means: complete, suspend, wait to retry, or
     /// fail. The attempt is no longer counted active; finished_at is set.
-    void settle_attempt(RunState& run, std::uint32_t step, Result&& result, Queue& queue);
+    void apply_outcome(RunState& run, std::uint32_t step, Outcome&& result, Queue& queue);
     /// The step's last attempt failed (slot.error set): marks it failed and
     /// applies its on_error policy. Returns true if it settled (the run goes on).
     bool fail_step(RunState& run, std::uint32_t step, Queue& queue);
@@ -209,10 +198,13 @@ struct Executor::Impl {
     /// `step` settled: admits the dependents it was the last to wait for, and
     /// theirs in turn when they settle at once.
     void release_dependents(RunState& run, std::uint32_t step, Queue& queue);
+    /// Whether the run was abandoned (a commit failed): it then leaves the
+    /// live runs once nothing of it is active any more.
+    bool forget_if_abandoned(RunState& run);
     /// Nothing new starts; the first reason given is the run's outcome.
     void stop_run(RunState& run, RunStatus outcome, std::string error);
     /// Queues the final run write if the run is finished.
-    void finalize_if_done(RunState& run, Queue& queue);
+    void end_run_if_over(RunState& run, Queue& queue);
     /// Queues a step's current state.
     void write_step(RunState& run, std::uint32_t step, Batch& writes);
     /// Queues a step's current state and, if `event` is set, the history
@@ -266,7 +258,7 @@ struct Executor::Impl {
     void check_signal(const Workflow& wf, const RunId& id, const std::string& name);
     /// Finishes the suspended attempt of `step` with `result`, queued on
     /// `queue` (made for this run); run mutex held.
-    void resume(RunState& run, std::uint32_t step, Result&& result, Queue& queue);
+    void resume(RunState& run, std::uint32_t step, Outcome&& result, Queue& queue);
     /// Reads the signals and completion requests in a recovered run's history
     /// (only if it can have any). The run is not live yet, or its mutex is held.
     void load_deliveries(RunState& run);
@@ -357,14 +349,14 @@ struct Executor::Impl {
     void fail_fan_out(RunState& run, std::uint32_t step, std::uint32_t index, const std::string& error);
     /// Starts an attempt of one element, or returns nullopt. Takes the run mutex.
     std::optional<Attempt> claim_item(const Task& task);
-    /// Records an element attempt's result. Takes the run mutex.
-    void finish_item(const Task& task, int number, Result&& result);
+    /// An element's attempt returned (as attempt_returned). Takes the run mutex.
+    void item_returned(const Task& task, int number, Outcome&& result);
     /// Queues element `index`'s state and the history event that records its
     /// change ("element.completed", ...), which observers are told of.
     void record_item(RunState& run, std::uint32_t step, std::uint32_t index, Queue& queue, const char* event);
-    /// What an element attempt's result means: complete, wait to retry, or
+    /// What an element attempt's outcome means: complete, wait to retry, or
     /// fail the step. Returns true if the step settled and its dependents may go on.
-    bool settle_item(RunState& run, std::uint32_t step, std::uint32_t item, Result&& result, Queue& queue);
+    bool apply_item_outcome(RunState& run, std::uint32_t step, std::uint32_t item, Outcome&& result, Queue& queue);
     /// Nothing of the step is busy and nothing is recorded (the executor is
     /// shutting down, or the run was abandoned): it stops counting as active.
     void quiet_item_end(const std::shared_ptr<RunState>& run, std::uint32_t step);
@@ -401,7 +393,7 @@ struct Executor::Impl {
     void abandon(std::vector<Effects>& effects, std::vector<Task>& ready,
                  const std::exception_ptr& failure);
     /// A task made ready whose commit failed: it will not run, and stops
-    /// counting (in RunState::active, or its fan-out's busy). Takes the run mutex.
+    /// counting (in RunState::active or compensations, or its fan-out's busy). Takes the run mutex.
     void drop_ready(const Task& task);
     /// Removes what `runs` (just abandoned) queued behind the failed batch:
     /// their writes, effects and ready steps. Their waiters get `failure`.

@@ -77,13 +77,11 @@ bool Executor::Impl::admit_fan_out(RunState& run, std::uint32_t step, Queue& que
     FanOut& fan = *slot.fan;
     slot.started_at = now();
     slot.finished_at.reset();
-    ++run.active;
-    ++run.fans_open;
+    run.open_fan();
     try {
         fan.elements = detail::resolve_for_each(*run.workflow, step, run.input, detail::steps_of(run.steps));
     } catch (const std::exception& e) {
-        --run.active;
-        --run.fans_open;
+        run.close_fan();
         slot.error = e.what();
         slot.finished_at = now();
         return fail_step(run, step, queue);
@@ -140,11 +138,11 @@ bool Executor::Impl::advance_fan_out(RunState& run, std::uint32_t step, Queue& q
     const std::size_t n = fan.items.size();
     const std::size_t limit =
         run.workflow->steps()[step].max_parallel.value_or(std::numeric_limits<std::uint32_t>::max());
-    while (!run.stopping && !fan.failed && fan.next < n && fan.busy < limit) {
+    while (!run.stopping && !fan.failed && fan.next < n && fan.busy.count() < limit) {
         const auto i = static_cast<std::uint32_t>(fan.next++);
         ItemSlot& item = fan.items[i];
         if (item.status == StepStatus::completed) continue;
-        ++fan.busy;
+        fan.busy.add();
         if (fan.exact_left > 0) {
             --fan.exact_left;
             item.exact = true;
@@ -156,10 +154,9 @@ bool Executor::Impl::advance_fan_out(RunState& run, std::uint32_t step, Queue& q
         item.status = StepStatus::ready;
         queue.ready_item(step, i);
     }
-    if (fan.busy > 0 || (fan.completed < n && !fan.failed && !run.stopping)) return false;
+    if (!fan.busy.none() || (fan.completed < n && !fan.failed && !run.stopping)) return false;
 
-    --run.active;
-    --run.fans_open;
+    run.close_fan();
     slot.finished_at = now();
     if (fan.completed == n) {
         Json output = Json::array();
@@ -170,7 +167,7 @@ bool Executor::Impl::advance_fan_out(RunState& run, std::uint32_t step, Queue& q
             slot.status = StepStatus::completed;
             slot.output = std::move(output);
             slot.error.clear();
-            ++run.settled;
+            run.settled.add();
             record_step(run, step, queue, event::step_completed, *slot.finished_at);
             return true;
         } catch (const std::exception& e) {
@@ -206,7 +203,7 @@ void Executor::Impl::wind_down_fans(RunState& run, Queue& queue) {
         auto& slot = run.steps[step];
         if (!slot.fan || !slot.fan->begun || slot.status != StepStatus::running) continue;
         release_idle_items(run, step);
-        if (slot.fan->busy == 0) advance_fan_out(run, step, queue);
+        if (slot.fan->busy.none()) advance_fan_out(run, step, queue);
     }
 }
 
@@ -220,7 +217,7 @@ void Executor::Impl::release_idle_items(RunState& run, std::uint32_t step) {
         auto& status = fan.items[i].status;
         if (status != StepStatus::waiting && status != StepStatus::ready) continue;
         status = StepStatus::pending;
-        --fan.busy;
+        fan.busy.remove();
     }
     // A task a limit holds gets no slot back otherwise: another run's task may wait for it.
     unpark_limited(run);
@@ -245,7 +242,7 @@ std::optional<Executor::Impl::Attempt> Executor::Impl::claim_item(const Task& ta
     if (run.stopping || stopping_ || run.abandoned || fan.failed || past_deadline) {
         if (item.status != StepStatus::ready) return std::nullopt;   // released by wind_down_fans
         item.status = StepStatus::pending;
-        --fan.busy;
+        fan.busy.remove();
         if (run.abandoned || stopping_) {
             quiet_item_end(task.run, task.step);
             return std::nullopt;
@@ -256,7 +253,7 @@ std::optional<Executor::Impl::Attempt> Executor::Impl::claim_item(const Task& ta
         }
         Queue queue(commits_, task.run);
         if (advance_fan_out(run, task.step, queue)) release_dependents(run, task.step, queue);
-        finalize_if_done(run, queue);
+        end_run_if_over(run, queue);
         queue.release(false);
         return std::nullopt;
     }
@@ -269,28 +266,27 @@ std::optional<Executor::Impl::Attempt> Executor::Impl::claim_item(const Task& ta
 
 void Executor::Impl::quiet_item_end(const std::shared_ptr<RunState>& run_ptr, std::uint32_t step) {
     RunState& run = *run_ptr;
-    if (run.steps[step].fan->busy > 0) return;
-    --run.active;
-    --run.fans_open;
-    if (run.abandoned && run.active == 0) live_.remove(*run_ptr);
+    if (!run.steps[step].fan->busy.none()) return;
+    run.close_fan();
+    forget_if_abandoned(run);
 }
 
-void Executor::Impl::finish_item(const Task& task, int number, Result&& result) {
+void Executor::Impl::item_returned(const Task& task, int number, Outcome&& result) {
     detail::failpoint("item.finished");
     RunState& run = *task.run;
     std::lock_guard lock(run.mutex);
     FanOut& fan = *run.steps[task.step].fan;
     ItemSlot& item = fan.items[task.item];
-    if (!take_result(run, task.step, task.item, item, number)) return;
+    if (!outcome_counts(run, task.step, task.item, item, number)) return;
     if (run.abandoned || (attempts_cancelled_ && !result.ok())) {
-        // As finish_attempt: recover() runs it again, and a shutdown's
+        // As attempt_returned: recover() runs it again, and a shutdown's
         // cancel does not count as an attempt.
         item.status = StepStatus::pending;
-        --fan.busy;
+        fan.busy.remove();
         if (!item.start_written) {
             --item.attempts;   // never stored, and now never will be
         } else if (!run.abandoned) {
-            ++item.attempt_base;   // as a step's (finish_attempt)
+            ++item.attempt_base;   // as a step's (attempt_returned)
             Queue queue(commits_, task.run);
             write_item(run, task.step, task.item, queue.writes());
             queue.release(false);
@@ -301,19 +297,19 @@ void Executor::Impl::finish_item(const Task& task, int number, Result&& result) 
     item.start_written = true;   // with its result
     close_attempt(run, task.step, item, result);
     Queue queue(commits_, task.run);
-    if (settle_item(run, task.step, task.item, std::move(result), queue))
+    if (apply_item_outcome(run, task.step, task.item, std::move(result), queue))
         release_dependents(run, task.step, queue);
-    finalize_if_done(run, queue);
+    end_run_if_over(run, queue);
     queue.release(false);
 }
 
-bool Executor::Impl::settle_item(RunState& run, std::uint32_t step, std::uint32_t index, Result&& result,
+bool Executor::Impl::apply_item_outcome(RunState& run, std::uint32_t step, std::uint32_t index, Outcome&& result,
                                  Queue& queue) {
     auto& slot = run.steps[step];
     FanOut& fan = *slot.fan;
     ItemSlot& item = fan.items[index];
-    if (result.ok() && result.suspend) {
-        result = Result::failure(Error::text(error_id::for_each_suspend, "an element of a for_each cannot suspend; "
+    if (result.ok() && result.suspended) {
+        result = Outcome::failure(Error::text(error_id::for_each_suspend, "an element of a for_each cannot suspend; "
                                  "give the outside work its own step"),
                                  /*fatal=*/true);
     }
@@ -322,7 +318,7 @@ bool Executor::Impl::settle_item(RunState& run, std::uint32_t step, std::uint32_
         item.output = std::move(result.output);
         item.error.clear();
         ++fan.completed;
-        --fan.busy;
+        fan.busy.remove();
         record_item(run, step, index, queue, event::element_completed);
         return advance_fan_out(run, step, queue);
     }
@@ -333,7 +329,7 @@ bool Executor::Impl::settle_item(RunState& run, std::uint32_t step, std::uint32_
         return false;
     }
     item.status = StepStatus::failed;
-    --fan.busy;
+    fan.busy.remove();
     record_item(run, step, index, queue, event::element_failed);
     fail_fan_out(run, step, index, item.error);
     return advance_fan_out(run, step, queue);
@@ -345,7 +341,7 @@ void Executor::Impl::give_up_items(RunState& run, std::uint32_t step, Queue& que
         ItemSlot& item = fan.items[i];
         if (item.status != StepStatus::running) continue;
         give_up(item, at);
-        --fan.busy;
+        fan.busy.remove();
         record_item(run, step, i, queue, event::element_failed);
         fail_fan_out(run, step, i, item.error);
     }

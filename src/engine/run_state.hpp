@@ -6,6 +6,8 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <map>
 #include <memory>
@@ -22,6 +24,30 @@
 #include "runtime/timer_queue.hpp"
 
 namespace loom::detail {
+
+/// How many of something are in progress: each remove() matches an earlier
+/// add(), so it never goes below zero (an engine bug if it would: it stops
+/// the process rather than let a run end early or never). Guarded by the
+/// mutex of the run that holds it.
+class Counter {
+public:
+    explicit Counter(std::size_t n = 0) noexcept : n_(n) {}
+    void add() noexcept { ++n_; }
+    /// Returns true if that was the last one.
+    bool remove() noexcept {
+        if (n_ == 0) broken();
+        return --n_ == 0;
+    }
+    std::size_t count() const noexcept { return n_; }
+    bool none() const noexcept { return n_ == 0; }
+
+private:
+    [[noreturn]] static void broken() noexcept {
+        std::fputs("loom: internal error: a run's counter went below zero\n", stderr);
+        std::abort();
+    }
+    std::size_t n_ = 0;
+};
 
 /// One element of a for_each step, as StepSlot is one step.
 struct ItemSlot {
@@ -50,7 +76,7 @@ struct FanOut {
     std::vector<ItemSlot> items;   // by index; filled from the store on recovery
     bool begun = false;
     std::size_t next = 0;          // elements before it were dispatched or done
-    std::size_t busy = 0;          // ready, running or waiting to retry
+    Counter busy;                  // elements ready, running or waiting to retry
     std::size_t completed = 0;
     bool failed = false;           // an element failed for good: nothing new starts
     /// After recover(): this many more dispatched elements start exactly
@@ -62,7 +88,7 @@ struct FanOut {
 struct StepSlot {
     StepStatus status = StepStatus::pending;
     int attempts = 0;
-    std::uint32_t waiting = 0;   // dependencies not yet settled
+    Counter deps_left;           // dependencies not yet settled
     Json output;                 // immutable once status is completed
     std::string error;
     std::optional<TimePoint> started_at;
@@ -78,7 +104,7 @@ struct StepSlot {
     std::shared_ptr<std::atomic<bool>> attempt_flag;
     TimerQueue::Id timeout_timer = 0;   // 0: none
     // Compensation (saga), once the run compensates:
-    std::uint32_t downstream_left = 0;  // dependents not yet compensated or passed
+    Counter downstream_left;            // dependents not yet compensated or passed
     int compensation_attempts = 0;      // this process's tries of the undo
     /// Attempts made before the run was retried or re-run: the retry policy
     /// counts from here.
@@ -125,11 +151,12 @@ struct RunState : std::enable_shared_from_this<RunState> {
     // All below guarded by mutex.
     std::vector<StepSlot> steps;
     /// Steps that are over for this run and let dependents go on: completed,
-    /// skipped, or failed under OnError::proceed.
-    std::size_t settled = 0;
-    /// Steps ready, running or waiting to retry: the run is not over while any is.
-    std::size_t active = 0;
-    std::size_t fans_open = 0;       // for_each steps begun and not settled
+    /// skipped, or failed under OnError::proceed. Only ever added to.
+    Counter settled;
+    /// Steps ready, running, waiting to retry or suspended, and for_each steps
+    /// begun: the run is not over while any is.
+    Counter active;
+    Counter fans_open;               // for_each steps begun and not settled
     std::uint64_t queued_seq = 0;    // batches of writes queued for this run
     std::uint64_t committed_seq = 0; // the latest of them committed and applied
     bool stopping = false;           // failed or cancelled: start nothing new
@@ -149,12 +176,23 @@ struct RunState : std::enable_shared_from_this<RunState> {
     /// completed steps are undone in reverse dependency order, then the run fails.
     bool compensate = false;
     bool compensation_begun = false;
-    std::size_t compensations = 0;   // undos due or in flight
+    Counter compensations;           // undos due or in flight
     std::vector<std::string> compensation_failures;   // ids of steps whose undo failed
     bool final_submitted = false;    // the final run write is queued for commit
     bool done = false;               // final write committed, or run abandoned
     bool abandoned = false;          // a commit failed; the store is the truth now
     std::exception_ptr store_error;  // why it was abandoned
+
+    /// A for_each step begins: it counts in `active` and `fans_open` until it settles.
+    void open_fan() noexcept {
+        active.add();
+        fans_open.add();
+    }
+    void close_fan() noexcept {
+        active.remove();
+        fans_open.remove();
+    }
+    bool all_settled() const noexcept { return settled.count() == steps.size(); }
 };
 
 }  // namespace loom::detail

@@ -27,22 +27,22 @@ void Executor::Impl::run_task(Task& task) {
             run_compensation(task);
         } else if (task.kind == Task::Kind::item) {
             if (auto attempt = claim_item(task)) {
-                finish_item(task, attempt->number, call(task, *attempt));
+                item_returned(task, attempt->number, call(task, *attempt));
                 end_flight(task);
             }
         } else if (task.kind != Task::Kind::step) {
             run_child_task(task);
         } else if (auto attempt = claim(task)) {
-            finish_attempt(task.run, task.step, attempt->number, call(task, *attempt));
+            attempt_returned(task.run, task.step, attempt->number, call(task, *attempt));
             end_flight(task);
         }
         task = next_task();
     }
 }
 
-Executor::Impl::Result Executor::Impl::call(const Task& task, Attempt& attempt) {
+Outcome Executor::Impl::call(const Task& task, Attempt& attempt) {
     // Its run was abandoned: the result is dropped, as any of that run's.
-    if (!await_start(attempt)) return Result::failure("its start could not be committed");
+    if (!await_start(attempt)) return Outcome::failure("its start could not be committed");
     const auto item = task.kind == Task::Kind::item ? std::optional(task.item) : std::nullopt;
     return call_handler(*task.run, task.step, attempt, item);
 }
@@ -218,15 +218,19 @@ void Executor::Impl::drop_ready(const Task& t) {
         auto& item = slot.fan->items[t.item];
         if (item.status != StepStatus::ready) return;   // released already
         item.status = StepStatus::pending;
-        --slot.fan->busy;
+        slot.fan->busy.remove();
         quiet_item_end(t.run, t.step);
+        return;
+    }
+    if (t.kind == Task::Kind::compensate) {   // counted in the run's compensations
+        t.run->compensations.remove();
         return;
     }
     if (t.kind == Task::Kind::step) {
         if (slot.status != StepStatus::ready) return;   // released by stop_run
         slot.status = StepStatus::pending;
     }
-    --t.run->active;
+    t.run->active.remove();   // a step, or a suspended step's start_child
 }
 
 void Executor::Impl::await_commit(bool must_lead, CommitWaiter& waiter) {

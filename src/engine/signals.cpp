@@ -114,7 +114,7 @@ bool Executor::Impl::admit_wait(RunState& run, std::uint32_t step, Queue& queue)
         slot.status = StepStatus::completed;   // it came before the step was reached
         slot.output = it->second;
         slot.finished_at = slot.started_at;
-        ++run.settled;
+        run.settled.add();
         record_step(run, step, queue, event::step_completed, *slot.finished_at, "signal " + slot.awaiting);
         return true;
     }
@@ -122,19 +122,19 @@ bool Executor::Impl::admit_wait(RunState& run, std::uint32_t step, Queue& queue)
     if (auto t = input.find("timeout_ms"); t != input.end())
         slot.wake_at = *slot.started_at + std::chrono::milliseconds(t->get<std::int64_t>());
     slot.status = StepStatus::suspended;
-    ++run.active;
+    run.active.add();
     record_step(run, step, queue, event::step_suspended, *slot.started_at, "signal " + slot.awaiting);
     wait_after_commit(slot, queue);
     return false;
 }
 
-void Executor::Impl::resume(RunState& run, std::uint32_t step, Result&& result, Queue& queue) {
+void Executor::Impl::resume(RunState& run, std::uint32_t step, Outcome&& result, Queue& queue) {
     auto& slot = run.steps[step];
-    --run.active;
+    run.active.remove();
     slot.armed = false;   // a pending timeout timer finds the step no longer suspended
     slot.wake_at.reset();
     slot.finished_at = now();
-    settle_attempt(run, step, std::move(result), queue);
+    apply_outcome(run, step, std::move(result), queue);
 }
 
 bool Executor::Impl::may_have_deliveries(const RunState& run) {
@@ -191,11 +191,11 @@ void Executor::Impl::apply_deliveries(RunState& run, Queue& queue, bool at_launc
                 continue;   // reached with this input before, so it cannot fail now
             }
             if (auto it = run.signals.find(slot.awaiting); it != run.signals.end()) {
-                resume(run, i, Result::success(it->second), queue);
+                resume(run, i, Outcome::success(it->second), queue);
             }
         } else if (auto it = run.requested.find({i, slot.attempts}); it != run.requested.end()) {
             auto [output, error] = it->second;
-            resume(run, i, Result::of(std::move(output), std::move(error)), queue);
+            resume(run, i, Outcome::of(std::move(output), std::move(error)), queue);
         }
     }
 }
@@ -227,7 +227,7 @@ void Executor::Impl::poll_deliveries() {
             if (!awaits_outside(*run) || !merge_deliveries(*run, events)) continue;
             Queue queue(commits_, run);
             apply_deliveries(*run, queue, /*at_launch=*/false);
-            finalize_if_done(*run, queue);
+            end_run_if_over(*run, queue);
             queue.release(false);
             queued = true;
         } catch (const std::exception& e) {   // on the timer thread: nothing may escape
@@ -255,7 +255,7 @@ bool Executor::Impl::deliver(const RunId& id, RunEvent event, const std::functio
                         [&](RunState& run, Queue& queue, bool recorded) {
                             if (!recorded) queue.writes().events.push_back(event);
                             apply(run, queue);
-                            finalize_if_done(run, queue);
+                            end_run_if_over(run, queue);
                         },
                         [&](const RunInfo& info) -> std::optional<bool> {
                             if (is_final(info.status)) return false;
@@ -279,7 +279,7 @@ bool Executor::signal(const RunId& id, const std::string& name, const Json& payl
             for (std::uint32_t i = 0; i < run.steps.size(); ++i) {
                 auto& slot = run.steps[i];
                 if (slot.status != StepStatus::suspended || slot.awaiting != name) continue;
-                impl_->resume(run, i, Impl::Result::success(payload), queue);
+                impl_->resume(run, i, Outcome::success(payload), queue);
             }
         },
         [&](const RunInfo& info) {
@@ -339,7 +339,7 @@ void Executor::Impl::finish_by_token(const std::string& token, Json output, std:
                 throw stale();
         },
         [&](RunState& run, Queue& queue) {
-            resume(run, step, Result::of(std::move(output), std::move(error)), queue);
+            resume(run, step, Outcome::of(std::move(output), std::move(error)), queue);
         },
         [&](const RunInfo& info) {
             const StepInfo* step = info.step(t.step);

@@ -35,8 +35,8 @@ std::chrono::milliseconds jittered(std::chrono::milliseconds delay, double jitte
 
 }  // namespace
 
-Executor::Impl::Result Executor::Impl::timed_out(std::chrono::milliseconds timeout) {
-    return Result::failure(fmt::format("timed out after {} ms", timeout.count()));
+Outcome Executor::Impl::timed_out(std::chrono::milliseconds timeout) {
+    return Outcome::failure(fmt::format("timed out after {} ms", timeout.count()));
 }
 
 TimePoint Executor::Impl::retry_at(const RetryPolicy& retry, int attempt, TimePoint failed_at) {
@@ -105,21 +105,21 @@ void Executor::Impl::record_start(RunState& run, std::uint32_t step, Batch& writ
                                      slot.attempts, "", *slot.started_at});
 }
 
-void Executor::Impl::finalize_if_done(RunState& run, Queue& queue) {
+void Executor::Impl::end_run_if_over(RunState& run, Queue& queue) {
     if (run.final_submitted) return;
-    if (run.stopping && run.fans_open > 0) wind_down_fans(run, queue);
+    if (run.stopping && !run.fans_open.none()) wind_down_fans(run, queue);
     Json output;
-    if (run.settled == run.steps.size() && !run.stopping) {
+    if (run.all_settled() && !run.stopping) {
         run.outcome = RunStatus::completed;
         output = Json::object();
         // A sink that was skipped or failed (under "continue") contributes null.
         for (auto sink : detail::Plan::of(*run.workflow).sinks)
             output[run.workflow->steps()[sink].id] = run.steps[sink].output;
-    } else if (!run.stopping || run.active > 0) {
+    } else if (!run.stopping || !run.active.none()) {
         return;
     } else if (run.compensate) {
         if (!run.compensation_begun) begin_compensation(run, queue);
-        if (run.compensations > 0) return;
+        if (!run.compensations.none()) return;
         if (!run.compensation_failures.empty())
             run.error += fmt::format("; compensation failed for step(s) {}",
                                      fmt::join(run.compensation_failures, ", "));
@@ -159,6 +159,11 @@ void Executor::Impl::cancel_unfinished(RunState& run, Queue& queue, TimePoint at
     }
 }
 
+bool Executor::Impl::forget_if_abandoned(RunState& run) {
+    if (run.abandoned && run.active.none()) live_.remove(run);
+    return run.abandoned;
+}
+
 void Executor::Impl::stop_run(RunState& run, RunStatus outcome, std::string error) {
     if (run.stopping) return;   // the first reason stands
     // cancel() cancels the children itself, before it returns.
@@ -172,10 +177,10 @@ void Executor::Impl::stop_run(RunState& run, RunStatus outcome, std::string erro
     // may be held by handlers that ignore ctx.cancelled().
     for (auto& slot : run.steps) {
         if (slot.status == StepStatus::waiting || slot.status == StepStatus::suspended) {
-            --run.active;
+            run.active.remove();
         } else if (slot.status == StepStatus::ready) {
             slot.status = StepStatus::pending;
-            --run.active;
+            run.active.remove();
         }
     }
     // Parked by pause() or by a concurrency limit: dispatched, they find the
@@ -192,7 +197,7 @@ bool Executor::Impl::fail_step(RunState& run, std::uint32_t step, Queue& queue) 
     record_step(run, step, queue, event::step_failed, *slot.finished_at, slot.error);
     const OnError policy = run.workflow->on_error_of(step);
     if (policy == OnError::proceed && !run.stopping) {
-        ++run.settled;
+        run.settled.add();
         return true;
     }
     if (policy == OnError::compensate) run.compensate = true;
@@ -227,7 +232,7 @@ bool Executor::Impl::admit(RunState& run, std::uint32_t step, Queue& queue, bool
     if (!skip_reason.empty()) {
         slot.status = StepStatus::skipped;
         slot.finished_at = now();
-        ++run.settled;
+        run.settled.add();
         record_step(run, step, queue, event::step_skipped, *slot.finished_at, std::move(skip_reason));
         return true;
     }
@@ -238,14 +243,14 @@ bool Executor::Impl::admit(RunState& run, std::uint32_t step, Queue& queue, bool
         case detail::StepKind::handler:
         case detail::StepKind::sleep: break;
     }
-    ++run.active;
+    run.active.add();
     if (plan.kind == detail::StepKind::sleep && slot.attempts == 0 && !slot.wake_at) {
         // The wait comes first and holds no thread; its attempt only completes it.
         try {
             const Json input = detail::resolve_input(*run.workflow, step, run.input, detail::steps_of(run.steps));
             slot.wake_at = detail::sleep_until(input, now());
         } catch (const std::exception& e) {
-            --run.active;
+            run.active.remove();
             slot.error = e.what();
             slot.finished_at = now();
             return fail_step(run, step, queue);
@@ -287,7 +292,7 @@ void Executor::Impl::release_dependents(RunState& run, std::uint32_t step, Queue
     std::vector<std::uint32_t> settled;
     for (std::uint32_t s = step;;) {
         for (auto d : detail::Plan::of(*run.workflow).steps[s].dependents) {
-            if (--run.steps[d].waiting == 0 && !run.stopping && admit(run, d, queue, true))
+            if (run.steps[d].deps_left.remove() && !run.stopping && admit(run, d, queue, true))
                 settled.push_back(d);
         }
         if (settled.empty()) break;
@@ -303,13 +308,10 @@ std::optional<Executor::Impl::Attempt> Executor::Impl::claim(const Task& task) {
         auto& status = run.steps[task.step].status;
         if (status != StepStatus::ready) return std::nullopt;   // released by stop_run
         status = StepStatus::pending;
-        --run.active;
-        if (run.abandoned || stopping_) {
-            if (run.abandoned && run.active == 0) live_.remove(run);
-            return std::nullopt;
-        }
+        run.active.remove();
+        if (forget_if_abandoned(run) || stopping_) return std::nullopt;
         Queue queue(commits_, task.run);
-        finalize_if_done(run, queue);
+        end_run_if_over(run, queue);
         queue.release(false);
         return std::nullopt;
     }
@@ -318,7 +320,7 @@ std::optional<Executor::Impl::Attempt> Executor::Impl::claim(const Task& task) {
         // recover()): nothing starts past the deadline. Released here, so
         // that stop_run does not release it again.
         run.steps[task.step].status = StepStatus::pending;
-        --run.active;
+        run.active.remove();
         expire(task.run);
         return std::nullopt;
     }
@@ -419,7 +421,7 @@ Executor::Impl::Attempt Executor::Impl::begin_attempt(const Task& task, Slot& sl
 template Executor::Impl::Attempt Executor::Impl::begin_attempt(const Task&, detail::ItemSlot&);
 
 template <class Slot>
-bool Executor::Impl::take_result(const RunState& run, std::uint32_t step, std::optional<std::uint32_t> item,
+bool Executor::Impl::outcome_counts(const RunState& run, std::uint32_t step, std::optional<std::uint32_t> item,
                                  Slot& slot, int number) {
     if (slot.status != StepStatus::running || slot.attempts != number) {
         // Timed out, or given up at the run's deadline: that decision stands.
@@ -433,30 +435,30 @@ bool Executor::Impl::take_result(const RunState& run, std::uint32_t step, std::o
     slot.attempt_flag.reset();
     return true;
 }
-template bool Executor::Impl::take_result(const RunState&, std::uint32_t, std::optional<std::uint32_t>,
+template bool Executor::Impl::outcome_counts(const RunState&, std::uint32_t, std::optional<std::uint32_t>,
                                           detail::ItemSlot&, int);
 
 template <class Slot>
-void Executor::Impl::close_attempt(const RunState& run, std::uint32_t step, Slot& slot, Result& result) {
+void Executor::Impl::close_attempt(const RunState& run, std::uint32_t step, Slot& slot, Outcome& result) {
     slot.finished_at = now();
     // Past its timeout, though the timer has not fired yet: the timeout holds,
     // whichever thread gets here first.
     if (auto timeout = run.workflow->timeout_of(step); timeout && *slot.finished_at - *slot.started_at >= *timeout)
         result = timed_out(*timeout);
 }
-template void Executor::Impl::close_attempt(const RunState&, std::uint32_t, detail::ItemSlot&, Result&);
+template void Executor::Impl::close_attempt(const RunState&, std::uint32_t, detail::ItemSlot&, Outcome&);
 
 template <class Slot>
-bool Executor::Impl::wait_to_retry(const RunState& run, std::uint32_t step, Slot& slot, const Result& result,
+bool Executor::Impl::wait_to_retry(const RunState& run, std::uint32_t step, Slot& slot, const Outcome& result,
                                    Queue& queue) {
     const RetryPolicy retry = run.workflow->retry_of(step);
-    if (result.fatal || out_of_attempts(slot, retry) || run.stopping) return false;
+    if (result.fatal() || out_of_attempts(slot, retry) || run.stopping) return false;
     slot.status = StepStatus::waiting;
     slot.wake_at = retry_at(retry, slot.attempts, *slot.finished_at);
     wait_after_commit(slot, queue);
     return true;
 }
-template bool Executor::Impl::wait_to_retry(const RunState&, std::uint32_t, detail::ItemSlot&, const Result&,
+template bool Executor::Impl::wait_to_retry(const RunState&, std::uint32_t, detail::ItemSlot&, const Outcome&,
                                             Queue&);
 
 template <class Slot>
@@ -482,10 +484,8 @@ detail::StepContextParams Executor::Impl::context_params(const RunState& run, st
     return params;
 }
 
-Executor::Impl::Result Executor::Impl::call_handler(RunState& run, std::uint32_t step,
-                                                    const Attempt& attempt,
-                                                    std::optional<std::uint32_t> item) {
-    Result result;
+Outcome Executor::Impl::call_handler(RunState& run, std::uint32_t step, const Attempt& attempt,
+                                     std::optional<std::uint32_t> item) {
     try {
         detail::StepContextParams params = context_params(run, step, attempt.number);
         params.cancel_flag = &run.cancel_flag;
@@ -504,32 +504,24 @@ Executor::Impl::Result Executor::Impl::call_handler(RunState& run, std::uint32_t
             return detail::resolve_input(*run.workflow, step, run.input, step_of, &element);
         };
         StepContext ctx = detail::ContextAccess::make(std::move(params));
-        auto outcome = detail::invoke(*run.handlers.run[step], ctx);
-        result.error = std::move(outcome.error);
-        result.fatal = outcome.kind == detail::Invocation::Kind::fatal;
-        result.suspend = outcome.suspended;
-        if (!result.ok()) return result;
+        Outcome outcome = detail::invoke(*run.handlers.run[step], ctx);
         // Fail the attempt here, not the commit, if the output cannot be stored.
-        detail::check_payload(outcome.output, options_.payload, "the output");
-        result.output = std::move(outcome.output);
+        if (outcome.ok()) detail::check_payload(outcome.output, options_.payload, "the output");
+        return outcome;
     } catch (const std::exception& e) {   // building the context, or the payload check
-        result.error = e.what();
+        return Outcome::failure(e.what());
     }
-    return result;
 }
 
-void Executor::Impl::finish_attempt(const std::shared_ptr<RunState>& run_ptr, std::uint32_t step,
-                                    int number, Result&& result) {
+void Executor::Impl::attempt_returned(const std::shared_ptr<RunState>& run_ptr, std::uint32_t step,
+                                    int number, Outcome&& result) {
     detail::failpoint("step.finished");
     RunState& run = *run_ptr;
     std::lock_guard lock(run.mutex);
     auto& slot = run.steps[step];
-    if (!take_result(run, step, std::nullopt, slot, number)) return;
-    --run.active;
-    if (run.abandoned) {
-        if (run.active == 0) live_.remove(*run_ptr);
-        return;
-    }
+    if (!outcome_counts(run, step, std::nullopt, slot, number)) return;
+    run.active.remove();
+    if (forget_if_abandoned(run)) return;
     if (attempts_cancelled_ && !result.ok()) {
         // Most likely the handler gave up because shutdown set ctx.cancelled():
         // not the step's failure, and not an attempt that counts (unlike one
@@ -550,19 +542,19 @@ void Executor::Impl::finish_attempt(const std::shared_ptr<RunState>& run_ptr, st
     close_attempt(run, step, slot, result);
     Queue queue(commits_, run_ptr);
     record_start(run, step, queue.writes());
-    settle_attempt(run, step, std::move(result), queue);
-    finalize_if_done(run, queue);
+    apply_outcome(run, step, std::move(result), queue);
+    end_run_if_over(run, queue);
     queue.release(false);
 }
 
-void Executor::Impl::settle_attempt(RunState& run, std::uint32_t step, Result&& result, Queue& queue) {
+void Executor::Impl::apply_outcome(RunState& run, std::uint32_t step, Outcome&& result, Queue& queue) {
     auto& slot = run.steps[step];
-    if (result.ok() && result.suspend) {
+    if (result.ok() && result.suspended) {
         // Handed to an outside system: complete() or fail() with its token
         // finishes the attempt; its timeout, if any, still counts.
         slot.status = StepStatus::suspended;
         if (auto timeout = run.workflow->timeout_of(step)) slot.wake_at = *slot.started_at + *timeout;
-        ++run.active;
+        run.active.add();
         record_step(run, step, queue, event::step_suspended, *slot.finished_at);
         wait_after_commit(slot, queue);
         return;
@@ -571,14 +563,14 @@ void Executor::Impl::settle_attempt(RunState& run, std::uint32_t step, Result&& 
         slot.status = StepStatus::completed;
         slot.output = std::move(result.output);
         slot.error.clear();   // an earlier attempt's
-        ++run.settled;
+        run.settled.add();
         record_step(run, step, queue, event::step_completed, *slot.finished_at);
         // Dependents become ready in the same transaction that completes this step.
         release_dependents(run, step, queue);
     } else {
         slot.error = std::move(result.error);
         if (wait_to_retry(run, step, slot, result, queue)) {
-            ++run.active;   // still the run's business until it settles
+            run.active.add();   // still the run's business until it settles
             record_step(run, step, queue, event::step_retrying, *slot.finished_at, slot.error);
         } else if (fail_step(run, step, queue)) {
             release_dependents(run, step, queue);
@@ -647,14 +639,14 @@ void Executor::Impl::on_wake(const std::weak_ptr<RunState>& weak, std::uint32_t 
                 // Nothing came in time.
                 const auto waited = *slot.wake_at - *slot.started_at;
                 const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(waited);
-                Result timeout = detail::kind_of(*run->workflow, step) == detail::StepKind::wait
-                                     ? Result::failure(Error::text(error_id::wait_timeout, fmt::format("no signal {} within {} ms",
+                Outcome timeout = detail::kind_of(*run->workflow, step) == detail::StepKind::wait
+                                     ? Outcome::failure(Error::text(error_id::wait_timeout, fmt::format("no signal {} within {} ms",
                                                                    detail::quote(slot.awaiting), ms.count())),
                                                        /*fatal=*/true)
                                      : timed_out(ms);
                 Queue queue(commits_, run);
                 resume(*run, step, std::move(timeout), queue);
-                finalize_if_done(*run, queue);
+                end_run_if_over(*run, queue);
                 queue.release(false);
                 timed_out_now = true;
             } else if (slot.status == StepStatus::waiting) {
@@ -689,9 +681,9 @@ void Executor::Impl::on_timeout(const std::weak_ptr<RunState>& weak, std::uint32
         if (!(item ? fire(slot.fan->items[*item]) : fire(slot))) return;
     }
     if (item)
-        finish_item(Task{run, step, Task::Kind::item, run->priority, *item}, number, timed_out(timeout));
+        item_returned(Task{run, step, Task::Kind::item, run->priority, *item}, number, timed_out(timeout));
     else
-        finish_attempt(run, step, number, timed_out(timeout));
+        attempt_returned(run, step, number, timed_out(timeout));
     commit_from_timer();
 }
 
@@ -731,9 +723,9 @@ void Executor::Impl::expire(const std::shared_ptr<RunState>& run_ptr) {
             give_up(slot, at);
             record_start(run, i, queue.writes());
             record_step(run, i, queue, event::step_failed, at, slot.error);
-            --run.active;
+            run.active.remove();
         }
-        finalize_if_done(run, queue);
+        end_run_if_over(run, queue);
         queue.release(false);
     }
 }

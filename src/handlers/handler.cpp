@@ -3,6 +3,7 @@
 #include <loom/handler.hpp>
 
 #include <mutex>
+#include <ostream>
 
 #include <fmt/format.h>
 
@@ -125,11 +126,23 @@ void StepContext::log(LogLevel level, std::string_view message) const {
                                std::string(message), params_.item});
 }
 
+std::string_view to_string(ErrorKind kind) noexcept {
+    switch (kind) {
+    case ErrorKind::none: return "none";
+    case ErrorKind::retryable: return "retryable";
+    case ErrorKind::fatal: return "fatal";
+    case ErrorKind::other: return "other";
+    }
+    return "?";
+}
+
+std::ostream& operator<<(std::ostream& out, ErrorKind kind) { return out << to_string(kind); }
+
 namespace detail {
 
-Invocation invoke(StepHandler& handler, StepContext& ctx) {
-    Invocation result;
-    auto fail = [&result](Invocation::Kind kind, std::string text) {
+Outcome invoke(StepHandler& handler, StepContext& ctx) {
+    Outcome result;
+    auto fail = [&result](ErrorKind kind, std::string text) {
         result.kind = kind;
         // An empty error would read as success downstream.
         result.error = text.empty() ? "exception without a message" : std::move(text);
@@ -138,20 +151,20 @@ Invocation invoke(StepHandler& handler, StepContext& ctx) {
         result.output = handler.run(ctx);
         result.suspended = ctx.suspended();
     } catch (const FatalError& e) {
-        fail(Invocation::Kind::fatal, e.what());
+        fail(ErrorKind::fatal, e.what());
     } catch (const RetryableError& e) {
-        fail(Invocation::Kind::retryable, e.what());
+        fail(ErrorKind::retryable, e.what());
     } catch (const InvalidArgument& e) {   // an InputError, or the same ids thrown by hand
         const bool input = e.id() == error_id::input_missing || e.id() == error_id::input_type;
-        fail(input ? Invocation::Kind::fatal : Invocation::Kind::other, e.what());
+        fail(input ? ErrorKind::fatal : ErrorKind::other, e.what());
     } catch (const Json::type_error& e) {
-        fail(Invocation::Kind::fatal, e.what());   // the input is not what the handler reads
+        fail(ErrorKind::fatal, e.what());   // the input is not what the handler reads
     } catch (const Json::out_of_range& e) {
-        fail(Invocation::Kind::fatal, e.what());
+        fail(ErrorKind::fatal, e.what());
     } catch (const std::exception& e) {
-        fail(Invocation::Kind::other, e.what());
+        fail(ErrorKind::other, e.what());
     } catch (...) {
-        fail(Invocation::Kind::other, "unknown exception (not derived from std::exception)");
+        fail(ErrorKind::other, "unknown exception (not derived from std::exception)");
     }
     return result;
 }

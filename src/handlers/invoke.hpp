@@ -17,12 +17,29 @@ struct ContextAccess {
     static StepContext make(StepContextParams params) { return StepContext(std::move(params)); }
 };
 
-struct Invocation {
-    enum class Kind { ok, retryable, fatal, other };
-    Kind kind = Kind::ok;
-    Json output;          // ok: what the handler returned
-    std::string error;    // otherwise: never empty
-    bool suspended = false;   // ok, and the handler called ctx.suspend()
+/// How one attempt ended: of a step, an element or an undo. What the handler
+/// returned or threw (invoke), or what the executor made instead: a timeout,
+/// a child run's end, an outside complete() or fail(). The executor and
+/// testing::StepHarness both read it.
+struct Outcome {
+    ErrorKind kind = ErrorKind::none;
+    Json output;              // ok(): what the handler returned
+    std::string error;        // otherwise: never empty
+    bool suspended = false;   // ok(), and the handler called ctx.suspend()
+
+    bool ok() const noexcept { return kind == ErrorKind::none; }
+    /// Never retried, whatever attempts remain.
+    bool fatal() const noexcept { return kind == ErrorKind::fatal; }
+
+    static Outcome success(Json output) { return Outcome{ErrorKind::none, std::move(output), {}, false}; }
+    /// `error` must not be empty.
+    static Outcome failure(std::string error, bool fatal = false) {
+        return Outcome{fatal ? ErrorKind::fatal : ErrorKind::other, {}, std::move(error), false};
+    }
+    /// An outside completion: complete() (error empty) or fail().
+    static Outcome of(Json output, std::string error) {
+        return error.empty() ? success(std::move(output)) : failure(std::move(error));
+    }
 };
 
 /// Runs handler.run(ctx); no exception leaves. Fatal: FatalError, and what
@@ -32,6 +49,6 @@ struct Invocation {
 /// RetryableError is retryable; anything else is other (retried too, if
 /// attempts remain), including json::parse_error: text from outside (an HTTP
 /// body) may be cut short by a transient fault.
-Invocation invoke(StepHandler& handler, StepContext& ctx);
+Outcome invoke(StepHandler& handler, StepContext& ctx);
 
 }  // namespace loom::detail

@@ -61,18 +61,6 @@ std::size_t FakeClock::waiters() const {
     return waiting_.size();
 }
 
-std::string_view to_string(ErrorKind kind) noexcept {
-    switch (kind) {
-    case ErrorKind::none: return "none";
-    case ErrorKind::retryable: return "retryable";
-    case ErrorKind::fatal: return "fatal";
-    case ErrorKind::other: return "other";
-    }
-    return "?";
-}
-
-std::ostream& operator<<(std::ostream& out, ErrorKind kind) { return out << to_string(kind); }
-
 namespace {
 
 std::shared_ptr<StepHandler> registered(const HandlerRegistry& registry, std::string_view name) {
@@ -176,12 +164,7 @@ StepResult StepHarness::run() const {
     auto outcome = detail::invoke(*handler_, ctx);
     result.output = std::move(outcome.output);
     result.error = std::move(outcome.error);
-    switch (outcome.kind) {
-        case detail::Invocation::Kind::ok: result.error_kind = ErrorKind::none; break;
-        case detail::Invocation::Kind::retryable: result.error_kind = ErrorKind::retryable; break;
-        case detail::Invocation::Kind::fatal: result.error_kind = ErrorKind::fatal; break;
-        case detail::Invocation::Kind::other: result.error_kind = ErrorKind::other; break;
-    }
+    result.error_kind = outcome.kind;
     return result;
 }
 
