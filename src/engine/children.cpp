@@ -72,7 +72,7 @@ void Executor::Impl::run_child_task(const Task& task) {
         return;
     }
     auto finish = [&](Outcome&& result) {
-        std::lock_guard lock(parent.mutex);
+        MutexLock lock(parent.mutex);
         auto& slot = parent.steps[step];
         // A stopping parent released its suspended steps already.
         if (parent.abandoned || parent.stopping || slot.status != StepStatus::suspended) return;
@@ -103,7 +103,7 @@ void Executor::Impl::run_child_task(const Task& task) {
         if (task.kind == Task::Kind::child_done) return;   // it must exist by now
         Json input;
         {
-            std::lock_guard lock(parent.mutex);
+            MutexLock lock(parent.mutex);
             if (parent.abandoned || parent.stopping || stopping_ ||
                 parent.steps[step].status != StepStatus::suspended)
                 return;
@@ -119,11 +119,11 @@ void Executor::Impl::run_child_task(const Task& task) {
         start_run(std::move(wf), std::move(handlers), input, "", child, parent.priority);
         bool stopped;
         {
-            std::lock_guard lock(parent.mutex);
-            stopped = parent.stopping;
+            MutexLock lock(parent.mutex);
+            stopped = parent.stopping && !parent.cancel_requested;
         }
         // The parent stopped while the child started: cancel_children did not see it.
-        if (stopped && !parent.cancel_requested) cancel_run(child);
+        if (stopped) cancel_run(child);
     } catch (const Conflict& e) {
         if (e.id() != error_id::store_duplicate_run) finish(Outcome::failure(e.what(), /*fatal=*/true));
         // Otherwise another recover() started it at the same moment: it will tell us.

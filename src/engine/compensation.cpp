@@ -50,7 +50,7 @@ void Executor::Impl::run_compensation(const Task& task) {
     const std::uint32_t step = task.step;
     int number = 0;
     {
-        std::lock_guard lock(run.mutex);
+        MutexLock lock(run.mutex);
         if (run.abandoned || stopping_ || run.steps[step].status != StepStatus::compensating) return;
         number = ++run.steps[step].compensation_attempts;
         in_flight_.enter();
@@ -63,7 +63,7 @@ void Executor::Impl::run_compensation(const Task& task) {
         params.compensating = true;   // its own idempotency key: an undo is not its step
         params.resolve_input = [&run, step] {
             return detail::resolve_compensation_input(*run.workflow, step, run.input,
-                                                      detail::steps_of(run.steps));
+                                                      detail::steps_of(run.settled_steps()));
         };
         StepContext ctx = detail::ContextAccess::make(std::move(params));
         outcome = detail::invoke(*run.handlers.compensate[step], ctx);
@@ -72,7 +72,7 @@ void Executor::Impl::run_compensation(const Task& task) {
     }
     detail::failpoint("step.finished");
     {
-        std::lock_guard lock(run.mutex);
+        MutexLock lock(run.mutex);
         auto& slot = run.steps[step];
         if (run.abandoned) {
             in_flight_.leave();

@@ -99,7 +99,7 @@ Executor::Impl::~Impl() {
         lead(&held);
     }
     for (auto& run : live_.all()) {
-        std::lock_guard run_lock(run->mutex);
+        MutexLock run_lock(run->mutex);
         // A paused run's parked tasks point back at the run: dropped (the pool
         // is stopped), or the run would keep itself alive after the executor.
         run->parked.clear();
@@ -115,7 +115,7 @@ Executor::Impl::~Impl() {
 void Executor::Impl::cancel_attempts() {
     attempts_cancelled_ = true;   // before any handler can see ctx.cancelled()
     for (auto& run : live_.all()) {
-        std::lock_guard lock(run->mutex);
+        MutexLock lock(run->mutex);
         run->cancel_flag = true;   // attempts without a flag of their own read this one
         for (auto& slot : run->steps) {
             if (slot.attempt_flag) slot.attempt_flag->store(true);
@@ -200,6 +200,9 @@ std::shared_ptr<RunState> Executor::Impl::make_state(const RunInfo& info,
                                                      std::shared_ptr<const Workflow> wf,
                                                      StepHandlers handlers) {
     auto run = std::make_shared<RunState>();
+    // No other thread can see the run yet; the lock costs nothing and lets the
+    // thread-safety analysis check every field written here.
+    MutexLock lock(run->mutex);
     run->id = info.id;
     run->workflow = std::move(wf);
     run->handlers = std::move(handlers);
@@ -307,7 +310,7 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
             latest = store_.load_run(run->id);
             bool deliveries;
             {
-                std::lock_guard lock(run->mutex);
+                MutexLock lock(run->mutex);
                 deliveries = may_have_deliveries(*run);
             }
             if (deliveries) latest_events = store_.load_events(run->id);
@@ -326,7 +329,7 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
     CommitWaiter waiter;
     bool must_lead;
     {
-        std::lock_guard lock(run->mutex);
+        MutexLock lock(run->mutex);
         if (latest) catch_up(*run, stored, *latest, latest_events);
         Queue queue(commits_, run, &waiter);
         auto& writes = queue.writes();
@@ -470,8 +473,12 @@ RunId Executor::Impl::start_run(std::shared_ptr<const Workflow> wf,
 
 std::optional<RunInfo> Executor::wait_for(const RunId& id, std::chrono::milliseconds timeout) {
     if (auto run = impl_->live_.find(id)) {
-        std::unique_lock lock(run->mutex);
-        if (!run->done_cv.wait_for(lock, timeout, [&] { return run->done; })) return std::nullopt;
+        MutexLock lock(run->mutex);
+        if (!run->done_cv.wait_for(run->mutex, timeout, [&] {
+                run->mutex.assert_held();
+                return run->done;
+            }))
+            return std::nullopt;
         if (run->store_error) std::rethrow_exception(run->store_error);
     }
     RunInfo info = get_run(id);
@@ -517,10 +524,12 @@ bool Executor::Impl::cancel_run(const RunId& id) {
     };
     const bool result = request(
         id, {[&](RunState& run) -> std::optional<bool> {
+                 run.mutex.assert_held();   // the request protocol holds it
                  if (run.final_submitted || run.cancel_requested) return !run.final_submitted;
                  return std::nullopt;
              },
              [&](RunState& run, Queue& queue, bool) {
+                 run.mutex.assert_held();   // the request protocol holds it
                  for (std::size_t i = 0; i < run.steps.size(); ++i) child_of(*run.workflow, i, run.steps[i].status);
                  run.cancel_requested = true;
                  run.cancel_flag = true;
@@ -575,7 +584,10 @@ std::vector<RunId> Executor::recover() {
     std::vector<RunId> resumed;
     for (auto& r : todo) {
         auto run = impl_->make_state(r.info, r.wf, std::move(r.handlers));
-        impl_->load_deliveries(*run);
+        {
+            MutexLock lock(run->mutex);   // not shared yet: for the analysis
+            impl_->load_deliveries(*run);
+        }
         if (impl_->launch(run, r.info, /*fresh=*/false, event::run_recovered)) resumed.push_back(run->id);
     }
     return resumed;

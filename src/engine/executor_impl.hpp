@@ -68,6 +68,8 @@ namespace loom {
 
 using detail::CommitWaiter;
 using detail::Effects;
+using detail::Mutex;
+using detail::MutexLock;
 using detail::Outcome;
 using detail::RunState;
 using detail::StepChange;
@@ -97,7 +99,7 @@ struct Executor::Impl {
     /// concurrency-limit slots, dispatching a task parked on each.
     void end_flight(const Task& task);
     /// A stopping run's tasks parked by a concurrency limit are dispatched (to end).
-    void unpark_limited(const RunState& run);
+    void unpark_limited(const RunState& run) LOOM_REQUIRES(run.mutex);
     /// Calls the handler of a claimed attempt once its start may run (await_start).
     Outcome call(const Task& task, Attempt& attempt);
     /// Runs a task and the tasks that follow it on this thread.
@@ -125,19 +127,19 @@ struct Executor::Impl {
     std::optional<Attempt> claim(const Task& task);
     /// A task that could start waits: parked while its run is paused, or
     /// until a concurrency limit frees a slot (take_slot). Run mutex held.
-    bool held_back(RunState& run, const Task& task);
+    bool held_back(RunState& run, const Task& task) LOOM_REQUIRES(run.mutex);
     /// Starts attempt slot.attempts + 1: marks `slot` (a StepSlot or an
     /// ItemSlot) running, arms its timeout (if the step has one) and makes its
     /// cancel flag, then has its start recorded (note_start). Run mutex held.
     template <class Slot>
-    Attempt begin_attempt(const Task& task, Slot& slot);
+    Attempt begin_attempt(const Task& task, Slot& slot) LOOM_REQUIRES(task.run->mutex);
     /// How an attempt's start reaches the store. An exact one is queued now
     /// and awaited before its handler runs (await_start). Any other is
     /// written lazily: with its result if it returns first, else by the next
     /// commit, which flush_starts() forces within kStartFlushDelay. Either
     /// way, no commit is added per step. `began` is the attempt's start.
     /// Run mutex held.
-    void note_start(const Task& task, Attempt& attempt, TimePoint began);
+    void note_start(const Task& task, Attempt& attempt, TimePoint began) LOOM_REQUIRES(task.run->mutex);
     /// Before an exact attempt's handler runs: waits until its start is
     /// committed. False if that commit failed (the run is abandoned; the
     /// attempt must end without running). No lock held.
@@ -158,21 +160,21 @@ struct Executor::Impl {
     /// was given up already; else its timeout timer and cancel flag go.
     template <class Slot>
     bool outcome_counts(const RunState& run, std::uint32_t step, std::optional<std::uint32_t> item, Slot& slot,
-                     int number);
+                     int number) LOOM_REQUIRES(run.mutex);
     /// Sets finished_at; a result that came at or past the timeout is a timeout.
     template <class Slot>
-    void close_attempt(const RunState& run, std::uint32_t step, Slot& slot, Outcome& result);
+    void close_attempt(const RunState& run, std::uint32_t step, Slot& slot, Outcome& result) LOOM_REQUIRES(run.mutex);
     /// A failed attempt: true if the retry policy gives another and the run
     /// goes on; the slot then waits for its backoff (armed once committed).
     template <class Slot>
-    bool wait_to_retry(const RunState& run, std::uint32_t step, Slot& slot, const Outcome& result, Queue& queue);
+    bool wait_to_retry(const RunState& run, std::uint32_t step, Slot& slot, const Outcome& result, Queue& queue) LOOM_REQUIRES(run.mutex);
     /// A running attempt given up at the run's deadline: failed at `at`, its handler signalled.
     template <class Slot>
     void give_up(Slot& slot, TimePoint at);
     /// Arms the timer of a waiting (or suspended) slot once its wait is committed.
     template <class Slot>
     void arm_wait(const std::shared_ptr<RunState>& run, std::uint32_t step, std::optional<std::uint32_t> item,
-                  Slot& slot);
+                  Slot& slot) LOOM_REQUIRES(run->mutex);
     /// What every StepContext of this attempt carries: ids, clock, log sink.
     detail::StepContextParams context_params(const RunState& run, std::uint32_t step, int attempt);
     /// Calls the handler (for element `item` of a for_each); no exception
@@ -186,32 +188,32 @@ struct Executor::Impl {
                         Outcome&& result);
     /// What an attempt's outcome means: complete, suspend, wait to retry, or
     /// fail. The attempt is no longer counted active; finished_at is set.
-    void apply_outcome(RunState& run, std::uint32_t step, Outcome&& result, Queue& queue);
+    void apply_outcome(RunState& run, std::uint32_t step, Outcome&& result, Queue& queue) LOOM_REQUIRES(run.mutex);
     /// The step's last attempt failed (slot.error set): marks it failed and
     /// applies its on_error policy. Returns true if it settled (the run goes on).
-    bool fail_step(RunState& run, std::uint32_t step, Queue& queue);
+    bool fail_step(RunState& run, std::uint32_t step, Queue& queue) LOOM_REQUIRES(run.mutex);
     /// A step whose dependencies all settled: skipped (a dependency skipped,
     /// or its condition false), failed (its condition could not be evaluated)
     /// or made ready. Returns true if it settled at once.
-    bool admit(RunState& run, std::uint32_t step, Queue& queue, bool write_ready);
-    bool condition_holds(const RunState& run, const detail::Expression& when) const;
+    bool admit(RunState& run, std::uint32_t step, Queue& queue, bool write_ready) LOOM_REQUIRES(run.mutex);
+    bool condition_holds(const RunState& run, const detail::Expression& when) const LOOM_REQUIRES(run.mutex);
     /// `step` settled: admits the dependents it was the last to wait for, and
     /// theirs in turn when they settle at once.
-    void release_dependents(RunState& run, std::uint32_t step, Queue& queue);
+    void release_dependents(RunState& run, std::uint32_t step, Queue& queue) LOOM_REQUIRES(run.mutex);
     /// Whether the run was abandoned (a commit failed): it then leaves the
     /// live runs once nothing of it is active any more.
-    bool forget_if_abandoned(RunState& run);
+    bool forget_if_abandoned(RunState& run) LOOM_REQUIRES(run.mutex);
     /// Nothing new starts; the first reason given is the run's outcome.
-    void stop_run(RunState& run, RunStatus outcome, std::string error);
+    void stop_run(RunState& run, RunStatus outcome, std::string error) LOOM_REQUIRES(run.mutex);
     /// Queues the final run write if the run is finished.
-    void end_run_if_over(RunState& run, Queue& queue);
+    void end_run_if_over(RunState& run, Queue& queue) LOOM_REQUIRES(run.mutex);
     /// Queues a step's current state.
-    void write_step(RunState& run, std::uint32_t step, Batch& writes);
+    void write_step(RunState& run, std::uint32_t step, Batch& writes) LOOM_REQUIRES(run.mutex);
     /// Queues a step's current state and, if `event` is set, the history
     /// event at `at` that records its change, which observers are told of
     /// once it is committed (tell).
     void record_step(RunState& run, std::uint32_t step, Queue& queue, const char* event,
-                     TimePoint at = {}, std::string detail = {});
+                     TimePoint at = {}, std::string detail = {}) LOOM_REQUIRES(run.mutex);
     /// Observers will hear of the change of `slot` (a StepSlot, or the
     /// ItemSlot of element `item`) recorded by history event `kind`, once the
     /// writes queued on `queue` are durable. Not a start: those are mostly
@@ -221,13 +223,13 @@ struct Executor::Impl {
               const std::string& detail, Queue& queue);
     /// The run ends other than completed: steps not finished (never started,
     /// or waiting, suspended) are cancelled, recorded at `at`.
-    void cancel_unfinished(RunState& run, Queue& queue, TimePoint at);
+    void cancel_unfinished(RunState& run, Queue& queue, TimePoint at) LOOM_REQUIRES(run.mutex);
     /// Queues the running attempt's start event unless it is written.
-    void record_start(RunState& run, std::uint32_t step, Batch& writes);
+    void record_start(RunState& run, std::uint32_t step, Batch& writes) LOOM_REQUIRES(run.mutex);
     /// Queues the start of `task`'s running attempt: the step's row and its
     /// step.started event, or the element's row. Every start is written here
     /// (note_start's exact starts, record_starts' lazy ones). Run mutex held.
-    void write_start(RunState& run, const Task& task, Batch& writes);
+    void write_start(RunState& run, const Task& task, Batch& writes) LOOM_REQUIRES(run.mutex);
     /// Arms the run's deadline and the timers of its waiting steps (a retry's
     /// backoff, a sleep) not armed yet. Takes the run mutex.
     void arm_timers(const std::shared_ptr<RunState>& run, std::uint64_t committed);
@@ -244,35 +246,35 @@ struct Executor::Impl {
     void on_deadline(const std::weak_ptr<RunState>& run);
     /// The run passed its deadline: it fails, attempts in flight are given up.
     /// Run mutex held; no effect the second time.
-    void expire(const std::shared_ptr<RunState>& run);
+    void expire(const std::shared_ptr<RunState>& run) LOOM_REQUIRES(run->mutex);
 
     // --- signals.cpp (suspended steps, signals, completion tokens) ---
     /// A "wait" step reached: completed at once if its signal came already,
     /// else suspended until it comes (or its timeout). Run mutex held.
-    bool admit_wait(RunState& run, std::uint32_t step, Queue& queue);
+    bool admit_wait(RunState& run, std::uint32_t step, Queue& queue) LOOM_REQUIRES(run.mutex);
     /// The signal name a "wait" step waits for (its resolved input's "signal").
     /// Throws InvalidArgument "[loom.wait.input]".
-    std::string awaited_signal(const RunState& run, std::uint32_t step) const;
+    std::string awaited_signal(const RunState& run, std::uint32_t step) const LOOM_REQUIRES(run.mutex);
     /// Throws InvalidArgument "[loom.signal.unknown]" if run `id` of `wf`
     /// cannot be waiting for signal `name` (see Executor::signal).
     void check_signal(const Workflow& wf, const RunId& id, const std::string& name);
     /// Finishes the suspended attempt of `step` with `result`, queued on
     /// `queue` (made for this run); run mutex held.
-    void resume(RunState& run, std::uint32_t step, Outcome&& result, Queue& queue);
+    void resume(RunState& run, std::uint32_t step, Outcome&& result, Queue& queue) LOOM_REQUIRES(run.mutex);
     /// Reads the signals and completion requests in a recovered run's history
     /// (only if it can have any). The run is not live yet, or its mutex is held.
-    void load_deliveries(RunState& run);
+    void load_deliveries(RunState& run) LOOM_REQUIRES(run.mutex);
     /// Whether the run's history can hold signals or completions it needs:
     /// it has a wait step or a suspended step. Run mutex held, or not live.
-    static bool may_have_deliveries(const RunState& run);
+    static bool may_have_deliveries(const RunState& run) LOOM_REQUIRES(run.mutex);
     /// Adds the signals and completion requests among `events` that the run
     /// does not know yet (the first of each counts). Returns true if any was new.
-    static bool merge_deliveries(RunState& run, const std::vector<RunEvent>& events);
+    static bool merge_deliveries(RunState& run, const std::vector<RunEvent>& events) LOOM_REQUIRES(run.mutex);
     /// Completes suspended steps whose signal or completion is known (at
     /// launch, for what came while the run was not live; from poll_deliveries,
     /// for what another process recorded). At launch, suspended sub-workflow
     /// steps are also sent to find or start their child. Run mutex held.
-    void apply_deliveries(RunState& run, Queue& queue, bool at_launch);
+    void apply_deliveries(RunState& run, Queue& queue, bool at_launch) LOOM_REQUIRES(run.mutex);
     /// Every ExecutorOptions::delivery_poll: live runs with a step suspended
     /// for a signal or a completion read their history for ones recorded by
     /// another process, and apply them. Timer thread; re-arms itself.
@@ -316,7 +318,7 @@ struct Executor::Impl {
     // --- children.cpp (sub-workflows) ---
     /// A "workflow:NAME" step reached: suspended; its child run is started
     /// once this is committed. Run mutex held.
-    bool admit_child(RunState& run, std::uint32_t step, Queue& queue);
+    bool admit_child(RunState& run, std::uint32_t step, Queue& queue) LOOM_REQUIRES(run.mutex);
     /// Starts a child run (start_child) or finishes its parent's step from it
     /// (child_done). Worker thread, no lock.
     void run_child_task(const Task& task);
@@ -324,42 +326,42 @@ struct Executor::Impl {
     void notify_parent(const RunState& child);
     /// The run stops: its child runs still going are cancelled (by workers;
     /// their results can no longer be used). Run mutex held.
-    void cancel_children(RunState& run);
+    void cancel_children(RunState& run) LOOM_REQUIRES(run.mutex);
 
     // --- fan_out.cpp (for_each steps; run mutex held unless said otherwise) ---
     /// A recovered for_each step's stored elements; before the run is live.
-    void load_items(RunState& run, std::uint32_t step, const StepInfo& stored);
+    void load_items(RunState& run, std::uint32_t step, const StepInfo& stored) LOOM_REQUIRES(run.mutex);
     /// retry(): the step's elements that did not complete get their full retry policy again.
-    void fresh_item_budget(RunState& run, std::uint32_t step);
+    void fresh_item_budget(RunState& run, std::uint32_t step) LOOM_REQUIRES(run.mutex);
     /// A for_each step reached: resolves its array and starts its elements
     /// (those not completed before). Returns true if it settled at once.
-    bool admit_fan_out(RunState& run, std::uint32_t step, Queue& queue);
+    bool admit_fan_out(RunState& run, std::uint32_t step, Queue& queue) LOOM_REQUIRES(run.mutex);
     /// Starts elements while max_parallel allows; settles the step when
     /// nothing of it is busy and it is done, failed or its run stops.
     /// Returns true if it settled and its dependents may go on.
-    bool advance_fan_out(RunState& run, std::uint32_t step, Queue& queue);
+    bool advance_fan_out(RunState& run, std::uint32_t step, Queue& queue) LOOM_REQUIRES(run.mutex);
     /// A stopping run: elements waiting for a retry are dropped, and its
     /// for_each steps with nothing running settle.
-    void wind_down_fans(RunState& run, Queue& queue);
+    void wind_down_fans(RunState& run, Queue& queue) LOOM_REQUIRES(run.mutex);
     /// Elements of the step that are queued, parked or waiting for a retry
     /// will not start (the step fails, or its run stops): no longer busy.
-    void release_idle_items(RunState& run, std::uint32_t step);
+    void release_idle_items(RunState& run, std::uint32_t step) LOOM_REQUIRES(run.mutex);
     /// An element failed for good (`error`): the step fails once its running
     /// elements have returned; nothing new starts.
-    void fail_fan_out(RunState& run, std::uint32_t step, std::uint32_t index, const std::string& error);
+    void fail_fan_out(RunState& run, std::uint32_t step, std::uint32_t index, const std::string& error) LOOM_REQUIRES(run.mutex);
     /// Starts an attempt of one element, or returns nullopt. Takes the run mutex.
     std::optional<Attempt> claim_item(const Task& task);
     /// An element's attempt returned (as attempt_returned). Takes the run mutex.
     void item_returned(const Task& task, int number, Outcome&& result);
     /// Queues element `index`'s state and the history event that records its
     /// change ("element.completed", ...), which observers are told of.
-    void record_item(RunState& run, std::uint32_t step, std::uint32_t index, Queue& queue, const char* event);
+    void record_item(RunState& run, std::uint32_t step, std::uint32_t index, Queue& queue, const char* event) LOOM_REQUIRES(run.mutex);
     /// What an element attempt's outcome means: complete, wait to retry, or
     /// fail the step. Returns true if the step settled and its dependents may go on.
-    bool apply_item_outcome(RunState& run, std::uint32_t step, std::uint32_t item, Outcome&& result, Queue& queue);
+    bool apply_item_outcome(RunState& run, std::uint32_t step, std::uint32_t item, Outcome&& result, Queue& queue) LOOM_REQUIRES(run.mutex);
     /// Nothing of the step is busy and nothing is recorded (the executor is
     /// shutting down, or the run was abandoned): it stops counting as active.
-    void quiet_item_end(const std::shared_ptr<RunState>& run, std::uint32_t step);
+    void quiet_item_end(const std::shared_ptr<RunState>& run, std::uint32_t step) LOOM_REQUIRES(run->mutex);
     /// The wait set now in `slot` (a StepSlot or ItemSlot) may be armed once the
     /// writes queued on `queue` are committed, not before. Run mutex held.
     template <class Slot>
@@ -368,25 +370,25 @@ struct Executor::Impl {
         queue.effects().arm_timers = true;
     }
     /// The run passed its deadline: the step's running elements are given up.
-    void give_up_items(RunState& run, std::uint32_t step, Queue& queue, TimePoint at);
+    void give_up_items(RunState& run, std::uint32_t step, Queue& queue, TimePoint at) LOOM_REQUIRES(run.mutex);
 
     // --- compensation.cpp (saga) ---
     /// Starts undoing the run's completed steps, latest first; run mutex held.
-    void begin_compensation(RunState& run, Queue& queue);
+    void begin_compensation(RunState& run, Queue& queue) LOOM_REQUIRES(run.mutex);
     /// Visits `work` (steps whose dependents are all undone or passed): a
     /// completed step with a compensation is queued to be undone, any other
     /// passes, releasing its own dependencies in turn. Run mutex held.
-    void walk_compensation(RunState& run, std::vector<std::uint32_t> work, Queue& queue);
+    void walk_compensation(RunState& run, std::vector<std::uint32_t> work, Queue& queue) LOOM_REQUIRES(run.mutex);
     /// Claims, calls and records one compensation attempt.
     void run_compensation(const Task& task);
     /// Adds start writes for attempts in `started` that are still running.
     void record_starts(std::vector<Task>& started, Batch& batch);
     /// Queues element `index` of for_each step `step` as it is now.
-    static void write_item(RunState& run, std::uint32_t step, std::uint32_t index, Batch& writes);
+    static void write_item(RunState& run, std::uint32_t step, std::uint32_t index, Batch& writes) LOOM_REQUIRES(run.mutex);
     /// A for_each step that ends unfinished: its elements the store has as
     /// pending or waiting become cancelled, so that no row of a final run
     /// looks as if it may still start.
-    void cancel_items(RunState& run, std::uint32_t step, Queue& queue);
+    void cancel_items(RunState& run, std::uint32_t step, Queue& queue) LOOM_REQUIRES(run.mutex);
     /// Applies a committed batch's effects.
     void apply(Effects& effects);
     /// Drops the live state of runs whose commit failed; the store is the truth.
@@ -428,7 +430,7 @@ struct Executor::Impl {
     /// store got since (`latest`, `events`, read once it was live) from host
     /// threads that found it not live: cancel, pause, resume, signals,
     /// completions. Later ones find it live. Run mutex held.
-    void catch_up(RunState& run, const RunInfo& read, const RunInfo& latest, const std::vector<RunEvent>& events);
+    void catch_up(RunState& run, const RunInfo& read, const RunInfo& latest, const std::vector<RunEvent>& events) LOOM_REQUIRES(run.mutex);
     std::shared_ptr<RunState> make_state(const RunInfo& info, std::shared_ptr<const Workflow> wf,
                                          StepHandlers handlers);
     /// Makes a run live and queues its first commit: the new run (`fresh`) or

@@ -234,7 +234,7 @@ void Executor::Impl::fail_fan_out(RunState& run, std::uint32_t step, std::uint32
 
 std::optional<Executor::Impl::Attempt> Executor::Impl::claim_item(const Task& task) {
     RunState& run = *task.run;
-    std::lock_guard lock(run.mutex);
+    MutexLock lock(run.mutex);
     auto& slot = run.steps[task.step];
     FanOut& fan = *slot.fan;
     ItemSlot& item = fan.items[task.item];
@@ -274,7 +274,7 @@ void Executor::Impl::quiet_item_end(const std::shared_ptr<RunState>& run_ptr, st
 void Executor::Impl::item_returned(const Task& task, int number, Outcome&& result) {
     detail::failpoint("item.finished");
     RunState& run = *task.run;
-    std::lock_guard lock(run.mutex);
+    MutexLock lock(run.mutex);
     FanOut& fan = *run.steps[task.step].fan;
     ItemSlot& item = fan.items[task.item];
     if (!outcome_counts(run, task.step, task.item, item, number)) return;

@@ -53,11 +53,14 @@ void Executor::Impl::reopen(const RunId& id, const char* event, bool keep_items,
     if (!keep_items)
         for (auto i : steps) reopened.steps[i].items.clear();
     auto run = make_state(reopened, std::move(wf), std::move(handlers));
-    for (auto i : steps) {
-        auto& slot = run->steps[i];
-        slot.attempt_base = slot.attempts;
-        slot.reset_items = !keep_items && !stored->steps[i].items.empty();
-        fresh_item_budget(*run, i);
+    {
+        MutexLock lock(run->mutex);   // not shared yet: for the analysis
+        for (auto i : steps) {
+            auto& slot = run->steps[i];
+            slot.attempt_base = slot.attempts;
+            slot.reset_items = !keep_items && !stored->steps[i].items.empty();
+            fresh_item_budget(*run, i);
+        }
     }
     const auto at = now();
     const RunWrite row{id, RunStatus::running, false, nullptr, "", at, std::nullopt};
@@ -136,7 +139,7 @@ bool Executor::Impl::request_live(const std::shared_ptr<RunState>& run, const Ru
     CommitWaiter waiter;
     bool must_lead;
     {
-        std::lock_guard lock(run->mutex);
+        MutexLock lock(run->mutex);
         if (auto result = request.check_live(*run)) return *result;
         Queue queue(commits_, run, &waiter);
         request.apply_live(*run, queue, recorded);
@@ -157,11 +160,13 @@ bool Executor::Impl::set_paused(const RunId& id, bool paused) {
     std::vector<Task> parked;
     const bool result = request(
         id, {[&](RunState& run) -> std::optional<bool> {
+                 run.mutex.assert_held();   // the request protocol holds it
                  if (run.final_submitted) return false;
                  if (run.paused == paused) return true;
                  return std::nullopt;
              },
              [&](RunState& run, Queue& queue, bool) {
+                 run.mutex.assert_held();   // the request protocol holds it
                  run.paused = paused;
                  if (!paused) parked.swap(run.parked);
                  write(queue, run.cancel_requested);

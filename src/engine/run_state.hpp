@@ -4,14 +4,12 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,6 +19,7 @@
 #include <loom/workflow.hpp>
 
 #include "engine/task.hpp"
+#include "runtime/mutex.hpp"
 #include "runtime/timer_queue.hpp"
 
 namespace loom::detail {
@@ -140,59 +139,63 @@ struct RunState : std::enable_shared_from_this<RunState> {
     Json input;
     int priority = 0;                                     // of its tasks; fixed at start
     std::optional<TimePoint> deadline_at;                 // the run fails when it passes
-    TimerQueue::Id deadline_timer = 0;                    // guarded by mutex
+    TimerQueue::Id deadline_timer LOOM_GUARDED_BY(mutex) = 0;
     std::atomic<bool> cancel_flag{false};                 // read by StepContext
     /// Per step: false while a started attempt is not yet in the store. Written
     /// under mutex; read without it by the committer to skip most checks.
     std::vector<std::atomic<bool>> start_written;
 
-    std::mutex mutex;
-    std::condition_variable done_cv;
-    // All below guarded by mutex.
-    std::vector<StepSlot> steps;
+    Mutex mutex;
+    CondVar done_cv;   // `done` became true
+    std::vector<StepSlot> steps LOOM_GUARDED_BY(mutex);
     /// Steps that are over for this run and let dependents go on: completed,
     /// skipped, or failed under OnError::proceed. Only ever added to.
-    Counter settled;
+    Counter settled LOOM_GUARDED_BY(mutex);
     /// Steps ready, running, waiting to retry or suspended, and for_each steps
     /// begun: the run is not over while any is.
-    Counter active;
-    Counter fans_open;               // for_each steps begun and not settled
-    std::uint64_t queued_seq = 0;    // batches of writes queued for this run
-    std::uint64_t committed_seq = 0; // the latest of them committed and applied
-    bool stopping = false;           // failed or cancelled: start nothing new
-    bool paused = false;             // Executor::pause(): ready steps wait in `parked`
-    bool expired = false;            // its deadline passed and was acted on
-    std::vector<Task> parked;
-    bool cancel_requested = false;
-    RunStatus outcome = RunStatus::running;   // the final status once decided
-    std::string error;
+    Counter active LOOM_GUARDED_BY(mutex);
+    Counter fans_open LOOM_GUARDED_BY(mutex);               // for_each steps begun and not settled
+    std::uint64_t queued_seq LOOM_GUARDED_BY(mutex) = 0;    // batches of writes queued for this run
+    std::uint64_t committed_seq LOOM_GUARDED_BY(mutex) = 0; // the latest of them committed and applied
+    bool stopping LOOM_GUARDED_BY(mutex) = false;           // failed or cancelled: start nothing new
+    bool paused LOOM_GUARDED_BY(mutex) = false;             // Executor::pause(): ready steps wait in `parked`
+    bool expired LOOM_GUARDED_BY(mutex) = false;            // its deadline passed and was acted on
+    std::vector<Task> parked LOOM_GUARDED_BY(mutex);
+    bool cancel_requested LOOM_GUARDED_BY(mutex) = false;
+    RunStatus outcome LOOM_GUARDED_BY(mutex) = RunStatus::running;   // the final status once decided
+    std::string error LOOM_GUARDED_BY(mutex);
     /// Signals received, by name: the first of each name counts (the history
     /// keeps every one). A "wait" step completes with its signal's payload.
-    std::map<std::string, Json> signals;
+    std::map<std::string, Json> signals LOOM_GUARDED_BY(mutex);
     /// Completions requested by token while the run was not live, replayed at
     /// recovery: (step, attempt) -> result.
-    std::map<std::pair<std::uint32_t, int>, std::pair<Json, std::string>> requested;
+    std::map<std::pair<std::uint32_t, int>, std::pair<Json, std::string>> requested LOOM_GUARDED_BY(mutex);
     /// A step under OnError::compensate failed: once nothing runs any more,
     /// completed steps are undone in reverse dependency order, then the run fails.
-    bool compensate = false;
-    bool compensation_begun = false;
-    Counter compensations;           // undos due or in flight
-    std::vector<std::string> compensation_failures;   // ids of steps whose undo failed
-    bool final_submitted = false;    // the final run write is queued for commit
-    bool done = false;               // final write committed, or run abandoned
-    bool abandoned = false;          // a commit failed; the store is the truth now
-    std::exception_ptr store_error;  // why it was abandoned
+    bool compensate LOOM_GUARDED_BY(mutex) = false;
+    bool compensation_begun LOOM_GUARDED_BY(mutex) = false;
+    Counter compensations LOOM_GUARDED_BY(mutex);           // undos due or in flight
+    std::vector<std::string> compensation_failures LOOM_GUARDED_BY(mutex);   // ids of steps whose undo failed
+    bool final_submitted LOOM_GUARDED_BY(mutex) = false;    // the final run write is queued for commit
+    bool done LOOM_GUARDED_BY(mutex) = false;               // final write committed, or run abandoned
+    bool abandoned LOOM_GUARDED_BY(mutex) = false;          // a commit failed; the store is the truth now
+    std::exception_ptr store_error LOOM_GUARDED_BY(mutex);  // why it was abandoned
 
     /// A for_each step begins: it counts in `active` and `fans_open` until it settles.
-    void open_fan() noexcept {
+    void open_fan() noexcept LOOM_REQUIRES(mutex) {
         active.add();
         fans_open.add();
     }
-    void close_fan() noexcept {
+    void close_fan() noexcept LOOM_REQUIRES(mutex) {
         active.remove();
         fans_open.remove();
     }
-    bool all_settled() const noexcept { return settled.count() == steps.size(); }
+    bool all_settled() const noexcept LOOM_REQUIRES(mutex) { return settled.count() == steps.size(); }
+    /// `steps` for a handler resolving its input, without the mutex: what the
+    /// input reads (the outputs of settled dependencies, a begun for_each's
+    /// elements) no longer changes, and the vector is sized once, when the run
+    /// is made. The one read of `steps` the analysis is told to trust.
+    const std::vector<StepSlot>& settled_steps() const noexcept LOOM_NO_TSA { return steps; }
 };
 
 }  // namespace loom::detail

@@ -78,7 +78,7 @@ bool Executor::Impl::lead_if_idle() {
 void Executor::Impl::record_starts(std::vector<Task>& started, Batch& batch) {
     for (auto& t : started) {
         if (t.kind == Task::Kind::item) {
-            std::lock_guard lock(t.run->mutex);
+            MutexLock lock(t.run->mutex);
             auto& item = t.run->steps[t.step].fan->items[t.item];
             if (item.start_written || item.status != StepStatus::running || t.run->abandoned) continue;
             write_start(*t.run, t, batch);
@@ -86,7 +86,7 @@ void Executor::Impl::record_starts(std::vector<Task>& started, Batch& batch) {
         }
         auto& written = t.run->start_written[t.step];
         if (written.load(std::memory_order_acquire)) continue;   // mostly: already finished
-        std::lock_guard lock(t.run->mutex);
+        MutexLock lock(t.run->mutex);
         if (written.load(std::memory_order_relaxed) || t.run->abandoned) continue;
         write_start(*t.run, t, batch);
     }
@@ -139,10 +139,17 @@ void Executor::Impl::apply(Effects& e) {
         }
         if (e.run_finished) {
             // Observers hear of it before waiters are released.
-            notify([&](Observer& o) { o.on_run_finished(run.id, run.outcome, run.error); });
+            RunStatus outcome;
+            std::string error;
+            {
+                MutexLock lock(run.mutex);
+                outcome = run.outcome;
+                error = run.error;
+            }
+            notify([&](Observer& o) { o.on_run_finished(run.id, outcome, error); });
             notify_parent(run);
             {
-                std::lock_guard lock(run.mutex);
+                MutexLock lock(run.mutex);
                 live_.remove(run);
                 run.done = true;
             }
@@ -169,7 +176,7 @@ void Executor::Impl::abandon(std::vector<Effects>& effects, std::vector<Task>& r
         if (e.waiter) e.waiter->signal(failure);
         if (!e.run) continue;
         RunState& run = *e.run;
-        std::lock_guard lock(run.mutex);
+        MutexLock lock(run.mutex);
         if (run.abandoned) continue;
         run.abandoned = true;
         run.stopping = true;
@@ -187,7 +194,7 @@ void Executor::Impl::abandon(std::vector<Effects>& effects, std::vector<Task>& r
     for (auto& r : dropped) {
         RunState& run = *r;
         {
-            std::lock_guard lock(run.mutex);
+            MutexLock lock(run.mutex);
             // Not live any more before a waiter can see it done, so that a
             // recover() right after wait() resumes it, even while handlers of
             // this state still run: their results are dropped, and they see
@@ -212,7 +219,7 @@ void Executor::Impl::drop_pending(const std::vector<std::shared_ptr<RunState>>& 
 }
 
 void Executor::Impl::drop_ready(const Task& t) {
-    std::lock_guard lock(t.run->mutex);
+    MutexLock lock(t.run->mutex);
     auto& slot = t.run->steps[t.step];
     if (t.kind == Task::Kind::item) {   // counted in its step's fan-out, not in the run
         auto& item = slot.fan->items[t.item];

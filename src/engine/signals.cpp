@@ -208,6 +208,7 @@ void Executor::Impl::arm_delivery_poll() {
 void Executor::Impl::poll_deliveries() {
     auto runs = live_.all();
     auto awaits_outside = [](const RunState& run) {
+        run.mutex.assert_held();   // both calls below hold it
         if (run.final_submitted || run.stopping || run.abandoned) return false;
         for (std::uint32_t i = 0; i < run.steps.size(); ++i)
             if (run.steps[i].status == StepStatus::suspended &&
@@ -218,12 +219,12 @@ void Executor::Impl::poll_deliveries() {
     bool queued = false;
     for (auto& run : runs) {
         {
-            std::lock_guard lock(run->mutex);
+            MutexLock lock(run->mutex);
             if (!awaits_outside(*run)) continue;
         }
         try {
             const auto events = store_.load_events(run->id);   // no lock held: store I/O
-            std::lock_guard lock(run->mutex);
+            MutexLock lock(run->mutex);
             if (!awaits_outside(*run) || !merge_deliveries(*run, events)) continue;
             Queue queue(commits_, run);
             apply_deliveries(*run, queue, /*at_launch=*/false);
@@ -248,11 +249,13 @@ bool Executor::Impl::deliver(const RunId& id, RunEvent event, const std::functio
     event.run_id = id;
     event.at = now();
     return request(id, {[&](RunState& run) -> std::optional<bool> {
+                            run.mutex.assert_held();   // the request protocol holds it
                             if (run.final_submitted) return false;
                             check_live(run);
                             return std::nullopt;
                         },
                         [&](RunState& run, Queue& queue, bool recorded) {
+                            run.mutex.assert_held();   // the request protocol holds it
                             if (!recorded) queue.writes().events.push_back(event);
                             apply(run, queue);
                             end_run_if_over(run, queue);
@@ -272,8 +275,12 @@ bool Executor::signal(const RunId& id, const std::string& name, const Json& payl
     detail::check_payload(payload, impl_->options_.payload, "the signal's payload");
     RunEvent event{0, id, "", loom::event::signal, 0, Json{{"name", name}, {"payload", payload}}.dump(), {}};
     return impl_->deliver(
-        id, std::move(event), [&](RunState& run) { impl_->check_signal(*run.workflow, id, name); },
+        id, std::move(event), [&](RunState& run) {
+            run.mutex.assert_held();   // the request protocol holds it
+            impl_->check_signal(*run.workflow, id, name);
+        },
         [&](RunState& run, Impl::Queue& queue) {
+            run.mutex.assert_held();   // the request protocol holds it
             if (!run.signals.emplace(name, payload).second) return;   // the first counts
             if (run.stopping) return;   // its suspended steps are released already
             for (std::uint32_t i = 0; i < run.steps.size(); ++i) {
@@ -329,6 +336,7 @@ void Executor::Impl::finish_by_token(const std::string& token, Json output, std:
     const bool delivered = deliver(
         t.run, std::move(event),
         [&](RunState& run) {
+            run.mutex.assert_held();   // the request protocol holds it
             const auto at = detail::Plan::of(*run.workflow).step_index(t.step);
             if (!at) throw NotFound(error_id::step_unknown, "run " + t.run + " has no step " + detail::quote(t.step));
             step = *at;
@@ -339,6 +347,7 @@ void Executor::Impl::finish_by_token(const std::string& token, Json output, std:
                 throw stale();
         },
         [&](RunState& run, Queue& queue) {
+            run.mutex.assert_held();   // the request protocol holds it
             resume(run, step, Outcome::of(std::move(output), std::move(error)), queue);
         },
         [&](const RunInfo& info) {

@@ -270,6 +270,7 @@ bool Executor::Impl::condition_holds(const RunState& run, const detail::Expressi
     const auto& refs = when.references();
     std::vector<Json> fields(refs.size());   // status and error are made, not found
     return when.evaluate([&](std::size_t i) -> const Json* {
+        run.mutex.assert_held();   // evaluate() calls back before it returns
         const detail::Reference& ref = refs[i];
         if (ref.root == detail::Reference::Root::input) return detail::find_path(run.input, ref.path);
         const auto& slot = run.steps[ref.step];
@@ -303,7 +304,7 @@ void Executor::Impl::release_dependents(RunState& run, std::uint32_t step, Queue
 
 std::optional<Executor::Impl::Attempt> Executor::Impl::claim(const Task& task) {
     RunState& run = *task.run;
-    std::lock_guard lock(run.mutex);
+    MutexLock lock(run.mutex);
     if (run.stopping || stopping_) {
         auto& status = run.steps[task.step].status;
         if (status != StepStatus::ready) return std::nullopt;   // released by stop_run
@@ -498,9 +499,10 @@ Outcome Executor::Impl::call_handler(RunState& run, std::uint32_t step, const At
         // Captures fit std::function's inline buffer (16 bytes): no allocation per attempt.
         constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
         params.resolve_input = [&run, step, index = item.value_or(kNone)] {
-            const auto step_of = detail::steps_of(run.steps);
+            const auto& steps = run.settled_steps();
+            const auto step_of = detail::steps_of(steps);
             if (index == kNone) return detail::resolve_input(*run.workflow, step, run.input, step_of);
-            const detail::Element element{run.steps[step].fan->elements[index], Json(index)};
+            const detail::Element element{steps[step].fan->elements[index], Json(index)};
             return detail::resolve_input(*run.workflow, step, run.input, step_of, &element);
         };
         StepContext ctx = detail::ContextAccess::make(std::move(params));
@@ -517,7 +519,7 @@ void Executor::Impl::attempt_returned(const std::shared_ptr<RunState>& run_ptr, 
                                     int number, Outcome&& result) {
     detail::failpoint("step.finished");
     RunState& run = *run_ptr;
-    std::lock_guard lock(run.mutex);
+    MutexLock lock(run.mutex);
     auto& slot = run.steps[step];
     if (!outcome_counts(run, step, std::nullopt, slot, number)) return;
     run.active.remove();
@@ -580,7 +582,7 @@ void Executor::Impl::apply_outcome(RunState& run, std::uint32_t step, Outcome&& 
 
 void Executor::Impl::arm_timers(const std::shared_ptr<RunState>& run_ptr, std::uint64_t committed) {
     RunState& run = *run_ptr;
-    std::lock_guard lock(run.mutex);
+    MutexLock lock(run.mutex);
     run.committed_seq = std::max(run.committed_seq, committed);
     if (run.stopping || run.final_submitted) return;
     if (run.deadline_at && !run.deadline_timer)
@@ -618,7 +620,7 @@ void Executor::Impl::on_wake(const std::weak_ptr<RunState>& weak, std::uint32_t 
     if (!run) return;
     bool timed_out_now = false;
     {
-        std::lock_guard lock(run->mutex);
+        MutexLock lock(run->mutex);
         auto& slot = run->steps[step];
         // A timer armed for another wait of the same attempt (a suspended
         // step's timeout, after fail() by token made it wait for a retry)
@@ -670,7 +672,7 @@ void Executor::Impl::on_timeout(const std::weak_ptr<RunState>& weak, std::uint32
     auto run = weak.lock();
     if (!run) return;
     {
-        std::lock_guard lock(run->mutex);
+        MutexLock lock(run->mutex);
         auto fire = [number](auto& slot) {
             if (slot.status != StepStatus::running || slot.attempts != number) return false;
             slot.timeout_timer = 0;           // firing now
@@ -692,7 +694,7 @@ void Executor::Impl::on_deadline(const std::weak_ptr<RunState>& weak) {
     if (!run_ptr) return;
     RunState& run = *run_ptr;
     {
-        std::lock_guard lock(run.mutex);
+        MutexLock lock(run.mutex);
         run.deadline_timer = 0;
         expire(run_ptr);
     }
