@@ -73,6 +73,24 @@ TEST_CASE("a paused run starts nothing new until it is resumed", "[control]") {
     CHECK_THROWS_WITH(executor.pause("nope"), "[loom.run.unknown] run nope does not exist");
 }
 
+// A paused run's ready steps wait as parked tasks, which point back at the run:
+// an executor destroyed meanwhile must let go of them, or the run (with its
+// handlers, definition and input) outlives the executor for good.
+TEST_CASE("an executor destroyed with a paused run lets go of the run", "[control]") {
+    Fixture<Chain> f;
+    auto& executor = f.open({Chain::workflow()});
+    auto id = executor.start("chain");
+    f.gate.wait_for_waiters(1);
+    CHECK(executor.pause(id));
+    f.gate.release();   // "a" finishes; "b" is parked
+    REQUIRE(loom::test::eventually([&] { return executor.get_run(id).step("a")->status == StepStatus::completed; }));
+    CHECK_FALSE(executor.wait_for(id, 50ms));
+    const auto ok = f.handlers.find("ok");
+    CHECK(ok.use_count() == 4);   // the registry, this test, and the run's "b" and "c"
+    f.close();
+    CHECK(ok.use_count() == 2);
+}
+
 // pause() holds a step whose timer comes due while the run is paused: a
 // retry's backoff, or a sleep step. Time is a FakeClock, so the timer is due
 // exactly when the test advances it.
