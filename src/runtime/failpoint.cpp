@@ -1,28 +1,29 @@
 #include "runtime/failpoint.hpp"
 
 #include <csignal>
-#include <mutex>
 
 #include <unistd.h>
 
+#include "runtime/mutex.hpp"
+
 namespace loom::detail {
 namespace {
-std::mutex mutex;
-std::string armed_name;   // guarded by mutex
-long armed_at = 0;        // guarded by mutex
-long hits = 0;            // guarded by mutex
+Mutex mutex;
+std::string armed_name LOOM_GUARDED_BY(mutex);
+long armed_at LOOM_GUARDED_BY(mutex) = 0;
+long hits LOOM_GUARDED_BY(mutex) = 0;
 }  // namespace
 
 std::atomic<bool> failpoints_armed{false};
 
 void failpoint_hit(const char* name) noexcept {
-    std::lock_guard lock(mutex);
+    MutexLock lock(mutex);
     if (armed_name != "*" && armed_name != name) return;
     if (++hits == armed_at) ::kill(::getpid(), SIGKILL);
 }
 
 void arm_failpoint(const std::string& name, long n) {
-    std::lock_guard lock(mutex);
+    MutexLock lock(mutex);
     armed_name = name;
     armed_at = n;
     hits = 0;
@@ -30,7 +31,7 @@ void arm_failpoint(const std::string& name, long n) {
 }
 
 long failpoint_hits() noexcept {
-    std::lock_guard lock(mutex);
+    MutexLock lock(mutex);
     return hits;
 }
 

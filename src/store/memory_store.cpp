@@ -7,10 +7,10 @@
 #include <algorithm>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <unordered_map>
 #include <utility>
 
+#include "runtime/mutex.hpp"
 #include "store/store_support.hpp"
 
 namespace loom {
@@ -61,30 +61,29 @@ ItemInfo stored(ItemInfo item) {
 }  // namespace
 
 struct MemoryStore::State {
-    std::mutex mutex;
-    // Everything below is guarded by mutex.
-    std::map<std::string, std::map<std::int64_t, WorkflowRecord>, std::less<>> workflows;
-    std::unordered_map<RunId, RunRow> runs;
-    std::unordered_map<std::string, RunId> by_key;   // idempotency key -> run id
+    detail::Mutex mutex;
+    std::map<std::string, std::map<std::int64_t, WorkflowRecord>, std::less<>> workflows LOOM_GUARDED_BY(mutex);
+    std::unordered_map<RunId, RunRow> runs LOOM_GUARDED_BY(mutex);
+    std::unordered_map<std::string, RunId> by_key LOOM_GUARDED_BY(mutex);   // idempotency key -> run id
     // Runs oldest first; the counter breaks ties between runs created in one millisecond.
-    std::map<std::pair<TimePoint, std::uint64_t>, RunRow*> by_created;
-    std::uint64_t next_order = 0;
-    std::int64_t next_seq = 1;
+    std::map<std::pair<TimePoint, std::uint64_t>, RunRow*> by_created LOOM_GUARDED_BY(mutex);
+    std::uint64_t next_order LOOM_GUARDED_BY(mutex) = 0;
+    std::int64_t next_seq LOOM_GUARDED_BY(mutex) = 1;
     // Resolved targets of the batch being committed; kept to reuse their capacity.
-    std::vector<StepInfo*> step_targets;
-    std::vector<StepInfo*> item_targets;   // the step of each item write
-    std::vector<RunRow*> run_targets;
-    std::vector<RunRow*> event_targets;
-    std::vector<std::vector<int>*> started_added;   // by resolve(), undone by unresolve()
-    RunRow* last_found = nullptr;   // the run find_run found last (rows never move)
+    std::vector<StepInfo*> step_targets LOOM_GUARDED_BY(mutex);
+    std::vector<StepInfo*> item_targets LOOM_GUARDED_BY(mutex);   // the step of each item write
+    std::vector<RunRow*> run_targets LOOM_GUARDED_BY(mutex);
+    std::vector<RunRow*> event_targets LOOM_GUARDED_BY(mutex);
+    std::vector<std::vector<int>*> started_added LOOM_GUARDED_BY(mutex);   // by resolve(), undone by unresolve()
+    RunRow* last_found LOOM_GUARDED_BY(mutex) = nullptr;   // the run find_run found last (rows never move)
 
-    bool has_workflow(const std::string& name, std::int64_t version) const {
+    bool has_workflow(const std::string& name, std::int64_t version) const LOOM_REQUIRES(mutex) {
         auto versions = workflows.find(name);
         return versions != workflows.end() && versions->second.count(version) != 0;
     }
 
     // Inserts a new run after checking it; throws and inserts nothing if it is bad.
-    void insert_run(const RunInfo& run) {
+    void insert_run(const RunInfo& run) LOOM_REQUIRES(mutex) {
         if (runs.count(run.id) != 0) throw detail::duplicate_run(run.id);
         if (!has_workflow(run.workflow_name, run.workflow_version)) {
             throw detail::unknown_workflow(run);
@@ -117,7 +116,7 @@ struct MemoryStore::State {
     }
 
     // Undoes insert_run for a batch that failed later on.
-    void erase_run(const RunId& id) {
+    void erase_run(const RunId& id) LOOM_REQUIRES(mutex) {
         auto it = runs.find(id);
         by_created.erase(std::make_pair(it->second.info.created_at, it->second.order));
         if (!it->second.info.idempotency_key.empty()) by_key.erase(it->second.info.idempotency_key);
@@ -125,7 +124,7 @@ struct MemoryStore::State {
         runs.erase(it);
     }
 
-    RunRow& find_run(const RunId& id) {
+    RunRow& find_run(const RunId& id) LOOM_REQUIRES(mutex) {
         // A batch's writes come in runs of the same run: skip the hash then.
         if (last_found && last_found->info.id == id) return *last_found;
         auto it = runs.find(id);
@@ -134,7 +133,7 @@ struct MemoryStore::State {
         return it->second;
     }
 
-    StepInfo& find_step(const RunId& run_id, const std::string& step_id) {
+    StepInfo& find_step(const RunId& run_id, const std::string& step_id) LOOM_REQUIRES(mutex) {
         RunRow& run = find_run(run_id);
         auto it = run.step_index.find(step_id);
         if (it == run.step_index.end()) throw detail::missing_row(run_id, step_id);
@@ -142,7 +141,7 @@ struct MemoryStore::State {
     }
 
     // Finds every row the batch writes; throws (changing nothing) if one is missing.
-    void resolve(const Batch& batch) {
+    void resolve(const Batch& batch) LOOM_REQUIRES(mutex) {
         step_targets.clear();
         item_targets.clear();
         run_targets.clear();
@@ -163,7 +162,7 @@ struct MemoryStore::State {
 
     // Records the start of (run, step, attempt), which must not have started yet,
     // in this batch or before (as SQLite's unique index run_events_step_started).
-    void claim_attempt(RunRow& run, const RunEvent& event) {
+    void claim_attempt(RunRow& run, const RunEvent& event) LOOM_REQUIRES(mutex) {
         std::vector<int>& attempts = run.started[event.step_id];
         if (std::find(attempts.begin(), attempts.end(), event.attempt) != attempts.end()) {
             throw detail::duplicate_attempt(event.run_id, event.step_id, event.attempt);
@@ -173,12 +172,12 @@ struct MemoryStore::State {
     }
 
     // Undoes what a failed resolve() claimed, newest first.
-    void unresolve() {
+    void unresolve() LOOM_REQUIRES(mutex) {
         for (auto it = started_added.rbegin(); it != started_added.rend(); ++it) (*it)->pop_back();
         started_added.clear();
     }
 
-    void apply(const Batch& batch) {
+    void apply(const Batch& batch) LOOM_REQUIRES(mutex) {
         for (std::size_t i = 0; i < batch.steps.size(); ++i) {
             const StepWrite& write = batch.steps[i];
             StepInfo& step = *step_targets[i];
@@ -230,7 +229,7 @@ bool MemoryStore::save_workflow(const WorkflowRecord& workflow) { return save_de
 bool MemoryStore::replace_workflow(const WorkflowRecord& workflow) { return save_definition(workflow, true); }
 
 bool MemoryStore::save_definition(const WorkflowRecord& workflow, bool replace) {
-    std::lock_guard lock(state_->mutex);
+    detail::MutexLock lock(state_->mutex);
     auto& versions = state_->workflows[workflow.name];
     auto it = versions.find(workflow.version);
     if (it != versions.end()) {
@@ -252,7 +251,7 @@ bool MemoryStore::save_definition(const WorkflowRecord& workflow, bool replace) 
 
 std::optional<WorkflowRecord> MemoryStore::load_workflow(std::string_view name,
                                                          std::optional<std::int64_t> version) {
-    std::lock_guard lock(state_->mutex);
+    detail::MutexLock lock(state_->mutex);
     auto versions = state_->workflows.find(name);
     if (versions == state_->workflows.end() || versions->second.empty()) return std::nullopt;
     if (!version) return versions->second.rbegin()->second;
@@ -262,7 +261,7 @@ std::optional<WorkflowRecord> MemoryStore::load_workflow(std::string_view name,
 }
 
 std::vector<WorkflowRecord> MemoryStore::list_workflows() {
-    std::lock_guard lock(state_->mutex);
+    detail::MutexLock lock(state_->mutex);
     std::vector<WorkflowRecord> out;
     for (const auto& [name, versions] : state_->workflows) {
         for (const auto& [version, record] : versions) out.push_back(record);
@@ -271,7 +270,7 @@ std::vector<WorkflowRecord> MemoryStore::list_workflows() {
 }
 
 void MemoryStore::commit(const Batch& batch) {
-    std::lock_guard lock(state_->mutex);
+    detail::MutexLock lock(state_->mutex);
     // New runs go in first so that the batch's writes can find them; if any later
     // part of the batch is bad they come out again, and the store is unchanged.
     std::size_t inserted = 0;
@@ -291,7 +290,7 @@ void MemoryStore::commit(const Batch& batch) {
 }
 
 std::optional<RunInfo> MemoryStore::load_run(const RunId& id) {
-    std::lock_guard lock(state_->mutex);
+    detail::MutexLock lock(state_->mutex);
     auto it = state_->runs.find(id);
     if (it == state_->runs.end()) return std::nullopt;
     return it->second.info;
@@ -299,14 +298,14 @@ std::optional<RunInfo> MemoryStore::load_run(const RunId& id) {
 
 std::optional<RunId> MemoryStore::find_run_by_key(std::string_view idempotency_key) {
     if (idempotency_key.empty()) return std::nullopt;
-    std::lock_guard lock(state_->mutex);
+    detail::MutexLock lock(state_->mutex);
     auto it = state_->by_key.find(std::string(idempotency_key));
     if (it == state_->by_key.end()) return std::nullopt;
     return it->second;
 }
 
 std::vector<RunInfo> MemoryStore::list_runs(const RunFilter& filter) {
-    std::lock_guard lock(state_->mutex);
+    detail::MutexLock lock(state_->mutex);
     std::vector<RunInfo> out;
     for (auto it = state_->by_created.rbegin();
          it != state_->by_created.rend() && out.size() < filter.limit; ++it) {
@@ -319,7 +318,7 @@ std::vector<RunInfo> MemoryStore::list_runs(const RunFilter& filter) {
 }
 
 std::vector<RunId> MemoryStore::unfinished_runs() {
-    std::lock_guard lock(state_->mutex);
+    detail::MutexLock lock(state_->mutex);
     std::vector<RunId> out;
     for (const auto& entry : state_->by_created) {
         if (entry.second->info.status == RunStatus::running) out.push_back(entry.second->info.id);
@@ -328,7 +327,7 @@ std::vector<RunId> MemoryStore::unfinished_runs() {
 }
 
 std::vector<RunEvent> MemoryStore::load_events(const RunId& id) {
-    std::lock_guard lock(state_->mutex);
+    detail::MutexLock lock(state_->mutex);
     auto it = state_->runs.find(id);
     if (it == state_->runs.end()) return {};
     return it->second.events;
