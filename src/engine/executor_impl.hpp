@@ -86,7 +86,7 @@ struct Executor::Impl {
         int number = 1;
         std::shared_ptr<std::atomic<bool>> flag;   // set when it times out
         std::optional<TimePoint> deadline;         // its timeout or the run's deadline
-        /// Set for an exact attempt (StepSlot::exact): its start is queued
+        /// Set for an exact attempt (AttemptSlot::exact): its start is queued
         /// for commit, and the handler may run only once that is committed.
         std::unique_ptr<CommitWaiter> start_commit;
         bool must_lead = false;   // the claiming thread leads that commit
@@ -128,11 +128,10 @@ struct Executor::Impl {
     /// A task that could start waits: parked while its run is paused, or
     /// until a concurrency limit frees a slot (take_slot). Run mutex held.
     bool held_back(RunState& run, const Task& task) LOOM_REQUIRES(run.mutex);
-    /// Starts attempt slot.attempts + 1: marks `slot` (a StepSlot or an
-    /// ItemSlot) running, arms its timeout (if the step has one) and makes its
+    /// Starts attempt slot.attempts + 1: marks `slot` (a step's or an
+    /// element's) running, arms its timeout (if the step has one) and makes its
     /// cancel flag, then has its start recorded (note_start). Run mutex held.
-    template <class Slot>
-    Attempt begin_attempt(const Task& task, Slot& slot) LOOM_REQUIRES(task.run->mutex);
+    Attempt begin_attempt(const Task& task, detail::AttemptSlot& slot) LOOM_REQUIRES(task.run->mutex);
     /// How an attempt's start reaches the store. An exact one is queued now
     /// and awaited before its handler runs (await_start). Any other is
     /// written lazily: with its result if it returns first, else by the next
@@ -154,27 +153,22 @@ struct Executor::Impl {
     // the run mutex, outcome_counts drops a stale outcome, close_attempt
     // stamps its end, apply_outcome (apply_item_outcome) says what it means
     // for the step; then end_run_if_over looks at the run as a whole.
-    // The parts that steps and for_each elements share take `slot`, a
-    // StepSlot or an ItemSlot; the run mutex is held.
+    // The parts that steps and for_each elements share take their
+    // AttemptSlot; the run mutex is held.
     /// Attempt `number` returned: false (logged, its outcome discarded) if it
     /// was given up already; else its timeout timer and cancel flag go.
-    template <class Slot>
-    bool outcome_counts(const RunState& run, std::uint32_t step, std::optional<std::uint32_t> item, Slot& slot,
+    bool outcome_counts(const RunState& run, std::uint32_t step, std::optional<std::uint32_t> item, detail::AttemptSlot& slot,
                      int number) LOOM_REQUIRES(run.mutex);
     /// Sets finished_at; a result that came at or past the timeout is a timeout.
-    template <class Slot>
-    void close_attempt(const RunState& run, std::uint32_t step, Slot& slot, Outcome& result) LOOM_REQUIRES(run.mutex);
+    void close_attempt(const RunState& run, std::uint32_t step, detail::AttemptSlot& slot, Outcome& result) LOOM_REQUIRES(run.mutex);
     /// A failed attempt: true if the retry policy gives another and the run
     /// goes on; the slot then waits for its backoff (armed once committed).
-    template <class Slot>
-    bool wait_to_retry(const RunState& run, std::uint32_t step, Slot& slot, const Outcome& result, Queue& queue) LOOM_REQUIRES(run.mutex);
+    bool wait_to_retry(const RunState& run, std::uint32_t step, detail::AttemptSlot& slot, const Outcome& result, Queue& queue) LOOM_REQUIRES(run.mutex);
     /// A running attempt given up at the run's deadline: failed at `at`, its handler signalled.
-    template <class Slot>
-    void give_up(Slot& slot, TimePoint at);
+    void give_up(detail::AttemptSlot& slot, TimePoint at);
     /// Arms the timer of a waiting (or suspended) slot once its wait is committed.
-    template <class Slot>
     void arm_wait(const std::shared_ptr<RunState>& run, std::uint32_t step, std::optional<std::uint32_t> item,
-                  Slot& slot) LOOM_REQUIRES(run->mutex);
+                  detail::AttemptSlot& slot) LOOM_REQUIRES(run->mutex);
     /// What every StepContext of this attempt carries: ids, clock, log sink.
     detail::StepContextParams context_params(const RunState& run, std::uint32_t step, int attempt);
     /// Calls the handler (for element `item` of a for_each); no exception
@@ -214,12 +208,11 @@ struct Executor::Impl {
     /// once it is committed (tell).
     void record_step(RunState& run, std::uint32_t step, Queue& queue, const char* event,
                      TimePoint at = {}, std::string detail = {}) LOOM_REQUIRES(run.mutex);
-    /// Observers will hear of the change of `slot` (a StepSlot, or the
-    /// ItemSlot of element `item`) recorded by history event `kind`, once the
+    /// Observers will hear of the change of `slot` (the step's, or that of
+    /// element `item`) recorded by history event `kind`, once the
     /// writes queued on `queue` are durable. Not a start: those are mostly
     /// written lazily (record_starts), and are not told. No-op without an observer.
-    template <class Slot>
-    void tell(std::uint32_t step, std::optional<std::uint32_t> item, const Slot& slot, const char* kind,
+    void tell(std::uint32_t step, std::optional<std::uint32_t> item, const detail::AttemptSlot& slot, const char* kind,
               const std::string& detail, Queue& queue);
     /// The run ends other than completed: steps not finished (never started,
     /// or waiting, suspended) are cancelled, recorded at `at`.
@@ -362,10 +355,9 @@ struct Executor::Impl {
     /// Nothing of the step is busy and nothing is recorded (the executor is
     /// shutting down, or the run was abandoned): it stops counting as active.
     void quiet_item_end(const std::shared_ptr<RunState>& run, std::uint32_t step) LOOM_REQUIRES(run->mutex);
-    /// The wait set now in `slot` (a StepSlot or ItemSlot) may be armed once the
+    /// The wait set now in `slot` (a step's or an element's) may be armed once the
     /// writes queued on `queue` are committed, not before. Run mutex held.
-    template <class Slot>
-    static void wait_after_commit(Slot& slot, Queue& queue) {
+    static void wait_after_commit(detail::AttemptSlot& slot, Queue& queue) {
         slot.wait_seq = queue.effects().run_seq;
         queue.effects().arm_timers = true;
     }

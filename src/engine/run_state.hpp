@@ -48,21 +48,37 @@ private:
     std::size_t n_ = 0;
 };
 
-/// One element of a for_each step, as StepSlot is one step.
-struct ItemSlot {
-    StepStatus status = StepStatus::pending;   // pending, ready, running, waiting, completed, failed
+/// What a step and a for_each element have alike: the state of their
+/// attempts. The verbs that start and end an attempt take this, whichever it is.
+struct AttemptSlot {
+    StepStatus status = StepStatus::pending;
     int attempts = 0;
-    int attempt_base = 0;               // as StepSlot::attempt_base
-    Json output;
+    /// Attempts made before the run was retried or re-run: the retry policy
+    /// counts from here.
+    int attempt_base = 0;
+    Json output;                        // a step's never changes once completed: inputs read it lock-free
     std::string error;
     std::optional<TimePoint> started_at;
     std::optional<TimePoint> finished_at;
-    std::optional<TimePoint> wake_at;   // waiting: when its next attempt is due
-    bool armed = false;                 // waiting: a timer will wake it
-    std::uint64_t wait_seq = 0;         // as StepSlot::wait_seq
-    std::shared_ptr<std::atomic<bool>> attempt_flag;   // as StepSlot::attempt_flag
-    TimerQueue::Id timeout_timer = 0;
-    bool exact = false;                 // as StepSlot::exact
+    std::optional<TimePoint> wake_at;   // waiting: when the next attempt is due
+    bool armed = false;                 // waiting or suspended: a timer will wake it
+    /// The batch (RunState::queued_seq) that records the wait: its timer is
+    /// armed only once that batch is committed (0: stored already).
+    std::uint64_t wait_seq = 0;
+    /// The running attempt's own cancel flag (set when it times out); shared
+    /// with its StepContext, which may outlive the attempt's slot state.
+    std::shared_ptr<std::atomic<bool>> attempt_flag;
+    TimerQueue::Id timeout_timer = 0;   // 0: none
+    /// Its next attempt commits its start before the handler runs: the first
+    /// attempt after recover(), which may be the one that killed the last
+    /// process before its (lazily written) start reached the store. For a
+    /// for_each step: the first elements it dispatches (FanOut::exact_left).
+    bool exact = false;
+};
+
+/// One element of a for_each step (status: pending, ready, running, waiting,
+/// completed or failed).
+struct ItemSlot : AttemptSlot {
     bool start_written = true;          // the running attempt's start is in the store
     bool stored = false;                // the store has a row for it
 };
@@ -84,45 +100,20 @@ struct FanOut {
     std::size_t exact_left = 0;
 };
 
-struct StepSlot {
-    StepStatus status = StepStatus::pending;
-    int attempts = 0;
-    Counter deps_left;           // dependencies not yet settled
-    Json output;                 // immutable once status is completed
-    std::string error;
-    std::optional<TimePoint> started_at;
-    std::optional<TimePoint> finished_at;
-    std::optional<TimePoint> wake_at;   // waiting: when the next attempt is due
-    bool armed = false;                 // waiting or suspended: a timer will wake it
-    /// The batch (RunState::queued_seq) that records the wait: its timer is
-    /// armed only once that batch is committed (0: stored already).
-    std::uint64_t wait_seq = 0;
+struct StepSlot : AttemptSlot {
+    Counter deps_left;                  // dependencies not yet settled
     std::string awaiting;               // suspended "wait" step: the signal it waits for
-    /// The running attempt's own cancel flag (set when it times out); shared
-    /// with its StepContext, which may outlive the attempt's slot state.
-    std::shared_ptr<std::atomic<bool>> attempt_flag;
-    TimerQueue::Id timeout_timer = 0;   // 0: none
     // Compensation (saga), once the run compensates:
     Counter downstream_left;            // dependents not yet compensated or passed
     int compensation_attempts = 0;      // this process's tries of the undo
-    /// Attempts made before the run was retried or re-run: the retry policy
-    /// counts from here.
-    int attempt_base = 0;
-    std::unique_ptr<FanOut> fan;   // a for_each step's elements; null for others
+    std::unique_ptr<FanOut> fan;        // a for_each step's elements; null for others
     /// The next write of this step deletes its stored elements first (rerun).
     bool reset_items = false;
-    /// Its next attempt commits its start before the handler runs: the first
-    /// attempt after recover(), which may be the one that killed the last
-    /// process before its (lazily written) start reached the store. For a
-    /// for_each step: the first elements it dispatches (FanOut::exact_left).
-    bool exact = false;
 };
 
-/// Whether `slot` (a StepSlot or an ItemSlot) has had every attempt `retry`
-/// allows: those since its budget last started afresh (attempt_base), counting
-/// one a crash interrupted.
-template <class Slot>
-bool out_of_attempts(const Slot& slot, const RetryPolicy& retry) noexcept {
+/// Whether `slot` has had every attempt `retry` allows: those since its budget
+/// last started afresh (attempt_base), counting one a crash interrupted.
+inline bool out_of_attempts(const AttemptSlot& slot, const RetryPolicy& retry) noexcept {
     return slot.attempts - slot.attempt_base >= retry.max_attempts;
 }
 

@@ -64,8 +64,7 @@ void Executor::Impl::record_step(RunState& run, std::uint32_t step, Queue& queue
         RunEvent{0, run.id, run.workflow->steps()[step].id, event, slot.attempts, std::move(detail), at});
 }
 
-template <class Slot>
-void Executor::Impl::tell(std::uint32_t step, std::optional<std::uint32_t> item, const Slot& slot,
+void Executor::Impl::tell(std::uint32_t step, std::optional<std::uint32_t> item, const detail::AttemptSlot& slot,
                           const char* kind, const std::string& detail, Queue& queue) {
     // Only a for_each's start gets here (written eagerly): told like no other start.
     if (!options_.observer || slot.status == StepStatus::running) return;
@@ -82,10 +81,6 @@ void Executor::Impl::tell(std::uint32_t step, std::optional<std::uint32_t> item,
     c.kind = kind;
     c.detail = detail;
 }
-template void Executor::Impl::tell(std::uint32_t, std::optional<std::uint32_t>, const detail::StepSlot&,
-                                   const char*, const std::string&, Queue&);
-template void Executor::Impl::tell(std::uint32_t, std::optional<std::uint32_t>, const detail::ItemSlot&,
-                                   const char*, const std::string&, Queue&);
 
 void Executor::Impl::write_start(RunState& run, const Task& task, Batch& writes) {
     if (task.kind == Task::Kind::item) {
@@ -391,8 +386,7 @@ bool Executor::Impl::held_back(RunState& run, const Task& task) {
     return !limits_.take(task);   // dispatched again when a slot frees
 }
 
-template <class Slot>
-Executor::Impl::Attempt Executor::Impl::begin_attempt(const Task& task, Slot& slot) {
+Executor::Impl::Attempt Executor::Impl::begin_attempt(const Task& task, detail::AttemptSlot& slot) {
     const RunState& run = *task.run;
     in_flight_.enter();
     slot.status = StepStatus::running;
@@ -419,11 +413,9 @@ Executor::Impl::Attempt Executor::Impl::begin_attempt(const Task& task, Slot& sl
     note_start(task, attempt, *slot.started_at);
     return attempt;
 }
-template Executor::Impl::Attempt Executor::Impl::begin_attempt(const Task&, detail::ItemSlot&);
 
-template <class Slot>
 bool Executor::Impl::outcome_counts(const RunState& run, std::uint32_t step, std::optional<std::uint32_t> item,
-                                 Slot& slot, int number) {
+                                 detail::AttemptSlot& slot, int number) {
     if (slot.status != StepStatus::running || slot.attempts != number) {
         // Timed out, or given up at the run's deadline: that decision stands.
         notify([&](Observer& o) {
@@ -436,21 +428,16 @@ bool Executor::Impl::outcome_counts(const RunState& run, std::uint32_t step, std
     slot.attempt_flag.reset();
     return true;
 }
-template bool Executor::Impl::outcome_counts(const RunState&, std::uint32_t, std::optional<std::uint32_t>,
-                                          detail::ItemSlot&, int);
 
-template <class Slot>
-void Executor::Impl::close_attempt(const RunState& run, std::uint32_t step, Slot& slot, Outcome& result) {
+void Executor::Impl::close_attempt(const RunState& run, std::uint32_t step, detail::AttemptSlot& slot, Outcome& result) {
     slot.finished_at = now();
     // Past its timeout, though the timer has not fired yet: the timeout holds,
     // whichever thread gets here first.
     if (auto timeout = run.workflow->timeout_of(step); timeout && *slot.finished_at - *slot.started_at >= *timeout)
         result = timed_out(*timeout);
 }
-template void Executor::Impl::close_attempt(const RunState&, std::uint32_t, detail::ItemSlot&, Outcome&);
 
-template <class Slot>
-bool Executor::Impl::wait_to_retry(const RunState& run, std::uint32_t step, Slot& slot, const Outcome& result,
+bool Executor::Impl::wait_to_retry(const RunState& run, std::uint32_t step, detail::AttemptSlot& slot, const Outcome& result,
                                    Queue& queue) {
     const RetryPolicy retry = run.workflow->retry_of(step);
     if (result.fatal() || out_of_attempts(slot, retry) || run.stopping) return false;
@@ -459,11 +446,8 @@ bool Executor::Impl::wait_to_retry(const RunState& run, std::uint32_t step, Slot
     wait_after_commit(slot, queue);
     return true;
 }
-template bool Executor::Impl::wait_to_retry(const RunState&, std::uint32_t, detail::ItemSlot&, const Outcome&,
-                                            Queue&);
 
-template <class Slot>
-void Executor::Impl::give_up(Slot& slot, TimePoint at) {
+void Executor::Impl::give_up(detail::AttemptSlot& slot, TimePoint at) {
     if (slot.timeout_timer) timers_.cancel(std::exchange(slot.timeout_timer, 0));
     if (slot.attempt_flag) slot.attempt_flag->store(true);   // the handler sees ctx.cancelled()
     slot.attempt_flag.reset();
@@ -471,7 +455,6 @@ void Executor::Impl::give_up(Slot& slot, TimePoint at) {
     slot.error = "given up: the run passed its deadline";
     slot.finished_at = at;
 }
-template void Executor::Impl::give_up(detail::ItemSlot&, TimePoint);
 
 detail::StepContextParams Executor::Impl::context_params(const RunState& run, std::uint32_t step,
                                                    int attempt) {
@@ -598,9 +581,8 @@ void Executor::Impl::arm_timers(const std::shared_ptr<RunState>& run_ptr, std::u
     }
 }
 
-template <class Slot>
 void Executor::Impl::arm_wait(const std::shared_ptr<RunState>& run, std::uint32_t step,
-                              std::optional<std::uint32_t> item, Slot& slot) {
+                              std::optional<std::uint32_t> item, detail::AttemptSlot& slot) {
     // A wait whose own batch is not committed yet is armed by that batch.
     if (!slot.wake_at || slot.armed || slot.wait_seq > run->committed_seq) return;
     slot.armed = true;
