@@ -80,6 +80,29 @@ TEST_CASE("a retried step gets its whole retry policy again", "[operator]") {
     CHECK(f.counter.get("b") == 4);
 }
 
+// A step that failed under on_error "continue" let its dependents run; retry()
+// runs it again, and its end must not release (or count down) a dependent
+// that completed long ago.
+TEST_CASE("retry runs a step that failed under continue again and leaves its completed dependents done",
+          "[operator]") {
+    Fixture<Flaky> f;
+    auto wf = loom::WorkflowBuilder("proceed", 1)
+                  .step("a", "flaky").on_error(loom::OnError::proceed)
+                  .step("b", "ok").after("a")
+                  .step("c", "flaky").after({"a", "b"})   // after a's retry, not beside it
+                  .build();
+    auto& executor = f.open({wf});
+    auto id = executor.start("proceed");
+    REQUIRE(executor.wait(id).status == loom::RunStatus::failed);   // c failed
+    executor.retry(id);   // a and c run again, and fail again
+    auto run = executor.wait(id);
+    CHECK(run.status == loom::RunStatus::failed);
+    CHECK(f.counter.get("a") == 2);
+    CHECK(f.counter.get("b") == 1);
+    CHECK(run.step("b")->status == StepStatus::completed);
+    CHECK(f.counter.get("c") == 2);
+}
+
 TEST_CASE("rerun runs a step and everything downstream again, keeping what is upstream", "[operator]") {
     Fixture<Flaky> f;
     f.broken = false;

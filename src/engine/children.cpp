@@ -19,10 +19,6 @@ namespace {
 
 constexpr std::size_t kMaxNesting = 8;   // a workflow that runs itself stops here
 
-RunId child_id(const RunState& parent, std::uint32_t step) {
-    return parent.id + "." + parent.workflow->steps()[step].id;
-}
-
 }  // namespace
 
 bool Executor::Impl::admit_child(RunState& run, std::uint32_t step, Queue& queue) {
@@ -40,7 +36,7 @@ bool Executor::Impl::admit_child(RunState& run, std::uint32_t step, Queue& queue
     slot.status = StepStatus::suspended;
     run.active.add();
     record_step(run, step, queue, event::step_suspended, *slot.started_at,
-                "child run " + child_id(run, step));
+                "child run " + child_run_id(run.id, run.workflow->steps()[step].id));
     queue.ready(step, Task::Kind::start_child);   // once this is durable
     return false;
 }
@@ -56,7 +52,7 @@ void Executor::Impl::cancel_children(RunState& run) {
 void Executor::Impl::run_child_task(const Task& task) {
     RunState& parent = *task.run;
     const std::uint32_t step = task.step;
-    const RunId child = child_id(parent, step);
+    const RunId child = child_run_id(parent.id, parent.workflow->steps()[step].id);
     if (task.kind == Task::Kind::cancel_child) {
         try {
             cancel_run(child);
@@ -130,6 +126,10 @@ void Executor::Impl::run_child_task(const Task& task) {
     } catch (const std::exception& e) {
         finish(Outcome::failure(e.what(), /*fatal=*/true));
     }
+}
+
+RunId Executor::Impl::child_run_id(const RunId& parent, const std::string& step_id) {
+    return parent + "." + step_id;
 }
 
 void Executor::Impl::notify_parent(const RunState& child) {

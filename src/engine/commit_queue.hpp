@@ -69,8 +69,9 @@ struct Effects {
     std::size_t new_runs_from = 0, steps_from = 0, items_from = 0, runs_from = 0, events_from = 0;
 };
 
-/// Thread safety: any thread. Lock order: a run's mutex, then this queue's;
-/// nothing is called with the queue's mutex held.
+/// Thread safety: any thread. Lock order: a run's mutex, then this queue's.
+/// The holder of a Queue may take the leaf locks (executor_impl.hpp) with it
+/// held; the queue itself calls nothing out.
 class CommitQueue {
 public:
     /// The queue, held by one thread to add one change: its writes, effects and

@@ -63,7 +63,7 @@ void Executor::Impl::run_compensation(const Task& task) {
         params.compensating = true;   // its own idempotency key: an undo is not its step
         params.resolve_input = [&run, step] {
             return detail::resolve_compensation_input(*run.workflow, step, run.input,
-                                                      detail::steps_of(run.settled_steps()));
+                                                      detail::steps_of(run.unlocked_steps()));
         };
         StepContext ctx = detail::ContextAccess::make(std::move(params));
         outcome = detail::invoke(*run.handlers.compensate[step], ctx);

@@ -126,6 +126,17 @@ void Executor::Impl::cancel_attempts() {
     }
 }
 
+std::shared_ptr<const Workflow> Executor::Impl::definition_of(const RunInfo& run) {
+    auto wf = workflows_.find(run.workflow_name, run.workflow_version);
+    if (wf->hash() != run.workflow_hash) {
+        throw Conflict(error_id::run_definition_changed,
+                       fmt::format("run {} started with workflow \"{}\" version {} hash {}, but the stored "
+                                   "definition has hash {}",
+                                   run.id, run.workflow_name, run.workflow_version, run.workflow_hash, wf->hash()));
+    }
+    return wf;
+}
+
 StepHandlers Executor::Impl::resolve_handlers(const Workflow& wf, const RunId& run) {
     auto find = [&](const std::string& step, const std::string& name, const char* role) {
         auto h = detail::builtin_handler(name);
@@ -520,7 +531,7 @@ bool Executor::Impl::cancel_run(const RunId& id) {
     std::vector<RunId> children;   // of sub-workflow steps in flight: cancelled too
     auto child_of = [&](const Workflow& wf, std::size_t i, StepStatus status) {
         if (status == StepStatus::suspended && detail::kind_of(wf, i) == detail::StepKind::child)
-            children.push_back(id + "." + wf.steps()[i].id);
+            children.push_back(child_run_id(id, wf.steps()[i].id));
     };
     const bool result = request(
         id, {[&](RunState& run) -> std::optional<bool> {
@@ -569,14 +580,7 @@ std::vector<RunId> Executor::recover() {
         if (impl_->live_.find(id)) continue;
         auto info = impl_->store_.load_run(id);
         if (!info || is_final(info->status)) continue;
-        auto wf = impl_->workflows_.find(info->workflow_name, info->workflow_version);
-        if (wf->hash() != info->workflow_hash) {
-            throw Conflict(error_id::run_definition_changed,
-                           fmt::format("run {} started with workflow \"{}\" version {} hash {}, but the "
-                                       "stored definition has hash {}",
-                                       id, info->workflow_name, info->workflow_version,
-                                       info->workflow_hash, wf->hash()));
-        }
+        auto wf = impl_->definition_of(*info);
         auto handlers = impl_->resolve_handlers(*wf, id);
         todo.push_back({std::move(*info), std::move(wf), std::move(handlers)});
     }

@@ -1,22 +1,22 @@
 // Executor internals shared by the engine's .cpp files. Internal.
 //
-// Lock order: a run's mutex (RunState::mutex), then the mutex of one of the
-// parts it uses: the commit queue, the live runs, the concurrency limits. No
-// part calls out with its own mutex held, and the workflow cache, the key gate
-// and the in-flight count are taken with no run mutex held.
+// Lock order, outermost first:
+//   1. a run's mutex (RunState::mutex);
+//   2. the commit queue's, which a CommitQueue::Queue holds for its life;
+//   3. leaves, which call out with nothing of theirs held: the live runs, the
+//      concurrency limits, the in-flight count, the worker pool's queue, the
+//      timer queue, the workflow cache (it reads the store without its own
+//      mutex, but possibly under a run's: a refused signal's hint);
+//   4. a store's own locks.
+// The key gate is taken with no lock held.
 #pragma once
 
-#include <condition_variable>
-#include <deque>
 #include <cstdint>
 #include <atomic>
 #include <exception>
 #include <functional>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <set>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -126,7 +126,7 @@ struct Executor::Impl {
     /// returns nullopt if the run is stopping. Takes the run mutex.
     std::optional<Attempt> claim(const Task& task);
     /// A task that could start waits: parked while its run is paused, or
-    /// until a concurrency limit frees a slot (take_slot). Run mutex held.
+    /// until a concurrency limit frees a slot. Run mutex held.
     bool held_back(RunState& run, const Task& task) LOOM_REQUIRES(run.mutex);
     /// Starts attempt slot.attempts + 1: marks `slot` (a step's or an
     /// element's) running, arms its timeout (if the step has one) and makes its
@@ -149,15 +149,17 @@ struct Executor::Impl {
     void flush_starts();
     /// The error of attempt `number`, in flight when its process stopped.
     static std::string interrupted(int number);
-    // An attempt ends in four steps: attempt_returned (or item_returned) takes
-    // the run mutex, outcome_counts drops a stale outcome, close_attempt
-    // stamps its end, apply_outcome (apply_item_outcome) says what it means
-    // for the step; then end_run_if_over looks at the run as a whole.
+    // An attempt ends in the same steps, for a step or an element:
+    // attempt_returned (item_returned) takes the run mutex; accept_outcome
+    // drops a stale outcome or stops the attempt's timeout; close_attempt
+    // stamps its end; apply_outcome (apply_item_outcome) says what it means
+    // for the step; end_run_if_over looks at the run as a whole. Then, with
+    // no lock, end_flight gives back its limit slots and in-flight count.
     // The parts that steps and for_each elements share take their
     // AttemptSlot; the run mutex is held.
     /// Attempt `number` returned: false (logged, its outcome discarded) if it
     /// was given up already; else its timeout timer and cancel flag go.
-    bool outcome_counts(const RunState& run, std::uint32_t step, std::optional<std::uint32_t> item, detail::AttemptSlot& slot,
+    bool accept_outcome(const RunState& run, std::uint32_t step, std::optional<std::uint32_t> item, detail::AttemptSlot& slot,
                      int number) LOOM_REQUIRES(run.mutex);
     /// Sets finished_at; a result that came at or past the timeout is a timeout.
     void close_attempt(const RunState& run, std::uint32_t step, detail::AttemptSlot& slot, Outcome& result) LOOM_REQUIRES(run.mutex);
@@ -220,8 +222,10 @@ struct Executor::Impl {
     /// Queues the running attempt's start event unless it is written.
     void record_start(RunState& run, std::uint32_t step, Batch& writes) LOOM_REQUIRES(run.mutex);
     /// Queues the start of `task`'s running attempt: the step's row and its
-    /// step.started event, or the element's row. Every start is written here
-    /// (note_start's exact starts, record_starts' lazy ones). Run mutex held.
+    /// step.started event, or the element's row: note_start's exact starts and
+    /// record_starts' lazy ones. A start not written when its attempt ends goes
+    /// with its result instead (record_start for a step; an element's one row
+    /// carries both). Run mutex held.
     void write_start(RunState& run, const Task& task, Batch& writes) LOOM_REQUIRES(run.mutex);
     /// Arms the run's deadline and the timers of its waiting steps (a retry's
     /// backoff, a sleep) not armed yet. Takes the run mutex.
@@ -317,6 +321,9 @@ struct Executor::Impl {
     void run_child_task(const Task& task);
     /// A run just became final: if it is a child, its parent's step is told.
     void notify_parent(const RunState& child);
+    /// The id of the child run of step `step_id` of run `parent`: the one
+    /// place it is made (notify_parent reads it back).
+    static RunId child_run_id(const RunId& parent, const std::string& step_id);
     /// The run stops: its child runs still going are cancelled (by workers;
     /// their results can no longer be used). Run mutex held.
     void cancel_children(RunState& run) LOOM_REQUIRES(run.mutex);
@@ -411,6 +418,10 @@ struct Executor::Impl {
     /// compensation handler that is not registered, "[loom.workflow.unknown]"
     /// for a sub-workflow neither added nor stored.
     StepHandlers resolve_handlers(const Workflow& wf, const RunId& run);
+    /// The definition stored run `run` started with. Throws Conflict
+    /// "[loom.run.definition_changed]" if that version's stored content has
+    /// another hash now, and what WorkflowCache::find throws.
+    std::shared_ptr<const Workflow> definition_of(const RunInfo& run);
     /// resolve_handlers(wf), and Executor::check() of every sub-workflow down
     /// the tree, each once; an error names the "workflow:" steps that led to it.
     StepHandlers resolve_tree(const Workflow& wf);

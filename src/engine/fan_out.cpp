@@ -277,7 +277,7 @@ void Executor::Impl::item_returned(const Task& task, int number, Outcome&& resul
     MutexLock lock(run.mutex);
     FanOut& fan = *run.steps[task.step].fan;
     ItemSlot& item = fan.items[task.item];
-    if (!outcome_counts(run, task.step, task.item, item, number)) return;
+    if (!accept_outcome(run, task.step, task.item, item, number)) return;
     if (run.abandoned || (attempts_cancelled_ && !result.ok())) {
         // As attempt_returned: recover() runs it again, and a shutdown's
         // cancel does not count as an attempt.

@@ -26,13 +26,7 @@ void Executor::Impl::reopen(const RunId& id, const char* event, bool keep_items,
             throw Conflict(error_id::run_compensated,
                            "run " + id + " was compensated (step \"" + s.step_id + "\"); it cannot be run again");
     }
-    auto wf = workflows_.find(stored->workflow_name, stored->workflow_version);
-    if (wf->hash() != stored->workflow_hash)
-        throw Conflict(error_id::run_definition_changed,
-                       fmt::format("run {} started with workflow \"{}\" version {} hash {}, but the stored "
-                                   "definition has hash {}",
-                                   id, stored->workflow_name, stored->workflow_version, stored->workflow_hash,
-                                   wf->hash()));
+    auto wf = definition_of(*stored);
     auto handlers = resolve_handlers(*wf, id);
     const std::vector<std::uint32_t> steps = reset(*wf, *stored);
 

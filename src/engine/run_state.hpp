@@ -186,7 +186,7 @@ struct RunState : std::enable_shared_from_this<RunState> {
     /// input reads (the outputs of settled dependencies, a begun for_each's
     /// elements) no longer changes, and the vector is sized once, when the run
     /// is made. The one read of `steps` the analysis is told to trust.
-    const std::vector<StepSlot>& settled_steps() const noexcept LOOM_NO_TSA { return steps; }
+    const std::vector<StepSlot>& unlocked_steps() const noexcept LOOM_NO_TSA { return steps; }
 };
 
 }  // namespace loom::detail

@@ -61,7 +61,7 @@ void Executor::Impl::check_signal(const Workflow& wf, const RunId& id, const std
             const std::string child(detail::child_workflow(parent.steps()[i].handler));
             if (!seen.insert(child).second) continue;
             try {
-                todo.emplace_back(workflows_.find(child, std::nullopt), parent_id + "." + parent.steps()[i].id);
+                todo.emplace_back(workflows_.find(child, std::nullopt), child_run_id(parent_id, parent.steps()[i].id));
             } catch (const NotFound&) {
                 // Not added: its runs cannot start, nor wait.
             }

@@ -288,6 +288,10 @@ void Executor::Impl::release_dependents(RunState& run, std::uint32_t step, Queue
     std::vector<std::uint32_t> settled;
     for (std::uint32_t s = step;;) {
         for (auto d : detail::Plan::of(*run.workflow).steps[s].dependents) {
+            // Only a step still waiting for its dependencies counts them: one
+            // that settled before this step ran again (retry() of a step that
+            // failed under "continue") stays as it is.
+            if (run.steps[d].status != StepStatus::pending) continue;
             if (run.steps[d].deps_left.remove() && !run.stopping && admit(run, d, queue, true))
                 settled.push_back(d);
         }
@@ -414,7 +418,7 @@ Executor::Impl::Attempt Executor::Impl::begin_attempt(const Task& task, detail::
     return attempt;
 }
 
-bool Executor::Impl::outcome_counts(const RunState& run, std::uint32_t step, std::optional<std::uint32_t> item,
+bool Executor::Impl::accept_outcome(const RunState& run, std::uint32_t step, std::optional<std::uint32_t> item,
                                  detail::AttemptSlot& slot, int number) {
     if (slot.status != StepStatus::running || slot.attempts != number) {
         // Timed out, or given up at the run's deadline: that decision stands.
@@ -482,7 +486,7 @@ Outcome Executor::Impl::call_handler(RunState& run, std::uint32_t step, const At
         // Captures fit std::function's inline buffer (16 bytes): no allocation per attempt.
         constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
         params.resolve_input = [&run, step, index = item.value_or(kNone)] {
-            const auto& steps = run.settled_steps();
+            const auto& steps = run.unlocked_steps();
             const auto step_of = detail::steps_of(steps);
             if (index == kNone) return detail::resolve_input(*run.workflow, step, run.input, step_of);
             const detail::Element element{steps[step].fan->elements[index], Json(index)};
@@ -504,7 +508,7 @@ void Executor::Impl::attempt_returned(const std::shared_ptr<RunState>& run_ptr, 
     RunState& run = *run_ptr;
     MutexLock lock(run.mutex);
     auto& slot = run.steps[step];
-    if (!outcome_counts(run, step, std::nullopt, slot, number)) return;
+    if (!accept_outcome(run, step, std::nullopt, slot, number)) return;
     run.active.remove();
     if (forget_if_abandoned(run)) return;
     if (attempts_cancelled_ && !result.ok()) {
