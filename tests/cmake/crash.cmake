@@ -10,7 +10,7 @@ target_include_directories(loom_crash_support
   PRIVATE ${PROJECT_SOURCE_DIR}/src)   # runtime/failpoint.hpp
 target_link_libraries(loom_crash_support PUBLIC loom::loom loom_warnings)
 
-add_executable(loom_crash_child ${CMAKE_CURRENT_SOURCE_DIR}/crash_child.cpp)
+add_executable(loom_crash_child ${CMAKE_CURRENT_SOURCE_DIR}/reliability/crash_child.cpp)
 target_link_libraries(loom_crash_child PRIVATE loom_crash_support)
 target_link_libraries(test_crash PRIVATE loom_crash_support)
 target_compile_definitions(test_crash PRIVATE LOOM_CRASH_CHILD="$<TARGET_FILE:loom_crash_child>")

@@ -1,7 +1,7 @@
 # The second crash scenario: test_crash_saga SIGKILLs loom_crash_saga_child
 # while it runs a saga, a sub-workflow and a wait step completed by a signal.
 # Included by tests/CMakeLists.txt.
-add_executable(loom_crash_saga_child ${CMAKE_CURRENT_SOURCE_DIR}/crash_saga_child.cpp)
+add_executable(loom_crash_saga_child ${CMAKE_CURRENT_SOURCE_DIR}/reliability/crash_saga_child.cpp)
 target_link_libraries(loom_crash_saga_child PRIVATE loom_crash_support)   # crash.cmake
 target_link_libraries(test_crash_saga PRIVATE loom_crash_support)
 target_compile_definitions(test_crash_saga PRIVATE

@@ -1,5 +1,6 @@
 // Executor behaviour on MemoryStore (and SqliteStore where durability matters):
-// data passing, parallelism, failure, cancellation, recovery, group commit.
+// data passing, parallelism, failure, cancellation, recovery, group commit,
+// shutdown with handlers in flight.
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -11,6 +12,7 @@
 
 #include <loom/loom.hpp>
 
+#include "support/fixture.hpp"
 #include "support/sync.hpp"
 #include "support/temp_dir.hpp"
 
@@ -586,4 +588,65 @@ TEST_CASE("a reference to a missing key fails the attempt that reads it", "[exec
     // Input is resolved when a handler first reads it: one that never does is not failed.
     CHECK(executor.wait(executor.start("lazy", {{"user", {{"id", 1}}}})).status ==
           loom::RunStatus::completed);
+}
+
+// A handler that fails on its own while the executor waits out the grace
+// period failed: that is the step's failure, kept like any other (before,
+// every failure after shutdown began was dropped and the attempt ran again).
+TEST_CASE("a failure thrown within the shutdown grace is recorded", "[operator][shutdown]") {
+    std::atomic<bool> closing{false};
+    std::atomic<int> calls{0};
+    loom::test::Fixture<> f(loom::test::Storage::sqlite);
+    f.handlers.add("doomed", [&](loom::StepContext& ctx) -> Json {
+        ++calls;
+        while (!closing) std::this_thread::sleep_for(1ms);
+        std::this_thread::sleep_for(100ms);   // the destructor is waiting out the grace
+        CHECK_FALSE(ctx.cancelled());
+        throw loom::RetryableError("the disk is full");
+    });
+    loom::ExecutorOptions options;
+    options.threads = 2;
+    options.shutdown_grace = 10s;
+    const auto id = f.open({loom::WorkflowBuilder("w", 1).step("a", "doomed").build()}, options).start("w");
+    REQUIRE(loom::test::eventually([&] { return calls == 1; }));
+    closing = true;
+    f.close();
+    const auto stored = *f.store().load_run(id);
+    CHECK(stored.status == loom::RunStatus::failed);
+    CHECK(stored.step("a")->status == loom::StepStatus::failed);
+    CHECK(stored.step("a")->attempts == 1);
+    CHECK(stored.step("a")->error.find("the disk is full") != std::string::npos);
+    f.open().recover();
+    CHECK(calls == 1);   // not run again
+}
+
+TEST_CASE("shutdown lets handlers finish, then cancels them after the grace period", "[operator][shutdown]") {
+    std::atomic<int> calls{0};
+    std::atomic<bool> saw_cancel{false};
+    loom::test::Fixture<> f(loom::test::Storage::sqlite);
+    f.handlers.add("patient", [&](loom::StepContext& ctx) -> Json {
+        if (++calls == 1) {
+            while (!ctx.cancelled()) std::this_thread::sleep_for(1ms);
+            saw_cancel = true;
+            throw loom::RetryableError("interrupted by shutdown");   // not the step's failure
+        }
+        return "done";
+    });
+    loom::ExecutorOptions options;
+    options.threads = 2;
+    options.shutdown_grace = 100ms;
+    const auto id = f.open({loom::WorkflowBuilder("w", 1).step("a", "patient").build()}, options).start("w");
+    REQUIRE(loom::test::eventually([&] { return calls == 1; }));
+    const auto t0 = std::chrono::steady_clock::now();
+    f.close();
+    const auto took = std::chrono::steady_clock::now() - t0;
+    CHECK(saw_cancel);
+    CHECK(took >= 100ms);   // the grace period was given
+    CHECK(took < 5s);
+    auto stored = *f.store().load_run(id);
+    CHECK(stored.status == loom::RunStatus::running);   // not failed: recover() finishes it
+    CHECK(stored.step("a")->status != loom::StepStatus::failed);
+    auto& executor = f.open();
+    executor.recover();
+    CHECK(executor.wait(id).output == Json{{"a", "done"}});
 }
