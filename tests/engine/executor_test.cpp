@@ -57,7 +57,7 @@ void add_math(loom::HandlerRegistry& h) {
 
 }  // namespace
 
-TEST_CASE("a chain passes outputs along and the run reports every step", "[executor]") {
+TEST_CASE("a chain passes outputs along and the run reports every step", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     add_math(handlers);
@@ -86,7 +86,7 @@ TEST_CASE("a chain passes outputs along and the run reports every step", "[execu
     CHECK(history.back().kind == loom::event::run_completed);
 }
 
-TEST_CASE("a step without input receives its dependencies' outputs by id", "[executor]") {
+TEST_CASE("a step without input receives its dependencies' outputs by id", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     handlers.add("const", [](loom::StepContext& ctx) -> Json { return ctx.step_id() + "!"; });
@@ -101,7 +101,7 @@ TEST_CASE("a step without input receives its dependencies' outputs by id", "[exe
     CHECK(run.output == Json{{"join", {{"l", "l!"}, {"r", "r!"}}}});
 }
 
-TEST_CASE("independent steps run in parallel", "[executor]") {
+TEST_CASE("independent steps run in parallel", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     Gate gate;
@@ -124,7 +124,7 @@ TEST_CASE("independent steps run in parallel", "[executor]") {
     CHECK(max_inside == 2);
 }
 
-TEST_CASE("many concurrent runs each run every step exactly once", "[executor]") {
+TEST_CASE("many concurrent runs each run every step exactly once", "[engine][executor]") {
     const unsigned threads = GENERATE(1u, 2u, 4u);
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
@@ -152,7 +152,7 @@ TEST_CASE("many concurrent runs each run every step exactly once", "[executor]")
     CHECK(store.unfinished_runs().empty());
 }
 
-TEST_CASE("a failing step fails the run and nothing downstream starts", "[executor]") {
+TEST_CASE("a failing step fails the run and nothing downstream starts", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     RunCounter counter;
@@ -196,7 +196,7 @@ TEST_CASE("a failing step fails the run and nothing downstream starts", "[execut
     CHECK(run.step("next")->status == loom::StepStatus::cancelled);
 }
 
-TEST_CASE("an output that cannot be stored fails the step with a clear error", "[executor]") {
+TEST_CASE("an output that cannot be stored fails the step with a clear error", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     handlers.add("bad_utf8", [](loom::StepContext&) -> Json { return std::string("\xff\xfe"); });
@@ -208,7 +208,7 @@ TEST_CASE("an output that cannot be stored fails the step with a clear error", "
                        "[json.exception.type_error.316] invalid UTF-8 byte at index 0: 0xFF");
 }
 
-TEST_CASE("start refuses a run input that is too deep, too large or not UTF-8", "[executor]") {
+TEST_CASE("start refuses a run input that is too deep, too large or not UTF-8", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     add_math(handlers);
@@ -228,7 +228,7 @@ TEST_CASE("start refuses a run input that is too deep, too large or not UTF-8", 
     CHECK(store.list_runs().empty());
 }
 
-TEST_CASE("start refuses unknown workflows and handlers and records nothing", "[executor]") {
+TEST_CASE("start refuses unknown workflows and handlers and records nothing", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     loom::Executor executor(store, handlers, {1});
@@ -247,7 +247,7 @@ TEST_CASE("start refuses unknown workflows and handlers and records nothing", "[
     REQUIRE_THROWS_AS(executor.cancel("missing"), loom::NotFound);
 }
 
-TEST_CASE("a version is registered once with one content", "[executor]") {
+TEST_CASE("a version is registered once with one content", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     loom::Executor executor(store, handlers, {1});
@@ -259,7 +259,7 @@ TEST_CASE("a version is registered once with one content", "[executor]") {
     CHECK(store.list_workflows()[0].hash == hello().hash());
 }
 
-TEST_CASE("the highest version starts unless one is named", "[executor]") {
+TEST_CASE("the highest version starts unless one is named", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     handlers.add("v", [](loom::StepContext& ctx) -> Json { return ctx.step_id(); });
@@ -270,7 +270,7 @@ TEST_CASE("the highest version starts unless one is named", "[executor]") {
     CHECK(executor.wait(executor.start("w", {}, {1, ""})).output == Json{{"one", "one"}});
 }
 
-TEST_CASE("cancel stops new steps and tells running handlers", "[executor]") {
+TEST_CASE("cancel stops new steps and tells running handlers", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     RunCounter counter;
@@ -297,7 +297,7 @@ TEST_CASE("cancel stops new steps and tells running handlers", "[executor]") {
     CHECK_FALSE(executor.cancel(id));   // already final
 }
 
-TEST_CASE("observers see each committed step, and what they throw is dropped", "[executor]") {
+TEST_CASE("observers see each committed step, and what they throw is dropped", "[engine][executor]") {
     struct Throwing : Recorder {
         void on_run_started(const loom::RunId&, const std::string&) override {
             throw std::runtime_error("observer bug");
@@ -323,7 +323,7 @@ TEST_CASE("observers see each committed step, and what they throw is dropped", "
                                 "step t completed", "run completed"});
 }
 
-TEST_CASE("recover resumes from the stored state: completed steps never run again", "[executor]") {
+TEST_CASE("recover resumes from the stored state: completed steps never run again", "[engine][executor]") {
     loom::test::TempDir dir;
     loom::SqliteStore store(dir.file("runs.db"));
     loom::HandlerRegistry handlers;
@@ -382,7 +382,7 @@ TEST_CASE("recover resumes from the stored state: completed steps never run agai
     CHECK(executor.recover().empty());
 }
 
-TEST_CASE("recover refuses before resuming anything when a handler is missing", "[executor]") {
+TEST_CASE("recover refuses before resuming anything when a handler is missing", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     Gate gate;
@@ -412,7 +412,7 @@ TEST_CASE("recover refuses before resuming anything when a handler is missing", 
     CHECK(store.load_run(id)->status == loom::RunStatus::running);
 }
 
-TEST_CASE("a cancel requested for a run nobody runs ends it on recovery", "[executor]") {
+TEST_CASE("a cancel requested for a run nobody runs ends it on recovery", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     add_math(handlers);
@@ -449,7 +449,7 @@ struct FlakyStore : loom::StoreWrapper {
 };
 }  // namespace
 
-TEST_CASE("a failed commit surfaces as StoreError and recover resumes the run", "[executor]") {
+TEST_CASE("a failed commit surfaces as StoreError and recover resumes the run", "[engine][executor]") {
     loom::MemoryStore memory;
     FlakyStore store(memory);
     loom::HandlerRegistry handlers;
@@ -479,7 +479,7 @@ TEST_CASE("a failed commit surfaces as StoreError and recover resumes the run", 
     CHECK(counter.get("c") == 1);
 }
 
-TEST_CASE("a long attempt's start is recorded by the next commit", "[executor]") {
+TEST_CASE("a long attempt's start is recorded by the next commit", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     Gate gate;
@@ -526,7 +526,7 @@ struct SlowStore : loom::StoreWrapper {
 };
 }  // namespace
 
-TEST_CASE("transitions of many steps and runs share a commit", "[executor]") {
+TEST_CASE("transitions of many steps and runs share a commit", "[engine][executor]") {
     const unsigned threads = GENERATE(1u, 2u, 4u);
     loom::MemoryStore memory;
     SlowStore store(memory);
@@ -553,7 +553,7 @@ TEST_CASE("transitions of many steps and runs share a commit", "[executor]") {
     CHECK(store.commits < (runs + runs * 5) / 2);
 }
 
-TEST_CASE("bad executor options are refused", "[executor]") {
+TEST_CASE("bad executor options are refused", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     loom::ExecutorOptions options;
@@ -567,7 +567,7 @@ TEST_CASE("bad executor options are refused", "[executor]") {
                         "max_depth 64, max_bytes 1048576)");
 }
 
-TEST_CASE("a reference to a missing key fails the attempt that reads it", "[executor]") {
+TEST_CASE("a reference to a missing key fails the attempt that reads it", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     handlers.add("read", [](loom::StepContext& ctx) -> Json { return ctx.input(); });
@@ -593,7 +593,7 @@ TEST_CASE("a reference to a missing key fails the attempt that reads it", "[exec
 // A handler that fails on its own while the executor waits out the grace
 // period failed: that is the step's failure, kept like any other (before,
 // every failure after shutdown began was dropped and the attempt ran again).
-TEST_CASE("a failure thrown within the shutdown grace is recorded", "[operator][shutdown]") {
+TEST_CASE("a failure thrown within the shutdown grace is recorded", "[engine][operator][shutdown]") {
     std::atomic<bool> closing{false};
     std::atomic<int> calls{0};
     loom::test::Fixture<> f(loom::test::Storage::sqlite);
@@ -620,7 +620,7 @@ TEST_CASE("a failure thrown within the shutdown grace is recorded", "[operator][
     CHECK(calls == 1);   // not run again
 }
 
-TEST_CASE("shutdown lets handlers finish, then cancels them after the grace period", "[operator][shutdown]") {
+TEST_CASE("shutdown lets handlers finish, then cancels them after the grace period", "[engine][operator][shutdown]") {
     std::atomic<int> calls{0};
     std::atomic<bool> saw_cancel{false};
     loom::test::Fixture<> f(loom::test::Storage::sqlite);

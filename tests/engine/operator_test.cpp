@@ -45,7 +45,7 @@ struct Flaky : loom::test::Steps {
 
 }  // namespace
 
-TEST_CASE("retry runs a failed run again from its failed steps", "[operator]") {
+TEST_CASE("retry runs a failed run again from its failed steps", "[engine][operator]") {
     Fixture<Flaky> f;
     auto& executor = f.open({Flaky::chain()});
     auto id = executor.start("chain");
@@ -67,7 +67,7 @@ TEST_CASE("retry runs a failed run again from its failed steps", "[operator]") {
     CHECK(kinds == std::vector<std::string>{loom::event::run_started, loom::event::run_failed, loom::event::run_retried, loom::event::run_completed});
 }
 
-TEST_CASE("a retried step gets its whole retry policy again", "[operator]") {
+TEST_CASE("a retried step gets its whole retry policy again", "[engine][operator]") {
     Fixture<Flaky> f;
     auto& executor = f.open({Flaky::chain()});
     auto id = executor.start("chain");
@@ -79,7 +79,7 @@ TEST_CASE("a retried step gets its whole retry policy again", "[operator]") {
     CHECK(f.counter.get("b") == 4);
 }
 
-TEST_CASE("rerun runs a step and everything downstream again, keeping what is upstream", "[operator]") {
+TEST_CASE("rerun runs a step and everything downstream again, keeping what is upstream", "[engine][operator]") {
     Fixture<Flaky> f;
     f.broken = false;
     auto& executor = f.open({Flaky::chain()});
@@ -94,7 +94,7 @@ TEST_CASE("rerun runs a step and everything downstream again, keeping what is up
     CHECK(run.step("b")->attempts == 2);
 }
 
-TEST_CASE("retry and rerun run the steps a failed run never reached (cancelled) again", "[operator]") {
+TEST_CASE("retry and rerun run the steps a failed run never reached (cancelled) again", "[engine][operator]") {
     Fixture<Flaky> f;
     // "slow" and "side" are not downstream of "b", but the run ended before
     // they finished: "slow" was waiting an hour for its retry, or never ran.
@@ -130,7 +130,7 @@ TEST_CASE("retry and rerun run the steps a failed run never reached (cancelled) 
     CHECK(f.counter.get("side") == 1);
 }
 
-TEST_CASE("runs that cannot be run again are refused and left as they are", "[operator]") {
+TEST_CASE("runs that cannot be run again are refused and left as they are", "[engine][operator]") {
     Fixture<Flaky> f;
     auto& executor = f.open({Flaky::chain()});
     CHECK_THROWS_WITH(executor.retry("nope"), "[loom.run.unknown] run nope does not exist");
@@ -166,7 +166,7 @@ TEST_CASE("runs that cannot be run again are refused and left as they are", "[op
                       "[loom.run.compensated] run " + saga + " was compensated (step \"a\"); it cannot be run again");
 }
 
-TEST_CASE("a retried run interrupted by a restart is resumed by recover()", "[operator][sqlite]") {
+TEST_CASE("a retried run interrupted by a restart is resumed by recover()", "[engine][operator][sqlite]") {
     std::atomic<bool> hold{false};
     Fixture<Flaky> f(loom::test::Storage::sqlite);
     f.handlers.add("c_hold", [&](loom::StepContext& ctx) -> Json {

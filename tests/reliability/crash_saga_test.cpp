@@ -275,7 +275,7 @@ Kills run_trial(const Kill& first, unsigned seed, unsigned threads) {
 }  // namespace
 
 TEST_CASE("saga, sub-workflow, signal: SIGKILL at every failpoint never re-runs a committed step",
-          "[crash][sqlite][saga][children][signals]") {
+          "[reliability][crash][sqlite][saga][children][signals]") {
     const long hits = reference().failpoint_hits;
     REQUIRE(hits > long(reference().calls));
     const auto kills = crash::run_trials(crash::failpoint_sweep("*", hits, 0), 1, run_trial);
@@ -288,7 +288,7 @@ TEST_CASE("saga, sub-workflow, signal: SIGKILL at every failpoint never re-runs 
 }
 
 TEST_CASE("saga, sub-workflow, signal: SIGKILL inside every handler never re-runs a committed step",
-          "[crash][sqlite][saga][children][signals]") {
+          "[reliability][crash][sqlite][saga][children][signals]") {
     const int calls = int(reference().calls);
     const auto kills = crash::run_trials(crash::handler_sweep(calls), 2, run_trial);
     CHECK(kills.total >= calls);
@@ -297,7 +297,7 @@ TEST_CASE("saga, sub-workflow, signal: SIGKILL inside every handler never re-run
 }
 
 TEST_CASE("saga, sub-workflow, signal: SIGKILL at random moments never re-runs a committed step",
-          "[crash][sqlite][saga][children][signals]") {
+          "[reliability][crash][sqlite][saga][children][signals]") {
     const int trials = crash::trials_from_env(60);
     // Kills anywhere in a clean process's lifetime, however fast this machine.
     const auto window = std::max<unsigned long>(2'000, reference().duration.count());
@@ -313,7 +313,7 @@ TEST_CASE("saga, sub-workflow, signal: SIGKILL at random moments never re-runs a
 // where every thread was waiting. This case reproduces that directly (1
 // thread, a handler signals its run while the host starts another:
 // LOOM_CRASH_MODE=deadlock) and runs clean processes of the scenario.
-TEST_CASE("saga, sub-workflow, signal: no process hangs", "[crash][sqlite][saga][children][signals]") {
+TEST_CASE("saga, sub-workflow, signal: no process hangs", "[reliability][crash][sqlite][saga][children][signals]") {
     {
         loom::test::TempDir dir;
         const auto exit = run_child(dir, Kill{}, 1, "deadlock");

@@ -284,7 +284,7 @@ Kills run_trial(const Kill& first, unsigned seed, unsigned threads) {
 }  // namespace
 
 TEST_CASE("SIGKILL at every executor failpoint never re-runs a committed step or element",
-          "[crash][sqlite]") {
+          "[reliability][crash][sqlite]") {
     const long hits = reference().failpoint_hits;
     REQUIRE(hits > long(reference().attempts));   // claims, results, commits, wakes
     const auto kills = crash::run_trials(crash::failpoint_sweep("*", hits, 0), 1, run_trial);
@@ -300,7 +300,7 @@ TEST_CASE("SIGKILL at every executor failpoint never re-runs a committed step or
 }
 
 TEST_CASE("SIGKILL as a retry or a sleep wakes never re-runs a committed step or element",
-          "[crash][sqlite]") {
+          "[reliability][crash][sqlite]") {
     const unsigned threads = GENERATE(1u, 4u);
     // The step's retry, the sleep and the element's retry wake, in any order.
     crash::run_trials(crash::failpoint_sweep("step.woken", 3, 2000), threads,
@@ -312,7 +312,7 @@ TEST_CASE("SIGKILL as a retry or a sleep wakes never re-runs a committed step or
 }
 
 TEST_CASE("SIGKILL as an element is claimed or finishes never re-runs a committed element",
-          "[crash][sqlite]") {
+          "[reliability][crash][sqlite]") {
     // The failpoint sweep passes these with 1 thread, one element at a time;
     // here elements run max_parallel at once, beside other steps.
     Kills kills;
@@ -326,7 +326,7 @@ TEST_CASE("SIGKILL as an element is claimed or finishes never re-runs a committe
     WARN("element trials: " << 2 * (loom::test::kCrashItems + 1) << ", " << kills);
 }
 
-TEST_CASE("SIGKILL inside every handler never re-runs a committed step or element", "[crash][sqlite]") {
+TEST_CASE("SIGKILL inside every handler never re-runs a committed step or element", "[reliability][crash][sqlite]") {
     const int attempts = int(reference().attempts);
     const auto kills = crash::run_trials(crash::handler_sweep(attempts), 4, run_trial);
     CHECK(kills.total >= attempts);
@@ -338,7 +338,7 @@ TEST_CASE("SIGKILL inside every handler never re-runs a committed step or elemen
 // an attempt in flight at a crash counts, and the first attempt after a
 // restart is stored before its handler runs.
 TEST_CASE("SIGKILL at every attempt of a step or an element: it ends failed after its attempts",
-          "[crash][sqlite]") {
+          "[reliability][crash][sqlite]") {
     using loom::test::kPoisonAttempts;
     loom::test::TempDir dir;
     int kills = 0;
@@ -380,7 +380,7 @@ TEST_CASE("SIGKILL at every attempt of a step or an element: it ends failed afte
     WARN("poison trial: " << kills << " kills");
 }
 
-TEST_CASE("SIGKILL at random moments never re-runs a committed step or element", "[crash][sqlite]") {
+TEST_CASE("SIGKILL at random moments never re-runs a committed step or element", "[reliability][crash][sqlite]") {
     const int trials = crash::trials_from_env(200);
     const auto kills = crash::run_trials(crash::random_moments(2026, trials, 60'000), 4, run_trial);
     CHECK(kills.total > 0);   // how many depends on timing: a quick child may finish first
