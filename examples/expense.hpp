@@ -1,5 +1,5 @@
 // The approval example's workflow and handlers, shared with its test
-// (tests/test_examples.cpp): an expense is submitted, waits for a manager's
+// (tests/docs/examples_test.cpp): an expense is submitted, waits for a manager's
 // "approval" signal (the built-in "wait" step, which holds no thread), and
 // is paid to whoever the signal names.
 #pragma once

@@ -1,5 +1,5 @@
 // The fan-out example's workflow and handlers, shared with its test
-// (tests/test_examples.cpp): "list" names the images of an album; "resize",
+// (tests/docs/examples_test.cpp): "list" names the images of an album; "resize",
 // a for_each step, makes a thumbnail of each, at most 3 at a time, each
 // element retried on its own; "publish" receives the thumbnails in album
 // order, whatever order they were made in.

@@ -1,5 +1,5 @@
 // The saga example's workflow and handlers, shared with its test
-// (tests/test_examples.cpp): a trip is booked step by step (flight, hotel,
+// (tests/docs/examples_test.cpp): a trip is booked step by step (flight, hotel,
 // car), then the card is charged. The charge fails under on_error
 // "compensate", so the run fails and the bookings are undone, latest first.
 #pragma once

@@ -1,5 +1,5 @@
 // The persistence interface: a few coarse verbs that every backend implements and
-// one conformance suite (tests/test_store.cpp) checks. The store knows nothing of
+// one conformance suite (tests/store/store_test.cpp) checks. The store knows nothing of
 // handlers or scheduling; the executor decides, the store records.
 #pragma once
 

@@ -10,8 +10,13 @@ target_include_directories(loom_crash_support
   PRIVATE ${PROJECT_SOURCE_DIR}/src)   # runtime/failpoint.hpp
 target_link_libraries(loom_crash_support PUBLIC loom::loom loom_warnings)
 
-add_executable(loom_crash_child ${CMAKE_CURRENT_SOURCE_DIR}/crash_child.cpp)
+# What the two crash tests share: the crash-torture harness (trials, kills,
+# the ledger and the store at each kill, the checks both make).
+add_library(loom_crash_torture OBJECT ${CMAKE_CURRENT_SOURCE_DIR}/support/crash_torture.cpp)
+target_link_libraries(loom_crash_torture PUBLIC loom_crash_support loom_test_support SQLiteCpp)
+
+add_executable(loom_crash_child ${CMAKE_CURRENT_SOURCE_DIR}/reliability/crash_child.cpp)
 target_link_libraries(loom_crash_child PRIVATE loom_crash_support)
-target_link_libraries(test_crash PRIVATE loom_crash_support)
+target_link_libraries(test_crash PRIVATE loom_crash_support loom_crash_torture)
 target_compile_definitions(test_crash PRIVATE LOOM_CRASH_CHILD="$<TARGET_FILE:loom_crash_child>")
 add_dependencies(test_crash loom_crash_child)

@@ -10,24 +10,24 @@ list(PREPEND loom_docs README.md)
 
 add_test(NAME docs.snippets
   COMMAND ${CMAKE_COMMAND} -DROOT=${PROJECT_SOURCE_DIR} "-DDOCS=${loom_docs}"
-          -P ${CMAKE_CURRENT_SOURCE_DIR}/support/check_doc_snippets.cmake)
+          -P ${CMAKE_CURRENT_SOURCE_DIR}/docs/check_doc_snippets.cmake)
 add_test(NAME docs.links
-  COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/support/check_doc_links.sh ${PROJECT_SOURCE_DIR} ${loom_docs})
+  COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/docs/check_doc_links.sh ${PROJECT_SOURCE_DIR} ${loom_docs})
 add_test(NAME docs.error_ids
-  COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/support/check_error_ids.sh ${PROJECT_SOURCE_DIR})
+  COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/docs/check_error_ids.sh ${PROJECT_SOURCE_DIR})
 add_test(NAME docs.event_kinds
-  COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/support/check_event_kinds.sh ${PROJECT_SOURCE_DIR})
+  COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/docs/check_event_kinds.sh ${PROJECT_SOURCE_DIR})
 
 # A block that differs from its source, and one without a marker, must fail the check.
-set(fixtures tests/support/doc_checks)
+set(fixtures tests/docs/fixtures)
 add_test(NAME docs.snippets_detects_drift
   COMMAND ${CMAKE_COMMAND} -DROOT=${PROJECT_SOURCE_DIR} -DDOCS=${fixtures}/drift.md
-          -P ${CMAKE_CURRENT_SOURCE_DIR}/support/check_doc_snippets.cmake)
+          -P ${CMAKE_CURRENT_SOURCE_DIR}/docs/check_doc_snippets.cmake)
 add_test(NAME docs.snippets_detects_unmarked
   COMMAND ${CMAKE_COMMAND} -DROOT=${PROJECT_SOURCE_DIR} -DDOCS=${fixtures}/unmarked.md
-          -P ${CMAKE_CURRENT_SOURCE_DIR}/support/check_doc_snippets.cmake)
+          -P ${CMAKE_CURRENT_SOURCE_DIR}/docs/check_doc_snippets.cmake)
 add_test(NAME docs.links_detects_broken
-  COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/support/check_doc_links.sh ${PROJECT_SOURCE_DIR}
+  COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/docs/check_doc_links.sh ${PROJECT_SOURCE_DIR}
           ${fixtures}/broken_links.md)
 set_tests_properties(docs.snippets_detects_drift PROPERTIES
   PASS_REGULAR_EXPRESSION "drift.md: C\\+\\+ block 2 differs from")

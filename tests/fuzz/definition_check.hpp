@@ -1,6 +1,6 @@
 // What the definition fuzzer (tests/fuzz/fuzz_definition.cpp) checks for every
 // input, shared with the ctest that replays its seed corpus and every crash it
-// found (tests/test_fuzz_regressions.cpp), so both hold the same property.
+// found (tests/reliability/fuzz_regressions_test.cpp), so both hold the same property.
 #pragma once
 
 #include <string>

@@ -1,15 +1,12 @@
 #include "support/crash_child.hpp"
 
-#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
-#include <iterator>
-#include <sstream>
+#include <random>
 #include <system_error>
 #include <thread>
 
@@ -114,80 +111,6 @@ Exit wait_child(pid_t pid, std::optional<std::chrono::milliseconds> hang_limit) 
     }
     if (WIFSIGNALED(status)) return {true, hung, WTERMSIG(status), {}};
     return {false, false, WEXITSTATUS(status), {}};
-}
-
-Exit run_child(const std::vector<std::string>& argv, const Kill& kill, unsigned threads,
-               const std::string& out_path, const Env& env,
-               std::optional<std::chrono::milliseconds> hang_limit) {
-    Env vars{{"LOOM_CRASH_AFTER", std::to_string(kill.in_handler)},
-             {"LOOM_FAILPOINT", kill.failpoint},
-             {"LOOM_CRASH_THREADS", std::to_string(threads)}};
-    vars.insert(vars.end(), env.begin(), env.end());
-    const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (out < 0) fail("open child output");
-    const pid_t pid = spawn(argv, vars, out);
-    ::close(out);
-    if (kill.after) {
-        std::this_thread::sleep_for(*kill.after);
-        ::kill(pid, SIGKILL);
-    }
-    // The hang limit counts from here: a kill after a delay is not a hang.
-    Exit exit = wait_child(pid, hang_limit);
-    std::ifstream in(out_path);
-    exit.out.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    return exit;
-}
-
-long failpoint_hits(const std::string& out) {
-    long hits = 0;
-    std::istringstream(out.substr(out.find("failpoint hits ") + 15)) >> hits;
-    return hits;
-}
-
-Kill recovery_kill(std::mt19937& rng, int kills_so_far, std::size_t handler_calls) {
-    Kill kill;
-    if (kills_so_far < 5) {
-        switch (rng() % 4) {
-            case 0: kill.in_handler = 1 + int(rng() % handler_calls); break;
-            case 1: kill.failpoint = "*:" + std::to_string(1 + rng() % 40); break;
-            default: break;   // let it finish
-        }
-    }
-    return kill;
-}
-
-int trials_from_env(int fallback) {
-    const char* n = std::getenv("LOOM_CRASH_TRIALS");
-    return n ? std::max(1, std::atoi(n)) : fallback;
-}
-
-std::vector<LedgerLine> read_ledger(const std::string& path) {
-    std::ifstream in(path);
-    std::vector<LedgerLine> lines;
-    LedgerLine l;
-    while (in >> l.step >> l.attempt >> l.pid) lines.push_back(l);
-    return lines;
-}
-
-std::set<std::string> keys_in(const std::vector<LedgerLine>& ledger) {
-    std::set<std::string> keys;
-    for (const auto& l : ledger) keys.insert(l.step);
-    return keys;
-}
-
-std::vector<RunInfo> stored_runs(const std::string& db) {
-    SqliteStore store(db);
-    std::vector<RunInfo> runs;
-    for (const auto& r : store.list_runs()) runs.push_back(store.load_run(r.id).value());
-    return runs;
-}
-
-bool in_flight_at_kill(const std::vector<LedgerLine>& ledger, std::size_t i, std::size_t next,
-                       const std::vector<Snapshot>& snapshots, const Settled& settled) {
-    for (const auto& snap : snapshots)
-        if (snap.ledger_from <= i && i < snap.ledger_to && snap.ledger_to <= next && !settled(snap, ledger[i]))
-            return true;
-    return false;
 }
 
 }  // namespace loom::test::crash

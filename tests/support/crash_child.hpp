@@ -1,8 +1,8 @@
 // What the crash tests (test_crash, test_crash_saga) share with the processes
-// they SIGKILL (loom_crash_child, loom_crash_saga_child): spawning, killing and
-// waiting for a child (test_contention spawns and waits for its child too),
-// the fsynced ledger of handler calls a child writes and its test reads, and
-// what the store held at each kill.
+// they SIGKILL (loom_crash_child, loom_crash_saga_child): the child's half of
+// the ledger of handler calls and of its kills, and spawning and waiting for a
+// child (test_contention spawns and waits for its child too). The tests' half
+// (killing, reading the ledger and the store, the trials) is crash_torture.hpp.
 //
 // The test tells a crash child how to die through its environment:
 //   LOOM_CRASH_AFTER=N     SIGKILL itself after the N-th ledger append (0: never)
@@ -14,11 +14,7 @@
 
 #include <chrono>
 #include <cstddef>
-#include <functional>
-#include <map>
 #include <optional>
-#include <random>
-#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -64,57 +60,5 @@ struct Exit {
 /// Waits for the child to end; SIGKILLs it once it has run `hang_limit`.
 /// Throws std::system_error if waitpid fails.
 Exit wait_child(pid_t pid, std::optional<std::chrono::milliseconds> hang_limit = std::nullopt);
-
-/// How a crash child is to die, if it does.
-struct Kill {
-    int in_handler = 0;            // SIGKILL itself after the N-th ledger append
-    std::string failpoint;         // or at an executor failpoint, "NAME:N"
-    std::optional<std::chrono::microseconds> after;   // or be killed after this long
-};
-
-/// Runs a crash child to its end: dying as `kill` says, with `threads`
-/// executor threads and `env` besides, its stdout in the file `out_path`.
-Exit run_child(const std::vector<std::string>& argv, const Kill& kill, unsigned threads,
-               const std::string& out_path, const Env& env = {},
-               std::optional<std::chrono::milliseconds> hang_limit = std::nullopt);
-
-/// The N of the "failpoint hits N" a clean child printed.
-long failpoint_hits(const std::string& out);
-
-/// The kill for a recovering process: while a trial has had fewer than 5
-/// kills, now and then in one of its first `handler_calls` handler calls or
-/// at one of its first 40 failpoints; otherwise none.
-Kill recovery_kill(std::mt19937& rng, int kills_so_far, std::size_t handler_calls);
-
-/// LOOM_CRASH_TRIALS, or `fallback`.
-int trials_from_env(int fallback);
-
-struct LedgerLine {
-    std::string step;   // the key a child wrote: a step id, or a prefix and one
-    int attempt = 0;
-    std::string pid;
-};
-
-std::vector<LedgerLine> read_ledger(const std::string& path);
-/// The steps (keys) of the lines.
-std::set<std::string> keys_in(const std::vector<LedgerLine>& ledger);
-
-/// Every run in the SQLite file, with its steps.
-std::vector<RunInfo> stored_runs(const std::string& db);
-
-/// What one process had done when it was killed.
-struct Snapshot {
-    std::map<std::string, StepInfo> steps;   // committed, of every run, by step id, with their items
-    std::size_t ledger_from = 0;   // its ledger lines: [ledger_from, ledger_to)
-    std::size_t ledger_to = 0;
-};
-
-/// Whether a kill found the outcome of a ledger line's call committed.
-using Settled = std::function<bool(const Snapshot&, const LedgerLine&)>;
-
-/// Whether ledger line `i` was a call in flight at a kill that came before
-/// line `next`: its process was killed before it and had not `settled` it.
-bool in_flight_at_kill(const std::vector<LedgerLine>& ledger, std::size_t i, std::size_t next,
-                       const std::vector<Snapshot>& snapshots, const Settled& settled);
 
 }  // namespace loom::test::crash

@@ -53,7 +53,7 @@ std::vector<std::string> kinds(loom::Executor& ex, const loom::RunId& id, const 
 
 }  // namespace
 
-TEST_CASE("a failing step is retried after its backoff and then completes", "[retry]") {
+TEST_CASE("a failing step is retried after its backoff and then completes", "[engine][retry]") {
     loom::testing::FakeClock clock;
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
@@ -90,7 +90,7 @@ TEST_CASE("a failing step is retried after its backoff and then completes", "[re
                                    "step.retrying 2", "step.started 3", "step.completed 3"});
 }
 
-TEST_CASE("FatalError is never retried, other exceptions are until attempts run out", "[retry]") {
+TEST_CASE("FatalError is never retried, other exceptions are until attempts run out", "[engine][retry]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     handlers.add("fatal", flaky<loom::FatalError>(5));
@@ -111,7 +111,7 @@ TEST_CASE("FatalError is never retried, other exceptions are until attempts run 
     CHECK(plain.error == "step \"a\" failed: attempt 3 failed");
 }
 
-TEST_CASE("the workflow's default retry applies where a step sets none", "[retry]") {
+TEST_CASE("the workflow's default retry applies where a step sets none", "[engine][retry]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     handlers.add("flaky", flaky<std::runtime_error>(1));
@@ -133,7 +133,7 @@ TEST_CASE("the workflow's default retry applies where a step sets none", "[retry
     CHECK(own.status == loom::RunStatus::failed);
 }
 
-TEST_CASE("backoff grows by the multiplier, stops at the maximum and jitters within bounds", "[retry]") {
+TEST_CASE("backoff grows by the multiplier, stops at the maximum and jitters within bounds", "[engine][retry]") {
     loom::testing::FakeClock clock;
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
@@ -164,7 +164,7 @@ TEST_CASE("backoff grows by the multiplier, stops at the maximum and jitters wit
     CHECK(executor.wait(id).step("a")->attempts == 6);
 }
 
-TEST_CASE("a step waiting to retry holds no thread", "[retry]") {
+TEST_CASE("a step waiting to retry holds no thread", "[engine][retry]") {
     loom::testing::FakeClock clock;
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
@@ -181,7 +181,7 @@ TEST_CASE("a step waiting to retry holds no thread", "[retry]") {
     CHECK(executor.wait(slow).status == loom::RunStatus::completed);
 }
 
-TEST_CASE("a retry wait survives a restart and fires at its time, not before", "[retry][sqlite]") {
+TEST_CASE("a retry wait survives a restart and fires at its time, not before", "[engine][retry][sqlite]") {
     loom::test::TempDir dir;
     loom::testing::FakeClock clock;
     loom::HandlerRegistry handlers;
@@ -216,7 +216,7 @@ TEST_CASE("a retry wait survives a restart and fires at its time, not before", "
     CHECK(calls == 2);
 }
 
-TEST_CASE("a timed-out attempt fails, is retried, and its handler sees cancelled()", "[timeout]") {
+TEST_CASE("a timed-out attempt fails, is retried, and its handler sees cancelled()", "[engine][timeout]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     std::atomic<bool> saw_cancel{false};
@@ -246,7 +246,8 @@ TEST_CASE("a timed-out attempt fails, is retried, and its handler sees cancelled
     CHECK(retrying->detail == "timed out after 50 ms");
 }
 
-TEST_CASE("a handler that never returns is given up at its timeout, and its late result is discarded", "[timeout]") {
+TEST_CASE("a handler that never returns is given up at its timeout, and its late result is discarded",
+          "[engine][timeout]") {
     struct Logs : loom::Observer {
         std::mutex mutex;
         std::vector<std::string> lines;
@@ -276,7 +277,7 @@ TEST_CASE("a handler that never returns is given up at its timeout, and its late
     CHECK(executor.get_run(run.id).step("a")->output.is_null());
 }
 
-TEST_CASE("ctx.deadline() is the attempt's timeout or the run's deadline, the earlier", "[timeout]") {
+TEST_CASE("ctx.deadline() is the attempt's timeout or the run's deadline, the earlier", "[engine][timeout]") {
     loom::testing::FakeClock clock;
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
@@ -300,7 +301,7 @@ TEST_CASE("ctx.deadline() is the attempt's timeout or the run's deadline, the ea
     CHECK(executor.wait(executor.start("none")).output == Json{{"a", "none"}});
 }
 
-TEST_CASE("a run past its deadline fails, and steps still running are given up", "[deadline]") {
+TEST_CASE("a run past its deadline fails, and steps still running are given up", "[engine][deadline]") {
     loom::testing::FakeClock clock;
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
@@ -331,7 +332,7 @@ TEST_CASE("a run past its deadline fails, and steps still running are given up",
     CHECK(run.step("after")->status == loom::StepStatus::cancelled);
 }
 
-TEST_CASE("a deadline that passed while no process ran fails the run on recovery", "[deadline][sqlite]") {
+TEST_CASE("a deadline that passed while no process ran fails the run on recovery", "[engine][deadline][sqlite]") {
     loom::test::TempDir dir;
     loom::testing::FakeClock clock;
     loom::HandlerRegistry handlers;
@@ -358,7 +359,7 @@ TEST_CASE("a deadline that passed while no process ran fails the run on recovery
     CHECK(run.step("a")->attempts == 1);   // the retry never ran
 }
 
-TEST_CASE("cancelling a run whose step waits to retry ends it at once", "[retry][cancel]") {
+TEST_CASE("cancelling a run whose step waits to retry ends it at once", "[engine][retry][cancel]") {
     loom::testing::FakeClock clock;
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;

@@ -544,7 +544,8 @@ loom::Workflow x_and_other(const std::string& other, loom::HandlerRegistry& hand
 
 }  // namespace
 
-TEST_CASE("a run's writes queued behind its failed commit are dropped, not committed", "[faults][executor]") {
+TEST_CASE("a run's writes queued behind its failed commit are dropped, not committed",
+          "[reliability][faults][executor]") {
     // x and y are both sinks. y finishes while x's commit is in progress, so
     // y's completion and the run's final write (whose output holds x's result)
     // queue behind it. When x's commit fails, committing them would show the
@@ -585,7 +586,7 @@ TEST_CASE("a run's writes queued behind its failed commit are dropped, not commi
 }
 
 TEST_CASE("recover resumes a run abandoned by a failed commit while its handlers still run",
-          "[faults][executor]") {
+          "[reliability][faults][executor]") {
     // slow is still running when x's commit fails; the host sees StoreError,
     // the fault clears, and recover() must resume the run at once rather than
     // skip it as live until slow returns.
@@ -621,7 +622,7 @@ TEST_CASE("recover resumes a run abandoned by a failed commit while its handlers
 
 TEST_CASE("every I/O of a run or a recovery can fail: errors are typed, nothing acknowledged is lost, "
           "recovery finishes",
-          "[faults][sqlite]") {
+          "[reliability][faults][sqlite]") {
     FaultSweep sweep;
     const auto before = sweep.vfs().injected();
     for (Phase phase : {Phase::run, Phase::recover}) {
@@ -657,7 +658,7 @@ TEST_CASE("every I/O of a run or a recovery can fail: errors are typed, nothing 
 
 TEST_CASE("wait on a run abandoned by a failed commit reports the failure, also when its last handler "
           "returns during the abandon",
-          "[faults][executor]") {
+          "[reliability][faults][executor]") {
     // The failed commit sets ctx.cancelled(); slow returns at once and takes
     // the run off the live ones itself, racing the leader that abandons it.
     // A host polling the run in that instant must see the StoreError, never
@@ -695,7 +696,7 @@ TEST_CASE("wait on a run abandoned by a failed commit reports the failure, also 
 }
 
 TEST_CASE("a failed commit in the middle of a for_each: no committed element runs again after recover",
-          "[faults][executor][for_each]") {
+          "[reliability][faults][executor][for_each]") {
     // Element 2's completion fails to commit, with the next element made
     // ready in the same batch (max_parallel 2): the run is abandoned, its
     // queued elements dropped. recover() finishes the step with every output

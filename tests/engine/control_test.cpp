@@ -51,7 +51,7 @@ std::vector<std::string> run_events(loom::Executor& ex, const loom::RunId& id) {
 
 }  // namespace
 
-TEST_CASE("a paused run starts nothing new until it is resumed", "[control]") {
+TEST_CASE("a paused run starts nothing new until it is resumed", "[engine][control]") {
     Fixture<Chain> f;
     auto& executor = f.open({Chain::workflow()});
     auto id = executor.start("chain");
@@ -76,7 +76,7 @@ TEST_CASE("a paused run starts nothing new until it is resumed", "[control]") {
 // A paused run's ready steps wait as parked tasks, which point back at the run:
 // an executor destroyed meanwhile must let go of them, or the run (with its
 // handlers, definition and input) outlives the executor for good.
-TEST_CASE("an executor destroyed with a paused run lets go of the run", "[control]") {
+TEST_CASE("an executor destroyed with a paused run lets go of the run", "[engine][control]") {
     Fixture<Chain> f;
     auto& executor = f.open({Chain::workflow()});
     auto id = executor.start("chain");
@@ -95,7 +95,7 @@ TEST_CASE("an executor destroyed with a paused run lets go of the run", "[contro
 // retry's backoff, or a sleep step. Time is a FakeClock, so the timer is due
 // exactly when the test advances it.
 TEST_CASE("a retry or a sleep that comes due while the run is paused waits for resume",
-          "[control][retry][sleep]") {
+          "[engine][control][retry][sleep]") {
     const bool sleep = GENERATE(false, true);
     INFO((sleep ? "a sleep step" : "a retry backoff"));
     loom::testing::FakeClock clock;
@@ -137,7 +137,7 @@ TEST_CASE("a retry or a sleep that comes due while the run is paused waits for r
     CHECK(f.counter.get("b") == 1);
 }
 
-TEST_CASE("a paused run can still be cancelled", "[control]") {
+TEST_CASE("a paused run can still be cancelled", "[engine][control]") {
     Fixture<Chain> f;
     auto& executor = f.open({Chain::workflow()});
     auto id = executor.start("chain");
@@ -150,7 +150,7 @@ TEST_CASE("a paused run can still be cancelled", "[control]") {
     CHECK(f.counter.get("b") == 0);
 }
 
-TEST_CASE("a pause survives a restart and applies to a run no process runs", "[control][sqlite]") {
+TEST_CASE("a pause survives a restart and applies to a run no process runs", "[engine][control][sqlite]") {
     Fixture<Chain> f(loom::test::Storage::sqlite);
     const auto id = f.open({Chain::workflow()}).start("chain");
     f.gate.wait_for_waiters(1);
@@ -168,7 +168,7 @@ TEST_CASE("a pause survives a restart and applies to a run no process runs", "[c
     CHECK(f.counter.get("a") == 1);
 }
 
-TEST_CASE("steps of higher-priority runs are taken first", "[control]") {
+TEST_CASE("steps of higher-priority runs are taken first", "[engine][control]") {
     std::mutex mutex;
     std::vector<std::string> order;
     Fixture<> f;
@@ -199,7 +199,7 @@ TEST_CASE("steps of higher-priority runs are taken first", "[control]") {
     CHECK(executor.get_run(ids[2]).priority == 5);
 }
 
-TEST_CASE("concurrency limits per handler and per workflow hold within the thread count", "[control]") {
+TEST_CASE("concurrency limits per handler and per workflow hold within the thread count", "[engine][control]") {
     const bool by_handler = GENERATE(true, false);
     std::atomic<int> inside{0}, most{0};
     Fixture<> f;
@@ -227,7 +227,7 @@ TEST_CASE("concurrency limits per handler and per workflow hold within the threa
     CHECK(most == (by_handler ? 1 : 2));
 }
 
-TEST_CASE("a concurrency limit of zero is refused", "[control]") {
+TEST_CASE("a concurrency limit of zero is refused", "[engine][control]") {
     Fixture<> f;
     loom::ExecutorOptions options;
     options.max_running_per_handler = {{"x", 0}};
@@ -236,7 +236,7 @@ TEST_CASE("a concurrency limit of zero is refused", "[control]") {
                       "it must be at least 1");
 }
 
-TEST_CASE("a run waiting for a concurrency slot can be cancelled at once", "[control]") {
+TEST_CASE("a run waiting for a concurrency slot can be cancelled at once", "[engine][control]") {
     Fixture<> f;
     f.handlers.add("slow", [&](loom::StepContext&) -> Json {
         f.gate.pass();

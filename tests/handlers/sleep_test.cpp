@@ -27,7 +27,7 @@ void add_mark(loom::HandlerRegistry& h) {
 
 }  // namespace
 
-TEST_CASE("a sleep step waits on the clock, then the run goes on", "[sleep]") {
+TEST_CASE("a sleep step waits on the clock, then the run goes on", "[handlers][sleep]") {
     loom::testing::FakeClock clock;
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
@@ -52,7 +52,7 @@ TEST_CASE("a sleep step waits on the clock, then the run goes on", "[sleep]") {
     CHECK(run.output == Json{{"after", "after"}});
 }
 
-TEST_CASE("a sleep step may wake at an absolute time", "[sleep]") {
+TEST_CASE("a sleep step may wake at an absolute time", "[handlers][sleep]") {
     loom::testing::FakeClock clock;   // 2026-01-01T00:00:00Z
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
@@ -71,7 +71,7 @@ TEST_CASE("a sleep step may wake at an absolute time", "[sleep]") {
     CHECK(other.wait(other.start("past")).status == loom::RunStatus::completed);
 }
 
-TEST_CASE("a bad sleep input fails the step with a clear error", "[sleep]") {
+TEST_CASE("a bad sleep input fails the step with a clear error", "[handlers][sleep]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     add_mark(handlers);
@@ -95,7 +95,7 @@ TEST_CASE("a bad sleep input fails the step with a clear error", "[sleep]") {
           "[loom.sleep.input] sleep step input must be an object with one of \"ms\", \"until_ms\", \"until\", not {}");
 }
 
-TEST_CASE("the names of built-in steps cannot be registered", "[sleep]") {
+TEST_CASE("the names of built-in steps cannot be registered", "[handlers][sleep]") {
     loom::HandlerRegistry handlers;
     for (const char* name : {"sleep", "wait", "workflow:child"}) {
         CHECK_THROWS_WITH(handlers.add(name, [](loom::StepContext&) -> Json { return 1; }),
@@ -105,7 +105,7 @@ TEST_CASE("the names of built-in steps cannot be registered", "[sleep]") {
     }
 }
 
-TEST_CASE("a sleep survives a restart and wakes at its time", "[sleep][sqlite]") {
+TEST_CASE("a sleep survives a restart and wakes at its time", "[handlers][sleep][sqlite]") {
     loom::test::TempDir dir;
     loom::testing::FakeClock clock;
     loom::HandlerRegistry handlers;

@@ -33,7 +33,7 @@ struct Fixture {
 
 }  // namespace
 
-TEST_CASE("a false condition skips the step and, by default, everything after it", "[flow]") {
+TEST_CASE("a false condition skips the step and, by default, everything after it", "[engine][flow]") {
     Fixture f;
     loom::Executor executor(f.store, f.handlers, {2});
     executor.add_workflow(loom::WorkflowBuilder("w", 1)
@@ -64,7 +64,7 @@ TEST_CASE("a false condition skips the step and, by default, everything after it
     CHECK(other.step("small")->status == StepStatus::skipped);
 }
 
-TEST_CASE("a step may opt in to run after a skipped dependency", "[flow]") {
+TEST_CASE("a step may opt in to run after a skipped dependency", "[engine][flow]") {
     Fixture f;
     loom::Executor executor(f.store, f.handlers, {2});
     executor.add_workflow(loom::WorkflowBuilder("w", 1)
@@ -77,7 +77,7 @@ TEST_CASE("a step may opt in to run after a skipped dependency", "[flow]") {
     CHECK(run.output == Json{{"always", {{"maybe", nullptr}}}});
 }
 
-TEST_CASE("a condition on the run's input decides before anything runs", "[flow]") {
+TEST_CASE("a condition on the run's input decides before anything runs", "[engine][flow]") {
     Fixture f;
     loom::Executor executor(f.store, f.handlers, {2});
     executor.add_workflow(loom::WorkflowBuilder("w", 1)
@@ -90,7 +90,7 @@ TEST_CASE("a condition on the run's input decides before anything runs", "[flow]
           StepStatus::skipped);
 }
 
-TEST_CASE("a condition that cannot be evaluated fails its step", "[flow]") {
+TEST_CASE("a condition that cannot be evaluated fails its step", "[engine][flow]") {
     Fixture f;
     loom::Executor executor(f.store, f.handlers, {2});
     executor.add_workflow(loom::WorkflowBuilder("w", 1).step("a", "echo").when("${input.n} < 3").build());
@@ -102,7 +102,7 @@ TEST_CASE("a condition that cannot be evaluated fails its step", "[flow]") {
     CHECK(f.counter.get("a") == 0);
 }
 
-TEST_CASE("on_error continue lets the run go on, and dependents see the failure", "[flow]") {
+TEST_CASE("on_error continue lets the run go on, and dependents see the failure", "[engine][flow]") {
     Fixture f;
     loom::Executor executor(f.store, f.handlers, {2});
     executor.add_workflow(loom::WorkflowBuilder("w", 1)
@@ -122,7 +122,7 @@ TEST_CASE("on_error continue lets the run go on, and dependents see the failure"
     CHECK(run.step("report")->output == Json{{"try", nullptr}});
 }
 
-TEST_CASE("the condition can read a failed step's error", "[flow]") {
+TEST_CASE("the condition can read a failed step's error", "[engine][flow]") {
     Fixture f;
     loom::Executor executor(f.store, f.handlers, {2});
     executor.add_workflow(loom::WorkflowBuilder("w", 1)
@@ -135,7 +135,7 @@ TEST_CASE("the condition can read a failed step's error", "[flow]") {
     CHECK(run.step("on_boom")->status == StepStatus::completed);
 }
 
-TEST_CASE("on_error fail (the default) stops the run", "[flow]") {
+TEST_CASE("on_error fail (the default) stops the run", "[engine][flow]") {
     Fixture f;
     loom::Executor executor(f.store, f.handlers, {2});
     executor.add_workflow(loom::WorkflowBuilder("w", 1)
@@ -148,7 +148,7 @@ TEST_CASE("on_error fail (the default) stops the run", "[flow]") {
     CHECK(run.step("next")->status == StepStatus::cancelled);
 }
 
-TEST_CASE("skips and tolerated failures are kept across a restart", "[flow][sqlite]") {
+TEST_CASE("skips and tolerated failures are kept across a restart", "[engine][flow][sqlite]") {
     loom::test::TempDir dir;
     loom::HandlerRegistry handlers;
     loom::test::Gate gate;
@@ -194,7 +194,7 @@ TEST_CASE("skips and tolerated failures are kept across a restart", "[flow][sqli
 }
 
 TEST_CASE("a step after a failure under on_error continue receives its error and status in its input",
-          "[flow]") {
+          "[engine][flow]") {
     Fixture f;
     loom::Executor executor(f.store, f.handlers, {2});
     executor.add_workflow(loom::WorkflowBuilder("w", 1)

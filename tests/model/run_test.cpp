@@ -5,7 +5,7 @@
 
 #include <loom/run.hpp>
 
-TEST_CASE("statuses print as their names, so a failed CHECK says \"failed == completed\"", "[run]") {
+TEST_CASE("statuses print as their names, so a failed CHECK says \"failed == completed\"", "[model][run]") {
     CHECK(Catch::Detail::stringify(loom::RunStatus::failed) == "failed");
     CHECK(Catch::Detail::stringify(loom::StepStatus::compensated) == "compensated");
     std::ostringstream out;

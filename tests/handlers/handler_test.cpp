@@ -45,7 +45,7 @@ std::string input_error(Json input, Read read) {
 
 }  // namespace
 
-TEST_CASE("a missing input key fails the step once, naming run, step and key", "[handler][input]") {
+TEST_CASE("a missing input key fails the step once, naming run, step and key", "[handlers][handler][input]") {
     // ctx.input()["value"] on the const Json would abort this test process.
     auto run = run_step({{"other", 1}}, [](loom::StepContext& ctx) -> Json { return ctx.input<int>("value"); });
     CHECK(run.status == loom::RunStatus::failed);
@@ -54,7 +54,7 @@ TEST_CASE("a missing input key fails the step once, naming run, step and key", "
                            ", step \"reads\": no key \"value\" in the input");
 }
 
-TEST_CASE("a value of the wrong type fails the step once, naming the types", "[handler][input]") {
+TEST_CASE("a value of the wrong type fails the step once, naming the types", "[handlers][handler][input]") {
     auto run = run_step({{"value", "12"}}, [](loom::StepContext& ctx) -> Json { return ctx.input<int>("value"); });
     CHECK(run.status == loom::RunStatus::failed);
     CHECK(attempts(run) == 1);
@@ -63,7 +63,7 @@ TEST_CASE("a value of the wrong type fails the step once, naming the types", "[h
                            "-2147483648 to 2147483647");
 }
 
-TEST_CASE("a for_each element's input error names the element", "[handler][input]") {
+TEST_CASE("a for_each element's input error names the element", "[handlers][handler][input]") {
     loom::test::Fixture<> f;
     f.handlers.add("read", [](loom::StepContext& ctx) -> Json { return ctx.input<int>("n"); });
     auto& executor = f.open({loom::WorkflowBuilder("w", 1)
@@ -76,7 +76,7 @@ TEST_CASE("a for_each element's input error names the element", "[handler][input
                                          ", step \"each\", element 1: no key \"n\" in the input");
 }
 
-TEST_CASE("input<T> reads a key as T", "[handler][input]") {
+TEST_CASE("input<T> reads a key as T", "[handlers][handler][input]") {
     StepHarness h([](loom::StepContext& ctx) -> Json {
         return {ctx.input<int>("i"), ctx.input<std::uint8_t>("small"), ctx.input<double>("d"),
                 ctx.input<double>("i"), ctx.input<bool>("b"), ctx.input<std::string>("s"),
@@ -89,7 +89,7 @@ TEST_CASE("input<T> reads a key as T", "[handler][input]") {
     CHECK(r.output == Json{-7, 255, 2.5, -7.0, true, "x", {{"k", 1}}, {1, 2}, nullptr});
 }
 
-TEST_CASE("input<T> refuses what would convert with a loss", "[handler][input]") {
+TEST_CASE("input<T> refuses what would convert with a loss", "[handlers][handler][input]") {
     const std::string at = "[loom.input.type] run r1, step \"s\": ";
     CHECK(input_error({{"n", 2.5}}, [](auto& ctx) { return ctx.template input<int>("n"); }) ==
           at + "\"n\" is the number 2.5, expected an integer from -2147483648 to 2147483647");
@@ -111,14 +111,14 @@ TEST_CASE("input<T> refuses what would convert with a loss", "[handler][input]")
                "([json.exception.type_error.302] type must be number, but is string)");
 }
 
-TEST_CASE("input<T> of a key needs an object input", "[handler][input]") {
+TEST_CASE("input<T> of a key needs an object input", "[handlers][handler][input]") {
     CHECK(input_error({1, 2}, [](auto& ctx) { return ctx.template input<int>("n"); }) ==
           "[loom.input.missing] run r1, step \"s\": no key \"n\": the input is an array, not an object");
     CHECK(input_error(nullptr, [](auto& ctx) { return ctx.template input<int>("n"); }) ==
           "[loom.input.missing] run r1, step \"s\": no key \"n\": the input is null, not an object");
 }
 
-TEST_CASE("input<T> of a JSON pointer reads nested values", "[handler][input]") {
+TEST_CASE("input<T> of a JSON pointer reads nested values", "[handlers][handler][input]") {
     const Json order = {{"user", {{"name", "ada"}}}, {"items", {{{"qty", 2}}, {{"qty", 5}}}}};
     StepHarness h([](loom::StepContext& ctx) -> Json {
         return {ctx.input<std::string>("/user/name"_json_pointer),
@@ -140,7 +140,7 @@ TEST_CASE("input<T> of a JSON pointer reads nested values", "[handler][input]") 
           "-2147483648 to 2147483647");
 }
 
-TEST_CASE("input_or<T> gives the fallback where the value is absent or null", "[handler][input]") {
+TEST_CASE("input_or<T> gives the fallback where the value is absent or null", "[handlers][handler][input]") {
     StepHarness h([](loom::StepContext& ctx) -> Json {
         return {ctx.input_or("absent", 7), ctx.input_or("null", 8), ctx.input_or("n", 9),
                 ctx.input_or("name", "anonymous"), ctx.input_or("/a/b"_json_pointer, 10),
@@ -157,13 +157,13 @@ TEST_CASE("input_or<T> gives the fallback where the value is absent or null", "[
           "-2147483648 to 2147483647");
 }
 
-TEST_CASE("an input error names a compensation as such", "[handler][input]") {
+TEST_CASE("an input error names a compensation as such", "[handlers][handler][input]") {
     StepHarness h([](loom::StepContext& ctx) -> Json { return ctx.input<int>("ref"); });
     CHECK(h.run_id("r1").step_id("hotel").compensating().run().error ==
           "[loom.input.missing] run r1, step \"hotel\", compensation: no key \"ref\" in the input");
 }
 
-TEST_CASE("nlohmann's type_error and out_of_range from a handler are not retried", "[handler][retry]") {
+TEST_CASE("nlohmann's type_error and out_of_range from a handler are not retried", "[handlers][handler][retry]") {
     SECTION("type_error: a \"12\" read as an int") {
         auto run = run_step({{"value", "12"}}, [](loom::StepContext& ctx) -> Json {
             return ctx.input().at("value").get<int>();
@@ -185,7 +185,7 @@ TEST_CASE("nlohmann's type_error and out_of_range from a handler are not retried
     }
 }
 
-TEST_CASE("a handler opts back into retries by rethrowing RetryableError", "[handler][retry]") {
+TEST_CASE("a handler opts back into retries by rethrowing RetryableError", "[handlers][handler][retry]") {
     auto run = run_step({{"reply", {{"price", "n/a"}}}}, [](loom::StepContext& ctx) -> Json {
         const Json reply = ctx.input<Json>("reply");   // e.g. what an HTTP call returned
         try {
@@ -198,7 +198,7 @@ TEST_CASE("a handler opts back into retries by rethrowing RetryableError", "[han
     CHECK(attempts(run) == 3);
 }
 
-TEST_CASE("StepHarness classifies input errors as the executor does", "[handler][testing]") {
+TEST_CASE("StepHarness classifies input errors as the executor does", "[handlers][handler][testing]") {
     auto kind = [](loom::HandlerRegistry::Function f) { return StepHarness(std::move(f)).run().error_kind; };
     CHECK(kind([](loom::StepContext& ctx) -> Json { return ctx.input<int>("x"); }) == ErrorKind::fatal);
     CHECK(kind([](loom::StepContext& ctx) -> Json { return ctx.input().at("x"); }) == ErrorKind::fatal);
@@ -213,7 +213,7 @@ TEST_CASE("StepHarness classifies input errors as the executor does", "[handler]
           }) == ErrorKind::retryable);
 }
 
-TEST_CASE("a compensation has its own idempotency key", "[handler][testing]") {
+TEST_CASE("a compensation has its own idempotency key", "[handlers][handler][testing]") {
     StepHarness h([](loom::StepContext& ctx) -> Json { return {ctx.compensating(), ctx.idempotency_key()}; });
     CHECK(h.run_id("r1").step_id("charge").run().output == Json{false, "r1/charge"});
     CHECK(h.compensating().run().output == Json{true, "r1/charge/compensate"});

@@ -220,7 +220,7 @@ const std::string kHandlerRule = "(^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,127}$)";
 
 }  // namespace
 
-TEST_CASE("bad definitions are refused with their exact error and store nothing", "[bad_input]") {
+TEST_CASE("bad definitions are refused with their exact error and store nothing", "[reliability][bad_input]") {
     const std::string huge_input = with_input('"' + std::string(1'100'000, 'x') + '"');
     const std::string huger_input = with_input('"' + std::string(2'200'000, 'x') + '"');
     const std::string compact = R"({"name":"wf","version":1,"steps":[{"id":"a","handler":"h"}]})";
@@ -671,7 +671,7 @@ TEST_CASE("bad definitions are refused with their exact error and store nothing"
     });
 }
 
-TEST_CASE("raised limits admit what the defaults refuse", "[bad_input]") {
+TEST_CASE("raised limits admit what the defaults refuse", "[reliability][bad_input]") {
     Fixture f;
     DefinitionLimits raised;
     raised.max_bytes = 4 << 20;
@@ -694,7 +694,7 @@ TEST_CASE("raised limits admit what the defaults refuse", "[bad_input]") {
     CHECK(executor.wait(executor.start("many")).status == loom::RunStatus::completed);
 }
 
-TEST_CASE("bad calls are refused with their exact error and change nothing", "[bad_input]") {
+TEST_CASE("bad calls are refused with their exact error and change nothing", "[reliability][bad_input]") {
     auto registry_add = [](auto... args) {
         return [args...](Fixture& f) {
             f.handlers.add(args...);
@@ -844,7 +844,7 @@ TEST_CASE("bad calls are refused with their exact error and change nothing", "[b
     });
 }
 
-TEST_CASE("handler results that cannot be stored fail the run and name the step", "[bad_input]") {
+TEST_CASE("handler results that cannot be stored fail the run and name the step", "[reliability][bad_input]") {
     struct Bad {
         std::string name;
         std::function<Json(loom::StepContext&)> handler;

@@ -60,15 +60,15 @@ void replay(const std::string& corpus, const std::string& regressions, const Che
 
 }  // namespace
 
-TEST_CASE("every seed and every saved fuzzer crash passes the definition check", "[fuzz]") {
+TEST_CASE("every seed and every saved fuzzer crash passes the definition check", "[reliability][fuzz]") {
     replay("corpus/definition", "regressions", loom::fuzz::check_definition, 12, 4);
 }
 
-TEST_CASE("every seed and every saved fuzzer crash passes the expression check", "[fuzz]") {
+TEST_CASE("every seed and every saved fuzzer crash passes the expression check", "[reliability][fuzz]") {
     replay("corpus/expression", "regressions/expression", loom::fuzz::check_expression, 15, 8);
 }
 
-TEST_CASE("hostile nesting is refused with an error, not a crash", "[fuzz]") {
+TEST_CASE("hostile nesting is refused with an error, not a crash", "[reliability][fuzz]") {
     const std::size_t million = 1'000'000;
     const std::string opens(million, '[');
     const std::vector<std::string> inputs{
@@ -87,7 +87,7 @@ TEST_CASE("hostile nesting is refused with an error, not a crash", "[fuzz]") {
     }
 }
 
-TEST_CASE("hostile expressions are refused with an error, not a crash", "[fuzz]") {
+TEST_CASE("hostile expressions are refused with an error, not a crash", "[reliability][fuzz]") {
     const std::size_t million = 1'000'000;
     const std::vector<std::string> inputs{
         std::string(million, '('),

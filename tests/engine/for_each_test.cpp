@@ -145,7 +145,7 @@ Json expected_each(int n, const std::string& tag) {
 
 }  // namespace
 
-TEST_CASE("for_each runs each element and collects the outputs in input order", "[for_each]") {
+TEST_CASE("for_each runs each element and collects the outputs in input order", "[engine][for_each]") {
     ElementLog log;
     loom::HandlerRegistry handlers;
     // Later elements finish first: order in the output must not depend on it.
@@ -170,7 +170,7 @@ TEST_CASE("for_each runs each element and collects the outputs in input order", 
     }
 }
 
-TEST_CASE("max_parallel bounds how many elements run at once", "[for_each]") {
+TEST_CASE("max_parallel bounds how many elements run at once", "[engine][for_each]") {
     for (std::uint32_t limit : {1u, 3u}) {
         ElementLog log;
         loom::HandlerRegistry handlers;
@@ -185,7 +185,7 @@ TEST_CASE("max_parallel bounds how many elements run at once", "[for_each]") {
     }
 }
 
-TEST_CASE("an empty array completes the step with an empty array", "[for_each]") {
+TEST_CASE("an empty array completes the step with an empty array", "[engine][for_each]") {
     ElementLog log;
     loom::HandlerRegistry handlers;
     add_handlers(handlers, log);
@@ -199,7 +199,7 @@ TEST_CASE("an empty array completes the step with an empty array", "[for_each]")
 }
 
 TEST_CASE("a for_each over something that is not an array fails the step and says what it got",
-          "[for_each]") {
+          "[engine][for_each]") {
     loom::HandlerRegistry handlers;
     handlers.add("h", [](loom::StepContext&) -> Json { return 1; });
     loom::MemoryStore store;
@@ -213,7 +213,7 @@ TEST_CASE("a for_each over something that is not an array fails the step and say
     CHECK(missing.step("each")->error.rfind("[loom.input.missing] ${input.xs}: no key \"xs\"", 0) == 0);
 }
 
-TEST_CASE("each element is retried on its own", "[for_each]") {
+TEST_CASE("each element is retried on its own", "[engine][for_each]") {
     loom::testing::FakeClock clock;
     ElementLog log;
     loom::HandlerRegistry handlers;
@@ -244,7 +244,7 @@ TEST_CASE("each element is retried on its own", "[for_each]") {
 }
 
 TEST_CASE("a failed element stops new ones and fails the step, or lets the run go on under continue",
-          "[for_each]") {
+          "[engine][for_each]") {
     ElementLog log;
     loom::HandlerRegistry handlers;
     add_handlers(handlers, log, [](loom::StepContext& ctx) {
@@ -280,7 +280,7 @@ TEST_CASE("a failed element stops new ones and fails the step, or lets the run g
 }
 
 TEST_CASE("ctx names the element: item_index, an idempotency key per element, log records",
-          "[for_each]") {
+          "[engine][for_each]") {
     std::mutex mutex;
     std::set<std::string> keys;
     loom::HandlerRegistry handlers;
@@ -308,7 +308,7 @@ TEST_CASE("ctx names the element: item_index, an idempotency key per element, lo
     CHECK(logs.items == std::set<std::uint32_t>{0, 1, 2});
 }
 
-TEST_CASE("an element that completed before a restart does not run again", "[for_each][restart]") {
+TEST_CASE("an element that completed before a restart does not run again", "[engine][for_each][restart]") {
     Restart r;
     add_handlers(r.handlers, r.log, [&](loom::StepContext& ctx) {
         if (*ctx.item_index() == 3 && r.first_process) hold_until_shutdown(r.gate, ctx);   // half way
@@ -326,7 +326,7 @@ TEST_CASE("an element that completed before a restart does not run again", "[for
     CHECK(r.log.of(3) == 2);   // in flight at the restart: at least once
 }
 
-TEST_CASE("a retry wait of an element survives a restart and fires at its time", "[for_each][restart]") {
+TEST_CASE("a retry wait of an element survives a restart and fires at its time", "[engine][for_each][restart]") {
     loom::test::TempDir dir;
     const std::string path = dir.file("runs.db");
     loom::testing::FakeClock clock;
@@ -363,7 +363,7 @@ TEST_CASE("a retry wait of an element survives a restart and fires at its time",
 }
 
 TEST_CASE("retry() of a failed run keeps completed elements and rerun() runs them all again",
-          "[for_each][operator]") {
+          "[engine][for_each][operator]") {
     ElementLog log;
     std::atomic<bool> broken{true};
     loom::HandlerRegistry handlers;
@@ -394,7 +394,7 @@ TEST_CASE("retry() of a failed run keeps completed elements and rerun() runs the
 }
 
 TEST_CASE("cancel stops a fan-out at once, also while an element waits for a long retry",
-          "[for_each][cancel]") {
+          "[engine][for_each][cancel]") {
     ElementLog log;
     Gate gate;
     loom::HandlerRegistry handlers;
@@ -428,7 +428,7 @@ TEST_CASE("cancel stops a fan-out at once, also while an element waits for a lon
     CHECK(log.of(2) == 0);
 }
 
-TEST_CASE("an element attempt that runs past timeout_ms fails and is retried", "[for_each][timeout]") {
+TEST_CASE("an element attempt that runs past timeout_ms fails and is retried", "[engine][for_each][timeout]") {
     std::atomic<int> slow_calls{0};
     loom::HandlerRegistry handlers;
     handlers.add("h", [&](loom::StepContext& ctx) -> Json {
@@ -453,7 +453,7 @@ TEST_CASE("an element attempt that runs past timeout_ms fails and is retried", "
     CHECK(slow_calls == 1);
 }
 
-TEST_CASE("a run deadline gives up a fan-out's running elements", "[for_each][deadline]") {
+TEST_CASE("a run deadline gives up a fan-out's running elements", "[engine][for_each][deadline]") {
     Gate gate;
     loom::HandlerRegistry handlers;
     handlers.add("h", [&](loom::StepContext&) -> Json {
@@ -474,7 +474,7 @@ TEST_CASE("a run deadline gives up a fan-out's running elements", "[for_each][de
     CHECK(run.step("each")->error.find("given up: the run passed its deadline") != std::string::npos);
 }
 
-TEST_CASE("pause holds a fan-out's next elements until resume", "[for_each][operator]") {
+TEST_CASE("pause holds a fan-out's next elements until resume", "[engine][for_each][operator]") {
     ElementLog log;
     Gate gate;
     loom::HandlerRegistry handlers;
@@ -497,7 +497,7 @@ TEST_CASE("pause holds a fan-out's next elements until resume", "[for_each][oper
 }
 
 TEST_CASE("WorkflowHarness drives a fan-out with failing elements and crashes at every commit",
-          "[for_each][testing]") {
+          "[engine][for_each][testing]") {
     loom::HandlerRegistry handlers;
     ElementLog log;
     add_handlers(handlers, log);
@@ -517,7 +517,7 @@ TEST_CASE("WorkflowHarness drives a fan-out with failing elements and crashes at
 }
 
 TEST_CASE("a failed element ends the step although siblings wait for a concurrency slot or a long retry",
-          "[for_each]") {
+          "[engine][for_each]") {
     loom::HandlerRegistry handlers;
     handlers.add("h", [](loom::StepContext& ctx) -> Json {
         const auto index = ctx.item_index().value_or(99);   // 99: the step "one" of run g
@@ -548,7 +548,7 @@ TEST_CASE("a failed element ends the step although siblings wait for a concurren
     CHECK(executor.wait(executor.start("g")).status == loom::RunStatus::completed);
 }
 
-TEST_CASE("an element that failed for good before a restart does not run again", "[for_each][restart]") {
+TEST_CASE("an element that failed for good before a restart does not run again", "[engine][for_each][restart]") {
     Restart r;
     add_handlers(r.handlers, r.log, [&](loom::StepContext& ctx) {
         if (*ctx.item_index() == 1) {

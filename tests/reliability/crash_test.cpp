@@ -11,55 +11,54 @@
 // uncrashed run's, element by element.
 //
 // LOOM_CRASH_TRIALS sets the number of random-moment trials (default 200; the
-// long mode in docs/07-reliability.md runs 10,000).
+// long mode in docs/07-reliability.md runs 10,000). The trials, kills, ledger
+// and snapshots are the crash-torture harness's (support/crash_torture.hpp).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
-#include <chrono>
 #include <map>
 #include <optional>
-#include <ostream>
-#include <random>
 #include <set>
 #include <string>
 #include <tuple>
 
-#include <SQLiteCpp/Database.h>
-
 #include <loom/loom.hpp>
 
 #include "crash_workflow.hpp"
-#include "support/crash_child.hpp"
+#include "support/crash_torture.hpp"
 #include "support/temp_dir.hpp"
 
 namespace {
 
 namespace crash = loom::test::crash;
-using crash::Kill, crash::LedgerLine, crash::Snapshot;
+using crash::Kill, crash::Kills, crash::LedgerLine, crash::Snapshot;
 
 crash::Exit run_child(const std::string& mode, const loom::test::TempDir& dir, const Kill& kill,
                       unsigned threads = 4) {
-    return crash::run_child({LOOM_CRASH_CHILD, mode, dir.file("runs.db"), dir.file("ledger")}, kill,
-                            threads, dir.file("out"));
-}
-
-std::vector<LedgerLine> read_ledger(const loom::test::TempDir& dir) {
-    return crash::read_ledger(dir.file("ledger"));
+    return crash::run_child({LOOM_CRASH_CHILD, mode, crash::db_file(dir), crash::ledger_file(dir)}, kill,
+                            threads, crash::out_file(dir));
 }
 
 std::optional<loom::RunInfo> the_run(const loom::test::TempDir& dir) {
-    auto runs = crash::stored_runs(dir.file("runs.db"));
+    auto runs = crash::stored_runs(crash::db_file(dir));
     if (runs.empty()) return std::nullopt;
     REQUIRE(runs.size() == 1);
     return runs[0];
 }
 
-/// A clean run with 1 thread, counting the passes of failpoint `name` ("*": all).
-crash::Exit clean_run(const loom::test::TempDir& dir, const std::string& name) {
-    auto exit = run_child("run", dir, Kill{0, name + ":0", std::nullopt}, 1);
-    REQUIRE_FALSE(exit.killed);
-    REQUIRE(exit.code == 0);
-    return exit;
+/// The scenario: one run of the crash workflow, started by the first process
+/// of a trial and recovered by the others.
+const crash::Scenario& scenario() {
+    static const crash::Scenario s{
+        nullptr,
+        [](const loom::test::TempDir& dir, const Kill& kill, unsigned threads) {
+            return run_child(the_run(dir) ? "recover" : "run", dir, kill, threads);
+        },
+        [](const loom::test::TempDir& dir) {
+            auto run = the_run(dir);
+            return run ? std::vector<loom::RunInfo>{std::move(*run)} : std::vector<loom::RunInfo>{};
+        }};
+    return s;
 }
 
 /// A clean run: how it ends, what its handlers did, and how many failpoints it
@@ -75,18 +74,17 @@ struct Reference {
 const Reference& reference() {
     static const Reference ref = [] {
         loom::test::TempDir dir;
-        auto exit = clean_run(dir, "*");
+        const auto clean = crash::clean_run(scenario(), dir);
         Reference r;
         r.run = *the_run(dir);
-        const auto ledger = read_ledger(dir);
-        r.ran = crash::keys_in(ledger);
-        r.attempts = ledger.size();
-        r.failpoint_hits = crash::failpoint_hits(exit.out);
+        r.ran = crash::keys_in(clean.ledger);
+        r.attempts = clean.ledger.size();
+        r.failpoint_hits = clean.failpoint_hits;
         // The failpoint sweep kills at every one of those hits, so it covers
         // each element's transitions: one claim and one finish per attempt.
         for (const char* name : {"item.claimed", "item.finished"}) {
             loom::test::TempDir other;
-            const long hits = crash::failpoint_hits(clean_run(other, name).out);
+            const long hits = crash::clean_run(scenario(), other, name).failpoint_hits;
             INFO("failpoint " << name);
             REQUIRE(hits == loom::test::kCrashItems + 1);   // element 1 is tried twice
             r.element_hits += hits;
@@ -184,55 +182,48 @@ void check_ledger(const std::vector<LedgerLine>& ledger, const std::vector<Snaps
     // completed, failed for good or been skipped, and no attempt number the
     // store counted (a failed attempt waiting for its retry, or one started
     // before the kill).
-    for (const auto& snap : snapshots) {
-        for (std::size_t i = snap.ledger_to; i < ledger.size(); ++i) {
-            const auto& l = ledger[i];
-            const auto s = committed(snap, l.step);
-            if (!s) continue;
-            INFO(l.step << " ran attempt " << l.attempt << " (ledger line " << i + 1
-                        << ") after a kill that found it " << loom::to_string(s->status) << " with "
-                        << s->attempts << " attempts");
-            CHECK(s->status != loom::StepStatus::completed);
-            CHECK(s->status != loom::StepStatus::failed);
-            CHECK(s->status != loom::StepStatus::skipped);
-            CHECK(l.attempt > s->attempts);
-        }
-    }
+    crash::for_each_call_after_kill(ledger, snapshots, [&](const Snapshot& snap, std::size_t i) {
+        const auto& l = ledger[i];
+        const auto s = committed(snap, l.step);
+        if (!s) return;
+        INFO(l.step << " ran attempt " << l.attempt << " (ledger line " << i + 1
+                    << ") after a kill that found it " << loom::to_string(s->status) << " with "
+                    << s->attempts << " attempts");
+        CHECK(s->status != loom::StepStatus::completed);
+        CHECK(s->status != loom::StepStatus::failed);
+        CHECK(s->status != loom::StepStatus::skipped);
+        CHECK(l.attempt > s->attempts);
+    });
     // Each run of a step or element after its first has a reason: the previous
     // attempt failed in a way that is retried, or it was in flight at a kill. So
     // the step that always fails under "continue" runs once unless killed in
     // flight. Attempt numbers never go down, and go up unless the previous
     // attempt was in flight (its start may not have been counted).
-    std::map<std::string, std::size_t> previous;
-    for (std::size_t i = 0; i < ledger.size(); ++i) {
+    crash::for_each_rerun(ledger, [&](std::size_t i, std::size_t previous) {
         const auto& l = ledger[i];
-        auto it = previous.find(l.step);
-        if (it != previous.end()) {
-            const auto& p = ledger[it->second];
-            const bool retried = loom::test::crash_attempt(p.step, p.attempt) ==
-                                 loom::test::CrashAttempt::fails_retryable;
-            const bool in_flight = in_flight_at_kill(ledger, it->second, i, snapshots);
-            INFO(l.step << " ran attempt " << l.attempt << " in process " << l.pid << " (ledger line "
-                        << i + 1 << ") after attempt " << p.attempt << " in process " << p.pid << " (line "
-                        << it->second + 1 << ")");
-            CHECK((retried || in_flight));
-            CHECK(l.attempt >= p.attempt);
-            if (!in_flight) CHECK(l.attempt > p.attempt);
-            if (l.pid == p.pid) {   // a retry: it started once the failure was committed
-                CHECK(l.attempt == p.attempt + 1);
-                if (const Snapshot* snap = kill_of(i, snapshots)) {
-                    // A step is stored with its run, before any handler starts;
-                    // an element once its failure that this retries is stored.
-                    const auto s = committed(*snap, l.step);
-                    REQUIRE(s);
-                    INFO("at the kill the store had it " << loom::to_string(s->status) << " with "
-                                                         << s->attempts << " attempts");
-                    CHECK((settled(*snap, l.step, p.attempt) || s->attempts >= l.attempt));
-                }
+        const auto& p = ledger[previous];
+        const bool retried =
+            loom::test::crash_attempt(p.step, p.attempt) == loom::test::CrashAttempt::fails_retryable;
+        const bool in_flight = in_flight_at_kill(ledger, previous, i, snapshots);
+        INFO(l.step << " ran attempt " << l.attempt << " in process " << l.pid << " (ledger line " << i + 1
+                    << ") after attempt " << p.attempt << " in process " << p.pid << " (line "
+                    << previous + 1 << ")");
+        CHECK((retried || in_flight));
+        CHECK(l.attempt >= p.attempt);
+        if (!in_flight) CHECK(l.attempt > p.attempt);
+        if (l.pid == p.pid) {   // a retry: it started once the failure was committed
+            CHECK(l.attempt == p.attempt + 1);
+            if (const Snapshot* snap = kill_of(i, snapshots)) {
+                // A step is stored with its run, before any handler starts;
+                // an element once its failure that this retries is stored.
+                const auto s = committed(*snap, l.step);
+                REQUIRE(s);
+                INFO("at the kill the store had it " << loom::to_string(s->status) << " with "
+                                                     << s->attempts << " attempts");
+                CHECK((settled(*snap, l.step, p.attempt) || s->attempts >= l.attempt));
             }
         }
-        previous[l.step] = i;
-    }
+    });
     // No process ran the same attempt of a step or element twice.
     std::set<std::tuple<std::string, std::string, int>> seen;
     for (const auto& l : ledger) {
@@ -243,87 +234,38 @@ void check_ledger(const std::vector<LedgerLine>& ledger, const std::vector<Snaps
     CHECK(crash::keys_in(ledger) == reference().ran);
 }
 
-/// Kills in one trial or many, how many found a step waiting on a timer, and
-/// how many found the for_each under way.
-struct Kills {
-    int total = 0;
-    int retry_waiting = 0;     // the retried step had failed and waited for its retry
-    int sleeping = 0;          // the sleep step waited on its timer
-    int element_waiting = 0;   // the retried element had failed and waited for its retry
-    int elements_part_done = 0;   // the for_each ran with some elements committed, not all
+// What a kill may find stored, as the report names it: the retried step had
+// failed and waited for its retry; the sleep step waited on its timer; the
+// retried element had failed and waited for its retry; the for_each ran with
+// some elements committed, not all.
+constexpr const char* kRetryWaiting = "while a retry waited";
+constexpr const char* kAsleep = "while asleep";
+constexpr const char* kElementWaiting = "while an element's retry waited";
+constexpr const char* kPartDone = "with the for_each part done";
 
-    Kills& operator+=(const Kills& o) {
-        total += o.total;
-        retry_waiting += o.retry_waiting;
-        sleeping += o.sleeping;
-        element_waiting += o.element_waiting;
-        elements_part_done += o.elements_part_done;
-        return *this;
-    }
-};
-
-std::ostream& operator<<(std::ostream& out, const Kills& k) {
-    return out << "kills: " << k.total << " (" << k.retry_waiting << " while a retry waited, " << k.sleeping
-               << " while asleep, " << k.element_waiting << " while an element's retry waited, "
-               << k.elements_part_done << " with the for_each part done)";
-}
-
-/// Counts a kill in `kills` by what it found stored.
-void count_kill(const Snapshot& snap, Kills& kills) {
-    ++kills.total;
+/// Counts in `kills` what a kill found stored.
+void count_found(const Snapshot& snap, Kills& kills) {
     auto waits = [&snap](const std::string& unit) {
         const auto s = committed(snap, unit);
         return s && s->status == loom::StepStatus::waiting;
     };
-    kills.retry_waiting += waits(loom::test::kCrashRetried);
-    kills.sleeping += waits(loom::test::kCrashSleep);
-    kills.element_waiting +=
-        waits(loom::test::crash_unit(loom::test::kCrashFan, loom::test::kCrashRetriedItem));
+    kills.add(kRetryWaiting, waits(loom::test::kCrashRetried));
+    kills.add(kAsleep, waits(loom::test::kCrashSleep));
+    kills.add(kElementWaiting,
+              waits(loom::test::crash_unit(loom::test::kCrashFan, loom::test::kCrashRetriedItem)));
     auto fan = snap.steps.find(loom::test::kCrashFan);
-    if (fan != snap.steps.end() && fan->second.status == loom::StepStatus::running)
-        kills.elements_part_done += std::any_of(fan->second.items.begin(), fan->second.items.end(),
-                                                [](const loom::ItemInfo& item) {
-                                                    return item.status == loom::StepStatus::completed;
-                                                });
-}
-
-/// Checks that a step or an element ended as in an uncrashed run: its status,
-/// output and error (not its attempts: kills in flight add some).
-template <class Unit>
-void check_ends_as(const Unit& got, const Unit& ref) {
-    CHECK(got.status == ref.status);
-    CHECK(got.output == ref.output);
-    CHECK(got.error == ref.error);
+    kills.add(kPartDone, fan != snap.steps.end() && fan->second.status == loom::StepStatus::running &&
+                             std::any_of(fan->second.items.begin(), fan->second.items.end(),
+                                         [](const loom::ItemInfo& item) {
+                                             return item.status == loom::StepStatus::completed;
+                                         }));
 }
 
 /// Runs one trial to completion: the first process dies as `first` says, the
 /// recovering ones at random until one finishes.
-Kills run_trial(const Kill& first, unsigned seed, unsigned threads = 4) {
+Kills run_trial(const Kill& first, unsigned seed, unsigned threads) {
     loom::test::TempDir dir;
-    std::mt19937 rng(seed);
-    Kills kills;
-    std::vector<Snapshot> snapshots;
-
-    for (int process = 0;; ++process) {
-        REQUIRE(process < 30);   // recovery must make progress
-        const bool started = the_run(dir).has_value();
-        Kill kill = first;
-        if (process > 0) kill = crash::recovery_kill(rng, kills.total, reference().attempts);   // now and then
-        Snapshot snap;
-        snap.ledger_from = read_ledger(dir).size();
-        auto exit = run_child(started ? "recover" : "run", dir, kill, threads);
-        if (!exit.killed) {
-            INFO("child exit code " << exit.code);
-            REQUIRE(exit.code == 0);
-            if (the_run(dir).has_value()) break;
-            continue;   // killed before the run existed, and recovered nothing
-        }
-        if (auto run = the_run(dir))   // StepInfo::items: the elements committed
-            for (const auto& s : run->steps) snap.steps[s.step_id] = s;
-        snap.ledger_to = read_ledger(dir).size();
-        count_kill(snap, kills);
-        snapshots.push_back(std::move(snap));
-    }
+    const auto snapshots = crash::run_trial(scenario(), dir, first, seed, threads, reference().attempts);
 
     // The run ends as an uncrashed one: every step's and element's status,
     // output and error.
@@ -332,83 +274,61 @@ Kills run_trial(const Kill& first, unsigned seed, unsigned threads = 4) {
     const auto& ref = reference().run;
     CHECK(run->status == loom::RunStatus::completed);
     CHECK(run->output == ref.output);
-    REQUIRE(run->steps.size() == ref.steps.size());
-    for (std::size_t i = 0; i < ref.steps.size(); ++i) {
-        INFO("step " << ref.steps[i].step_id);
-        check_ends_as(run->steps[i], ref.steps[i]);
-        const auto& items = run->steps[i].items;
-        REQUIRE(items.size() == ref.steps[i].items.size());
-        for (std::size_t j = 0; j < items.size(); ++j) {
-            INFO("element " << ref.steps[i].items[j].index);
-            CHECK(items[j].index == ref.steps[i].items[j].index);
-            check_ends_as(items[j], ref.steps[i].items[j]);
-        }
-    }
+    crash::check_steps_end_as(*run, ref);
 
-    check_ledger(read_ledger(dir), snapshots);
-    SQLite::Database check(dir.file("runs.db"));
-    CHECK(check.execAndGet("PRAGMA integrity_check").getString() == "ok");
-    CHECK(loom::SqliteStore(dir.file("runs.db")).unfinished_runs().empty());
-    return kills;
+    check_ledger(crash::read_ledger(dir), snapshots);
+    crash::check_store(crash::db_file(dir));
+    return crash::count_kills(snapshots, count_found);
 }
 
 }  // namespace
 
 TEST_CASE("SIGKILL at every executor failpoint never re-runs a committed step or element",
-          "[crash][sqlite]") {
+          "[reliability][crash][sqlite]") {
     const long hits = reference().failpoint_hits;
     REQUIRE(hits > long(reference().attempts));   // claims, results, commits, wakes
-    Kills kills;
-    for (long n = 1; n <= hits; ++n) {
-        INFO("first kill at failpoint hit " << n << " of " << hits);
-        kills += run_trial(Kill{0, "*:" + std::to_string(n), std::nullopt}, unsigned(n), 1);
-    }
+    const auto kills = crash::run_trials(crash::failpoint_sweep("*", hits, 0), 1, run_trial);
     CHECK(kills.total >= hits);
     // Some of those kills came while a step or an element waited on a timer,
     // and some while the for_each had committed some of its elements only.
-    CHECK(kills.retry_waiting > 0);
-    CHECK(kills.sleeping > 0);
-    CHECK(kills.element_waiting > 0);
-    CHECK(kills.elements_part_done > 0);
+    CHECK(kills[kRetryWaiting] > 0);
+    CHECK(kills[kAsleep] > 0);
+    CHECK(kills[kElementWaiting] > 0);
+    CHECK(kills[kPartDone] > 0);
     WARN("failpoint trials: " << hits << " (" << reference().element_hits
                               << " at an element's claim or finish), " << kills);
 }
 
 TEST_CASE("SIGKILL as a retry or a sleep wakes never re-runs a committed step or element",
-          "[crash][sqlite]") {
+          "[reliability][crash][sqlite]") {
     const unsigned threads = GENERATE(1u, 4u);
-    for (int n = 1; n <= 3; ++n) {   // the step's retry, the sleep and the element's retry wake, in any order
-        INFO("first kill at wake " << n << " with " << threads << " threads");
-        const auto kills = run_trial(Kill{0, "step.woken:" + std::to_string(n), std::nullopt},
-                                     unsigned(2000 + n), threads);
-        CHECK(kills.retry_waiting + kills.sleeping + kills.element_waiting > 0);
-    }
+    // The step's retry, the sleep and the element's retry wake, in any order.
+    crash::run_trials(crash::failpoint_sweep("step.woken", 3, 2000), threads,
+                      [](const Kill& first, unsigned seed, unsigned threads) {
+                          const auto kills = run_trial(first, seed, threads);
+                          CHECK(kills[kRetryWaiting] + kills[kAsleep] + kills[kElementWaiting] > 0);
+                          return kills;
+                      });
 }
 
 TEST_CASE("SIGKILL as an element is claimed or finishes never re-runs a committed element",
-          "[crash][sqlite]") {
+          "[reliability][crash][sqlite]") {
     // The failpoint sweep passes these with 1 thread, one element at a time;
     // here elements run max_parallel at once, beside other steps.
     Kills kills;
-    for (const char* name : {"item.claimed", "item.finished"}) {
-        for (int n = 1; n <= loom::test::kCrashItems + 1; ++n) {
-            INFO("first kill at " << name << " hit " << n << " with 4 threads");
-            const auto trial =
-                run_trial(Kill{0, name + (":" + std::to_string(n)), std::nullopt}, unsigned(3000 + n), 4);
-            CHECK(trial.total > 0);
-            kills += trial;
-        }
-    }
+    for (const char* name : {"item.claimed", "item.finished"})
+        kills += crash::run_trials(crash::failpoint_sweep(name, loom::test::kCrashItems + 1, 3000), 4,
+                                   [](const Kill& first, unsigned seed, unsigned threads) {
+                                       const auto trial = run_trial(first, seed, threads);
+                                       CHECK(trial.total > 0);
+                                       return trial;
+                                   });
     WARN("element trials: " << 2 * (loom::test::kCrashItems + 1) << ", " << kills);
 }
 
-TEST_CASE("SIGKILL inside every handler never re-runs a committed step or element", "[crash][sqlite]") {
+TEST_CASE("SIGKILL inside every handler never re-runs a committed step or element", "[reliability][crash][sqlite]") {
     const int attempts = int(reference().attempts);
-    Kills kills;
-    for (int n = 1; n <= attempts; ++n) {
-        INFO("first kill in handler call " << n);
-        kills += run_trial(Kill{n, "", std::nullopt}, unsigned(1000 + n));
-    }
+    const auto kills = crash::run_trials(crash::handler_sweep(attempts), 4, run_trial);
     CHECK(kills.total >= attempts);
     WARN("handler trials: " << attempts << ", " << kills);
 }
@@ -418,7 +338,7 @@ TEST_CASE("SIGKILL inside every handler never re-runs a committed step or elemen
 // an attempt in flight at a crash counts, and the first attempt after a
 // restart is stored before its handler runs.
 TEST_CASE("SIGKILL at every attempt of a step or an element: it ends failed after its attempts",
-          "[crash][sqlite]") {
+          "[reliability][crash][sqlite]") {
     using loom::test::kPoisonAttempts;
     loom::test::TempDir dir;
     int kills = 0;
@@ -453,22 +373,16 @@ TEST_CASE("SIGKILL at every attempt of a step or an element: it ends failed afte
     // Each poison ran at most its attempts + 1 times (its first start may die
     // before it is written), and no attempt number ran twice after it was stored.
     std::map<std::string, int> runs;
-    for (const auto& line : read_ledger(dir)) ++runs[line.step];
+    for (const auto& line : crash::read_ledger(dir)) ++runs[line.step];
     CHECK(runs["poison"] <= kPoisonAttempts + 1);
     CHECK(runs[loom::test::crash_unit("each", loom::test::kPoisonItem)] <= kPoisonAttempts + 1);
     CHECK(kills >= kPoisonAttempts);   // one kill may interrupt both
     WARN("poison trial: " << kills << " kills");
 }
 
-TEST_CASE("SIGKILL at random moments never re-runs a committed step or element", "[crash][sqlite]") {
-    std::mt19937 rng(2026);
+TEST_CASE("SIGKILL at random moments never re-runs a committed step or element", "[reliability][crash][sqlite]") {
     const int trials = crash::trials_from_env(200);
-    Kills kills;
-    for (int trial = 0; trial < trials; ++trial) {
-        const auto delay = std::chrono::microseconds(rng() % 60'000);
-        INFO("trial " << trial << ", first kill after " << delay.count() << " us");
-        kills += run_trial(Kill{0, "", delay}, static_cast<unsigned>(rng()));
-    }
+    const auto kills = crash::run_trials(crash::random_moments(2026, trials, 60'000), 4, run_trial);
     CHECK(kills.total > 0);   // how many depends on timing: a quick child may finish first
     WARN("random-moment trials: " << trials << ", " << kills);
 }

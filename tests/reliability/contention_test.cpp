@@ -323,7 +323,7 @@ private:
 }  // namespace
 
 TEST_CASE("host threads and readers on one SQLite file: every step completes once, no error",
-          "[contention][sqlite]") {
+          "[reliability][contention][sqlite]") {
     const unsigned threads = GENERATE(1u, 2u, 4u);
     constexpr int kHostThreads = 4, kRuns = 120;
     loom::test::TempDir dir;
@@ -361,7 +361,7 @@ TEST_CASE("host threads and readers on one SQLite file: every step completes onc
 }
 
 TEST_CASE("two processes running workflows on one SQLite file: every step completes once, no error",
-          "[contention][sqlite]") {
+          "[reliability][contention][sqlite]") {
     const int kParentRuns = 200 * scale(), kChildRuns = 200 * scale();
     constexpr int kParentHosts = 4, kChildHosts = 2;
     loom::test::TempDir dir;
@@ -449,7 +449,7 @@ TEST_CASE("two processes running workflows on one SQLite file: every step comple
           (kParentRuns + kChildRuns) * static_cast<std::size_t>(loom::test::contention_step_count()));
 }
 
-TEST_CASE("stores opening one new file at once all open it", "[contention][sqlite]") {
+TEST_CASE("stores opening one new file at once all open it", "[reliability][contention][sqlite]") {
     // Separate stores have separate connections, so to SQLite they are as many
     // processes. One switches the new file to WAL and migrates it; SQLite
     // refuses the others' competing WAL switch with SQLITE_BUSY at once, without
@@ -485,7 +485,7 @@ TEST_CASE("stores opening one new file at once all open it", "[contention][sqlit
 // one (run, step, attempt) is refused and changes nothing (the conformance
 // suite checks the same on every store).
 TEST_CASE("a second start of one step attempt is refused by the SQLite file itself",
-          "[contention][sqlite]") {
+          "[reliability][contention][sqlite]") {
     loom::test::TempDir dir;
     const std::string db = dir.file("runs.db");
     Ledger ledger;

@@ -127,7 +127,7 @@ loom::RunInfo recovered_after_crash(Fixture<Host>& f, int max_attempts, loom::On
 }  // namespace
 
 TEST_CASE("an attempt a crash interrupted counts: after max_attempts the step fails without running again",
-          "[interrupted]") {
+          "[reliability][interrupted]") {
     Fixture<Host> f(loom::test::Storage::sqlite);
     const auto run = recovered_after_crash(f, 2, loom::OnError::fail, 2);   // its second attempt killed the process
     const auto& id = run.id;
@@ -140,7 +140,7 @@ TEST_CASE("an attempt a crash interrupted counts: after max_attempts the step fa
     CHECK(has(event_types(f.store(), id, "a"), loom::event::step_failed));
 }
 
-TEST_CASE("an interrupted attempt with attempts left is retried as the next attempt", "[interrupted]") {
+TEST_CASE("an interrupted attempt with attempts left is retried as the next attempt", "[reliability][interrupted]") {
     Fixture<Host> f(loom::test::Storage::sqlite);
     const auto run = recovered_after_crash(f, 3, loom::OnError::fail, 1);
     const auto& id = run.id;
@@ -151,7 +151,7 @@ TEST_CASE("an interrupted attempt with attempts left is retried as the next atte
     CHECK(has(event_types(f.store(), id, "a"), loom::event::step_interrupted));
 }
 
-TEST_CASE("a step that failed by interruption follows its on_error", "[interrupted]") {
+TEST_CASE("a step that failed by interruption follows its on_error", "[reliability][interrupted]") {
     Fixture<Host> f(loom::test::Storage::sqlite);
     const auto run = recovered_after_crash(f, 2, loom::OnError::proceed, 2);
     CHECK(f.calls == 0);
@@ -159,7 +159,7 @@ TEST_CASE("a step that failed by interruption follows its on_error", "[interrupt
     CHECK(run.step("report")->output == Json{{"status", "failed"}, {"error", kInterrupted2}});
 }
 
-TEST_CASE("a for_each element a crash interrupted counts its attempt", "[interrupted][for_each]") {
+TEST_CASE("a for_each element a crash interrupted counts its attempt", "[reliability][interrupted][for_each]") {
     Fixture<Host> f(loom::test::Storage::sqlite);
     const auto wf = loom::WorkflowBuilder("fan", 1)
                         .step("each", "step").for_each("${input.items}").max_parallel(3)
@@ -190,7 +190,8 @@ TEST_CASE("a for_each element a crash interrupted counts its attempt", "[interru
     CHECK(has(event_types(f.store(), id, "each"), loom::event::element_interrupted));
 }
 
-TEST_CASE("a running attempt is visible to readers of the store while its handler runs", "[interrupted][sqlite]") {
+TEST_CASE("a running attempt is visible to readers of the store while its handler runs",
+          "[reliability][interrupted][sqlite]") {
     Fixture<Host> f(loom::test::Storage::sqlite);
     const auto id = f.open({then_report(1, loom::OnError::fail)}, quick_shutdown()).start("w");
     f.gate.wait_for_waiters(1);
@@ -203,7 +204,8 @@ TEST_CASE("a running attempt is visible to readers of the store while its handle
     CHECK(a.started_at.has_value());
 }
 
-TEST_CASE("a running attempt's start is stored within 10 ms of the executor's clock", "[interrupted][sqlite]") {
+TEST_CASE("a running attempt's start is stored within 10 ms of the executor's clock",
+          "[reliability][interrupted][sqlite]") {
     // The bound the docs state: on a clock that only moves when told, no
     // other commit can carry the start, so only the flush due 10 ms after it
     // began can have stored it.
@@ -221,7 +223,7 @@ TEST_CASE("a running attempt's start is stored within 10 ms of the executor's cl
     CHECK(reader.load_run(id)->step("a")->started_at == loom::testing::FakeClock::kDefaultStart);
 }
 
-TEST_CASE("the first attempt after recover() is stored before its handler runs", "[interrupted]") {
+TEST_CASE("the first attempt after recover() is stored before its handler runs", "[reliability][interrupted]") {
     // Its start may be what killed the last process: it is committed first.
     // On a clock that never moves no lazy write of a start falls due, so
     // only that can have stored it.
@@ -241,7 +243,7 @@ TEST_CASE("the first attempt after recover() is stored before its handler runs",
     CHECK(f.seen->started_at.has_value());
 }
 
-TEST_CASE("an attempt that shutdown cancels is not counted", "[interrupted][sqlite]") {
+TEST_CASE("an attempt that shutdown cancels is not counted", "[reliability][interrupted][sqlite]") {
     Fixture<Host> f(loom::test::Storage::sqlite);
     const auto id = f.open({then_report(1, loom::OnError::fail)}, quick_shutdown()).start("w");
     f.gate.wait_for_waiters(1);

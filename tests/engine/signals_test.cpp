@@ -86,7 +86,7 @@ loom::RunId start_suspended(loom::Executor& executor) {
 
 }  // namespace
 
-TEST_CASE("a wait step completes with the signal's payload", "[signals]") {
+TEST_CASE("a wait step completes with the signal's payload", "[engine][signals]") {
     Fixture f;
     loom::MemoryStore store;
     loom::Executor executor(store, f.handlers, {2});
@@ -102,7 +102,7 @@ TEST_CASE("a wait step completes with the signal's payload", "[signals]") {
     CHECK_FALSE(executor.signal(id, "approval", {{"by", "bob"}}));   // the run is over
 }
 
-TEST_CASE("a signal sent before the wait step is reached is kept", "[signals]") {
+TEST_CASE("a signal sent before the wait step is reached is kept", "[engine][signals]") {
     Fixture f;
     f.hold = true;
     loom::MemoryStore store;
@@ -117,7 +117,7 @@ TEST_CASE("a signal sent before the wait step is reached is kept", "[signals]") 
     CHECK(run.step("approve")->output == Json{{"by", "early"}});
 }
 
-TEST_CASE("a wait step with a timeout fails when no signal comes", "[signals]") {
+TEST_CASE("a wait step with a timeout fails when no signal comes", "[engine][signals]") {
     Fixture f;
     loom::testing::FakeClock clock;
     loom::MemoryStore store;
@@ -132,7 +132,7 @@ TEST_CASE("a wait step with a timeout fails when no signal comes", "[signals]") 
     CHECK(run.step("approve")->error == "[loom.wait.timeout] no signal \"approval\" within 60000 ms");
 }
 
-TEST_CASE("bad signals and bad wait inputs are refused clearly", "[signals]") {
+TEST_CASE("bad signals and bad wait inputs are refused clearly", "[engine][signals]") {
     Fixture f;
     loom::MemoryStore store;
     loom::Executor executor(store, f.handlers, {2});
@@ -146,7 +146,7 @@ TEST_CASE("bad signals and bad wait inputs are refused clearly", "[signals]") {
           "{\"signal\":5}");
 }
 
-TEST_CASE("a suspended step is finished by its completion token", "[signals]") {
+TEST_CASE("a suspended step is finished by its completion token", "[engine][signals]") {
     Fixture f;
     loom::MemoryStore store;
     loom::Executor executor(store, f.handlers, {2});
@@ -177,7 +177,7 @@ TEST_CASE("a suspended step is finished by its completion token", "[signals]") {
     CHECK_THROWS_AS(executor.complete(id + "/nope/1", 1), loom::Conflict);   // the run is over
 }
 
-TEST_CASE("a suspended step times out by its step timeout", "[signals]") {
+TEST_CASE("a suspended step times out by its step timeout", "[engine][signals]") {
     Fixture f;
     loom::testing::FakeClock clock;
     loom::MemoryStore store;
@@ -196,7 +196,7 @@ TEST_CASE("a suspended step times out by its step timeout", "[signals]") {
 // its step timeout, armed while it was suspended, must not start the retry
 // early (it did: same attempt number, status waiting).
 TEST_CASE("a step failed by its token is retried after its backoff and not at its old timeout",
-          "[signals][retry]") {
+          "[engine][signals][retry]") {
     Fixture f;
     loom::testing::FakeClock clock;
     loom::MemoryStore store;
@@ -226,7 +226,7 @@ TEST_CASE("a step failed by its token is retried after its backoff and not at it
 // A completion whose output is null counts as the first request, also when
 // read back from the history (recovery, or the poll for other processes).
 TEST_CASE("complete() with a null output recorded for a run not live wins over a later fail()",
-          "[signals][recovery]") {
+          "[engine][signals][recovery]") {
     Fixture f;
     loom::MemoryStore store;
     loom::RunId id;
@@ -246,7 +246,7 @@ TEST_CASE("complete() with a null output recorded for a run not live wins over a
 }
 
 TEST_CASE("signals and completions sent while no process runs the run are applied on recovery",
-          "[signals][sqlite]") {
+          "[engine][signals][sqlite]") {
     loom::test::TempDir dir;
     Fixture f;
     loom::RunId id;
@@ -274,7 +274,7 @@ TEST_CASE("signals and completions sent while no process runs the run are applie
 // call either applies, durably, or reports that it came too late as documented
 // (signal(): false; complete(): Conflict "[loom.token.stale]"); nothing hangs,
 // and the history agrees with what the callers were told.
-TEST_CASE("signals sent while the run ends apply or return false", "[signals]") {
+TEST_CASE("signals sent while the run ends apply or return false", "[engine][signals]") {
     const bool by_cancel = GENERATE(true, false);   // or it completes: its wait step gets its signal
     Fixture f;
     loom::MemoryStore store;
@@ -337,7 +337,7 @@ TEST_CASE("signals sent while the run ends apply or return false", "[signals]") 
     }
 }
 
-TEST_CASE("a completion racing with the run's cancellation applies or is stale", "[signals]") {
+TEST_CASE("a completion racing with the run's cancellation applies or is stale", "[engine][signals]") {
     Fixture f;
     loom::MemoryStore store;
     loom::Executor executor(store, f.handlers, {2});
@@ -394,7 +394,7 @@ TEST_CASE("a completion racing with the run's cancellation applies or is stale",
 // the call in that window (once recover() has read the run's history), and
 // the call must still be applied.
 TEST_CASE("a signal or a cancel or a pause sent while recover() resumes the run is not lost",
-          "[signals][recovery]") {
+          "[engine][signals][recovery]") {
     struct Interleaving : loom::StoreWrapper {
         using StoreWrapper::StoreWrapper;
         std::function<void()> call;   // made once, on another thread, the first time recover() has read events
@@ -445,7 +445,7 @@ TEST_CASE("a signal or a cancel or a pause sent while recover() resumes the run 
 // record up at its next delivery poll. Two executors on two connections stand
 // for the two processes.
 TEST_CASE("signals and completions recorded by another process reach the run at the next poll",
-          "[signals][sqlite]") {
+          "[engine][signals][sqlite]") {
     loom::test::TempDir dir;
     Fixture f;
     loom::SqliteStore worker_store(dir.file("runs.db"));
@@ -474,7 +474,7 @@ TEST_CASE("signals and completions recorded by another process reach the run at 
 }
 
 TEST_CASE("a signal no wait step waits for is refused with the names the run waits for and not recorded",
-          "[signals]") {
+          "[engine][signals]") {
     Fixture f;
     loom::MemoryStore store;
     loom::Executor executor(store, f.handlers, {2});
@@ -509,7 +509,7 @@ TEST_CASE("a signal no wait step waits for is refused with the names the run wai
     CHECK(executor.wait(id).status == loom::RunStatus::completed);
 }
 
-TEST_CASE("a signal to a run no process runs is checked against its stored definition", "[signals]") {
+TEST_CASE("a signal to a run no process runs is checked against its stored definition", "[engine][signals]") {
     Fixture f;
     loom::MemoryStore store;
     loom::RunId id;
@@ -529,7 +529,7 @@ TEST_CASE("a signal to a run no process runs is checked against its stored defin
     CHECK(executor.wait(id).step("approve")->output == Json{{"by", "ann"}});
 }
 
-TEST_CASE("a wait step whose signal name is a reference takes any signal", "[signals]") {
+TEST_CASE("a wait step whose signal name is a reference takes any signal", "[engine][signals]") {
     Fixture f;
     loom::MemoryStore store;
     loom::Executor executor(store, f.handlers, {2});

@@ -50,7 +50,7 @@ Workflow reading(const Json& input) {
 
 }  // namespace
 
-TEST_CASE("Templates split into literal text and references", "[reference]") {
+TEST_CASE("Templates split into literal text and references", "[model][reference]") {
     auto parts = parse("Hi ${input.name}, ${steps.b-2.output.tags.0}!");
     REQUIRE(parts.size() == 5);
     REQUIRE(parts[0].literal == "Hi ");
@@ -76,7 +76,7 @@ TEST_CASE("Templates split into literal text and references", "[reference]") {
     REQUIRE(output[0].ref->path.empty());
 }
 
-TEST_CASE("$${ is a literal ${", "[reference]") {
+TEST_CASE("$${ is a literal ${", "[model][reference]") {
     auto parts = parse("cost: $${input.x} $5 $$ ${input.y}$");
     REQUIRE(parts.size() == 3);
     REQUIRE(parts[0].literal == "cost: ${input.x} $5 $$ ");
@@ -84,7 +84,7 @@ TEST_CASE("$${ is a literal ${", "[reference]") {
     REQUIRE(parts[2].literal == "$");
 }
 
-TEST_CASE("Malformed references name the path and the text", "[reference]") {
+TEST_CASE("Malformed references name the path and the text", "[model][reference]") {
     const std::string at = "[loom.definition.bad_reference] /steps/0/input/x: ";
     REQUIRE_THROWS_AS(parse("${input.url"), loom::DefinitionError);
     REQUIRE_THROWS_WITH(parse("go ${input.url"),
@@ -112,7 +112,7 @@ TEST_CASE("Malformed references name the path and the text", "[reference]") {
                         at + "reference \"${steps.zz.output}\" names unknown step \"zz\"");
 }
 
-TEST_CASE("A reference that is the whole string takes the referenced value", "[reference]") {
+TEST_CASE("A reference that is the whole string takes the referenced value", "[model][reference]") {
     Workflow wf = reading({{"all", "${steps.a.output}"},
                            {"count", "${steps.a.output.count}"},
                            {"first", "${steps.a.output.items.0}"},
@@ -133,7 +133,7 @@ TEST_CASE("A reference that is the whole string takes the referenced value", "[r
             Json{"x", "y"});
 }
 
-TEST_CASE("A reference inside longer text is interpolated", "[reference]") {
+TEST_CASE("A reference inside longer text is interpolated", "[model][reference]") {
     Workflow wf = reading({{"text", "n=${input.n} s=${input.s} o=${input.o} a=${input.a} "
                                     "b=${input.b} z=${input.z} $${input.n}"},
                            {"${input.n}", "keys are not templated"}});
@@ -144,7 +144,7 @@ TEST_CASE("A reference inside longer text is interpolated", "[reference]") {
                  {"${input.n}", "keys are not templated"}});
 }
 
-TEST_CASE("A step without an input template receives its dependencies' outputs", "[reference]") {
+TEST_CASE("A step without an input template receives its dependencies' outputs", "[model][reference]") {
     Workflow wf = Workflow::from_json(R"({"name": "wf", "version": 1, "steps": [
         {"id": "a", "handler": "h"},
         {"id": "b", "handler": "h"},
@@ -153,14 +153,14 @@ TEST_CASE("A step without an input template receives its dependencies' outputs",
     REQUIRE(resolve(wf, "a", {{"ignored", 1}}, {{}, {}, {}}) == Json::object());
 }
 
-TEST_CASE("An input without references is passed as written", "[reference]") {
+TEST_CASE("An input without references is passed as written", "[model][reference]") {
     const Json input = {{"url", "https://example.org/$"}, {"n", {1, 2}}};
     Workflow wf = reading(input);
     REQUIRE(loom::detail::Plan::of(wf).steps[1].substitutions.empty());
     REQUIRE(resolve(wf, "b", {{"url", "other"}}, {{}, {}}) == input);
 }
 
-TEST_CASE("A missing key or index fails at resolve time, naming the reference", "[reference]") {
+TEST_CASE("A missing key or index fails at resolve time, naming the reference", "[model][reference]") {
     Workflow wf = reading({{"x", "${input.user.name}"}});
     REQUIRE(resolve(wf, "b", {{"user", {{"name", "Ann"}}}}, {{}, {}}) == Json{{"x", "Ann"}});
     REQUIRE_THROWS_AS(resolve(wf, "b", {{"user", Json::object()}}, {{}, {}}), loom::InvalidArgument);
@@ -183,7 +183,7 @@ TEST_CASE("A missing key or index fails at resolve time, naming the reference", 
                         "steps.a.output.items, which is an array");
 }
 
-TEST_CASE("A compensation receives its step's output, or its own template resolved", "[reference]") {
+TEST_CASE("A compensation receives its step's output, or its own template resolved", "[model][reference]") {
     using loom::detail::resolve_compensation_input;
     const Workflow wf = Workflow::from_json(R"({"name": "wf", "version": 1, "steps": [
         {"id": "a", "handler": "h", "compensate": {"handler": "undo"}},

@@ -51,7 +51,7 @@ struct Shop : loom::test::Steps {
 
 }  // namespace
 
-TEST_CASE("a sub-workflow step completes with its child run's output", "[children]") {
+TEST_CASE("a sub-workflow step completes with its child run's output", "[engine][children]") {
     Fixture<Shop> shop;
     auto& executor = shop.open({Shop::payment(), Shop::order()});
     auto id = executor.start("order", {{"amount", 30}});
@@ -65,7 +65,7 @@ TEST_CASE("a sub-workflow step completes with its child run's output", "[childre
     CHECK(child.status == loom::RunStatus::completed);
 }
 
-TEST_CASE("a failed child run fails its step", "[children]") {
+TEST_CASE("a failed child run fails its step", "[engine][children]") {
     Fixture<Shop> shop;
     auto& executor = shop.open({Shop::payment(), Shop::order()});
     auto id = executor.start("order", {{"amount", -1}});
@@ -76,7 +76,7 @@ TEST_CASE("a failed child run fails its step", "[children]") {
     CHECK(run.step("ship")->status == StepStatus::cancelled);
 }
 
-TEST_CASE("cancelling the parent cancels the child", "[children]") {
+TEST_CASE("cancelling the parent cancels the child", "[engine][children]") {
     Fixture<Shop> shop;
     shop.hold = true;
     auto& executor = shop.open({Shop::payment(), Shop::order()});
@@ -90,7 +90,7 @@ TEST_CASE("cancelling the parent cancels the child", "[children]") {
     CHECK(child.cancel_requested);
 }
 
-TEST_CASE("a sub-workflow of an unknown workflow is refused at start", "[children]") {
+TEST_CASE("a sub-workflow of an unknown workflow is refused at start", "[engine][children]") {
     Fixture<Shop> shop;
     auto& executor = shop.open({Shop::order()});
     CHECK_THROWS_WITH(executor.start("order", {{"amount", 1}}),
@@ -99,7 +99,7 @@ TEST_CASE("a sub-workflow of an unknown workflow is refused at start", "[childre
     CHECK(executor.list_runs().empty());
 }
 
-TEST_CASE("a workflow that runs itself stops at the nesting limit", "[children]") {
+TEST_CASE("a workflow that runs itself stops at the nesting limit", "[engine][children]") {
     Fixture<Shop> shop;
     auto& executor = shop.open({loom::WorkflowBuilder("again", 1).step("again", "workflow:again").build()});
     auto id = executor.start("again");
@@ -111,7 +111,7 @@ TEST_CASE("a workflow that runs itself stops at the nesting limit", "[children]"
           "[loom.workflow.depth] a child run would be nested 9 deep; at most 8");
 }
 
-TEST_CASE("parent and child both resume after a restart, and nothing runs twice", "[children][sqlite]") {
+TEST_CASE("parent and child both resume after a restart, and nothing runs twice", "[engine][children][sqlite]") {
     Fixture<Shop> shop(loom::test::Storage::sqlite);
     shop.hold = true;
     const auto id = shop.open({Shop::payment(), Shop::order()}).start("order", {{"amount", 7}});
@@ -126,7 +126,7 @@ TEST_CASE("parent and child both resume after a restart, and nothing runs twice"
     for (const char* step : {"reserve", "charge", "receipt", "ship"}) CHECK(shop.counter.get(step) == 1);
 }
 
-TEST_CASE("a child run has its parent's priority", "[children][control]") {
+TEST_CASE("a child run has its parent's priority", "[engine][children][control]") {
     const int priority = GENERATE(-3, 7);
     Fixture<Shop> shop;
     auto& executor = shop.open({Shop::payment(), Shop::order()});
@@ -143,7 +143,7 @@ TEST_CASE("a child run has its parent's priority", "[children][control]") {
 // A parent that fails (not by cancel()) while its child run is still running
 // cancels the child, as cancel() does: nothing is left running for a run that
 // is over. The child's step returns once it sees ctx.cancelled(), or after 2 s.
-TEST_CASE("a parent that fails cancels its running child", "[children]") {
+TEST_CASE("a parent that fails cancels its running child", "[engine][children]") {
     std::atomic<bool> awaiting{false}, saw_cancel{false};
     Fixture<Shop> shop;
     shop.handlers.add("await", [&](loom::StepContext& ctx) -> Json {
@@ -178,7 +178,7 @@ TEST_CASE("a parent that fails cancels its running child", "[children]") {
 // The crash came after the parent's failure was committed and before its
 // child was cancelled: recover() finishes the parent's stop, and the child,
 // recovered too, is cancelled rather than run on for a run that is over.
-TEST_CASE("a parent recovered stopped cancels the child it left running", "[children][sqlite]") {
+TEST_CASE("a parent recovered stopped cancels the child it left running", "[engine][children][sqlite]") {
     std::atomic<bool> first_process{true}, saw_cancel{false};
     Fixture<Shop> shop(loom::test::Storage::sqlite);
     shop.handlers.add("await", [&](loom::StepContext& ctx) -> Json {
@@ -233,7 +233,7 @@ TEST_CASE("a parent recovered stopped cancels the child it left running", "[chil
 }
 
 TEST_CASE("check() and start() find a sub-workflow's missing handler before anything is stored",
-          "[children]") {
+          "[engine][children]") {
     Fixture<Shop> shop;
     auto& executor = shop.open();
     // A parent may be added before its child, and before handlers are registered.
@@ -262,7 +262,7 @@ TEST_CASE("check() and start() find a sub-workflow's missing handler before anyt
     CHECK(executor.wait(executor.start("order", {{"amount", 1}})).status == loom::RunStatus::completed);
 }
 
-TEST_CASE("check() of a workflow that runs itself ends", "[children]") {
+TEST_CASE("check() of a workflow that runs itself ends", "[engine][children]") {
     Fixture<Shop> shop;
     auto again = loom::WorkflowBuilder("again", 1).step("again", "workflow:again").step("m", "mark").build();
     auto& executor = shop.open({again});
@@ -270,7 +270,7 @@ TEST_CASE("check() of a workflow that runs itself ends", "[children]") {
 }
 
 TEST_CASE("replace_workflow() changes a version's content while no unfinished run uses it",
-          "[children][model]") {
+          "[engine][children][model]") {
     Fixture<Shop> shop(loom::test::Storage::sqlite);
     auto& executor = shop.open();
     auto typo = loom::WorkflowBuilder("pay", 1).step("charge", "chrage").input({{"amount", 1}}).build();

@@ -640,7 +640,7 @@ TEST_CASE("a harness mocks a sub-workflow step's outcome without a child run", "
 // the clock, but before the timeout's timer fired, was accepted. With a
 // FakeClock the handler wins that race nearly every time.
 TEST_CASE("executor: a result returned past the attempt's timeout is discarded",
-          "[executor][timeout]") {
+          "[testing][executor][timeout]") {
     loom::testing::FakeClock clock;
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;

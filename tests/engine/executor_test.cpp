@@ -1,5 +1,6 @@
 // Executor behaviour on MemoryStore (and SqliteStore where durability matters):
-// data passing, parallelism, failure, cancellation, recovery, group commit.
+// data passing, parallelism, failure, cancellation, recovery, group commit,
+// shutdown with handlers in flight.
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -11,6 +12,7 @@
 
 #include <loom/loom.hpp>
 
+#include "support/fixture.hpp"
 #include "support/sync.hpp"
 #include "support/temp_dir.hpp"
 
@@ -55,7 +57,7 @@ void add_math(loom::HandlerRegistry& h) {
 
 }  // namespace
 
-TEST_CASE("a chain passes outputs along and the run reports every step", "[executor]") {
+TEST_CASE("a chain passes outputs along and the run reports every step", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     add_math(handlers);
@@ -84,7 +86,7 @@ TEST_CASE("a chain passes outputs along and the run reports every step", "[execu
     CHECK(history.back().kind == loom::event::run_completed);
 }
 
-TEST_CASE("a step without input receives its dependencies' outputs by id", "[executor]") {
+TEST_CASE("a step without input receives its dependencies' outputs by id", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     handlers.add("const", [](loom::StepContext& ctx) -> Json { return ctx.step_id() + "!"; });
@@ -99,7 +101,7 @@ TEST_CASE("a step without input receives its dependencies' outputs by id", "[exe
     CHECK(run.output == Json{{"join", {{"l", "l!"}, {"r", "r!"}}}});
 }
 
-TEST_CASE("independent steps run in parallel", "[executor]") {
+TEST_CASE("independent steps run in parallel", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     Gate gate;
@@ -122,7 +124,7 @@ TEST_CASE("independent steps run in parallel", "[executor]") {
     CHECK(max_inside == 2);
 }
 
-TEST_CASE("many concurrent runs each run every step exactly once", "[executor]") {
+TEST_CASE("many concurrent runs each run every step exactly once", "[engine][executor]") {
     const unsigned threads = GENERATE(1u, 2u, 4u);
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
@@ -150,7 +152,7 @@ TEST_CASE("many concurrent runs each run every step exactly once", "[executor]")
     CHECK(store.unfinished_runs().empty());
 }
 
-TEST_CASE("a failing step fails the run and nothing downstream starts", "[executor]") {
+TEST_CASE("a failing step fails the run and nothing downstream starts", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     RunCounter counter;
@@ -194,7 +196,7 @@ TEST_CASE("a failing step fails the run and nothing downstream starts", "[execut
     CHECK(run.step("next")->status == loom::StepStatus::cancelled);
 }
 
-TEST_CASE("an output that cannot be stored fails the step with a clear error", "[executor]") {
+TEST_CASE("an output that cannot be stored fails the step with a clear error", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     handlers.add("bad_utf8", [](loom::StepContext&) -> Json { return std::string("\xff\xfe"); });
@@ -206,7 +208,7 @@ TEST_CASE("an output that cannot be stored fails the step with a clear error", "
                        "[json.exception.type_error.316] invalid UTF-8 byte at index 0: 0xFF");
 }
 
-TEST_CASE("start refuses a run input that is too deep, too large or not UTF-8", "[executor]") {
+TEST_CASE("start refuses a run input that is too deep, too large or not UTF-8", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     add_math(handlers);
@@ -226,7 +228,7 @@ TEST_CASE("start refuses a run input that is too deep, too large or not UTF-8", 
     CHECK(store.list_runs().empty());
 }
 
-TEST_CASE("start refuses unknown workflows and handlers and records nothing", "[executor]") {
+TEST_CASE("start refuses unknown workflows and handlers and records nothing", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     loom::Executor executor(store, handlers, {1});
@@ -245,7 +247,7 @@ TEST_CASE("start refuses unknown workflows and handlers and records nothing", "[
     REQUIRE_THROWS_AS(executor.cancel("missing"), loom::NotFound);
 }
 
-TEST_CASE("a version is registered once with one content", "[executor]") {
+TEST_CASE("a version is registered once with one content", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     loom::Executor executor(store, handlers, {1});
@@ -257,7 +259,7 @@ TEST_CASE("a version is registered once with one content", "[executor]") {
     CHECK(store.list_workflows()[0].hash == hello().hash());
 }
 
-TEST_CASE("the highest version starts unless one is named", "[executor]") {
+TEST_CASE("the highest version starts unless one is named", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     handlers.add("v", [](loom::StepContext& ctx) -> Json { return ctx.step_id(); });
@@ -268,7 +270,7 @@ TEST_CASE("the highest version starts unless one is named", "[executor]") {
     CHECK(executor.wait(executor.start("w", {}, {1, ""})).output == Json{{"one", "one"}});
 }
 
-TEST_CASE("cancel stops new steps and tells running handlers", "[executor]") {
+TEST_CASE("cancel stops new steps and tells running handlers", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     RunCounter counter;
@@ -295,7 +297,7 @@ TEST_CASE("cancel stops new steps and tells running handlers", "[executor]") {
     CHECK_FALSE(executor.cancel(id));   // already final
 }
 
-TEST_CASE("observers see each committed step, and what they throw is dropped", "[executor]") {
+TEST_CASE("observers see each committed step, and what they throw is dropped", "[engine][executor]") {
     struct Throwing : Recorder {
         void on_run_started(const loom::RunId&, const std::string&) override {
             throw std::runtime_error("observer bug");
@@ -321,7 +323,7 @@ TEST_CASE("observers see each committed step, and what they throw is dropped", "
                                 "step t completed", "run completed"});
 }
 
-TEST_CASE("recover resumes from the stored state: completed steps never run again", "[executor]") {
+TEST_CASE("recover resumes from the stored state: completed steps never run again", "[engine][executor]") {
     loom::test::TempDir dir;
     loom::SqliteStore store(dir.file("runs.db"));
     loom::HandlerRegistry handlers;
@@ -380,7 +382,7 @@ TEST_CASE("recover resumes from the stored state: completed steps never run agai
     CHECK(executor.recover().empty());
 }
 
-TEST_CASE("recover refuses before resuming anything when a handler is missing", "[executor]") {
+TEST_CASE("recover refuses before resuming anything when a handler is missing", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     Gate gate;
@@ -410,7 +412,7 @@ TEST_CASE("recover refuses before resuming anything when a handler is missing", 
     CHECK(store.load_run(id)->status == loom::RunStatus::running);
 }
 
-TEST_CASE("a cancel requested for a run nobody runs ends it on recovery", "[executor]") {
+TEST_CASE("a cancel requested for a run nobody runs ends it on recovery", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     add_math(handlers);
@@ -447,7 +449,7 @@ struct FlakyStore : loom::StoreWrapper {
 };
 }  // namespace
 
-TEST_CASE("a failed commit surfaces as StoreError and recover resumes the run", "[executor]") {
+TEST_CASE("a failed commit surfaces as StoreError and recover resumes the run", "[engine][executor]") {
     loom::MemoryStore memory;
     FlakyStore store(memory);
     loom::HandlerRegistry handlers;
@@ -477,7 +479,7 @@ TEST_CASE("a failed commit surfaces as StoreError and recover resumes the run", 
     CHECK(counter.get("c") == 1);
 }
 
-TEST_CASE("a long attempt's start is recorded by the next commit", "[executor]") {
+TEST_CASE("a long attempt's start is recorded by the next commit", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     Gate gate;
@@ -524,7 +526,7 @@ struct SlowStore : loom::StoreWrapper {
 };
 }  // namespace
 
-TEST_CASE("transitions of many steps and runs share a commit", "[executor]") {
+TEST_CASE("transitions of many steps and runs share a commit", "[engine][executor]") {
     const unsigned threads = GENERATE(1u, 2u, 4u);
     loom::MemoryStore memory;
     SlowStore store(memory);
@@ -551,7 +553,7 @@ TEST_CASE("transitions of many steps and runs share a commit", "[executor]") {
     CHECK(store.commits < (runs + runs * 5) / 2);
 }
 
-TEST_CASE("bad executor options are refused", "[executor]") {
+TEST_CASE("bad executor options are refused", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     loom::ExecutorOptions options;
@@ -565,7 +567,7 @@ TEST_CASE("bad executor options are refused", "[executor]") {
                         "max_depth 64, max_bytes 1048576)");
 }
 
-TEST_CASE("a reference to a missing key fails the attempt that reads it", "[executor]") {
+TEST_CASE("a reference to a missing key fails the attempt that reads it", "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     handlers.add("read", [](loom::StepContext& ctx) -> Json { return ctx.input(); });
@@ -586,4 +588,65 @@ TEST_CASE("a reference to a missing key fails the attempt that reads it", "[exec
     // Input is resolved when a handler first reads it: one that never does is not failed.
     CHECK(executor.wait(executor.start("lazy", {{"user", {{"id", 1}}}})).status ==
           loom::RunStatus::completed);
+}
+
+// A handler that fails on its own while the executor waits out the grace
+// period failed: that is the step's failure, kept like any other (before,
+// every failure after shutdown began was dropped and the attempt ran again).
+TEST_CASE("a failure thrown within the shutdown grace is recorded", "[engine][operator][shutdown]") {
+    std::atomic<bool> closing{false};
+    std::atomic<int> calls{0};
+    loom::test::Fixture<> f(loom::test::Storage::sqlite);
+    f.handlers.add("doomed", [&](loom::StepContext& ctx) -> Json {
+        ++calls;
+        while (!closing) std::this_thread::sleep_for(1ms);
+        std::this_thread::sleep_for(100ms);   // the destructor is waiting out the grace
+        CHECK_FALSE(ctx.cancelled());
+        throw loom::RetryableError("the disk is full");
+    });
+    loom::ExecutorOptions options;
+    options.threads = 2;
+    options.shutdown_grace = 10s;
+    const auto id = f.open({loom::WorkflowBuilder("w", 1).step("a", "doomed").build()}, options).start("w");
+    REQUIRE(loom::test::eventually([&] { return calls == 1; }));
+    closing = true;
+    f.close();
+    const auto stored = *f.store().load_run(id);
+    CHECK(stored.status == loom::RunStatus::failed);
+    CHECK(stored.step("a")->status == loom::StepStatus::failed);
+    CHECK(stored.step("a")->attempts == 1);
+    CHECK(stored.step("a")->error.find("the disk is full") != std::string::npos);
+    f.open().recover();
+    CHECK(calls == 1);   // not run again
+}
+
+TEST_CASE("shutdown lets handlers finish, then cancels them after the grace period", "[engine][operator][shutdown]") {
+    std::atomic<int> calls{0};
+    std::atomic<bool> saw_cancel{false};
+    loom::test::Fixture<> f(loom::test::Storage::sqlite);
+    f.handlers.add("patient", [&](loom::StepContext& ctx) -> Json {
+        if (++calls == 1) {
+            while (!ctx.cancelled()) std::this_thread::sleep_for(1ms);
+            saw_cancel = true;
+            throw loom::RetryableError("interrupted by shutdown");   // not the step's failure
+        }
+        return "done";
+    });
+    loom::ExecutorOptions options;
+    options.threads = 2;
+    options.shutdown_grace = 100ms;
+    const auto id = f.open({loom::WorkflowBuilder("w", 1).step("a", "patient").build()}, options).start("w");
+    REQUIRE(loom::test::eventually([&] { return calls == 1; }));
+    const auto t0 = std::chrono::steady_clock::now();
+    f.close();
+    const auto took = std::chrono::steady_clock::now() - t0;
+    CHECK(saw_cancel);
+    CHECK(took >= 100ms);   // the grace period was given
+    CHECK(took < 5s);
+    auto stored = *f.store().load_run(id);
+    CHECK(stored.status == loom::RunStatus::running);   // not failed: recover() finishes it
+    CHECK(stored.step("a")->status != loom::StepStatus::failed);
+    auto& executor = f.open();
+    executor.recover();
+    CHECK(executor.wait(id).output == Json{{"a", "done"}});
 }

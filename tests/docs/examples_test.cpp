@@ -19,7 +19,7 @@ using loom::testing::CrashTrial;
 using loom::testing::WorkflowHarness;
 
 TEST_CASE("trip: a declined charge undoes the bookings, latest first, whatever commit a crash hits",
-          "[examples]") {
+          "[docs][examples]") {
     example::Journal journal;
     journal.quiet();
     loom::HandlerRegistry handlers;
@@ -61,7 +61,7 @@ TEST_CASE("trip: a declined charge undoes the bookings, latest first, whatever c
 }
 
 TEST_CASE("expense: payment waits for the approval signal, also across a crash after it is recorded",
-          "[examples]") {
+          "[docs][examples]") {
     example::Journal journal;
     journal.quiet();
     loom::HandlerRegistry handlers;
@@ -104,7 +104,7 @@ TEST_CASE("expense: payment waits for the approval signal, also across a crash a
 }
 
 TEST_CASE("thumbnails: each image is resized on its own, retried on its own, and never again once committed",
-          "[examples]") {
+          "[docs][examples]") {
     example::thumbnails::Service service;
     service.journal.quiet();
     loom::HandlerRegistry handlers;

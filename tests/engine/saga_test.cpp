@@ -61,7 +61,7 @@ struct Trip : loom::test::Steps {
 
 }  // namespace
 
-TEST_CASE("a failed step undoes the completed ones, latest first", "[saga]") {
+TEST_CASE("a failed step undoes the completed ones, latest first", "[engine][saga]") {
     Fixture<Trip> trip;
     auto& executor = trip.open({Trip::workflow()});
     auto id = executor.start("trip", {{"who", "ada"}});
@@ -86,7 +86,7 @@ TEST_CASE("a failed step undoes the completed ones, latest first", "[saga]") {
                                            "step.compensating flight", "step.compensated flight"});
 }
 
-TEST_CASE("a compensation knows it compensates and has its own idempotency key", "[saga]") {
+TEST_CASE("a compensation knows it compensates and has its own idempotency key", "[engine][saga]") {
     Fixture<Trip> trip;
     // A payment API de-duplicates by key: the refund must not share the charge's.
     auto seen = [&trip](loom::StepContext& ctx) -> Json {
@@ -105,7 +105,7 @@ TEST_CASE("a compensation knows it compensates and has its own idempotency key",
                                              "flight undo " + id + "/flight/compensate"});
 }
 
-TEST_CASE("an undo whose input lacks a key fails at once, naming the compensation", "[saga]") {
+TEST_CASE("an undo whose input lacks a key fails at once, naming the compensation", "[engine][saga]") {
     int tries = 0;
     Fixture<Trip> trip;
     trip.handlers.add("cancel", [&tries](loom::StepContext& ctx) -> Json {
@@ -125,7 +125,7 @@ TEST_CASE("an undo whose input lacks a key fails at once, naming the compensatio
                                            ", step \"flight\", compensation: no key \"ref\" in the input");
 }
 
-TEST_CASE("only a step under on_error compensate triggers the undo", "[saga]") {
+TEST_CASE("only a step under on_error compensate triggers the undo", "[engine][saga]") {
     Fixture<Trip> trip;
     auto& executor = trip.open({loom::WorkflowBuilder("plain", 1)
                                     .step("flight", "book").compensate("cancel")
@@ -137,7 +137,7 @@ TEST_CASE("only a step under on_error compensate triggers the undo", "[saga]") {
     for (const auto& line : trip.journal.get()) CHECK(line.rfind("cancel", 0) != 0);
 }
 
-TEST_CASE("an undo that fails is retried, and one that fails for good is reported", "[saga]") {
+TEST_CASE("an undo that fails is retried, and one that fails for good is reported", "[engine][saga]") {
     int tries = 0;
     Fixture<Trip> trip;
     trip.handlers.add("cancel_flaky", [&](loom::StepContext&) -> Json {
@@ -161,7 +161,7 @@ TEST_CASE("an undo that fails is retried, and one that fails for good is reporte
     CHECK(tries == 2);
 }
 
-TEST_CASE("a compensation handler that is not registered is refused at start", "[saga]") {
+TEST_CASE("a compensation handler that is not registered is refused at start", "[engine][saga]") {
     Fixture<> f;
     f.handlers.add("book", [](loom::StepContext&) -> Json { return 1; });
     auto& executor = f.open({loom::WorkflowBuilder("w", 1).step("a", "book").compensate("unbook").build()}, {1});
@@ -171,7 +171,7 @@ TEST_CASE("a compensation handler that is not registered is refused at start", "
     CHECK(executor.list_runs().empty());
 }
 
-TEST_CASE("a saga interrupted by a restart finishes: no step is undone twice", "[saga][sqlite]") {
+TEST_CASE("a saga interrupted by a restart finishes: no step is undone twice", "[engine][saga][sqlite]") {
     loom::test::RunCounter undone;
     Fixture<Trip> trip(loom::test::Storage::sqlite);
     trip.handlers.add("cancel_slow", [&](loom::StepContext& ctx) -> Json {

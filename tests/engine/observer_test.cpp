@@ -95,7 +95,7 @@ std::vector<std::string> kinds(loom::Executor& executor, const loom::RunId& id, 
 
 }  // namespace
 
-TEST_CASE("observers hear each element of a for_each, its retries and the step's completion", "[observer]") {
+TEST_CASE("observers hear each element of a for_each, its retries and the step's completion", "[engine][observer]") {
     Recorder observer;
     Fixture<Steps> f;
     auto& executor = f.open({loom::WorkflowBuilder("fan", 1)
@@ -144,7 +144,7 @@ TEST_CASE("observers hear each element of a for_each, its retries and the step's
     CHECK(observer.finished == std::vector<std::string>{"each completed"});
 }
 
-TEST_CASE("element retries and outcomes are in the run's history", "[observer][history]") {
+TEST_CASE("element retries and outcomes are in the run's history", "[engine][observer][history]") {
     Fixture<Steps> f(Storage::sqlite);
     auto& executor = f.open({loom::WorkflowBuilder("fan", 1)
                                  .step("each", "flaky").for_each("${input.list}").max_parallel(1)
@@ -162,7 +162,8 @@ TEST_CASE("element retries and outcomes are in the run's history", "[observer][h
     CHECK(attempts == std::vector<int>{1, 1, 2});
 }
 
-TEST_CASE("an element that fails for good is in the history and told, and so is its step", "[observer][history]") {
+TEST_CASE("an element that fails for good is in the history and told, and so is its step",
+          "[engine][observer][history]") {
     Recorder observer;
     Fixture<Steps> f;
     auto& executor = f.open({loom::WorkflowBuilder("fan", 1)
@@ -177,7 +178,7 @@ TEST_CASE("an element that fails for good is in the history and told, and so is 
     CHECK(observer.of("each")[0].error == "element 0 failed: boom");
 }
 
-TEST_CASE("observers hear of a step skipped by its condition", "[observer]") {
+TEST_CASE("observers hear of a step skipped by its condition", "[engine][observer]") {
     Recorder observer;
     Fixture<Steps> f;
     auto& executor = f.open({loom::WorkflowBuilder("w", 1)
@@ -195,7 +196,8 @@ TEST_CASE("observers hear of a step skipped by its condition", "[observer]") {
     CHECK(observer.finished.empty());
 }
 
-TEST_CASE("observers hear of a retry that waits, with its wake time, then of the attempt after it", "[observer]") {
+TEST_CASE("observers hear of a retry that waits, with its wake time, then of the attempt after it",
+          "[engine][observer]") {
     Recorder observer;
     Fixture<Steps> f;
     auto& executor = f.open({loom::WorkflowBuilder("w", 1)
@@ -221,7 +223,7 @@ TEST_CASE("observers hear of a retry that waits, with its wake time, then of the
     CHECK(observer.finished == std::vector<std::string>{"s completed"});
 }
 
-TEST_CASE("observers hear a compensation: compensating, then compensated", "[observer][saga]") {
+TEST_CASE("observers hear a compensation: compensating, then compensated", "[engine][observer][saga]") {
     Recorder observer;
     Fixture<Steps> f;
     auto& executor = f.open({loom::WorkflowBuilder("trip", 1)
@@ -237,7 +239,8 @@ TEST_CASE("observers hear a compensation: compensating, then compensated", "[obs
     CHECK(observer.statuses("charge") == std::vector<std::string>{"failed"});
 }
 
-TEST_CASE("a run that fails early cancels the steps it never finished, durably and told", "[observer][sqlite]") {
+TEST_CASE("a run that fails early cancels the steps it never finished, durably and told",
+          "[engine][observer][sqlite]") {
     Recorder observer;
     Fixture<Steps> f(Storage::sqlite);
     loom::RetryPolicy slow;
@@ -286,7 +289,7 @@ TEST_CASE("a run that fails early cancels the steps it never finished, durably a
     check(*stored);
 }
 
-TEST_CASE("cancelling a run cancels its suspended and pending steps", "[observer]") {
+TEST_CASE("cancelling a run cancels its suspended and pending steps", "[engine][observer]") {
     Recorder observer;
     Fixture<Steps> f;
     auto& executor = f.open({loom::WorkflowBuilder("w", 1)
@@ -308,7 +311,7 @@ TEST_CASE("cancelling a run cancels its suspended and pending steps", "[observer
     CHECK(observer.statuses("ship") == std::vector<std::string>{"cancelled"});
 }
 
-TEST_CASE("LogObserver writes one line per change, naming the element", "[observer]") {
+TEST_CASE("LogObserver writes one line per change, naming the element", "[engine][observer]") {
     std::ostringstream out;
     loom::LogObserver log(out);
     Fixture<Steps> f;

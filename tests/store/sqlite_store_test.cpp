@@ -105,7 +105,7 @@ std::vector<int> every_version() {
 
 }  // namespace
 
-TEST_CASE("data survives closing and reopening the file", "[sqlite]") {
+TEST_CASE("data survives closing and reopening the file", "[store][sqlite]") {
     loom::test::TempDir dir;
     const std::string path = dir.file("runs.db");
     {
@@ -130,7 +130,7 @@ TEST_CASE("data survives closing and reopening the file", "[sqlite]") {
     CHECK(store.unfinished_runs() == std::vector<loom::RunId>{"r1"});
 }
 
-TEST_CASE("connections use WAL, the requested synchronous level and the busy timeout", "[sqlite]") {
+TEST_CASE("connections use WAL, the requested synchronous level and the busy timeout", "[store][sqlite]") {
     loom::test::TempDir dir;
     SECTION("defaults: FULL") {
         loom::SqliteStore store(dir.file("runs.db"));
@@ -153,7 +153,7 @@ TEST_CASE("connections use WAL, the requested synchronous level and the busy tim
     CHECK(db.execAndGet("PRAGMA journal_mode").getString() == "wal");
 }
 
-TEST_CASE("opening a new file applies every migration", "[sqlite]") {
+TEST_CASE("opening a new file applies every migration", "[store][sqlite]") {
     loom::test::TempDir dir;
     const std::string path = dir.file("runs.db");
     { loom::SqliteStore store(path); }
@@ -170,7 +170,7 @@ TEST_CASE("opening a new file applies every migration", "[sqlite]") {
     CHECK(applied_versions(path) == every_version());
 }
 
-TEST_CASE("opening a version 1 file upgrades it and keeps its data", "[sqlite]") {
+TEST_CASE("opening a version 1 file upgrades it and keeps its data", "[store][sqlite]") {
     loom::test::TempDir dir;
     const std::string path = dir.file("v1.db");
     {
@@ -200,7 +200,7 @@ TEST_CASE("opening a version 1 file upgrades it and keeps its data", "[sqlite]")
     CHECK(store.list_runs().size() == 2);
 }
 
-TEST_CASE("opening a version 2 file upgrades it, and duplicate starts it holds are kept", "[sqlite]") {
+TEST_CASE("opening a version 2 file upgrades it, and duplicate starts it holds are kept", "[store][sqlite]") {
     loom::test::TempDir dir;
     const std::string path = dir.file("v2.db");
     {
@@ -238,7 +238,7 @@ TEST_CASE("opening a version 2 file upgrades it, and duplicate starts it holds a
     CHECK(store.load_events("old").size() == 4);
 }
 
-TEST_CASE("opening a version 3 file rebuilds step_runs with every row and value", "[sqlite]") {
+TEST_CASE("opening a version 3 file rebuilds step_runs with every row and value", "[store][sqlite]") {
     loom::test::TempDir dir;
     const std::string path = dir.file("v3.db");
     // Literal columns, so that the comparison cannot miss a value the store skips.
@@ -334,7 +334,8 @@ TEST_CASE("opening a version 3 file rebuilds step_runs with every row and value"
     CHECK(old->step("c")->status == loom::StepStatus::skipped);
 }
 
-TEST_CASE("opening a version 5 file rebuilds step_runs for the cancelled state, keeping every row", "[sqlite]") {
+TEST_CASE("opening a version 5 file rebuilds step_runs for the cancelled state, keeping every row",
+          "[store][sqlite]") {
     loom::test::TempDir dir;
     const std::string path = dir.file("v5.db");
     const std::string steps = "SELECT quote(run_id), quote(step_id), quote(position), quote(status), "
@@ -391,7 +392,7 @@ TEST_CASE("opening a version 5 file rebuilds step_runs for the cancelled state, 
     CHECK(old->step("c")->status == loom::StepStatus::cancelled);
 }
 
-TEST_CASE("a version 3 file with a step of no run is refused, not migrated", "[sqlite]") {
+TEST_CASE("a version 3 file with a step of no run is refused, not migrated", "[store][sqlite]") {
     loom::test::TempDir dir;
     const std::string path = dir.file("orphan.db");
     {
@@ -415,7 +416,7 @@ TEST_CASE("a version 3 file with a step of no run is refused, not migrated", "[s
     CHECK_FALSE(db.tableExists("step_runs_v4"));
 }
 
-TEST_CASE("a file with a newer schema is refused and left unchanged", "[sqlite]") {
+TEST_CASE("a file with a newer schema is refused and left unchanged", "[store][sqlite]") {
     loom::test::TempDir dir;
     const std::string path = dir.file("future.db");
     const int newer = loom::SqliteStore::latest_schema_version() + 1;
@@ -437,7 +438,7 @@ TEST_CASE("a file with a newer schema is refused and left unchanged", "[sqlite]"
     CHECK(file_bytes(path) == before);
 }
 
-TEST_CASE("a file that is not a database is refused with StoreError", "[sqlite]") {
+TEST_CASE("a file that is not a database is refused with StoreError", "[store][sqlite]") {
     loom::test::TempDir dir;
     const std::string path = dir.file("junk.db");
     std::ofstream(path) << std::string(4096, 'x');
@@ -450,7 +451,7 @@ TEST_CASE("a file that is not a database is refused with StoreError", "[sqlite]"
     }
 }
 
-TEST_CASE("a write that outwaits the busy timeout is a StoreError", "[sqlite]") {
+TEST_CASE("a write that outwaits the busy timeout is a StoreError", "[store][sqlite]") {
     loom::test::TempDir dir;
     const std::string path = dir.file("runs.db");
     loom::SqliteOptions options;
@@ -471,7 +472,7 @@ TEST_CASE("a write that outwaits the busy timeout is a StoreError", "[sqlite]") 
     CHECK(store.load_run("r1"));
 }
 
-TEST_CASE("two stores on one file both write", "[sqlite]") {
+TEST_CASE("two stores on one file both write", "[store][sqlite]") {
     loom::test::TempDir dir;
     const std::string path = dir.file("runs.db");
     // Two stores stand for two processes: separate connections, separate mutexes.
@@ -505,7 +506,7 @@ TEST_CASE("two stores on one file both write", "[sqlite]") {
     CHECK(second.list_runs(all).size() == 2 * kRuns);
 }
 
-TEST_CASE("concurrent commits on one store all land", "[sqlite]") {
+TEST_CASE("concurrent commits on one store all land", "[store][sqlite]") {
     const int threads = GENERATE(1, 2, 4);
     loom::test::TempDir dir;
     loom::SqliteOptions options;

@@ -12,27 +12,29 @@
 // the saga failed with every compensable step `compensated`, the flow completed
 // with its child's output and its wait step completed exactly once.
 //
-// LOOM_CRASH_TRIALS sets the number of random-moment trials (default 60).
+// LOOM_CRASH_TRIALS sets the number of random-moment trials (default 60). The
+// trials, kills, ledger and snapshots are the crash-torture harness's
+// (support/crash_torture.hpp), as for test_crash.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <map>
-#include <random>
 #include <set>
-
-#include <SQLiteCpp/Database.h>
+#include <string>
+#include <vector>
 
 #include <loom/loom.hpp>
 
 #include "crash_saga_workflow.hpp"
-#include "support/crash_child.hpp"
+#include "support/crash_torture.hpp"
 #include "support/temp_dir.hpp"
 
 namespace {
 
 namespace crash = loom::test::crash;
-using crash::Kill, crash::LedgerLine, crash::Snapshot;
+using crash::Kill, crash::Kills, crash::LedgerLine, crash::Snapshot;
 using loom::StepStatus;
 
 /// A store with its schema and nothing else, made once: each trial starts
@@ -44,7 +46,7 @@ void fresh_store(const loom::test::TempDir& dir) {
         loom::SqliteStore store(path);
         return path;
     }();
-    std::filesystem::copy_file(empty, dir.file("runs.db"));
+    std::filesystem::copy_file(empty, crash::db_file(dir));
 }
 
 constexpr auto kHang = std::chrono::seconds(3);
@@ -54,28 +56,40 @@ int hangs = 0;   // processes that hung, in this test program
 // below) is SIGKILLed, which is one more kill at a random moment: the trial
 // goes on and every check still holds.
 crash::Exit run_child(const loom::test::TempDir& dir, const Kill& kill, unsigned threads, const char* mode = "") {
-    auto exit = crash::run_child({LOOM_CRASH_SAGA_CHILD, dir.file("runs.db"), dir.file("ledger")}, kill, threads,
-                                 dir.file("out"), {{"LOOM_CRASH_MODE", mode}}, kHang);
+    auto exit = crash::run_child({LOOM_CRASH_SAGA_CHILD, crash::db_file(dir), crash::ledger_file(dir)}, kill,
+                                 threads, crash::out_file(dir), {{"LOOM_CRASH_MODE", mode}}, kHang);
     hangs += exit.hung;
     return exit;
 }
 
 // Ledger keys: a step id, or "undo:" and the id of the step undone.
-std::vector<LedgerLine> read_ledger(const loom::test::TempDir& dir) {
-    return crash::read_ledger(dir.file("ledger"));
-}
-
 bool is_undo(const std::string& key) { return key.rfind(loom::test::kSagaUndo, 0) == 0; }
 std::string undone(const std::string& key) { return key.substr(std::string(loom::test::kSagaUndo).size()); }
 
 /// The stored runs, by workflow name ("saga", "flow", "sub").
 std::map<std::string, loom::RunInfo> the_runs(const loom::test::TempDir& dir) {
     std::map<std::string, loom::RunInfo> runs;
-    for (auto& run : crash::stored_runs(dir.file("runs.db"))) {
+    for (auto& run : crash::stored_runs(crash::db_file(dir))) {
         INFO("run " << run.id << " of " << run.workflow_name);
         REQUIRE(runs.emplace(run.workflow_name, std::move(run)).second);   // never started twice
     }
     return runs;
+}
+
+/// The scenario: each process of a trial resumes what is stored and starts
+/// what is missing, on a copy of an empty store.
+const crash::Scenario& scenario() {
+    static const crash::Scenario s{
+        fresh_store,
+        [](const loom::test::TempDir& dir, const Kill& kill, unsigned threads) {
+            return run_child(dir, kill, threads);
+        },
+        [](const loom::test::TempDir& dir) {
+            std::vector<loom::RunInfo> runs;   // by workflow name, as the_runs() has them
+            for (auto& [name, run] : the_runs(dir)) runs.push_back(std::move(run));
+            return runs;
+        }};
+    return s;
 }
 
 struct Reference {
@@ -89,18 +103,13 @@ struct Reference {
 const Reference& reference() {
     static const Reference ref = [] {
         loom::test::TempDir dir;
-        fresh_store(dir);
-        const auto start = std::chrono::steady_clock::now();
-        auto exit = run_child(dir, Kill{0, "*:0", std::nullopt}, 1);
-        REQUIRE_FALSE(exit.killed);
-        REQUIRE(exit.code == 0);
+        const auto clean = crash::clean_run(scenario(), dir);
         Reference r;
-        r.duration = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
+        r.duration = clean.duration;
         r.runs = the_runs(dir);
-        const auto ledger = read_ledger(dir);
-        r.ran = crash::keys_in(ledger);
-        r.calls = ledger.size();
-        r.failpoint_hits = crash::failpoint_hits(exit.out);
+        r.ran = crash::keys_in(clean.ledger);
+        r.calls = clean.ledger.size();
+        r.failpoint_hits = clean.failpoint_hits;
         // The scenario exercises what it claims to.
         REQUIRE(r.runs.size() == 3);
         const auto& saga = r.runs.at("saga");
@@ -152,40 +161,33 @@ void check_ledger(const std::vector<LedgerLine>& ledger, const std::vector<Snaps
     // What a kill found committed never runs again: no step that had completed
     // or failed (nor one being or been undone), no child step, no undo found
     // `compensated`; and a step's re-run counts a new attempt.
-    for (const auto& snap : snapshots) {
-        for (std::size_t i = snap.ledger_to; i < ledger.size(); ++i) {
-            const auto& l = ledger[i];
-            const bool undo = is_undo(l.step);
-            auto it = snap.steps.find(undo ? undone(l.step) : l.step);
-            if (it == snap.steps.end()) continue;
-            const auto& s = it->second;
-            INFO(l.step << " ran (attempt " << l.attempt << ", ledger line " << i + 1 << ") after a kill that found "
-                        << it->first << " " << loom::to_string(s.status) << " with " << s.attempts << " attempts");
-            if (undo) {
-                CHECK(s.status != StepStatus::compensated);
-            } else {
-                CHECK_FALSE(settled(snap, l.step));
-                CHECK(l.attempt > s.attempts);
-            }
+    crash::for_each_call_after_kill(ledger, snapshots, [&](const Snapshot& snap, std::size_t i) {
+        const auto& l = ledger[i];
+        const bool undo = is_undo(l.step);
+        auto it = snap.steps.find(undo ? undone(l.step) : l.step);
+        if (it == snap.steps.end()) return;
+        const auto& s = it->second;
+        INFO(l.step << " ran (attempt " << l.attempt << ", ledger line " << i + 1 << ") after a kill that found "
+                    << it->first << " " << loom::to_string(s.status) << " with " << s.attempts << " attempts");
+        if (undo) {
+            CHECK(s.status != StepStatus::compensated);
+        } else {
+            CHECK_FALSE(settled(snap, l.step));
+            CHECK(l.attempt > s.attempts);
         }
-    }
+    });
     // Nothing here is retried, so each call after the first of a step or undo
     // is of one in flight at a kill, made by a later process.
-    std::map<std::string, std::size_t> previous;
-    for (std::size_t i = 0; i < ledger.size(); ++i) {
+    crash::for_each_rerun(ledger, [&](std::size_t i, std::size_t previous) {
         const auto& l = ledger[i];
-        auto it = previous.find(l.step);
-        if (it != previous.end()) {
-            const auto& p = ledger[it->second];
-            INFO(l.step << " ran (attempt " << l.attempt << ") in process " << l.pid << " (ledger line " << i + 1
-                        << ") after attempt " << p.attempt << " in process " << p.pid << " (line "
-                        << it->second + 1 << ")");
-            CHECK(in_flight_at_kill(ledger, it->second, i, snapshots));
-            CHECK(l.pid != p.pid);
-            if (!is_undo(l.step)) CHECK(l.attempt >= p.attempt);   // an undo counts afresh after a restart
-        }
-        previous[l.step] = i;
-    }
+        const auto& p = ledger[previous];
+        INFO(l.step << " ran (attempt " << l.attempt << ") in process " << l.pid << " (ledger line " << i + 1
+                    << ") after attempt " << p.attempt << " in process " << p.pid << " (line " << previous + 1
+                    << ")");
+        CHECK(in_flight_at_kill(ledger, previous, i, snapshots));
+        CHECK(l.pid != p.pid);
+        if (!is_undo(l.step)) CHECK(l.attempt >= p.attempt);   // an undo counts afresh after a restart
+    });
     // Undos run downstream-first: when the undo of a step starts, those of the
     // compensable steps downstream of it have started before and are done —
     // none runs again — and the failure that triggered the saga came first.
@@ -214,55 +216,34 @@ void check_ledger(const std::vector<LedgerLine>& ledger, const std::vector<Snaps
     CHECK(crash::keys_in(ledger) == reference().ran);
 }
 
-struct Kills {
-    int total = 0;
-    int compensating = 0;   // the saga was being undone
-    int awaiting = 0;       // approve waited for its signal, or pay for its child
-    int child_live = 0;     // the child run existed, unfinished
-    int hung = 0;           // processes the test killed as hung
+// What a kill may find stored, as the report names it (steps are counted one
+// by one): a step of the saga being undone; approve waiting for its signal, or
+// pay for its child; the child run existing, unfinished; and a process the
+// test killed as hung.
+constexpr const char* kCompensating = "steps found compensating";
+constexpr const char* kSuspended = "suspended";
+constexpr const char* kChildLive = "with the child run live";
+constexpr const char* kHung = "hung";
 
-    Kills& operator+=(const Kills& o) {
-        total += o.total;
-        compensating += o.compensating;
-        awaiting += o.awaiting;
-        child_live += o.child_live;
-        hung += o.hung;
-        return *this;
+/// Counts in `kills` what a kill found stored.
+void count_found(const Snapshot& snap, Kills& kills) {
+    int compensating = 0, suspended = 0, child_live = 0;
+    for (const auto& run : snap.runs) {
+        for (const auto& s : run.steps) {
+            compensating += s.status == StepStatus::compensating;
+            suspended += s.status == StepStatus::suspended;
+        }
+        child_live += run.workflow_name == "sub" && !loom::is_final(run.status);
     }
-};
+    kills.add(kCompensating, compensating);
+    kills.add(kSuspended, suspended);
+    kills.add(kChildLive, child_live);
+    kills.add(kHung, snap.hung);
+}
 
 Kills run_trial(const Kill& first, unsigned seed, unsigned threads) {
     loom::test::TempDir dir;
-    fresh_store(dir);
-    std::mt19937 rng(seed);
-    Kills kills;
-    std::vector<Snapshot> snapshots;
-
-    for (int process = 0;; ++process) {
-        REQUIRE(process < 30);   // recovery must make progress
-        Kill kill = first;
-        if (process > 0) kill = crash::recovery_kill(rng, kills.total, reference().calls);   // now and then
-        Snapshot snap;
-        snap.ledger_from = read_ledger(dir).size();
-        auto exit = run_child(dir, kill, threads);
-        if (!exit.killed) {
-            INFO("child exit code " << exit.code);
-            REQUIRE(exit.code == 0);
-            break;
-        }
-        ++kills.total;
-        kills.hung += exit.hung;
-        for (const auto& [name, run] : the_runs(dir)) {
-            for (const auto& s : run.steps) {
-                snap.steps[s.step_id] = s;
-                kills.compensating += s.status == StepStatus::compensating;
-                kills.awaiting += s.status == StepStatus::suspended;
-            }
-            kills.child_live += name == "sub" && !loom::is_final(run.status);
-        }
-        snap.ledger_to = read_ledger(dir).size();
-        snapshots.push_back(std::move(snap));
-    }
+    const auto snapshots = crash::run_trial(scenario(), dir, first, seed, threads, reference().calls);
 
     // The runs end as uncrashed ones: every step's status, output and error.
     const auto runs = the_runs(dir);
@@ -274,85 +255,56 @@ Kills run_trial(const Kill& first, unsigned seed, unsigned threads) {
         CHECK(run.status == r.status);
         CHECK(run.output == r.output);
         CHECK(run.error == r.error);
-        REQUIRE(run.steps.size() == r.steps.size());
-        for (std::size_t i = 0; i < r.steps.size(); ++i) {
-            INFO("step " << r.steps[i].step_id);
-            CHECK(run.steps[i].status == r.steps[i].status);
-            CHECK(run.steps[i].output == r.steps[i].output);
-            CHECK(run.steps[i].error == r.steps[i].error);
-        }
+        crash::check_steps_end_as(run, r);
     }
     const auto& flow = runs.at("flow");
     CHECK(flow.step("pay")->output == runs.at("sub").output);
     CHECK(runs.at("sub").id == flow.id + ".pay");
     // The wait step and the sub-workflow step completed exactly once.
-    loom::SqliteStore store(dir.file("runs.db"));
     std::map<std::string, int> completions;
-    for (const auto& e : store.load_events(flow.id))
+    for (const auto& e : loom::SqliteStore(crash::db_file(dir)).load_events(flow.id))
         if (e.kind == loom::event::step_completed) ++completions[e.step_id];
     CHECK(completions["approve"] == 1);
     CHECK(completions["pay"] == 1);
 
-    check_ledger(read_ledger(dir), snapshots);
-    SQLite::Database check(dir.file("runs.db"));
-    CHECK(check.execAndGet("PRAGMA integrity_check").getString() == "ok");
-    CHECK(store.unfinished_runs().empty());
-    return kills;
+    check_ledger(crash::read_ledger(dir), snapshots);
+    crash::check_store(crash::db_file(dir));
+    return crash::count_kills(snapshots, count_found);
 }
 
 }  // namespace
 
 TEST_CASE("saga, sub-workflow, signal: SIGKILL at every failpoint never re-runs a committed step",
-          "[crash][sqlite][saga][children][signals]") {
+          "[reliability][crash][sqlite][saga][children][signals]") {
     const long hits = reference().failpoint_hits;
     REQUIRE(hits > long(reference().calls));
-    Kills kills;
-    for (long n = 1; n <= hits; ++n) {
-        INFO("first kill at failpoint hit " << n << " of " << hits);
-        kills += run_trial(Kill{0, "*:" + std::to_string(n), std::nullopt}, unsigned(n), 1);
-    }
+    const auto kills = crash::run_trials(crash::failpoint_sweep("*", hits, 0), 1, run_trial);
     CHECK(kills.total >= hits);
-    CHECK(kills.compensating > 0);
-    CHECK(kills.awaiting > 0);
-    CHECK(kills.child_live > 0);
-    CHECK(kills.hung == 0);
-    WARN("saga failpoint trials: " << hits << ", kills: " << kills.total << " (" << kills.compensating
-                                   << " steps found compensating, " << kills.awaiting << " suspended, "
-                                   << kills.child_live << " with the child run live; " << kills.hung << " hung)");
+    CHECK(kills[kCompensating] > 0);
+    CHECK(kills[kSuspended] > 0);
+    CHECK(kills[kChildLive] > 0);
+    CHECK(kills[kHung] == 0);
+    WARN("saga failpoint trials: " << hits << ", " << kills);
 }
 
 TEST_CASE("saga, sub-workflow, signal: SIGKILL inside every handler never re-runs a committed step",
-          "[crash][sqlite][saga][children][signals]") {
+          "[reliability][crash][sqlite][saga][children][signals]") {
     const int calls = int(reference().calls);
-    Kills kills;
-    for (int n = 1; n <= calls; ++n) {
-        INFO("first kill in handler call " << n);
-        kills += run_trial(Kill{n, "", std::nullopt}, unsigned(1000 + n), 2);
-    }
+    const auto kills = crash::run_trials(crash::handler_sweep(calls), 2, run_trial);
     CHECK(kills.total >= calls);
-    CHECK(kills.hung == 0);
-    WARN("saga handler trials: " << calls << ", kills: " << kills.total << " (" << kills.hung << " hung)");
+    CHECK(kills[kHung] == 0);
+    WARN("saga handler trials: " << calls << ", " << kills);
 }
 
 TEST_CASE("saga, sub-workflow, signal: SIGKILL at random moments never re-runs a committed step",
-          "[crash][sqlite][saga][children][signals]") {
-    std::mt19937 rng(2027);
+          "[reliability][crash][sqlite][saga][children][signals]") {
     const int trials = crash::trials_from_env(60);
     // Kills anywhere in a clean process's lifetime, however fast this machine.
     const auto window = std::max<unsigned long>(2'000, reference().duration.count());
-    Kills kills;
-    for (int trial = 0; trial < trials; ++trial) {
-        const auto delay = std::chrono::microseconds(rng() % window);
-        INFO("trial " << trial << ", first kill after " << delay.count() << " us");
-        kills += run_trial(Kill{0, "", delay}, static_cast<unsigned>(rng()), 2);
-    }
+    const auto kills = crash::run_trials(crash::random_moments(2027, trials, window), 2, run_trial);
     CHECK(kills.total > 0);
-    CHECK(kills.hung == 0);
-    WARN("saga random-moment trials: " << trials << " (kills within " << window << " us), kills: "
-                                       << kills.total << " (" << kills.compensating
-                                       << " steps found compensating, " << kills.awaiting << " suspended, "
-                                       << kills.child_live << " with the child run live; " << kills.hung
-                                       << " hung)");
+    CHECK(kills[kHung] == 0);
+    WARN("saga random-moment trials: " << trials << " (kills within " << window << " us), " << kills);
 }
 
 // A process must never hang. It did: a pool thread that waits for a commit —
@@ -361,7 +313,7 @@ TEST_CASE("saga, sub-workflow, signal: SIGKILL at random moments never re-runs a
 // where every thread was waiting. This case reproduces that directly (1
 // thread, a handler signals its run while the host starts another:
 // LOOM_CRASH_MODE=deadlock) and runs clean processes of the scenario.
-TEST_CASE("saga, sub-workflow, signal: no process hangs", "[crash][sqlite][saga][children][signals]") {
+TEST_CASE("saga, sub-workflow, signal: no process hangs", "[reliability][crash][sqlite][saga][children][signals]") {
     {
         loom::test::TempDir dir;
         const auto exit = run_child(dir, Kill{}, 1, "deadlock");

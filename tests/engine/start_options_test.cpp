@@ -33,7 +33,7 @@ loom::StartOptions keyed(std::string key) {
 
 }  // namespace
 
-TEST_CASE("a start with a used idempotency key returns the first run", "[executor][start]") {
+TEST_CASE("a start with a used idempotency key returns the first run", "[engine][executor][start]") {
     Fixture<Counting> f;
     auto& executor = f.open({Counting::one("w")});
     auto first = executor.start("w", {{"x", 1}}, keyed("order-17"));
@@ -49,7 +49,7 @@ TEST_CASE("a start with a used idempotency key returns the first run", "[executo
     CHECK(executor.start("w", {{"x", 1}}, keyed("order-18")) != first);
 }
 
-TEST_CASE("reusing an idempotency key with another input or workflow is refused", "[executor][start]") {
+TEST_CASE("reusing an idempotency key with another input or workflow is refused", "[engine][executor][start]") {
     Fixture<Counting> f;
     auto& executor = f.open({Counting::one("w"), Counting::one("v")});
     auto first = executor.start("w", {{"x", 1}}, keyed("k"));
@@ -67,7 +67,7 @@ TEST_CASE("reusing an idempotency key with another input or workflow is refused"
     CHECK(executor.list_runs().size() == runs);
 }
 
-TEST_CASE("concurrent starts with one key start one run", "[executor][start]") {
+TEST_CASE("concurrent starts with one key start one run", "[engine][executor][start]") {
     Fixture<Counting> f;
     auto& executor = f.open({Counting::one("w")});
     std::vector<loom::RunId> ids(8);
@@ -81,7 +81,7 @@ TEST_CASE("concurrent starts with one key start one run", "[executor][start]") {
     CHECK(executor.list_runs().size() == 1);
 }
 
-TEST_CASE("an idempotency key holds across executors sharing a store", "[executor][start][sqlite]") {
+TEST_CASE("an idempotency key holds across executors sharing a store", "[engine][executor][start][sqlite]") {
     Fixture<Counting> f(loom::test::Storage::sqlite);
     auto& a = f.open({Counting::one("w")});
     loom::SqliteStore store_b(f.db());   // its own connections, as another process's

@@ -1,10 +1,9 @@
-// Operator controls and shutdown: running a finished run again (retry, rerun),
-// and stopping an executor with handlers in flight.
+// Operator controls: running a finished run again (retry, rerun). Stopping an
+// executor with handlers in flight is in executor_test.cpp.
 #include <catch2/catch.hpp>
 
 #include <atomic>
 #include <chrono>
-#include <thread>
 
 #include <loom/loom.hpp>
 
@@ -46,7 +45,7 @@ struct Flaky : loom::test::Steps {
 
 }  // namespace
 
-TEST_CASE("retry runs a failed run again from its failed steps", "[operator]") {
+TEST_CASE("retry runs a failed run again from its failed steps", "[engine][operator]") {
     Fixture<Flaky> f;
     auto& executor = f.open({Flaky::chain()});
     auto id = executor.start("chain");
@@ -68,7 +67,7 @@ TEST_CASE("retry runs a failed run again from its failed steps", "[operator]") {
     CHECK(kinds == std::vector<std::string>{loom::event::run_started, loom::event::run_failed, loom::event::run_retried, loom::event::run_completed});
 }
 
-TEST_CASE("a retried step gets its whole retry policy again", "[operator]") {
+TEST_CASE("a retried step gets its whole retry policy again", "[engine][operator]") {
     Fixture<Flaky> f;
     auto& executor = f.open({Flaky::chain()});
     auto id = executor.start("chain");
@@ -84,7 +83,7 @@ TEST_CASE("a retried step gets its whole retry policy again", "[operator]") {
 // runs it again, and its end must not release (or count down) a dependent
 // that completed long ago.
 TEST_CASE("retry runs a step that failed under continue again and leaves its completed dependents done",
-          "[operator]") {
+          "[engine][operator]") {
     Fixture<Flaky> f;
     auto wf = loom::WorkflowBuilder("proceed", 1)
                   .step("a", "flaky").on_error(loom::OnError::proceed)
@@ -103,7 +102,7 @@ TEST_CASE("retry runs a step that failed under continue again and leaves its com
     CHECK(f.counter.get("c") == 2);
 }
 
-TEST_CASE("rerun runs a step and everything downstream again, keeping what is upstream", "[operator]") {
+TEST_CASE("rerun runs a step and everything downstream again, keeping what is upstream", "[engine][operator]") {
     Fixture<Flaky> f;
     f.broken = false;
     auto& executor = f.open({Flaky::chain()});
@@ -118,7 +117,7 @@ TEST_CASE("rerun runs a step and everything downstream again, keeping what is up
     CHECK(run.step("b")->attempts == 2);
 }
 
-TEST_CASE("retry and rerun run the steps a failed run never reached (cancelled) again", "[operator]") {
+TEST_CASE("retry and rerun run the steps a failed run never reached (cancelled) again", "[engine][operator]") {
     Fixture<Flaky> f;
     // "slow" and "side" are not downstream of "b", but the run ended before
     // they finished: "slow" was waiting an hour for its retry, or never ran.
@@ -154,7 +153,7 @@ TEST_CASE("retry and rerun run the steps a failed run never reached (cancelled) 
     CHECK(f.counter.get("side") == 1);
 }
 
-TEST_CASE("runs that cannot be run again are refused and left as they are", "[operator]") {
+TEST_CASE("runs that cannot be run again are refused and left as they are", "[engine][operator]") {
     Fixture<Flaky> f;
     auto& executor = f.open({Flaky::chain()});
     CHECK_THROWS_WITH(executor.retry("nope"), "[loom.run.unknown] run nope does not exist");
@@ -190,7 +189,7 @@ TEST_CASE("runs that cannot be run again are refused and left as they are", "[op
                       "[loom.run.compensated] run " + saga + " was compensated (step \"a\"); it cannot be run again");
 }
 
-TEST_CASE("a retried run interrupted by a restart is resumed by recover()", "[operator][sqlite]") {
+TEST_CASE("a retried run interrupted by a restart is resumed by recover()", "[engine][operator][sqlite]") {
     std::atomic<bool> hold{false};
     Fixture<Flaky> f(loom::test::Storage::sqlite);
     f.handlers.add("c_hold", [&](loom::StepContext& ctx) -> Json {
@@ -224,65 +223,4 @@ TEST_CASE("a retried run interrupted by a restart is resumed by recover()", "[op
     CHECK(f.counter.get("a") == 1);
     CHECK(f.counter.get("c") == 1);
     CHECK(f.counter.get("d") == 1);
-}
-
-// A handler that fails on its own while the executor waits out the grace
-// period failed: that is the step's failure, kept like any other (before,
-// every failure after shutdown began was dropped and the attempt ran again).
-TEST_CASE("a failure thrown within the shutdown grace is recorded", "[operator][shutdown]") {
-    std::atomic<bool> closing{false};
-    std::atomic<int> calls{0};
-    Fixture<> f(loom::test::Storage::sqlite);
-    f.handlers.add("doomed", [&](loom::StepContext& ctx) -> Json {
-        ++calls;
-        while (!closing) std::this_thread::sleep_for(1ms);
-        std::this_thread::sleep_for(100ms);   // the destructor is waiting out the grace
-        CHECK_FALSE(ctx.cancelled());
-        throw loom::RetryableError("the disk is full");
-    });
-    loom::ExecutorOptions options;
-    options.threads = 2;
-    options.shutdown_grace = 10s;
-    const auto id = f.open({loom::WorkflowBuilder("w", 1).step("a", "doomed").build()}, options).start("w");
-    REQUIRE(loom::test::eventually([&] { return calls == 1; }));
-    closing = true;
-    f.close();
-    const auto stored = *f.store().load_run(id);
-    CHECK(stored.status == loom::RunStatus::failed);
-    CHECK(stored.step("a")->status == StepStatus::failed);
-    CHECK(stored.step("a")->attempts == 1);
-    CHECK(stored.step("a")->error.find("the disk is full") != std::string::npos);
-    f.open().recover();
-    CHECK(calls == 1);   // not run again
-}
-
-TEST_CASE("shutdown lets handlers finish, then cancels them after the grace period", "[operator][shutdown]") {
-    std::atomic<int> calls{0};
-    std::atomic<bool> saw_cancel{false};
-    Fixture<> f(loom::test::Storage::sqlite);
-    f.handlers.add("patient", [&](loom::StepContext& ctx) -> Json {
-        if (++calls == 1) {
-            while (!ctx.cancelled()) std::this_thread::sleep_for(1ms);
-            saw_cancel = true;
-            throw loom::RetryableError("interrupted by shutdown");   // not the step's failure
-        }
-        return "done";
-    });
-    loom::ExecutorOptions options;
-    options.threads = 2;
-    options.shutdown_grace = 100ms;
-    const auto id = f.open({loom::WorkflowBuilder("w", 1).step("a", "patient").build()}, options).start("w");
-    REQUIRE(loom::test::eventually([&] { return calls == 1; }));
-    const auto t0 = std::chrono::steady_clock::now();
-    f.close();
-    const auto took = std::chrono::steady_clock::now() - t0;
-    CHECK(saw_cancel);
-    CHECK(took >= 100ms);   // the grace period was given
-    CHECK(took < 5s);
-    auto stored = *f.store().load_run(id);
-    CHECK(stored.status == loom::RunStatus::running);   // not failed: recover() finishes it
-    CHECK(stored.step("a")->status != StepStatus::failed);
-    auto& executor = f.open();
-    executor.recover();
-    CHECK(executor.wait(id).output == Json{{"a", "done"}});
 }
