@@ -36,7 +36,7 @@ bool Executor::Impl::admit_child(RunState& run, std::uint32_t step, Queue& queue
     slot.status = StepStatus::suspended;
     run.active.add();
     record_step(run, step, queue, event::step_suspended, *slot.started_at,
-                "child run " + child_run_id(run.id, run.workflow->steps()[step].id));
+                "child run " + child_run_id(run.id, *run.workflow, step));
     queue.ready(step, Task::Kind::start_child);   // once this is durable
     return false;
 }
@@ -52,7 +52,7 @@ void Executor::Impl::cancel_children(RunState& run) {
 void Executor::Impl::run_child_task(const Task& task) {
     RunState& parent = *task.run;
     const std::uint32_t step = task.step;
-    const RunId child = child_run_id(parent.id, parent.workflow->steps()[step].id);
+    const RunId child = child_run_id(parent.id, *parent.workflow, step);
     if (task.kind == Task::Kind::cancel_child) {
         try {
             cancel_run(child);
@@ -128,8 +128,8 @@ void Executor::Impl::run_child_task(const Task& task) {
     }
 }
 
-RunId Executor::Impl::child_run_id(const RunId& parent, const std::string& step_id) {
-    return parent + "." + step_id;
+RunId Executor::Impl::child_run_id(const RunId& parent, const Workflow& wf, std::size_t step) {
+    return parent + "." + wf.steps()[step].id;
 }
 
 void Executor::Impl::notify_parent(const RunState& child) {

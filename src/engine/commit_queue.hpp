@@ -61,7 +61,13 @@ struct Effects {
     bool arm_timers = false;                     // arm the run's deadline and its waiting steps
     std::uint64_t run_seq = 0;                   // RunState::queued_seq of these writes
     bool run_started = false;
-    bool run_finished = false;
+    /// The run ended with these writes: its outcome and error as written, so
+    /// that observers hear them without taking the run's lock again.
+    struct Ending {
+        RunStatus outcome = RunStatus::completed;
+        std::string error;
+    };
+    std::optional<Ending> run_finished;
     CommitWaiter* waiter = nullptr;
     /// Where the writes queued with these effects start in the pending batch;
     /// they end where the next Effects' start. Lets a failed commit drop what

@@ -531,16 +531,14 @@ bool Executor::Impl::cancel_run(const RunId& id) {
     std::vector<RunId> children;   // of sub-workflow steps in flight: cancelled too
     auto child_of = [&](const Workflow& wf, std::size_t i, StepStatus status) {
         if (status == StepStatus::suspended && detail::kind_of(wf, i) == detail::StepKind::child)
-            children.push_back(child_run_id(id, wf.steps()[i].id));
+            children.push_back(child_run_id(id, wf, i));
     };
     const bool result = request(
-        id, {[&](RunState& run) -> std::optional<bool> {
-                 run.mutex.assert_held();   // the request protocol holds it
+        id, {[&](RunState& run) LOOM_REQUIRES(run.mutex) -> std::optional<bool> {
                  if (run.final_submitted || run.cancel_requested) return !run.final_submitted;
                  return std::nullopt;
              },
-             [&](RunState& run, Queue& queue, bool) {
-                 run.mutex.assert_held();   // the request protocol holds it
+             [&](RunState& run, Queue& queue, bool) LOOM_REQUIRES(run.mutex) {
                  for (std::size_t i = 0; i < run.steps.size(); ++i) child_of(*run.workflow, i, run.steps[i].status);
                  run.cancel_requested = true;
                  run.cancel_flag = true;

@@ -321,9 +321,9 @@ struct Executor::Impl {
     void run_child_task(const Task& task);
     /// A run just became final: if it is a child, its parent's step is told.
     void notify_parent(const RunState& child);
-    /// The id of the child run of step `step_id` of run `parent`: the one
-    /// place it is made (notify_parent reads it back).
-    static RunId child_run_id(const RunId& parent, const std::string& step_id);
+    /// The id of the child run of step `step` of run `parent`, a run of `wf`:
+    /// the one place it is made (notify_parent reads it back).
+    static RunId child_run_id(const RunId& parent, const Workflow& wf, std::size_t step);
     /// The run stops: its child runs still going are cancelled (by workers;
     /// their results can no longer be used). Run mutex held.
     void cancel_children(RunState& run) LOOM_REQUIRES(run.mutex);

@@ -153,14 +153,12 @@ bool Executor::Impl::set_paused(const RunId& id, bool paused) {
     };
     std::vector<Task> parked;
     const bool result = request(
-        id, {[&](RunState& run) -> std::optional<bool> {
-                 run.mutex.assert_held();   // the request protocol holds it
+        id, {[&](RunState& run) LOOM_REQUIRES(run.mutex) -> std::optional<bool> {
                  if (run.final_submitted) return false;
                  if (run.paused == paused) return true;
                  return std::nullopt;
              },
-             [&](RunState& run, Queue& queue, bool) {
-                 run.mutex.assert_held();   // the request protocol holds it
+             [&](RunState& run, Queue& queue, bool) LOOM_REQUIRES(run.mutex) {
                  run.paused = paused;
                  if (!paused) parked.swap(run.parked);
                  write(queue, run.cancel_requested);

@@ -139,14 +139,8 @@ void Executor::Impl::apply(Effects& e) {
         }
         if (e.run_finished) {
             // Observers hear of it before waiters are released.
-            RunStatus outcome;
-            std::string error;
-            {
-                MutexLock lock(run.mutex);
-                outcome = run.outcome;
-                error = run.error;
-            }
-            notify([&](Observer& o) { o.on_run_finished(run.id, outcome, error); });
+            const auto& end = *e.run_finished;
+            notify([&](Observer& o) { o.on_run_finished(run.id, end.outcome, end.error); });
             notify_parent(run);
             {
                 MutexLock lock(run.mutex);

@@ -61,7 +61,7 @@ void Executor::Impl::check_signal(const Workflow& wf, const RunId& id, const std
             const std::string child(detail::child_workflow(parent.steps()[i].handler));
             if (!seen.insert(child).second) continue;
             try {
-                todo.emplace_back(workflows_.find(child, std::nullopt), child_run_id(parent_id, parent.steps()[i].id));
+                todo.emplace_back(workflows_.find(child, std::nullopt), child_run_id(parent_id, parent, i));
             } catch (const NotFound&) {
                 // Not added: its runs cannot start, nor wait.
             }
@@ -207,8 +207,7 @@ void Executor::Impl::arm_delivery_poll() {
 
 void Executor::Impl::poll_deliveries() {
     auto runs = live_.all();
-    auto awaits_outside = [](const RunState& run) {
-        run.mutex.assert_held();   // both calls below hold it
+    auto awaits_outside = [](const RunState& run) LOOM_REQUIRES(run.mutex) {
         if (run.final_submitted || run.stopping || run.abandoned) return false;
         for (std::uint32_t i = 0; i < run.steps.size(); ++i)
             if (run.steps[i].status == StepStatus::suspended &&
@@ -248,14 +247,12 @@ bool Executor::Impl::deliver(const RunId& id, RunEvent event, const std::functio
                              const std::function<void(const RunInfo&)>& check_stored) {
     event.run_id = id;
     event.at = now();
-    return request(id, {[&](RunState& run) -> std::optional<bool> {
-                            run.mutex.assert_held();   // the request protocol holds it
+    return request(id, {[&](RunState& run) LOOM_REQUIRES(run.mutex) -> std::optional<bool> {
                             if (run.final_submitted) return false;
                             check_live(run);
                             return std::nullopt;
                         },
-                        [&](RunState& run, Queue& queue, bool recorded) {
-                            run.mutex.assert_held();   // the request protocol holds it
+                        [&](RunState& run, Queue& queue, bool recorded) LOOM_REQUIRES(run.mutex) {
                             if (!recorded) queue.writes().events.push_back(event);
                             apply(run, queue);
                             end_run_if_over(run, queue);
@@ -275,12 +272,10 @@ bool Executor::signal(const RunId& id, const std::string& name, const Json& payl
     detail::check_payload(payload, impl_->options_.payload, "the signal's payload");
     RunEvent event{0, id, "", loom::event::signal, 0, Json{{"name", name}, {"payload", payload}}.dump(), {}};
     return impl_->deliver(
-        id, std::move(event), [&](RunState& run) {
-            run.mutex.assert_held();   // the request protocol holds it
+        id, std::move(event), [&](RunState& run) LOOM_REQUIRES(run.mutex) {
             impl_->check_signal(*run.workflow, id, name);
         },
-        [&](RunState& run, Impl::Queue& queue) {
-            run.mutex.assert_held();   // the request protocol holds it
+        [&](RunState& run, Impl::Queue& queue) LOOM_REQUIRES(run.mutex) {
             if (!run.signals.emplace(name, payload).second) return;   // the first counts
             if (run.stopping) return;   // its suspended steps are released already
             for (std::uint32_t i = 0; i < run.steps.size(); ++i) {
@@ -335,8 +330,7 @@ void Executor::Impl::finish_by_token(const std::string& token, Json output, std:
     std::uint32_t step = 0;
     const bool delivered = deliver(
         t.run, std::move(event),
-        [&](RunState& run) {
-            run.mutex.assert_held();   // the request protocol holds it
+        [&](RunState& run) LOOM_REQUIRES(run.mutex) {
             const auto at = detail::Plan::of(*run.workflow).step_index(t.step);
             if (!at) throw NotFound(error_id::step_unknown, "run " + t.run + " has no step " + detail::quote(t.step));
             step = *at;
@@ -346,8 +340,7 @@ void Executor::Impl::finish_by_token(const std::string& token, Json output, std:
                 kind == detail::StepKind::wait || kind == detail::StepKind::child)
                 throw stale();
         },
-        [&](RunState& run, Queue& queue) {
-            run.mutex.assert_held();   // the request protocol holds it
+        [&](RunState& run, Queue& queue) LOOM_REQUIRES(run.mutex) {
             resume(run, step, Outcome::of(std::move(output), std::move(error)), queue);
         },
         [&](const RunInfo& info) {

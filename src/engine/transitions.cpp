@@ -130,7 +130,7 @@ void Executor::Impl::end_run_if_over(RunState& run, Queue& queue) {
                         : run.outcome == RunStatus::failed  ? event::run_failed
                                                             : event::run_cancelled;
     writes.events.push_back(RunEvent{0, run.id, "", ended, 0, run.error, at});
-    queue.effects().run_finished = true;
+    queue.effects().run_finished = detail::Effects::Ending{run.outcome, run.error};
 }
 
 void Executor::Impl::cancel_unfinished(RunState& run, Queue& queue, TimePoint at) {
@@ -264,8 +264,7 @@ bool Executor::Impl::admit(RunState& run, std::uint32_t step, Queue& queue, bool
 bool Executor::Impl::condition_holds(const RunState& run, const detail::Expression& when) const {
     const auto& refs = when.references();
     std::vector<Json> fields(refs.size());   // status and error are made, not found
-    return when.evaluate([&](std::size_t i) -> const Json* {
-        run.mutex.assert_held();   // evaluate() calls back before it returns
+    return when.evaluate([&](std::size_t i) LOOM_REQUIRES(run.mutex) -> const Json* {
         const detail::Reference& ref = refs[i];
         if (ref.root == detail::Reference::Root::input) return detail::find_path(run.input, ref.path);
         const auto& slot = run.steps[ref.step];

@@ -8,9 +8,10 @@
 //
 // The stage turns off -Wthread-safety-precise: the engine names a run both as
 // `run` and as `*task.run`, and the precise check cannot tell that those are the
-// same mutex; the rest of the analysis still checks every access. A lambda that
-// the run's request protocol calls with the mutex held says so with
-// assert_held(), as std::function cannot carry the annotation.
+// same mutex; the rest of the analysis still checks every access. A lambda
+// called with a mutex held says so as a function does, LOOM_REQUIRES after its
+// parameters; a call through std::function is not checked (its body is a
+// system header), so the function that calls it must hold the lock itself.
 #pragma once
 
 #include <chrono>
