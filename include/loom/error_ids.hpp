@@ -70,6 +70,7 @@ inline constexpr const char* store_migration_failed = "loom.store.migration_fail
 inline constexpr const char* store_definition_conflict = "loom.store.definition_conflict";
 inline constexpr const char* store_duplicate_run = "loom.store.duplicate_run";
 inline constexpr const char* store_duplicate_attempt = "loom.store.duplicate_attempt";
+inline constexpr const char* store_not_owner = "loom.store.not_owner";
 inline constexpr const char* store_unknown_workflow = "loom.store.unknown_workflow";
 inline constexpr const char* store_duplicate_step = "loom.store.duplicate_step";
 inline constexpr const char* store_missing_row = "loom.store.missing_row";

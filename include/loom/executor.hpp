@@ -58,6 +58,25 @@ struct ExecutorOptions {
     /// record). Measured on `clock`. Zero: never; they are then applied when
     /// the run is next recovered.
     std::chrono::milliseconds delivery_poll{1'000};
+    /// This executor's name in the store, as the owner of the runs it runs
+    /// (RunInfo::owner). Empty: a new one, unique on the host
+    /// ("loom/<host>/<pid namespace>/<pid>/<process start>/<n>"), which also
+    /// lets an executor on the same host see at once that a crashed process's
+    /// runs are free. A stable name (a replica's) lets its restarted process
+    /// take back the runs it left at its recover(). Two live executors sharing
+    /// a store must never share a name. Names starting "loom/" are reserved.
+    std::string identity{};
+    /// How long the runs this executor owns stay its own without a renewal;
+    /// it renews them every third of it. Another executor may adopt a run
+    /// once its lease has expired (a dead or cut-off owner), so a run waits
+    /// at most about this long after its owner dies on another host. An
+    /// owner that could not renew for four fifths of it stops running its
+    /// runs. Real time, not `clock`. At least 10 ms.
+    std::chrono::milliseconds lease{10'000};
+    /// Every half lease, look for unfinished runs nobody holds (their owner
+    /// died, stopped or released them) whose workflows this executor has all
+    /// the handlers of, and run them, as recover() does.
+    bool adopt = true;
 };
 
 /// Which definition start() uses and how.

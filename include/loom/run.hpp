@@ -113,6 +113,10 @@ struct RunInfo {
     std::string idempotency_key;   // empty: none; unique among a store's runs
     int priority = 0;              // higher runs first (StartOptions::priority)
     bool paused = false;           // Executor::pause(): nothing new starts until resume()
+    /// The executor that runs it (ExecutorOptions::identity) while its lease
+    /// lasts; empty when nobody does (released, or final).
+    std::string owner{};
+    std::optional<TimePoint> lease_until;
     std::vector<StepInfo> steps;   // definition order; empty in list results
 
     /// The step with this id, or nullptr.

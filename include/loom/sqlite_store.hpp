@@ -63,6 +63,11 @@ public:
     std::vector<RunInfo> list_runs(const RunFilter& filter = {}) override;
     std::vector<RunId> unfinished_runs() override;
     std::vector<RunEvent> load_events(const RunId& id) override;
+    std::vector<RunId> claim_runs(const ClaimRequest& request) override;
+    std::vector<RunId> renew_leases(const std::string& owner, const std::vector<RunId>& ids,
+                                    TimePoint until) override;
+    void release_runs(const std::string& owner, const std::vector<RunId>& ids) override;
+    std::vector<std::string> run_owners() override;
 
     /// The schema version this library writes.
     static int latest_schema_version() noexcept;

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -56,13 +58,26 @@ struct RunWrite {
     TimePoint updated_at{};
     std::optional<TimePoint> finished_at;
     bool paused = false;
+    /// Set when the write makes a final run running again (retry, rerun): the
+    /// batch's owner takes the run over, leased until then, before the fence
+    /// is checked. A final status clears the owner and lease.
+    std::optional<TimePoint> take_lease{};
 };
 
 /// Everything one transaction changes. Applied in this order: new runs (with
-/// their steps), step writes, item writes, run writes, events (seq is
-/// assigned by the store). A Store must apply every part, StepWrite::reset_items
-/// and `items` included: they are a for_each step's checkpoints.
+/// their steps, owner and lease as given), step writes, item writes, run
+/// writes, events (seq is assigned by the store). A Store must apply every
+/// part, StepWrite::reset_items and `items` included: they are a for_each
+/// step's checkpoints.
+///
+/// Fencing: when `owner` is set, every run named in `fenced` (after the new
+/// runs are in) must be owned by `owner`; if one is not, the commit throws
+/// Conflict "[loom.store.not_owner]" naming it and writes nothing. This check
+/// in the same transaction is what keeps an executor that lost a run's lease
+/// (it was paused, cut off, or too slow) from writing to it.
 struct Batch {
+    std::string owner;
+    std::vector<RunId> fenced;   // may repeat an id
     std::vector<RunInfo> new_runs;
     std::vector<StepWrite> steps;
     std::vector<ItemWrite> items;
@@ -74,6 +89,7 @@ struct Batch {
     }
     /// Empties the batch, keeping its capacity for reuse.
     void clear() noexcept {
+        fenced.clear();
         new_runs.clear();
         steps.clear();
         items.clear();
@@ -81,12 +97,27 @@ struct Batch {
         events.clear();
     }
     void swap(Batch& other) noexcept {
+        owner.swap(other.owner);
+        fenced.swap(other.fenced);
         new_runs.swap(other.new_runs);
         steps.swap(other.steps);
         items.swap(other.items);
         runs.swap(other.runs);
         events.swap(other.events);
     }
+};
+
+/// Which unfinished runs an executor takes over (Store::claim_runs).
+struct ClaimRequest {
+    std::string owner;        // the claimer's identity
+    TimePoint now{};          // a lease that ends at or before this has expired
+    TimePoint until{};        // the end of the claimed runs' lease
+    /// Owners known to be gone (a process that died on this host): their
+    /// leases count as expired.
+    std::vector<std::string> dead_owners;
+    /// Only runs of these (name, version); nullopt: of any workflow.
+    std::optional<std::vector<std::pair<std::string, std::int64_t>>> workflows;
+    std::size_t limit = SIZE_MAX;
 };
 
 /// Where runs and definitions live. Implementations: MemoryStore, SqliteStore.
@@ -144,6 +175,29 @@ public:
 
     /// The run's events in commit order (empty for an unknown run).
     virtual std::vector<RunEvent> load_events(const RunId& id) = 0;
+
+    // ---- ownership: one executor runs a run at a time, under a lease ----
+
+    /// Makes `request.owner` the owner of unfinished runs that nobody owns
+    /// (released, or never claimed), whose lease expired, or whose owner is
+    /// in dead_owners, oldest first, at most `limit`, with a lease until
+    /// `until`. A lease that has not expired is not taken, the claimer's own
+    /// included. One transaction; two claimers never both get a run.
+    /// Returns the ids claimed.
+    virtual std::vector<RunId> claim_runs(const ClaimRequest& request) = 0;
+
+    /// Extends the lease of those of `ids` that `owner` still owns and that
+    /// are unfinished to `until`. Returns the others: runs it lost (another
+    /// executor claimed them) or that are final or unknown.
+    virtual std::vector<RunId> renew_leases(const std::string& owner, const std::vector<RunId>& ids,
+                                            TimePoint until) = 0;
+
+    /// Gives up `owner`'s ownership of `ids` (those it owns; others are left
+    /// alone), so that any executor may claim them at once.
+    virtual void release_runs(const std::string& owner, const std::vector<RunId>& ids) = 0;
+
+    /// The distinct owners of unfinished runs, whatever their leases.
+    virtual std::vector<std::string> run_owners() = 0;
 };
 
 /// Forwards every verb to another store; override one verb to add latency,
@@ -176,6 +230,15 @@ public:
     }
     std::vector<RunId> unfinished_runs() override { return target_.unfinished_runs(); }
     std::vector<RunEvent> load_events(const RunId& id) override { return target_.load_events(id); }
+    std::vector<RunId> claim_runs(const ClaimRequest& request) override { return target_.claim_runs(request); }
+    std::vector<RunId> renew_leases(const std::string& owner, const std::vector<RunId>& ids,
+                                    TimePoint until) override {
+        return target_.renew_leases(owner, ids, until);
+    }
+    void release_runs(const std::string& owner, const std::vector<RunId>& ids) override {
+        target_.release_runs(owner, ids);
+    }
+    std::vector<std::string> run_owners() override { return target_.run_owners(); }
 
 private:
     Store& target_;

@@ -61,6 +61,10 @@ unsigned checked_thread_count(const ExecutorOptions& options) {
                                                   name));
         }
     }
+    if (options.lease < std::chrono::milliseconds(10))
+        throw InvalidArgument(error_id::options_duration,
+                              fmt::format("ExecutorOptions::lease is {} ms; it must be at least 10 ms",
+                                          options.lease.count()));
     for (const auto& [name, value] : {std::pair{"shutdown_grace", options.shutdown_grace},
                                       std::pair{"delivery_poll", options.delivery_poll}}) {
         if (value.count() < 0)
@@ -82,6 +86,7 @@ Executor::Impl::Impl(Store& store, HandlerRegistry& handlers, ExecutorOptions op
       handlers_(handlers),
       options_(options),
       clock_(options.clock ? *options.clock : SystemClock::instance()),
+      leases_(options.identity, options.lease),
       workflows_(store, options.limits),
       limits_(options.max_running_per_handler, options.max_running_per_workflow),
       timers_(clock_),
@@ -90,6 +95,7 @@ Executor::Impl::Impl(Store& store, HandlerRegistry& handlers, ExecutorOptions op
 
 Executor::Impl::~Impl() {
     stopping_ = true;
+    leases_.stop();   // no adoption from here on; the leases last while handlers finish
     timers_.stop();   // waits in progress stay in the store; recover() re-arms them
     if (!in_flight_.drain(options_.shutdown_grace)) cancel_attempts();
     pool_.stop();
@@ -98,8 +104,10 @@ Executor::Impl::~Impl() {
         Task held;   // dispatching is over: the stopped pool drops ready steps
         lead(&held);
     }
+    std::vector<RunId> left;
     for (auto& run : live_.all()) {
         MutexLock run_lock(run->mutex);
+        if (!run->done && run->owned.load()) left.push_back(run->id);
         // A paused run's parked tasks point back at the run: dropped (the pool
         // is stopped), or the run would keep itself alive after the executor.
         run->parked.clear();
@@ -110,6 +118,7 @@ Executor::Impl::~Impl() {
             "run " + run->id + " was left unfinished when its executor stopped; recover() resumes it"));
         run->done_cv.notify_all();
     }
+    release(left);   // any executor may take them on at once
 }
 
 void Executor::Impl::cancel_attempts() {
@@ -347,6 +356,8 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
         const auto at = now();
         if (fresh) {
             writes.new_runs.push_back(stored);
+            writes.new_runs.back().owner = leases_.identity();
+            writes.new_runs.back().lease_until = leases_.lease_end();
             queue.effects().run_started = true;
         }
         if (reopen) writes.runs.push_back(*reopen);
@@ -393,6 +404,7 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
         live_.remove(*run);
         throw;
     }
+    run->owned.store(true);   // its row is this executor's now: renewals keep it
     return true;
 }
 
@@ -415,6 +427,9 @@ void Executor::Impl::catch_up(RunState& run, const RunInfo& read, const RunInfo&
 Executor::Executor(Store& store, HandlerRegistry& handlers, ExecutorOptions options)
     : impl_(std::make_unique<Impl>(store, handlers, options)) {
     impl_->arm_delivery_poll();
+    Impl& impl = *impl_;
+    impl.leases_.start([&impl] { impl.renew_leases(); },
+                       options.adopt ? std::function<void()>([&impl] { impl.adopt_orphans(); }) : nullptr);
 }
 
 Executor::~Executor() = default;
@@ -525,7 +540,7 @@ std::vector<RunEvent> Executor::history(const RunId& id) {
 bool Executor::Impl::cancel_run(const RunId& id) {
     const auto at = now();
     auto write = [&](Queue& queue) {
-        queue.writes().runs.push_back(RunWrite{id, RunStatus::running, true, {}, "", at, {}});
+        queue.writes().runs.push_back(RunWrite{id, RunStatus::running, true, {}, "", at, {}, false, std::nullopt});
         queue.writes().events.push_back(RunEvent{0, id, "", event::run_cancel_requested, 0, "", at});
     };
     std::vector<RunId> children;   // of sub-workflow steps in flight: cancelled too
@@ -565,34 +580,5 @@ bool Executor::Impl::cancel_run(const RunId& id) {
 }
 
 bool Executor::cancel(const RunId& id) { return impl_->cancel_run(id); }
-
-std::vector<RunId> Executor::recover() {
-    // Check every run first, so a missing handler resumes nothing.
-    struct Resumable {
-        RunInfo info;
-        std::shared_ptr<const Workflow> wf;
-        StepHandlers handlers;
-    };
-    std::vector<Resumable> todo;
-    for (const auto& id : impl_->store_.unfinished_runs()) {
-        if (impl_->live_.find(id)) continue;
-        auto info = impl_->store_.load_run(id);
-        if (!info || is_final(info->status)) continue;
-        auto wf = impl_->definition_of(*info);
-        auto handlers = impl_->resolve_handlers(*wf, id);
-        todo.push_back({std::move(*info), std::move(wf), std::move(handlers)});
-    }
-
-    std::vector<RunId> resumed;
-    for (auto& r : todo) {
-        auto run = impl_->make_state(r.info, r.wf, std::move(r.handlers));
-        {
-            MutexLock lock(run->mutex);   // not shared yet: for the analysis
-            impl_->load_deliveries(*run);
-        }
-        if (impl_->launch(run, r.info, /*fresh=*/false, event::run_recovered)) resumed.push_back(run->id);
-    }
-    return resumed;
-}
 
 }  // namespace loom

@@ -28,6 +28,7 @@
 #include "engine/commit_queue.hpp"
 #include "engine/in_flight.hpp"
 #include "engine/key_gate.hpp"
+#include "engine/lease_keeper.hpp"
 #include "engine/limits.hpp"
 #include "engine/live_runs.hpp"
 #include "engine/run_state.hpp"
@@ -458,10 +459,43 @@ struct Executor::Impl {
     /// Sets ctx.cancelled() for every in-flight attempt (shutdown grace over).
     void cancel_attempts();
 
+    // --- ownership.cpp (no lock held) ---
+    /// Fencing: the round's batch is written as this executor's, and each run
+    /// it writes for (live here) must be its own in the store.
+    void fence(detail::CommitQueue::Round& round);
+    /// The LeaseKeeper's renewal: extends the leases of the live runs; runs
+    /// another executor took over are abandoned, and all of them once the
+    /// leases ran out without a renewal.
+    void renew_leases();
+    /// Abandons every live run (its results are dropped): `why` says why.
+    void give_up_all(const std::string& why);
+    /// Abandons `runs` here: they stop, results and queued writes dropped,
+    /// `failure` for their waiters, `message` logged; then they are released.
+    void abandon_runs(const std::vector<std::shared_ptr<RunState>>& runs, const std::exception_ptr& failure,
+                      const std::string& message);
+    /// Gives `ids` up in the store so anyone may adopt them at once; a
+    /// failure is logged (their leases run out instead).
+    void release(const std::vector<RunId>& ids);
+    /// (name, version) of the stored workflows whose handlers are all
+    /// registered and whose definitions are within the limits. `recovering`:
+    /// warns of each other one that has unfinished runs.
+    std::vector<std::pair<std::string, std::int64_t>> runnable_workflows(bool recovering);
+    /// Claims the unfinished runs nobody holds that this executor can run,
+    /// and returns those not live here. `recovering`: also runs stored as
+    /// this identity's (an earlier life of it).
+    std::vector<RunId> claim_runs(bool recovering);
+    /// Makes claimed runs live. `recovering` (recover()): if any cannot be,
+    /// none is and it throws, every claim released; else that one is
+    /// released and logged.
+    std::vector<RunId> adopt(const std::vector<RunId>& ids, bool recovering);
+    /// The LeaseKeeper's adoption round; errors are logged and retried.
+    void adopt_orphans();
+
     Store& store_;
     HandlerRegistry& handlers_;
     ExecutorOptions options_;
     const Clock& clock_;
+    detail::LeaseKeeper leases_;   // stopped first by ~Impl: its thread uses the rest
 
     std::atomic<detail::ChildStandIn*> stand_in_{nullptr};   // see ExecutorAccess
 

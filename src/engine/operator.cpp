@@ -57,7 +57,8 @@ void Executor::Impl::reopen(const RunId& id, const char* event, bool keep_items,
         }
     }
     const auto at = now();
-    const RunWrite row{id, RunStatus::running, false, nullptr, "", at, std::nullopt};
+    RunWrite row{id, RunStatus::running, false, nullptr, "", at, std::nullopt, false, std::nullopt};
+    row.take_lease = leases_.lease_end();   // a final run has no owner: this executor takes it
     if (!launch(run, *stored, /*fresh=*/false, event, &row))
         throw Conflict(error_id::run_not_final, "run " + id + " is being run again already");
 }
@@ -147,7 +148,7 @@ bool Executor::Impl::set_paused(const RunId& id, bool paused) {
     const auto at = now();
     auto write = [&](Queue& queue, bool cancel_requested) {
         queue.writes().runs.push_back(
-            RunWrite{id, RunStatus::running, cancel_requested, nullptr, "", at, std::nullopt, paused});
+            RunWrite{id, RunStatus::running, cancel_requested, nullptr, "", at, std::nullopt, paused, std::nullopt});
         queue.writes().events.push_back(
             RunEvent{0, id, "", paused ? event::run_paused : event::run_resumed, 0, "", at});
     };

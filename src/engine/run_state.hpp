@@ -132,6 +132,9 @@ struct RunState : std::enable_shared_from_this<RunState> {
     std::optional<TimePoint> deadline_at;                 // the run fails when it passes
     TimerQueue::Id deadline_timer LOOM_GUARDED_BY(mutex) = 0;
     std::atomic<bool> cancel_flag{false};                 // read by StepContext
+    /// Its first commit as this executor's is done: the store has it as
+    /// ours, and lease renewals include it.
+    std::atomic<bool> owned{false};
     /// Per step: false while a started attempt is not yet in the store. Written
     /// under mutex; read without it by the committer to skip most checks.
     std::vector<std::atomic<bool>> start_written;

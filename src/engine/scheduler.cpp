@@ -43,6 +43,12 @@ void Executor::Impl::run_task(Task& task) {
 Outcome Executor::Impl::call(const Task& task, Attempt& attempt) {
     // Its run was abandoned: the result is dropped, as any of that run's.
     if (!await_start(attempt)) return Outcome::failure("its start could not be committed");
+    // Self-fencing: past its leases (a long pause, a store it could not
+    // reach), another executor may run these runs already.
+    if (!leases_.holding()) {
+        give_up_all("its leases ran out before a handler could start");
+        return Outcome::failure("its executor's leases ran out");
+    }
     const auto item = task.kind == Task::Kind::item ? std::optional(task.item) : std::nullopt;
     return call_handler(*task.run, task.step, attempt, item);
 }
@@ -96,6 +102,7 @@ void Executor::Impl::record_starts(std::vector<Task>& started, Batch& batch) {
 void Executor::Impl::lead(Task* held) {
     auto& [batch, effects, started, ready] = round_;
     while (commits_.take(round_)) {
+        fence(round_);
         record_starts(started, batch);
 
         std::exception_ptr failure;
@@ -164,14 +171,23 @@ void Executor::Impl::abandon(std::vector<Effects>& effects, std::vector<Task>& r
         what = ex.what();
     } catch (...) {
     }
-    // First mark the runs: from then on nothing more is queued for them.
-    std::vector<std::shared_ptr<RunState>> dropped;
+    std::vector<std::shared_ptr<RunState>> runs;
     for (auto& e : effects) {
         if (e.waiter) e.waiter->signal(failure);
-        if (!e.run) continue;
-        RunState& run = *e.run;
+        if (e.run) runs.push_back(e.run);
+    }
+    abandon_runs(runs, failure, "run abandoned after a failed commit; it is resumed (recover(), or adopted "
+                                "once released) from what the store has: " + what);
+}
+
+void Executor::Impl::abandon_runs(const std::vector<std::shared_ptr<RunState>>& runs,
+                                  const std::exception_ptr& failure, const std::string& message) {
+    // First mark the runs: from then on nothing more is queued for them.
+    std::vector<std::shared_ptr<RunState>> dropped;
+    for (auto& r : runs) {
+        RunState& run = *r;
         MutexLock lock(run.mutex);
-        if (run.abandoned) continue;
+        if (run.abandoned || run.done) continue;
         run.abandoned = true;
         run.stopping = true;
         run.store_error = failure;
@@ -180,11 +196,16 @@ void Executor::Impl::abandon(std::vector<Effects>& effects, std::vector<Task>& r
         // take it off live_ before the loop below does, and wait() must then
         // find why.
         live_.abandoned(run.id, failure);
-        dropped.push_back(e.run);
+        dropped.push_back(r);
     }
     // What they queued before that sits behind the failed batch and was built
     // on it: a final run write there holds outputs the store never got.
     drop_pending(dropped, failure);
+    // Released while still live here, so that a recover() that sees them gone
+    // from live_ claims them after the release, not before it.
+    std::vector<RunId> ids;
+    for (auto& r : dropped) ids.push_back(r->id);
+    release(ids);
     for (auto& r : dropped) {
         RunState& run = *r;
         {
@@ -197,10 +218,7 @@ void Executor::Impl::abandon(std::vector<Effects>& effects, std::vector<Task>& r
             run.done = true;
         }
         run.done_cv.notify_all();
-        notify([&](Observer& o) {
-            o.on_log(LogRecord{LogLevel::error, run.id, "", 0,
-                               "run abandoned after a failed commit; recover() resumes it: " + what, std::nullopt});
-        });
+        notify([&](Observer& o) { o.on_log(LogRecord{LogLevel::error, run.id, "", 0, message, std::nullopt}); });
     }
 }
 

@@ -125,7 +125,7 @@ void Executor::Impl::end_run_if_over(RunState& run, Queue& queue) {
     if (run.outcome != RunStatus::completed) cancel_unfinished(run, queue, at);
     auto& writes = queue.writes();
     writes.runs.push_back(
-        RunWrite{run.id, run.outcome, run.cancel_requested, std::move(output), run.error, at, at});
+        RunWrite{run.id, run.outcome, run.cancel_requested, std::move(output), run.error, at, at, false, std::nullopt});
     const char* ended = run.outcome == RunStatus::completed ? event::run_completed
                         : run.outcome == RunStatus::failed  ? event::run_failed
                                                             : event::run_cancelled;

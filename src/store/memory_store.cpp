@@ -43,6 +43,8 @@ RunInfo without_steps(const RunInfo& run) {
     out.idempotency_key = run.idempotency_key;
     out.priority = run.priority;
     out.paused = run.paused;
+    out.owner = run.owner;
+    out.lease_until = run.lease_until;
     return out;
 }
 
@@ -103,6 +105,7 @@ struct MemoryStore::State {
         row.info.created_at = detail::to_stored(run.created_at);
         row.info.updated_at = detail::to_stored(run.updated_at);
         row.info.finished_at = to_stored(run.finished_at);
+        row.info.lease_until = run.owner.empty() ? std::nullopt : to_stored(run.lease_until);
         for (StepInfo& step : row.info.steps) {
             step.started_at = to_stored(step.started_at);
             step.finished_at = to_stored(step.finished_at);
@@ -158,6 +161,21 @@ struct MemoryStore::State {
             event_targets.push_back(&run);
             if (event.kind == loom::event::step_started) claim_attempt(run, event);
         }
+        if (!batch.owner.empty()) check_fence(batch);
+    }
+
+    // Each run in batch.fenced is the batch owner's, or a final run that a
+    // write of the batch takes over (RunWrite::take_lease).
+    void check_fence(const Batch& batch) LOOM_REQUIRES(mutex) {
+        for (const RunId& id : batch.fenced) {
+            const RunInfo& run = find_run(id).info;
+            if (run.owner == batch.owner) continue;
+            const bool taken = is_final(run.status) &&
+                               std::any_of(batch.runs.begin(), batch.runs.end(), [&](const RunWrite& w) {
+                                   return w.take_lease && w.run_id == id;
+                               });
+            if (!taken) throw detail::not_owner(id, batch.owner, run.owner);
+        }
     }
 
     // Records the start of (run, step, attempt), which must not have started yet,
@@ -205,7 +223,15 @@ struct MemoryStore::State {
         for (std::size_t i = 0; i < batch.runs.size(); ++i) {
             const RunWrite& write = batch.runs[i];
             RunInfo& run = run_targets[i]->info;
+            if (write.take_lease && is_final(run.status) && !batch.owner.empty()) {
+                run.owner = batch.owner;
+                run.lease_until = detail::to_stored(*write.take_lease);
+            }
             run.status = write.status;
+            if (is_final(run.status)) {
+                run.owner.clear();
+                run.lease_until.reset();
+            }
             run.cancel_requested = write.cancel_requested;
             run.paused = write.paused;
             run.output = write.output;
@@ -287,6 +313,66 @@ void MemoryStore::commit(const Batch& batch) {
         throw;
     }
     state_->apply(batch);
+}
+
+std::vector<RunId> MemoryStore::claim_runs(const ClaimRequest& request) {
+    detail::MutexLock lock(state_->mutex);
+    auto has = [](const auto& list, const auto& value) {
+        return std::find(list.begin(), list.end(), value) != list.end();
+    };
+    std::vector<RunId> out;
+    for (auto& [key, row] : state_->by_created) {
+        if (out.size() >= request.limit) break;
+        RunInfo& run = row->info;
+        if (run.status != RunStatus::running) continue;
+        const bool free = run.owner.empty() || !run.lease_until || *run.lease_until <= request.now ||
+                          has(request.dead_owners, run.owner);
+        if (!free) continue;
+        if (request.workflows && !has(*request.workflows, std::make_pair(run.workflow_name, run.workflow_version)))
+            continue;
+        run.owner = request.owner;
+        run.lease_until = detail::to_stored(request.until);
+        out.push_back(run.id);
+    }
+    return out;
+}
+
+std::vector<RunId> MemoryStore::renew_leases(const std::string& owner, const std::vector<RunId>& ids,
+                                             TimePoint until) {
+    detail::MutexLock lock(state_->mutex);
+    std::vector<RunId> lost;
+    for (const auto& id : ids) {
+        auto it = state_->runs.find(id);
+        if (it == state_->runs.end() || it->second.info.owner != owner ||
+            it->second.info.status != RunStatus::running) {
+            lost.push_back(id);
+            continue;
+        }
+        it->second.info.lease_until = detail::to_stored(until);
+    }
+    return lost;
+}
+
+void MemoryStore::release_runs(const std::string& owner, const std::vector<RunId>& ids) {
+    detail::MutexLock lock(state_->mutex);
+    for (const auto& id : ids) {
+        auto it = state_->runs.find(id);
+        if (it == state_->runs.end() || it->second.info.owner != owner) continue;
+        it->second.info.owner.clear();
+        it->second.info.lease_until.reset();
+    }
+}
+
+std::vector<std::string> MemoryStore::run_owners() {
+    detail::MutexLock lock(state_->mutex);
+    std::vector<std::string> out;
+    for (const auto& [id, row] : state_->runs) {
+        const RunInfo& run = row.info;
+        if (run.status == RunStatus::running && !run.owner.empty() &&
+            std::find(out.begin(), out.end(), run.owner) == out.end())
+            out.push_back(run.owner);
+    }
+    return out;
 }
 
 std::optional<RunInfo> MemoryStore::load_run(const RunId& id) {

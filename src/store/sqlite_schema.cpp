@@ -30,7 +30,7 @@ struct Migration {
     const char* rebuilds = nullptr;
 };
 
-constexpr std::array<Migration, 7> kMigrations{{
+constexpr std::array<Migration, 8> kMigrations{{
     {1, "tables for definitions, runs, steps and events", R"sql(
 CREATE TABLE schema_migrations (
     version     INTEGER PRIMARY KEY,
@@ -217,6 +217,13 @@ DROP TABLE step_items;
 ALTER TABLE step_items_v7 RENAME TO step_items;
 )sql",
      "step_items"},
+    // Ownership: the executor that runs a run, and until when its lease lasts
+    // (milliseconds since the epoch). Runs from before have no owner: any
+    // executor may claim them.
+    {8, "run ownership leases", R"sql(
+ALTER TABLE workflow_runs ADD COLUMN owner TEXT;
+ALTER TABLE workflow_runs ADD COLUMN lease_until INTEGER;
+)sql"},
 }};
 
 // PRAGMA foreign_keys is a no-op inside a transaction, so a rebuild turns the

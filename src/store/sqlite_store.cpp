@@ -22,7 +22,8 @@ namespace {
 
 constexpr const char* kRunColumns =
     "id, workflow_name, workflow_version, workflow_hash, status, cancel_requested, input, "
-    "output, error, created_at, updated_at, finished_at, idempotency_key, priority, paused";
+    "output, error, created_at, updated_at, finished_at, idempotency_key, priority, paused, owner, "
+    "lease_until";
 
 // ---- binding and reading columns -------------------------------------------------
 
@@ -108,6 +109,8 @@ RunInfo read_run(SQLite::Statement& s) {
     run.priority = s.getColumn(13).getInt();
     run.paused = s.getColumn(14).getInt() != 0;
     run.idempotency_key = text_column(s.getColumn(12));
+    run.owner = text_column(s.getColumn(15));
+    run.lease_until = time_column(s.getColumn(16));
     return run;
 }
 
@@ -248,6 +251,7 @@ struct Doing {
     const std::string* run = nullptr;
     const std::string* step = nullptr;
     const std::string* workflow = nullptr;
+    const std::string* executor = nullptr;
     const Batch* batch = nullptr;
 
     /// Now at a statement on one row, in the same transaction.
@@ -262,6 +266,7 @@ struct Doing {
         if (step) out += " step " + *step + " of";
         if (run) out += " run " + *run;
         if (workflow) out += " workflow " + *workflow;
+        if (executor) out += " executor " + *executor;
         if (batch) out += (run ? ", in the transaction for " : " ") + batch_contents(*batch);
         return out;
     }
@@ -286,6 +291,11 @@ struct SqliteStore::Impl {
     SQLite::Statement insert_event;
     SQLite::Statement upsert_item;
     SQLite::Statement delete_items;
+    SQLite::Statement find_owner;
+    SQLite::Statement take_lease;
+    SQLite::Statement claim;
+    SQLite::Statement renew;
+    SQLite::Statement release;
 
     std::mutex read_mutex;
     // The reader and its statements are guarded by read_mutex.
@@ -299,6 +309,7 @@ struct SqliteStore::Impl {
     SQLite::Statement select_items;
     SQLite::Statement select_unfinished;
     SQLite::Statement select_events;
+    SQLite::Statement select_owners;
 
     Impl(const std::string& file, const SqliteOptions& options)
         : path(file),
@@ -311,8 +322,8 @@ struct SqliteStore::Impl {
           insert_run(writer,
               "INSERT INTO workflow_runs (id, workflow_name, workflow_version, workflow_hash, "
               "status, cancel_requested, input, output, error, created_at, updated_at, "
-              "finished_at, idempotency_key, priority, paused) "
-              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+              "finished_at, idempotency_key, priority, paused, owner, lease_until) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
           find_key_holder(writer, "SELECT id FROM workflow_runs WHERE idempotency_key = ?"),
           insert_step(writer,
               "INSERT INTO step_runs (run_id, step_id, position, status, attempts, output, "
@@ -322,7 +333,9 @@ struct SqliteStore::Impl {
               "started_at = ?, finished_at = ?, wake_at = ?, attempt_base = ? WHERE run_id = ? AND step_id = ?"),
           update_run(writer,
               "UPDATE workflow_runs SET status = ?, cancel_requested = ?, output = ?, error = ?, "
-              "updated_at = ?, finished_at = ?, paused = ? WHERE id = ?"),
+              "updated_at = ?, finished_at = ?, paused = ?, "
+              "owner = CASE WHEN ?1 = 'running' THEN owner END, "
+              "lease_until = CASE WHEN ?1 = 'running' THEN lease_until END WHERE id = ?"),
           insert_event(writer,
               "INSERT INTO run_events (run_id, step_id, kind, attempt, detail, at) "
               "VALUES (?, ?, ?, ?, ?, ?)"),
@@ -334,6 +347,25 @@ struct SqliteStore::Impl {
               "started_at = excluded.started_at, finished_at = excluded.finished_at, "
               "wake_at = excluded.wake_at, attempt_base = excluded.attempt_base"),
           delete_items(writer, "DELETE FROM step_items WHERE run_id = ? AND step_id = ?"),
+          find_owner(writer, "SELECT owner FROM workflow_runs WHERE id = ?"),
+          take_lease(writer,
+              "UPDATE workflow_runs SET owner = ?, lease_until = ? WHERE id = ? AND status != 'running'"),
+          // The lists are JSON arrays so that one prepared statement serves
+          // every claim. Oldest first, as the index on (status, created_at) reads.
+          claim(writer,
+              "UPDATE workflow_runs SET owner = :owner, lease_until = :until WHERE id IN ("
+              "SELECT id FROM workflow_runs WHERE status = 'running' AND "
+              "(owner IS NULL OR lease_until IS NULL OR lease_until <= :now "
+              "OR owner IN (SELECT value FROM json_each(:dead))) AND "
+              "(:any OR EXISTS (SELECT 1 FROM json_each(:workflows) w WHERE "
+              "w.value ->> 0 = workflow_name AND w.value ->> 1 = workflow_version)) "
+              "ORDER BY created_at, rowid LIMIT :limit) RETURNING id"),
+          renew(writer,
+              "UPDATE workflow_runs SET lease_until = :until WHERE id IN (SELECT value FROM json_each(:ids)) "
+              "AND owner = :owner AND status = 'running' RETURNING id"),
+          release(writer,
+              "UPDATE workflow_runs SET owner = NULL, lease_until = NULL "
+              "WHERE id IN (SELECT value FROM json_each(:ids)) AND owner = :owner"),
           reader(open_connection(file, SQLite::OPEN_READWRITE, options)),
           select_latest_definition(reader,
               "SELECT name, version, hash, definition, created_at FROM workflow_definitions "
@@ -358,7 +390,9 @@ struct SqliteStore::Impl {
               "SELECT id FROM workflow_runs WHERE status = 'running' ORDER BY created_at, rowid"),
           select_events(reader,
               "SELECT seq, run_id, step_id, kind, attempt, detail, at FROM run_events "
-              "WHERE run_id = ? ORDER BY seq") {
+              "WHERE run_id = ? ORDER BY seq"),
+          select_owners(reader,
+              "SELECT DISTINCT owner FROM workflow_runs WHERE status = 'running' AND owner IS NOT NULL") {
         reader.exec("PRAGMA query_only = ON");
     }
 
@@ -479,6 +513,8 @@ struct SqliteStore::Impl {
         bind_text(*s, 13, run.idempotency_key);
         s->bind(14, run.priority);
         s->bind(15, run.paused ? 1 : 0);
+        bind_text(*s, 16, run.owner);
+        bind_time(*s, 17, run.owner.empty() ? std::nullopt : run.lease_until);
         exec_insert(*s, [&](int code) {
             if (code == SQLITE_CONSTRAINT_PRIMARYKEY) throw detail::duplicate_run(run.id);
             if (code == SQLITE_CONSTRAINT_FOREIGNKEY) throw detail::unknown_workflow(run);
@@ -555,6 +591,34 @@ struct SqliteStore::Impl {
         if (s->exec() != 1) throw detail::missing_row(write.run_id);
     }
 
+    // A write that reopens a final run hands it to the batch's owner.
+    void take_over(const Batch& batch, const RunWrite& write, Doing& doing) {
+        doing.at("taking over", &write.run_id);
+        Use s(take_lease);
+        bind_text(*s, 1, batch.owner);
+        bind_time(*s, 2, *write.take_lease);
+        s->bindNoCopy(3, write.run_id);
+        s->exec();   // a running run is left to the fence
+    }
+
+    // Fencing: each run the batch names in `fenced` is the batch owner's.
+    void check_fence(const Batch& batch, Doing& doing) {
+        std::vector<const RunId*> ids;
+        ids.reserve(batch.fenced.size());
+        for (const auto& id : batch.fenced) ids.push_back(&id);
+        std::sort(ids.begin(), ids.end(), [](const RunId* a, const RunId* b) { return *a < *b; });
+        ids.erase(std::unique(ids.begin(), ids.end(), [](const RunId* a, const RunId* b) { return *a == *b; }),
+                  ids.end());
+        for (const RunId* id : ids) {
+            doing.at("checking the owner of", id);
+            Use s(find_owner);
+            s->bindNoCopy(1, *id);
+            if (!s->executeStep()) throw detail::missing_row(*id);
+            const std::string owner = text_column(s->getColumn(0));
+            if (owner != batch.owner) throw detail::not_owner(*id, batch.owner, owner);
+        }
+    }
+
     void add_event(const RunEvent& event, Doing& doing) {
         doing.at("recording an event of", &event.run_id,
                  event.step_id.empty() ? nullptr : &event.step_id);
@@ -617,6 +681,11 @@ void SqliteStore::commit(const Batch& batch) {
     context.batch = &batch;
     impl_->write(context, [&](Doing& doing) {
         for (const RunInfo& run : batch.new_runs) impl_->add_run(run, doing);
+        if (!batch.owner.empty()) {
+            for (const RunWrite& write : batch.runs)
+                if (write.take_lease) impl_->take_over(batch, write, doing);
+            impl_->check_fence(batch, doing);
+        }
         for (const StepWrite& write : batch.steps) impl_->write_step(write, doing);
         for (const ItemWrite& write : batch.items) impl_->write_item(write, doing);
         for (const RunWrite& write : batch.runs) impl_->write_run(write, doing);
@@ -710,6 +779,82 @@ std::vector<RunEvent> SqliteStore::load_events(const RunId& id) {
             event.detail = s->getColumn(5).getString();
             event.at = detail::from_millis(s->getColumn(6).getInt64());
         }
+        return out;
+    });
+}
+
+namespace {
+
+Json id_array(const std::vector<RunId>& ids) {
+    Json out = Json::array();
+    for (const auto& id : ids) out.push_back(id);
+    return out;
+}
+
+}  // namespace
+
+std::vector<RunId> SqliteStore::claim_runs(const ClaimRequest& request) {
+    Doing context;
+    context.action = "claiming runs for";
+    context.executor = &request.owner;
+    return impl_->write(context, [&](Doing&) {
+        Use s(impl_->claim);
+        s->bind(":owner", request.owner);
+        s->bind(":until", detail::to_millis(request.until));
+        s->bind(":now", detail::to_millis(request.now));
+        s->bind(":dead", Json(request.dead_owners).dump());
+        s->bind(":any", request.workflows ? 0 : 1);
+        Json workflows = Json::array();
+        if (request.workflows)
+            for (const auto& [name, version] : *request.workflows) workflows.push_back(Json::array({name, version}));
+        s->bind(":workflows", workflows.dump());
+        s->bind(":limit", static_cast<std::int64_t>(std::min<std::size_t>(request.limit, INT64_MAX)));
+        std::vector<RunId> out;
+        while (s->executeStep()) out.push_back(s->getColumn(0).getString());
+        return out;
+    });
+}
+
+std::vector<RunId> SqliteStore::renew_leases(const std::string& owner, const std::vector<RunId>& ids,
+                                             TimePoint until) {
+    if (ids.empty()) return {};
+    Doing context;
+    context.action = "renewing the leases of";
+    context.executor = &owner;
+    return impl_->write(context, [&](Doing&) {
+        Use s(impl_->renew);
+        s->bind(":until", detail::to_millis(until));
+        s->bind(":ids", id_array(ids).dump());
+        s->bind(":owner", owner);
+        std::vector<RunId> renewed;
+        while (s->executeStep()) renewed.push_back(s->getColumn(0).getString());
+        std::sort(renewed.begin(), renewed.end());
+        std::vector<RunId> lost;
+        for (const auto& id : ids)
+            if (!std::binary_search(renewed.begin(), renewed.end(), id)) lost.push_back(id);
+        return lost;
+    });
+}
+
+void SqliteStore::release_runs(const std::string& owner, const std::vector<RunId>& ids) {
+    if (ids.empty()) return;
+    Doing context;
+    context.action = "releasing the runs of";
+    context.executor = &owner;
+    impl_->write(context, [&](Doing&) {
+        Use s(impl_->release);
+        s->bind(":ids", id_array(ids).dump());
+        s->bind(":owner", owner);
+        s->exec();
+        return true;
+    });
+}
+
+std::vector<std::string> SqliteStore::run_owners() {
+    return impl_->read("listing the owners of unfinished runs", [&] {
+        std::vector<std::string> out;
+        Use s(impl_->select_owners);
+        while (s->executeStep()) out.push_back(s->getColumn(0).getString());
         return out;
     });
 }

@@ -71,6 +71,14 @@ inline Conflict duplicate_attempt(const RunId& run_id, const std::string& step_i
                         run_id + " has already started");
 }
 
+/// A fenced write to a run that another executor owns now (or nobody does).
+inline Conflict not_owner(const RunId& run_id, const std::string& writer, const std::string& owner) {
+    return Conflict(error_id::store_not_owner,
+                    "run " + run_id + " is not owned by executor " + writer + " any more (" +
+                        (owner.empty() ? std::string("nobody owns it") : "executor " + owner + " does") +
+                        "): its lease was lost, and its writes are refused");
+}
+
 /// A write to a run (step_id empty) or a step that does not exist.
 inline StoreError missing_row(const RunId& run_id, const std::string& step_id = {}) {
     const std::string row =

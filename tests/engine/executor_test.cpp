@@ -382,7 +382,8 @@ TEST_CASE("recover resumes from the stored state: completed steps never run agai
     CHECK(executor.recover().empty());
 }
 
-TEST_CASE("recover refuses before resuming anything when a handler is missing", "[engine][executor]") {
+TEST_CASE("recover leaves a run whose handler it lacks to an executor that has it, and says so",
+          "[engine][executor]") {
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     Gate gate;
@@ -402,14 +403,28 @@ TEST_CASE("recover refuses before resuming anything when a handler is missing", 
     REQUIRE(stored->status == loom::RunStatus::running);
     CHECK(stored->step("a")->status == loom::StepStatus::completed);
     CHECK(stored->step("b")->status == loom::StepStatus::ready);
+    CHECK(stored->owner.empty());   // released when its executor stopped
 
     loom::HandlerRegistry empty;
-    loom::Executor other(store, empty, {1});
-    REQUIRE_THROWS_WITH(other.recover(),
-                        "[loom.handler.unknown] run " + id +
-                            ": workflow \"hello\" step \"a\" uses handler \"add\", which is not "
-                            "registered");
+    Recorder recorder;
+    loom::ExecutorOptions options;
+    options.threads = 1;
+    options.observer = &recorder;
+    {
+        loom::Executor other(store, empty, options);
+        CHECK(other.recover().empty());
+    }
     CHECK(store.load_run(id)->status == loom::RunStatus::running);
+    CHECK(store.load_run(id)->owner.empty());   // not claimed: free for another executor
+    REQUIRE(recorder.lines.size() == 1);
+    CHECK(recorder.lines[0] ==
+          "log  recover: unfinished runs of workflow \"hello\" version 1 are left to other executors, as this "
+          "one cannot run them: [loom.handler.unknown] workflow \"hello\" step \"a\" uses handler \"add\", "
+          "which is not registered");
+
+    loom::Executor able(store, handlers, {1});
+    CHECK(able.recover() == std::vector<loom::RunId>{id});
+    CHECK(able.wait(id).status == loom::RunStatus::completed);
 }
 
 TEST_CASE("a cancel requested for a run nobody runs ends it on recovery", "[engine][executor]") {

@@ -752,18 +752,6 @@ TEST_CASE("bad calls are refused with their exact error and change nothing", "[r
          "hash 0123456789abcdef, but the stored definition has hash {hash}",
          [](Fixture& f) { f.executor->recover(); },
          [](Fixture& f) { f.store_unfinished_run("stale-run", "0123456789abcdef"); }},
-        {"recover a run whose handler is not registered", "NotFound",
-         "[loom.handler.unknown] run stuck-run: workflow \"hello\" step \"a\" uses handler \"h\", "
-         "which is not registered",
-         [](Fixture& f) {
-             loom::HandlerRegistry none;
-             loom::Executor(f.store, none, {1}).recover();
-         },
-         [](Fixture& f) { f.store_unfinished_run("stuck-run", f.hello.hash()); }},
-        {"recover under limits its stored definition exceeds", "DefinitionError",
-         "[loom.definition.too_many_steps] /steps: 2 steps; the limit is 1",
-         executor_with([](loom::ExecutorOptions& o) { o.limits.max_steps = 1; }, true),
-         [](Fixture& f) { f.store_unfinished_run("stuck-run", f.hello.hash()); }},
 
         // Executor options.
         {"more than 1024 threads", "InvalidArgument",

@@ -342,8 +342,9 @@ public:
             INFO(e);
             CHECK(e.find("[loom.store.io]") != std::string::npos);
             // Names the run, by id once one exists; recover() cannot when it
-            // fails to list the unfinished runs.
-            if (e.find("listing unfinished runs") == std::string::npos)
+            // fails to list what it claims from (definitions, owners, runs)
+            // or to claim them: that names the executor.
+            if (e.find(": listing ") == std::string::npos && e.find("for executor loom/") == std::string::npos)
                 CHECK(e.find(id ? "run " + *id : "run ") != std::string::npos);
             // A failed commit in wait() carries step transitions: it names them.
             if (e.rfind("wait:", 0) == 0 && e.find("loading run") == std::string::npos)

@@ -157,7 +157,7 @@ TEST_CASE("opening a new file applies every migration", "[store][sqlite]") {
     loom::test::TempDir dir;
     const std::string path = dir.file("runs.db");
     { loom::SqliteStore store(path); }
-    CHECK(loom::SqliteStore::latest_schema_version() == 7);
+    CHECK(loom::SqliteStore::latest_schema_version() == 8);
     CHECK(applied_versions(path) == every_version());
     SQLite::Database db(path);
     CHECK(db.execAndGet("SELECT count(*) FROM schema_migrations WHERE description = '' "

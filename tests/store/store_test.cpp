@@ -1,12 +1,16 @@
 // The Store conformance suite: one set of behaviours, run against every backend,
 // so that the executor may rely on the contract in store.hpp whatever it runs on.
+#include <algorithm>
+#include <cstdint>
 #include <chrono>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
 #include <loom/error.hpp>
+#include <loom/error_ids.hpp>
 #include <loom/events.hpp>
 #include <loom/memory_store.hpp>
 #include <loom/store.hpp>
@@ -70,6 +74,16 @@ loom::Batch creating(std::vector<loom::RunInfo> runs) {
     loom::Batch batch;
     batch.new_runs = std::move(runs);
     return batch;
+}
+
+// Commits the end of a run.
+void finish_run(loom::Store& store, const std::string& id, RunStatus status) {
+    loom::Batch batch;
+    loom::RunWrite write;
+    write.run_id = id;
+    write.status = status;
+    batch.runs.push_back(write);
+    store.commit(batch);
 }
 
 loom::StepWrite step_write(const std::string& run_id, const std::string& step_id,
@@ -715,12 +729,173 @@ TEMPLATE_TEST_CASE("unfinished_runs lists running runs oldest first", "[store]",
     CHECK(store.unfinished_runs().empty());
     store.commit(creating({new_run("c", 3000), new_run("a", 1000), new_run("b", 2000),
                            new_run("b2", 2000)}));
-    loom::Batch finish;
-    loom::RunWrite write;
-    write.run_id = "a";
-    write.status = RunStatus::cancelled;
-    finish.runs.push_back(write);
-    store.commit(finish);
+    finish_run(store, "a", RunStatus::cancelled);
 
     CHECK(store.unfinished_runs() == std::vector<loom::RunId>{"b", "b2", "c"});
+}
+
+// ---- ownership: claims, leases and fencing -----------------------------------
+
+namespace {
+
+loom::RunInfo owned_run(const std::string& id, std::int64_t created_ms, const std::string& owner,
+                        std::int64_t lease_ms, const std::string& workflow_name = "etl") {
+    loom::RunInfo run = new_run(id, created_ms, workflow_name);
+    run.owner = owner;
+    run.lease_until = at(lease_ms);
+    return run;
+}
+
+loom::ClaimRequest claim_by(const std::string& owner, std::int64_t now_ms, std::int64_t until_ms) {
+    loom::ClaimRequest request;
+    request.owner = owner;
+    request.now = at(now_ms);
+    request.until = at(until_ms);
+    return request;
+}
+
+loom::Batch fenced_write(const std::string& owner, const std::string& run_id, StepStatus status) {
+    loom::Batch batch;
+    batch.owner = owner;
+    batch.fenced = {run_id, run_id};   // an id may repeat
+    batch.steps.push_back(step_write(run_id, "extract", status));
+    return batch;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("claim_runs takes free, expired and dead owners' runs, oldest first, once",
+                   "[store][ownership]", MemoryFixture, SqliteFixture) {
+    TestType fixture;
+    loom::Store& store = fixture.store;
+    store.save_workflow(workflow("etl", 1));
+    store.save_workflow(workflow("report", 1));
+    store.commit(creating({new_run("free", 5000),                         // never owned
+                           owned_run("expired", 4000, "a", 10'000),       // lease over at 10 s
+                           owned_run("live", 3000, "b", 60'000),          // b's lease lasts
+                           owned_run("dead", 2000, "c", 60'000),          // c is known to be gone
+                           owned_run("mine", 1000, "me", 60'000),         // already the claimer's
+                           new_run("other", 500, "report")}));
+    loom::Batch finish;
+    finish.new_runs.push_back(new_run("finished", 100));
+    finish.new_runs.back().status = RunStatus::completed;
+    store.commit(finish);
+
+    auto request = claim_by("me", 10'000, 40'000);
+    request.dead_owners = {"c"};
+    request.workflows = std::vector<std::pair<std::string, std::int64_t>>{{"etl", 1}};
+    request.limit = 2;
+    auto first = store.claim_runs(request);
+    std::sort(first.begin(), first.end());
+    CHECK(first == std::vector<loom::RunId>{"dead", "expired"});   // the oldest two
+    request.limit = SIZE_MAX;
+    CHECK(store.claim_runs(request) == std::vector<loom::RunId>{"free"});
+    CHECK(store.claim_runs(request).empty());   // nothing claimed twice
+
+    auto run = store.load_run("expired");
+    REQUIRE(run);
+    CHECK(run->owner == "me");
+    CHECK(run->lease_until == at(40'000));
+    CHECK(store.load_run("live")->owner == "b");
+    CHECK(store.load_run("other")->owner.empty());   // not a workflow "me" runs
+
+    // Another claimer gets none of them while "me"'s lease lasts; "live" once b's ends.
+    CHECK(store.claim_runs(claim_by("d", 39'999, 90'000)) == std::vector<loom::RunId>{"other"});
+    CHECK(store.renew_leases("me", {"dead", "expired", "free", "mine"}, at(90'000)).empty());
+    CHECK(store.claim_runs(claim_by("d", 60'000, 90'000)) == std::vector<loom::RunId>{"live"});
+
+    std::vector<std::string> owners = store.run_owners();
+    std::sort(owners.begin(), owners.end());
+    CHECK(owners == std::vector<std::string>{"d", "me"});
+}
+
+TEMPLATE_TEST_CASE("renew_leases extends what the owner holds and names what it lost",
+                   "[store][ownership]", MemoryFixture, SqliteFixture) {
+    TestType fixture;
+    loom::Store& store = fixture.store;
+    store.save_workflow(workflow("etl", 1));
+    store.commit(creating({owned_run("kept", 1000, "me", 10'000), owned_run("taken", 2000, "other", 10'000),
+                           owned_run("done", 3000, "me", 10'000)}));
+    finish_run(store, "done", RunStatus::completed);
+    CHECK(store.load_run("done")->owner.empty());   // a final run has no owner
+    CHECK_FALSE(store.load_run("done")->lease_until);
+
+    auto lost = store.renew_leases("me", {"kept", "taken", "done", "unknown"}, at(20'000));
+    std::sort(lost.begin(), lost.end());
+    CHECK(lost == std::vector<loom::RunId>{"done", "taken", "unknown"});
+    CHECK(store.load_run("kept")->lease_until == at(20'000));
+    CHECK(store.load_run("taken")->lease_until == at(10'000));
+}
+
+TEMPLATE_TEST_CASE("release_runs frees the owner's runs for anyone at once", "[store][ownership]", MemoryFixture,
+                   SqliteFixture) {
+    TestType fixture;
+    loom::Store& store = fixture.store;
+    store.save_workflow(workflow("etl", 1));
+    store.commit(creating({owned_run("a", 1000, "me", 60'000), owned_run("b", 2000, "other", 60'000)}));
+    store.release_runs("me", {"a", "b", "unknown"});   // b is not "me"'s: left alone
+    CHECK(store.load_run("a")->owner.empty());
+    CHECK(store.load_run("b")->owner == "other");
+    CHECK(store.claim_runs(claim_by("next", 1000, 60'000)) == std::vector<loom::RunId>{"a"});
+}
+
+TEMPLATE_TEST_CASE("a fenced commit is refused whole for a run its writer does not own",
+                   "[store][ownership]", MemoryFixture, SqliteFixture) {
+    TestType fixture;
+    loom::Store& store = fixture.store;
+    store.save_workflow(workflow("etl", 1));
+    store.commit(creating({owned_run("r", 1000, "a", 10'000)}));
+    store.commit(fenced_write("a", "r", StepStatus::running));   // the owner writes
+
+    REQUIRE(store.claim_runs(claim_by("b", 10'000, 20'000)) == std::vector<loom::RunId>{"r"});
+    // a lost the lease: its next commit changes nothing, a new run in it included.
+    loom::Batch late = fenced_write("a", "r", StepStatus::completed);
+    late.new_runs.push_back(owned_run("child", 2000, "a", 20'000));
+    late.fenced.push_back("child");
+    try {
+        store.commit(late);
+        FAIL("the commit of an executor that lost the run went through");
+    } catch (const loom::Conflict& e) {
+        CHECK(e.id() == std::string(loom::error_id::store_not_owner));
+        CHECK_THAT(e.what(), Catch::Contains("run r") && Catch::Contains("executor a") &&
+                                 Catch::Contains("executor b does"));
+    }
+    CHECK(store.load_run("r")->step("extract")->status == StepStatus::running);
+    CHECK_FALSE(store.load_run("child"));
+    store.commit(fenced_write("b", "r", StepStatus::completed));   // the new owner may
+    CHECK(store.load_run("r")->step("extract")->status == StepStatus::completed);
+
+    // Unfenced writes (another process's cancel or signal) are not checked.
+    loom::Batch control;
+    control.events.push_back(loom::RunEvent{0, "r", "", loom::event::run_cancel_requested, 0, "", at(3000)});
+    store.commit(control);
+}
+
+TEMPLATE_TEST_CASE("a write that reopens a final run hands it to the batch's owner",
+                   "[store][ownership]", MemoryFixture, SqliteFixture) {
+    TestType fixture;
+    loom::Store& store = fixture.store;
+    store.save_workflow(workflow("etl", 1));
+    store.commit(creating({owned_run("r", 1000, "a", 10'000), owned_run("busy", 1000, "a", 10'000)}));
+    finish_run(store, "r", RunStatus::failed);
+
+    auto reopen = [](const std::string& id) {
+        loom::Batch batch;
+        batch.owner = "b";
+        batch.fenced = {id};
+        loom::RunWrite write;
+        write.run_id = id;
+        write.status = RunStatus::running;
+        write.take_lease = at(50'000);
+        batch.runs.push_back(write);
+        return batch;
+    };
+    store.commit(reopen("r"));
+    auto run = store.load_run("r");
+    CHECK(run->status == RunStatus::running);
+    CHECK(run->owner == "b");
+    CHECK(run->lease_until == at(50'000));
+    // A running run is not taken over this way: a's lease on it stands.
+    CHECK_THROWS_AS(store.commit(reopen("busy")), loom::Conflict);
+    CHECK(store.load_run("busy")->owner == "a");
 }

@@ -1,0 +1,193 @@
+// Owning runs: claiming them (recover() and the periodic adoption), renewing
+// their leases, fencing every commit, and giving runs up when a lease is
+// lost or the executor stops. The timing is the LeaseKeeper's.
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include <loom/error.hpp>
+
+#include "engine/executor_impl.hpp"
+#include "runtime/identity.hpp"
+
+namespace loom {
+
+void Executor::Impl::fence(detail::CommitQueue::Round& round) {
+    round.batch.owner = leases_.identity();
+    for (const auto& e : round.effects)
+        if (e.run) round.batch.fenced.push_back(e.run->id);
+    for (const auto& t : round.started) round.batch.fenced.push_back(t.run->id);
+}
+
+void Executor::Impl::renew_leases() {
+    std::vector<std::shared_ptr<RunState>> runs;
+    std::vector<RunId> ids;
+    for (auto& run : live_.all()) {
+        if (!run->owned.load()) continue;   // its first commit is under way
+        ids.push_back(run->id);
+        runs.push_back(std::move(run));
+    }
+    const auto asked = std::chrono::steady_clock::now();
+    try {
+        const auto lost = ids.empty() ? std::vector<RunId>{} : store_.renew_leases(leases_.identity(), ids, leases_.lease_end());
+        leases_.renewed(asked);
+        std::vector<std::shared_ptr<RunState>> gone;
+        for (const auto& id : lost) {
+            auto it = std::find(ids.begin(), ids.end(), id);
+            if (it != ids.end()) gone.push_back(runs[static_cast<std::size_t>(it - ids.begin())]);
+        }
+        // A run that ended meanwhile is skipped by abandon_runs (it is done).
+        if (!gone.empty())
+            abandon_runs(gone,
+                         std::make_exception_ptr(Conflict(error_id::store_not_owner,
+                                                          "another executor took the run over: this one lost its lease")),
+                         "lease lost: another executor owns the run now; this executor stops running it");
+    } catch (const std::exception& e) {
+        const bool holding = leases_.holding();
+        notify([&](Observer& o) {
+            o.on_log(LogRecord{holding ? LogLevel::warn : LogLevel::error, "", "", 0,
+                               fmt::format("executor {}: renewing the leases of {} runs failed{}: {}",
+                                           leases_.identity(), ids.size(),
+                                           holding ? "; retrying" : "; the leases ran out, so it stops running them",
+                                           e.what()),
+                               std::nullopt});
+        });
+        if (!holding) give_up_all("its leases ran out while the store could not be reached");
+    }
+}
+
+void Executor::Impl::give_up_all(const std::string& why) {
+    auto runs = live_.all();
+    abandon_runs(runs,
+                 std::make_exception_ptr(Conflict(error_id::store_not_owner, "executor " + leases_.identity() +
+                                                                                  " gave the run up: " + why)),
+                 "run given up: " + why + "; it is adopted (by any executor) once its lease has expired");
+}
+
+void Executor::Impl::release(const std::vector<RunId>& ids) {
+    if (ids.empty()) return;
+    try {
+        store_.release_runs(leases_.identity(), ids);
+    } catch (const std::exception& e) {
+        // Their leases run out instead, and they are adopted then.
+        notify([&](Observer& o) {
+            o.on_log(LogRecord{LogLevel::warn, "", "", 0,
+                               fmt::format("executor {}: releasing {} runs failed; they are adopted once "
+                                           "their leases run out: {}",
+                                           leases_.identity(), ids.size(), e.what()),
+                               std::nullopt});
+        });
+    }
+}
+
+std::vector<std::pair<std::string, std::int64_t>> Executor::Impl::runnable_workflows(bool recovering) {
+    std::vector<std::pair<std::string, std::int64_t>> out;
+    for (const auto& record : store_.list_workflows()) {
+        try {
+            auto wf = workflows_.find(record.name, record.version);
+            if (!wf) continue;
+            (void)resolve_handlers(*wf, "");
+            out.emplace_back(record.name, record.version);
+        } catch (const Error& e) {
+            // A handler it lacks, or a definition over its limits: runs of it
+            // are left to an executor that can run them. recover() says so
+            // when there are any, so that a host missing a handler hears of it.
+            if (!recovering) continue;
+            RunFilter unfinished;
+            unfinished.workflow_name = record.name;
+            unfinished.status = RunStatus::running;
+            unfinished.limit = 1;
+            if (store_.list_runs(unfinished).empty()) continue;
+            notify([&](Observer& o) {
+                o.on_log(LogRecord{LogLevel::warn, "", "", 0,
+                                   fmt::format("recover: unfinished runs of workflow \"{}\" version {} are left to "
+                                               "other executors, as this one cannot run them: {}",
+                                               record.name, record.version, e.what()),
+                                   std::nullopt});
+            });
+        }
+    }
+    return out;
+}
+
+std::vector<RunId> Executor::Impl::claim_runs(bool recovering) {
+    ClaimRequest request;
+    request.owner = leases_.identity();
+    for (auto& owner : store_.run_owners())
+        if (detail::owner_gone(owner)) request.dead_owners.push_back(std::move(owner));
+    // recover(): runs stored as this identity's that are not live here are
+    // left from an earlier life of it (a host-chosen identity, restarted).
+    if (recovering) request.dead_owners.push_back(leases_.identity());
+    request.workflows = runnable_workflows(recovering);
+    request.now = std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
+    request.until = leases_.lease_end();
+    auto ids = store_.claim_runs(request);
+    ids.erase(std::remove_if(ids.begin(), ids.end(), [&](const RunId& id) { return live_.find(id) != nullptr; }),
+              ids.end());
+    return ids;
+}
+
+std::vector<RunId> Executor::Impl::adopt(const std::vector<RunId>& ids, bool recovering) {
+    struct Resumable {
+        RunInfo info;
+        std::shared_ptr<const Workflow> wf;
+        StepHandlers handlers;
+    };
+    std::vector<Resumable> todo;
+    std::vector<RunId> refused;
+    for (const auto& id : ids) {
+        try {
+            auto info = store_.load_run(id);
+            if (!info || is_final(info->status)) continue;
+            auto wf = definition_of(*info);
+            auto handlers = resolve_handlers(*wf, id);
+            todo.push_back({std::move(*info), std::move(wf), std::move(handlers)});
+        } catch (const std::exception& e) {
+            if (recovering) {   // recover() resumes nothing then
+                release(ids);
+                throw;
+            }
+            refused.push_back(id);
+            notify([&](Observer& o) {
+                o.on_log(LogRecord{LogLevel::error, id, "", 0,
+                                   std::string("adopting the run failed; it is left to others: ") + e.what(),
+                                   std::nullopt});
+            });
+        }
+    }
+    release(refused);
+    std::vector<RunId> resumed;
+    for (auto& r : todo) {
+        auto run = make_state(r.info, r.wf, std::move(r.handlers));
+        {
+            MutexLock lock(run->mutex);   // not shared yet: for the analysis
+            load_deliveries(*run);
+        }
+        try {
+            if (launch(run, r.info, /*fresh=*/false, event::run_recovered)) resumed.push_back(run->id);
+        } catch (...) {
+            release({run->id});
+            if (recovering) throw;
+        }
+    }
+    return resumed;
+}
+
+void Executor::Impl::adopt_orphans() {
+    if (stopping_) return;   // a stopping executor takes nothing on
+    try {
+        (void)adopt(claim_runs(/*recovering=*/false), /*recovering=*/false);
+    } catch (const std::exception& e) {
+        // The store may be down: the next round tries again, so nothing is stranded.
+        notify([&](Observer& o) {
+            o.on_log(LogRecord{LogLevel::warn, "", "", 0,
+                               fmt::format("executor {}: adopting runs failed; retrying: {}", leases_.identity(),
+                                           e.what()),
+                               std::nullopt});
+        });
+    }
+}
+
+std::vector<RunId> Executor::recover() { return impl_->adopt(impl_->claim_runs(/*recovering=*/true), /*recovering=*/true); }
+
+}  // namespace loom
