@@ -165,8 +165,12 @@ void Executor::Impl::abandon(std::vector<Effects>& effects, std::vector<Task>& r
     for (auto& t : ready) drop_ready(t);   // made ready, never to be dispatched
     ready.clear();
     std::string what = "commit failed";
+    bool fenced = false;   // refused: another executor owns a run of the batch now
     try {
         std::rethrow_exception(failure);
+    } catch (const Conflict& ex) {
+        what = ex.what();
+        fenced = ex.id() == std::string_view(error_id::store_not_owner);
     } catch (const std::exception& ex) {
         what = ex.what();
     } catch (...) {
@@ -176,8 +180,12 @@ void Executor::Impl::abandon(std::vector<Effects>& effects, std::vector<Task>& r
         if (e.waiter) e.waiter->signal(failure);
         if (e.run) runs.push_back(e.run);
     }
-    abandon_runs(runs, failure, "run abandoned after a failed commit; it is resumed (recover(), or adopted "
-                                "once released) from what the store has: " + what);
+    abandon_runs(runs, failure,
+                 fenced ? "this executor lost the lease of a run it was committing for, so the store refused the "
+                          "commit; it stops running the runs of that commit, which their owners (or, once "
+                          "released, any executor) resume from what the store has: " + what
+                        : "run abandoned after a failed commit; it is resumed (recover(), or adopted once "
+                          "released) from what the store has: " + what);
 }
 
 void Executor::Impl::abandon_runs(const std::vector<std::shared_ptr<RunState>>& runs,

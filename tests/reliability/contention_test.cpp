@@ -32,6 +32,7 @@
 #include <loom/loom.hpp>
 
 #include "contention_workflow.hpp"
+#include "support/child_process.hpp"
 #include "support/crash_child.hpp"
 #include "support/temp_dir.hpp"
 
@@ -278,48 +279,6 @@ std::vector<std::string> read_lines(const std::string& path) {
     return lines;
 }
 
-/// Process B: loom_contention_child with its stdout on a pipe.
-class Child {
-public:
-    Child(const std::string& db, const std::string& ledger, int runs, int host_threads) {
-        int fds[2];
-        REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);   // the child keeps only its stdout
-        pid_ = loom::test::crash::spawn({LOOM_CONTENTION_CHILD, db, ledger, std::to_string(runs),
-                                         std::to_string(host_threads)},
-                                        {}, fds[1]);
-        ::close(fds[1]);
-        out_ = ::fdopen(fds[0], "r");
-        REQUIRE(out_);
-    }
-    ~Child() {
-        if (out_) std::fclose(out_);
-        if (pid_ > 0) ::waitpid(pid_, nullptr, 0);
-    }
-    Child(const Child&) = delete;
-    Child& operator=(const Child&) = delete;
-
-    long pid() const { return pid_; }
-
-    /// The child's next line of output, empty at its end.
-    std::string line() {
-        char buffer[512];
-        if (!std::fgets(buffer, sizeof buffer, out_)) return {};
-        std::string s(buffer);
-        if (!s.empty() && s.back() == '\n') s.pop_back();
-        return s;
-    }
-
-    /// Waits for the child; its exit code, or 128 + signal.
-    int finish() {
-        const auto exit = loom::test::crash::wait_child(std::exchange(pid_, -1));
-        return exit.killed ? 128 + exit.code : exit.code;
-    }
-
-private:
-    pid_t pid_ = -1;
-    std::FILE* out_ = nullptr;
-};
-
 }  // namespace
 
 TEST_CASE("host threads and readers on one SQLite file: every step completes once, no error",
@@ -374,7 +333,8 @@ TEST_CASE("two processes running workflows on one SQLite file: every step comple
     {
         loom::SqliteStore sqlite(db);   // creates the file; the child opens it as it is
         loom::test::TimedStore store(sqlite);
-        Child child(db, child_ledger, kChildRuns, kChildHosts);
+        loom::test::ChildProcess child(
+            {LOOM_CONTENTION_CHILD, db, child_ledger, std::to_string(kChildRuns), std::to_string(kChildHosts)});
         child_pid = child.pid();
         REQUIRE(child.line() == "ready");
 

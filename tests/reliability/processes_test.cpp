@@ -1,0 +1,241 @@
+// Many processes, one store: worker processes (loom_worker_child) and the test
+// process run the same workflow on one SQLite file. Ownership must keep every
+// step to one live process at a time, a committed step from running again,
+// and no run stranded when a process dies or stops.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <loom/loom.hpp>
+
+#include "processes_workflow.hpp"
+#include "support/child_process.hpp"
+#include "support/sync.hpp"
+#include "support/temp_dir.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+struct LedgerLine {
+    std::string run, step;
+    int attempt = 0;
+    long pid = 0;
+};
+
+std::vector<LedgerLine> read_ledger(const std::string& path) {
+    std::ifstream in(path);
+    std::vector<LedgerLine> lines;
+    for (std::string text; std::getline(in, text);) {
+        std::istringstream fields(text);
+        LedgerLine& line = lines.emplace_back();
+        fields >> line.run >> line.step >> line.attempt >> line.pid;
+    }
+    return lines;
+}
+
+/// Every run completed, and each step of each completed exactly once in the
+/// history: no step's completion was committed twice.
+void check_each_step_completed_once(loom::Store& store) {
+    const auto runs = store.list_runs();
+    REQUIRE_FALSE(runs.empty());
+    for (const auto& run : runs) {
+        INFO("run " << run.id);
+        CHECK(run.status == loom::RunStatus::completed);
+        std::map<std::string, int> completed;
+        for (const auto& e : store.load_events(run.id))
+            if (e.kind == loom::event::step_completed) ++completed[e.step_id];
+        CHECK(completed.size() == static_cast<std::size_t>(loom::test::processes_step_count()));
+        for (const auto& [step, n] : completed) {
+            INFO("step " << step);
+            CHECK(n == 1);
+        }
+    }
+}
+
+/// Opens the ledger for the test process's own handlers.
+int open_ledger(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT, 0644);
+    REQUIRE(fd >= 0);
+    return fd;
+}
+
+/// The state letter of /proc/PID/stat ('T': stopped).
+char process_state(long pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat;
+    std::getline(in, stat);
+    const auto paren = stat.rfind(')');
+    return paren == std::string::npos || paren + 2 >= stat.size() ? '?' : stat[paren + 2];
+}
+
+template <class Condition>
+bool wait_until(Condition&& condition, std::chrono::milliseconds limit) {
+    return loom::test::eventually(condition, limit);
+}
+
+}  // namespace
+
+TEST_CASE("a second process's recover() adopts none of the runs a live process is running",
+          "[reliability][processes]") {
+    // The new-user case (and DBOS #491): B recovers while A runs a step.
+    loom::test::TempDir dir;
+    const std::string db = dir.file("runs.db"), ledger = dir.file("ledger");
+    const int fd = open_ledger(ledger);
+    loom::SqliteStore store(db);
+    loom::HandlerRegistry handlers;
+    loom::test::Gate gate;
+    handlers.add("work", [&](loom::StepContext& ctx) -> loom::Json {
+        const std::string line = ctx.run_id() + " " + ctx.step_id() + " " + std::to_string(ctx.attempt()) + " " +
+                                 std::to_string(::getpid()) + "\n";
+        REQUIRE(::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()));
+        if (ctx.step_id() == "s2") gate.pass();   // A is inside s2 while B recovers
+        return ctx.step_id();
+    });
+    loom::ExecutorOptions options;
+    options.threads = 2;
+    options.lease = 1000ms;
+    loom::Executor a(store, handlers, options);
+    a.add_workflow(loom::test::processes_workflow());
+    const auto id = a.start("shared");
+    gate.wait_for_waiters(1);
+
+    loom::test::ChildProcess b({LOOM_WORKER_CHILD, db, ledger, "1000", "-", "0", "1"});
+    CHECK(b.line() == "started");
+    CHECK(b.line() == "recovered 0");
+    std::this_thread::sleep_for(1500ms);   // B's periodic adoption runs too, past A's lease
+    gate.release();
+    CHECK(a.wait(id).status == loom::RunStatus::completed);
+    CHECK(b.line() == "done");
+    CHECK(b.finish() == 0);
+
+    const auto lines = read_ledger(ledger);
+    CHECK(lines.size() == static_cast<std::size_t>(loom::test::processes_step_count()));
+    for (const auto& line : lines) CHECK(line.pid == ::getpid());
+    check_each_step_completed_once(store);
+    ::close(fd);
+}
+
+TEST_CASE("a SIGKILLed worker's runs are adopted within two lease periods, and no completed step runs again",
+          "[reliability][processes]") {
+    // "-": the default identity, whose death a process on the same host sees
+    // at once; "w1": a chosen name, whose runs wait for their leases to expire
+    // (as for a worker on another host).
+    const std::string identity = GENERATE(std::string("-"), std::string("w1"));
+    constexpr auto kLease = 1000ms;
+    constexpr int kRuns = 12;
+    loom::test::TempDir dir;
+    const std::string db = dir.file("runs.db"), ledger = dir.file("ledger");
+    const int fd = open_ledger(ledger);
+    loom::SqliteStore store(db);
+    loom::HandlerRegistry handlers;
+    loom::test::add_ledger_handler(handlers, fd, 5ms);
+    loom::ExecutorOptions options;
+    options.threads = 2;
+    options.lease = kLease;
+    loom::Executor a(store, handlers, options);
+    a.add_workflow(loom::test::processes_workflow());
+
+    loom::test::ChildProcess w({LOOM_WORKER_CHILD, db, ledger, std::to_string(kLease.count()), identity,
+                                std::to_string(kRuns), "0"});
+    REQUIRE(w.line() == "started");
+    REQUIRE(wait_until([&] { return read_ledger(ledger).size() >= 10; }, 10s));
+    const long worker = w.pid();
+    w.kill();
+    const auto killed = Clock::now();
+
+    // Every unfinished run is A's (or done) within two lease periods.
+    std::string a_owner;
+    const bool adopted = wait_until(
+        [&] {
+            for (const auto& run : store.list_runs()) {
+                if (run.status != loom::RunStatus::running) continue;
+                if (run.owner.rfind("loom/", 0) != 0 || run.owner.find("/" + std::to_string(::getpid()) + "/") ==
+                                                            std::string::npos)
+                    return false;
+            }
+            return true;
+        },
+        2 * kLease);
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - killed);
+    CHECK(adopted);
+    WARN("identity " << identity << ": every run adopted " << took.count() << " ms after the kill (lease " << kLease.count() << " ms)");
+    REQUIRE(wait_until([&] { return store.unfinished_runs().empty(); }, 30s));
+    check_each_step_completed_once(store);
+
+    // Only attempts whose end the worker had not committed ran again (in
+    // flight, or returned and waiting for a commit), each once, by A: one
+    // whose completion was committed would show a second step.completed above.
+    std::map<std::pair<std::string, std::string>, std::vector<long>> calls;
+    for (const auto& line : read_ledger(ledger)) calls[{line.run, line.step}].push_back(line.pid);
+    for (const auto& [key, pids] : calls) {
+        INFO("run " << key.first << " step " << key.second);
+        REQUIRE(pids.size() <= 2);
+        if (pids.size() == 2) {
+            CHECK(pids[0] == worker);
+            CHECK(pids[1] == ::getpid());
+        }
+    }
+    CHECK(calls.size() == static_cast<std::size_t>(kRuns * loom::test::processes_step_count()));
+    ::close(fd);
+}
+
+TEST_CASE("a worker stopped past its lease cannot commit for the runs it lost, and says so",
+          "[reliability][processes]") {
+    constexpr auto kLease = 1000ms;
+    loom::test::TempDir dir;
+    const std::string db = dir.file("runs.db"), ledger = dir.file("ledger");
+    const int fd = open_ledger(ledger);
+    loom::SqliteStore store(db);
+    loom::HandlerRegistry handlers;
+    loom::test::add_ledger_handler(handlers, fd, 5ms);
+
+    // It stops itself inside a handler: SIGSTOP from outside could land
+    // inside a transaction, and a stopped SQLite writer locks every process
+    // out of the file (PostgreSQL ends such a session instead).
+    loom::test::ChildProcess w({LOOM_WORKER_CHILD, db, ledger, std::to_string(kLease.count()), "stopped",
+                                "4", "0", "s3"});
+    REQUIRE(w.line() == "started");
+    REQUIRE(wait_until([&] { return process_state(w.pid()) == 'T'; }, 10s));
+    const auto stopped_lines = read_ledger(ledger).size();
+
+    loom::ExecutorOptions options;
+    options.threads = 2;
+    options.lease = kLease;
+    loom::Executor a(store, handlers, options);
+    a.add_workflow(loom::test::processes_workflow());
+    REQUIRE(wait_until([&] { return store.unfinished_runs().empty(); }, 30s));   // adopted and finished
+    const auto finished_lines = read_ledger(ledger).size();
+
+    REQUIRE(::kill(static_cast<pid_t>(w.pid()), SIGCONT) == 0);
+    std::vector<std::string> said;
+    for (std::string line = w.line(); !line.empty(); line = w.line()) said.push_back(line);
+    CHECK(w.finish() == 0);
+    REQUIRE_FALSE(said.empty());
+    CHECK(std::find(said.begin(), said.end(), "done") != said.end());
+    const bool told = std::any_of(said.begin(), said.end(), [](const std::string& s) {
+        return s.find("loom.store.not_owner") != std::string::npos || s.find("lease") != std::string::npos;
+    });
+    CHECK(told);
+    for (const auto& s : said) UNSCOPED_INFO(s);
+
+    // The stopped worker started no handler once continued.
+    const auto lines = read_ledger(ledger);
+    CHECK(lines.size() == finished_lines);
+    for (std::size_t i = stopped_lines; i < lines.size(); ++i) CHECK(lines[i].pid == ::getpid());
+    check_each_step_completed_once(store);
+    ::close(fd);
+}

@@ -1,0 +1,70 @@
+// A worker process of test_processes: its own SqliteStore and Executor on the
+// file the test shares with other workers.
+//
+//   loom_worker_child DB LEDGER LEASE_MS IDENTITY START RECOVER [STOP_AT]
+//
+// IDENTITY "-" takes the default. It starts START runs of the shared
+// workflow, prints "started", then, if RECOVER is 1, calls recover() and
+// prints "recovered N". It then runs until the store holds no unfinished run
+// (adopting what others leave), prints "done", and exits 0; on an exception
+// it prints it and exits 1. Every handler call appends a ledger line; the
+// executor's warnings and errors are printed as "log MESSAGE". With STOP_AT
+// (a step id), it runs one thread and stops itself in that step's first call.
+#include <chrono>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <thread>
+
+#include <fcntl.h>
+
+#include <loom/loom.hpp>
+
+#include "processes_workflow.hpp"
+
+namespace {
+
+// Prints the executor's warnings and errors: a test reads what a worker said
+// when it lost its leases.
+struct PrintLogs : loom::Observer {
+    void on_log(const loom::LogRecord& r) override {
+        if (r.level >= loom::LogLevel::warn) std::cout << "log " << r.message << std::endl;
+    }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc != 7 && argc != 8) {
+        std::cerr << "usage: loom_worker_child DB LEDGER LEASE_MS IDENTITY START RECOVER [STOP_AT]\n";
+        return 2;
+    }
+    const int ledger = ::open(argv[2], O_WRONLY | O_APPEND | O_CREAT, 0644);
+    if (ledger < 0) {
+        std::perror("worker child: ledger");
+        return 2;
+    }
+    try {
+        loom::SqliteStore store(argv[1]);
+        loom::HandlerRegistry handlers;
+        const std::string stop_at = argc == 8 ? argv[7] : "";
+        loom::test::add_ledger_handler(handlers, ledger, std::chrono::milliseconds(20), stop_at);
+        loom::ExecutorOptions options;
+        options.threads = stop_at.empty() ? 2 : 1;
+        PrintLogs logs;
+        options.observer = &logs;
+        options.lease = std::chrono::milliseconds(std::atoi(argv[3]));
+        if (std::string(argv[4]) != "-") options.identity = argv[4];
+        loom::Executor executor(store, handlers, options);
+        executor.add_workflow(loom::test::processes_workflow());
+        for (int i = 0, n = std::atoi(argv[5]); i < n; ++i) executor.start("shared", {{"i", i}});
+        std::cout << "started" << std::endl;
+        if (std::string(argv[6]) == "1") std::cout << "recovered " << executor.recover().size() << std::endl;
+        while (!store.unfinished_runs().empty()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        std::cout << "done" << std::endl;
+        return 0;
+    } catch (const std::exception& e) {
+        std::cout << "error " << e.what() << std::endl;
+        return 1;
+    }
+}
