@@ -8,6 +8,7 @@
 #include <chrono>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -82,6 +83,39 @@ char process_state(long pid) {
     return paren == std::string::npos || paren + 2 >= stat.size() ? '?' : stat[paren + 2];
 }
 
+/// One SQLite file shared with worker processes, the ledger every process
+/// appends to, and an executor of the test process on them.
+struct Shared {
+    loom::test::TempDir dir;
+    std::string db = dir.file("runs.db"), ledger = dir.file("ledger");
+    int fd = open_ledger(ledger);
+    loom::SqliteStore store{db};
+    loom::HandlerRegistry handlers;
+    std::unique_ptr<loom::Executor> executor;
+
+    ~Shared() {
+        executor.reset();
+        ::close(fd);
+    }
+    /// The test process's executor, once its handlers are registered.
+    loom::Executor& start_executor(std::chrono::milliseconds lease) {
+        loom::ExecutorOptions options;
+        options.threads = 2;
+        options.lease = lease;
+        executor = std::make_unique<loom::Executor>(store, handlers, options);
+        executor->add_workflow(loom::test::processes_workflow());
+        return *executor;
+    }
+    /// A worker process on the file (see worker_child.cpp for the arguments).
+    std::unique_ptr<loom::test::ChildProcess> worker(std::chrono::milliseconds lease, const std::string& identity,
+                                                     int start, bool recover, const std::string& stop_at = {}) {
+        std::vector<std::string> argv{LOOM_WORKER_CHILD, db, ledger, std::to_string(lease.count()), identity,
+                                      std::to_string(start), recover ? "1" : "0"};
+        if (!stop_at.empty()) argv.push_back(stop_at);
+        return std::make_unique<loom::test::ChildProcess>(argv);
+    }
+};
+
 template <class Condition>
 bool wait_until(Condition&& condition, std::chrono::milliseconds limit) {
     return loom::test::eventually(condition, limit);
@@ -92,41 +126,32 @@ bool wait_until(Condition&& condition, std::chrono::milliseconds limit) {
 TEST_CASE("a second process's recover() adopts none of the runs a live process is running",
           "[reliability][processes]") {
     // The new-user case (and DBOS #491): B recovers while A runs a step.
-    loom::test::TempDir dir;
-    const std::string db = dir.file("runs.db"), ledger = dir.file("ledger");
-    const int fd = open_ledger(ledger);
-    loom::SqliteStore store(db);
-    loom::HandlerRegistry handlers;
+    Shared shared;
     loom::test::Gate gate;
-    handlers.add("work", [&](loom::StepContext& ctx) -> loom::Json {
+    shared.handlers.add("work", [&, fd = shared.fd](loom::StepContext& ctx) -> loom::Json {
         const std::string line = ctx.run_id() + " " + ctx.step_id() + " " + std::to_string(ctx.attempt()) + " " +
                                  std::to_string(::getpid()) + "\n";
         REQUIRE(::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()));
         if (ctx.step_id() == "s2") gate.pass();   // A is inside s2 while B recovers
         return ctx.step_id();
     });
-    loom::ExecutorOptions options;
-    options.threads = 2;
-    options.lease = 1000ms;
-    loom::Executor a(store, handlers, options);
-    a.add_workflow(loom::test::processes_workflow());
+    loom::Executor& a = shared.start_executor(1000ms);
     const auto id = a.start("shared");
     gate.wait_for_waiters(1);
 
-    loom::test::ChildProcess b({LOOM_WORKER_CHILD, db, ledger, "1000", "-", "0", "1"});
-    CHECK(b.line() == "started");
-    CHECK(b.line() == "recovered 0");
+    auto b = shared.worker(1000ms, "-", 0, /*recover=*/true);
+    CHECK(b->line() == "started");
+    CHECK(b->line() == "recovered 0");
     std::this_thread::sleep_for(1500ms);   // B's periodic adoption runs too, past A's lease
     gate.release();
     CHECK(a.wait(id).status == loom::RunStatus::completed);
-    CHECK(b.line() == "done");
-    CHECK(b.finish() == 0);
+    CHECK(b->line() == "done");
+    CHECK(b->finish() == 0);
 
-    const auto lines = read_ledger(ledger);
+    const auto lines = read_ledger(shared.ledger);
     CHECK(lines.size() == static_cast<std::size_t>(loom::test::processes_step_count()));
     for (const auto& line : lines) CHECK(line.pid == ::getpid());
-    check_each_step_completed_once(store);
-    ::close(fd);
+    check_each_step_completed_once(shared.store);
 }
 
 TEST_CASE("a SIGKILLed worker's runs are adopted within two lease periods, and no completed step runs again",
@@ -137,24 +162,16 @@ TEST_CASE("a SIGKILLed worker's runs are adopted within two lease periods, and n
     const std::string identity = GENERATE(std::string("-"), std::string("w1"));
     constexpr auto kLease = 1000ms;
     constexpr int kRuns = 12;
-    loom::test::TempDir dir;
-    const std::string db = dir.file("runs.db"), ledger = dir.file("ledger");
-    const int fd = open_ledger(ledger);
-    loom::SqliteStore store(db);
-    loom::HandlerRegistry handlers;
-    loom::test::add_ledger_handler(handlers, fd, 5ms);
-    loom::ExecutorOptions options;
-    options.threads = 2;
-    options.lease = kLease;
-    loom::Executor a(store, handlers, options);
-    a.add_workflow(loom::test::processes_workflow());
+    Shared shared;
+    auto& store = shared.store;
+    loom::test::add_ledger_handler(shared.handlers, shared.fd, 5ms);
+    shared.start_executor(kLease);
 
-    loom::test::ChildProcess w({LOOM_WORKER_CHILD, db, ledger, std::to_string(kLease.count()), identity,
-                                std::to_string(kRuns), "0"});
-    REQUIRE(w.line() == "started");
-    REQUIRE(wait_until([&] { return read_ledger(ledger).size() >= 10; }, 10s));
-    const long worker = w.pid();
-    w.kill();
+    auto w = shared.worker(kLease, identity, kRuns, /*recover=*/false);
+    REQUIRE(w->line() == "started");
+    REQUIRE(wait_until([&] { return read_ledger(shared.ledger).size() >= 10; }, 10s));
+    const long worker = w->pid();
+    w->kill();
     const auto killed = Clock::now();
 
     // Every unfinished run is A's (or done) within two lease periods.
@@ -180,7 +197,7 @@ TEST_CASE("a SIGKILLed worker's runs are adopted within two lease periods, and n
     // flight, or returned and waiting for a commit), each once, by A: one
     // whose completion was committed would show a second step.completed above.
     std::map<std::pair<std::string, std::string>, std::vector<long>> calls;
-    for (const auto& line : read_ledger(ledger)) calls[{line.run, line.step}].push_back(line.pid);
+    for (const auto& line : read_ledger(shared.ledger)) calls[{line.run, line.step}].push_back(line.pid);
     for (const auto& [key, pids] : calls) {
         INFO("run " << key.first << " step " << key.second);
         REQUIRE(pids.size() <= 2);
@@ -190,40 +207,32 @@ TEST_CASE("a SIGKILLed worker's runs are adopted within two lease periods, and n
         }
     }
     CHECK(calls.size() == static_cast<std::size_t>(kRuns * loom::test::processes_step_count()));
-    ::close(fd);
 }
 
 TEST_CASE("a worker stopped past its lease cannot commit for the runs it lost, and says so",
           "[reliability][processes]") {
     constexpr auto kLease = 1000ms;
-    loom::test::TempDir dir;
-    const std::string db = dir.file("runs.db"), ledger = dir.file("ledger");
-    const int fd = open_ledger(ledger);
-    loom::SqliteStore store(db);
-    loom::HandlerRegistry handlers;
-    loom::test::add_ledger_handler(handlers, fd, 5ms);
+    Shared shared;
+    auto& store = shared.store;
+    const auto& ledger = shared.ledger;
+    loom::test::add_ledger_handler(shared.handlers, shared.fd, 5ms);
 
     // It stops itself inside a handler: SIGSTOP from outside could land
     // inside a transaction, and a stopped SQLite writer locks every process
     // out of the file (PostgreSQL ends such a session instead).
-    loom::test::ChildProcess w({LOOM_WORKER_CHILD, db, ledger, std::to_string(kLease.count()), "stopped",
-                                "4", "0", "s3"});
-    REQUIRE(w.line() == "started");
-    REQUIRE(wait_until([&] { return process_state(w.pid()) == 'T'; }, 10s));
+    auto w = shared.worker(kLease, "stopped", 4, /*recover=*/false, "s3");
+    REQUIRE(w->line() == "started");
+    REQUIRE(wait_until([&] { return process_state(w->pid()) == 'T'; }, 10s));
     const auto stopped_lines = read_ledger(ledger).size();
 
-    loom::ExecutorOptions options;
-    options.threads = 2;
-    options.lease = kLease;
-    loom::Executor a(store, handlers, options);
-    a.add_workflow(loom::test::processes_workflow());
+    shared.start_executor(kLease);
     REQUIRE(wait_until([&] { return store.unfinished_runs().empty(); }, 30s));   // adopted and finished
     const auto finished_lines = read_ledger(ledger).size();
 
-    REQUIRE(::kill(static_cast<pid_t>(w.pid()), SIGCONT) == 0);
+    REQUIRE(::kill(static_cast<pid_t>(w->pid()), SIGCONT) == 0);
     std::vector<std::string> said;
-    for (std::string line = w.line(); !line.empty(); line = w.line()) said.push_back(line);
-    CHECK(w.finish() == 0);
+    for (std::string line = w->line(); !line.empty(); line = w->line()) said.push_back(line);
+    CHECK(w->finish() == 0);
     REQUIRE_FALSE(said.empty());
     CHECK(std::find(said.begin(), said.end(), "done") != said.end());
     const bool told = std::any_of(said.begin(), said.end(), [](const std::string& s) {
@@ -237,5 +246,4 @@ TEST_CASE("a worker stopped past its lease cannot commit for the runs it lost, a
     CHECK(lines.size() == finished_lines);
     for (std::size_t i = stopped_lines; i < lines.size(); ++i) CHECK(lines[i].pid == ::getpid());
     check_each_step_completed_once(store);
-    ::close(fd);
 }
