@@ -77,6 +77,11 @@ struct ExecutorOptions {
     /// died, stopped or released them) whose workflows this executor has all
     /// the handlers of, and run them, as recover() does.
     bool adopt = true;
+    /// How often this executor looks in the store for cancel, pause, resume,
+    /// signals and completions that other executors (other processes)
+    /// recorded for the runs it runs; they take effect within about this
+    /// long. One indexed read per poll. Real time, not `clock`. At least 1 ms.
+    std::chrono::milliseconds control_poll{100};
 };
 
 /// Which definition start() uses and how.

@@ -35,6 +35,7 @@ public:
                                     TimePoint until) override;
     void release_runs(const std::string& owner, const std::vector<RunId>& ids) override;
     std::vector<std::string> run_owners() override;
+    std::vector<RunId> controlled_runs(const std::string& owner, std::int64_t& mark) override;
 
 private:
     /// save_workflow, or with `replace` replace_workflow.

@@ -68,6 +68,7 @@ public:
                                     TimePoint until) override;
     void release_runs(const std::string& owner, const std::vector<RunId>& ids) override;
     std::vector<std::string> run_owners() override;
+    std::vector<RunId> controlled_runs(const std::string& owner, std::int64_t& mark) override;
 
     /// The schema version this library writes.
     static int latest_schema_version() noexcept;

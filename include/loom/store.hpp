@@ -64,9 +64,19 @@ struct RunWrite {
     std::optional<TimePoint> take_lease{};
 };
 
+/// A request about a run from an executor that does not run it (cancel,
+/// pause, resume; a signal or completion sets neither field): the fields set
+/// are written, and the run's owner finds it through Store::controlled_runs.
+/// Nothing is written to a run that is final.
+struct RunControl {
+    RunId run_id;
+    std::optional<bool> cancel_requested{};
+    std::optional<bool> paused{};
+};
+
 /// Everything one transaction changes. Applied in this order: new runs (with
 /// their steps, owner and lease as given), step writes, item writes, run
-/// writes, events (seq is assigned by the store). A Store must apply every
+/// writes, controls, events (seq is assigned by the store). A Store must apply every
 /// part, StepWrite::reset_items and `items` included: they are a for_each
 /// step's checkpoints.
 ///
@@ -82,10 +92,12 @@ struct Batch {
     std::vector<StepWrite> steps;
     std::vector<ItemWrite> items;
     std::vector<RunWrite> runs;
+    std::vector<RunControl> controls;
     std::vector<RunEvent> events;
 
     bool empty() const noexcept {
-        return new_runs.empty() && steps.empty() && items.empty() && runs.empty() && events.empty();
+        return new_runs.empty() && steps.empty() && items.empty() && runs.empty() && controls.empty() &&
+               events.empty();
     }
     /// Empties the batch, keeping its capacity for reuse.
     void clear() noexcept {
@@ -94,6 +106,7 @@ struct Batch {
         steps.clear();
         items.clear();
         runs.clear();
+        controls.clear();
         events.clear();
     }
     void swap(Batch& other) noexcept {
@@ -103,6 +116,7 @@ struct Batch {
         steps.swap(other.steps);
         items.swap(other.items);
         runs.swap(other.runs);
+        controls.swap(other.controls);
         events.swap(other.events);
     }
 };
@@ -198,6 +212,11 @@ public:
 
     /// The distinct owners of unfinished runs, whatever their leases.
     virtual std::vector<std::string> run_owners() = 0;
+
+    /// The unfinished runs `owner` owns that a RunControl reached since the
+    /// call that returned `mark` (0: ever), and the mark to pass next time.
+    /// A run may come back more than once for one control.
+    virtual std::vector<RunId> controlled_runs(const std::string& owner, std::int64_t& mark) = 0;
 };
 
 /// Forwards every verb to another store; override one verb to add latency,
@@ -239,6 +258,9 @@ public:
         target_.release_runs(owner, ids);
     }
     std::vector<std::string> run_owners() override { return target_.run_owners(); }
+    std::vector<RunId> controlled_runs(const std::string& owner, std::int64_t& mark) override {
+        return target_.controlled_runs(owner, mark);
+    }
 
 private:
     Store& target_;

@@ -7,6 +7,7 @@
 #include <iterator>
 #include <limits>
 #include <random>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -61,6 +62,10 @@ unsigned checked_thread_count(const ExecutorOptions& options) {
                                                   name));
         }
     }
+    if (options.control_poll < std::chrono::milliseconds(1))
+        throw InvalidArgument(error_id::options_duration,
+                              fmt::format("ExecutorOptions::control_poll is {} ms; it must be at least 1 ms",
+                                          options.control_poll.count()));
     if (options.lease < std::chrono::milliseconds(10))
         throw InvalidArgument(error_id::options_duration,
                               fmt::format("ExecutorOptions::lease is {} ms; it must be at least 10 ms",
@@ -429,7 +434,8 @@ Executor::Executor(Store& store, HandlerRegistry& handlers, ExecutorOptions opti
     impl_->arm_delivery_poll();
     Impl& impl = *impl_;
     impl.leases_.start([&impl] { impl.renew_leases(); },
-                       options.adopt ? std::function<void()>([&impl] { impl.adopt_orphans(); }) : nullptr);
+                       options.adopt ? std::function<void()>([&impl] { impl.adopt_orphans(); }) : nullptr,
+                       [&impl] { impl.poll_controls(); }, options.control_poll);
 }
 
 Executor::~Executor() = default;
@@ -498,22 +504,33 @@ RunId Executor::Impl::start_run(std::shared_ptr<const Workflow> wf,
 }
 
 std::optional<RunInfo> Executor::wait_for(const RunId& id, std::chrono::milliseconds timeout) {
-    if (auto run = impl_->live_.find(id)) {
-        MutexLock lock(run->mutex);
-        if (!run->done_cv.wait_for(run->mutex, timeout, [&] {
-                run->mutex.assert_held();
-                return run->done;
-            }))
-            return std::nullopt;
-        if (run->store_error) std::rethrow_exception(run->store_error);
+    using Steady = std::chrono::steady_clock;
+    const auto deadline = Steady::now() + timeout;
+    auto left = [&] {
+        return std::max(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Steady::now()),
+                        std::chrono::milliseconds(0));
+    };
+    for (;;) {
+        if (auto run = impl_->live_.find(id)) {
+            MutexLock lock(run->mutex);
+            if (!run->done_cv.wait_for(run->mutex, left(), [&] {
+                    run->mutex.assert_held();
+                    return run->done;
+                }))
+                return std::nullopt;
+            if (run->store_error && !Impl::lost_to_another(run->store_error)) std::rethrow_exception(run->store_error);
+        }
+        RunInfo info = get_run(id);
+        if (is_final(info.status)) return info;
+        if (impl_->live_.find(id)) continue;   // recovered here meanwhile
+        if (auto why = impl_->live_.why_abandoned(id); why && !Impl::lost_to_another(why)) std::rethrow_exception(why);
+        // Another executor runs it: its end is read from the store.
+        if (!impl_->held_elsewhere(info))
+            throw Conflict(error_id::run_not_live,
+                           "run " + id + " is unfinished but no executor runs it now; call recover()");
+        if (left().count() == 0) return std::nullopt;
+        std::this_thread::sleep_for(std::min(left(), impl_->options_.control_poll));
     }
-    RunInfo info = get_run(id);
-    if (!is_final(info.status) && !impl_->live_.find(id)) {
-        if (auto why = impl_->live_.why_abandoned(id)) std::rethrow_exception(why);
-        throw Conflict(error_id::run_not_live,
-                       "run " + id + " is unfinished but not running in this executor; call recover()");
-    }
-    return info;
 }
 
 RunInfo Executor::wait(const RunId& id) {
@@ -537,38 +554,46 @@ std::vector<RunEvent> Executor::history(const RunId& id) {
     return impl_->store_.load_events(id);
 }
 
-bool Executor::Impl::cancel_run(const RunId& id) {
+Executor::Impl::RunRequest Executor::Impl::cancel_request(const RunId& id, std::vector<RunId>& children) {
     const auto at = now();
-    auto write = [&](Queue& queue) {
-        queue.writes().runs.push_back(RunWrite{id, RunStatus::running, true, {}, "", at, {}, false, std::nullopt});
+    auto event = [id, at](Queue& queue) {
         queue.writes().events.push_back(RunEvent{0, id, "", event::run_cancel_requested, 0, "", at});
     };
-    std::vector<RunId> children;   // of sub-workflow steps in flight: cancelled too
-    auto child_of = [&](const Workflow& wf, std::size_t i, StepStatus status) {
+    // Sub-workflow steps in flight: their child runs are cancelled too.
+    auto child_of = [&children, id](const Workflow& wf, std::size_t i, StepStatus status) {
         if (status == StepStatus::suspended && detail::kind_of(wf, i) == detail::StepKind::child)
             children.push_back(child_run_id(id, wf, i));
     };
-    const bool result = request(
-        id, {[&](RunState& run) LOOM_REQUIRES(run.mutex) -> std::optional<bool> {
-                 if (run.final_submitted || run.cancel_requested) return !run.final_submitted;
-                 return std::nullopt;
-             },
-             [&](RunState& run, Queue& queue, bool) LOOM_REQUIRES(run.mutex) {
-                 for (std::size_t i = 0; i < run.steps.size(); ++i) child_of(*run.workflow, i, run.steps[i].status);
-                 run.cancel_requested = true;
-                 run.cancel_flag = true;
-                 stop_run(run, RunStatus::cancelled, "");
-                 write(queue);
-                 end_run_if_over(run, queue);
-             },
-             [&](const RunInfo& info) -> std::optional<bool> {
-                 if (is_final(info.status)) return false;
-                 if (info.cancel_requested) return true;
-                 if (auto wf = workflows_.find(info.workflow_name, info.workflow_version))
-                     for (std::size_t i = 0; i < info.steps.size(); ++i) child_of(*wf, i, info.steps[i].status);
-                 return std::nullopt;
-             },
-             [&](const RunInfo&, Queue& queue) { write(queue); }});
+    return {[](RunState& run) LOOM_REQUIRES(run.mutex) -> std::optional<bool> {
+                if (run.final_submitted || run.cancel_requested) return !run.final_submitted;
+                return std::nullopt;
+            },
+            [this, event, child_of, id, at](RunState& run, Queue& queue, bool recorded) LOOM_REQUIRES(run.mutex) {
+                for (std::size_t i = 0; i < run.steps.size(); ++i) child_of(*run.workflow, i, run.steps[i].status);
+                run.cancel_requested = true;
+                run.cancel_flag = true;
+                stop_run(run, RunStatus::cancelled, "");
+                if (!recorded) {
+                    queue.writes().runs.push_back(
+                        RunWrite{id, RunStatus::running, true, {}, "", at, {}, false, std::nullopt});
+                    event(queue);
+                }
+                end_run_if_over(run, queue);
+            },
+            [this, child_of](const RunInfo& info) -> std::optional<bool> {
+                if (is_final(info.status)) return false;
+                if (info.cancel_requested) return true;
+                if (auto wf = workflows_.find(info.workflow_name, info.workflow_version))
+                    for (std::size_t i = 0; i < info.steps.size(); ++i) child_of(*wf, i, info.steps[i].status);
+                return std::nullopt;
+            },
+            [event, id](const RunInfo&, Queue& queue) {
+                queue.writes().controls.push_back(RunControl{id, true, std::nullopt});
+                event(queue);
+            }};
+}
+
+void Executor::Impl::cancel_children(const std::vector<RunId>& children) {
     for (const auto& child : children) {
         try {
             cancel_run(child);
@@ -576,6 +601,12 @@ bool Executor::Impl::cancel_run(const RunId& id) {
             // Not started yet: the parent, stopping, will not start it.
         }
     }
+}
+
+bool Executor::Impl::cancel_run(const RunId& id) {
+    std::vector<RunId> children;
+    const bool result = request(id, cancel_request(id, children));
+    cancel_children(children);
     return result;
 }
 

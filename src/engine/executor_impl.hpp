@@ -456,6 +456,13 @@ struct Executor::Impl {
                     int priority = 0);
     /// Executor::cancel(): also cancels the run's child runs before it returns.
     bool cancel_run(const RunId& id);
+    /// What cancel asks of a run; the child runs to cancel with it are
+    /// appended to `children` (cancel_children) as the request finds them.
+    RunRequest cancel_request(const RunId& id, std::vector<RunId>& children);
+    void cancel_children(const std::vector<RunId>& children);
+    /// What pause (`paused`) or resume asks of a run; a resume hands the
+    /// run's parked tasks to `parked`, to dispatch once it is durable.
+    RunRequest pause_request(const RunId& id, bool paused, std::vector<Task>& parked);
     /// Sets ctx.cancelled() for every in-flight attempt (shutdown grace over).
     void cancel_attempts();
 
@@ -490,12 +497,25 @@ struct Executor::Impl {
     std::vector<RunId> adopt(const std::vector<RunId>& ids, bool recovering);
     /// The LeaseKeeper's adoption round; errors are logged and retried.
     void adopt_orphans();
+    /// True if `why` is the lease lost to another executor, which runs the
+    /// run on: a wait() for it goes on reading the store.
+    static bool lost_to_another(const std::exception_ptr& why);
+    /// True if another executor holds the run's lease now.
+    bool held_elsewhere(const RunInfo& run) const;
+    /// The LeaseKeeper's look for requests other executors recorded for the
+    /// runs this one runs (Store::controlled_runs); errors are logged and
+    /// retried.
+    void poll_controls();
+    /// Brings live `run` up to its stored requests: cancel, pause or resume,
+    /// signals and completions. True if writes were queued (to commit).
+    bool apply_controls(const std::shared_ptr<RunState>& run);
 
     Store& store_;
     HandlerRegistry& handlers_;
     ExecutorOptions options_;
     const Clock& clock_;
     detail::LeaseKeeper leases_;   // stopped first by ~Impl: its thread uses the rest
+    std::int64_t control_mark_ = 0;   // Store::controlled_runs's mark; only the LeaseKeeper's thread
 
     std::atomic<detail::ChildStandIn*> stand_in_{nullptr};   // see ExecutorAccess
 

@@ -38,8 +38,18 @@ void LeaseKeeper::renewed(std::chrono::steady_clock::time_point asked) {
     holding_until_ns_.store(steady_ns(asked + lease_ - lease_ / 5), std::memory_order_relaxed);
 }
 
-void LeaseKeeper::start(std::function<void()> renew, std::function<void()> adopt) {
-    thread_ = std::thread([this, renew = std::move(renew), adopt = std::move(adopt)] { loop(renew, adopt); });
+void LeaseKeeper::start(std::function<void()> renew, std::function<void()> adopt, std::function<void()> poll,
+                        std::chrono::milliseconds poll_every) {
+    const auto now = std::chrono::steady_clock::now();
+    std::vector<Periodic> tasks;
+    auto add = [&](std::function<void()> run, std::chrono::milliseconds every) {
+        every = std::max(every, std::chrono::milliseconds(1));
+        if (run) tasks.push_back({std::move(run), every, now + every});
+    };
+    add(std::move(renew), lease_ / 3);
+    add(std::move(adopt), lease_ / 2);
+    add(std::move(poll), poll_every);
+    thread_ = std::thread([this, tasks = std::move(tasks)]() mutable { loop(std::move(tasks)); });
 }
 
 void LeaseKeeper::stop() {
@@ -51,30 +61,22 @@ void LeaseKeeper::stop() {
     if (thread_.joinable()) thread_.join();
 }
 
-void LeaseKeeper::loop(const std::function<void()>& renew, const std::function<void()>& adopt) {
-    using Clock = std::chrono::steady_clock;
-    const auto renew_every = std::max(lease_ / 3, std::chrono::milliseconds(1));
-    const auto adopt_every = std::max(lease_ / 2, std::chrono::milliseconds(1));
-    auto next_renew = Clock::now() + renew_every;
-    auto next_adopt = Clock::now() + adopt_every;
+void LeaseKeeper::loop(std::vector<Periodic> tasks) {
     for (;;) {
+        auto next = tasks.front().due;
+        for (const auto& t : tasks) next = std::min(next, t.due);
         {
             MutexLock lock(mutex_);
-            const auto until = adopt ? std::min(next_renew, next_adopt) : next_renew;
-            wake_.wait_until(mutex_, until, [&] {
+            wake_.wait_until(mutex_, next, [&] {
                 mutex_.assert_held();
                 return stopping_;
             });
             if (stopping_) return;
         }
-        const auto now = Clock::now();
-        if (now >= next_renew) {
-            renew();
-            next_renew = Clock::now() + renew_every;
-        }
-        if (adopt && now >= next_adopt) {
-            adopt();
-            next_adopt = Clock::now() + adopt_every;
+        for (auto& t : tasks) {
+            if (std::chrono::steady_clock::now() < t.due) continue;
+            t.run();
+            t.due = std::chrono::steady_clock::now() + t.every;
         }
     }
 }

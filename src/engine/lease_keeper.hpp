@@ -12,6 +12,7 @@
 #include <functional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <loom/run.hpp>
 
@@ -44,13 +45,21 @@ public:
     void renewed(std::chrono::steady_clock::time_point asked);
 
     /// Starts the thread: renew() every lease/3, adopt() every lease/2 (when
-    /// given). Each is called with no lock held and must not throw.
-    void start(std::function<void()> renew, std::function<void()> adopt);
+    /// given), poll() every `poll_every`. Each is called with no lock held
+    /// and must not throw.
+    void start(std::function<void()> renew, std::function<void()> adopt, std::function<void()> poll,
+               std::chrono::milliseconds poll_every);
     /// Stops and joins the thread; neither is called again.
     void stop();
 
 private:
-    void loop(const std::function<void()>& renew, const std::function<void()>& adopt);
+    /// A task of the thread and when it is next due.
+    struct Periodic {
+        std::function<void()> run;
+        std::chrono::milliseconds every;
+        std::chrono::steady_clock::time_point due;
+    };
+    void loop(std::vector<Periodic> tasks);
 
     const bool made_here_;   // by new_identity(), which registers it
     const std::string identity_;

@@ -144,32 +144,38 @@ bool Executor::Impl::request_live(const std::shared_ptr<RunState>& run, const Ru
     return true;
 }
 
-bool Executor::Impl::set_paused(const RunId& id, bool paused) {
+Executor::Impl::RunRequest Executor::Impl::pause_request(const RunId& id, bool paused, std::vector<Task>& parked) {
     const auto at = now();
-    auto write = [&](Queue& queue, bool cancel_requested) {
-        queue.writes().runs.push_back(
-            RunWrite{id, RunStatus::running, cancel_requested, nullptr, "", at, std::nullopt, paused, std::nullopt});
-        queue.writes().events.push_back(
-            RunEvent{0, id, "", paused ? event::run_paused : event::run_resumed, 0, "", at});
+    auto event = [id, paused, at](Queue& queue) {
+        queue.writes().events.push_back(RunEvent{0, id, "", paused ? event::run_paused : event::run_resumed, 0, "", at});
     };
+    return {[paused](RunState& run) LOOM_REQUIRES(run.mutex) -> std::optional<bool> {
+                if (run.final_submitted) return false;
+                if (run.paused == paused) return true;
+                return std::nullopt;
+            },
+            [&parked, event, id, paused, at](RunState& run, Queue& queue, bool recorded) LOOM_REQUIRES(run.mutex) {
+                run.paused = paused;
+                if (!paused) parked.swap(run.parked);
+                if (recorded) return;
+                queue.writes().runs.push_back(RunWrite{id, RunStatus::running, run.cancel_requested, nullptr, "", at,
+                                                       std::nullopt, paused, std::nullopt});
+                event(queue);
+            },
+            [paused](const RunInfo& info) -> std::optional<bool> {
+                if (is_final(info.status)) return false;
+                if (info.paused == paused) return true;
+                return std::nullopt;
+            },
+            [event, id, paused](const RunInfo&, Queue& queue) {
+                queue.writes().controls.push_back(RunControl{id, std::nullopt, paused});
+                event(queue);
+            }};
+}
+
+bool Executor::Impl::set_paused(const RunId& id, bool paused) {
     std::vector<Task> parked;
-    const bool result = request(
-        id, {[&](RunState& run) LOOM_REQUIRES(run.mutex) -> std::optional<bool> {
-                 if (run.final_submitted) return false;
-                 if (run.paused == paused) return true;
-                 return std::nullopt;
-             },
-             [&](RunState& run, Queue& queue, bool) LOOM_REQUIRES(run.mutex) {
-                 run.paused = paused;
-                 if (!paused) parked.swap(run.parked);
-                 write(queue, run.cancel_requested);
-             },
-             [&](const RunInfo& info) -> std::optional<bool> {
-                 if (is_final(info.status)) return false;
-                 if (info.paused == paused) return true;
-                 return std::nullopt;
-             },
-             [&](const RunInfo& info, Queue& queue) { write(queue, info.cancel_requested); }});
+    const bool result = request(id, pause_request(id, paused, parked));
     pool_.push(parked);   // after the resume is durable
     return result;
 }

@@ -188,6 +188,79 @@ void Executor::Impl::adopt_orphans() {
     }
 }
 
+bool Executor::Impl::lost_to_another(const std::exception_ptr& why) {
+    try {
+        std::rethrow_exception(why);
+    } catch (const Conflict& e) {
+        return e.id() == std::string_view(error_id::store_not_owner);
+    } catch (...) {
+        return false;
+    }
+}
+
+bool Executor::Impl::held_elsewhere(const RunInfo& run) const {
+    return !run.owner.empty() && run.owner != leases_.identity() && run.lease_until &&
+           *run.lease_until > std::chrono::system_clock::now();
+}
+
+void Executor::Impl::poll_controls() {
+    if (stopping_) return;
+    try {
+        bool queued = false;
+        for (const auto& id : store_.controlled_runs(leases_.identity(), control_mark_)) {
+            // Not live (yet): the launch that makes it live reads the request.
+            if (auto run = live_.find(id)) queued = apply_controls(run) || queued;
+        }
+        if (queued) commit_from_timer();
+    } catch (const std::exception& e) {
+        // The next poll tries again; the mark moved only if the read went through.
+        notify([&](Observer& o) {
+            o.on_log(LogRecord{LogLevel::warn, "", "", 0,
+                               fmt::format("executor {}: looking for requests from other executors failed; "
+                                           "retrying: {}",
+                                           leases_.identity(), e.what()),
+                               std::nullopt});
+        });
+    }
+}
+
+bool Executor::Impl::apply_controls(const std::shared_ptr<RunState>& run) {
+    const auto latest = store_.load_run(run->id);
+    if (!latest || is_final(latest->status)) return false;
+    const auto events = store_.load_events(run->id);
+    // The latest pause or resume not seen yet: history order decides, not
+    // the row, which a pause() of this process may not have reached yet.
+    std::optional<bool> paused;
+    std::int64_t newest = 0;
+    {
+        MutexLock lock(run->mutex);
+        for (const auto& e : events) {
+            if (e.seq <= run->controls_seen || (e.kind != event::run_paused && e.kind != event::run_resumed))
+                continue;
+            paused = e.kind == event::run_paused;
+            newest = e.seq;
+        }
+        run->controls_seen = std::max(run->controls_seen, newest);
+    }
+    // The store has the requests (recorded): only the live state changes.
+    if (latest->cancel_requested) {
+        std::vector<RunId> children;
+        request_live(run, cancel_request(run->id, children), /*recorded=*/true);
+        cancel_children(children);
+    } else if (paused) {
+        std::vector<Task> parked;
+        request_live(run, pause_request(run->id, *paused, parked), /*recorded=*/true);
+        pool_.push(parked);
+    }
+    MutexLock lock(run->mutex);
+    if (run->final_submitted || run->abandoned || !merge_deliveries(*run, events)) return false;
+    Queue queue(commits_, run);
+    apply_deliveries(*run, queue, /*at_launch=*/false);
+    end_run_if_over(*run, queue);
+    queue.release(false);
+    return true;
+}
+
 std::vector<RunId> Executor::recover() { return impl_->adopt(impl_->claim_runs(/*recovering=*/true), /*recovering=*/true); }
 
 }  // namespace loom

@@ -174,6 +174,9 @@ struct RunState : std::enable_shared_from_this<RunState> {
     bool done LOOM_GUARDED_BY(mutex) = false;               // final write committed, or run abandoned
     bool abandoned LOOM_GUARDED_BY(mutex) = false;          // a commit failed; the store is the truth now
     std::exception_ptr store_error LOOM_GUARDED_BY(mutex);  // why it was abandoned
+    /// The seq of the newest pause or resume in its history that the control
+    /// poll acted on (Impl::apply_controls).
+    std::int64_t controls_seen LOOM_GUARDED_BY(mutex) = 0;
 
     /// A for_each step begins: it counts in `active` and `fans_open` until it settles.
     void open_fan() noexcept LOOM_REQUIRES(mutex) {

@@ -262,7 +262,10 @@ bool Executor::Impl::deliver(const RunId& id, RunEvent event, const std::functio
                             check_stored(info);
                             return std::nullopt;
                         },
-                        [&](const RunInfo&, Queue& queue) { queue.writes().events.push_back(event); }});
+                        [&](const RunInfo&, Queue& queue) {
+                            queue.writes().events.push_back(event);
+                            queue.writes().controls.push_back(RunControl{id, std::nullopt, std::nullopt});
+                        }});
 }
 
 // --- public verbs ---

@@ -23,6 +23,7 @@ struct RunRow {
     // step id -> attempts with a "step.started" event: an attempt starts once.
     std::unordered_map<std::string, std::vector<int>> started;
     std::uint64_t order = 0;  // creation order, with created_at the key in by_created
+    std::int64_t control_seq = 0;   // the event seq after which a RunControl last reached it
 };
 
 // A run as list results give it: every column but the steps.
@@ -75,6 +76,7 @@ struct MemoryStore::State {
     std::vector<StepInfo*> step_targets LOOM_GUARDED_BY(mutex);
     std::vector<StepInfo*> item_targets LOOM_GUARDED_BY(mutex);   // the step of each item write
     std::vector<RunRow*> run_targets LOOM_GUARDED_BY(mutex);
+    std::vector<RunRow*> control_targets LOOM_GUARDED_BY(mutex);
     std::vector<RunRow*> event_targets LOOM_GUARDED_BY(mutex);
     std::vector<std::vector<int>*> started_added LOOM_GUARDED_BY(mutex);   // by resolve(), undone by unresolve()
     RunRow* last_found LOOM_GUARDED_BY(mutex) = nullptr;   // the run find_run found last (rows never move)
@@ -156,6 +158,8 @@ struct MemoryStore::State {
             item_targets.push_back(&find_step(write.run_id, write.step_id));
         }
         for (const RunWrite& write : batch.runs) run_targets.push_back(&find_run(write.run_id));
+        control_targets.clear();
+        for (const RunControl& control : batch.controls) control_targets.push_back(&find_run(control.run_id));
         for (const RunEvent& event : batch.events) {
             RunRow& run = find_run(event.run_id);
             event_targets.push_back(&run);
@@ -238,6 +242,14 @@ struct MemoryStore::State {
             run.error = write.error;
             run.updated_at = detail::to_stored(write.updated_at);
             run.finished_at = to_stored(write.finished_at);
+        }
+        for (std::size_t i = 0; i < batch.controls.size(); ++i) {
+            const RunControl& control = batch.controls[i];
+            RunRow& row = *control_targets[i];
+            if (is_final(row.info.status)) continue;
+            if (control.cancel_requested) row.info.cancel_requested = *control.cancel_requested;
+            if (control.paused) row.info.paused = *control.paused;
+            row.control_seq = next_seq;   // events after it get this seq or later
         }
         for (std::size_t i = 0; i < batch.events.size(); ++i) {
             RunEvent& event = event_targets[i]->events.emplace_back(batch.events[i]);
@@ -361,6 +373,17 @@ void MemoryStore::release_runs(const std::string& owner, const std::vector<RunId
         it->second.info.owner.clear();
         it->second.info.lease_until.reset();
     }
+}
+
+std::vector<RunId> MemoryStore::controlled_runs(const std::string& owner, std::int64_t& mark) {
+    detail::MutexLock lock(state_->mutex);
+    std::vector<RunId> out;
+    for (const auto& [id, row] : state_->runs) {
+        if (row.info.status == RunStatus::running && row.info.owner == owner && row.control_seq > mark)
+            out.push_back(id);
+    }
+    mark = state_->next_seq - 1;
+    return out;
 }
 
 std::vector<std::string> MemoryStore::run_owners() {

@@ -30,7 +30,7 @@ struct Migration {
     const char* rebuilds = nullptr;
 };
 
-constexpr std::array<Migration, 8> kMigrations{{
+constexpr std::array<Migration, 9> kMigrations{{
     {1, "tables for definitions, runs, steps and events", R"sql(
 CREATE TABLE schema_migrations (
     version     INTEGER PRIMARY KEY,
@@ -223,6 +223,13 @@ ALTER TABLE step_items_v7 RENAME TO step_items;
     {8, "run ownership leases", R"sql(
 ALTER TABLE workflow_runs ADD COLUMN owner TEXT;
 ALTER TABLE workflow_runs ADD COLUMN lease_until INTEGER;
+)sql"},
+    // Requests from executors that do not run a run (cancel, pause, a signal)
+    // mark it with the event seq after which they came, so that its owner
+    // finds them by polling (Store::controlled_runs) through the index.
+    {9, "control requests for owners", R"sql(
+ALTER TABLE workflow_runs ADD COLUMN control_seq INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX workflow_runs_controlled ON workflow_runs (owner, control_seq) WHERE status = 'running';
 )sql"},
 }};
 

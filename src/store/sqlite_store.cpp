@@ -296,6 +296,7 @@ struct SqliteStore::Impl {
     SQLite::Statement claim;
     SQLite::Statement renew;
     SQLite::Statement release;
+    SQLite::Statement control;
 
     std::mutex read_mutex;
     // The reader and its statements are guarded by read_mutex.
@@ -310,6 +311,8 @@ struct SqliteStore::Impl {
     SQLite::Statement select_unfinished;
     SQLite::Statement select_events;
     SQLite::Statement select_owners;
+    SQLite::Statement select_controlled;
+    SQLite::Statement select_last_seq;
 
     Impl(const std::string& file, const SqliteOptions& options)
         : path(file),
@@ -366,6 +369,12 @@ struct SqliteStore::Impl {
           release(writer,
               "UPDATE workflow_runs SET owner = NULL, lease_until = NULL "
               "WHERE id IN (SELECT value FROM json_each(:ids)) AND owner = :owner"),
+          // The seq after which the request comes: its own events get a higher one.
+          control(writer,
+              "UPDATE workflow_runs SET cancel_requested = coalesce(?1, cancel_requested), "
+              "paused = coalesce(?2, paused), "
+              "control_seq = (SELECT coalesce(max(seq), 0) + 1 FROM run_events) "
+              "WHERE id = ?3 AND status = 'running'"),
           reader(open_connection(file, SQLite::OPEN_READWRITE, options)),
           select_latest_definition(reader,
               "SELECT name, version, hash, definition, created_at FROM workflow_definitions "
@@ -392,7 +401,10 @@ struct SqliteStore::Impl {
               "SELECT seq, run_id, step_id, kind, attempt, detail, at FROM run_events "
               "WHERE run_id = ? ORDER BY seq"),
           select_owners(reader,
-              "SELECT DISTINCT owner FROM workflow_runs WHERE status = 'running' AND owner IS NOT NULL") {
+              "SELECT DISTINCT owner FROM workflow_runs WHERE status = 'running' AND owner IS NOT NULL"),
+          select_controlled(reader,
+              "SELECT id FROM workflow_runs WHERE owner = ? AND status = 'running' AND control_seq > ?"),
+          select_last_seq(reader, "SELECT coalesce(max(seq), 0) FROM run_events") {
         reader.exec("PRAGMA query_only = ON");
     }
 
@@ -591,6 +603,19 @@ struct SqliteStore::Impl {
         if (s->exec() != 1) throw detail::missing_row(write.run_id);
     }
 
+    void write_control(const RunControl& request, Doing& doing) {
+        doing.at("recording a request for", &request.run_id);
+        Use s(control);
+        s->clearBindings();   // an unset field binds NULL, not the last request's value
+        if (request.cancel_requested) s->bind(1, *request.cancel_requested ? 1 : 0);
+        if (request.paused) s->bind(2, *request.paused ? 1 : 0);
+        s->bindNoCopy(3, request.run_id);
+        if (s->exec() == 1) return;
+        Use find(find_owner);   // final (nothing to do), or missing
+        find->bindNoCopy(1, request.run_id);
+        if (!find->executeStep()) throw detail::missing_row(request.run_id);
+    }
+
     // A write that reopens a final run hands it to the batch's owner.
     void take_over(const Batch& batch, const RunWrite& write, Doing& doing) {
         doing.at("taking over", &write.run_id);
@@ -689,6 +714,7 @@ void SqliteStore::commit(const Batch& batch) {
         for (const StepWrite& write : batch.steps) impl_->write_step(write, doing);
         for (const ItemWrite& write : batch.items) impl_->write_item(write, doing);
         for (const RunWrite& write : batch.runs) impl_->write_run(write, doing);
+        for (const RunControl& control : batch.controls) impl_->write_control(control, doing);
         for (const RunEvent& event : batch.events) impl_->add_event(event, doing);
         return true;
     });
@@ -847,6 +873,21 @@ void SqliteStore::release_runs(const std::string& owner, const std::vector<RunId
         s->bind(":owner", owner);
         s->exec();
         return true;
+    });
+}
+
+std::vector<RunId> SqliteStore::controlled_runs(const std::string& owner, std::int64_t& mark) {
+    return impl_->read("listing the runs of executor " + owner + " that requests reached", [&] {
+        Use last(impl_->select_last_seq);
+        last->executeStep();
+        const std::int64_t next_mark = last->getColumn(0).getInt64();
+        std::vector<RunId> out;
+        Use s(impl_->select_controlled);
+        s->bindNoCopy(1, owner);
+        s->bind(2, mark);
+        while (s->executeStep()) out.push_back(s->getColumn(0).getString());
+        mark = next_mark;
+        return out;
     });
 }
 

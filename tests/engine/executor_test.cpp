@@ -368,8 +368,8 @@ TEST_CASE("recover resumes from the stored state: completed steps never run agai
         store.commit(batch);
         id = info.id;
         REQUIRE_THROWS_WITH(executor.wait(id),
-                            "[loom.run.not_live] run crashed-run is unfinished but not running in "
-                            "this executor; call recover()");
+                            "[loom.run.not_live] run crashed-run is unfinished but no executor runs "
+                            "it now; call recover()");
     }
     loom::Executor executor(store, handlers, {2});
     CHECK(executor.recover() == std::vector<loom::RunId>{id});

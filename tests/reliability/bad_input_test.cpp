@@ -714,7 +714,7 @@ TEST_CASE("bad calls are refused with their exact error and change nothing", "[r
         {"history of an unknown run", "NotFound", "[loom.run.unknown] run nope does not exist",
          [](Fixture& f) { f.executor->history("nope"); }},
         {"wait for a run nobody is running", "Conflict",
-         "[loom.run.not_live] run stuck-run is unfinished but not running in this executor; call "
+         "[loom.run.not_live] run stuck-run is unfinished but no executor runs it now; call "
          "recover()",
          [](Fixture& f) { f.executor->wait("stuck-run"); },
          [](Fixture& f) { f.store_unfinished_run("stuck-run", f.hello.hash()); }},

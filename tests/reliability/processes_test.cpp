@@ -108,11 +108,13 @@ struct Shared {
     }
     /// A worker process on the file (see worker_child.cpp for the arguments).
     std::unique_ptr<loom::test::ChildProcess> worker(std::chrono::milliseconds lease, const std::string& identity,
-                                                     int start, bool recover, const std::string& stop_at = {}) {
+                                                     int start, bool recover, const std::string& stop_at = {},
+                                                     std::chrono::milliseconds busy = 20ms) {
         std::vector<std::string> argv{LOOM_WORKER_CHILD, db, ledger, std::to_string(lease.count()), identity,
                                       std::to_string(start), recover ? "1" : "0"};
         if (!stop_at.empty()) argv.push_back(stop_at);
-        return std::make_unique<loom::test::ChildProcess>(argv);
+        return std::make_unique<loom::test::ChildProcess>(
+            argv, loom::test::crash::Env{{"LOOM_WORKER_BUSY_MS", std::to_string(busy.count())}});
     }
 };
 
@@ -246,4 +248,57 @@ TEST_CASE("a worker stopped past its lease cannot commit for the runs it lost, a
     CHECK(lines.size() == finished_lines);
     for (std::size_t i = stopped_lines; i < lines.size(); ++i) CHECK(lines[i].pid == ::getpid());
     check_each_step_completed_once(store);
+}
+
+TEST_CASE("cancel, pause, resume and wait from another process reach the run's owner within the control poll",
+          "[reliability][processes]") {
+    constexpr auto kStep = 200ms;   // each step of the worker's runs
+    Shared shared;
+    loom::test::add_ledger_handler(shared.handlers, shared.fd, 5ms);
+    auto w = shared.worker(10'000ms, "owner", 2, /*recover=*/false, {}, kStep);
+    REQUIRE(w->line() == "started");
+    auto runs = shared.store.list_runs();
+    REQUIRE(runs.size() == 2);
+    const auto paused = runs[0].id, cancelled = runs[1].id;
+    loom::Executor& a = shared.start_executor(10'000ms);   // the other process's executor
+
+    auto calls_of = [&](const loom::RunId& id) {
+        std::size_t n = 0;
+        for (const auto& line : read_ledger(shared.ledger)) n += line.run == id;
+        return n;
+    };
+    REQUIRE(wait_until([&] { return calls_of(paused) >= 1 && calls_of(cancelled) >= 1; }, 10s));
+    const auto asked = Clock::now();
+    CHECK(a.cancel(cancelled));
+    CHECK(a.pause(paused));
+    CHECK(a.wait(cancelled).status == loom::RunStatus::cancelled);   // read from the store: W runs it
+    const auto cancel_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - asked);
+
+    // Within a poll and the step in flight, nothing more starts.
+    std::this_thread::sleep_for(100ms + kStep + 100ms);
+    const auto held = calls_of(paused);
+    std::this_thread::sleep_for(3 * kStep);
+    CHECK(calls_of(paused) == held);
+    CHECK(held < static_cast<std::size_t>(loom::test::processes_step_count()));
+
+    CHECK(a.resume(paused));
+    const auto resumed = Clock::now();
+    REQUIRE(wait_until([&] { return calls_of(paused) > held; }, 5s));
+    const auto resume_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - resumed);
+    CHECK(a.wait(paused).status == loom::RunStatus::completed);
+    WARN("resume reached the owner in " << resume_ms.count() << " ms, cancel ended the run in " << cancel_ms.count()
+                                        << " ms (control poll 100 ms, steps of " << kStep.count() << " ms)");
+    CHECK(resume_ms < 100ms + 200ms);
+    CHECK(cancel_ms < 100ms + kStep + 300ms);
+
+    CHECK(w->line() == "done");
+    CHECK(w->finish() == 0);
+    // Each request is in the history once: the owner applied them without writing them again.
+    std::map<std::string, int> kinds;
+    for (const auto& e : shared.store.load_events(paused)) ++kinds[e.kind];
+    CHECK(kinds[loom::event::run_paused] == 1);
+    CHECK(kinds[loom::event::run_resumed] == 1);
+    int cancels = 0;
+    for (const auto& e : shared.store.load_events(cancelled)) cancels += e.kind == loom::event::run_cancel_requested;
+    CHECK(cancels == 1);
 }

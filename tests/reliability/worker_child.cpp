@@ -10,6 +10,7 @@
 // it prints it and exits 1. Every handler call appends a ledger line; the
 // executor's warnings and errors are printed as "log MESSAGE". With STOP_AT
 // (a step id), it runs one thread and stops itself in that step's first call.
+// LOOM_WORKER_BUSY_MS in the environment: how long each call works (20 ms).
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
@@ -48,7 +49,9 @@ int main(int argc, char** argv) {
         loom::SqliteStore store(argv[1]);
         loom::HandlerRegistry handlers;
         const std::string stop_at = argc == 8 ? argv[7] : "";
-        loom::test::add_ledger_handler(handlers, ledger, std::chrono::milliseconds(20), stop_at);
+        const char* busy = std::getenv("LOOM_WORKER_BUSY_MS");
+        loom::test::add_ledger_handler(handlers, ledger, std::chrono::milliseconds(busy ? std::atoi(busy) : 20),
+                                       stop_at);
         loom::ExecutorOptions options;
         options.threads = stop_at.empty() ? 2 : 1;
         PrintLogs logs;

@@ -157,7 +157,7 @@ TEST_CASE("opening a new file applies every migration", "[store][sqlite]") {
     loom::test::TempDir dir;
     const std::string path = dir.file("runs.db");
     { loom::SqliteStore store(path); }
-    CHECK(loom::SqliteStore::latest_schema_version() == 8);
+    CHECK(loom::SqliteStore::latest_schema_version() == 9);
     CHECK(applied_versions(path) == every_version());
     SQLite::Database db(path);
     CHECK(db.execAndGet("SELECT count(*) FROM schema_migrations WHERE description = '' "
@@ -306,7 +306,8 @@ TEST_CASE("opening a version 3 file rebuilds step_runs with every row and value"
               std::vector<std::string>{"host_steps_by_status", "run_events_by_run",
                                        "run_events_step_started", "workflow_runs_by_created",
                                        "workflow_runs_by_idempotency_key",
-                                       "workflow_runs_by_status", "workflow_runs_by_workflow"});
+                                       "workflow_runs_by_status", "workflow_runs_by_workflow",
+                                           "workflow_runs_controlled"});
         CHECK_FALSE(db.tableExists("step_runs_v4"));
         CHECK(rows(db, "PRAGMA foreign_key_check").empty());
     }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <chrono>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -898,4 +899,47 @@ TEMPLATE_TEST_CASE("a write that reopens a final run hands it to the batch's own
     // A running run is not taken over this way: a's lease on it stands.
     CHECK_THROWS_AS(store.commit(reopen("busy")), loom::Conflict);
     CHECK(store.load_run("busy")->owner == "a");
+}
+
+TEMPLATE_TEST_CASE("a RunControl writes only its fields and its run's owner finds it once",
+                   "[store][ownership]", MemoryFixture, SqliteFixture) {
+    TestType fixture;
+    loom::Store& store = fixture.store;
+    store.save_workflow(workflow("etl", 1));
+    store.commit(creating({owned_run("r", 1000, "a", 60'000), owned_run("s", 2000, "a", 60'000),
+                           owned_run("t", 3000, "b", 60'000)}));
+    std::int64_t mark = 0;
+    CHECK(store.controlled_runs("a", mark).empty());
+
+    auto control = [&](const std::string& id, std::optional<bool> cancel, std::optional<bool> paused) {
+        loom::Batch batch;
+        batch.controls.push_back(loom::RunControl{id, cancel, paused});
+        batch.events.push_back(loom::RunEvent{0, id, "", loom::event::run_paused, 0, "", at(4000)});
+        store.commit(batch);
+    };
+    control("r", std::nullopt, true);   // pause r
+    control("t", true, std::nullopt);   // cancel t (b's)
+    CHECK(store.controlled_runs("a", mark) == std::vector<loom::RunId>{"r"});
+    CHECK(store.controlled_runs("a", mark).empty());   // found once
+    CHECK(store.controlled_runs("b", mark).empty());   // the mark is per caller: b passes its own
+    std::int64_t b_mark = 0;
+    CHECK(store.controlled_runs("b", b_mark) == std::vector<loom::RunId>{"t"});
+
+    auto r = store.load_run("r");
+    CHECK(r->paused);
+    CHECK_FALSE(r->cancel_requested);   // an unset field is left as it was
+    control("r", true, std::nullopt);
+    r = store.load_run("r");
+    CHECK(r->paused);
+    CHECK(r->cancel_requested);
+    CHECK(store.controlled_runs("a", mark) == std::vector<loom::RunId>{"r"});
+
+    // A final run is left as it is; an unknown one is an error.
+    finish_run(store, "s", RunStatus::completed);
+    control("s", true, true);
+    CHECK_FALSE(store.load_run("s")->cancel_requested);
+    CHECK(store.controlled_runs("a", mark).empty());
+    loom::Batch unknown;
+    unknown.controls.push_back(loom::RunControl{"nope", true, std::nullopt});
+    CHECK_THROWS_AS(store.commit(unknown), loom::StoreError);
 }

@@ -20,11 +20,11 @@ namespace loom::test {
 
 class ChildProcess {
 public:
-    /// Spawns argv[0] with argv.
-    explicit ChildProcess(const std::vector<std::string>& argv) {
+    /// Spawns argv[0] with argv and `env` added to this process's environment.
+    explicit ChildProcess(const std::vector<std::string>& argv, const crash::Env& env = {}) {
         int fds[2];
         REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);   // the child keeps only its stdout
-        pid_ = crash::spawn(argv, {}, fds[1]);
+        pid_ = crash::spawn(argv, env, fds[1]);
         ::close(fds[1]);
         out_ = ::fdopen(fds[0], "r");
         REQUIRE(out_);
