@@ -52,11 +52,9 @@ struct ExecutorOptions {
     /// How long destruction lets in-flight handlers finish before it asks
     /// them to stop (ctx.cancelled() turns true). Real time, not `clock`.
     std::chrono::milliseconds shutdown_grace{10'000};
-    /// How often the executor looks in the store for signals and completions
-    /// that another process sharing it recorded for a run suspended here
-    /// (there, the run is not live, so signal(), complete() and fail() only
-    /// record). Measured on `clock`. Zero: never; they are then applied when
-    /// the run is next recovered.
+    /// How often the executor reads the history of a run suspended here for
+    /// signals and completions that another process recorded. control_poll
+    /// finds them too; this is a second way. Measured on `clock`. Zero: never.
     std::chrono::milliseconds delivery_poll{1'000};
     /// This executor's name in the store, as the owner of the runs it runs
     /// (RunInfo::owner). Empty: a new one, unique on the host
@@ -174,15 +172,16 @@ public:
     RunId start(const std::string& workflow_name, const Json& input = Json::object(),
                 const StartOptions& options = {});
 
-    /// Blocks until the run is final and returns it as stored.
+    /// Blocks until the run is final and returns it as stored; a run another
+    /// executor runs is read from the store every control_poll.
     /// Throws NotFound "[loom.run.unknown]" for an unknown run, Conflict
-    /// "[loom.run.not_live]" for a run that is unfinished but not being run by
-    /// this executor (recover() it), Conflict "[loom.executor.stopped]" if the
+    /// "[loom.run.not_live]" for a run that is unfinished and that no executor
+    /// holds (recover() it), Conflict "[loom.executor.stopped]" if the
     /// executor was destroyed first, and what a commit of the run threw while
     /// running it: StoreError (e.g. "[loom.store.io]", "[loom.store.busy]") or
-    /// Conflict "[loom.store.duplicate_attempt]" (another executor sharing the
-    /// store started the same attempt: it runs the run too). After a failed
-    /// commit, recover() resumes the run.
+    /// Conflict "[loom.store.duplicate_attempt]". After a failed commit, the
+    /// run is released: recover() or an adoption resumes it. A run whose lease
+    /// this executor lost goes on elsewhere: wait() then reads the store.
     RunInfo wait(const RunId& id);
     /// As wait(), but gives up after timeout and returns nullopt.
     std::optional<RunInfo> wait_for(const RunId& id, std::chrono::milliseconds timeout);
@@ -250,8 +249,11 @@ public:
     void retry(const RunId& id);
     void rerun(const RunId& id, const std::string& step_id);
 
-    /// Resumes every unfinished run in the store that this executor is not
-    /// already running, and returns their ids. Completed steps keep their
+    /// Claims and resumes the unfinished runs in the store that no live
+    /// executor holds (released, lease expired, left by a process of this
+    /// host that is gone, or stored under this executor's own identity) and
+    /// that this executor can run, and returns their ids; a run another
+    /// executor holds is never taken (docs/10-processes.md). Completed steps keep their
     /// outputs. An attempt stored "running" (in flight when its process
     /// stopped) counts as a failed attempt, "[loom.step.interrupted]": the
     /// step runs again only if its retry policy leaves it an attempt, else it
@@ -263,11 +265,13 @@ public:
     /// max_parallel elements) commits its start before its handler runs, so a
     /// handler that kills its process on every attempt costs at most
     /// max_attempts + 1 crashes. Runs whose
-    /// cancellation was requested end cancelled. Throws NotFound
-    /// "[loom.handler.unknown]" before resuming anything if a run needs a
-    /// handler that is not registered, and Conflict
-    /// "[loom.run.definition_changed]" if a run's stored definition no longer
-    /// matches the hash it started with.
+    /// cancellation was requested end cancelled. Runs of a workflow whose
+    /// handlers are not all registered here (or whose definition exceeds this
+    /// executor's limits) are left to other executors, and an Observer::on_log
+    /// warning names the workflow and why. Throws Conflict
+    /// "[loom.run.definition_changed]" before resuming anything if a run's
+    /// stored definition no longer matches the hash it started with (every
+    /// claim is released then).
     std::vector<RunId> recover();
 
 private:
