@@ -7,7 +7,9 @@ namespace loom::event {
 
 // The run.
 inline constexpr const char* run_started = "run.started";
-inline constexpr const char* run_recovered = "run.recovered";   // recover() resumed it
+inline constexpr const char* run_recovered = "run.recovered";   // recover() or adoption resumed it
+inline constexpr const char* run_enqueued = "run.enqueued";     // started for any executor to claim
+inline constexpr const char* run_claimed = "run.claimed";       // an executor took it from the queue
 inline constexpr const char* run_completed = "run.completed";
 inline constexpr const char* run_failed = "run.failed";
 inline constexpr const char* run_cancelled = "run.cancelled";

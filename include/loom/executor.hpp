@@ -73,8 +73,14 @@ struct ExecutorOptions {
     std::chrono::milliseconds lease{10'000};
     /// Every half lease, look for unfinished runs nobody holds (their owner
     /// died, stopped or released them) whose workflows this executor has all
-    /// the handlers of, and run them, as recover() does.
+    /// the handlers of, and run them, as recover() does; and every
+    /// control_poll claim enqueued runs (StartOptions::enqueue). Off: this
+    /// executor runs only the runs it starts or recover()s.
     bool adopt = true;
+    /// At most this many runs claimed from the queue (StartOptions::enqueue)
+    /// run here at once, suspended ones included; the rest wait for this or
+    /// another executor. 0: twice `threads`.
+    std::size_t max_claimed = 0;
     /// How often this executor looks in the store for cancel, pause, resume,
     /// signals and completions that other executors (other processes)
     /// recorded for the runs it runs; they take effect within about this
@@ -96,6 +102,17 @@ struct StartOptions {
     /// for a thread (steps of equal priority: first come, first served).
     /// Kept with the run, also across recovery; a child run has its parent's.
     int priority = 0;
+    /// True: the run is recorded for any executor sharing the store that has
+    /// every handler it needs (this one too) to claim, instead of being run
+    /// here. start() returns once it is recorded; the handlers are not
+    /// checked here, so a process without them (a front end, a scheduler) can
+    /// start runs that workers run. Each executor (with `adopt` on) claims
+    /// such runs every control_poll, and as soon as one it claimed ends, up
+    /// to ExecutorOptions::max_claimed at once: a backlog spreads over the
+    /// executors by capacity. (Runs that come slower than one executor ends
+    /// them go to whichever looks first.) The run's history starts with
+    /// "run.enqueued" and "run.claimed".
+    bool enqueue = false;
 };
 
 /// Runs workflows durably.

@@ -207,7 +207,9 @@ public:
                                             TimePoint until) = 0;
 
     /// Gives up `owner`'s ownership of `ids` (those it owns; others are left
-    /// alone), so that any executor may claim them at once.
+    /// alone), so that any executor may claim them at once. Their owner
+    /// becomes empty and lease_until the time of the release: a run with
+    /// neither was never claimed (it was enqueued).
     virtual void release_runs(const std::string& owner, const std::vector<RunId>& ids) = 0;
 
     /// The distinct owners of unfinished runs, whatever their leases.

@@ -435,15 +435,23 @@ Executor::Executor(Store& store, HandlerRegistry& handlers, ExecutorOptions opti
     Impl& impl = *impl_;
     impl.leases_.start([&impl] { impl.renew_leases(); },
                        options.adopt ? std::function<void()>([&impl] { impl.adopt_orphans(); }) : nullptr,
-                       [&impl] { impl.poll_controls(); }, options.control_poll);
+                       [&impl] {
+                           impl.poll_controls();
+                           impl.claim_queued();
+                       },
+                       options.control_poll);
 }
 
 Executor::~Executor() = default;
 
-void Executor::add_workflow(const Workflow& workflow) { impl_->workflows_.add(workflow, /*replace=*/false, impl_->now()); }
+void Executor::add_workflow(const Workflow& workflow) {
+    impl_->workflows_.add(workflow, /*replace=*/false, impl_->now());
+    impl_->forget_runnable();
+}
 
 void Executor::replace_workflow(const Workflow& workflow) {
     impl_->workflows_.add(workflow, /*replace=*/true, impl_->now());
+    impl_->forget_runnable();
 }
 
 
@@ -452,9 +460,14 @@ void Executor::check(const Workflow& workflow) { (void)impl_->resolve_tree(workf
 RunId Executor::start(const std::string& workflow_name, const Json& input, const StartOptions& options) {
     detail::check_payload(input, impl_->options_.payload, "the run's input");
     auto wf = impl_->workflows_.find(workflow_name, options.version);
-    auto handlers = impl_->resolve_tree(*wf);
+    // An enqueued run is checked by the executor that claims it.
+    auto handlers = options.enqueue ? StepHandlers{} : impl_->resolve_tree(*wf);
     const std::string& key = options.idempotency_key;
-    if (key.empty()) return impl_->start_run(std::move(wf), std::move(handlers), input, key, {}, options.priority);
+    auto begin = [&] {
+        return options.enqueue ? impl_->enqueue_run(*wf, input, key, options.priority)
+                               : impl_->start_run(wf, handlers, input, key, {}, options.priority);
+    };
+    if (key.empty()) return begin();
 
     // One start per key at a time in this process, so that two never race
     // into one batch, where the store's refusal of the second would fail both.
@@ -473,7 +486,7 @@ RunId Executor::start(const std::string& workflow_name, const Json& input, const
             return info.id;
         }
         try {
-            return impl_->start_run(wf, handlers, input, key, {}, options.priority);
+            return begin();
         } catch (const Conflict& e) {
             // Another process started it first: return that run (once).
             if (e.id() != error_id::run_duplicate_key || round > 0) throw;
@@ -481,23 +494,40 @@ RunId Executor::start(const std::string& workflow_name, const Json& input, const
     }
 }
 
-RunId Executor::Impl::start_run(std::shared_ptr<const Workflow> wf,
-                                StepHandlers handlers, const Json& input,
-                                const std::string& idempotency_key, RunId id, int priority) {
+RunInfo Executor::Impl::new_run(const Workflow& wf, const Json& input, const std::string& idempotency_key,
+                                RunId id, int priority) const {
     RunInfo info;
     info.id = id.empty() ? new_run_id() : std::move(id);
-    info.workflow_name = wf->name();
-    info.workflow_version = wf->version();
-    info.workflow_hash = wf->hash();
+    info.workflow_name = wf.name();
+    info.workflow_version = wf.version();
+    info.workflow_hash = wf.hash();
     info.idempotency_key = idempotency_key;
     info.priority = priority;
     info.input = input;
     info.created_at = info.updated_at = now();
-    info.steps.reserve(wf->steps().size());
-    for (const auto& step : wf->steps()) {
+    info.steps.reserve(wf.steps().size());
+    for (const auto& step : wf.steps()) {
         info.steps.emplace_back();
         info.steps.back().step_id = step.id;
     }
+    return info;
+}
+
+RunId Executor::Impl::enqueue_run(const Workflow& wf, const Json& input, const std::string& idempotency_key,
+                                  int priority) {
+    Batch batch;
+    batch.new_runs.push_back(new_run(wf, input, idempotency_key, {}, priority));   // owned by nobody
+    const RunInfo& info = batch.new_runs.back();
+    batch.events.push_back(RunEvent{0, info.id, "", event::run_enqueued, 0, "", info.created_at});
+    store_.commit(batch);
+    if (options_.adopt) leases_.poll_soon();   // this executor may claim it itself
+    return info.id;
+}
+
+RunId Executor::Impl::start_run(std::shared_ptr<const Workflow> wf,
+                                StepHandlers handlers, const Json& input,
+                                const std::string& idempotency_key, RunId id, int priority) {
+    RunInfo info = new_run(*wf, input, idempotency_key, std::move(id), priority);
     auto run = make_state(info, std::move(wf), std::move(handlers));
     launch(run, info, /*fresh=*/true, event::run_started);
     return run->id;
@@ -525,7 +555,7 @@ std::optional<RunInfo> Executor::wait_for(const RunId& id, std::chrono::millisec
         if (impl_->live_.find(id)) continue;   // recovered here meanwhile
         if (auto why = impl_->live_.why_abandoned(id); why && !Impl::lost_to_another(why)) std::rethrow_exception(why);
         // Another executor runs it: its end is read from the store.
-        if (!impl_->held_elsewhere(info))
+        if (!impl_->in_other_hands(info))
             throw Conflict(error_id::run_not_live,
                            "run " + id + " is unfinished but no executor runs it now; call recover()");
         if (left().count() == 0) return std::nullopt;

@@ -197,9 +197,6 @@ struct Executor::Impl {
     /// `step` settled: admits the dependents it was the last to wait for, and
     /// theirs in turn when they settle at once.
     void release_dependents(RunState& run, std::uint32_t step, Queue& queue) LOOM_REQUIRES(run.mutex);
-    /// Whether the run was abandoned (a commit failed): it then leaves the
-    /// live runs once nothing of it is active any more.
-    bool forget_if_abandoned(RunState& run) LOOM_REQUIRES(run.mutex);
     /// Nothing new starts; the first reason given is the run's outcome.
     void stop_run(RunState& run, RunStatus outcome, std::string error) LOOM_REQUIRES(run.mutex);
     /// Queues the final run write if the run is finished.
@@ -450,6 +447,12 @@ struct Executor::Impl {
     /// their for_each elements are kept (`keep_items`) or deleted.
     void reopen(const RunId& id, const char* event, bool keep_items,
                 const std::function<std::vector<std::uint32_t>(const Workflow&, const RunInfo&)>& reset);
+    /// A new run's row, every step pending; `id` empty: a new id.
+    RunInfo new_run(const Workflow& wf, const Json& input, const std::string& idempotency_key, RunId id,
+                    int priority) const;
+    /// Records a run nobody owns, for any executor with its handlers to
+    /// claim (StartOptions::enqueue); returns once it is durable.
+    RunId enqueue_run(const Workflow& wf, const Json& input, const std::string& idempotency_key, int priority);
     /// Creates, records and starts a run; returns once it is durable.
     RunId start_run(std::shared_ptr<const Workflow> wf, StepHandlers handlers,
                     const Json& input, const std::string& idempotency_key, RunId id = {},
@@ -494,14 +497,34 @@ struct Executor::Impl {
     /// Makes claimed runs live. `recovering` (recover()): if any cannot be,
     /// none is and it throws, every claim released; else that one is
     /// released and logged.
-    std::vector<RunId> adopt(const std::vector<RunId>& ids, bool recovering);
+    /// `from_queue`: claimed by claim_queued(), counted in claimed_held_.
+    std::vector<RunId> adopt(const std::vector<RunId>& ids, bool recovering, bool from_queue = false);
     /// The LeaseKeeper's adoption round; errors are logged and retried.
     void adopt_orphans();
+    /// Claims and runs enqueued runs (and any other free ones) this executor
+    /// can run, at most as many as it has idle threads, every control_poll
+    /// and after a run ends while the queue is busy; errors are logged and
+    /// retried.
+    void claim_queued();
+    /// True for a run nobody has run a step of and nobody holds: enqueued
+    /// (or released before its first step). wait() waits for its claim.
+    static bool never_claimed(const RunInfo& run);
+    /// True if the run was enqueued and no step of it has begun (one read).
+    bool enqueued(const RunInfo& run);
+    /// A run counted in claimed_held_ ended here (or was given up).
+    void ended_claimed(RunState& run);
+    /// A workflow was added here: claim_queued() finds the runnable ones again.
+    void forget_runnable() {
+        MutexLock lock(runnable_mutex_);
+        runnable_.reset();
+    }
     /// True if `why` is the lease lost to another executor, which runs the
     /// run on: a wait() for it goes on reading the store.
     static bool lost_to_another(const std::exception_ptr& why);
-    /// True if another executor holds the run's lease now.
-    bool held_elsewhere(const RunInfo& run) const;
+    /// True if another executor runs the run or is about to: it holds its
+    /// lease, the run is enqueued, or its lease ended (or was released)
+    /// less than a lease ago. wait() reads the store for such a run.
+    bool in_other_hands(const RunInfo& run) const;
     /// The LeaseKeeper's look for requests other executors recorded for the
     /// runs this one runs (Store::controlled_runs); errors are logged and
     /// retried.
@@ -516,6 +539,12 @@ struct Executor::Impl {
     const Clock& clock_;
     detail::LeaseKeeper leases_;   // stopped first by ~Impl: its thread uses the rest
     std::int64_t control_mark_ = 0;   // Store::controlled_runs's mark; only the LeaseKeeper's thread
+    std::atomic<bool> queue_busy_{false};   // the last claim_queued() took all it had room for
+    std::atomic<std::size_t> claimed_held_{0};   // runs from the queue live here (max_claimed)
+    Mutex runnable_mutex_;
+    // runnable_workflows() as the last full claim found it: claim_queued()
+    // reuses it rather than reading and checking every definition each poll.
+    std::optional<std::vector<std::pair<std::string, std::int64_t>>> runnable_ LOOM_GUARDED_BY(runnable_mutex_);
 
     std::atomic<detail::ChildStandIn*> stand_in_{nullptr};   // see ExecutorAccess
 

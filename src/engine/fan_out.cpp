@@ -268,7 +268,6 @@ void Executor::Impl::quiet_item_end(const std::shared_ptr<RunState>& run_ptr, st
     RunState& run = *run_ptr;
     if (!run.steps[step].fan->busy.none()) return;
     run.close_fan();
-    forget_if_abandoned(run);
 }
 
 void Executor::Impl::item_returned(const Task& task, int number, Outcome&& result) {

@@ -48,8 +48,17 @@ void LeaseKeeper::start(std::function<void()> renew, std::function<void()> adopt
     };
     add(std::move(renew), lease_ / 3);
     add(std::move(adopt), lease_ / 2);
-    add(std::move(poll), poll_every);
+    add(std::move(poll), poll_every);   // last: poll_soon() makes tasks.back() due
     thread_ = std::thread([this, tasks = std::move(tasks)]() mutable { loop(std::move(tasks)); });
+}
+
+void LeaseKeeper::poll_soon() {
+    {
+        MutexLock lock(mutex_);
+        if (poll_soon_) return;
+        poll_soon_ = true;
+    }
+    wake_.notify_all();
 }
 
 void LeaseKeeper::stop() {
@@ -69,9 +78,11 @@ void LeaseKeeper::loop(std::vector<Periodic> tasks) {
             MutexLock lock(mutex_);
             wake_.wait_until(mutex_, next, [&] {
                 mutex_.assert_held();
-                return stopping_;
+                return stopping_ || poll_soon_;
             });
             if (stopping_) return;
+            if (poll_soon_) tasks.back().due = std::chrono::steady_clock::now();
+            poll_soon_ = false;
         }
         for (auto& t : tasks) {
             if (std::chrono::steady_clock::now() < t.due) continue;

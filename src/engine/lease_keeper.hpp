@@ -49,6 +49,9 @@ public:
     /// and must not throw.
     void start(std::function<void()> renew, std::function<void()> adopt, std::function<void()> poll,
                std::chrono::milliseconds poll_every);
+    /// Makes poll() due now (once the current task returns): work may be
+    /// waiting that the next regular poll would find late.
+    void poll_soon();
     /// Stops and joins the thread; neither is called again.
     void stop();
 
@@ -68,6 +71,7 @@ private:
     Mutex mutex_;
     CondVar wake_;
     bool stopping_ LOOM_GUARDED_BY(mutex_) = false;
+    bool poll_soon_ LOOM_GUARDED_BY(mutex_) = false;
     std::thread thread_;
 };
 

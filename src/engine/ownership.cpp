@@ -119,6 +119,10 @@ std::vector<RunId> Executor::Impl::claim_runs(bool recovering) {
     // left from an earlier life of it (a host-chosen identity, restarted).
     if (recovering) request.dead_owners.push_back(leases_.identity());
     request.workflows = runnable_workflows(recovering);
+    {
+        MutexLock lock(runnable_mutex_);
+        runnable_ = *request.workflows;
+    }
     request.now = std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
     request.until = leases_.lease_end();
     auto ids = store_.claim_runs(request);
@@ -127,11 +131,12 @@ std::vector<RunId> Executor::Impl::claim_runs(bool recovering) {
     return ids;
 }
 
-std::vector<RunId> Executor::Impl::adopt(const std::vector<RunId>& ids, bool recovering) {
+std::vector<RunId> Executor::Impl::adopt(const std::vector<RunId>& ids, bool recovering, bool from_queue) {
     struct Resumable {
         RunInfo info;
         std::shared_ptr<const Workflow> wf;
         StepHandlers handlers;
+        const char* event;
     };
     std::vector<Resumable> todo;
     std::vector<RunId> refused;
@@ -141,7 +146,9 @@ std::vector<RunId> Executor::Impl::adopt(const std::vector<RunId>& ids, bool rec
             if (!info || is_final(info->status)) continue;
             auto wf = definition_of(*info);
             auto handlers = resolve_handlers(*wf, id);
-            todo.push_back({std::move(*info), std::move(wf), std::move(handlers)});
+            // Taken from the queue, or resumed after its owner: the history says which.
+            const char* event = enqueued(*info) ? event::run_claimed : event::run_recovered;
+            todo.push_back({std::move(*info), std::move(wf), std::move(handlers), event});
         } catch (const std::exception& e) {
             if (recovering) {   // recover() resumes nothing then
                 release(ids);
@@ -163,12 +170,20 @@ std::vector<RunId> Executor::Impl::adopt(const std::vector<RunId>& ids, bool rec
             MutexLock lock(run->mutex);   // not shared yet: for the analysis
             load_deliveries(*run);
         }
+        run->from_queue = from_queue;
+        if (from_queue) ++claimed_held_;   // before it is live: it may end at once
         try {
-            if (launch(run, r.info, /*fresh=*/false, event::run_recovered)) resumed.push_back(run->id);
+            if (launch(run, r.info, /*fresh=*/false, r.event)) {
+                resumed.push_back(run->id);
+                continue;
+            }
         } catch (...) {
+            ended_claimed(*run);
             release({run->id});
             if (recovering) throw;
+            continue;
         }
+        ended_claimed(*run);   // live already: another recover() has it
     }
     return resumed;
 }
@@ -188,6 +203,62 @@ void Executor::Impl::adopt_orphans() {
     }
 }
 
+void Executor::Impl::claim_queued() {
+    if (stopping_ || !options_.adopt) return;
+    const std::size_t most = options_.max_claimed ? options_.max_claimed : 2 * pool_.size();
+    const std::size_t held = claimed_held_.load();
+    if (held >= most) return;   // its share: the others take the rest
+    const std::size_t room = most - held;
+    try {
+        ClaimRequest request;
+        request.owner = leases_.identity();
+        {
+            MutexLock lock(runnable_mutex_);
+            if (!runnable_) runnable_ = runnable_workflows(/*recovering=*/false);
+            request.workflows = runnable_;
+        }
+        request.now = std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
+        request.until = leases_.lease_end();
+        request.limit = room;
+        auto ids = store_.claim_runs(request);
+        // A backlog: it filled all its room from empty, or refills it whole
+        // since. Then it looks again as soon as a claimed run ends rather
+        // than a poll later. Not when runs trickle in: the executor that
+        // just finished one would look first every time and take them all.
+        queue_busy_ = ids.size() == room && (room == most || queue_busy_);
+        (void)adopt(ids, /*recovering=*/false, /*from_queue=*/true);
+    } catch (const std::exception& e) {
+        notify([&](Observer& o) {
+            o.on_log(LogRecord{LogLevel::warn, "", "", 0,
+                               fmt::format("executor {}: claiming enqueued runs failed; retrying: {}",
+                                           leases_.identity(), e.what()),
+                               std::nullopt});
+        });
+    }
+}
+
+namespace {
+bool nothing_begun(const RunInfo& run) {
+    return std::all_of(run.steps.begin(), run.steps.end(),
+                       [](const StepInfo& s) { return s.status == StepStatus::pending; });
+}
+}  // namespace
+
+bool Executor::Impl::never_claimed(const RunInfo& run) {
+    // Released runs look the same, and are as free to take.
+    return run.owner.empty() && !run.lease_until && !is_final(run.status) && nothing_begun(run);
+}
+
+bool Executor::Impl::enqueued(const RunInfo& run) {
+    if (!nothing_begun(run)) return false;
+    const auto events = store_.load_events(run.id);
+    return !events.empty() && events.front().kind == std::string_view(event::run_enqueued);
+}
+
+void Executor::Impl::ended_claimed(RunState& run) {
+    if (run.from_queue.exchange(false)) --claimed_held_;
+}
+
 bool Executor::Impl::lost_to_another(const std::exception_ptr& why) {
     try {
         std::rethrow_exception(why);
@@ -198,9 +269,12 @@ bool Executor::Impl::lost_to_another(const std::exception_ptr& why) {
     }
 }
 
-bool Executor::Impl::held_elsewhere(const RunInfo& run) const {
-    return !run.owner.empty() && run.owner != leases_.identity() && run.lease_until &&
-           *run.lease_until > std::chrono::system_clock::now();
+bool Executor::Impl::in_other_hands(const RunInfo& run) const {
+    if (run.owner == leases_.identity() || is_final(run.status)) return false;
+    if (never_claimed(run)) return true;   // enqueued: a worker claims it
+    // Held, or its lease ended (or it was released) less than a lease ago:
+    // changing hands, which an adoption round completes within half a lease.
+    return run.lease_until && *run.lease_until + leases_.lease() > std::chrono::system_clock::now();
 }
 
 void Executor::Impl::poll_controls() {

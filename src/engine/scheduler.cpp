@@ -155,6 +155,8 @@ void Executor::Impl::apply(Effects& e) {
                 run.done = true;
             }
             run.done_cv.notify_all();
+            if (run.from_queue.load() && queue_busy_) leases_.poll_soon();   // room for the next enqueued run
+            ended_claimed(run);
         }
     }
     if (e.waiter) e.waiter->signal(nullptr);
@@ -200,9 +202,7 @@ void Executor::Impl::abandon_runs(const std::vector<std::shared_ptr<RunState>>& 
         run.stopping = true;
         run.store_error = failure;
         run.cancel_flag = true;   // their results would be discarded anyway
-        // Recorded now: a handler of this run that returns from here on may
-        // take it off live_ before the loop below does, and wait() must then
-        // find why.
+        // Recorded before the run leaves live_ below, so that wait() finds why.
         live_.abandoned(run.id, failure);
         dropped.push_back(r);
     }
@@ -210,7 +210,9 @@ void Executor::Impl::abandon_runs(const std::vector<std::shared_ptr<RunState>>& 
     // on it: a final run write there holds outputs the store never got.
     drop_pending(dropped, failure);
     // Released while still live here, so that a recover() that sees them gone
-    // from live_ claims them after the release, not before it.
+    // from live_ claims them after the release, not before it: nothing else
+    // takes an abandoned run off live_ (CI once saw a handler returning
+    // during the abandon do so, and recover()'s claim undone by the release).
     std::vector<RunId> ids;
     for (auto& r : dropped) ids.push_back(r->id);
     release(ids);
@@ -226,6 +228,7 @@ void Executor::Impl::abandon_runs(const std::vector<std::shared_ptr<RunState>>& 
             run.done = true;
         }
         run.done_cv.notify_all();
+        ended_claimed(run);
         notify([&](Observer& o) { o.on_log(LogRecord{LogLevel::error, run.id, "", 0, message, std::nullopt}); });
     }
 }

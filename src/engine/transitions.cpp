@@ -154,11 +154,6 @@ void Executor::Impl::cancel_unfinished(RunState& run, Queue& queue, TimePoint at
     }
 }
 
-bool Executor::Impl::forget_if_abandoned(RunState& run) {
-    if (run.abandoned && run.active.none()) live_.remove(run);
-    return run.abandoned;
-}
-
 void Executor::Impl::stop_run(RunState& run, RunStatus outcome, std::string error) {
     if (run.stopping) return;   // the first reason stands
     // cancel() cancels the children itself, before it returns.
@@ -308,7 +303,7 @@ std::optional<Executor::Impl::Attempt> Executor::Impl::claim(const Task& task) {
         if (status != StepStatus::ready) return std::nullopt;   // released by stop_run
         status = StepStatus::pending;
         run.active.remove();
-        if (forget_if_abandoned(run) || stopping_) return std::nullopt;
+        if (run.abandoned || stopping_) return std::nullopt;   // abandon_runs takes it off live_
         Queue queue(commits_, task.run);
         end_run_if_over(run, queue);
         queue.release(false);
@@ -509,7 +504,7 @@ void Executor::Impl::attempt_returned(const std::shared_ptr<RunState>& run_ptr, 
     auto& slot = run.steps[step];
     if (!accept_outcome(run, step, std::nullopt, slot, number)) return;
     run.active.remove();
-    if (forget_if_abandoned(run)) return;
+    if (run.abandoned) return;   // its result is dropped; abandon_runs takes the run off live_
     if (attempts_cancelled_ && !result.ok()) {
         // Most likely the handler gave up because shutdown set ctx.cancelled():
         // not the step's failure, and not an attempt that counts (unlike one

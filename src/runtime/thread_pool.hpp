@@ -106,6 +106,8 @@ public:
         left = queue_.size();
         return true;
     }
+    /// Its threads (none once stopped); not while stop() runs.
+    std::size_t size() const noexcept { return threads_.size(); }
     /// Drops queued tasks, lets running ones finish, joins. Idempotent.
     void stop() {
         {

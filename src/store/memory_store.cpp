@@ -371,7 +371,7 @@ void MemoryStore::release_runs(const std::string& owner, const std::vector<RunId
         auto it = state_->runs.find(id);
         if (it == state_->runs.end() || it->second.info.owner != owner) continue;
         it->second.info.owner.clear();
-        it->second.info.lease_until.reset();
+        it->second.info.lease_until = detail::now_stored();
     }
 }
 

@@ -367,7 +367,7 @@ struct SqliteStore::Impl {
               "UPDATE workflow_runs SET lease_until = :until WHERE id IN (SELECT value FROM json_each(:ids)) "
               "AND owner = :owner AND status = 'running' RETURNING id"),
           release(writer,
-              "UPDATE workflow_runs SET owner = NULL, lease_until = NULL "
+              "UPDATE workflow_runs SET owner = NULL, lease_until = :now "
               "WHERE id IN (SELECT value FROM json_each(:ids)) AND owner = :owner"),
           // The seq after which the request comes: its own events get a higher one.
           control(writer,
@@ -871,6 +871,7 @@ void SqliteStore::release_runs(const std::string& owner, const std::vector<RunId
         Use s(impl_->release);
         s->bind(":ids", id_array(ids).dump());
         s->bind(":owner", owner);
+        s->bind(":now", detail::to_millis(detail::now_stored()));
         s->exec();
         return true;
     });

@@ -26,6 +26,10 @@ inline TimePoint from_millis(std::int64_t ms) noexcept {
 /// The instant as a store gives it back.
 inline TimePoint to_stored(TimePoint at) noexcept { return from_millis(to_millis(at)); }
 
+/// Now, as a store records it: the lease_until of a released run (see
+/// Store::release_runs).
+inline TimePoint now_stored() noexcept { return to_stored(std::chrono::system_clock::now()); }
+
 inline Conflict duplicate_run(const RunId& run_id) {
     return Conflict(error_id::store_duplicate_run, "run " + run_id + " already exists");
 }

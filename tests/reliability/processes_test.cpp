@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cstdint>
 #include <chrono>
 #include <fstream>
 #include <map>
@@ -18,6 +19,9 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <loom/loom.hpp>
 
@@ -51,7 +55,9 @@ std::vector<LedgerLine> read_ledger(const std::string& path) {
 /// Every run completed, and each step of each completed exactly once in the
 /// history: no step's completion was committed twice.
 void check_each_step_completed_once(loom::Store& store) {
-    const auto runs = store.list_runs();
+    loom::RunFilter every;
+    every.limit = SIZE_MAX;
+    const auto runs = store.list_runs(every);
     REQUIRE_FALSE(runs.empty());
     for (const auto& run : runs) {
         INFO("run " << run.id);
@@ -109,12 +115,13 @@ struct Shared {
     /// A worker process on the file (see worker_child.cpp for the arguments).
     std::unique_ptr<loom::test::ChildProcess> worker(std::chrono::milliseconds lease, const std::string& identity,
                                                      int start, bool recover, const std::string& stop_at = {},
-                                                     std::chrono::milliseconds busy = 20ms) {
+                                                     std::chrono::milliseconds busy = 20ms, int expect_runs = 0) {
         std::vector<std::string> argv{LOOM_WORKER_CHILD, db, ledger, std::to_string(lease.count()), identity,
                                       std::to_string(start), recover ? "1" : "0"};
         if (!stop_at.empty()) argv.push_back(stop_at);
         return std::make_unique<loom::test::ChildProcess>(
-            argv, loom::test::crash::Env{{"LOOM_WORKER_BUSY_MS", std::to_string(busy.count())}});
+            argv, loom::test::crash::Env{{"LOOM_WORKER_BUSY_MS", std::to_string(busy.count())},
+                                         {"LOOM_WORKER_RUNS", std::to_string(expect_runs)}});
     }
 };
 
@@ -301,4 +308,97 @@ TEST_CASE("cancel, pause, resume and wait from another process reach the run's o
     int cancels = 0;
     for (const auto& e : shared.store.load_events(cancelled)) cancels += e.kind == loom::event::run_cancel_requested;
     CHECK(cancels == 1);
+}
+
+TEST_CASE("three workers share 1,000 enqueued runs: each step completes once, each worker runs a fair share, "
+          "and a process without the handlers claims none",
+          "[reliability][processes]") {
+    constexpr int kRuns = 1000, kWorkers = 3;
+    constexpr auto kLease = 10'000ms;
+    Shared shared;
+    auto& store = shared.store;
+    // The front end has no "work" handler: it starts runs and waits for them.
+    loom::Executor& front = shared.start_executor(kLease);
+    // A backlog: the runs are enqueued before the workers start.
+    loom::StartOptions enqueue;
+    enqueue.enqueue = true;
+    std::vector<loom::RunId> ids;
+    for (int i = 0; i < kRuns; ++i) ids.push_back(front.start("shared", {{"i", i}}, enqueue));
+    const auto began = Clock::now();
+    std::vector<std::unique_ptr<loom::test::ChildProcess>> workers;
+    for (int i = 0; i < kWorkers; ++i)
+        workers.push_back(shared.worker(kLease, "-", 0, /*recover=*/false, {}, 1ms, kRuns));
+    for (auto& w : workers) REQUIRE(w->line() == "started");
+    // Read on threads, so that a worker with much to say never blocks on a
+    // full pipe; what they said is shown if the test fails.
+    std::vector<std::vector<std::string>> said(kWorkers);
+    std::vector<std::thread> readers;
+    for (int i = 0; i < kWorkers; ++i)
+        readers.emplace_back([&, i] {
+            for (std::string line; !(line = workers[i]->line()).empty();) said[i].push_back(line);
+        });
+
+    // wait() follows a run no process holds yet until a worker claims and ends it.
+    for (const auto& id : ids) {
+        INFO("run " << id);
+        std::string failed;
+        try {
+            const auto status = front.wait(id).status;
+            CHECK(status == loom::RunStatus::completed);
+        } catch (const std::exception& e) {
+            failed = e.what();
+            const auto run = front.get_run(id);
+            failed += fmt::format(" (owner '{}', lease {}, steps:", run.owner, run.lease_until.has_value());
+            for (const auto& step : run.steps) failed += fmt::format(" {}", static_cast<int>(step.status));
+            failed += ")";
+        }
+        if (!failed.empty()) {
+            for (auto& w : workers) ::kill(static_cast<pid_t>(w->pid()), SIGKILL);   // their readers end
+            for (auto& r : readers) r.join();
+            for (auto& lines : said) WARN(fmt::format("{}", fmt::join(lines, "\n")));
+            FAIL(failed);
+        }
+    }
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - began);
+    for (int i = 0; i < kWorkers; ++i) {
+        readers[i].join();
+        for (const auto& line : said[i]) if (line.rfind("log", 0) == 0) WARN(line);
+        INFO("worker " << i << " said:\n" << fmt::format("{}", fmt::join(said[i], "\n")));
+        CHECK(workers[i]->finish() == 0);
+        CHECK(said[i].back() == "done");
+    }
+    check_each_step_completed_once(store);
+
+    // Every step ran once (no worker died, so no attempt ran again), all
+    // steps of a run in the process that claimed it.
+    std::map<std::pair<std::string, std::string>, int> calls;
+    std::map<std::string, long> run_pid;
+    std::map<long, int> per_worker;
+    for (const auto& line : read_ledger(shared.ledger)) {
+        ++calls[{line.run, line.step}];
+        auto [it, first] = run_pid.emplace(line.run, line.pid);
+        CHECK((first || it->second == line.pid));
+        CHECK(line.pid != ::getpid());
+        if (first) ++per_worker[line.pid];
+    }
+    CHECK(calls.size() == static_cast<std::size_t>(kRuns * loom::test::processes_step_count()));
+    for (const auto& [key, n] : calls) CHECK(n == 1);
+    for (const auto& id : ids) {
+        int enqueued = 0, claimed = 0;
+        for (const auto& e : store.load_events(id)) {
+            enqueued += e.kind == std::string(loom::event::run_enqueued);
+            claimed += e.kind == std::string(loom::event::run_claimed);
+        }
+        CHECK(enqueued == 1);
+        CHECK(claimed == 1);
+    }
+    // A fair share: each worker ran at least half of an equal share.
+    REQUIRE(per_worker.size() == static_cast<std::size_t>(kWorkers));
+    std::string shares;
+    for (const auto& [pid, n] : per_worker) {
+        CHECK(n >= kRuns / kWorkers / 2);
+        shares += " " + std::to_string(n);
+    }
+    WARN(kRuns << " enqueued runs of " << loom::test::processes_step_count() << " steps (1 ms each) over "
+               << kWorkers << " workers in " << took.count() << " ms; runs per worker:" << shares);
 }

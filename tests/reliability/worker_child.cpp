@@ -10,7 +10,9 @@
 // it prints it and exits 1. Every handler call appends a ledger line; the
 // executor's warnings and errors are printed as "log MESSAGE". With STOP_AT
 // (a step id), it runs one thread and stops itself in that step's first call.
-// LOOM_WORKER_BUSY_MS in the environment: how long each call works (20 ms).
+// LOOM_WORKER_BUSY_MS in the environment: how long each call works (20 ms);
+// LOOM_WORKER_RUNS: before "done", wait until the store holds at least that
+// many runs (runs another process enqueues later).
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
@@ -63,7 +65,12 @@ int main(int argc, char** argv) {
         for (int i = 0, n = std::atoi(argv[5]); i < n; ++i) executor.start("shared", {{"i", i}});
         std::cout << "started" << std::endl;
         if (std::string(argv[6]) == "1") std::cout << "recovered " << executor.recover().size() << std::endl;
-        while (!store.unfinished_runs().empty()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        const char* expect = std::getenv("LOOM_WORKER_RUNS");
+        const std::size_t runs = expect ? static_cast<std::size_t>(std::atoi(expect)) : 0;
+        loom::RunFilter all;
+        all.limit = runs;
+        while (!store.unfinished_runs().empty() || (runs > 0 && store.list_runs(all).size() < runs))
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
         std::cout << "done" << std::endl;
         return 0;
     } catch (const std::exception& e) {
