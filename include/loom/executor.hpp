@@ -190,10 +190,11 @@ public:
                 const StartOptions& options = {});
 
     /// Blocks until the run is final and returns it as stored; a run another
-    /// executor runs is read from the store every control_poll.
-    /// Throws NotFound "[loom.run.unknown]" for an unknown run, Conflict
-    /// "[loom.run.not_live]" for a run that is unfinished and that no executor
-    /// holds (recover() it), Conflict "[loom.executor.stopped]" if the
+    /// executor runs, or is about to (enqueued, or its lease ended or it was
+    /// released less than a lease ago), is read from the store every
+    /// control_poll. Throws NotFound "[loom.run.unknown]" for an unknown run,
+    /// Conflict "[loom.run.not_live]" for any other unfinished run that no
+    /// executor holds (recover() it), Conflict "[loom.executor.stopped]" if the
     /// executor was destroyed first, and what a commit of the run threw while
     /// running it: StoreError (e.g. "[loom.store.io]", "[loom.store.busy]") or
     /// Conflict "[loom.store.duplicate_attempt]". After a failed commit, the
