@@ -18,12 +18,19 @@ say() { echo "==> $*"; }
 # through libgcc-12-dev) that the asan and tsan presets need.
 packages=(build-essential cmake ninja-build pkg-config libsqlitecpp-dev libsqlite3-dev
           nlohmann-json3-dev libfmt-dev catch2)
+# The PostgreSQL store and the private server its tests start. Asked for by name,
+# so that a build/ configured before libpqxx was installed (by "demo") builds it too.
+configure_args=()
+if [[ $mode == test ]]; then
+  packages+=(libpqxx-dev postgresql)
+  configure_args+=(-DLOOM_WITH_POSTGRES=ON)
+fi
 
 source "$root/cmake/packages.sh"
 ensure_packages "${packages[@]}"
 
 say "configuring $build (Ninja, RelWithDebInfo)"
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${configure_args[@]}"
 say "building with $(nproc) jobs"
 cmake --build "$build" -j "$(nproc)"
 

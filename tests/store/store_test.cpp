@@ -19,6 +19,12 @@
 
 #include "support/temp_dir.hpp"
 
+#ifdef LOOM_TEST_POSTGRES
+#include <loom/postgres_store.hpp>
+
+#include "support/pg_schema.hpp"
+#endif
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -33,6 +39,18 @@ struct SqliteFixture {
     loom::test::TempDir dir;
     loom::SqliteStore store{dir.file("store.db")};
 };
+
+// Every backend this build has: PostgreSQL's when built with LOOM_WITH_POSTGRES,
+// each case in a fresh schema of the test server's database.
+#ifdef LOOM_TEST_POSTGRES
+struct PostgresFixture {
+    loom::test::PgSchema schema;
+    loom::PostgresStore store{schema.url()};
+};
+#define LOOM_STORE_FIXTURES MemoryFixture, SqliteFixture, PostgresFixture
+#else
+#define LOOM_STORE_FIXTURES MemoryFixture, SqliteFixture
+#endif
 
 // An instant `ms` milliseconds after the epoch, plus `extra` below the millisecond
 // that a store drops.
@@ -164,7 +182,7 @@ std::vector<loom::RunId> ids(const std::vector<loom::RunInfo>& runs) {
 }  // namespace
 
 TEMPLATE_TEST_CASE("save_workflow stores a definition once and refuses changed content", "[store]",
-                   MemoryFixture, SqliteFixture) {
+                   LOOM_STORE_FIXTURES) {
     TestType fixture;
     loom::Store& store = fixture.store;
 
@@ -180,8 +198,7 @@ TEMPLATE_TEST_CASE("save_workflow stores a definition once and refuses changed c
     REQUIRE(store.list_workflows().size() == 1);
 }
 
-TEMPLATE_TEST_CASE("load_workflow finds the latest or a given version", "[store]", MemoryFixture,
-                   SqliteFixture) {
+TEMPLATE_TEST_CASE("load_workflow finds the latest or a given version", "[store]", LOOM_STORE_FIXTURES) {
     TestType fixture;
     loom::Store& store = fixture.store;
     store.save_workflow(workflow("etl", 1));
@@ -203,8 +220,7 @@ TEMPLATE_TEST_CASE("load_workflow finds the latest or a given version", "[store]
     CHECK_FALSE(store.load_workflow("missing", 1));
 }
 
-TEMPLATE_TEST_CASE("list_workflows orders by name then version", "[store]", MemoryFixture,
-                   SqliteFixture) {
+TEMPLATE_TEST_CASE("list_workflows orders by name then version", "[store]", LOOM_STORE_FIXTURES) {
     TestType fixture;
     loom::Store& store = fixture.store;
     CHECK(store.list_workflows().empty());
@@ -222,7 +238,7 @@ TEMPLATE_TEST_CASE("list_workflows orders by name then version", "[store]", Memo
 }
 
 TEMPLATE_TEST_CASE("a new run comes back with every field and its steps in definition order",
-                   "[store]", MemoryFixture, SqliteFixture) {
+                   "[store]", LOOM_STORE_FIXTURES) {
     TestType fixture;
     loom::Store& store = fixture.store;
     store.save_workflow(workflow("etl", 1));
@@ -254,8 +270,7 @@ TEMPLATE_TEST_CASE("a new run comes back with every field and its steps in defin
     CHECK_FALSE(store.load_run("r2"));
 }
 
-TEMPLATE_TEST_CASE("step and run writes replace the mutable columns", "[store]", MemoryFixture,
-                   SqliteFixture) {
+TEMPLATE_TEST_CASE("step and run writes replace the mutable columns", "[store]", LOOM_STORE_FIXTURES) {
     TestType fixture;
     loom::Store& store = fixture.store;
     store.save_workflow(workflow("etl", 1));
@@ -310,7 +325,7 @@ TEMPLATE_TEST_CASE("step and run writes replace the mutable columns", "[store]",
 }
 
 TEMPLATE_TEST_CASE("waiting and skipped steps keep their status and wake_at", "[store]",
-                   MemoryFixture, SqliteFixture) {
+                   LOOM_STORE_FIXTURES) {
     TestType fixture;
     loom::Store& store = fixture.store;
     store.save_workflow(workflow("etl", 1));
@@ -353,7 +368,7 @@ TEMPLATE_TEST_CASE("waiting and skipped steps keep their status and wake_at", "[
 }
 
 TEMPLATE_TEST_CASE("for_each elements are upserted by index, come back in order, and reset_items deletes them",
-                   "[store][for_each]", MemoryFixture, SqliteFixture) {
+                   "[store][for_each]", LOOM_STORE_FIXTURES) {
     TestType fixture;
     loom::Store& store = fixture.store;
     store.save_workflow(workflow("etl", 1));
@@ -402,7 +417,7 @@ TEMPLATE_TEST_CASE("for_each elements are upserted by index, come back in order,
 }
 
 TEMPLATE_TEST_CASE("an idempotency key is stored with its run and finds it", "[store]",
-                   MemoryFixture, SqliteFixture) {
+                   LOOM_STORE_FIXTURES) {
     TestType fixture;
     loom::Store& store = fixture.store;
     store.save_workflow(workflow("etl", 1));
@@ -432,7 +447,7 @@ TEMPLATE_TEST_CASE("an idempotency key is stored with its run and finds it", "[s
     CHECK(store.list_runs().size() == 4);
 }
 
-TEMPLATE_TEST_CASE("an idempotency key is used once", "[store]", MemoryFixture, SqliteFixture) {
+TEMPLATE_TEST_CASE("an idempotency key is used once", "[store]", LOOM_STORE_FIXTURES) {
     TestType fixture;
     loom::Store& store = fixture.store;
     store.save_workflow(workflow("etl", 1));
@@ -480,8 +495,7 @@ TEMPLATE_TEST_CASE("an idempotency key is used once", "[store]", MemoryFixture, 
     CHECK(store.find_run_by_key("k2") == loom::RunId("r5"));
 }
 
-TEMPLATE_TEST_CASE("events keep commit order and get increasing seq", "[store]", MemoryFixture,
-                   SqliteFixture) {
+TEMPLATE_TEST_CASE("events keep commit order and get increasing seq", "[store]", LOOM_STORE_FIXTURES) {
     TestType fixture;
     loom::Store& store = fixture.store;
     store.save_workflow(workflow("etl", 1));
@@ -522,7 +536,7 @@ TEMPLATE_TEST_CASE("events keep commit order and get increasing seq", "[store]",
 }
 
 TEMPLATE_TEST_CASE("writes may target runs created earlier in the same batch", "[store]",
-                   MemoryFixture, SqliteFixture) {
+                   LOOM_STORE_FIXTURES) {
     TestType fixture;
     loom::Store& store = fixture.store;
     store.save_workflow(workflow("etl", 1));
@@ -543,8 +557,7 @@ TEMPLATE_TEST_CASE("writes may target runs created earlier in the same batch", "
     CHECK(store.load_events("r1").size() == 1);
 }
 
-TEMPLATE_TEST_CASE("a batch with one bad write changes nothing", "[store]", MemoryFixture,
-                   SqliteFixture) {
+TEMPLATE_TEST_CASE("a batch with one bad write changes nothing", "[store]", LOOM_STORE_FIXTURES) {
     TestType fixture;
     loom::Store& store = fixture.store;
     store.save_workflow(workflow("etl", 1));
@@ -605,7 +618,7 @@ TEMPLATE_TEST_CASE("a batch with one bad write changes nothing", "[store]", Memo
     CHECK(store.load_run("r2"));
 }
 
-TEMPLATE_TEST_CASE("a run id is used once", "[store]", MemoryFixture, SqliteFixture) {
+TEMPLATE_TEST_CASE("a run id is used once", "[store]", LOOM_STORE_FIXTURES) {
     TestType fixture;
     loom::Store& store = fixture.store;
     store.save_workflow(workflow("etl", 1));
@@ -630,8 +643,7 @@ TEMPLATE_TEST_CASE("a run id is used once", "[store]", MemoryFixture, SqliteFixt
 
 // A claim made twice (two executors starting one attempt) is refused by the
 // store itself, whatever the executor does.
-TEMPLATE_TEST_CASE("a step attempt starts once", "[store][contention]", MemoryFixture,
-                   SqliteFixture) {
+TEMPLATE_TEST_CASE("a step attempt starts once", "[store][contention]", LOOM_STORE_FIXTURES) {
     TestType fixture;
     loom::Store& store = fixture.store;
     store.save_workflow(workflow("etl", 1));
@@ -674,7 +686,7 @@ TEMPLATE_TEST_CASE("a step attempt starts once", "[store][contention]", MemoryFi
 }
 
 TEMPLATE_TEST_CASE("list_runs filters and returns newest first without steps", "[store]",
-                   MemoryFixture, SqliteFixture) {
+                   LOOM_STORE_FIXTURES) {
     TestType fixture;
     loom::Store& store = fixture.store;
     store.save_workflow(workflow("etl", 1));
@@ -722,8 +734,7 @@ TEMPLATE_TEST_CASE("list_runs filters and returns newest first without steps", "
     CHECK(store.list_runs(none).empty());
 }
 
-TEMPLATE_TEST_CASE("unfinished_runs lists running runs oldest first", "[store]", MemoryFixture,
-                   SqliteFixture) {
+TEMPLATE_TEST_CASE("unfinished_runs lists running runs oldest first", "[store]", LOOM_STORE_FIXTURES) {
     TestType fixture;
     loom::Store& store = fixture.store;
     store.save_workflow(workflow("etl", 1));
@@ -766,7 +777,7 @@ loom::Batch fenced_write(const std::string& owner, const std::string& run_id, St
 }  // namespace
 
 TEMPLATE_TEST_CASE("claim_runs takes free, expired and dead owners' runs, oldest first, once",
-                   "[store][ownership]", MemoryFixture, SqliteFixture) {
+                   "[store][ownership]", LOOM_STORE_FIXTURES) {
     TestType fixture;
     loom::Store& store = fixture.store;
     store.save_workflow(workflow("etl", 1));
@@ -811,7 +822,7 @@ TEMPLATE_TEST_CASE("claim_runs takes free, expired and dead owners' runs, oldest
 }
 
 TEMPLATE_TEST_CASE("renew_leases extends what the owner holds and names what it lost",
-                   "[store][ownership]", MemoryFixture, SqliteFixture) {
+                   "[store][ownership]", LOOM_STORE_FIXTURES) {
     TestType fixture;
     loom::Store& store = fixture.store;
     store.save_workflow(workflow("etl", 1));
@@ -828,20 +839,24 @@ TEMPLATE_TEST_CASE("renew_leases extends what the owner holds and names what it 
     CHECK(store.load_run("taken")->lease_until == at(10'000));
 }
 
-TEMPLATE_TEST_CASE("release_runs frees the owner's runs for anyone at once", "[store][ownership]", MemoryFixture,
-                   SqliteFixture) {
+TEMPLATE_TEST_CASE("release_runs frees the owner's runs for anyone at once", "[store][ownership]", LOOM_STORE_FIXTURES) {
     TestType fixture;
     loom::Store& store = fixture.store;
     store.save_workflow(workflow("etl", 1));
     store.commit(creating({owned_run("a", 1000, "me", 60'000), owned_run("b", 2000, "other", 60'000)}));
+    const auto before = std::chrono::system_clock::now() - 1ms;
     store.release_runs("me", {"a", "b", "unknown"});   // b is not "me"'s: left alone
     CHECK(store.load_run("a")->owner.empty());
+    // When it was released: a reader tells a run changing hands from one never claimed.
+    REQUIRE(store.load_run("a")->lease_until);
+    CHECK(*store.load_run("a")->lease_until >= before);
+    CHECK(*store.load_run("a")->lease_until <= std::chrono::system_clock::now());
     CHECK(store.load_run("b")->owner == "other");
     CHECK(store.claim_runs(claim_by("next", 1000, 60'000)) == std::vector<loom::RunId>{"a"});
 }
 
 TEMPLATE_TEST_CASE("a fenced commit is refused whole for a run its writer does not own",
-                   "[store][ownership]", MemoryFixture, SqliteFixture) {
+                   "[store][ownership]", LOOM_STORE_FIXTURES) {
     TestType fixture;
     loom::Store& store = fixture.store;
     store.save_workflow(workflow("etl", 1));
@@ -873,7 +888,7 @@ TEMPLATE_TEST_CASE("a fenced commit is refused whole for a run its writer does n
 }
 
 TEMPLATE_TEST_CASE("a write that reopens a final run hands it to the batch's owner",
-                   "[store][ownership]", MemoryFixture, SqliteFixture) {
+                   "[store][ownership]", LOOM_STORE_FIXTURES) {
     TestType fixture;
     loom::Store& store = fixture.store;
     store.save_workflow(workflow("etl", 1));
@@ -902,7 +917,7 @@ TEMPLATE_TEST_CASE("a write that reopens a final run hands it to the batch's own
 }
 
 TEMPLATE_TEST_CASE("a RunControl writes only its fields and its run's owner finds it once",
-                   "[store][ownership]", MemoryFixture, SqliteFixture) {
+                   "[store][ownership]", LOOM_STORE_FIXTURES) {
     TestType fixture;
     loom::Store& store = fixture.store;
     store.save_workflow(workflow("etl", 1));

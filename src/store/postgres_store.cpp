@@ -1,0 +1,634 @@
+// PostgresStore: the Store contract on PostgreSQL through libpqxx. Two links
+// (postgres_link.hpp), each one connection under its own mutex: the writer
+// (commits, claims, leases) and the reader, so reads never wait on a commit.
+//
+// Isolation: writes run at READ COMMITTED with explicit row locks, not
+// SERIALIZABLE. Every decision a write makes rests on rows it locks (the fence
+// locks the batch's runs FOR NO KEY UPDATE, a claim locks what it takes FOR
+// UPDATE SKIP LOCKED, event seqs come from one locked counter row), so the
+// outcome is the same as a serial one, while claimers skip each other's rows
+// instead of failing with serialization errors that SERIALIZABLE would raise
+// whenever two executors read the same run listing. Reads run at REPEATABLE
+// READ, read-only, so that a run and its steps come from one snapshot.
+#include <loom/postgres_store.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <random>
+
+#include <fmt/format.h>
+#include <libpq-fe.h>
+#include <pqxx/pqxx>
+#include <unistd.h>
+
+#include "store/postgres_link.hpp"
+#include "store/postgres_schema.hpp"
+#include "store/postgres_statements.hpp"
+#include "store/store_support.hpp"
+
+namespace loom {
+namespace {
+
+using detail::pg::kRunColumns;
+using detail::pg::prepare_reader;
+using detail::pg::prepare_writer;
+
+using Read = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
+using Write = pqxx::work;   // READ COMMITTED (see the file comment)
+
+// ---- parameters: libpqxx 6 binds a null const char* as NULL ----------------------
+
+using Optional = std::optional<std::string>;
+
+const char* or_null(const Optional& text) { return text ? text->c_str() : nullptr; }
+
+// Invalid UTF-8 in a handler's output must not fail the commit that records it:
+// it is stored with U+FFFD in its place.
+Optional json_text(const Json& value) {
+    if (value.is_null()) return std::nullopt;
+    return value.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+Optional nonempty(const std::string& text) {
+    if (text.empty()) return std::nullopt;
+    return text;
+}
+
+Optional millis(const std::optional<TimePoint>& at) {
+    if (!at) return std::nullopt;
+    return std::to_string(detail::to_millis(*at));
+}
+
+// A JSON array of strings: one prepared statement serves any number of ids
+// (jsonb_array_elements_text), as SqliteStore's json_each does.
+std::string id_list(const std::vector<std::string>& ids) { return Json(ids).dump(); }
+
+// The columns a step and a for_each element share, as parameters.
+struct ProgressParams {
+    std::string status;
+    int attempts;
+    Optional output, error, started_at, finished_at, wake_at;
+    int attempt_base;
+
+    template <class Progress>
+    explicit ProgressParams(const Progress& p)
+        : status(to_string(p.status)),
+          attempts(p.attempts),
+          output(json_text(p.output)),
+          error(nonempty(p.error)),
+          started_at(millis(p.started_at)),
+          finished_at(millis(p.finished_at)),
+          wake_at(millis(p.wake_at)),
+          attempt_base(p.attempt_base) {}
+};
+
+// ---- reading columns -------------------------------------------------------------
+
+std::string text_field(const pqxx::field& f) { return f.is_null() ? std::string() : f.as<std::string>(); }
+
+Json json_field(const pqxx::field& f) { return f.is_null() ? Json() : Json::parse(f.c_str()); }
+
+std::optional<TimePoint> time_field(const pqxx::field& f) {
+    if (f.is_null()) return std::nullopt;
+    return detail::from_millis(f.as<std::int64_t>());
+}
+
+// Reads the progress columns from `first`: status, attempts, output, error,
+// started_at, finished_at, wake_at, attempt_base.
+template <class Progress>
+void read_progress(const pqxx::row& row, int first, Progress& p) {
+    p.status = parse_step_status(row[first].c_str());
+    p.attempts = row[first + 1].as<int>();
+    p.output = json_field(row[first + 2]);
+    p.error = text_field(row[first + 3]);
+    p.started_at = time_field(row[first + 4]);
+    p.finished_at = time_field(row[first + 5]);
+    p.wake_at = time_field(row[first + 6]);
+    p.attempt_base = row[first + 7].as<int>();
+}
+
+// Reads a row of kRunColumns.
+RunInfo read_run(const pqxx::row& row) {
+    RunInfo run;
+    run.id = row[0].as<std::string>();
+    run.workflow_name = row[1].as<std::string>();
+    run.workflow_version = row[2].as<std::int64_t>();
+    run.workflow_hash = row[3].as<std::string>();
+    run.status = parse_run_status(row[4].c_str());
+    run.cancel_requested = row[5].as<bool>();
+    run.input = json_field(row[6]);
+    run.output = json_field(row[7]);
+    run.error = text_field(row[8]);
+    run.created_at = detail::from_millis(row[9].as<std::int64_t>());
+    run.updated_at = detail::from_millis(row[10].as<std::int64_t>());
+    run.finished_at = time_field(row[11]);
+    run.idempotency_key = text_field(row[12]);
+    run.priority = row[13].as<int>();
+    run.paused = row[14].as<bool>();
+    run.owner = text_field(row[15]);
+    run.lease_until = time_field(row[16]);
+    return run;
+}
+
+WorkflowRecord read_workflow(const pqxx::row& row) {
+    WorkflowRecord record;
+    record.name = row[0].as<std::string>();
+    record.version = row[1].as<std::int64_t>();
+    record.hash = row[2].as<std::string>();
+    record.definition = Json::parse(row[3].c_str());
+    record.created_at = detail::from_millis(row[4].as<std::int64_t>());
+    return record;
+}
+
+// ---- naming what failed ----------------------------------------------------------
+
+// "PostgreSQL database loom on /tmp/x": the connection string without its
+// password, for messages.
+std::string describe_database(const std::string& conninfo) {
+    char* error = nullptr;
+    PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
+    if (!options) {
+        std::string why = error ? error : "unreadable";
+        PQfreemem(error);
+        return "PostgreSQL (connection string: " + why + ")";
+    }
+    std::string db, host;
+    for (PQconninfoOption* o = options; o->keyword; ++o) {
+        if (!o->val) continue;
+        if (std::string_view(o->keyword) == "dbname") db = o->val;
+        if (std::string_view(o->keyword) == "host") host = o->val;
+    }
+    PQconninfoFree(options);
+    std::string out = "PostgreSQL database " + (db.empty() ? std::string("(default)") : db);
+    if (!host.empty()) out += " on " + host;
+    return out;
+}
+
+// "3 new runs, 5 step writes and 9 events of runs a, b and 2 more": what a
+// failed commit was writing, bounded as a batch may carry hundreds of changes.
+std::string batch_summary(const Batch& batch) {
+    std::vector<std::string> parts;
+    auto count = [&](std::size_t n, const char* what) {
+        if (n > 0) parts.push_back(fmt::format("{} {}", n, what));
+    };
+    count(batch.new_runs.size(), "new runs");
+    count(batch.steps.size(), "step writes");
+    count(batch.items.size(), "element writes");
+    count(batch.runs.size(), "run writes");
+    count(batch.controls.size(), "requests");
+    count(batch.events.size(), "events");
+    std::vector<const std::string*> runs;
+    auto note = [&](const std::string& id) {
+        if (std::none_of(runs.begin(), runs.end(), [&](const std::string* r) { return *r == id; }))
+            runs.push_back(&id);
+    };
+    for (const auto& r : batch.new_runs) note(r.id);
+    for (const auto& w : batch.steps) note(w.run_id);
+    for (const auto& w : batch.runs) note(w.run_id);
+    for (const auto& e : batch.events) note(e.run_id);
+    std::string out = fmt::format("{}", fmt::join(parts, ", "));
+    constexpr std::size_t kShown = 4;
+    for (std::size_t i = 0; i < runs.size() && i < kShown; ++i) out += (i == 0 ? " of run " : ", ") + *runs[i];
+    if (runs.size() > kShown) out += fmt::format(" and {} more runs", runs.size() - kShown);
+    return out;
+}
+
+// Where a write is, kept as pointers so that the hot path formats nothing
+// unless there is an error to report.
+struct Doing {
+    const char* action = "";
+    const std::string* run = nullptr;
+    const std::string* step = nullptr;
+
+    void at(const char* what, const std::string* run_id = nullptr, const std::string* step_id = nullptr) {
+        action = what;
+        run = run_id;
+        step = step_id;
+    }
+    std::string describe() const {
+        std::string out = action;
+        if (step) out += " step " + *step + " of";
+        if (run) out += " run " + *run;
+        return out;
+    }
+};
+
+// A random name for this store's row in store_commits.
+std::string new_writer_id() {
+    std::random_device random;
+    std::uniform_int_distribution<std::uint64_t> bits;
+    return fmt::format("{}-{:016x}{:016x}", ::getpid(), bits(random), bits(random));
+}
+
+}  // namespace
+
+struct PostgresStore::Impl {
+    const std::string where;   // the database, for messages
+    detail::PgLink writer;
+    detail::PgLink reader;
+
+    Impl(const std::string& conninfo, const PostgresOptions& options)
+        : where(describe_database(conninfo)),
+          writer(conninfo, options.retry_budget, prepare_writer),
+          reader(conninfo, options.retry_budget, prepare_reader) {
+        // Statements are prepared per connection and need the tables, so the
+        // schema is set up on a connection of its own first.
+        detail::PgLink setup(conninfo, options.retry_budget, nullptr);
+        auto migrating = [&] { return where + ": migrating the schema"; };
+        while (setup.transact<Write>(migrating, [&](Write& tx) { return detail::pg::migrate_step(tx, where); })) {
+        }
+        const std::string id = new_writer_id();
+        setup.transact<Write>([&] { return where + ": registering writer " + id + " in store_commits"; },
+                              [&](Write& tx) {
+                                  tx.exec_params("INSERT INTO store_commits (writer, commits, opened_at) "
+                                                 "VALUES ($1, 0, $2) ON CONFLICT (writer) DO NOTHING",
+                                                 id, detail::to_millis(std::chrono::system_clock::now()));
+                              });
+        writer.track_commits(id);
+    }
+
+    template <class F>
+    auto read(const std::string& doing, F&& f) {
+        return reader.transact<Read>([&] { return where + ": " + doing; }, std::forward<F>(f));
+    }
+
+    // A write whose failure names the row it was at (doing) and, for a
+    // commit, the batch.
+    template <class F>
+    auto write(const char* action, const std::string& subject, F&& f, const Batch* batch = nullptr) {
+        Doing doing;
+        auto describe = [&] {
+            std::string out = where + ": " + action + " " + subject;
+            if (doing.action[0] != '\0') out += ": " + doing.describe();
+            if (batch) out += (doing.action[0] != '\0' ? ", in the transaction for " : " ") + batch_summary(*batch);
+            return out;
+        };
+        return writer.transact<Write>(describe, [&](Write& tx) {
+            doing = Doing{};
+            return f(tx, doing);
+        });
+    }
+
+    bool save_definition(const WorkflowRecord& workflow, bool replace) {
+        return write(replace ? "replacing the definition of workflow" : "saving the definition of workflow",
+                     workflow.name, [&](Write& tx, Doing&) {
+                         const std::string definition = workflow.definition.dump(-1, ' ', false,
+                                                                                 Json::error_handler_t::replace);
+                         const auto created = detail::to_millis(workflow.created_at);
+                         if (tx.exec_prepared("insert_definition", workflow.name, workflow.version, workflow.hash,
+                                              definition, created)
+                                 .affected_rows() == 1)
+                             return true;
+                         // Stored (maybe just now, by another executor): lock it and compare.
+                         tx.exec_prepared("lock_definition", workflow.name, workflow.version);
+                         const std::string hash = tx.exec_prepared1("find_definition_hash", workflow.name,
+                                                                    workflow.version)[0]
+                                                      .as<std::string>();
+                         if (hash == workflow.hash) return false;
+                         if (!replace)
+                             throw detail::definition_conflict(workflow.name, workflow.version, hash, workflow.hash);
+                         const pqxx::result user = tx.exec_prepared("definition_user", workflow.name, workflow.version);
+                         if (!user.empty())
+                             throw detail::definition_in_use(workflow.name, workflow.version,
+                                                             user[0][0].as<std::string>());
+                         // Updated in place: finished runs still reference the row.
+                         tx.exec_prepared("update_definition", workflow.name, workflow.version, workflow.hash,
+                                          definition, created);
+                         return true;
+                     });
+    }
+
+    void add_run(Write& tx, const RunInfo& run, Doing& doing) {
+        doing.at("inserting", &run.id);
+        if (!run.idempotency_key.empty()) {
+            // Named here, before the insert: a failed statement ends the
+            // transaction, and the holder may be a run earlier in this batch.
+            const pqxx::result holder = tx.exec_prepared("find_key_holder", run.idempotency_key);
+            if (!holder.empty()) throw detail::duplicate_key(run, holder[0][0].as<std::string>());
+        }
+        const Optional input = json_text(run.input), output = json_text(run.output);
+        const Optional error = nonempty(run.error), finished = millis(run.finished_at);
+        const Optional key = nonempty(run.idempotency_key), owner = nonempty(run.owner);
+        const Optional lease = run.owner.empty() ? std::nullopt : millis(run.lease_until);
+        pqxx::result inserted;
+        try {
+            inserted = tx.exec_prepared("insert_run", run.id, run.workflow_name, run.workflow_version,
+                                        run.workflow_hash, std::string(to_string(run.status)), run.cancel_requested,
+                                        or_null(input), or_null(output), or_null(error),
+                                        detail::to_millis(run.created_at), detail::to_millis(run.updated_at),
+                                        or_null(finished), or_null(key), run.priority, run.paused, or_null(owner),
+                                        or_null(lease));
+        } catch (const pqxx::foreign_key_violation&) {
+            throw detail::unknown_workflow(run);
+        } catch (const pqxx::unique_violation&) {
+            throw detail::duplicate_key(run, "another run committed at the same time");
+        }
+        if (inserted.affected_rows() != 1) throw detail::duplicate_run(run.id);
+        for (std::size_t i = 0; i < run.steps.size(); ++i) {
+            const StepInfo& step = run.steps[i];
+            doing.at("inserting", &run.id, &step.step_id);
+            const ProgressParams p(step);
+            if (tx.exec_prepared("insert_step", run.id, step.step_id, static_cast<std::int64_t>(i), p.status,
+                                 p.attempts, or_null(p.output), or_null(p.error), or_null(p.started_at),
+                                 or_null(p.finished_at), or_null(p.wake_at), p.attempt_base)
+                    .affected_rows() != 1)
+                throw detail::duplicate_step(run.id, step.step_id);
+        }
+        for (const StepInfo& step : run.steps)
+            for (const ItemInfo& item : step.items) write_item(tx, ItemWrite{run.id, step.step_id, item}, doing);
+    }
+
+    void write_step(Write& tx, const StepWrite& write, Doing& doing) {
+        doing.at("updating", &write.run_id, &write.step_id);
+        const ProgressParams p(write);
+        if (tx.exec_prepared("update_step", write.run_id, write.step_id, p.status, p.attempts, or_null(p.output),
+                             or_null(p.error), or_null(p.started_at), or_null(p.finished_at), or_null(p.wake_at),
+                             p.attempt_base)
+                .affected_rows() != 1)
+            throw detail::missing_row(write.run_id, write.step_id);
+        if (write.reset_items) tx.exec_prepared("delete_items", write.run_id, write.step_id);
+    }
+
+    void write_item(Write& tx, const ItemWrite& write, Doing& doing) {
+        doing.at("updating an element of", &write.run_id, &write.step_id);
+        const ProgressParams p(write.item);
+        try {
+            tx.exec_prepared("upsert_item", write.run_id, write.step_id, static_cast<std::int64_t>(write.item.index),
+                             p.status, p.attempts, or_null(p.output), or_null(p.error), or_null(p.started_at),
+                             or_null(p.finished_at), or_null(p.wake_at), p.attempt_base);
+        } catch (const pqxx::foreign_key_violation&) {
+            throw detail::missing_row(write.run_id, write.step_id);
+        }
+    }
+
+    void write_run(Write& tx, const RunWrite& write, Doing& doing) {
+        doing.at("updating", &write.run_id);
+        const Optional output = json_text(write.output), error = nonempty(write.error);
+        const Optional finished = millis(write.finished_at);
+        if (tx.exec_prepared("update_run", write.run_id, std::string(to_string(write.status)), write.cancel_requested,
+                             or_null(output), or_null(error), detail::to_millis(write.updated_at), or_null(finished),
+                             write.paused)
+                .affected_rows() != 1)
+            throw detail::missing_row(write.run_id);
+    }
+
+    // Fencing: each run the batch names in `fenced` is the batch owner's, and
+    // stays so until the commit (the rows are locked).
+    void check_fence(Write& tx, const Batch& batch, Doing& doing) {
+        std::vector<std::string> ids(batch.fenced.begin(), batch.fenced.end());
+        std::sort(ids.begin(), ids.end());
+        ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+        doing.at("checking the owners of the runs it writes");
+        const pqxx::result rows = tx.exec_prepared("lock_owners", id_list(ids));
+        std::size_t r = 0;
+        for (const std::string& id : ids) {   // both sorted by id
+            if (r == rows.size() || rows[r][0].as<std::string>() != id) throw detail::missing_row(id);
+            const std::string owner = text_field(rows[r][1]);
+            if (owner != batch.owner) throw detail::not_owner(id, batch.owner, owner);
+            ++r;
+        }
+    }
+
+    // Event seqs, and the control_seq of the runs a request reaches, come from
+    // one counter row. A sequence would not do: nextval() is handed out in call
+    // order, not commit order, so a reader could see seq 12 committed while 11
+    // is still in flight, and controlled_runs() would move its mark past a
+    // request it never saw. Updating the row locks it until this transaction
+    // ends, so the next batch with events waits and takes higher numbers: seqs
+    // become visible in order, and a reader that sees last_seq = n sees every
+    // event and request numbered up to n. The lock is taken as late as the
+    // batch allows (controls and events are written last), so it is held for
+    // little more than the COMMIT. Returns the last seq before this batch's.
+    std::int64_t take_seqs(Write& tx, const Batch& batch, Doing& doing) {
+        doing.at("numbering the events");
+        // A request without events still moves the counter, so that the
+        // owner's next mark passes it and it is reported once.
+        const auto count = static_cast<std::int64_t>(std::max<std::size_t>(batch.events.size(), 1));
+        return tx.exec_prepared1("take_seqs", count)[0].as<std::int64_t>();
+    }
+
+    void write_control(Write& tx, const RunControl& request, std::int64_t control_seq, Doing& doing) {
+        doing.at("recording a request for", &request.run_id);
+        const Optional cancel = request.cancel_requested ? Optional(*request.cancel_requested ? "true" : "false")
+                                                         : std::nullopt;
+        const Optional paused = request.paused ? Optional(*request.paused ? "true" : "false") : std::nullopt;
+        if (tx.exec_prepared("control", request.run_id, or_null(cancel), or_null(paused), control_seq)
+                .affected_rows() == 1)
+            return;
+        // Final (nothing to do), or missing.
+        if (tx.exec_prepared("run_exists", request.run_id).empty()) throw detail::missing_row(request.run_id);
+    }
+
+    void add_event(Write& tx, const RunEvent& event, std::int64_t seq, Doing& doing) {
+        doing.at("recording an event of", &event.run_id, event.step_id.empty() ? nullptr : &event.step_id);
+        try {
+            tx.exec_prepared("insert_event", seq, event.run_id, event.step_id, event.kind, event.attempt,
+                             event.detail, detail::to_millis(event.at));
+        } catch (const pqxx::foreign_key_violation&) {
+            throw detail::missing_row(event.run_id);
+        } catch (const pqxx::unique_violation&) {   // run_events_step_started
+            throw detail::duplicate_attempt(event.run_id, event.step_id, event.attempt);
+        }
+    }
+};
+
+PostgresStore::PostgresStore(std::string connection_string, PostgresOptions options)
+    : impl_(std::make_unique<Impl>(connection_string, options)) {}
+
+PostgresStore::~PostgresStore() = default;
+
+int PostgresStore::latest_schema_version() noexcept { return detail::pg::latest_schema_version(); }
+
+bool PostgresStore::save_workflow(const WorkflowRecord& workflow) { return impl_->save_definition(workflow, false); }
+
+bool PostgresStore::replace_workflow(const WorkflowRecord& workflow) { return impl_->save_definition(workflow, true); }
+
+std::optional<WorkflowRecord> PostgresStore::load_workflow(std::string_view name,
+                                                           std::optional<std::int64_t> version) {
+    const std::string key(name);
+    return impl_->read("loading workflow " + key, [&](Read& tx) -> std::optional<WorkflowRecord> {
+        const pqxx::result r =
+            version ? tx.exec_prepared("definition", key, *version) : tx.exec_prepared("latest_definition", key);
+        if (r.empty()) return std::nullopt;
+        return read_workflow(r[0]);
+    });
+}
+
+std::vector<WorkflowRecord> PostgresStore::list_workflows() {
+    return impl_->read("listing workflows", [&](Read& tx) {
+        std::vector<WorkflowRecord> out;
+        for (const auto& row : tx.exec_prepared("definitions")) out.push_back(read_workflow(row));
+        return out;
+    });
+}
+
+void PostgresStore::commit(const Batch& batch) {
+    if (batch.empty()) return;
+    impl_->write(
+        "committing", "a batch",
+        [&](Write& tx, Doing& doing) {
+            for (const RunInfo& run : batch.new_runs) impl_->add_run(tx, run, doing);
+            if (!batch.owner.empty()) {
+                // A write that reopens a final run hands it to the batch's owner
+                // first; a running run is left to the fence.
+                for (const RunWrite& write : batch.runs) {
+                    if (!write.take_lease) continue;
+                    doing.at("taking over", &write.run_id);
+                    tx.exec_prepared("take_lease", write.run_id, batch.owner, detail::to_millis(*write.take_lease));
+                }
+                impl_->check_fence(tx, batch, doing);
+            }
+            for (const StepWrite& write : batch.steps) impl_->write_step(tx, write, doing);
+            for (const ItemWrite& write : batch.items) impl_->write_item(tx, write, doing);
+            for (const RunWrite& write : batch.runs) impl_->write_run(tx, write, doing);
+            if (batch.controls.empty() && batch.events.empty()) return;
+            const std::int64_t last = impl_->take_seqs(tx, batch, doing);
+            for (const RunControl& control : batch.controls) impl_->write_control(tx, control, last + 1, doing);
+            for (std::size_t i = 0; i < batch.events.size(); ++i)
+                impl_->add_event(tx, batch.events[i], last + 1 + static_cast<std::int64_t>(i), doing);
+            doing.at("");
+        },
+        &batch);
+}
+
+std::optional<RunInfo> PostgresStore::load_run(const RunId& id) {
+    return impl_->read("loading run " + id, [&](Read& tx) -> std::optional<RunInfo> {
+        const pqxx::result runs = tx.exec_prepared("run", id);
+        if (runs.empty()) return std::nullopt;
+        RunInfo run = read_run(runs[0]);
+        for (const auto& row : tx.exec_prepared("steps", id)) {
+            StepInfo& step = run.steps.emplace_back();
+            step.step_id = row[0].as<std::string>();
+            read_progress(row, 1, step);
+        }
+        StepInfo* step = nullptr;
+        for (const auto& row : tx.exec_prepared("items", id)) {
+            const std::string step_id = row[0].as<std::string>();
+            if (!step || step->step_id != step_id) {
+                auto it = std::find_if(run.steps.begin(), run.steps.end(),
+                                       [&](const StepInfo& s) { return s.step_id == step_id; });
+                step = &*it;   // the foreign key guarantees the step
+            }
+            ItemInfo& item = step->items.emplace_back();
+            item.index = static_cast<std::uint32_t>(row[1].as<std::int64_t>());
+            read_progress(row, 2, item);
+        }
+        return run;
+    });
+}
+
+std::optional<RunId> PostgresStore::find_run_by_key(std::string_view idempotency_key) {
+    if (idempotency_key.empty()) return std::nullopt;
+    const std::string key(idempotency_key);
+    return impl_->read("finding the run of idempotency key " + key, [&](Read& tx) -> std::optional<RunId> {
+        const pqxx::result r = tx.exec_prepared("run_by_key", key);
+        if (r.empty()) return std::nullopt;
+        return r[0][0].as<std::string>();
+    });
+}
+
+std::vector<RunInfo> PostgresStore::list_runs(const RunFilter& filter) {
+    return impl_->read("listing runs", [&](Read& tx) {
+        // An absent filter is a NULL parameter: the statement is planned with
+        // the values at hand, so the planner folds "NULL IS NULL" away and
+        // picks the index for the filters given.
+        const std::string sql = fmt::format(
+            "SELECT {} FROM workflow_runs WHERE ($1::text IS NULL OR workflow_name = $1) AND "
+            "($2::text IS NULL OR status = $2) ORDER BY created_at DESC, ord DESC LIMIT $3",
+            kRunColumns);
+        const Optional workflow = filter.workflow_name ? Optional(*filter.workflow_name) : std::nullopt;
+        const Optional status = filter.status ? Optional(std::string(to_string(*filter.status))) : std::nullopt;
+        const auto limit = static_cast<std::int64_t>(std::min<std::size_t>(filter.limit, INT64_MAX));
+        std::vector<RunInfo> out;
+        for (const auto& row : tx.exec_params(sql, or_null(workflow), or_null(status), limit))
+            out.push_back(read_run(row));
+        return out;
+    });
+}
+
+std::vector<RunId> PostgresStore::unfinished_runs() {
+    return impl_->read("listing unfinished runs", [&](Read& tx) {
+        std::vector<RunId> out;
+        for (const auto& row : tx.exec_prepared("unfinished")) out.push_back(row[0].as<std::string>());
+        return out;
+    });
+}
+
+std::vector<RunEvent> PostgresStore::load_events(const RunId& id) {
+    return impl_->read("loading the events of run " + id, [&](Read& tx) {
+        std::vector<RunEvent> out;
+        for (const auto& row : tx.exec_prepared("events", id)) {
+            RunEvent& event = out.emplace_back();
+            event.seq = row[0].as<std::int64_t>();
+            event.run_id = row[1].as<std::string>();
+            event.step_id = row[2].as<std::string>();
+            event.kind = row[3].as<std::string>();
+            event.attempt = row[4].as<int>();
+            event.detail = row[5].as<std::string>();
+            event.at = detail::from_millis(row[6].as<std::int64_t>());
+        }
+        return out;
+    });
+}
+
+std::vector<RunId> PostgresStore::claim_runs(const ClaimRequest& request) {
+    return impl_->write("claiming runs for executor", request.owner, [&](Write& tx, Doing&) {
+        Json workflows = Json::array();
+        if (request.workflows)
+            for (const auto& [name, version] : *request.workflows) workflows.push_back(Json::array({name, version}));
+        const auto limit = static_cast<std::int64_t>(std::min<std::size_t>(request.limit, INT64_MAX));
+        std::vector<RunId> out;
+        for (const auto& row : tx.exec_prepared("claim", request.owner, detail::to_millis(request.until),
+                                                detail::to_millis(request.now), id_list(request.dead_owners),
+                                                !request.workflows, workflows.dump(), limit))
+            out.push_back(row[0].as<std::string>());
+        return out;
+    });
+}
+
+std::vector<RunId> PostgresStore::renew_leases(const std::string& owner, const std::vector<RunId>& ids,
+                                               TimePoint until) {
+    if (ids.empty()) return {};
+    return impl_->write("renewing the leases of executor", owner, [&](Write& tx, Doing&) {
+        std::vector<RunId> renewed;
+        for (const auto& row : tx.exec_prepared("renew", owner, id_list(ids), detail::to_millis(until)))
+            renewed.push_back(row[0].as<std::string>());
+        std::sort(renewed.begin(), renewed.end());
+        std::vector<RunId> lost;
+        for (const auto& id : ids)
+            if (!std::binary_search(renewed.begin(), renewed.end(), id)) lost.push_back(id);
+        return lost;
+    });
+}
+
+void PostgresStore::release_runs(const std::string& owner, const std::vector<RunId>& ids) {
+    if (ids.empty()) return;
+    impl_->write("releasing the runs of executor", owner,
+                 [&](Write& tx, Doing&) {
+                     // The release time in lease_until tells a released run from
+                     // one never claimed (Store::release_runs).
+                     tx.exec_prepared("release", owner, id_list(ids), detail::to_millis(detail::now_stored()));
+                 });
+}
+
+std::vector<std::string> PostgresStore::run_owners() {
+    return impl_->read("listing the owners of unfinished runs", [&](Read& tx) {
+        std::vector<std::string> out;
+        for (const auto& row : tx.exec_prepared("owners")) out.push_back(row[0].as<std::string>());
+        return out;
+    });
+}
+
+std::vector<RunId> PostgresStore::controlled_runs(const std::string& owner, std::int64_t& mark) {
+    return impl_->read("listing the runs of executor " + owner + " that requests reached", [&](Read& tx) {
+        // One snapshot: every request numbered up to next_mark is in it (see take_seqs).
+        const std::int64_t next_mark = tx.exec_prepared1("last_seq")[0].as<std::int64_t>();
+        std::vector<RunId> out;
+        for (const auto& row : tx.exec_prepared("controlled", owner, mark)) out.push_back(row[0].as<std::string>());
+        mark = next_mark;
+        return out;
+    });
+}
+
+}  // namespace loom
