@@ -221,11 +221,11 @@ void Executor::Impl::claim_queued() {
         request.until = leases_.lease_end();
         request.limit = room;
         auto ids = store_.claim_runs(request);
-        // A backlog: it filled all its room from empty, or refills it whole
-        // since. Then it looks again as soon as a claimed run ends rather
-        // than a poll later. Not when runs trickle in: the executor that
-        // just finished one would look first every time and take them all.
-        queue_busy_ = ids.size() == room && (room == most || queue_busy_);
+        // It found runs waiting: there may be more, so it looks again as soon
+        // as a claimed run ends rather than a poll later. (A claim that
+        // races another may get fewer than it asked for: PostgreSQL's SKIP
+        // LOCKED passes over rows the other is taking.)
+        queue_busy_ = !ids.empty();
         (void)adopt(ids, /*recovering=*/false, /*from_queue=*/true);
     } catch (const std::exception& e) {
         notify([&](Observer& o) {

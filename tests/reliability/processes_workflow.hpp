@@ -13,8 +13,20 @@
 #include <unistd.h>
 
 #include <loom/loom.hpp>
+#ifdef LOOM_TEST_POSTGRES
+#include <loom/postgres_store.hpp>
+#endif
 
 namespace loom::test {
+
+/// The store every process opens: a libpq connection string ("host=...") is
+/// a PostgreSQL database, anything else a SQLite file.
+inline std::unique_ptr<Store> open_shared_store(const std::string& where) {
+#ifdef LOOM_TEST_POSTGRES
+    if (where.rfind("host=", 0) == 0) return std::make_unique<PostgresStore>(where);
+#endif
+    return std::make_unique<SqliteStore>(where);
+}
 
 /// Five steps in a chain, each retried (an attempt cut off by a kill runs again).
 inline Workflow processes_workflow() {

@@ -1,5 +1,6 @@
-// A worker process of test_processes: its own SqliteStore and Executor on the
-// file the test shares with other workers.
+// A worker process of test_processes: its own store and Executor on the SQLite
+// file or PostgreSQL database (DB: a connection string "host=...") the test
+// shares with other workers.
 //
 //   loom_worker_child DB LEDGER LEASE_MS IDENTITY START RECOVER [STOP_AT]
 //
@@ -48,7 +49,8 @@ int main(int argc, char** argv) {
         return 2;
     }
     try {
-        loom::SqliteStore store(argv[1]);
+        const auto opened = loom::test::open_shared_store(argv[1]);
+        loom::Store& store = *opened;
         loom::HandlerRegistry handlers;
         const std::string stop_at = argc == 8 ? argv[7] : "";
         const char* busy = std::getenv("LOOM_WORKER_BUSY_MS");
