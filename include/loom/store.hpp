@@ -132,6 +132,9 @@ struct ClaimRequest {
     /// Only runs of these (name, version); nullopt: of any workflow.
     std::optional<std::vector<std::pair<std::string, std::int64_t>>> workflows;
     std::size_t limit = SIZE_MAX;
+    /// Also runs never claimed (enqueued: no owner and no lease_until).
+    /// False: only runs that had an owner (recovery and adoption).
+    bool enqueued = true;
 };
 
 /// Where runs and definitions live. Implementations: MemoryStore, SqliteStore.

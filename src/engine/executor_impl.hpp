@@ -490,15 +490,19 @@ struct Executor::Impl {
     /// registered and whose definitions are within the limits. `recovering`:
     /// warns of each other one that has unfinished runs.
     std::vector<std::pair<std::string, std::int64_t>> runnable_workflows(bool recovering);
-    /// Claims the unfinished runs nobody holds that this executor can run,
-    /// and returns those not live here. `recovering`: also runs stored as
+    /// Claims the unfinished runs nobody holds (enqueued ones only when
+    /// `recovering`) that this executor can run, and returns those not live
+    /// here. `recovering`: also runs stored as
     /// this identity's (an earlier life of it).
     std::vector<RunId> claim_runs(bool recovering);
+    /// How many more runs background claims may take: max_claimed less the
+    /// counted runs live here.
+    std::size_t claim_room() const;
     /// Makes claimed runs live. `recovering` (recover()): if any cannot be,
     /// none is and it throws, every claim released; else that one is
     /// released and logged.
-    /// `from_queue`: claimed by claim_queued(), counted in claimed_held_.
-    std::vector<RunId> adopt(const std::vector<RunId>& ids, bool recovering, bool from_queue = false);
+    /// `counted`: taken by a background claim, counted in claimed_held_.
+    std::vector<RunId> adopt(const std::vector<RunId>& ids, bool recovering, bool counted = false);
     /// The LeaseKeeper's adoption round; errors are logged and retried.
     void adopt_orphans();
     /// Claims and runs enqueued runs (and any other free ones) this executor
@@ -540,7 +544,7 @@ struct Executor::Impl {
     detail::LeaseKeeper leases_;   // stopped first by ~Impl: its thread uses the rest
     std::int64_t control_mark_ = 0;   // Store::controlled_runs's mark; only the LeaseKeeper's thread
     std::atomic<bool> queue_busy_{false};   // the last claim_queued() took all it had room for
-    std::atomic<std::size_t> claimed_held_{0};   // runs from the queue live here (max_claimed)
+    std::atomic<std::size_t> claimed_held_{0};   // counted runs live here (max_claimed)
     Mutex runnable_mutex_;
     // runnable_workflows() as the last full claim found it: claim_queued()
     // reuses it rather than reading and checking every definition each poll.

@@ -110,6 +110,12 @@ std::vector<std::pair<std::string, std::int64_t>> Executor::Impl::runnable_workf
     return out;
 }
 
+std::size_t Executor::Impl::claim_room() const {
+    const std::size_t most = options_.max_claimed ? options_.max_claimed : 2 * pool_.size();
+    const std::size_t held = claimed_held_.load();
+    return held >= most ? 0 : most - held;
+}
+
 std::vector<RunId> Executor::Impl::claim_runs(bool recovering) {
     ClaimRequest request;
     request.owner = leases_.identity();
@@ -125,13 +131,17 @@ std::vector<RunId> Executor::Impl::claim_runs(bool recovering) {
     }
     request.now = std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
     request.until = leases_.lease_end();
+    // Enqueued runs are claim_queued()'s, a share at a time: an adoption
+    // round must not take a whole backlog to one executor. recover() takes
+    // them too: runs stored without an owner by an older Loom look the same.
+    request.enqueued = recovering;
     auto ids = store_.claim_runs(request);
     ids.erase(std::remove_if(ids.begin(), ids.end(), [&](const RunId& id) { return live_.find(id) != nullptr; }),
               ids.end());
     return ids;
 }
 
-std::vector<RunId> Executor::Impl::adopt(const std::vector<RunId>& ids, bool recovering, bool from_queue) {
+std::vector<RunId> Executor::Impl::adopt(const std::vector<RunId>& ids, bool recovering, bool counted) {
     struct Resumable {
         RunInfo info;
         std::shared_ptr<const Workflow> wf;
@@ -170,8 +180,8 @@ std::vector<RunId> Executor::Impl::adopt(const std::vector<RunId>& ids, bool rec
             MutexLock lock(run->mutex);   // not shared yet: for the analysis
             load_deliveries(*run);
         }
-        run->from_queue = from_queue;
-        if (from_queue) ++claimed_held_;   // before it is live: it may end at once
+        run->counted = counted;
+        if (counted) ++claimed_held_;   // before it is live: it may end at once
         try {
             if (launch(run, r.info, /*fresh=*/false, r.event)) {
                 resumed.push_back(run->id);
@@ -205,10 +215,8 @@ void Executor::Impl::adopt_orphans() {
 
 void Executor::Impl::claim_queued() {
     if (stopping_ || !options_.adopt) return;
-    const std::size_t most = options_.max_claimed ? options_.max_claimed : 2 * pool_.size();
-    const std::size_t held = claimed_held_.load();
-    if (held >= most) return;   // its share: the others take the rest
-    const std::size_t room = most - held;
+    const std::size_t room = claim_room();
+    if (room == 0) return;   // its share: the others take the rest
     try {
         ClaimRequest request;
         request.owner = leases_.identity();
@@ -226,7 +234,7 @@ void Executor::Impl::claim_queued() {
         // races another may get fewer than it asked for: PostgreSQL's SKIP
         // LOCKED passes over rows the other is taking.)
         queue_busy_ = !ids.empty();
-        (void)adopt(ids, /*recovering=*/false, /*from_queue=*/true);
+        (void)adopt(ids, /*recovering=*/false, /*counted=*/true);
     } catch (const std::exception& e) {
         notify([&](Observer& o) {
             o.on_log(LogRecord{LogLevel::warn, "", "", 0,
@@ -256,7 +264,7 @@ bool Executor::Impl::enqueued(const RunInfo& run) {
 }
 
 void Executor::Impl::ended_claimed(RunState& run) {
-    if (run.from_queue.exchange(false)) --claimed_held_;
+    if (run.counted.exchange(false)) --claimed_held_;
 }
 
 bool Executor::Impl::lost_to_another(const std::exception_ptr& why) {

@@ -135,9 +135,10 @@ struct RunState : std::enable_shared_from_this<RunState> {
     /// Its first commit as this executor's is done: the store has it as
     /// ours, and lease renewals include it.
     std::atomic<bool> owned{false};
-    /// Claimed from the queue (claim_queued): counts against max_claimed
-    /// until it ends or is abandoned (ended_claimed clears it, once).
-    std::atomic<bool> from_queue{false};
+    /// Taken by a background claim (claim_queued, adopt_orphans): counts
+    /// against max_claimed until it ends or is abandoned (ended_claimed
+    /// clears it, once).
+    std::atomic<bool> counted{false};
     /// Per step: false while a started attempt is not yet in the store. Written
     /// under mutex; read without it by the committer to skip most checks.
     std::vector<std::atomic<bool>> start_written;

@@ -155,7 +155,7 @@ void Executor::Impl::apply(Effects& e) {
                 run.done = true;
             }
             run.done_cv.notify_all();
-            if (run.from_queue.load() && queue_busy_) leases_.poll_soon();   // room for the next enqueued run
+            if (run.counted.load() && queue_busy_) leases_.poll_soon();   // room for the next enqueued run
             ended_claimed(run);
         }
     }

@@ -339,7 +339,7 @@ std::vector<RunId> MemoryStore::claim_runs(const ClaimRequest& request) {
         if (run.status != RunStatus::running) continue;
         const bool free = run.owner.empty() || !run.lease_until || *run.lease_until <= request.now ||
                           has(request.dead_owners, run.owner);
-        if (!free) continue;
+        if (!free || (!request.enqueued && run.owner.empty() && !run.lease_until)) continue;
         if (request.workflows && !has(*request.workflows, std::make_pair(run.workflow_name, run.workflow_version)))
             continue;
         run.owner = request.owner;

@@ -16,6 +16,9 @@ PgFailure classify(const std::exception& e) noexcept {
     if (dynamic_cast<const pqxx::deadlock_detected*>(&e)) return PgFailure::rollback;
     if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e)) {
         const std::string& state = sql->sqlstate();
+        // The server always sends a SQLSTATE: none means the client lost it
+        // (seen when a crash-restart cut a statement off under load).
+        if (state.empty()) return PgFailure::connection;
         // 08: connection exceptions; 57P01-57P03: the server is shutting down,
         // crashed, or not accepting connections yet (restarting).
         if (state.rfind("08", 0) == 0 || state.rfind("57P", 0) == 0) return PgFailure::connection;

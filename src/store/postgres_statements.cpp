@@ -73,6 +73,7 @@ void prepare_writer(pqxx::connection& c) {
               " SELECT id, created_at, ord FROM workflow_runs WHERE status = 'running' AND"
               " (owner IS NULL OR lease_until IS NULL OR lease_until <= $3"
               "  OR owner IN (SELECT jsonb_array_elements_text($4::jsonb))) AND"
+              " ($8::boolean OR owner IS NOT NULL OR lease_until IS NOT NULL) AND"
               " ($5::boolean OR EXISTS (SELECT 1 FROM jsonb_array_elements($6::jsonb) w"
               "  WHERE w ->> 0 = workflow_name AND (w ->> 1)::bigint = workflow_version))"
               " ORDER BY created_at, ord LIMIT $7 FOR UPDATE SKIP LOCKED),"

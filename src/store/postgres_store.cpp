@@ -581,7 +581,7 @@ std::vector<RunId> PostgresStore::claim_runs(const ClaimRequest& request) {
         std::vector<RunId> out;
         for (const auto& row : tx.exec_prepared("claim", request.owner, detail::to_millis(request.until),
                                                 detail::to_millis(request.now), id_list(request.dead_owners),
-                                                !request.workflows, workflows.dump(), limit))
+                                                !request.workflows, workflows.dump(), limit, request.enqueued))
             out.push_back(row[0].as<std::string>());
         return out;
     });

@@ -360,6 +360,7 @@ struct SqliteStore::Impl {
               "SELECT id FROM workflow_runs WHERE status = 'running' AND "
               "(owner IS NULL OR lease_until IS NULL OR lease_until <= :now "
               "OR owner IN (SELECT value FROM json_each(:dead))) AND "
+              "(:enqueued OR owner IS NOT NULL OR lease_until IS NOT NULL) AND "
               "(:any OR EXISTS (SELECT 1 FROM json_each(:workflows) w WHERE "
               "w.value ->> 0 = workflow_name AND w.value ->> 1 = workflow_version)) "
               "ORDER BY created_at, rowid LIMIT :limit) RETURNING id"),
@@ -830,6 +831,7 @@ std::vector<RunId> SqliteStore::claim_runs(const ClaimRequest& request) {
         s->bind(":now", detail::to_millis(request.now));
         s->bind(":dead", Json(request.dead_owners).dump());
         s->bind(":any", request.workflows ? 0 : 1);
+        s->bind(":enqueued", request.enqueued ? 1 : 0);
         Json workflows = Json::array();
         if (request.workflows)
             for (const auto& [name, version] : *request.workflows) workflows.push_back(Json::array({name, version}));

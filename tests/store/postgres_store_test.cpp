@@ -106,7 +106,7 @@ public:
     int finish() {
         stop_ = true;
         thread_.join();
-        REQUIRE(error_.empty());
+        REQUIRE(error_ == "");   // shows the error
         return count_;
     }
 

@@ -821,6 +821,25 @@ TEMPLATE_TEST_CASE("claim_runs takes free, expired and dead owners' runs, oldest
     CHECK(owners == std::vector<std::string>{"d", "me"});
 }
 
+TEMPLATE_TEST_CASE("claim_runs leaves runs never claimed when told to, and takes released ones",
+                   "[store][ownership]", LOOM_STORE_FIXTURES) {
+    // Recovery and adoption leave enqueued runs to the queue's claims.
+    TestType fixture;
+    loom::Store& store = fixture.store;
+    store.save_workflow(workflow("etl", 1));
+    store.commit(creating({new_run("enqueued", 3000), owned_run("released", 2000, "a", 60'000),
+                           owned_run("expired", 1000, "b", 5'000)}));
+    store.release_runs("a", {"released"});
+    auto request = claim_by("me", 10'000, 40'000);
+    request.enqueued = false;
+    auto taken = store.claim_runs(request);
+    std::sort(taken.begin(), taken.end());
+    CHECK(taken == std::vector<loom::RunId>{"expired", "released"});
+    CHECK(store.load_run("enqueued")->owner.empty());
+    request.enqueued = true;
+    CHECK(store.claim_runs(request) == std::vector<loom::RunId>{"enqueued"});
+}
+
 TEMPLATE_TEST_CASE("renew_leases extends what the owner holds and names what it lost",
                    "[store][ownership]", LOOM_STORE_FIXTURES) {
     TestType fixture;
