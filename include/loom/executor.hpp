@@ -73,13 +73,15 @@ struct ExecutorOptions {
     std::chrono::milliseconds lease{10'000};
     /// Every half lease, look for unfinished runs nobody holds (their owner
     /// died, stopped or released them) whose workflows this executor has all
-    /// the handlers of, and run them, as recover() does; and every
-    /// control_poll claim enqueued runs (StartOptions::enqueue). Off: this
+    /// the handlers of, and run them, as recover() does (enqueued runs
+    /// aside); and every control_poll claim enqueued runs
+    /// (StartOptions::enqueue), within max_claimed. Off: this
     /// executor runs only the runs it starts or recover()s.
     bool adopt = true;
-    /// At most this many runs claimed from the queue (StartOptions::enqueue)
-    /// run here at once, suspended ones included; the rest wait for this or
-    /// another executor. 0: twice `threads`.
+    /// At most this many runs taken by the control_poll's claims (enqueued
+    /// runs, and free ones it finds) run here at once, suspended ones
+    /// included; the rest wait for this or another executor. 0: twice
+    /// `threads`.
     std::size_t max_claimed = 0;
     /// How often this executor looks in the store for cancel, pause, resume,
     /// signals and completions that other executors (other processes)
