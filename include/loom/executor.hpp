@@ -273,7 +273,8 @@ public:
     /// executor holds (released, lease expired, left by a process of this
     /// host that is gone, or stored under this executor's own identity) and
     /// that this executor can run, and returns their ids; a run another
-    /// executor holds is never taken (docs/10-processes.md). Completed steps keep their
+    /// executor holds is never taken, and enqueued runs are left to the
+    /// workers' claims (docs/10-processes.md). Completed steps keep their
     /// outputs. An attempt stored "running" (in flight when its process
     /// stopped) counts as a failed attempt, "[loom.step.interrupted]": the
     /// step runs again only if its retry policy leaves it an attempt, else it

@@ -490,10 +490,10 @@ struct Executor::Impl {
     /// registered and whose definitions are within the limits. `recovering`:
     /// warns of each other one that has unfinished runs.
     std::vector<std::pair<std::string, std::int64_t>> runnable_workflows(bool recovering);
-    /// Claims the unfinished runs nobody holds (enqueued ones only when
-    /// `recovering`) that this executor can run, and returns those not live
-    /// here. `recovering`: also runs stored as
-    /// this identity's (an earlier life of it).
+    /// Claims the unfinished runs nobody holds that this executor can run
+    /// (not enqueued ones: claim_queued() takes those) and returns those not
+    /// live here. `recovering`: also runs stored as this identity's (an
+    /// earlier life of it).
     std::vector<RunId> claim_runs(bool recovering);
     /// How many more runs background claims may take: max_claimed less the
     /// counted runs live here.
@@ -541,8 +541,8 @@ struct Executor::Impl {
     HandlerRegistry& handlers_;
     ExecutorOptions options_;
     const Clock& clock_;
-    detail::LeaseKeeper leases_;   // stopped first by ~Impl: its thread uses the rest
-    std::int64_t control_mark_ = 0;   // Store::controlled_runs's mark; only the LeaseKeeper's thread
+    detail::LeaseKeeper leases_;   // stopped first by ~Impl: its threads use the rest
+    std::int64_t control_mark_ = 0;   // Store::controlled_runs's mark; only the LeaseKeeper's polling thread
     std::atomic<bool> queue_busy_{false};   // the last claim_queued() took all it had room for
     std::atomic<std::size_t> claimed_held_{0};   // counted runs live here (max_claimed)
     Mutex runnable_mutex_;

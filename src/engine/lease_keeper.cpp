@@ -41,15 +41,20 @@ void LeaseKeeper::renewed(std::chrono::steady_clock::time_point asked) {
 void LeaseKeeper::start(std::function<void()> renew, std::function<void()> adopt, std::function<void()> poll,
                         std::chrono::milliseconds poll_every) {
     const auto now = std::chrono::steady_clock::now();
-    std::vector<Periodic> tasks;
-    auto add = [&](std::function<void()> run, std::chrono::milliseconds every) {
+    auto task = [now](std::function<void()> run, std::chrono::milliseconds every) {
         every = std::max(every, std::chrono::milliseconds(1));
-        if (run) tasks.push_back({std::move(run), every, now + every});
+        return Periodic{std::move(run), every, now + every};
     };
-    add(std::move(renew), lease_ / 3);
-    add(std::move(adopt), lease_ / 2);
-    add(std::move(poll), poll_every);   // last: poll_soon() makes tasks.back() due
-    thread_ = std::thread([this, tasks = std::move(tasks)]() mutable { loop(std::move(tasks)); });
+    // Renewals have a thread of their own: an adoption or a claim can wait
+    // long on a busy store (SQLite's write lock, with several processes), and
+    // a renewal queued behind it would let the leases run out.
+    std::vector<Periodic> work;
+    if (adopt) work.push_back(task(std::move(adopt), lease_ / 2));
+    work.push_back(task(std::move(poll), poll_every));   // last: poll_soon() makes work.back() due
+    renewer_ = std::thread([this, tasks = std::vector<Periodic>{task(std::move(renew), lease_ / 3)}]() mutable {
+        loop(std::move(tasks), /*pollable=*/false);
+    });
+    worker_ = std::thread([this, tasks = std::move(work)]() mutable { loop(std::move(tasks), /*pollable=*/true); });
 }
 
 void LeaseKeeper::poll_soon() {
@@ -67,10 +72,11 @@ void LeaseKeeper::stop() {
         stopping_ = true;
     }
     wake_.notify_all();
-    if (thread_.joinable()) thread_.join();
+    if (renewer_.joinable()) renewer_.join();
+    if (worker_.joinable()) worker_.join();
 }
 
-void LeaseKeeper::loop(std::vector<Periodic> tasks) {
+void LeaseKeeper::loop(std::vector<Periodic> tasks, bool pollable) {
     for (;;) {
         auto next = tasks.front().due;
         for (const auto& t : tasks) next = std::min(next, t.due);
@@ -78,11 +84,13 @@ void LeaseKeeper::loop(std::vector<Periodic> tasks) {
             MutexLock lock(mutex_);
             wake_.wait_until(mutex_, next, [&] {
                 mutex_.assert_held();
-                return stopping_ || poll_soon_;
+                return stopping_ || (pollable && poll_soon_);
             });
             if (stopping_) return;
-            if (poll_soon_) tasks.back().due = std::chrono::steady_clock::now();
-            poll_soon_ = false;
+            if (pollable && poll_soon_) {
+                tasks.back().due = std::chrono::steady_clock::now();
+                poll_soon_ = false;
+            }
         }
         for (auto& t : tasks) {
             if (std::chrono::steady_clock::now() < t.due) continue;

@@ -1,6 +1,6 @@
 // The executor's identity and its leases on the runs it owns: when they were
-// last renewed, whether they still hold, and the thread that renews them and
-// adopts runs nobody holds. Internal. What renewing and adopting do is the
+// last renewed, whether they still hold, and the threads that renew them and
+// adopt runs nobody holds. Internal. What renewing and adopting do is the
 // executor's (ownership.cpp); this class keeps the timing.
 //
 // Leases are measured in real time, never on ExecutorOptions::clock: they
@@ -44,15 +44,15 @@ public:
     /// through: the leases hold until asked + lease - margin.
     void renewed(std::chrono::steady_clock::time_point asked);
 
-    /// Starts the thread: renew() every lease/3, adopt() every lease/2 (when
-    /// given), poll() every `poll_every`. Each is called with no lock held
-    /// and must not throw.
+    /// Starts two threads: one calls renew() every lease/3, the other adopt()
+    /// every lease/2 (when given) and poll() every `poll_every`. Each is
+    /// called with no lock held and must not throw.
     void start(std::function<void()> renew, std::function<void()> adopt, std::function<void()> poll,
                std::chrono::milliseconds poll_every);
     /// Makes poll() due now (once the current task returns): work may be
     /// waiting that the next regular poll would find late.
     void poll_soon();
-    /// Stops and joins the thread; neither is called again.
+    /// Stops and joins the threads; none of the three is called again.
     void stop();
 
 private:
@@ -62,7 +62,9 @@ private:
         std::chrono::milliseconds every;
         std::chrono::steady_clock::time_point due;
     };
-    void loop(std::vector<Periodic> tasks);
+    /// Runs `tasks` as they fall due until stop(); `pollable`: the last one
+    /// is poll(), which poll_soon() makes due.
+    void loop(std::vector<Periodic> tasks, bool pollable);
 
     const bool made_here_;   // by new_identity(), which registers it
     const std::string identity_;
@@ -72,7 +74,8 @@ private:
     CondVar wake_;
     bool stopping_ LOOM_GUARDED_BY(mutex_) = false;
     bool poll_soon_ LOOM_GUARDED_BY(mutex_) = false;
-    std::thread thread_;
+    std::thread renewer_;   // renew()
+    std::thread worker_;    // adopt() and poll()
 };
 
 }  // namespace loom::detail

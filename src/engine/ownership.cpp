@@ -131,10 +131,11 @@ std::vector<RunId> Executor::Impl::claim_runs(bool recovering) {
     }
     request.now = std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
     request.until = leases_.lease_end();
-    // Enqueued runs are claim_queued()'s, a share at a time: an adoption
-    // round must not take a whole backlog to one executor. recover() takes
-    // them too: runs stored without an owner by an older Loom look the same.
-    request.enqueued = recovering;
+    // Enqueued runs are claim_queued()'s, a share at a time: neither an
+    // adoption round nor a worker's recover() at start may take a whole
+    // backlog to one executor. (Runs an older Loom stored without an owner
+    // were marked expired when the store's schema was upgraded.)
+    request.enqueued = false;
     auto ids = store_.claim_runs(request);
     ids.erase(std::remove_if(ids.begin(), ids.end(), [&](const RunId& id) { return live_.find(id) != nullptr; }),
               ids.end());

@@ -30,7 +30,7 @@ struct Migration {
     const char* rebuilds = nullptr;
 };
 
-constexpr std::array<Migration, 9> kMigrations{{
+constexpr std::array<Migration, 10> kMigrations{{
     {1, "tables for definitions, runs, steps and events", R"sql(
 CREATE TABLE schema_migrations (
     version     INTEGER PRIMARY KEY,
@@ -230,6 +230,15 @@ ALTER TABLE workflow_runs ADD COLUMN lease_until INTEGER;
     {9, "control requests for owners", R"sql(
 ALTER TABLE workflow_runs ADD COLUMN control_seq INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX workflow_runs_controlled ON workflow_runs (owner, control_seq) WHERE status = 'running';
+)sql"},
+    // Unfinished runs from before ownership (schema 8) have neither owner nor
+    // lease, as enqueued runs do, which wait for a worker's claim. Their
+    // leases are marked long expired: recover() and adoption take them as
+    // runs whose owner is gone, and leave enqueued runs to the claims.
+    {10, "runs from before ownership count as orphaned, not enqueued", R"sql(
+UPDATE workflow_runs SET lease_until = 0
+WHERE status = 'running' AND owner IS NULL AND lease_until IS NULL
+  AND NOT EXISTS (SELECT 1 FROM run_events e WHERE e.run_id = workflow_runs.id AND e.kind = 'run.enqueued');
 )sql"},
 }};
 

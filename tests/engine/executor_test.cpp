@@ -363,6 +363,8 @@ TEST_CASE("recover resumes from the stored state: completed steps never run agai
         info.steps[0].output = 6;
         info.steps[1].status = loom::StepStatus::running;
         info.steps[1].attempts = 1;
+        info.owner = "crashed-process";   // its lease long expired
+        info.lease_until = loom::TimePoint{};
         loom::Batch batch;
         batch.new_runs.push_back(info);
         store.commit(batch);

@@ -162,6 +162,39 @@ TEST_CASE("a stopping executor adopts nothing and releases the runs it ran", "[e
     }));
 }
 
+TEST_CASE("recover() leaves enqueued runs to the workers' claims and takes orphaned ones",
+          "[engine][ownership]") {
+    // A worker that calls recover() at start-up must not take a whole backlog.
+    loom::MemoryStore store;
+    loom::HandlerRegistry handlers;
+    handlers.add("h", [](loom::StepContext& ctx) -> Json { return ctx.step_id(); });
+    loom::ExecutorOptions options;
+    options.threads = 2;
+    options.adopt = false;   // no background claims: only recover() takes runs
+    loom::Executor worker(store, handlers, options);
+    worker.add_workflow(two_steps());
+    loom::StartOptions enqueue;
+    enqueue.enqueue = true;
+    std::vector<loom::RunId> queued;
+    for (int i = 0; i < 20; ++i) queued.push_back(worker.start("owned", {}, enqueue));
+    // A run whose owner is long gone (as the schema upgrade marks runs from
+    // before ownership: a lease that ended at the epoch).
+    const auto orphan = plant_run(store, "orphan", "gone-worker", loom::TimePoint{});
+
+    CHECK(worker.recover() == std::vector<loom::RunId>{orphan});
+    CHECK(worker.wait(orphan).status == loom::RunStatus::completed);
+    for (const auto& id : queued) {
+        const auto run = store.load_run(id);
+        CHECK(run->owner.empty());
+        CHECK(run->step("a")->status == loom::StepStatus::pending);
+    }
+    // A worker that claims takes them.
+    options.adopt = true;
+    loom::Executor claimer(store, handlers, options);
+    claimer.add_workflow(two_steps());
+    for (const auto& id : queued) CHECK(claimer.wait(id).status == loom::RunStatus::completed);
+}
+
 TEST_CASE("an identity names its process, and its death is seen on the same host", "[engine][ownership]") {
     const std::string mine = loom::detail::new_identity();
     CHECK(mine.rfind("loom/", 0) == 0);

@@ -63,6 +63,8 @@ struct Fixture {
             info.steps.back().step_id = s;
         }
         info.steps[0].status = loom::StepStatus::ready;
+        info.owner = "crashed-process";   // its lease long expired
+        info.lease_until = loom::TimePoint{};
         loom::Batch batch;
         batch.new_runs.push_back(info);
         store.commit(batch);

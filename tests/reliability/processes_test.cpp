@@ -182,7 +182,10 @@ public:
             for (const auto& line : w->said)
                 if (line.rfind("log ", 0) == 0) WARN("worker " << w->pid << ": " << line);
             CHECK(code == 0);
-            CHECK((!w->said.empty() && w->said.back() == "done"));
+            // Its executor may still log after "done": stopping, it commits
+            // what its handlers returned, which fencing refuses for runs it
+            // lost under load (their new owners finished them).
+            CHECK(std::find(w->said.begin(), w->said.end(), "done") != w->said.end());
         }
     }
 

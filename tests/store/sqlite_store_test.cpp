@@ -12,6 +12,7 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include <loom/error.hpp>
 #include <loom/events.hpp>
@@ -157,7 +158,7 @@ TEST_CASE("opening a new file applies every migration", "[store][sqlite]") {
     loom::test::TempDir dir;
     const std::string path = dir.file("runs.db");
     { loom::SqliteStore store(path); }
-    CHECK(loom::SqliteStore::latest_schema_version() == 9);
+    CHECK(loom::SqliteStore::latest_schema_version() == 10);
     CHECK(applied_versions(path) == every_version());
     SQLite::Database db(path);
     CHECK(db.execAndGet("SELECT count(*) FROM schema_migrations WHERE description = '' "
@@ -193,6 +194,7 @@ TEST_CASE("opening a version 1 file upgrades it and keeps its data", "[store][sq
     CHECK(run->created_at == at(10));
     CHECK(run->step("a")->output == 42);
     CHECK(run->step("a")->finished_at == at(13));
+    CHECK(run->lease_until == at(0));   // orphaned: recover() takes it
     CHECK(store.load_events("old").size() == 1);
     CHECK(store.load_workflow("etl")->created_at == at(5));
     // The upgraded file takes new writes.
@@ -391,6 +393,42 @@ TEST_CASE("opening a version 5 file rebuilds step_runs for the cancelled state, 
     old = store.load_run("old");
     CHECK(old->step("b")->status == loom::StepStatus::cancelled);
     CHECK(old->step("c")->status == loom::StepStatus::cancelled);
+}
+
+TEST_CASE("opening a version 9 file marks unfinished runs from before ownership orphaned, not enqueued",
+          "[store][sqlite]") {
+    loom::test::TempDir dir;
+    const std::string path = dir.file("v9.db");
+    {
+        SQLite::Database db(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+        loom::detail::migrate(db, path, 9);
+        db.exec("INSERT INTO workflow_definitions VALUES ('etl', 1, 'h1', '{}', 5)");
+        auto run = [&](const char* id, const char* status, const char* owner, const char* lease, const char* kind) {
+            db.exec(fmt::format("INSERT INTO workflow_runs (id, workflow_name, workflow_version, workflow_hash, "
+                                "status, created_at, updated_at, owner, lease_until) "
+                                "VALUES ('{}', 'etl', 1, 'h1', '{}', 10, 11, {}, {})",
+                                id, status, owner, lease));
+            db.exec(fmt::format("INSERT INTO run_events (run_id, kind, at) VALUES ('{}', '{}', 10)", id, kind));
+        };
+        run("old", "running", "NULL", "NULL", "run.started");        // from before schema 8
+        run("queued", "running", "NULL", "NULL", "run.enqueued");    // waits for a claim
+        run("held", "running", "'worker'", "99", "run.started");
+        run("done", "completed", "NULL", "NULL", "run.started");
+    }
+    loom::SqliteStore store(path);
+    CHECK(store.load_run("old")->lease_until == at(0));
+    CHECK_FALSE(store.load_run("queued")->lease_until);
+    CHECK(store.load_run("held")->lease_until == at(99));
+    CHECK_FALSE(store.load_run("done")->lease_until);
+    // Recovery takes the orphan and leaves the enqueued run to the claims.
+    loom::ClaimRequest recovery;
+    recovery.owner = "me";
+    recovery.now = at(50);
+    recovery.until = at(5000);
+    recovery.enqueued = false;
+    CHECK(store.claim_runs(recovery) == std::vector<loom::RunId>{"old"});
+    recovery.enqueued = true;
+    CHECK(store.claim_runs(recovery) == std::vector<loom::RunId>{"queued"});
 }
 
 TEST_CASE("a version 3 file with a step of no run is refused, not migrated", "[store][sqlite]") {
