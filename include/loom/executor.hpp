@@ -76,7 +76,8 @@ struct ExecutorOptions {
     /// the handlers of, and run them, as recover() does (enqueued runs
     /// aside); and every control_poll claim enqueued runs
     /// (StartOptions::enqueue), within max_claimed. Off: this
-    /// executor runs only the runs it starts or recover()s.
+    /// executor runs only the runs it starts or recover()s, and recover()
+    /// takes enqueued runs too (all it can run).
     bool adopt = true;
     /// At most this many runs taken by the control_poll's claims (enqueued
     /// runs, and free ones it finds) run here at once, suspended ones
@@ -274,7 +275,8 @@ public:
     /// host that is gone, or stored under this executor's own identity) and
     /// that this executor can run, and returns their ids; a run another
     /// executor holds is never taken, and enqueued runs are left to the
-    /// workers' claims (docs/10-processes.md). Completed steps keep their
+    /// workers' claims unless ExecutorOptions::adopt is off
+    /// (docs/10-processes.md). Completed steps keep their
     /// outputs. An attempt stored "running" (in flight when its process
     /// stopped) counts as a failed attempt, "[loom.step.interrupted]": the
     /// step runs again only if its retry policy leaves it an attempt, else it

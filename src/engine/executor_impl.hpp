@@ -491,8 +491,8 @@ struct Executor::Impl {
     /// warns of each other one that has unfinished runs.
     std::vector<std::pair<std::string, std::int64_t>> runnable_workflows(bool recovering);
     /// Claims the unfinished runs nobody holds that this executor can run
-    /// (not enqueued ones: claim_queued() takes those) and returns those not
-    /// live here. `recovering`: also runs stored as this identity's (an
+    /// (not enqueued ones, which claim_queued() takes, unless `recovering`
+    /// without adoption) and returns those not live here. `recovering`: also runs stored as this identity's (an
     /// earlier life of it).
     std::vector<RunId> claim_runs(bool recovering);
     /// How many more runs background claims may take: max_claimed less the
@@ -510,8 +510,9 @@ struct Executor::Impl {
     /// and after a run ends while the queue is busy; errors are logged and
     /// retried.
     void claim_queued();
-    /// True for a run nobody has run a step of and nobody holds: enqueued
-    /// (or released before its first step). wait() waits for its claim.
+    /// True for a run nobody has run a step of and nobody ever held: an
+    /// enqueued one (a released run keeps its release time as its lease's
+    /// end). wait() waits for its claim.
     static bool never_claimed(const RunInfo& run);
     /// True if the run was enqueued and no step of it has begun (one read).
     bool enqueued(const RunInfo& run);

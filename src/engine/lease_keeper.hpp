@@ -45,8 +45,9 @@ public:
     void renewed(std::chrono::steady_clock::time_point asked);
 
     /// Starts two threads: one calls renew() every lease/3, the other adopt()
-    /// every lease/2 (when given) and poll() every `poll_every`. Each is
-    /// called with no lock held and must not throw.
+    /// every lease/2 (when given) and poll() every `poll_every`. renew and
+    /// poll must be given. Each is called with no lock held and must not
+    /// throw.
     void start(std::function<void()> renew, std::function<void()> adopt, std::function<void()> poll,
                std::chrono::milliseconds poll_every);
     /// Makes poll() due now (once the current task returns): work may be

@@ -132,10 +132,12 @@ std::vector<RunId> Executor::Impl::claim_runs(bool recovering) {
     request.now = std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
     request.until = leases_.lease_end();
     // Enqueued runs are claim_queued()'s, a share at a time: neither an
-    // adoption round nor a worker's recover() at start may take a whole
-    // backlog to one executor. (Runs an older Loom stored without an owner
-    // were marked expired when the store's schema was upgraded.)
-    request.enqueued = false;
+    // adoption round nor a worker's recover() at start-up may take a whole
+    // backlog to one executor. Without adoption there are no such claims:
+    // recover() is then how this executor takes runs, enqueued ones too.
+    // (Runs an older Loom stored without an owner were marked expired when
+    // the store's schema was upgraded.)
+    request.enqueued = recovering && !options_.adopt;
     auto ids = store_.claim_runs(request);
     ids.erase(std::remove_if(ids.begin(), ids.end(), [&](const RunId& id) { return live_.find(id) != nullptr; }),
               ids.end());
@@ -254,7 +256,6 @@ bool nothing_begun(const RunInfo& run) {
 }  // namespace
 
 bool Executor::Impl::never_claimed(const RunInfo& run) {
-    // Released runs look the same, and are as free to take.
     return run.owner.empty() && !run.lease_until && !is_final(run.status) && nothing_begun(run);
 }
 

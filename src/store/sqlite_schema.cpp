@@ -231,7 +231,8 @@ ALTER TABLE workflow_runs ADD COLUMN lease_until INTEGER;
 ALTER TABLE workflow_runs ADD COLUMN control_seq INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX workflow_runs_controlled ON workflow_runs (owner, control_seq) WHERE status = 'running';
 )sql"},
-    // Unfinished runs from before ownership (schema 8) have neither owner nor
+    // Unfinished runs from before ownership (schema 8), and runs released by
+    // builds that did not record the release time, have neither owner nor
     // lease, as enqueued runs do, which wait for a worker's claim. Their
     // leases are marked long expired: recover() and adoption take them as
     // runs whose owner is gone, and leave enqueued runs to the claims.

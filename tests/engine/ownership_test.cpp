@@ -2,10 +2,12 @@
 // clock, a store that fails. (Separate processes: reliability/processes_test.)
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <unistd.h>
 
@@ -162,37 +164,45 @@ TEST_CASE("a stopping executor adopts nothing and releases the runs it ran", "[e
     }));
 }
 
-TEST_CASE("recover() leaves enqueued runs to the workers' claims and takes orphaned ones",
+TEST_CASE("recover() leaves enqueued runs to the workers' claims, unless its executor makes none",
           "[engine][ownership]") {
-    // A worker that calls recover() at start-up must not take a whole backlog.
     loom::MemoryStore store;
     loom::HandlerRegistry handlers;
     handlers.add("h", [](loom::StepContext& ctx) -> Json { return ctx.step_id(); });
     loom::ExecutorOptions options;
     options.threads = 2;
-    options.adopt = false;   // no background claims: only recover() takes runs
-    loom::Executor worker(store, handlers, options);
-    worker.add_workflow(two_steps());
     loom::StartOptions enqueue;
     enqueue.enqueue = true;
-    std::vector<loom::RunId> queued;
-    for (int i = 0; i < 20; ++i) queued.push_back(worker.start("owned", {}, enqueue));
-    // A run whose owner is long gone (as the schema upgrade marks runs from
-    // before ownership: a lease that ended at the epoch).
-    const auto orphan = plant_run(store, "orphan", "gone-worker", loom::TimePoint{});
+    auto enqueue_runs = [&](loom::Executor& executor) {
+        std::vector<loom::RunId> ids;
+        for (int i = 0; i < 20; ++i) ids.push_back(executor.start("owned", {}, enqueue));
+        return ids;
+    };
 
-    CHECK(worker.recover() == std::vector<loom::RunId>{orphan});
-    CHECK(worker.wait(orphan).status == loom::RunStatus::completed);
-    for (const auto& id : queued) {
-        const auto run = store.load_run(id);
-        CHECK(run->owner.empty());
-        CHECK(run->step("a")->status == loom::StepStatus::pending);
+    SECTION("a worker's recover() at start-up takes its orphans, not the backlog") {
+        loom::Executor worker(store, handlers, options);
+        worker.add_workflow(two_steps());
+        const auto queued = enqueue_runs(worker);
+        // A run whose owner is long gone (a lease that ended at the epoch).
+        const auto orphan = plant_run(store, "orphan", "gone-worker", loom::TimePoint{});
+        // The background claims take enqueued runs meanwhile, but not through recover().
+        CHECK(worker.recover() == std::vector<loom::RunId>{orphan});
+        CHECK(worker.wait(orphan).status == loom::RunStatus::completed);
+        for (const auto& id : queued) CHECK(worker.wait(id).status == loom::RunStatus::completed);
     }
-    // A worker that claims takes them.
-    options.adopt = true;
-    loom::Executor claimer(store, handlers, options);
-    claimer.add_workflow(two_steps());
-    for (const auto& id : queued) CHECK(claimer.wait(id).status == loom::RunStatus::completed);
+    SECTION("without adoption, recover() takes enqueued runs too: nothing is stranded") {
+        options.adopt = false;   // no background claims
+        loom::Executor lone(store, handlers, options);
+        lone.add_workflow(two_steps());
+        auto queued = enqueue_runs(lone);
+        std::this_thread::sleep_for(150ms);   // more than a control poll: nothing claims them
+        for (const auto& id : queued) CHECK(store.load_run(id)->owner.empty());
+        auto taken = lone.recover();
+        std::sort(taken.begin(), taken.end());
+        std::sort(queued.begin(), queued.end());
+        CHECK(taken == queued);
+        for (const auto& id : queued) CHECK(lone.wait(id).status == loom::RunStatus::completed);
+    }
 }
 
 TEST_CASE("an identity names its process, and its death is seen on the same host", "[engine][ownership]") {
