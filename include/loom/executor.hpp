@@ -240,9 +240,13 @@ public:
     /// as if its handler had returned it; fail() as if it had thrown `error`
     /// (retried if the step's policy allows). `token` is the attempt's
     /// StepContext::completion_token(). Durable before it returns, also for a
-    /// run no process runs now. Throws InvalidArgument "[loom.token.malformed]",
-    /// NotFound for an unknown run or step, Conflict "[loom.token.stale]" if
-    /// that attempt is not suspended (it finished, timed out, or the run ended).
+    /// run no process runs now. A call made while the attempt's handler still
+    /// runs (an outside system that answers before the handler returned)
+    /// takes effect when the handler suspends; if it returns or throws
+    /// instead, that result counts and the call is dropped. Throws
+    /// InvalidArgument "[loom.token.malformed]", NotFound for an unknown run
+    /// or step, Conflict "[loom.token.stale]" if that attempt is neither
+    /// running nor suspended (it finished, timed out, or the run ended).
     void complete(const std::string& token, const Json& output);
     void fail(const std::string& token, const std::string& error);
 

@@ -165,8 +165,10 @@ struct RunState : std::enable_shared_from_this<RunState> {
     /// Signals received, by name: the first of each name counts (the history
     /// keeps every one). A "wait" step completes with its signal's payload.
     std::map<std::string, Json> signals LOOM_GUARDED_BY(mutex);
-    /// Completions requested by token while the run was not live, replayed at
-    /// recovery: (step, attempt) -> result.
+    /// Completions requested by token that no suspended step took yet: made
+    /// while the run was not live (replayed at recovery), or while the
+    /// attempt's handler still ran (taken when it suspends): (step, attempt)
+    /// -> result.
     std::map<std::pair<std::uint32_t, int>, std::pair<Json, std::string>> requested LOOM_GUARDED_BY(mutex);
     /// A step under OnError::compensate failed: once nothing runs any more,
     /// completed steps are undone in reverse dependency order, then the run fails.

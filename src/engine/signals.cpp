@@ -339,17 +339,26 @@ void Executor::Impl::finish_by_token(const std::string& token, Json output, std:
             step = *at;
             const auto& slot = run.steps[step];
             const auto kind = detail::kind_of(*run.workflow, step);
-            if (slot.status != StepStatus::suspended || slot.attempts != t.attempt || run.stopping ||
-                kind == detail::StepKind::wait || kind == detail::StepKind::child)
+            // Running: its handler may not have suspended yet (an outside
+            // system that answers at once calls back before it returns).
+            const bool current = slot.status == StepStatus::suspended || slot.status == StepStatus::running;
+            if (!current || slot.attempts != t.attempt || run.stopping || kind == detail::StepKind::wait ||
+                kind == detail::StepKind::child)
                 throw stale();
         },
         [&](RunState& run, Queue& queue) LOOM_REQUIRES(run.mutex) {
-            resume(run, step, Outcome::of(std::move(output), std::move(error)), queue);
+            if (run.steps[step].status == StepStatus::suspended) {
+                resume(run, step, Outcome::of(std::move(output), std::move(error)), queue);
+                return;
+            }
+            // Kept for the suspend that follows (apply_outcome); the first counts.
+            run.requested.try_emplace({step, t.attempt}, std::move(output), std::move(error));
         },
         [&](const RunInfo& info) {
             const StepInfo* step = info.step(t.step);
             if (!step) throw NotFound(error_id::step_unknown, "run " + t.run + " has no step " + detail::quote(t.step));
-            if (step->status != StepStatus::suspended || step->attempts != t.attempt) throw stale();
+            const bool current = step->status == StepStatus::suspended || step->status == StepStatus::running;
+            if (!current || step->attempts != t.attempt) throw stale();
         });
     if (!delivered) throw stale();
 }

@@ -539,6 +539,12 @@ void Executor::Impl::apply_outcome(RunState& run, std::uint32_t step, Outcome&& 
         if (auto timeout = run.workflow->timeout_of(step)) slot.wake_at = *slot.started_at + *timeout;
         run.active.add();
         record_step(run, step, queue, event::step_suspended, *slot.finished_at);
+        // Completed by its token while its handler ran: it resumes at once.
+        if (auto it = run.requested.find({step, slot.attempts}); it != run.requested.end()) {
+            auto [output, error] = it->second;
+            resume(run, step, Outcome::of(std::move(output), std::move(error)), queue);
+            return;
+        }
         wait_after_commit(slot, queue);
         return;
     }

@@ -223,6 +223,39 @@ TEST_CASE("a step failed by its token is retried after its backoff and not at it
     CHECK(run.step("job")->attempts == 2);
 }
 
+// The documented pattern hands the token to an outside system before
+// suspending; one that answers at once calls back before the handler returns.
+TEST_CASE("a completion that comes before its handler suspended takes effect when it does",
+          "[engine][signals]") {
+    loom::HandlerRegistry handlers;
+    loom::Executor* executor = nullptr;
+    std::atomic<int> calls{0};
+    handlers.add("quick", [&](loom::StepContext& ctx) -> Json {
+        const auto attempt = ++calls;
+        const auto token = ctx.completion_token();
+        // The callback, on another thread, done before the handler returns.
+        std::thread([&, token, attempt] {
+            if (attempt == 1)
+                executor->fail(token, "busy");
+            else
+                executor->complete(token, {{"pages", attempt}});
+        }).join();
+        ctx.suspend();
+        return nullptr;
+    });
+    loom::MemoryStore store;
+    loom::Executor running(store, handlers, {2});
+    executor = &running;
+    loom::RetryPolicy retry;
+    retry.max_attempts = 2;
+    retry.initial_backoff = 1ms;
+    running.add_workflow(loom::WorkflowBuilder("ext", 1).step("job", "quick").retry(retry).build());
+    const auto run = running.wait(running.start("ext"));
+    CHECK(run.status == loom::RunStatus::completed);
+    CHECK(run.step("job")->attempts == 2);   // the early fail() counted too
+    CHECK(run.step("job")->output == Json{{"pages", 2}});
+}
+
 // A completion whose output is null counts as the first request, also when
 // read back from the history (recovery, or the poll for other processes).
 TEST_CASE("complete() with a null output recorded for a run not live wins over a later fail()",
