@@ -17,29 +17,19 @@
 
 #include <loom/loom.hpp>
 
+#include "shapes.hpp"
+
 namespace {
+
+using loom::bench::big_limits;
+using loom::bench::chain;
+using loom::bench::median;
 
 using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
 
 double seconds_since(Clock::time_point t0) {
     return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-loom::DefinitionLimits big_limits() {
-    loom::DefinitionLimits l;
-    l.max_steps = 20'000;
-    l.max_bytes = 16 << 20;
-    return l;
-}
-
-loom::Workflow chain(const std::string& name, int n) {
-    loom::WorkflowBuilder b(name, 1);
-    for (int i = 0; i < n; ++i) {
-        b.step("s" + std::to_string(i), "noop");
-        if (i > 0) b.after("s" + std::to_string(i - 1));
-    }
-    return b.build(big_limits());
 }
 
 loom::Workflow fan(int n) {   // one source, n - 2 parallel steps, one sink
@@ -227,10 +217,6 @@ int main(int argc, char** argv) {
             c.ratios.push_back(rate / ((before + after) / 2));
         }
     }
-    auto median = [](std::vector<double> v) {
-        std::sort(v.begin(), v.end());
-        return v[v.size() / 2];
-    };
     std::printf("  raw SQLite single-row commits     %8.0f /s   (median of %zu, min %.0f, max %.0f)\n",
                 median(raws), raws.size(), *std::min_element(raws.begin(), raws.end()),
                 *std::max_element(raws.begin(), raws.end()));

@@ -47,7 +47,12 @@
 #include <loom/loom.hpp>
 #include <loom/postgres_store.hpp>
 
+#include "shapes.hpp"
+
 namespace {
+
+using loom::bench::chain;
+using loom::bench::median;
 
 using Clock = std::chrono::steady_clock;
 
@@ -78,15 +83,6 @@ const Shape* find_shape(const std::string& key) {
     for (const auto& s : kShapes)
         if (key == s.key) return &s;
     return nullptr;
-}
-
-loom::Workflow chain(const std::string& name, int n) {
-    loom::WorkflowBuilder b(name, 1);
-    for (int i = 0; i < n; ++i) {
-        b.step("s" + std::to_string(i), "noop");
-        if (i > 0) b.after("s" + std::to_string(i - 1));
-    }
-    return b.build();
 }
 
 // ---- small helpers -----------------------------------------------------------------
@@ -126,13 +122,6 @@ double self_cpu() {
     ::getrusage(RUSAGE_SELF, &u);
     auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
     return s(u.ru_utime) + s(u.ru_stime);
-}
-
-double median(std::vector<double> v) {
-    if (v.empty()) return 0;
-    std::sort(v.begin(), v.end());
-    const std::size_t n = v.size();
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 // ---- the store, counted: which verbs a worker calls and how long they take ---------
