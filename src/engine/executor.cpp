@@ -8,6 +8,7 @@
 #include <limits>
 #include <random>
 #include <thread>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -540,6 +541,7 @@ std::optional<RunInfo> Executor::wait_for(const RunId& id, std::chrono::millisec
         return std::max(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Steady::now()),
                         std::chrono::milliseconds(0));
     };
+    bool claims_settled = false;
     for (;;) {
         if (auto run = impl_->live_.find(id)) {
             MutexLock lock(run->mutex);
@@ -555,9 +557,16 @@ std::optional<RunInfo> Executor::wait_for(const RunId& id, std::chrono::millisec
         if (impl_->live_.find(id)) continue;   // recovered here meanwhile
         if (auto why = impl_->live_.why_abandoned(id); why && !Impl::lost_to_another(why)) std::rethrow_exception(why);
         // Another executor runs it: its end is read from the store.
-        if (!impl_->in_other_hands(info))
+        if (!impl_->in_other_hands(info)) {
+            // This executor may have claimed it a moment ago: once the claim
+            // is done it is live here (or released), so look once more.
+            if (!std::exchange(claims_settled, true)) {
+                MutexLock settle(impl_->claiming_);
+                continue;
+            }
             throw Conflict(error_id::run_not_live,
                            "run " + id + " is unfinished but no executor runs it now; call recover()");
+        }
         if (left().count() == 0) return std::nullopt;
         std::this_thread::sleep_for(std::min(left(), impl_->options_.control_poll));
     }

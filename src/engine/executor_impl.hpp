@@ -546,6 +546,11 @@ struct Executor::Impl {
     std::int64_t control_mark_ = 0;   // Store::controlled_runs's mark; only the LeaseKeeper's polling thread
     std::atomic<bool> queue_busy_{false};   // the last claim_queued() took all it had room for
     std::atomic<std::size_t> claimed_held_{0};   // counted runs live here (max_claimed)
+    // Held by recover(), an adoption round or a queue claim from its claim
+    // until what it took is live here (or released): a run this executor
+    // just claimed is never taken again by its own recover() as a run of an
+    // earlier life of its identity. Taken with no other lock held.
+    Mutex claiming_;
     Mutex runnable_mutex_;
     // runnable_workflows() as the last full claim found it: claim_queued()
     // reuses it rather than reading and checking every definition each poll.

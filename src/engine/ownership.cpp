@@ -204,6 +204,7 @@ std::vector<RunId> Executor::Impl::adopt(const std::vector<RunId>& ids, bool rec
 void Executor::Impl::adopt_orphans() {
     if (stopping_) return;   // a stopping executor takes nothing on
     try {
+        MutexLock lock(claiming_);
         (void)adopt(claim_runs(/*recovering=*/false), /*recovering=*/false);
     } catch (const std::exception& e) {
         // The store may be down: the next round tries again, so nothing is stranded.
@@ -221,6 +222,7 @@ void Executor::Impl::claim_queued() {
     const std::size_t room = claim_room();
     if (room == 0) return;   // its share: the others take the rest
     try {
+        MutexLock lock(claiming_);
         ClaimRequest request;
         request.owner = leases_.identity();
         {
@@ -345,6 +347,9 @@ bool Executor::Impl::apply_controls(const std::shared_ptr<RunState>& run) {
     return true;
 }
 
-std::vector<RunId> Executor::recover() { return impl_->adopt(impl_->claim_runs(/*recovering=*/true), /*recovering=*/true); }
+std::vector<RunId> Executor::recover() {
+    MutexLock lock(impl_->claiming_);
+    return impl_->adopt(impl_->claim_runs(/*recovering=*/true), /*recovering=*/true);
+}
 
 }  // namespace loom

@@ -13,6 +13,7 @@
 
 #include <loom/loom.hpp>
 
+#include "engine/lease_keeper.hpp"
 #include "runtime/identity.hpp"
 #include "support/sync.hpp"
 
@@ -66,6 +67,17 @@ private:
     std::atomic<int> failures_;
 };
 
+/// A MemoryStore, handlers for two_steps() and options for two threads.
+struct OneStore {
+    loom::MemoryStore store;
+    loom::HandlerRegistry handlers;
+    loom::ExecutorOptions options;
+    OneStore() {
+        handlers.add("h", [](loom::StepContext& ctx) -> Json { return ctx.step_id(); });
+        options.threads = 2;
+    }
+};
+
 struct Logs : loom::Observer {
     std::mutex mutex;
     std::vector<std::string> lines;
@@ -106,11 +118,10 @@ TEST_CASE("adoption tries again after the store failed, so a dead owner's run is
 
 TEST_CASE("a run whose lease another executor holds is neither recovered nor adopted until it expires",
           "[engine][ownership]") {
-    loom::MemoryStore store;
-    loom::HandlerRegistry handlers;
-    handlers.add("h", [](loom::StepContext& ctx) -> Json { return ctx.step_id(); });
-    loom::ExecutorOptions options;
-    options.threads = 2;
+    OneStore one;
+    auto& store = one.store;
+    auto& handlers = one.handlers;
+    auto& options = one.options;
     options.lease = 40ms;
     loom::Executor executor(store, handlers, options);
     executor.add_workflow(two_steps());
@@ -166,11 +177,10 @@ TEST_CASE("a stopping executor adopts nothing and releases the runs it ran", "[e
 
 TEST_CASE("recover() leaves enqueued runs to the workers' claims, unless its executor makes none",
           "[engine][ownership]") {
-    loom::MemoryStore store;
-    loom::HandlerRegistry handlers;
-    handlers.add("h", [](loom::StepContext& ctx) -> Json { return ctx.step_id(); });
-    loom::ExecutorOptions options;
-    options.threads = 2;
+    OneStore one;
+    auto& store = one.store;
+    auto& handlers = one.handlers;
+    auto& options = one.options;
     loom::StartOptions enqueue;
     enqueue.enqueue = true;
     auto enqueue_runs = [&](loom::Executor& executor) {
@@ -180,13 +190,23 @@ TEST_CASE("recover() leaves enqueued runs to the workers' claims, unless its exe
     };
 
     SECTION("a worker's recover() at start-up takes its orphans, not the backlog") {
-        loom::Executor worker(store, handlers, options);
+        // Its background claims take max_claimed runs, which then hold: the
+        // rest of the backlog waits while recover() runs.
+        std::atomic<bool> open{false};
+        loom::HandlerRegistry held;
+        held.add("h", [&](loom::StepContext& ctx) -> Json {
+            while (!open) std::this_thread::sleep_for(1ms);
+            return ctx.step_id();
+        });
+        options.max_claimed = 4;
+        loom::Executor worker(store, held, options);
         worker.add_workflow(two_steps());
         const auto queued = enqueue_runs(worker);
+        std::this_thread::sleep_for(2ms);   // younger than the backlog: background claims take the backlog first
         // A run whose owner is long gone (a lease that ended at the epoch).
         const auto orphan = plant_run(store, "orphan", "gone-worker", loom::TimePoint{});
-        // The background claims take enqueued runs meanwhile, but not through recover().
         CHECK(worker.recover() == std::vector<loom::RunId>{orphan});
+        open = true;
         CHECK(worker.wait(orphan).status == loom::RunStatus::completed);
         for (const auto& id : queued) CHECK(worker.wait(id).status == loom::RunStatus::completed);
     }
@@ -224,4 +244,27 @@ TEST_CASE("an identity names its process, and its death is seen on the same host
     elsewhere.replace(5, elsewhere.find('/', 5) - 5, "some-other-host");
     CHECK_FALSE(loom::detail::owner_gone(elsewhere));
     CHECK_FALSE(loom::detail::owner_gone("orders-1"));
+}
+
+TEST_CASE("lease renewals go on while an adoption round takes long", "[engine][ownership]") {
+    // An adoption waiting on a busy store must not let this executor's leases run out.
+    std::atomic<int> renewals{0};
+    std::atomic<bool> adopting{false};
+    loom::detail::LeaseKeeper keeper("renewal-test", 90ms);   // renewals every 30 ms
+    keeper.start(
+        [&] {
+            ++renewals;
+            keeper.renewed(std::chrono::steady_clock::now());   // as the executor does when the store took it
+        },
+        [&] {
+            adopting = true;
+            std::this_thread::sleep_for(400ms);   // a slow round
+        },
+        [] {}, 10ms);
+    REQUIRE(loom::test::eventually([&] { return adopting.load(); }));
+    const int before = renewals;
+    std::this_thread::sleep_for(200ms);   // inside the slow round
+    CHECK(renewals - before >= 3);        // about 6 are due
+    CHECK(keeper.holding());
+    keeper.stop();
 }
