@@ -64,6 +64,11 @@ std::optional<std::int64_t> PgLink::begin_tracked(pqxx::transaction_base& tx) {
     return next;
 }
 
+std::int64_t PgLink::next_commit() {
+    if (writer_.empty()) throw StoreError(error_id::store_io, "PgLink::call() on a link whose commits are not tracked");
+    return commits_ + 1;
+}
+
 bool PgLink::lookup_commit(std::int64_t commit_no, std::chrono::steady_clock::time_point deadline) {
     pqxx::work tx(connection());
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());

@@ -72,6 +72,22 @@ public:
         }
     }
 
+    /// As transact(), for a transaction that is one statement in autocommit
+    /// mode: one round trip, where transact() has three at least (BEGIN, a
+    /// statement, COMMIT). f(tx, commit_no) sends that statement, which must
+    /// itself record commit_no in the link's store_commits row (see
+    /// track_commits; commits must be tracked), so that a reply the
+    /// connection lost can be looked up as a COMMIT's can. f returns nothing:
+    /// found committed after a lost reply, the statement has no result to give.
+    template <class F, class Describe>
+    void call(const Describe& describe, F&& f) {
+        static_assert(std::is_void_v<decltype(f(std::declval<pqxx::nontransaction&>(), std::int64_t{}))>);
+        run<pqxx::nontransaction>(describe, [&](pqxx::nontransaction& tx, std::int64_t commit_no) {
+            f(tx, commit_no);
+            return true;
+        });
+    }
+
 private:
     // The retry budget of one transact() call and its back-off.
     struct Attempts {
@@ -82,20 +98,23 @@ private:
         int count = 1;
     };
 
-    // transact() for an f that returns a value. The value is kept until the
-    // COMMIT's outcome is known: a transaction found committed after a lost
-    // reply returns what it computed.
+    // transact() for an f that returns a value, and call(). The value is kept
+    // until the COMMIT's outcome is known: a transaction found committed after
+    // a lost reply returns what it computed.
     template <class Tx, class F, class Describe>
     auto run(const Describe& describe, F&& f) {
+        // In autocommit mode the statement is the COMMIT.
+        constexpr bool autocommit = std::is_same_v<Tx, pqxx::nontransaction>;
         MutexLock lock(mutex_);
         Attempts attempts(budget_);
         for (;;) {
             std::optional<std::int64_t> commit_no;
-            std::optional<decltype(f(std::declval<Tx&>()))> result;
+            std::optional<decltype(invoke(f, std::declval<Tx&>(), commit_no))> result;
             try {
                 Tx tx(connection());
-                commit_no = begin_tracked(tx);
-                result.emplace(f(tx));
+                commit_no = autocommit ? next_commit() : begin_tracked(tx);
+                committing_ = autocommit;
+                result.emplace(invoke(f, tx, commit_no));
                 committing_ = true;
                 tx.commit();
                 committing_ = false;
@@ -114,7 +133,21 @@ private:
         }
     }
 
+    // f(tx) for transact(), f(tx, commit number) for call().
+    template <class F, class Tx>
+    static auto invoke(F& f, Tx& tx, const std::optional<std::int64_t>& commit_no) {
+        if constexpr (std::is_same_v<Tx, pqxx::nontransaction>) {
+            return f(tx, *commit_no);
+        } else {
+            (void)commit_no;
+            return f(tx);
+        }
+    }
+
     pqxx::connection& connection() LOOM_REQUIRES(mutex_);
+
+    // The number the next tracked transaction records (call()).
+    std::int64_t next_commit() LOOM_REQUIRES(mutex_);
 
     // Bumps the link's row in store_commits when commits are tracked (holding
     // that row's lock until the transaction ends); returns the number this

@@ -24,48 +24,8 @@ void prepare_writer(pqxx::connection& c) {
     // takes through its foreign key: no new run slips in while a replace decides.
     c.prepare("lock_definition",
               "SELECT 1 FROM workflow_definitions WHERE name = $1 AND version = $2 FOR UPDATE");
-    c.prepare("insert_run",
-              fmt::format("INSERT INTO workflow_runs ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
-                          "$11, $12, $13, $14, $15, $16, $17) ON CONFLICT (id) DO NOTHING",
-                          kRunColumns));
-    c.prepare("find_key_holder", "SELECT id FROM workflow_runs WHERE idempotency_key = $1");
-    c.prepare("insert_step",
-              "INSERT INTO step_runs (run_id, step_id, position, status, attempts, output, error, "
-              "started_at, finished_at, wake_at, attempt_base) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
-              "$9, $10, $11) ON CONFLICT (run_id, step_id) DO NOTHING");
-    c.prepare("update_step",
-              "UPDATE step_runs SET status = $3, attempts = $4, output = $5, error = $6, started_at = $7, "
-              "finished_at = $8, wake_at = $9, attempt_base = $10 WHERE run_id = $1 AND step_id = $2");
-    c.prepare("delete_items", "DELETE FROM step_items WHERE run_id = $1 AND step_id = $2");
-    c.prepare("upsert_item",
-              "INSERT INTO step_items (run_id, step_id, idx, status, attempts, output, error, "
-              "started_at, finished_at, wake_at, attempt_base) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
-              "$9, $10, $11) ON CONFLICT (run_id, step_id, idx) DO UPDATE SET status = excluded.status, "
-              "attempts = excluded.attempts, output = excluded.output, error = excluded.error, "
-              "started_at = excluded.started_at, finished_at = excluded.finished_at, "
-              "wake_at = excluded.wake_at, attempt_base = excluded.attempt_base");
-    // A final status clears the owner and the lease.
-    c.prepare("update_run",
-              "UPDATE workflow_runs SET status = $2, cancel_requested = $3, output = $4, error = $5, "
-              "updated_at = $6, finished_at = $7, paused = $8, "
-              "owner = CASE WHEN $2 = 'running' THEN owner END, "
-              "lease_until = CASE WHEN $2 = 'running' THEN lease_until END WHERE id = $1");
-    c.prepare("take_lease",
-              "UPDATE workflow_runs SET owner = $2, lease_until = $3 WHERE id = $1 AND status <> 'running'");
-    // Locked in id order, so that two fenced batches never deadlock on each
-    // other's runs; a claim skips them until this transaction ends.
-    c.prepare("lock_owners",
-              "SELECT id, owner FROM workflow_runs WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)) "
-              "ORDER BY id FOR NO KEY UPDATE");
-    c.prepare("take_seqs",
-              "UPDATE event_counter SET last_seq = last_seq + $1 RETURNING last_seq - $1");
-    c.prepare("control",
-              "UPDATE workflow_runs SET cancel_requested = coalesce($2, cancel_requested), "
-              "paused = coalesce($3, paused), control_seq = $4 WHERE id = $1 AND status = 'running'");
-    c.prepare("run_exists", "SELECT 1 FROM workflow_runs WHERE id = $1");
-    c.prepare("insert_event",
-              "INSERT INTO run_events (seq, run_id, step_id, kind, attempt, detail, at) "
-              "VALUES ($1, $2, $3, $4, $5, $6, $7)");
+    // A batch, applied by one call (postgres_schema.cpp, migration 3).
+    c.prepare("commit", "SELECT loom_commit($1, $2, $3::jsonb)");
     // Oldest first; SKIP LOCKED: a run another claimer (or a fenced commit)
     // holds is left to it, so claimers never wait on one another.
     c.prepare("claim",

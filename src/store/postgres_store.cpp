@@ -22,6 +22,7 @@
 #include <pqxx/pqxx>
 #include <unistd.h>
 
+#include "store/postgres_batch.hpp"
 #include "store/postgres_link.hpp"
 #include "store/postgres_schema.hpp"
 #include "store/postgres_statements.hpp"
@@ -43,45 +44,9 @@ using Optional = std::optional<std::string>;
 
 const char* or_null(const Optional& text) { return text ? text->c_str() : nullptr; }
 
-// Invalid UTF-8 in a handler's output must not fail the commit that records it:
-// it is stored with U+FFFD in its place.
-Optional json_text(const Json& value) {
-    if (value.is_null()) return std::nullopt;
-    return value.dump(-1, ' ', false, Json::error_handler_t::replace);
-}
-
-Optional nonempty(const std::string& text) {
-    if (text.empty()) return std::nullopt;
-    return text;
-}
-
-Optional millis(const std::optional<TimePoint>& at) {
-    if (!at) return std::nullopt;
-    return std::to_string(detail::to_millis(*at));
-}
-
 // A JSON array of strings: one prepared statement serves any number of ids
 // (jsonb_array_elements_text), as SqliteStore's json_each does.
 std::string id_list(const std::vector<std::string>& ids) { return Json(ids).dump(); }
-
-// The columns a step and a for_each element share, as parameters.
-struct ProgressParams {
-    std::string status;
-    int attempts;
-    Optional output, error, started_at, finished_at, wake_at;
-    int attempt_base;
-
-    template <class Progress>
-    explicit ProgressParams(const Progress& p)
-        : status(to_string(p.status)),
-          attempts(p.attempts),
-          output(json_text(p.output)),
-          error(nonempty(p.error)),
-          started_at(millis(p.started_at)),
-          finished_at(millis(p.finished_at)),
-          wake_at(millis(p.wake_at)),
-          attempt_base(p.attempt_base) {}
-};
 
 // ---- reading columns -------------------------------------------------------------
 
@@ -194,26 +159,6 @@ std::string batch_summary(const Batch& batch) {
     return out;
 }
 
-// Where a write is, kept as pointers so that the hot path formats nothing
-// unless there is an error to report.
-struct Doing {
-    const char* action = "";
-    const std::string* run = nullptr;
-    const std::string* step = nullptr;
-
-    void at(const char* what, const std::string* run_id = nullptr, const std::string* step_id = nullptr) {
-        action = what;
-        run = run_id;
-        step = step_id;
-    }
-    std::string describe() const {
-        std::string out = action;
-        if (step) out += " step " + *step + " of";
-        if (run) out += " run " + *run;
-        return out;
-    }
-};
-
 // A random name for this store's row in store_commits.
 std::string new_writer_id() {
     std::random_device random;
@@ -224,12 +169,14 @@ std::string new_writer_id() {
 }  // namespace
 
 struct PostgresStore::Impl {
-    const std::string where;   // the database, for messages
+    const std::string where;       // the database, for messages
+    const std::string writer_id;   // the writer link's row in store_commits
     detail::PgLink writer;
     detail::PgLink reader;
 
     Impl(const std::string& conninfo, const PostgresOptions& options)
         : where(describe_database(conninfo)),
+          writer_id(new_writer_id()),
           writer(conninfo, options.retry_budget, prepare_writer),
           reader(conninfo, options.retry_budget, prepare_reader) {
         // Statements are prepared per connection and need the tables, so the
@@ -238,7 +185,7 @@ struct PostgresStore::Impl {
         auto migrating = [&] { return where + ": migrating the schema"; };
         while (setup.transact<Write>(migrating, [&](Write& tx) { return detail::pg::migrate_step(tx, where); })) {
         }
-        const std::string id = new_writer_id();
+        const std::string& id = writer_id;
         setup.transact<Write>([&] { return where + ": registering writer " + id + " in store_commits"; },
                               [&](Write& tx) {
                                   tx.exec_params("INSERT INTO store_commits (writer, commits, opened_at) "
@@ -253,26 +200,14 @@ struct PostgresStore::Impl {
         return reader.transact<Read>([&] { return where + ": " + doing; }, std::forward<F>(f));
     }
 
-    // A write whose failure names the row it was at (doing) and, for a
-    // commit, the batch.
     template <class F>
-    auto write(const char* action, const std::string& subject, F&& f, const Batch* batch = nullptr) {
-        Doing doing;
-        auto describe = [&] {
-            std::string out = where + ": " + action + " " + subject;
-            if (doing.action[0] != '\0') out += ": " + doing.describe();
-            if (batch) out += (doing.action[0] != '\0' ? ", in the transaction for " : " ") + batch_summary(*batch);
-            return out;
-        };
-        return writer.transact<Write>(describe, [&](Write& tx) {
-            doing = Doing{};
-            return f(tx, doing);
-        });
+    auto write(const char* action, const std::string& subject, F&& f) {
+        return writer.transact<Write>([&] { return where + ": " + action + " " + subject; }, std::forward<F>(f));
     }
 
     bool save_definition(const WorkflowRecord& workflow, bool replace) {
         return write(replace ? "replacing the definition of workflow" : "saving the definition of workflow",
-                     workflow.name, [&](Write& tx, Doing&) {
+                     workflow.name, [&](Write& tx) {
                          const std::string definition = workflow.definition.dump(-1, ' ', false,
                                                                                  Json::error_handler_t::replace);
                          const auto created = detail::to_millis(workflow.created_at);
@@ -297,139 +232,6 @@ struct PostgresStore::Impl {
                                           definition, created);
                          return true;
                      });
-    }
-
-    void add_run(Write& tx, const RunInfo& run, Doing& doing) {
-        doing.at("inserting", &run.id);
-        if (!run.idempotency_key.empty()) {
-            // Named here, before the insert: a failed statement ends the
-            // transaction, and the holder may be a run earlier in this batch.
-            const pqxx::result holder = tx.exec_prepared("find_key_holder", run.idempotency_key);
-            if (!holder.empty()) throw detail::duplicate_key(run, holder[0][0].as<std::string>());
-        }
-        const Optional input = json_text(run.input), output = json_text(run.output);
-        const Optional error = nonempty(run.error), finished = millis(run.finished_at);
-        const Optional key = nonempty(run.idempotency_key), owner = nonempty(run.owner);
-        const Optional lease = run.owner.empty() ? std::nullopt : millis(run.lease_until);
-        pqxx::result inserted;
-        try {
-            inserted = tx.exec_prepared("insert_run", run.id, run.workflow_name, run.workflow_version,
-                                        run.workflow_hash, std::string(to_string(run.status)), run.cancel_requested,
-                                        or_null(input), or_null(output), or_null(error),
-                                        detail::to_millis(run.created_at), detail::to_millis(run.updated_at),
-                                        or_null(finished), or_null(key), run.priority, run.paused, or_null(owner),
-                                        or_null(lease));
-        } catch (const pqxx::foreign_key_violation&) {
-            throw detail::unknown_workflow(run);
-        } catch (const pqxx::unique_violation&) {
-            throw detail::duplicate_key(run, "another run committed at the same time");
-        }
-        if (inserted.affected_rows() != 1) throw detail::duplicate_run(run.id);
-        for (std::size_t i = 0; i < run.steps.size(); ++i) {
-            const StepInfo& step = run.steps[i];
-            doing.at("inserting", &run.id, &step.step_id);
-            const ProgressParams p(step);
-            if (tx.exec_prepared("insert_step", run.id, step.step_id, static_cast<std::int64_t>(i), p.status,
-                                 p.attempts, or_null(p.output), or_null(p.error), or_null(p.started_at),
-                                 or_null(p.finished_at), or_null(p.wake_at), p.attempt_base)
-                    .affected_rows() != 1)
-                throw detail::duplicate_step(run.id, step.step_id);
-        }
-        for (const StepInfo& step : run.steps)
-            for (const ItemInfo& item : step.items) write_item(tx, ItemWrite{run.id, step.step_id, item}, doing);
-    }
-
-    void write_step(Write& tx, const StepWrite& write, Doing& doing) {
-        doing.at("updating", &write.run_id, &write.step_id);
-        const ProgressParams p(write);
-        if (tx.exec_prepared("update_step", write.run_id, write.step_id, p.status, p.attempts, or_null(p.output),
-                             or_null(p.error), or_null(p.started_at), or_null(p.finished_at), or_null(p.wake_at),
-                             p.attempt_base)
-                .affected_rows() != 1)
-            throw detail::missing_row(write.run_id, write.step_id);
-        if (write.reset_items) tx.exec_prepared("delete_items", write.run_id, write.step_id);
-    }
-
-    void write_item(Write& tx, const ItemWrite& write, Doing& doing) {
-        doing.at("updating an element of", &write.run_id, &write.step_id);
-        const ProgressParams p(write.item);
-        try {
-            tx.exec_prepared("upsert_item", write.run_id, write.step_id, static_cast<std::int64_t>(write.item.index),
-                             p.status, p.attempts, or_null(p.output), or_null(p.error), or_null(p.started_at),
-                             or_null(p.finished_at), or_null(p.wake_at), p.attempt_base);
-        } catch (const pqxx::foreign_key_violation&) {
-            throw detail::missing_row(write.run_id, write.step_id);
-        }
-    }
-
-    void write_run(Write& tx, const RunWrite& write, Doing& doing) {
-        doing.at("updating", &write.run_id);
-        const Optional output = json_text(write.output), error = nonempty(write.error);
-        const Optional finished = millis(write.finished_at);
-        if (tx.exec_prepared("update_run", write.run_id, std::string(to_string(write.status)), write.cancel_requested,
-                             or_null(output), or_null(error), detail::to_millis(write.updated_at), or_null(finished),
-                             write.paused)
-                .affected_rows() != 1)
-            throw detail::missing_row(write.run_id);
-    }
-
-    // Fencing: each run the batch names in `fenced` is the batch owner's, and
-    // stays so until the commit (the rows are locked).
-    void check_fence(Write& tx, const Batch& batch, Doing& doing) {
-        std::vector<std::string> ids(batch.fenced.begin(), batch.fenced.end());
-        std::sort(ids.begin(), ids.end());
-        ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-        doing.at("checking the owners of the runs it writes");
-        const pqxx::result rows = tx.exec_prepared("lock_owners", id_list(ids));
-        std::size_t r = 0;
-        for (const std::string& id : ids) {   // both sorted by id
-            if (r == rows.size() || rows[r][0].as<std::string>() != id) throw detail::missing_row(id);
-            const std::string owner = text_field(rows[r][1]);
-            if (owner != batch.owner) throw detail::not_owner(id, batch.owner, owner);
-            ++r;
-        }
-    }
-
-    // Event seqs, and the control_seq of the runs a request reaches, come from
-    // one counter row. A sequence would not do: nextval() is handed out in call
-    // order, not commit order, so a reader could see seq 12 committed while 11
-    // is still in flight, and controlled_runs() would move its mark past a
-    // request it never saw. Updating the row locks it until this transaction
-    // ends, so the next batch with events waits and takes higher numbers: seqs
-    // become visible in order, and a reader that sees last_seq = n sees every
-    // event and request numbered up to n. The lock is taken as late as the
-    // batch allows (controls and events are written last), so it is held for
-    // little more than the COMMIT. Returns the last seq before this batch's.
-    std::int64_t take_seqs(Write& tx, const Batch& batch, Doing& doing) {
-        doing.at("numbering the events");
-        // A request without events still moves the counter, so that the
-        // owner's next mark passes it and it is reported once.
-        const auto count = static_cast<std::int64_t>(std::max<std::size_t>(batch.events.size(), 1));
-        return tx.exec_prepared1("take_seqs", count)[0].as<std::int64_t>();
-    }
-
-    void write_control(Write& tx, const RunControl& request, std::int64_t control_seq, Doing& doing) {
-        doing.at("recording a request for", &request.run_id);
-        const Optional cancel = request.cancel_requested ? Optional(*request.cancel_requested ? "true" : "false")
-                                                         : std::nullopt;
-        const Optional paused = request.paused ? Optional(*request.paused ? "true" : "false") : std::nullopt;
-        if (tx.exec_prepared("control", request.run_id, or_null(cancel), or_null(paused), control_seq)
-                .affected_rows() == 1)
-            return;
-        // Final (nothing to do), or missing.
-        if (tx.exec_prepared("run_exists", request.run_id).empty()) throw detail::missing_row(request.run_id);
-    }
-
-    void add_event(Write& tx, const RunEvent& event, std::int64_t seq, Doing& doing) {
-        doing.at("recording an event of", &event.run_id, event.step_id.empty() ? nullptr : &event.step_id);
-        try {
-            tx.exec_prepared("insert_event", seq, event.run_id, event.step_id, event.kind, event.attempt,
-                             event.detail, detail::to_millis(event.at));
-        } catch (const pqxx::foreign_key_violation&) {
-            throw detail::missing_row(event.run_id);
-        } catch (const pqxx::unique_violation&) {   // run_events_step_started
-            throw detail::duplicate_attempt(event.run_id, event.step_id, event.attempt);
-        }
     }
 };
 
@@ -465,31 +267,16 @@ std::vector<WorkflowRecord> PostgresStore::list_workflows() {
 
 void PostgresStore::commit(const Batch& batch) {
     if (batch.empty()) return;
-    impl_->write(
-        "committing", "a batch",
-        [&](Write& tx, Doing& doing) {
-            for (const RunInfo& run : batch.new_runs) impl_->add_run(tx, run, doing);
-            if (!batch.owner.empty()) {
-                // A write that reopens a final run hands it to the batch's owner
-                // first; a running run is left to the fence.
-                for (const RunWrite& write : batch.runs) {
-                    if (!write.take_lease) continue;
-                    doing.at("taking over", &write.run_id);
-                    tx.exec_prepared("take_lease", write.run_id, batch.owner, detail::to_millis(*write.take_lease));
-                }
-                impl_->check_fence(tx, batch, doing);
-            }
-            for (const StepWrite& write : batch.steps) impl_->write_step(tx, write, doing);
-            for (const ItemWrite& write : batch.items) impl_->write_item(tx, write, doing);
-            for (const RunWrite& write : batch.runs) impl_->write_run(tx, write, doing);
-            if (batch.controls.empty() && batch.events.empty()) return;
-            const std::int64_t last = impl_->take_seqs(tx, batch, doing);
-            for (const RunControl& control : batch.controls) impl_->write_control(tx, control, last + 1, doing);
-            for (std::size_t i = 0; i < batch.events.size(); ++i)
-                impl_->add_event(tx, batch.events[i], last + 1 + static_cast<std::int64_t>(i), doing);
-            doing.at("");
-        },
-        &batch);
+    const std::string document = detail::pg::batch_document(batch);
+    auto describe = [&] { return impl_->where + ": committing " + batch_summary(batch); };
+    impl_->writer.call(describe, [&](pqxx::nontransaction& tx, std::int64_t commit_no) {
+        try {
+            tx.exec_prepared("commit", impl_->writer_id, commit_no, document);
+        } catch (const pqxx::sql_error& e) {
+            if (e.sqlstate() == "LM001") detail::pg::throw_commit_error(batch, e.what());
+            throw;
+        }
+    });
 }
 
 std::optional<RunInfo> PostgresStore::load_run(const RunId& id) {
@@ -573,7 +360,7 @@ std::vector<RunEvent> PostgresStore::load_events(const RunId& id) {
 }
 
 std::vector<RunId> PostgresStore::claim_runs(const ClaimRequest& request) {
-    return impl_->write("claiming runs for executor", request.owner, [&](Write& tx, Doing&) {
+    return impl_->write("claiming runs for executor", request.owner, [&](Write& tx) {
         Json workflows = Json::array();
         if (request.workflows)
             for (const auto& [name, version] : *request.workflows) workflows.push_back(Json::array({name, version}));
@@ -590,7 +377,7 @@ std::vector<RunId> PostgresStore::claim_runs(const ClaimRequest& request) {
 std::vector<RunId> PostgresStore::renew_leases(const std::string& owner, const std::vector<RunId>& ids,
                                                TimePoint until) {
     if (ids.empty()) return {};
-    return impl_->write("renewing the leases of executor", owner, [&](Write& tx, Doing&) {
+    return impl_->write("renewing the leases of executor", owner, [&](Write& tx) {
         std::vector<RunId> renewed;
         for (const auto& row : tx.exec_prepared("renew", owner, id_list(ids), detail::to_millis(until)))
             renewed.push_back(row[0].as<std::string>());
@@ -605,7 +392,7 @@ std::vector<RunId> PostgresStore::renew_leases(const std::string& owner, const s
 void PostgresStore::release_runs(const std::string& owner, const std::vector<RunId>& ids) {
     if (ids.empty()) return;
     impl_->write("releasing the runs of executor", owner,
-                 [&](Write& tx, Doing&) {
+                 [&](Write& tx) {
                      // The release time in lease_until tells a released run from
                      // one never claimed (Store::release_runs).
                      tx.exec_prepared("release", owner, id_list(ids), detail::to_millis(detail::now_stored()));
@@ -622,7 +409,7 @@ std::vector<std::string> PostgresStore::run_owners() {
 
 std::vector<RunId> PostgresStore::controlled_runs(const std::string& owner, std::int64_t& mark) {
     return impl_->read("listing the runs of executor " + owner + " that requests reached", [&](Read& tx) {
-        // One snapshot: every request numbered up to next_mark is in it (see take_seqs).
+        // One snapshot: every request numbered up to next_mark is in it (see loom_commit() in postgres_schema.cpp).
         const std::int64_t next_mark = tx.exec_prepared1("last_seq")[0].as<std::int64_t>();
         std::vector<RunId> out;
         for (const auto& row : tx.exec_prepared("controlled", owner, mark)) out.push_back(row[0].as<std::string>());

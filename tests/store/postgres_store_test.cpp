@@ -305,6 +305,26 @@ TEST_CASE("a connection lost while COMMIT is on its way is looked up, not run tw
         CHECK(attempts == 1);
         CHECK(result == 1);   // what the committed transaction computed
     }
+    // call(): one statement in autocommit mode, which records its commit
+    // number itself; the reply is lost after it ran, or before it was sent.
+    auto counting_statement = [&](bool runs) {
+        link.call([] { return std::string("counting"); }, [&](pqxx::nontransaction& tx, std::int64_t no) {
+            ++attempts;
+            if (attempts == 1 && !runs) throw pqxx::broken_connection("lost before the statement was sent");
+            tx.exec_params("WITH c AS (UPDATE store_commits SET commits = $1 WHERE writer = 'test-writer') "
+                           "INSERT INTO counted VALUES (1)",
+                           no);
+            if (attempts == 1) throw pqxx::broken_connection("the reply was lost");
+        });
+    };
+    SECTION("call(): it committed, only the reply was lost: not run again") {
+        counting_statement(true);
+        CHECK(attempts == 1);
+    }
+    SECTION("call(): it did not run: run again") {
+        counting_statement(false);
+        CHECK(attempts == 2);
+    }
     pqxx::connection check(schema.url());
     pqxx::nontransaction tx(check);
     CHECK(tx.exec("SELECT count(*) FROM counted")[0][0].as<int>() == 1);
