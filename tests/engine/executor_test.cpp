@@ -19,6 +19,7 @@
 using namespace std::chrono_literals;
 using loom::Json;
 using loom::test::Gate;
+using loom::test::eventually;
 using loom::test::RunCounter;
 using loom::test::release_later;
 
@@ -531,11 +532,15 @@ TEST_CASE("a long attempt's start is recorded by the next commit", "[engine][exe
 }
 
 namespace {
-/// Slows every commit down so that transitions pile up behind it.
+/// Slows every commit down so that transitions pile up behind it; the first
+/// one waits until `hold` opens, so that work queues up behind it however
+/// slowly the machine (or a sanitizer) starts the test's threads.
 struct SlowStore : loom::StoreWrapper {
     using StoreWrapper::StoreWrapper;
     std::atomic<int> commits{0};
+    Gate hold;
     void commit(const loom::Batch& b) override {
+        if (commits == 0) hold.pass();
         std::this_thread::sleep_for(2ms);
         StoreWrapper::commit(b);
         ++commits;
@@ -558,12 +563,18 @@ TEST_CASE("transitions of many steps and runs share a commit", "[engine][executo
     executor.add_workflow(b.build());
     const int runs = 20;
     std::vector<std::thread> clients;
+    std::atomic<int> starting{0};
     std::atomic<int> completed{0};
     for (int c = 0; c < runs; ++c) {
         clients.emplace_back([&] {
+            ++starting;
             if (executor.wait(executor.start("five")).status == loom::RunStatus::completed) ++completed;
         });
     }
+    // Every client is about to start its run while the first commit is held.
+    REQUIRE(eventually([&] { return starting == runs; }));
+    std::this_thread::sleep_for(50ms);
+    store.hold.release();
     for (auto& t : clients) t.join();
     CHECK(completed == runs);
     // 20 starts + 100 step completions, in far fewer transactions.

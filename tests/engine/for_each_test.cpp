@@ -224,15 +224,21 @@ TEST_CASE("each element is retried on its own", "[engine][for_each]") {
     loom::Executor executor(store, handlers, {2, nullptr, {}, {}, &clock});
     executor.add_workflow(fan_workflow(std::nullopt, loom::OnError::fail, 3));
     auto id = executor.start("fan", {{"n", 4}, {"tag", ""}});
-    // Element 2 waits for its retry in the store, holding no thread.
-    REQUIRE(eventually([&] {
-        auto items = executor.get_run(id).step("each")->items;
-        return std::any_of(items.begin(), items.end(), [](const loom::ItemInfo& i) {
-            return i.index == 2 && i.status == loom::StepStatus::waiting;
+    // Element 2 waits for its retry in the store, holding no thread. The
+    // clock moves only once the retry is scheduled: a retry scheduled after
+    // the move would be due past it, and nothing would move the clock again.
+    auto waiting_after = [&](int attempts) {
+        return eventually([&] {
+            auto items = executor.get_run(id).step("each")->items;
+            return std::any_of(items.begin(), items.end(), [&](const loom::ItemInfo& i) {
+                return i.index == 2 && i.status == loom::StepStatus::waiting && i.attempts == attempts;
+            });
         });
-    }));
+    };
+    REQUIRE(waiting_after(1));
     clock.advance(1000ms);
-    REQUIRE(eventually([&] { return log.of(2) == 2; }));
+    REQUIRE(waiting_after(2));
+    CHECK(log.of(2) == 2);
     clock.advance(2000ms);
     auto run = executor.wait(id);
     REQUIRE(run.status == loom::RunStatus::completed);
