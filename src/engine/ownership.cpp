@@ -11,10 +11,6 @@
 #include "runtime/identity.hpp"
 
 namespace loom {
-namespace {
-constexpr std::size_t kClaimedPerThread = 16;   // ExecutorOptions::max_claimed's default
-}  // namespace
-
 void Executor::Impl::fence(detail::CommitQueue::Round& round) {
     round.batch.owner = leases_.identity();
     for (const auto& e : round.effects)
@@ -114,10 +110,7 @@ std::vector<std::pair<std::string, std::int64_t>> Executor::Impl::runnable_workf
 }
 
 std::size_t Executor::Impl::claim_room() const {
-    // The default lets a worker's commits carry many runs' steps (measured on
-    // PostgreSQL: 200 x 10 no-op steps ran twice as fast at 16 per thread as at
-    // 2) while a backlog still spreads over workers.
-    const std::size_t most = options_.max_claimed ? options_.max_claimed : kClaimedPerThread * pool_.size();
+    const std::size_t most = options_.max_claimed ? options_.max_claimed : 2 * pool_.size();
     const std::size_t held = claimed_held_.load();
     return held >= most ? 0 : most - held;
 }

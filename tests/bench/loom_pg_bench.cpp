@@ -210,7 +210,7 @@ struct Options {
     std::vector<int> workers{1, 2, 3};
     std::vector<const Shape*> shapes;
     unsigned threads = 2;          // per worker (the machine's cores)
-    std::size_t max_claimed = 0;   // 0: the executor's default (16 per thread)
+    std::size_t max_claimed = 0;   // 0: the executor's default (twice threads)
     int control_poll_ms = 0;       // 0: the executor's default (100 ms)
     std::string results;           // a file for pg_peers.sh
     bool verbose = false;
