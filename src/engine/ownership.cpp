@@ -11,6 +11,7 @@
 #include "runtime/identity.hpp"
 
 namespace loom {
+
 void Executor::Impl::fence(detail::CommitQueue::Round& round) {
     round.batch.owner = leases_.identity();
     for (const auto& e : round.effects)

@@ -179,6 +179,7 @@ DECLARE
     expected bigint;
     done bigint;
     first_seq bigint;
+    events int := jsonb_array_length(coalesce(b->'events', '[]'));
 BEGIN
     -- Commit tracking (PgLink): this transaction is commit number commit_no.
     UPDATE store_commits SET commits = commit_no WHERE writer = writer_id;
@@ -342,8 +343,8 @@ BEGIN
     END IF;
     -- A request without events still moves the counter, so that the owner's
     -- next mark passes it and it is reported once.
-    UPDATE event_counter SET last_seq = last_seq + greatest(jsonb_array_length(coalesce(b->'events', '[]')), 1)
-    RETURNING last_seq - greatest(jsonb_array_length(coalesce(b->'events', '[]')), 1) INTO first_seq;
+    UPDATE event_counter SET last_seq = last_seq + greatest(events, 1)
+    RETURNING last_seq - greatest(events, 1) INTO first_seq;
     FOR r IN SELECT * FROM jsonb_to_recordset(b->'controls') AS c(run_id text, cancel_requested boolean, paused boolean)
     LOOP
         -- Nothing is written to a final run; a missing one is an error.
@@ -362,9 +363,8 @@ BEGIN
                                               at bigint, i int)
     ON CONFLICT (run_id, step_id, attempt) WHERE kind = 'step.started' DO NOTHING;
     GET DIAGNOSTICS done = ROW_COUNT;
-    IF done < jsonb_array_length(coalesce(b->'events', '[]')) THEN
-        -- The first started event of the batch whose attempt has another
-        -- (this batch's rows are in already, so that is never itself).
+    IF done < events THEN
+        -- The refused ones are the started events whose seq did not go in.
         SELECT e.run_id, e.step_id, e.attempt INTO r
         FROM jsonb_to_recordset(b->'events') AS e(run_id text, step_id text, kind text, attempt int, i int)
         WHERE e.kind = 'step.started'

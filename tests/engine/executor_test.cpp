@@ -571,7 +571,8 @@ TEST_CASE("transitions of many steps and runs share a commit", "[engine][executo
             if (executor.wait(executor.start("five")).status == loom::RunStatus::completed) ++completed;
         });
     }
-    // Every client is about to start its run while the first commit is held.
+    // Every client has begun start() while the first commit is held; a moment
+    // more lets their starts queue behind it.
     REQUIRE(eventually([&] { return starting == runs; }));
     std::this_thread::sleep_for(50ms);
     store.hold.release();
