@@ -50,12 +50,12 @@ int main(int argc, char** argv) {
     }
     try {
         const auto opened = loom::test::open_shared_store(argv[1]);
-        loom::Store& store = *opened;
+        loom::test::StoppableStore store(*opened);
         loom::HandlerRegistry handlers;
         const std::string stop_at = argc == 8 ? argv[7] : "";
         const char* busy = std::getenv("LOOM_WORKER_BUSY_MS");
         loom::test::add_ledger_handler(handlers, ledger, std::chrono::milliseconds(busy ? std::atoi(busy) : 20),
-                                       stop_at);
+                                       stop_at, &store);
         loom::ExecutorOptions options;
         options.threads = stop_at.empty() ? 2 : 1;
         PrintLogs logs;
