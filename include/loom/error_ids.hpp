@@ -60,6 +60,7 @@ inline constexpr const char* step_unknown = "loom.step.unknown";
 inline constexpr const char* token_malformed = "loom.token.malformed";
 inline constexpr const char* token_stale = "loom.token.stale";
 inline constexpr const char* status_unknown = "loom.status.unknown";
+inline constexpr const char* cursor_malformed = "loom.cursor.malformed";
 
 // Stores
 inline constexpr const char* store_io = "loom.store.io";

@@ -91,6 +91,12 @@ struct ExecutorOptions {
     /// recorded for the runs it runs; they take effect within about this
     /// long. One indexed read per poll. Real time, not `clock`. At least 1 ms.
     std::chrono::milliseconds control_poll{100};
+    /// Keeps final runs this long after they finished, then deletes them
+    /// with their steps, elements, history and log lines (see purge()),
+    /// looking every retention_every (real time). Measured on `clock`.
+    /// Absent: runs are kept until purge() is called. At least 1 ms each.
+    std::optional<std::chrono::milliseconds> retention{};
+    std::chrono::milliseconds retention_every{std::chrono::minutes(10)};
 };
 
 /// Which definition start() uses and how.
@@ -215,6 +221,17 @@ public:
     std::vector<RunInfo> list_runs(const RunFilter& filter = {});
     /// The run's history in commit order. Throws NotFound.
     std::vector<RunEvent> history(const RunId& id);
+    /// The log lines its handlers wrote (StepContext::log), as stored, in
+    /// the order they were stored; only step `step_id`'s (with its
+    /// elements') if not empty. Throws NotFound for an unknown run.
+    std::vector<LogRecord> logs(const RunId& id, std::string_view step_id = {});
+    /// Deletes the final runs that finished before `finished_before`, with
+    /// their steps, elements, history and log lines, in transactions of up
+    /// to 500 runs; returns how many it deleted. A child run (sub-workflow)
+    /// whose parent is unfinished is kept: the parent still reads it. An
+    /// idempotency key is free again once its run is deleted. Throws
+    /// StoreError if the store fails (what was deleted before stays deleted).
+    std::size_t purge(TimePoint finished_before);
 
     /// Asks the run to stop: nothing new starts, in-flight handlers see
     /// ctx.cancelled(), and the run ends "cancelled" once they return; its

@@ -86,7 +86,9 @@ struct StepContextParams {
     /// run's deadline; empty: no limit.
     std::optional<TimePoint> deadline;
     const Clock* clock = nullptr;                     // for the deadline; null: SystemClock
-    std::function<void(const LogRecord&)> log_sink;   // null: logs are dropped
+    /// Gets each line and its number in this attempt (1 for the first).
+    std::function<void(const LogRecord&, int line)> log_sink;   // null: logs are dropped
+    int lines_logged = 0;
 };
 struct ContextAccess;   // makes StepContexts (src/handlers/invoke.hpp)
 }  // namespace detail
@@ -187,7 +189,11 @@ public:
     /// completion_token(); the step's timeout_ms, if set, still applies.
     void suspend() noexcept { suspended_ = true; }
     bool suspended() const noexcept { return suspended_; }
-    /// Sends a line to the executor's observer, tagged with run, step and attempt.
+    /// Sends a line to the executor's observer, tagged with run, step, element,
+    /// attempt and time, and stores it with the run (Executor::logs), at most
+    /// kMaxStoredLogLines lines of kMaxStoredLogBytes per attempt. Stored lines
+    /// ride with the executor's next commit, 10 ms later at most; a crash
+    /// before that loses them, as it loses the attempt.
     void log(LogLevel level, std::string_view message) const;
     void log(std::string_view message) const { log(LogLevel::info, message); }
 

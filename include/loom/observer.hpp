@@ -14,19 +14,6 @@
 
 namespace loom {
 
-enum class LogLevel { debug, info, warn, error };
-std::string_view to_string(LogLevel level) noexcept;
-
-/// A line logged by a handler through StepContext::log, or by the executor.
-struct LogRecord {
-    LogLevel level = LogLevel::info;
-    RunId run_id;          // empty for executor-wide messages
-    std::string step_id;
-    int attempt = 0;
-    std::string message;
-    std::optional<std::uint32_t> item;   // the element of a for_each step that logged
-};
-
 /// A change of a step, or of one element of a for_each step, as committed.
 /// Each is recorded in the run's history too: `kind` and `detail` are those
 /// of its RunEvent.

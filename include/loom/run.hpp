@@ -134,10 +134,53 @@ struct RunEvent {
     TimePoint at{};
 };
 
-/// Which runs list_runs returns, newest first.
+enum class LogLevel { debug, info, warn, error };
+std::string_view to_string(LogLevel level) noexcept;
+/// Throws InvalidArgument for an unknown name ("debug", "info", "warn", "error").
+LogLevel parse_log_level(std::string_view name);
+
+/// A line logged by a handler through StepContext::log, or by the executor.
+/// Handler lines are also stored with their run (Store::load_logs), at most
+/// kMaxStoredLogLines per attempt, each cut to kMaxStoredLogBytes.
+struct LogRecord {
+    LogLevel level = LogLevel::info;
+    RunId run_id;          // empty for executor-wide messages
+    std::string step_id;
+    int attempt = 0;
+    std::string message;
+    std::optional<std::uint32_t> item;   // the element of a for_each step that logged
+    TimePoint at{};                      // when it was logged (the executor's clock)
+};
+inline constexpr int kMaxStoredLogLines = 100;
+inline constexpr std::size_t kMaxStoredLogBytes = 4096;
+
+/// Where a page of list_runs starts: after this run, in newest-first order.
+/// Take it from the last run of the page before (RunCursor::after); its text
+/// form (to_string, parse) is what an HTTP client passes back.
+struct RunCursor {
+    TimePoint created_at{};
+    RunId id;
+
+    static RunCursor after(const RunInfo& run) { return RunCursor{run.created_at, run.id}; }
+    /// "<created_at in ms>-<id>".
+    std::string to_string() const;
+    /// Throws InvalidArgument ("[loom.cursor.malformed]") for text that
+    /// to_string() did not make.
+    static RunCursor parse(std::string_view text);
+};
+
+/// Which runs list_runs returns, newest first (by created_at, then id).
 struct RunFilter {
     std::optional<std::string> workflow_name;
     std::optional<RunStatus> status;
+    /// Created at or after `since`, before `until`.
+    std::optional<TimePoint> since;
+    std::optional<TimePoint> until;
+    /// Only final runs that finished before this (what retention purges).
+    std::optional<TimePoint> finished_before;
+    /// The page after this cursor (RunCursor::after of the previous page's
+    /// last run); empty: the first page.
+    std::optional<RunCursor> after;
     std::size_t limit = 100;
 };
 

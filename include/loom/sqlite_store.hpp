@@ -63,6 +63,8 @@ public:
     std::vector<RunInfo> list_runs(const RunFilter& filter = {}) override;
     std::vector<RunId> unfinished_runs() override;
     std::vector<RunEvent> load_events(const RunId& id) override;
+    std::vector<LogRecord> load_logs(const RunId& id, std::string_view step_id = {}) override;
+    std::size_t delete_runs(const std::vector<RunId>& ids) override;
     std::vector<RunId> claim_runs(const ClaimRequest& request) override;
     std::vector<RunId> renew_leases(const std::string& owner, const std::vector<RunId>& ids,
                                     TimePoint until) override;

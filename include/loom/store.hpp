@@ -76,7 +76,7 @@ struct RunControl {
 
 /// Everything one transaction changes. Applied in this order: new runs (with
 /// their steps, owner and lease as given), step writes, item writes, run
-/// writes, controls, events (seq is assigned by the store). A Store must apply every
+/// writes, controls, events (seq is assigned by the store), log lines. A Store must apply every
 /// part, StepWrite::reset_items and `items` included: they are a for_each
 /// step's checkpoints.
 ///
@@ -94,10 +94,13 @@ struct Batch {
     std::vector<RunWrite> runs;
     std::vector<RunControl> controls;
     std::vector<RunEvent> events;
+    /// Handler log lines (Store::load_logs), stored as they are: neither
+    /// fenced nor checked against the runs they name.
+    std::vector<LogRecord> logs;
 
     bool empty() const noexcept {
         return new_runs.empty() && steps.empty() && items.empty() && runs.empty() && controls.empty() &&
-               events.empty();
+               events.empty() && logs.empty();
     }
     /// Empties the batch, keeping its capacity for reuse.
     void clear() noexcept {
@@ -108,6 +111,7 @@ struct Batch {
         runs.clear();
         controls.clear();
         events.clear();
+        logs.clear();
     }
     void swap(Batch& other) noexcept {
         owner.swap(other.owner);
@@ -118,6 +122,7 @@ struct Batch {
         runs.swap(other.runs);
         controls.swap(other.controls);
         events.swap(other.events);
+        logs.swap(other.logs);
     }
 };
 
@@ -184,7 +189,9 @@ public:
     /// for an empty key, which means none). A key stays with its run for good.
     virtual std::optional<RunId> find_run_by_key(std::string_view idempotency_key) = 0;
 
-    /// Runs matching the filter, newest first, without steps.
+    /// Runs matching the filter, newest first (created_at, then id, both
+    /// descending), without steps. Each filter is served by an index: a page
+    /// costs what it returns, not what the store holds.
     virtual std::vector<RunInfo> list_runs(const RunFilter& filter = {}) = 0;
 
     /// Ids of runs whose status is running, oldest first.
@@ -192,6 +199,16 @@ public:
 
     /// The run's events in commit order (empty for an unknown run).
     virtual std::vector<RunEvent> load_events(const RunId& id) = 0;
+
+    /// The run's stored log lines (Batch::logs) in the order they were
+    /// committed; only those of step `step_id` (its elements' too) if it is
+    /// not empty. Empty for an unknown run.
+    virtual std::vector<LogRecord> load_logs(const RunId& id, std::string_view step_id = {}) = 0;
+
+    /// Deletes the runs named that are final, with their steps, elements,
+    /// events and log lines, in one transaction; unknown and unfinished runs
+    /// are skipped. Returns how many runs it deleted.
+    virtual std::size_t delete_runs(const std::vector<RunId>& ids) = 0;
 
     // ---- ownership: one executor runs a run at a time, under a lease ----
 
@@ -254,6 +271,10 @@ public:
     }
     std::vector<RunId> unfinished_runs() override { return target_.unfinished_runs(); }
     std::vector<RunEvent> load_events(const RunId& id) override { return target_.load_events(id); }
+    std::vector<LogRecord> load_logs(const RunId& id, std::string_view step_id = {}) override {
+        return target_.load_logs(id, step_id);
+    }
+    std::size_t delete_runs(const std::vector<RunId>& ids) override { return target_.delete_runs(ids); }
     std::vector<RunId> claim_runs(const ClaimRequest& request) override { return target_.claim_runs(request); }
     std::vector<RunId> renew_leases(const std::string& owner, const std::vector<RunId>& ids,
                                     TimePoint until) override {

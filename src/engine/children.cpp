@@ -60,10 +60,8 @@ void Executor::Impl::run_child_task(const Task& task) {
             // Not started yet: the stopping parent will not start it.
         } catch (const std::exception& e) {
             // The store failed: the child runs on, as after a crash.
-            notify([&](Observer& o) {
-                o.on_log(LogRecord{LogLevel::warn, child, "", 0,
-                                   std::string("cancelling the child of a stopped run: ") + e.what(), std::nullopt});
-            });
+            report(LogRecord{LogLevel::warn, child, "", 0,
+                             std::string("cancelling the child of a stopped run: ") + e.what(), std::nullopt});
         }
         return;
     }

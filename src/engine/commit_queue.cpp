@@ -122,8 +122,20 @@ bool CommitQueue::due() const {
 std::optional<TimePoint> CommitQueue::start_unwritten(const Task& task, TimePoint began,
                                                       std::chrono::milliseconds delay) {
     MutexLock lock(mutex_);
-    if (unwritten_.empty()) oldest_unwritten_ = began;
+    auto flush = unwritten_added(began, delay);
     unwritten_.push_back(task);
+    return flush;
+}
+
+std::optional<TimePoint> CommitQueue::log_unwritten(LogRecord line, std::chrono::milliseconds delay) {
+    MutexLock lock(mutex_);
+    auto flush = unwritten_added(line.at, delay);
+    pending_.logs.push_back(std::move(line));
+    return flush;
+}
+
+std::optional<TimePoint> CommitQueue::unwritten_added(TimePoint began, std::chrono::milliseconds delay) {
+    if (unwritten_.empty() && pending_.logs.empty()) oldest_unwritten_ = began;
     if (flush_armed_) return std::nullopt;
     flush_armed_ = true;
     return began + delay;
@@ -133,7 +145,7 @@ bool CommitQueue::starts_due(TimePoint now, std::chrono::milliseconds delay, std
     MutexLock lock(mutex_);
     flush_armed_ = false;
     rearm.reset();
-    if (unwritten_.empty()) return false;
+    if (unwritten_.empty() && pending_.logs.empty()) return false;
     // Commits since these starts have not carried them only because they began
     // after the last one: wait until the oldest is due, so that a quick chain,
     // whose starts ride with its results, gets no commit of its own from here.

@@ -133,8 +133,12 @@ public:
     /// round takes it (Round::started). Returns when the starts must be
     /// flushed if no commit carries them first, if no flush is armed yet.
     std::optional<TimePoint> start_unwritten(const Task& task, TimePoint began, std::chrono::milliseconds delay);
-    /// The armed flush of unwritten starts fired at `now`: true if starts are
-    /// due to be committed; else `rearm` says when to look again, if ever.
+    /// A handler logged `line` (at line.at): the next round stores it
+    /// (Batch::logs). Returns as start_unwritten.
+    std::optional<TimePoint> log_unwritten(LogRecord line, std::chrono::milliseconds delay);
+    /// The armed flush of unwritten starts and log lines fired at `now`: true
+    /// if they are due to be committed; else `rearm` says when to look again,
+    /// if ever.
     bool starts_due(TimePoint now, std::chrono::milliseconds delay, std::optional<TimePoint>& rearm);
 
     /// Drops what `runs` (just abandoned) queued: their writes, effects and
@@ -143,6 +147,10 @@ public:
     std::vector<CommitWaiter*> drop(const std::vector<std::shared_ptr<RunState>>& runs, std::vector<Task>& stale);
 
 private:
+    /// Something unwritten that began at `began` is about to be added: the
+    /// flush time if none is armed yet (arms it).
+    std::optional<TimePoint> unwritten_added(TimePoint began, std::chrono::milliseconds delay) LOOM_REQUIRES(mutex_);
+
     Mutex mutex_;
     Batch pending_ LOOM_GUARDED_BY(mutex_);
     std::vector<Effects> effects_ LOOM_GUARDED_BY(mutex_);
@@ -150,7 +158,7 @@ private:
     /// Attempts started but not yet written: the next round records those
     /// still running; a quick attempt is recorded with its result instead.
     std::vector<Task> unwritten_ LOOM_GUARDED_BY(mutex_);
-    TimePoint oldest_unwritten_ LOOM_GUARDED_BY(mutex_){};   // when unwritten_[0] began
+    TimePoint oldest_unwritten_ LOOM_GUARDED_BY(mutex_){};   // when the oldest start or log line began
     bool flush_armed_ LOOM_GUARDED_BY(mutex_) = false;
     bool leading_ LOOM_GUARDED_BY(mutex_) = false;
     /// Size and age of the pending batch, read without the mutex by due().

@@ -67,6 +67,14 @@ unsigned checked_thread_count(const ExecutorOptions& options) {
         throw InvalidArgument(error_id::options_duration,
                               fmt::format("ExecutorOptions::control_poll is {} ms; it must be at least 1 ms",
                                           options.control_poll.count()));
+    if (options.retention && *options.retention < std::chrono::milliseconds(1))
+        throw InvalidArgument(error_id::options_duration,
+                              fmt::format("ExecutorOptions::retention is {} ms; it must be at least 1 ms",
+                                          options.retention->count()));
+    if (options.retention_every < std::chrono::milliseconds(1))
+        throw InvalidArgument(error_id::options_duration,
+                              fmt::format("ExecutorOptions::retention_every is {} ms; it must be at least 1 ms",
+                                          options.retention_every.count()));
     if (options.lease < std::chrono::milliseconds(10))
         throw InvalidArgument(error_id::options_duration,
                               fmt::format("ExecutorOptions::lease is {} ms; it must be at least 10 ms",
@@ -345,11 +353,9 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
             // call they recorded only is then applied at the next recovery
             // (signals and completions by the delivery poll).
             latest.reset();
-            notify([&](Observer& o) {
-                o.on_log(LogRecord{LogLevel::warn, run->id, "", 0,
-                                   std::string("recover: reading what came in meanwhile failed: ") + e.what(),
-                                   std::nullopt});
-            });
+            report(LogRecord{LogLevel::warn, run->id, "", 0,
+                             std::string("recover: reading what came in meanwhile failed: ") + e.what(),
+                             std::nullopt});
         }
     }
     CommitWaiter waiter;
@@ -440,7 +446,9 @@ Executor::Executor(Store& store, HandlerRegistry& handlers, ExecutorOptions opti
                            impl.poll_controls();
                            impl.claim_queued();
                        },
-                       options.control_poll);
+                       options.control_poll,
+                       options.retention ? std::function<void()>([&impl] { impl.purge_expired(); }) : nullptr,
+                       options.retention_every);
 }
 
 Executor::~Executor() = default;
@@ -592,6 +600,13 @@ std::vector<RunEvent> Executor::history(const RunId& id) {
     (void)get_run(id);   // NotFound for an unknown run, not an empty history
     return impl_->store_.load_events(id);
 }
+
+std::vector<LogRecord> Executor::logs(const RunId& id, std::string_view step_id) {
+    (void)get_run(id);   // NotFound for an unknown run, not an empty list
+    return impl_->store_.load_logs(id, step_id);
+}
+
+std::size_t Executor::purge(TimePoint finished_before) { return impl_->purge(finished_before); }
 
 Executor::Impl::RunRequest Executor::Impl::cancel_request(const RunId& id, std::vector<RunId>& children) {
     const auto at = now();

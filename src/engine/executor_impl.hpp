@@ -148,6 +148,15 @@ struct Executor::Impl {
     /// yet, once the oldest of them began kStartFlushDelay ago; re-arms
     /// itself for that moment if it comes earlier.
     void flush_starts();
+    /// A handler logged its attempt's `line`th line: observers hear it, and
+    /// the first kMaxStoredLogLines (cut to kMaxStoredLogBytes), then one
+    /// line saying the rest were not, are queued to be stored.
+    void handler_logged(const LogRecord& record, int line);
+    /// The periodic purge (ExecutorOptions::retention): deletes what is
+    /// older, reports a failure instead of throwing.
+    void purge_expired();
+    /// Executor::purge.
+    std::size_t purge(TimePoint finished_before);
     /// The error of attempt `number`, in flight when its process stopped.
     static std::string interrupted(int number);
     // An attempt ends in the same steps, for a step or an element:
@@ -409,6 +418,12 @@ struct Executor::Impl {
         } catch (...) {
             // An observer never breaks a run; what it throws is dropped.
         }
+    }
+    /// Tells observers a message of the executor's own, stamped now().
+    void report(LogRecord record) {
+        if (!options_.observer) return;
+        record.at = now();
+        notify([&](Observer& o) { o.on_log(record); });
     }
 
     // --- executor.cpp ---

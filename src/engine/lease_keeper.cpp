@@ -39,7 +39,8 @@ void LeaseKeeper::renewed(std::chrono::steady_clock::time_point asked) {
 }
 
 void LeaseKeeper::start(std::function<void()> renew, std::function<void()> adopt, std::function<void()> poll,
-                        std::chrono::milliseconds poll_every) {
+                        std::chrono::milliseconds poll_every, std::function<void()> purge,
+                        std::chrono::milliseconds purge_every) {
     const auto now = std::chrono::steady_clock::now();
     auto task = [now](std::function<void()> run, std::chrono::milliseconds every) {
         every = std::max(every, std::chrono::milliseconds(1));
@@ -50,6 +51,7 @@ void LeaseKeeper::start(std::function<void()> renew, std::function<void()> adopt
     // a renewal queued behind it would let the leases run out.
     std::vector<Periodic> work;
     if (adopt) work.push_back(task(std::move(adopt), lease_ / 2));
+    if (purge) work.push_back(task(std::move(purge), purge_every));
     work.push_back(task(std::move(poll), poll_every));   // last: poll_soon() makes work.back() due
     renewer_ = std::thread([this, tasks = std::vector<Periodic>{task(std::move(renew), lease_ / 3)}]() mutable {
         loop(std::move(tasks), /*pollable=*/false);

@@ -45,11 +45,12 @@ public:
     void renewed(std::chrono::steady_clock::time_point asked);
 
     /// Starts two threads: one calls renew() every lease/3, the other adopt()
-    /// every lease/2 (when given) and poll() every `poll_every`. renew and
-    /// poll must be given. Each is called with no lock held and must not
-    /// throw.
+    /// every lease/2 (when given), purge() every `purge_every` (when given)
+    /// and poll() every `poll_every`. renew and poll must be given. Each is
+    /// called with no lock held and must not throw.
     void start(std::function<void()> renew, std::function<void()> adopt, std::function<void()> poll,
-               std::chrono::milliseconds poll_every);
+               std::chrono::milliseconds poll_every, std::function<void()> purge = nullptr,
+               std::chrono::milliseconds purge_every = {});
     /// Makes poll() due now (once the current task returns): work may be
     /// waiting that the next regular poll would find late.
     void poll_soon();

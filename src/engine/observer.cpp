@@ -21,16 +21,6 @@ std::string utc(TimePoint at) {
 
 }  // namespace
 
-std::string_view to_string(LogLevel level) noexcept {
-    switch (level) {
-        case LogLevel::debug: return "debug";
-        case LogLevel::info: return "info";
-        case LogLevel::warn: return "warn";
-        case LogLevel::error: return "error";
-    }
-    return "unknown";
-}
-
 void Observer::on_step_changed(const StepEvent& event) {
     // What observers written before on_step_changed() existed were told.
     if (!event.item && (event.status == StepStatus::completed || event.status == StepStatus::failed))

@@ -44,14 +44,12 @@ void Executor::Impl::renew_leases() {
                          "lease lost: another executor owns the run now; this executor stops running it");
     } catch (const std::exception& e) {
         const bool holding = leases_.holding();
-        notify([&](Observer& o) {
-            o.on_log(LogRecord{holding ? LogLevel::warn : LogLevel::error, "", "", 0,
-                               fmt::format("executor {}: renewing the leases of {} runs failed{}: {}",
-                                           leases_.identity(), ids.size(),
-                                           holding ? "; retrying" : "; the leases ran out, so it stops running them",
-                                           e.what()),
-                               std::nullopt});
-        });
+        report(LogRecord{holding ? LogLevel::warn : LogLevel::error, "", "", 0,
+                         fmt::format("executor {}: renewing the leases of {} runs failed{}: {}",
+                                     leases_.identity(), ids.size(),
+                                     holding ? "; retrying" : "; the leases ran out, so it stops running them",
+                                     e.what()),
+                         std::nullopt});
         if (!holding) give_up_all("its leases ran out while the store could not be reached");
     }
 }
@@ -70,13 +68,11 @@ void Executor::Impl::release(const std::vector<RunId>& ids) {
         store_.release_runs(leases_.identity(), ids);
     } catch (const std::exception& e) {
         // Their leases run out instead, and they are adopted then.
-        notify([&](Observer& o) {
-            o.on_log(LogRecord{LogLevel::warn, "", "", 0,
-                               fmt::format("executor {}: releasing {} runs failed; they are adopted once "
-                                           "their leases run out: {}",
-                                           leases_.identity(), ids.size(), e.what()),
-                               std::nullopt});
-        });
+        report(LogRecord{LogLevel::warn, "", "", 0,
+                         fmt::format("executor {}: releasing {} runs failed; they are adopted once "
+                                     "their leases run out: {}",
+                                     leases_.identity(), ids.size(), e.what()),
+                         std::nullopt});
     }
 }
 
@@ -98,13 +94,11 @@ std::vector<std::pair<std::string, std::int64_t>> Executor::Impl::runnable_workf
             unfinished.status = RunStatus::running;
             unfinished.limit = 1;
             if (store_.list_runs(unfinished).empty()) continue;
-            notify([&](Observer& o) {
-                o.on_log(LogRecord{LogLevel::warn, "", "", 0,
-                                   fmt::format("recover: unfinished runs of workflow \"{}\" version {} are left to "
-                                               "other executors, as this one cannot run them: {}",
-                                               record.name, record.version, e.what()),
-                                   std::nullopt});
-            });
+            report(LogRecord{LogLevel::warn, "", "", 0,
+                             fmt::format("recover: unfinished runs of workflow \"{}\" version {} are left to "
+                                         "other executors, as this one cannot run them: {}",
+                                         record.name, record.version, e.what()),
+                             std::nullopt});
         }
     }
     return out;
@@ -168,11 +162,9 @@ std::vector<RunId> Executor::Impl::adopt(const std::vector<RunId>& ids, bool rec
                 throw;
             }
             refused.push_back(id);
-            notify([&](Observer& o) {
-                o.on_log(LogRecord{LogLevel::error, id, "", 0,
-                                   std::string("adopting the run failed; it is left to others: ") + e.what(),
-                                   std::nullopt});
-            });
+            report(LogRecord{LogLevel::error, id, "", 0,
+                             std::string("adopting the run failed; it is left to others: ") + e.what(),
+                             std::nullopt});
         }
     }
     release(refused);
@@ -208,12 +200,10 @@ void Executor::Impl::adopt_orphans() {
         (void)adopt(claim_runs(/*recovering=*/false), /*recovering=*/false);
     } catch (const std::exception& e) {
         // The store may be down: the next round tries again, so nothing is stranded.
-        notify([&](Observer& o) {
-            o.on_log(LogRecord{LogLevel::warn, "", "", 0,
-                               fmt::format("executor {}: adopting runs failed; retrying: {}", leases_.identity(),
-                                           e.what()),
-                               std::nullopt});
-        });
+        report(LogRecord{LogLevel::warn, "", "", 0,
+                         fmt::format("executor {}: adopting runs failed; retrying: {}", leases_.identity(),
+                                     e.what()),
+                         std::nullopt});
     }
 }
 
@@ -241,12 +231,10 @@ void Executor::Impl::claim_queued() {
         queue_busy_ = !ids.empty();
         (void)adopt(ids, /*recovering=*/false, /*counted=*/true);
     } catch (const std::exception& e) {
-        notify([&](Observer& o) {
-            o.on_log(LogRecord{LogLevel::warn, "", "", 0,
-                               fmt::format("executor {}: claiming enqueued runs failed; retrying: {}",
-                                           leases_.identity(), e.what()),
-                               std::nullopt});
-        });
+        report(LogRecord{LogLevel::warn, "", "", 0,
+                         fmt::format("executor {}: claiming enqueued runs failed; retrying: {}",
+                                     leases_.identity(), e.what()),
+                         std::nullopt});
     }
 }
 
@@ -300,13 +288,11 @@ void Executor::Impl::poll_controls() {
         if (queued) commit_from_timer();
     } catch (const std::exception& e) {
         // The next poll tries again; the mark moved only if the read went through.
-        notify([&](Observer& o) {
-            o.on_log(LogRecord{LogLevel::warn, "", "", 0,
-                               fmt::format("executor {}: looking for requests from other executors failed; "
-                                           "retrying: {}",
-                                           leases_.identity(), e.what()),
-                               std::nullopt});
-        });
+        report(LogRecord{LogLevel::warn, "", "", 0,
+                         fmt::format("executor {}: looking for requests from other executors failed; "
+                                     "retrying: {}",
+                                     leases_.identity(), e.what()),
+                         std::nullopt});
     }
 }
 

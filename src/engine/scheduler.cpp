@@ -229,7 +229,7 @@ void Executor::Impl::abandon_runs(const std::vector<std::shared_ptr<RunState>>& 
         }
         run.done_cv.notify_all();
         ended_claimed(run);
-        notify([&](Observer& o) { o.on_log(LogRecord{LogLevel::error, run.id, "", 0, message, std::nullopt}); });
+        report(LogRecord{LogLevel::error, run.id, "", 0, message, std::nullopt});
     }
 }
 

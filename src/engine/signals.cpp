@@ -231,40 +231,38 @@ void Executor::Impl::poll_deliveries() {
             queue.release(false);
             queued = true;
         } catch (const std::exception& e) {   // on the timer thread: nothing may escape
-            notify([&](Observer& o) {
-                o.on_log(LogRecord{LogLevel::warn, run->id, "", 0,
-                                   std::string("looking for deliveries from other processes: ") + e.what(),
-                                   std::nullopt});
-            });   // the next poll tries again
-        }
-    }
-    if (queued) commit_from_timer();
-    arm_delivery_poll();
+            report(LogRecord{LogLevel::warn, run->id, "", 0,
+                             std::string("looking for deliveries from other processes: ") + e.what(),
+                             std::nullopt});   // the next poll tries again
+      }
+  }
+  if (queued) commit_from_timer();
+  arm_delivery_poll();
 }
 
 bool Executor::Impl::deliver(const RunId& id, RunEvent event, const std::function<void(RunState&)>& check_live,
-                             const std::function<void(RunState&, Queue&)>& apply,
-                             const std::function<void(const RunInfo&)>& check_stored) {
-    event.run_id = id;
-    event.at = now();
-    return request(id, {[&](RunState& run) LOOM_REQUIRES(run.mutex) -> std::optional<bool> {
-                            if (run.final_submitted) return false;
-                            check_live(run);
-                            return std::nullopt;
-                        },
-                        [&](RunState& run, Queue& queue, bool recorded) LOOM_REQUIRES(run.mutex) {
-                            if (!recorded) queue.writes().events.push_back(event);
-                            apply(run, queue);
-                            end_run_if_over(run, queue);
-                        },
-                        [&](const RunInfo& info) -> std::optional<bool> {
-                            if (is_final(info.status)) return false;
-                            check_stored(info);
-                            return std::nullopt;
-                        },
-                        [&](const RunInfo&, Queue& queue) {
-                            queue.writes().events.push_back(event);
-                            queue.writes().controls.push_back(RunControl{id, std::nullopt, std::nullopt});
+                           const std::function<void(RunState&, Queue&)>& apply,
+                           const std::function<void(const RunInfo&)>& check_stored) {
+  event.run_id = id;
+  event.at = now();
+  return request(id, {[&](RunState& run) LOOM_REQUIRES(run.mutex) -> std::optional<bool> {
+                          if (run.final_submitted) return false;
+                          check_live(run);
+                          return std::nullopt;
+                      },
+                      [&](RunState& run, Queue& queue, bool recorded) LOOM_REQUIRES(run.mutex) {
+                          if (!recorded) queue.writes().events.push_back(event);
+                          apply(run, queue);
+                          end_run_if_over(run, queue);
+                      },
+                      [&](const RunInfo& info) -> std::optional<bool> {
+                          if (is_final(info.status)) return false;
+                          check_stored(info);
+                          return std::nullopt;
+                      },
+                      [&](const RunInfo&, Queue& queue) {
+                          queue.writes().events.push_back(event);
+                          queue.writes().controls.push_back(RunControl{id, std::nullopt, std::nullopt});
                         }});
 }
 

@@ -362,6 +362,24 @@ bool Executor::Impl::await_start(Attempt& attempt) {
     }
 }
 
+void Executor::Impl::handler_logged(const LogRecord& record, int line) {
+    notify([&](Observer& o) { o.on_log(record); });
+    if (line > kMaxStoredLogLines + 1) return;
+    LogRecord stored = record;
+    if (line > kMaxStoredLogLines) {
+        stored.level = LogLevel::warn;
+        stored.message = fmt::format("this attempt logged more than {} lines; the rest are not stored",
+                                     kMaxStoredLogLines);
+    } else if (stored.message.size() > kMaxStoredLogBytes) {
+        std::size_t cut = kMaxStoredLogBytes - 3;   // room for the ellipsis
+        while (cut > 0 && (static_cast<unsigned char>(stored.message[cut]) & 0xC0) == 0x80) --cut;   // whole characters
+        stored.message.resize(cut);
+        stored.message += "\xE2\x80\xA6";
+    }
+    if (auto flush_at = commits_.log_unwritten(std::move(stored), kStartFlushDelay))
+        timers_.add(*flush_at, [this] { flush_starts(); });
+}
+
 void Executor::Impl::flush_starts() {
     std::optional<TimePoint> rearm;
     if (!commits_.starts_due(now(), kStartFlushDelay, rearm)) {
@@ -416,10 +434,8 @@ bool Executor::Impl::accept_outcome(const RunState& run, std::uint32_t step, std
                                  detail::AttemptSlot& slot, int number) {
     if (slot.status != StepStatus::running || slot.attempts != number) {
         // Timed out, or given up at the run's deadline: that decision stands.
-        notify([&](Observer& o) {
-            o.on_log(LogRecord{LogLevel::warn, run.id, run.workflow->steps()[step].id, number,
-                               "the attempt returned after it was given up; its result is discarded", item});
-        });
+        report(LogRecord{LogLevel::warn, run.id, run.workflow->steps()[step].id, number,
+                         "the attempt returned after it was given up; its result is discarded", item});
         return false;
     }
     if (slot.timeout_timer) timers_.cancel(std::exchange(slot.timeout_timer, 0));
@@ -461,8 +477,7 @@ detail::StepContextParams Executor::Impl::context_params(const RunState& run, st
     params.run_id = run.id;
     params.step_id = run.workflow->steps()[step].id;
     params.clock = &clock_;
-    if (options_.observer)
-        params.log_sink = [this](const LogRecord& r) { notify([&r](Observer& o) { o.on_log(r); }); };
+    params.log_sink = [this](const LogRecord& r, int line) { handler_logged(r, line); };
     return params;
 }
 

@@ -122,8 +122,10 @@ bool StepContext::cancelled() const noexcept {
 
 void StepContext::log(LogLevel level, std::string_view message) const {
     if (!params_.log_sink) return;
-    params_.log_sink(LogRecord{level, params_.run_id, params_.step_id, params_.attempt,
-                               std::string(message), params_.item});
+    const Clock& clock = params_.clock ? *params_.clock : SystemClock::instance();
+    params_.log_sink(LogRecord{level, params_.run_id, params_.step_id, params_.attempt, std::string(message),
+                               params_.item, clock.now()},
+                     ++params_.lines_logged);
 }
 
 std::string_view to_string(ErrorKind kind) noexcept {

@@ -20,9 +20,9 @@ struct RunRow {
     RunInfo info;
     std::unordered_map<std::string, std::size_t> step_index;  // step id -> index in info.steps
     std::vector<RunEvent> events;
+    std::vector<LogRecord> logs;
     // step id -> attempts with a "step.started" event: an attempt starts once.
     std::unordered_map<std::string, std::vector<int>> started;
-    std::uint64_t order = 0;  // creation order, with created_at the key in by_created
     std::int64_t control_seq = 0;   // the event seq after which a RunControl last reached it
 };
 
@@ -68,9 +68,9 @@ struct MemoryStore::State {
     std::map<std::string, std::map<std::int64_t, WorkflowRecord>, std::less<>> workflows LOOM_GUARDED_BY(mutex);
     std::unordered_map<RunId, RunRow> runs LOOM_GUARDED_BY(mutex);
     std::unordered_map<std::string, RunId> by_key LOOM_GUARDED_BY(mutex);   // idempotency key -> run id
-    // Runs oldest first; the counter breaks ties between runs created in one millisecond.
-    std::map<std::pair<TimePoint, std::uint64_t>, RunRow*> by_created LOOM_GUARDED_BY(mutex);
-    std::uint64_t next_order LOOM_GUARDED_BY(mutex) = 0;
+    // Runs oldest first; the id breaks ties between runs created in one
+    // millisecond, as in the other stores' indexes.
+    std::map<std::pair<TimePoint, RunId>, RunRow*> by_created LOOM_GUARDED_BY(mutex);
     std::int64_t next_seq LOOM_GUARDED_BY(mutex) = 1;
     // Resolved targets of the batch being committed; kept to reuse their capacity.
     std::vector<StepInfo*> step_targets LOOM_GUARDED_BY(mutex);
@@ -114,16 +114,15 @@ struct MemoryStore::State {
             step.wake_at = to_stored(step.wake_at);
             for (ItemInfo& item : step.items) item = stored(std::move(item));
         }
-        row.order = next_order++;
         RunRow& stored = runs.emplace(run.id, std::move(row)).first->second;
-        by_created.emplace(std::make_pair(stored.info.created_at, stored.order), &stored);
+        by_created.emplace(std::make_pair(stored.info.created_at, run.id), &stored);
         if (!run.idempotency_key.empty()) by_key.emplace(run.idempotency_key, run.id);
     }
 
     // Undoes insert_run for a batch that failed later on.
     void erase_run(const RunId& id) LOOM_REQUIRES(mutex) {
         auto it = runs.find(id);
-        by_created.erase(std::make_pair(it->second.info.created_at, it->second.order));
+        by_created.erase(std::make_pair(it->second.info.created_at, id));
         if (!it->second.info.idempotency_key.empty()) by_key.erase(it->second.info.idempotency_key);
         if (last_found == &it->second) last_found = nullptr;
         runs.erase(it);
@@ -255,6 +254,11 @@ struct MemoryStore::State {
             RunEvent& event = event_targets[i]->events.emplace_back(batch.events[i]);
             event.seq = next_seq++;
             event.at = detail::to_stored(event.at);
+        }
+        for (const LogRecord& line : batch.logs) {
+            auto run = runs.find(line.run_id);
+            if (run == runs.end()) continue;   // the contract allows dropping it
+            run->second.logs.emplace_back(line).at = detail::to_stored(line.at);
         }
     }
 };
@@ -416,11 +420,22 @@ std::optional<RunId> MemoryStore::find_run_by_key(std::string_view idempotency_k
 std::vector<RunInfo> MemoryStore::list_runs(const RunFilter& filter) {
     detail::MutexLock lock(state_->mutex);
     std::vector<RunInfo> out;
-    for (auto it = state_->by_created.rbegin();
-         it != state_->by_created.rend() && out.size() < filter.limit; ++it) {
+    auto& runs = state_->by_created;
+    // Newest first: walk back from the first key not in the page.
+    auto end = runs.end();
+    if (filter.after) end = runs.lower_bound(std::make_pair(detail::to_stored(filter.after->created_at), filter.after->id));
+    if (filter.until) {
+        auto until = runs.lower_bound(std::make_pair(detail::to_stored(*filter.until), RunId()));
+        if (end == runs.end() || (until != runs.end() && until->first < end->first)) end = until;
+    }
+    for (auto it = std::make_reverse_iterator(end); it != runs.rend() && out.size() < filter.limit; ++it) {
         const RunInfo& run = it->second->info;
+        if (filter.since && run.created_at < detail::to_stored(*filter.since)) break;
         if (filter.workflow_name && run.workflow_name != *filter.workflow_name) continue;
         if (filter.status && run.status != *filter.status) continue;
+        if (filter.finished_before && !(is_final(run.status) && run.finished_at &&
+                                        *run.finished_at < detail::to_stored(*filter.finished_before)))
+            continue;
         out.push_back(without_steps(run));
     }
     return out;
@@ -440,6 +455,28 @@ std::vector<RunEvent> MemoryStore::load_events(const RunId& id) {
     auto it = state_->runs.find(id);
     if (it == state_->runs.end()) return {};
     return it->second.events;
+}
+
+std::vector<LogRecord> MemoryStore::load_logs(const RunId& id, std::string_view step_id) {
+    detail::MutexLock lock(state_->mutex);
+    auto it = state_->runs.find(id);
+    if (it == state_->runs.end()) return {};
+    std::vector<LogRecord> out;
+    for (const LogRecord& line : it->second.logs)
+        if (step_id.empty() || line.step_id == step_id) out.push_back(line);
+    return out;
+}
+
+std::size_t MemoryStore::delete_runs(const std::vector<RunId>& ids) {
+    detail::MutexLock lock(state_->mutex);
+    std::size_t deleted = 0;
+    for (const RunId& id : ids) {
+        auto it = state_->runs.find(id);
+        if (it == state_->runs.end() || !is_final(it->second.info.status)) continue;
+        state_->erase_run(id);
+        ++deleted;
+    }
+    return deleted;
 }
 
 }  // namespace loom

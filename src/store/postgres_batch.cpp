@@ -143,6 +143,19 @@ void put_requests(Json& doc, const Batch& batch) {
                               {"i", events.size()}});
         }
     }
+    if (!batch.logs.empty()) {
+        Json& logs = doc["logs"] = Json::array();
+        for (const LogRecord& line : batch.logs) {
+            logs.push_back({{"run_id", text(line.run_id)},
+                            {"step_id", text(line.step_id)},
+                            {"item", line.item ? Json(*line.item) : Json()},
+                            {"attempt", line.attempt},
+                            {"level", std::string(to_string(line.level))},
+                            {"message", text(line.message)},
+                            {"at", to_millis(line.at)},
+                            {"i", logs.size()}});
+        }
+    }
 }
 
 const RunInfo& new_run(const Batch& batch, const std::string& id) {

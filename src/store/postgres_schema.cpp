@@ -24,7 +24,7 @@ struct Migration {
     const char* sql;
 };
 
-constexpr std::array<Migration, 3> kMigrations{{
+constexpr std::array<Migration, 4> kMigrations{{
     // The schema of SqliteStore's version 9, plus what PostgreSQL needs:
     // `ord` orders runs created in one millisecond (SQLite's rowid);
     // event_counter hands out event seqs in commit order (see
@@ -372,6 +372,43 @@ BEGIN
         ORDER BY e.i LIMIT 1;
         PERFORM loom_commit_fail('duplicate_attempt',
                                  jsonb_build_object('run', r.run_id, 'step', r.step_id, 'attempt', r.attempt));
+    END IF;
+END $fn$;
+)sql"},
+    // Handler log lines, read per run in the order stored (ord), written by
+    // loom_commit() after the rest of the batch (the function of 3 runs
+    // first, renamed). A page of list_runs continues after (created_at, id)
+    // of the last run it gave, ids compared byte by byte as the other stores
+    // do; retention finds final runs by finished_at.
+    {4, "stored log lines, run listing by page, retention", R"sql(
+CREATE TABLE run_logs (
+    ord     bigserial NOT NULL PRIMARY KEY,
+    run_id  text NOT NULL,
+    step_id text NOT NULL DEFAULT '',
+    item    bigint CHECK (item >= 0),
+    attempt integer NOT NULL DEFAULT 0,
+    level   text NOT NULL CHECK (level IN ('debug', 'info', 'warn', 'error')),
+    message text NOT NULL,
+    at      bigint NOT NULL
+);
+CREATE INDEX run_logs_by_run ON run_logs (run_id, ord);
+DROP INDEX workflow_runs_by_created;
+DROP INDEX workflow_runs_by_status;
+DROP INDEX workflow_runs_by_workflow;
+CREATE INDEX workflow_runs_by_created ON workflow_runs (created_at, id COLLATE "C");
+CREATE INDEX workflow_runs_by_status ON workflow_runs (status, created_at, id COLLATE "C");
+CREATE INDEX workflow_runs_by_workflow ON workflow_runs (workflow_name, created_at, id COLLATE "C");
+CREATE INDEX workflow_runs_by_finished ON workflow_runs (finished_at) WHERE finished_at IS NOT NULL;
+ALTER FUNCTION loom_commit(text, bigint, jsonb) RENAME TO loom_commit_rows;
+CREATE FUNCTION loom_commit(writer_id text, commit_no bigint, b jsonb) RETURNS void LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM loom_commit_rows(writer_id, commit_no, b);
+    IF b ? 'logs' THEN
+        INSERT INTO run_logs (run_id, step_id, item, attempt, level, message, at)
+        SELECT x.run_id, x.step_id, x.item, x.attempt, x.level, x.message, x.at
+        FROM jsonb_to_recordset(b->'logs') AS x(run_id text, step_id text, item bigint, attempt int, level text,
+                                                message text, at bigint, i int)
+        ORDER BY x.i;
     END IF;
 END $fn$;
 )sql"},

@@ -65,6 +65,9 @@ void prepare_reader(pqxx::connection& c) {
     c.prepare("events",
               "SELECT seq, run_id, step_id, kind, attempt, detail, at FROM run_events WHERE run_id = $1 "
               "ORDER BY seq");
+    c.prepare("logs",
+              "SELECT run_id, step_id, item, attempt, level, message, at FROM run_logs "
+              "WHERE run_id = $1 AND ($2 = '' OR step_id = $2) ORDER BY ord");
     c.prepare("owners",
               "SELECT DISTINCT owner FROM workflow_runs WHERE status = 'running' AND owner IS NOT NULL");
     c.prepare("last_seq", "SELECT last_seq FROM event_counter");

@@ -26,6 +26,7 @@
 #include "store/postgres_link.hpp"
 #include "store/postgres_schema.hpp"
 #include "store/postgres_statements.hpp"
+#include "store/run_listing.hpp"
 #include "store/store_support.hpp"
 
 namespace loom {
@@ -40,9 +41,7 @@ using Write = pqxx::work;   // READ COMMITTED (see the file comment)
 
 // ---- parameters: libpqxx 6 binds a null const char* as NULL ----------------------
 
-using Optional = std::optional<std::string>;
 
-const char* or_null(const Optional& text) { return text ? text->c_str() : nullptr; }
 
 // A JSON array of strings: one prepared statement serves any number of ids
 // (jsonb_array_elements_text), as SqliteStore's json_each does.
@@ -317,18 +316,15 @@ std::optional<RunId> PostgresStore::find_run_by_key(std::string_view idempotency
 
 std::vector<RunInfo> PostgresStore::list_runs(const RunFilter& filter) {
     return impl_->read("listing runs", [&](Read& tx) {
-        // An absent filter is a NULL parameter: the statement is planned with
-        // the values at hand, so the planner folds "NULL IS NULL" away and
-        // picks the index for the filters given.
-        const std::string sql = fmt::format(
-            "SELECT {} FROM workflow_runs WHERE ($1::text IS NULL OR workflow_name = $1) AND "
-            "($2::text IS NULL OR status = $2) ORDER BY created_at DESC, ord DESC LIMIT $3",
-            kRunColumns);
-        const Optional workflow = filter.workflow_name ? Optional(*filter.workflow_name) : std::nullopt;
-        const Optional status = filter.status ? Optional(std::string(to_string(*filter.status))) : std::nullopt;
-        const auto limit = static_cast<std::int64_t>(std::min<std::size_t>(filter.limit, INT64_MAX));
+        const auto listing = detail::run_listing(filter, '$', "id COLLATE \"C\"");
+        std::vector<std::string> params;   // as text: PostgreSQL casts each to its column's type
+        for (const auto& p : listing.params) {
+            if (auto* number = std::get_if<std::int64_t>(&p)) params.push_back(std::to_string(*number));
+            else params.push_back(std::get<std::string>(p));
+        }
         std::vector<RunInfo> out;
-        for (const auto& row : tx.exec_params(sql, or_null(workflow), or_null(status), limit))
+        const std::string sql = fmt::format("SELECT {} FROM workflow_runs{}", kRunColumns, listing.clauses);
+        for (const auto& row : tx.exec_params(sql, pqxx::prepare::make_dynamic_params(params)))
             out.push_back(read_run(row));
         return out;
     });
@@ -356,6 +352,42 @@ std::vector<RunEvent> PostgresStore::load_events(const RunId& id) {
             event.at = detail::from_millis(row[6].as<std::int64_t>());
         }
         return out;
+    });
+}
+
+std::vector<LogRecord> PostgresStore::load_logs(const RunId& id, std::string_view step_id) {
+    return impl_->read("loading the log lines of run " + id, [&](Read& tx) {
+        std::vector<LogRecord> out;
+        for (const auto& row : tx.exec_prepared("logs", id, std::string(step_id))) {
+            LogRecord& line = out.emplace_back();
+            line.run_id = row[0].as<std::string>();
+            line.step_id = row[1].as<std::string>();
+            if (!row[2].is_null()) line.item = static_cast<std::uint32_t>(row[2].as<std::int64_t>());
+            line.attempt = row[3].as<int>();
+            line.level = parse_log_level(row[4].as<std::string>());
+            line.message = row[5].as<std::string>();
+            line.at = detail::from_millis(row[6].as<std::int64_t>());
+        }
+        return out;
+    });
+}
+
+std::size_t PostgresStore::delete_runs(const std::vector<RunId>& ids) {
+    if (ids.empty()) return 0;
+    return impl_->write("deleting finished runs", "", [&](Write& tx) {
+        // Locked first, so that a retry() making one running again waits;
+        // children before parents (foreign keys).
+        const auto doomed = tx.exec_params(
+            "SELECT coalesce(jsonb_agg(id), '[]') FROM (SELECT id FROM workflow_runs WHERE id IN "
+            "(SELECT jsonb_array_elements_text($1::jsonb)) AND status != 'running' FOR UPDATE) d",
+            id_list(ids))[0][0].as<std::string>();
+        for (const char* table : {"run_logs", "run_events", "step_items", "step_runs"})
+            tx.exec_params(fmt::format("DELETE FROM {} WHERE run_id IN (SELECT jsonb_array_elements_text($1::jsonb))",
+                                       table),
+                           doomed);
+        return static_cast<std::size_t>(
+            tx.exec_params("DELETE FROM workflow_runs WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb))",
+                           doomed).affected_rows());
     });
 }
 

@@ -30,7 +30,7 @@ struct Migration {
     const char* rebuilds = nullptr;
 };
 
-constexpr std::array<Migration, 10> kMigrations{{
+constexpr std::array<Migration, 11> kMigrations{{
     {1, "tables for definitions, runs, steps and events", R"sql(
 CREATE TABLE schema_migrations (
     version     INTEGER PRIMARY KEY,
@@ -240,6 +240,29 @@ CREATE INDEX workflow_runs_controlled ON workflow_runs (owner, control_seq) WHER
 UPDATE workflow_runs SET lease_until = 0
 WHERE status = 'running' AND owner IS NULL AND lease_until IS NULL
   AND NOT EXISTS (SELECT 1 FROM run_events e WHERE e.run_id = workflow_runs.id AND e.kind = 'run.enqueued');
+)sql"},
+    // Handler log lines, read per run in the order stored (rowid). A page of
+    // list_runs continues after (created_at, id) of the last run it gave, so
+    // the listing indexes end with id; retention finds final runs by
+    // finished_at.
+    {11, "stored log lines, run listing by page, retention", R"sql(
+CREATE TABLE run_logs (
+    run_id  TEXT NOT NULL,
+    step_id TEXT NOT NULL DEFAULT '',
+    item    INTEGER CHECK (item >= 0),
+    attempt INTEGER NOT NULL DEFAULT 0,
+    level   TEXT NOT NULL CHECK (level IN ('debug', 'info', 'warn', 'error')),
+    message TEXT NOT NULL,
+    at      INTEGER NOT NULL
+);
+CREATE INDEX run_logs_by_run ON run_logs (run_id);
+DROP INDEX workflow_runs_by_created;
+DROP INDEX workflow_runs_by_status;
+DROP INDEX workflow_runs_by_workflow;
+CREATE INDEX workflow_runs_by_created ON workflow_runs (created_at, id);
+CREATE INDEX workflow_runs_by_status ON workflow_runs (status, created_at, id);
+CREATE INDEX workflow_runs_by_workflow ON workflow_runs (workflow_name, created_at, id);
+CREATE INDEX workflow_runs_by_finished ON workflow_runs (finished_at) WHERE finished_at IS NOT NULL;
 )sql"},
 }};
 

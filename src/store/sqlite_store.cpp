@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <sqlite3.h>
 
+#include "store/run_listing.hpp"
 #include "store/sqlite_schema.hpp"
 #include "store/store_support.hpp"
 
@@ -289,6 +290,7 @@ struct SqliteStore::Impl {
     SQLite::Statement update_step;
     SQLite::Statement update_run;
     SQLite::Statement insert_event;
+    SQLite::Statement insert_log;
     SQLite::Statement upsert_item;
     SQLite::Statement delete_items;
     SQLite::Statement find_owner;
@@ -310,6 +312,7 @@ struct SqliteStore::Impl {
     SQLite::Statement select_items;
     SQLite::Statement select_unfinished;
     SQLite::Statement select_events;
+    SQLite::Statement select_logs;
     SQLite::Statement select_owners;
     SQLite::Statement select_controlled;
     SQLite::Statement select_last_seq;
@@ -342,6 +345,9 @@ struct SqliteStore::Impl {
           insert_event(writer,
               "INSERT INTO run_events (run_id, step_id, kind, attempt, detail, at) "
               "VALUES (?, ?, ?, ?, ?, ?)"),
+          insert_log(writer,
+              "INSERT INTO run_logs (run_id, step_id, item, attempt, level, message, at) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?)"),
           upsert_item(writer,
               "INSERT INTO step_items (run_id, step_id, idx, status, attempts, output, error, "
               "started_at, finished_at, wake_at, attempt_base) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -401,6 +407,9 @@ struct SqliteStore::Impl {
           select_events(reader,
               "SELECT seq, run_id, step_id, kind, attempt, detail, at FROM run_events "
               "WHERE run_id = ? ORDER BY seq"),
+          select_logs(reader,
+              "SELECT run_id, step_id, item, attempt, level, message, at FROM run_logs "
+              "WHERE run_id = ?1 AND (?2 = '' OR step_id = ?2) ORDER BY rowid"),
           select_owners(reader,
               "SELECT DISTINCT owner FROM workflow_runs WHERE status = 'running' AND owner IS NOT NULL"),
           select_controlled(reader,
@@ -662,6 +671,20 @@ struct SqliteStore::Impl {
             }
         });
     }
+
+    void add_log(const LogRecord& line, Doing& doing) {
+        doing.at("storing a log line of", &line.run_id, line.step_id.empty() ? nullptr : &line.step_id);
+        Use s(insert_log);
+        s->bindNoCopy(1, line.run_id);
+        s->bindNoCopy(2, line.step_id);
+        if (line.item) s->bind(3, static_cast<std::int64_t>(*line.item));
+        else s->bind(3);
+        s->bind(4, line.attempt);
+        bind_status(*s, 5, to_string(line.level));
+        s->bindNoCopy(6, line.message);
+        s->bind(7, detail::to_millis(line.at));
+        s->exec();
+    }
 };
 
 SqliteStore::SqliteStore(const std::string& path, SqliteOptions options) {
@@ -717,6 +740,7 @@ void SqliteStore::commit(const Batch& batch) {
         for (const RunWrite& write : batch.runs) impl_->write_run(write, doing);
         for (const RunControl& control : batch.controls) impl_->write_control(control, doing);
         for (const RunEvent& event : batch.events) impl_->add_event(event, doing);
+        for (const LogRecord& line : batch.logs) impl_->add_log(line, doing);
         return true;
     });
 }
@@ -767,15 +791,13 @@ std::optional<RunId> SqliteStore::find_run_by_key(std::string_view idempotency_k
 std::vector<RunInfo> SqliteStore::list_runs(const RunFilter& filter) {
     return impl_->read("listing runs", [&] {
         // Built per filter, not cached: each shape lets SQLite use its own index.
-        std::string sql = fmt::format("SELECT {} FROM workflow_runs", kRunColumns);
-        if (filter.workflow_name) sql += " WHERE workflow_name = :workflow";
-        if (filter.status) sql += filter.workflow_name ? " AND" : " WHERE";
-        if (filter.status) sql += " status = :status";
-        sql += " ORDER BY created_at DESC, rowid DESC LIMIT :limit";
-        SQLite::Statement s(impl_->reader, sql);
-        if (filter.workflow_name) s.bind(":workflow", *filter.workflow_name);
-        if (filter.status) s.bind(":status", std::string(to_string(*filter.status)));
-        s.bind(":limit", static_cast<std::int64_t>(std::min<std::size_t>(filter.limit, INT64_MAX)));
+        const auto listing = detail::run_listing(filter, '?', "id");
+        SQLite::Statement s(impl_->reader, fmt::format("SELECT {} FROM workflow_runs{}", kRunColumns, listing.clauses));
+        for (std::size_t i = 0; i < listing.params.size(); ++i) {
+            const int index = static_cast<int>(i + 1);
+            if (auto* number = std::get_if<std::int64_t>(&listing.params[i])) s.bind(index, *number);
+            else s.bind(index, std::get<std::string>(listing.params[i]));
+        }
         std::vector<RunInfo> out;
         while (s.executeStep()) out.push_back(read_run(s));
         return out;
@@ -916,6 +938,51 @@ SqliteSettings SqliteStore::settings() {
     } catch (const SQLite::Exception& e) {
         throw store_error(e, fmt::format("reading the settings of {}", impl_->path));
     }
+}
+
+std::vector<LogRecord> SqliteStore::load_logs(const RunId& id, std::string_view step_id) {
+    return impl_->read("loading the log lines of run " + id, [&] {
+        std::vector<LogRecord> out;
+        Use s(impl_->select_logs);
+        s->bindNoCopy(1, id);
+        s->bind(2, std::string(step_id));
+        while (s->executeStep()) {
+            LogRecord& line = out.emplace_back();
+            line.run_id = s->getColumn(0).getString();
+            line.step_id = s->getColumn(1).getString();
+            if (!s->getColumn(2).isNull()) line.item = static_cast<std::uint32_t>(s->getColumn(2).getInt64());
+            line.attempt = s->getColumn(3).getInt();
+            line.level = parse_log_level(s->getColumn(4).getText());
+            line.message = s->getColumn(5).getString();
+            line.at = detail::from_millis(s->getColumn(6).getInt64());
+        }
+        return out;
+    });
+}
+
+std::size_t SqliteStore::delete_runs(const std::vector<RunId>& ids) {
+    if (ids.empty()) return 0;
+    Doing context;
+    context.action = "deleting finished runs";
+    return impl_->write(context, [&](Doing& doing) {
+        doing.action = "deleting finished runs";
+        // Children first (foreign keys); prepared per call: retention is not a hot path.
+        auto& db = impl_->writer;
+        SQLite::Statement final_runs(db,
+            "SELECT value FROM json_each(?) WHERE value IN (SELECT id FROM workflow_runs WHERE status != 'running')");
+        final_runs.bind(1, id_array(ids).dump());
+        std::vector<std::string> doomed;
+        while (final_runs.executeStep()) doomed.push_back(final_runs.getColumn(0).getString());
+        const std::string list = id_array(doomed).dump();
+        for (const char* table : {"run_logs", "run_events", "step_items", "step_runs"}) {
+            SQLite::Statement erase(db, fmt::format("DELETE FROM {} WHERE run_id IN (SELECT value FROM json_each(?))", table));
+            erase.bind(1, list);
+            erase.exec();
+        }
+        SQLite::Statement erase(db, "DELETE FROM workflow_runs WHERE id IN (SELECT value FROM json_each(?))");
+        erase.bind(1, list);
+        return static_cast<std::size_t>(erase.exec());
+    });
 }
 
 }  // namespace loom

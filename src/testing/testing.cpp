@@ -154,7 +154,7 @@ StepResult StepHarness::run() const {
         if (!params.deadline || by_timeout < *params.deadline) params.deadline = by_timeout;
     }
     params.clock = &clock;
-    params.log_sink = [&](const LogRecord& record) {
+    params.log_sink = [&](const LogRecord& record, int /*line*/) {
         std::lock_guard guard(logs_mutex);
         result.logs.push_back(record);
     };

@@ -691,7 +691,7 @@ TEMPLATE_TEST_CASE("list_runs filters and returns newest first without steps", "
     loom::Store& store = fixture.store;
     store.save_workflow(workflow("etl", 1));
     store.save_workflow(workflow("report", 1));
-    // Created out of order; "e3" and "e4" share a millisecond, so insertion decides.
+    // Created out of order; "e3" and "e4" share a millisecond, so the id decides.
     store.commit(creating({new_run("e2", 2000), new_run("e1", 1000),
                            new_run("r1", 1500, "report")}));
     store.commit(creating({new_run("e3", 3000), new_run("e4", 3000)}));
@@ -732,6 +732,145 @@ TEMPLATE_TEST_CASE("list_runs filters and returns newest first without steps", "
     loom::RunFilter none;
     none.workflow_name = "missing";
     CHECK(store.list_runs(none).empty());
+}
+
+TEMPLATE_TEST_CASE("list_runs pages by cursor and filters by creation and finish time", "[store]",
+                   LOOM_STORE_FIXTURES) {
+    TestType fixture;
+    loom::Store& store = fixture.store;
+    store.save_workflow(workflow("etl", 1));
+    // Five runs in one millisecond (ids decide their order), three later.
+    std::vector<loom::RunInfo> runs;
+    for (const char* id : {"b", "a", "e", "c", "d"}) runs.push_back(new_run(id, 1000));
+    for (int i = 0; i < 3; ++i) runs.push_back(new_run("n" + std::to_string(i), 2000 + i));
+    store.commit(creating(runs));
+    loom::Batch finish;
+    for (const char* id : {"a", "n0"}) {
+        loom::RunWrite write;
+        write.run_id = id;
+        write.status = RunStatus::failed;
+        write.updated_at = at(id == std::string("a") ? 5000 : 7000);
+        write.finished_at = write.updated_at;
+        finish.runs.push_back(write);
+    }
+    store.commit(finish);
+
+    // Every run once, in order, pages of 3; a page ending inside the
+    // millisecond continues inside it.
+    loom::RunFilter page;
+    page.limit = 3;
+    std::vector<loom::RunId> seen;
+    for (;;) {
+        auto got = store.list_runs(page);
+        for (const auto& run : got) seen.push_back(run.id);
+        if (got.size() < page.limit) break;
+        page.after = loom::RunCursor::parse(loom::RunCursor::after(got.back()).to_string());
+    }
+    CHECK(seen == std::vector<loom::RunId>{"n2", "n1", "n0", "e", "d", "c", "b", "a"});
+
+    loom::RunFilter range;
+    range.since = at(1000);
+    range.until = at(2001);
+    CHECK(ids(store.list_runs(range)) == std::vector<loom::RunId>{"n0", "e", "d", "c", "b", "a"});
+    range.after = loom::RunCursor{at(1000), "c"};
+    CHECK(ids(store.list_runs(range)) == std::vector<loom::RunId>{"b", "a"});
+
+    loom::RunFilter old;
+    old.finished_before = at(6000);
+    CHECK(ids(store.list_runs(old)) == std::vector<loom::RunId>{"a"});
+    old.finished_before = at(7001);
+    CHECK(ids(store.list_runs(old)) == std::vector<loom::RunId>{"n0", "a"});
+}
+
+TEST_CASE("RunCursor's text form round-trips and bad text is refused", "[store]") {
+    const loom::RunCursor cursor{at(1234), "run-1.child"};
+    const auto back = loom::RunCursor::parse(cursor.to_string());
+    CHECK(cursor.to_string() == "1234-run-1.child");
+    CHECK(back.created_at == cursor.created_at);
+    CHECK(back.id == cursor.id);
+    for (const char* bad : {"", "-x", "12", "12-", "x-1", "1x-a"})
+        CHECK_THROWS_WITH(loom::RunCursor::parse(bad), Catch::Contains("[loom.cursor.malformed]"));
+}
+
+TEMPLATE_TEST_CASE("log lines are stored with their run, read per run and per step", "[store]",
+                   LOOM_STORE_FIXTURES) {
+    TestType fixture;
+    loom::Store& store = fixture.store;
+    store.save_workflow(workflow("etl", 1));
+    store.commit(creating({new_run("r1"), new_run("r2")}));
+    loom::Batch batch;
+    batch.logs.push_back(loom::LogRecord{loom::LogLevel::info, "r1", "extract", 1, "first", std::nullopt, at(10)});
+    batch.logs.push_back(loom::LogRecord{loom::LogLevel::warn, "r2", "extract", 2, "other run", std::nullopt, at(11)});
+    batch.logs.push_back(loom::LogRecord{loom::LogLevel::error, "r1", "load", 3, "second \"quoted\" \xC3\xA9", 7u, at(12)});
+    store.commit(batch);
+    loom::Batch later;
+    later.logs.push_back(loom::LogRecord{loom::LogLevel::debug, "r1", "extract", 1, "third", std::nullopt, at(13)});
+    store.commit(later);
+
+    const auto all = store.load_logs("r1");
+    REQUIRE(all.size() == 3);
+    CHECK(all[0].message == "first");
+    CHECK(all[0].level == loom::LogLevel::info);
+    CHECK(all[0].step_id == "extract");
+    CHECK(all[0].attempt == 1);
+    CHECK(!all[0].item);
+    CHECK(all[0].at == at(10));
+    CHECK(all[1].message == "second \"quoted\" \xC3\xA9");
+    CHECK(all[1].level == loom::LogLevel::error);
+    CHECK(all[1].item == std::optional<std::uint32_t>(7));
+    CHECK(all[2].message == "third");
+    const auto extract = store.load_logs("r1", "extract");
+    REQUIRE(extract.size() == 2);
+    CHECK(extract[1].message == "third");
+    CHECK(store.load_logs("r2").size() == 1);
+    CHECK(store.load_logs("unknown").empty());
+}
+
+TEMPLATE_TEST_CASE("delete_runs deletes final runs with everything they own, and only those", "[store]",
+                   LOOM_STORE_FIXTURES) {
+    TestType fixture;
+    loom::Store& store = fixture.store;
+    store.save_workflow(workflow("etl", 1));
+    auto keyed = new_run("done", 1000);
+    keyed.idempotency_key = "k1";
+    store.commit(creating({keyed, new_run("live", 2000)}));
+    loom::Batch batch;
+    loom::ItemWrite item;
+    item.run_id = "done";
+    item.step_id = "extract";
+    item.item.status = StepStatus::completed;
+    batch.items.push_back(item);
+    loom::RunWrite write;
+    write.run_id = "done";
+    write.status = RunStatus::completed;
+    write.updated_at = at(3000);
+    write.finished_at = at(3000);
+    batch.runs.push_back(write);
+    for (const char* id : {"done", "live"}) {
+        loom::RunEvent event;
+        event.run_id = id;
+        event.kind = "run.note";
+        event.at = at(3000);
+        batch.events.push_back(event);
+        batch.logs.push_back(loom::LogRecord{loom::LogLevel::info, id, "extract", 1, "line", std::nullopt, at(3000)});
+    }
+    store.commit(batch);
+
+    CHECK(store.delete_runs({"live", "done", "unknown", "done"}) == 1);
+    CHECK(!store.load_run("done"));
+    CHECK(store.load_events("done").empty());
+    CHECK(store.load_logs("done").empty());
+    CHECK(!store.find_run_by_key("k1"));
+    CHECK(ids(store.list_runs()) == std::vector<loom::RunId>{"live"});
+    CHECK(store.load_run("live"));
+    CHECK(store.load_events("live").size() == 1);
+    CHECK(store.load_logs("live").size() == 1);
+    CHECK(store.delete_runs({}) == 0);
+    // The key is free again.
+    auto again = new_run("again", 4000);
+    again.idempotency_key = "k1";
+    store.commit(creating({again}));
+    CHECK(store.find_run_by_key("k1") == std::optional<loom::RunId>("again"));
 }
 
 TEMPLATE_TEST_CASE("unfinished_runs lists running runs oldest first", "[store]", LOOM_STORE_FIXTURES) {
