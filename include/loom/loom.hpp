@@ -8,6 +8,7 @@
 #include <loom/handler.hpp>
 #include <loom/json.hpp>
 #include <loom/memory_store.hpp>
+#include <loom/metrics.hpp>
 #include <loom/observer.hpp>
 #include <loom/run.hpp>
 #include <loom/sqlite_store.hpp>

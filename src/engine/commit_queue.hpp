@@ -49,7 +49,7 @@ struct StepChange {
     int attempt = 0;
     Json output;                     // completed: a copy, since the slot's may move on
     std::string error;
-    std::optional<TimePoint> started_at, finished_at, wake_at;
+    std::optional<TimePoint> started_at, finished_at, wake_at, ready_at;
     const char* kind = "";           // the history event's
     std::string detail;
 };
@@ -60,12 +60,15 @@ struct Effects {
     std::vector<StepChange> changes;             // tell observers, in order
     bool arm_timers = false;                     // arm the run's deadline and its waiting steps
     std::uint64_t run_seq = 0;                   // RunState::queued_seq of these writes
-    bool run_started = false;
+    /// The run is live here from these writes on: the history kind of how
+    /// it came (event::run_started, run_recovered, ...); null if it was before.
+    const char* run_began = nullptr;
     /// The run ended with these writes: its outcome and error as written, so
     /// that observers hear them without taking the run's lock again.
     struct Ending {
         RunStatus outcome = RunStatus::completed;
         std::string error;
+        const char* kind = "";   // its history event's
     };
     std::optional<Ending> run_finished;
     CommitWaiter* waiter = nullptr;

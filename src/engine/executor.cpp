@@ -370,8 +370,8 @@ bool Executor::Impl::launch(const std::shared_ptr<RunState>& run, const RunInfo&
             writes.new_runs.push_back(stored);
             writes.new_runs.back().owner = leases_.identity();
             writes.new_runs.back().lease_until = leases_.lease_end();
-            queue.effects().run_started = true;
         }
+        queue.effects().run_began = event;
         if (reopen) writes.runs.push_back(*reopen);
         writes.events.push_back(RunEvent{0, run->id, "", event, 0, "", at});
         if (!fresh && !reopen) {

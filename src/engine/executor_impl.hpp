@@ -397,6 +397,8 @@ struct Executor::Impl {
     void cancel_items(RunState& run, std::uint32_t step, Queue& queue) LOOM_REQUIRES(run.mutex);
     /// Applies a committed batch's effects.
     void apply(Effects& effects);
+    /// Tells the observer of a durable commit of `batch` that took `took`.
+    void tell_commit(const Batch& batch, std::chrono::steady_clock::duration took);
     /// Drops the live state of runs whose commit failed; the store is the truth.
     void abandon(std::vector<Effects>& effects, std::vector<Task>& ready,
                  const std::exception_ptr& failure);

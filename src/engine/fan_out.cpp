@@ -151,7 +151,7 @@ bool Executor::Impl::advance_fan_out(RunState& run, std::uint32_t step, Queue& q
             queue.effects().arm_timers = true;   // a retry due since before a restart
             continue;
         }
-        item.status = StepStatus::ready;
+        item.make_ready(now());
         queue.ready_item(step, i);
     }
     if (!fan.busy.none() || (fan.completed < n && !fan.failed && !run.stopping)) return false;

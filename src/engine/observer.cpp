@@ -1,7 +1,11 @@
-// LogObserver: one line per event, written whole under a mutex; and what
-// Observer::on_step_changed() tells observers that predate it.
+// LogObserver: one line per event, written whole under a mutex; Observers,
+// which tells several; and what Observer::on_step_changed() and
+// on_run_changed() tell observers that predate them.
 #include <loom/observer.hpp>
 
+#include <loom/events.hpp>
+
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <ostream>
@@ -25,6 +29,48 @@ void Observer::on_step_changed(const StepEvent& event) {
     // What observers written before on_step_changed() existed were told.
     if (!event.item && (event.status == StepStatus::completed || event.status == StepStatus::failed))
         on_step_finished(event);
+}
+
+void Observer::on_run_changed(const RunChange& change) {
+    // What observers written before on_run_changed() existed were told.
+    if (change.live) {
+        if (change.kind == event::run_started) on_run_started(change.run_id, change.workflow_name);
+    } else if (change.status != RunStatus::running) {
+        on_run_finished(change.run_id, change.status, change.error);
+    }
+}
+
+Observers::Observers(std::initializer_list<Observer*> observers) : Observers(std::vector<Observer*>(observers)) {}
+
+Observers::Observers(std::vector<Observer*> observers) : observers_(std::move(observers)) {
+    observers_.erase(std::remove(observers_.begin(), observers_.end(), nullptr), observers_.end());
+}
+
+template <class Call>
+void Observers::each(const Call& call) {
+    for (Observer* o : observers_) {
+        try {
+            call(*o);
+        } catch (...) {
+            // As the executor does: one observer's failure is nobody else's.
+        }
+    }
+}
+
+void Observers::on_run_changed(const RunChange& change) {
+    each([&](Observer& o) { o.on_run_changed(change); });
+}
+
+void Observers::on_step_changed(const StepEvent& event) {
+    each([&](Observer& o) { o.on_step_changed(event); });
+}
+
+void Observers::on_log(const LogRecord& record) {
+    each([&](Observer& o) { o.on_log(record); });
+}
+
+void Observers::on_commit(const CommitStats& stats) {
+    each([&](Observer& o) { o.on_commit(stats); });
 }
 
 LogObserver::LogObserver(std::ostream& out, LogLevel min_level) : out_(out), min_level_(min_level) {}

@@ -61,6 +61,9 @@ struct AttemptSlot {
     std::optional<TimePoint> started_at;
     std::optional<TimePoint> finished_at;
     std::optional<TimePoint> wake_at;   // waiting: when the next attempt is due
+    /// When it last became ready: the next attempt's wait for a commit, a
+    /// worker or a concurrency slot starts here (StepEvent::ready_at).
+    std::optional<TimePoint> ready_at;
     bool armed = false;                 // waiting or suspended: a timer will wake it
     /// The batch (RunState::queued_seq) that records the wait: its timer is
     /// armed only once that batch is committed (0: stored already).
@@ -74,6 +77,12 @@ struct AttemptSlot {
     /// process before its (lazily written) start reached the store. For a
     /// for_each step: the first elements it dispatches (FanOut::exact_left).
     bool exact = false;
+
+    /// It may start an attempt from `at` on (once what made it ready is committed).
+    void make_ready(TimePoint at) {
+        status = StepStatus::ready;
+        ready_at = at;
+    }
 };
 
 /// One element of a for_each step (status: pending, ready, running, waiting,
@@ -180,6 +189,9 @@ struct RunState : std::enable_shared_from_this<RunState> {
     bool done LOOM_GUARDED_BY(mutex) = false;               // final write committed, or run abandoned
     bool abandoned LOOM_GUARDED_BY(mutex) = false;          // a commit failed; the store is the truth now
     std::exception_ptr store_error LOOM_GUARDED_BY(mutex);  // why it was abandoned
+    /// Observers were told it runs here (on_run_changed): abandoned, it is
+    /// told given up; one whose first commit failed was never told either.
+    bool told_live LOOM_GUARDED_BY(mutex) = false;
     /// The seq of the newest pause or resume in its history that the control
     /// poll acted on (Impl::apply_controls).
     std::int64_t controls_seen LOOM_GUARDED_BY(mutex) = 0;

@@ -7,7 +7,9 @@
 // and runs. Successors are dispatched only after the commit that made them
 // ready: that is the durability promise.
 #include <algorithm>
+#include <chrono>
 #include <iterator>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -107,6 +109,8 @@ void Executor::Impl::lead(Task* held) {
 
         std::exception_ptr failure;
         detail::failpoint("commit.before");
+        std::chrono::steady_clock::time_point began;
+        if (options_.observer) began = std::chrono::steady_clock::now();
         try {
             if (!batch.empty()) store_.commit(batch);
         } catch (...) {
@@ -116,6 +120,7 @@ void Executor::Impl::lead(Task* held) {
         if (failure) {
             abandon(effects, ready, failure);
         } else {
+            if (options_.observer && !batch.empty()) tell_commit(batch, std::chrono::steady_clock::now() - began);
             for (auto& e : effects) apply(e);
             if (held && !held->run && !ready.empty()) {
                 *held = std::move(ready.back());
@@ -131,23 +136,42 @@ void Executor::Impl::lead(Task* held) {
     }
 }
 
+void Executor::Impl::tell_commit(const Batch& batch, std::chrono::steady_clock::duration took) {
+    CommitStats stats;
+    stats.duration = std::chrono::duration_cast<std::chrono::nanoseconds>(took);
+    stats.runs = batch.new_runs.size() + batch.runs.size() + batch.controls.size();
+    stats.steps = batch.steps.size();
+    stats.items = batch.items.size();
+    stats.events = batch.events.size();
+    notify([&](Observer& o) { o.on_commit(stats); });
+}
+
 void Executor::Impl::apply(Effects& e) {
     if (e.run) {
         RunState& run = *e.run;
         const auto& name = run.workflow->name();
-        if (e.run_started) notify([&](Observer& o) { o.on_run_started(run.id, name); });
+        if (e.run_began && options_.observer) {
+            bool tell;
+            {
+                MutexLock lock(run.mutex);
+                tell = run.told_live = !run.abandoned;   // given up meanwhile (its lease lost): never told
+            }
+            if (tell)
+                notify([&](Observer& o) { o.on_run_changed(RunChange{run.id, name, true, RunStatus::running, "", e.run_began}); });
+        }
         if (e.arm_timers) arm_timers(e.run, e.run_seq);
         for (auto& c : e.changes) {
             notify([&](Observer& o) {
                 o.on_step_changed(StepEvent{run.id, name, run.workflow->steps()[c.step].id, c.status, c.attempt,
                                             c.status == StepStatus::completed ? &c.output : nullptr, c.error,
-                                            c.item, c.started_at, c.finished_at, c.wake_at, c.kind, c.detail});
+                                            c.item, c.started_at, c.finished_at, c.wake_at, c.kind, c.detail,
+                                            c.ready_at});
             });
         }
         if (e.run_finished) {
             // Observers hear of it before waiters are released.
             const auto& end = *e.run_finished;
-            notify([&](Observer& o) { o.on_run_finished(run.id, end.outcome, end.error); });
+            notify([&](Observer& o) { o.on_run_changed(RunChange{run.id, name, false, end.outcome, end.error, end.kind}); });
             notify_parent(run);
             {
                 MutexLock lock(run.mutex);
@@ -194,6 +218,7 @@ void Executor::Impl::abandon_runs(const std::vector<std::shared_ptr<RunState>>& 
                                   const std::exception_ptr& failure, const std::string& message) {
     // First mark the runs: from then on nothing more is queued for them.
     std::vector<std::shared_ptr<RunState>> dropped;
+    std::vector<bool> told_live;   // of each dropped run: observers heard it runs here
     for (auto& r : runs) {
         RunState& run = *r;
         MutexLock lock(run.mutex);
@@ -205,6 +230,7 @@ void Executor::Impl::abandon_runs(const std::vector<std::shared_ptr<RunState>>& 
         // Recorded before the run leaves live_ below, so that wait() finds why.
         live_.abandoned(run.id, failure);
         dropped.push_back(r);
+        told_live.push_back(std::exchange(run.told_live, false));
     }
     // What they queued before that sits behind the failed batch and was built
     // on it: a final run write there holds outputs the store never got.
@@ -216,20 +242,25 @@ void Executor::Impl::abandon_runs(const std::vector<std::shared_ptr<RunState>>& 
     std::vector<RunId> ids;
     for (auto& r : dropped) ids.push_back(r->id);
     release(ids);
-    for (auto& r : dropped) {
-        RunState& run = *r;
+    for (std::size_t i = 0; i < dropped.size(); ++i) {
+        RunState& run = *dropped[i];
+        // Observers hear of it before waiters are released, as of a run that ends.
+        report(LogRecord{LogLevel::error, run.id, "", 0, message, std::nullopt});
+        if (told_live[i])
+            notify([&](Observer& o) {
+                o.on_run_changed(RunChange{run.id, run.workflow->name(), false, RunStatus::running, message, ""});
+            });
         {
             MutexLock lock(run.mutex);
             // Not live any more before a waiter can see it done, so that a
             // recover() right after wait() resumes it, even while handlers of
             // this state still run: their results are dropped, and they see
             // ctx.cancelled().
-            live_.remove(*r);
+            live_.remove(run);
             run.done = true;
         }
         run.done_cv.notify_all();
         ended_claimed(run);
-        report(LogRecord{LogLevel::error, run.id, "", 0, message, std::nullopt});
     }
 }
 

@@ -78,6 +78,7 @@ void Executor::Impl::tell(std::uint32_t step, std::optional<std::uint32_t> item,
     c.started_at = slot.started_at;
     c.finished_at = slot.finished_at;
     c.wake_at = slot.wake_at;
+    c.ready_at = slot.ready_at;
     c.kind = kind;
     c.detail = detail;
 }
@@ -130,7 +131,7 @@ void Executor::Impl::end_run_if_over(RunState& run, Queue& queue) {
                         : run.outcome == RunStatus::failed  ? event::run_failed
                                                             : event::run_cancelled;
     writes.events.push_back(RunEvent{0, run.id, "", ended, 0, run.error, at});
-    queue.effects().run_finished = detail::Effects::Ending{run.outcome, run.error};
+    queue.effects().run_finished = detail::Effects::Ending{run.outcome, run.error, ended};
 }
 
 void Executor::Impl::cancel_unfinished(RunState& run, Queue& queue, TimePoint at) {
@@ -250,7 +251,7 @@ bool Executor::Impl::admit(RunState& run, std::uint32_t step, Queue& queue, bool
         wait_after_commit(slot, queue);
         return false;
     }
-    slot.status = StepStatus::ready;
+    slot.make_ready(now());
     queue.ready(step);
     if (write_ready) write_step(run, step, queue.writes());
     return false;
@@ -634,7 +635,7 @@ void Executor::Impl::on_wake(const std::weak_ptr<RunState>& weak, std::uint32_t 
             if (run->abandoned || run->stopping || element.attempts != number ||
                 element.status != StepStatus::waiting)
                 return;
-            element.status = StepStatus::ready;
+            element.make_ready(at);
         } else {
             slot.armed = false;
             if (run->abandoned || run->stopping || slot.attempts != number) return;
@@ -653,7 +654,7 @@ void Executor::Impl::on_wake(const std::weak_ptr<RunState>& weak, std::uint32_t 
                 queue.release(false);
                 timed_out_now = true;
             } else if (slot.status == StepStatus::waiting) {
-                slot.status = StepStatus::ready;   // recorded with the attempt's start
+                slot.make_ready(at);   // recorded with the attempt's start
             } else {
                 return;
             }

@@ -20,9 +20,9 @@ RunListing run_listing(const RunFilter& filter, char mark, const std::string& id
     if (filter.finished_before)
         conditions.push_back("status != 'running' AND finished_at < " + param(to_millis(*filter.finished_before)));
     if (filter.after) {
+        // A row value: both databases seek the index to it.
         const std::string at = param(to_millis(filter.after->created_at));
-        conditions.push_back("(created_at < " + at + " OR (created_at = " + at + " AND " + id_column + " < " +
-                             param(filter.after->id) + "))");
+        conditions.push_back("(created_at, " + id_column + ") < (" + at + ", " + param(filter.after->id) + ")");
     }
     for (std::size_t i = 0; i < conditions.size(); ++i) out.clauses += (i == 0 ? " WHERE " : " AND ") + conditions[i];
     const auto limit = static_cast<std::int64_t>(std::min<std::size_t>(filter.limit, INT64_MAX));

@@ -13,6 +13,7 @@
 #include <loom/loom.hpp>
 
 #include "support/fixture.hpp"
+#include "support/flaky_store.hpp"
 #include "support/sync.hpp"
 #include "support/temp_dir.hpp"
 
@@ -20,6 +21,7 @@ using namespace std::chrono_literals;
 using loom::Json;
 using loom::test::Gate;
 using loom::test::eventually;
+using loom::test::FlakyStore;
 using loom::test::RunCounter;
 using loom::test::release_later;
 
@@ -454,18 +456,6 @@ TEST_CASE("a cancel requested for a run nobody runs ends it on recovery", "[engi
     CHECK(other.recover() == std::vector<loom::RunId>{id});
     CHECK(other.wait(id).status == loom::RunStatus::cancelled);
 }
-
-namespace {
-/// Fails every commit while `failing` is set.
-struct FlakyStore : loom::StoreWrapper {
-    using StoreWrapper::StoreWrapper;
-    std::atomic<bool> failing{false};
-    void commit(const loom::Batch& b) override {
-        if (failing) throw loom::StoreError(loom::error_id::store_io, "injected fault");
-        StoreWrapper::commit(b);
-    }
-};
-}  // namespace
 
 TEST_CASE("a failed commit surfaces as StoreError and recover resumes the run", "[engine][executor]") {
     loom::MemoryStore memory;

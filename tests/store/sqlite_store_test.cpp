@@ -158,12 +158,13 @@ TEST_CASE("opening a new file applies every migration", "[store][sqlite]") {
     loom::test::TempDir dir;
     const std::string path = dir.file("runs.db");
     { loom::SqliteStore store(path); }
-    CHECK(loom::SqliteStore::latest_schema_version() == 10);
+    CHECK(loom::SqliteStore::latest_schema_version() == 11);
     CHECK(applied_versions(path) == every_version());
     SQLite::Database db(path);
     CHECK(db.execAndGet("SELECT count(*) FROM schema_migrations WHERE description = '' "
                         "OR applied_at < 1600000000000").getInt() == 0);
-    for (const char* table : {"workflow_definitions", "workflow_runs", "step_runs", "run_events", "step_items"}) {
+    for (const char* table : {"workflow_definitions", "workflow_runs", "step_runs", "run_events", "step_items",
+                              "run_logs"}) {
         CHECK(db.tableExists(table));
     }
     // Reopening applies nothing twice.
@@ -306,8 +307,8 @@ TEST_CASE("opening a version 3 file rebuilds step_runs with every row and value"
         CHECK(rows(db, "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
                        "ORDER BY name") ==
               std::vector<std::string>{"host_steps_by_status", "run_events_by_run",
-                                       "run_events_step_started", "workflow_runs_by_created",
-                                       "workflow_runs_by_idempotency_key",
+                                       "run_events_step_started", "run_logs_by_run", "workflow_runs_by_created",
+                                       "workflow_runs_by_finished", "workflow_runs_by_idempotency_key",
                                        "workflow_runs_by_status", "workflow_runs_by_workflow",
                                            "workflow_runs_controlled"});
         CHECK_FALSE(db.tableExists("step_runs_v4"));
