@@ -372,10 +372,12 @@ void Executor::Impl::handler_logged(const LogRecord& record, int line) {
         stored.message = fmt::format("this attempt logged more than {} lines; the rest are not stored",
                                      kMaxStoredLogLines);
     } else if (stored.message.size() > kMaxStoredLogBytes) {
-        std::size_t cut = kMaxStoredLogBytes - 3;   // room for the ellipsis
-        while (cut > 0 && (static_cast<unsigned char>(stored.message[cut]) & 0xC0) == 0x80) --cut;   // whole characters
+        constexpr std::string_view ellipsis = "\xE2\x80\xA6";
+        std::size_t cut = kMaxStoredLogBytes - ellipsis.size();
+        // Back to the start of a character: never half of one (UTF-8 continuation bytes are 10xxxxxx).
+        while (cut > 0 && (static_cast<unsigned char>(stored.message[cut]) & 0xC0) == 0x80) --cut;
         stored.message.resize(cut);
-        stored.message += "\xE2\x80\xA6";
+        stored.message += ellipsis;
     }
     if (auto flush_at = commits_.log_unwritten(std::move(stored), kStartFlushDelay))
         timers_.add(*flush_at, [this] { flush_starts(); });

@@ -39,10 +39,6 @@ using detail::pg::prepare_writer;
 using Read = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
 using Write = pqxx::work;   // READ COMMITTED (see the file comment)
 
-// ---- parameters: libpqxx 6 binds a null const char* as NULL ----------------------
-
-
-
 // A JSON array of strings: one prepared statement serves any number of ids
 // (jsonb_array_elements_text), as SqliteStore's json_each does.
 std::string id_list(const std::vector<std::string>& ids) { return Json(ids).dump(); }
@@ -374,7 +370,7 @@ std::vector<LogRecord> PostgresStore::load_logs(const RunId& id, std::string_vie
 
 std::size_t PostgresStore::delete_runs(const std::vector<RunId>& ids) {
     if (ids.empty()) return 0;
-    return impl_->write("deleting finished runs", "", [&](Write& tx) {
+    return impl_->write("deleting finished runs", fmt::format("({} asked)", ids.size()), [&](Write& tx) {
         // Locked first, so that a retry() making one running again waits;
         // children before parents (foreign keys).
         const auto doomed = tx.exec_params(

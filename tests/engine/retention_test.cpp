@@ -31,7 +31,8 @@ struct Chatty : loom::test::Steps {
             ctx.log(loom::LogLevel::debug, "element " + ctx.input<Json>("value").dump());
             return nullptr;
         });
-        handlers.add("held", [this](loom::StepContext&) -> Json {
+        handlers.add("held", [this](loom::StepContext& ctx) -> Json {
+            ctx.log("before the gate");
             gate.pass();
             return nullptr;
         });
@@ -88,6 +89,24 @@ TEST_CASE("handler log lines are stored with run, step, element and attempt", "[
         auto& again = f.reopen();
         CHECK(again.logs(id).size() == 5);
     }
+}
+
+TEST_CASE("a handler's log lines are stored while it still runs", "[engine][logs]") {
+    // No commit of the run's own comes until the handler returns: the lines
+    // must get to the store by the flush that unwritten starts use.
+    Fixture<Chatty> f(Storage::sqlite);
+    auto& executor = f.open({loom::WorkflowBuilder("hold", 1).step("wait", "held").build()});
+    const auto id = executor.start("hold", Json::object());
+    f.gate.wait_for_waiters(1);
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (f.store().load_logs(id).empty() && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(1ms);
+    const auto lines = f.store().load_logs(id);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0].message == "before the gate");
+    CHECK(executor.get_run(id).status == RunStatus::running);   // the handler is still at the gate
+    f.gate.release();
+    CHECK(executor.wait(id).status == RunStatus::completed);
 }
 
 TEST_CASE("an attempt stores at most kMaxStoredLogLines lines, each cut to kMaxStoredLogBytes", "[engine][logs]") {
